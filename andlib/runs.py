@@ -1,0 +1,172 @@
+"""The run directory: one folder holds every stage's outputs, written atomically.
+
+A stage records the hash of the inputs it depends on in ``.stages/<stage>.json``; when the
+hash and the outputs are unchanged, :meth:`RunDir.is_fresh` says so and the stage is reused
+instead of recomputed. Files are written to a temporary name and renamed into place, so an
+interrupted run never leaves a half-written output behind.
+
+Files a run directory holds (each written by the stage in brackets):
+
+- ``config.yaml`` (every stage: the resolved config), ``skipped.csv`` (data)
+- ``model.json`` (record: what was dissected)
+- ``clips.csv`` (record: clip order of every activation array)
+- ``activations/<layer>.npy`` + ``activations/index.json`` (record)
+- ``neuron_topk.csv`` (record)
+- ``captions.csv``, ``features.csv`` (caption)
+- ``summaries.csv`` (summarize), ``neurons.csv`` (concepts)
+- ``last_layer.json``, ``simulation_scores.csv`` (evaluate), ``pruning.csv`` (prune)
+- ``notebooks/`` (reproduce: executed notebooks)
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import tempfile
+import time
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from andlib.config import Config, dump_config
+
+
+def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+def atomic_write_text(path: str | os.PathLike, text: str) -> None:
+    atomic_write_bytes(path, text.encode("utf-8"))
+
+
+def save_npy(path: str | os.PathLike, array: np.ndarray) -> None:
+    """Write a ``.npy`` file atomically."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            np.save(f, array)
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+def write_csv(path: str | os.PathLike, df: pd.DataFrame) -> None:
+    atomic_write_text(path, df.to_csv(index=False))
+
+
+def write_json(path: str | os.PathLike, obj: Any) -> None:
+    atomic_write_text(path, json.dumps(obj, indent=2, sort_keys=False, default=_json_default) + "\n")
+
+
+def _json_default(o: Any) -> Any:
+    if isinstance(o, np.generic):
+        return o.item()
+    if isinstance(o, np.ndarray):
+        return o.tolist()
+    if isinstance(o, Path):
+        return str(o)
+    raise TypeError(f"not JSON serializable: {type(o).__name__}")
+
+
+class RunDir:
+    """A run directory; stages read their inputs from it and write their outputs into it."""
+
+    def __init__(self, path: str | os.PathLike):
+        self.path = Path(path)
+        self.path.mkdir(parents=True, exist_ok=True)
+
+    @classmethod
+    def from_config(cls, cfg: Config) -> RunDir:
+        run = cls(cfg.run_path)
+        atomic_write_text(run.path / "config.yaml", dump_config(cfg))
+        return run
+
+    def __truediv__(self, name: str) -> Path:
+        return self.path / name
+
+    def __repr__(self) -> str:
+        return f"RunDir({str(self.path)!r})"
+
+    def exists(self, name: str) -> bool:
+        return (self.path / name).exists()
+
+    def require(self, name: str, stage: str) -> Path:
+        """The path of an input file, or an error saying which stage makes it."""
+        p = self.path / name
+        if not p.exists():
+            raise FileNotFoundError(f"{p} is missing: run the {stage!r} stage first")
+        return p
+
+    # ---- reading and writing ---------------------------------------------------------------
+    def write_csv(self, name: str, df: pd.DataFrame) -> Path:
+        write_csv(self.path / name, df)
+        return self.path / name
+
+    def read_csv(self, name: str, stage: str | None = None, **kwargs: Any) -> pd.DataFrame:
+        p = self.require(name, stage or "earlier") if stage else self.path / name
+        return pd.read_csv(p, keep_default_na=False, **kwargs)
+
+    def write_json(self, name: str, obj: Any) -> Path:
+        write_json(self.path / name, obj)
+        return self.path / name
+
+    def read_json(self, name: str, stage: str | None = None) -> Any:
+        p = self.require(name, stage or "earlier") if stage else self.path / name
+        return json.loads(p.read_text())
+
+    # ---- stage cache ----------------------------------------------------------------------
+    def _stage_file(self, stage: str) -> Path:
+        return self.path / ".stages" / f"{stage}.json"
+
+    def is_fresh(self, stage: str, key: str) -> bool:
+        """True when ``stage`` finished with this input ``key`` and its outputs still exist."""
+        f = self._stage_file(stage)
+        if not f.exists():
+            return False
+        rec = json.loads(f.read_text())
+        return rec.get("key") == key and all((self.path / o).exists() for o in rec.get("outputs", []))
+
+    def stage_key(self, stage: str) -> str | None:
+        f = self._stage_file(stage)
+        return json.loads(f.read_text()).get("key") if f.exists() else None
+
+    def mark_done(self, stage: str, key: str, outputs: Iterable[str], **info: Any) -> None:
+        write_json(
+            self._stage_file(stage),
+            {"key": key, "outputs": list(outputs), "finished": time.strftime("%Y-%m-%dT%H:%M:%S"), **info},
+        )
+
+    def invalidate(self, stage: str) -> None:
+        self._stage_file(stage).unlink(missing_ok=True)
+
+    # ---- logging --------------------------------------------------------------------------
+    def logger(self, stage: str) -> logging.Logger:
+        """A logger that also appends to ``run.log`` in the run directory."""
+        log = logging.getLogger(f"andlib.run.{stage}")
+        target = str(self.path / "run.log")
+        if not any(isinstance(h, logging.FileHandler) and h.baseFilename == target for h in log.handlers):
+            h = logging.FileHandler(target)
+            h.setFormatter(logging.Formatter("%(asctime)s %(name)s %(levelname)s %(message)s"))
+            log.addHandler(h)
+        log.setLevel(logging.INFO)
+        return log
