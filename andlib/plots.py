@@ -9,11 +9,9 @@ from __future__ import annotations
 from pathlib import Path
 
 import matplotlib
+import matplotlib.pyplot as plt
 
-matplotlib.use("Agg") if matplotlib.get_backend().lower() not in {"module://matplotlib_inline.backend_inline", "agg"} else None
-import matplotlib.pyplot as plt  # noqa: E402
-
-from andlib.config import Config  # noqa: E402
+from andlib.config import Config
 
 STYLE = {
     "figure.dpi": 110,
