@@ -1,0 +1,113 @@
+from pathlib import Path
+
+import pytest
+
+from andlib.config import (
+    PROJECT_ROOT,
+    Config,
+    ConfigError,
+    load_config,
+    parse_override,
+    rng,
+    stable_hash,
+)
+
+
+def test_default_config_file_loads_and_matches_dataclass_defaults_where_unset():
+    cfg = load_config("configs/default.yaml")
+    assert isinstance(cfg, Config)
+    assert cfg.name == "default"
+    assert cfg.data.dataset == "esc50"
+    assert cfg.record.layers == ["preset:ast"]
+    assert cfg.run_path == PROJECT_ROOT / "runs" / "default"
+
+
+def test_dotted_overrides_set_nested_and_top_level_values():
+    cfg = load_config("configs/default.yaml", ["data.limit=100", "k=7", "data.folds=[1, 2]"])
+    assert cfg.data.limit == 100
+    assert cfg.k == 7
+    assert cfg.data.folds == [1, 2]
+
+
+def test_override_mapping_form_is_equivalent_to_strings():
+    a = load_config(None, ["llm.temperature=0.5", "captioner.name=metadata+acoustic"])
+    b = load_config(None, {"llm.temperature": 0.5, "captioner.name": "metadata+acoustic"})
+    assert a == b
+
+
+def test_int_is_widened_to_float_but_not_the_reverse():
+    assert load_config(None, ["llm.temperature=1"]).llm.temperature == 1.0
+    with pytest.raises(ConfigError, match="k: expected an integer"):
+        load_config(None, ["k=2.5"])
+
+
+@pytest.mark.parametrize(
+    "override, key",
+    [("foo=1", "foo"), ("data.nope=1", "data.nope"), ("k.sub=1", "k")],
+)
+def test_unknown_override_keys_are_errors_naming_the_key(override, key):
+    with pytest.raises(ConfigError, match=key.replace(".", r"\.")):
+        load_config(None, [override])
+
+
+def test_unknown_key_in_yaml_file_names_the_dotted_key(tmp_path: Path):
+    f = tmp_path / "c.yaml"
+    f.write_text("data:\n  limt: 3\n")
+    with pytest.raises(ConfigError, match=r"data\.limt"):
+        load_config(f)
+
+
+@pytest.mark.parametrize(
+    "text, match",
+    [
+        ("k: five\n", "k: expected an integer"),
+        ("data:\n  folds: 3\n", "data.folds: expected a list"),
+        ("data: [1, 2]\n", "data: expected a mapping"),
+        ("record:\n  pooling: median\n", "record.pooling"),
+        ("data:\n  on_error: ignore\n", "data.on_error"),
+        ("llm:\n  concurrency: true\n", "llm.concurrency: expected an integer"),
+    ],
+)
+def test_wrong_types_and_choices_are_errors_naming_the_key(tmp_path: Path, text, match):
+    f = tmp_path / "c.yaml"
+    f.write_text(text)
+    with pytest.raises(ConfigError, match=match.replace(".", r"\.")):
+        load_config(f)
+
+
+def test_broken_yaml_and_missing_file_give_clear_errors(tmp_path: Path):
+    f = tmp_path / "broken.yaml"
+    f.write_text("data: [unclosed\n")
+    with pytest.raises(ConfigError, match="not valid YAML"):
+        load_config(f)
+    with pytest.raises(ConfigError, match="not found"):
+        load_config(tmp_path / "missing.yaml")
+    with pytest.raises(ConfigError, match="key=value"):
+        parse_override("no-equals-sign")
+
+
+def test_section_hash_changes_only_with_the_sections_it_covers():
+    a = load_config(None)
+    b = load_config(None, ["llm.temperature=0.7"])
+    c = load_config(None, ["data.limit=10"])
+    assert a.section_hash("data", "record") == b.section_hash("data", "record")
+    assert a.section_hash("data", "record") != c.section_hash("data", "record")
+    assert a.section_hash("llm") != b.section_hash("llm")
+    with pytest.raises(ConfigError):
+        a.section_hash("nonexistent")
+
+
+def test_rng_is_reproducible_per_seed_and_purpose():
+    cfg = load_config(None, ["seed=3"])
+    assert (rng(cfg, "prune", "dog").integers(0, 10**9, 5) == rng(3, "prune", "dog").integers(0, 10**9, 5)).all()
+    assert (rng(cfg, "prune", "dog").integers(0, 10**9, 5) != rng(cfg, "prune", "cat").integers(0, 10**9, 5)).any()
+    assert (rng(cfg, "x").integers(0, 10**9, 5) != rng(4, "x").integers(0, 10**9, 5)).any()
+    assert stable_hash({"a": 1, "b": 2}) == stable_hash({"b": 2, "a": 1})
+
+
+@pytest.mark.parametrize("name", ["default.yaml", "paper.yaml", "strategies.yaml"])
+def test_shipped_configs_validate_offline(name):
+    path = PROJECT_ROOT / "configs" / name
+    if not path.exists():
+        pytest.skip(f"{name} not written yet")
+    load_config(path)
