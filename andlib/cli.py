@@ -21,10 +21,16 @@ STAGE_HELP = {
 
 
 def _common(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--config", default="configs/default.yaml", help="YAML config (default: %(default)s)")
+    p.add_argument(
+        "--config", default="configs/default.yaml", help="YAML config (default: %(default)s)"
+    )
     p.add_argument("--out", default=None, help="run directory (default: runs/<config name>)")
     p.add_argument(
-        "--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
         help="override a config value, dotted keys (repeatable): --set data.limit=100 --set k=5",
     )
 
@@ -38,10 +44,16 @@ def build_parser() -> argparse.ArgumentParser:
         p = sub.add_parser(name, help=help_text, description=help_text)
         _common(p)
         if name == "caption":
-            p.add_argument("paths", nargs="*", help="audio files or folders (default: the probing set)")
-            p.add_argument("--captioner", default=None, help="captioner name (overrides captioner.name)")
+            p.add_argument(
+                "paths", nargs="*", help="audio files or folders (default: the probing set)"
+            )
+            p.add_argument(
+                "--captioner", default=None, help="captioner name (overrides captioner.name)"
+            )
         if name == "train":
-            p.add_argument("--strategy", default=None, help="supervised, ssl-frozen or ssl-finetuned")
+            p.add_argument(
+                "--strategy", default=None, help="supervised, ssl-frozen or ssl-finetuned"
+            )
     return parser
 
 

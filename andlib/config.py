@@ -485,7 +485,9 @@ def validate(cfg: Config) -> None:
             raise ConfigError(f"{key}: {value!r} is not one of {', '.join(choices)}")
     for s in cfg.strategies:
         if s not in _CHOICES["train.strategy"]:
-            raise ConfigError(f"strategies: {s!r} is not one of {', '.join(_CHOICES['train.strategy'])}")
+            raise ConfigError(
+                f"strategies: {s!r} is not one of {', '.join(_CHOICES['train.strategy'])}"
+            )
     if cfg.k < 1:
         raise ConfigError(f"k: must be at least 1, got {cfg.k}")
     if cfg.data.limit is not None and cfg.data.limit < 1:

@@ -101,7 +101,9 @@ def _decode_fallback(path: Path, first_error: Exception) -> tuple[np.ndarray, in
 
         audio, sr = librosa.load(str(path), sr=None, mono=False)
     except Exception as exc:
-        raise AudioError(path, f"cannot decode audio ({type(first_error).__name__}: {first_error})") from exc
+        raise AudioError(
+            path, f"cannot decode audio ({type(first_error).__name__}: {first_error})"
+        ) from exc
     audio = np.asarray(audio, dtype=np.float32)
     audio = audio[:, None] if audio.ndim == 1 else audio.T
     return audio, int(sr)
@@ -161,7 +163,9 @@ class ProbingSet:
         if len(self._index) != len(self.meta):
             raise ValueError(f"{self.name}: clip ids are not unique")
         if len(self.audio) != len(self.meta):
-            raise ValueError(f"{self.name}: {len(self.audio)} clips but {len(self.meta)} rows of metadata")
+            raise ValueError(
+                f"{self.name}: {len(self.audio)} clips but {len(self.meta)} rows of metadata"
+            )
 
     def __iter__(self) -> Iterator[tuple[str, np.ndarray]]:
         return iter(zip(self.clip_ids, self.audio, strict=True))
@@ -267,9 +271,7 @@ def esc50(cfg: Config) -> ProbingSet:
     missing = [c for c in ESC50_COLUMNS if c not in rows.columns]
     if missing:
         raise ValueError(f"{csv}: missing columns {missing}; expected {ESC50_COLUMNS}")
-    class_names = (
-        rows.drop_duplicates("target").sort_values("target")["category"].tolist()
-    )
+    class_names = rows.drop_duplicates("target").sort_values("target")["category"].tolist()
     if cfg.data.folds:
         rows = rows[rows["fold"].isin(cfg.data.folds)]
     if cfg.data.classes:
@@ -307,7 +309,10 @@ def download_esc50(cfg: Config) -> Path:
         done = part.stat().st_size if part.exists() else 0
         req = urllib.request.Request(url, headers={"Range": f"bytes={done}-"} if done else {})
         try:
-            with urllib.request.urlopen(req, timeout=60) as resp, open(part, "ab" if done else "wb") as out:
+            with (
+                urllib.request.urlopen(req, timeout=60) as resp,
+                open(part, "ab" if done else "wb") as out,
+            ):
                 if done and resp.status != 206:  # server ignored the range: start over
                     out.truncate(0)
                 shutil.copyfileobj(resp, out, length=1 << 20)
@@ -321,7 +326,9 @@ def download_esc50(cfg: Config) -> Path:
     digest = _sha256(archive)
     if cfg.data.download_sha256 and digest != cfg.data.download_sha256:
         archive.unlink()
-        raise DataNotFoundError(f"{archive}: SHA-256 {digest} != expected {cfg.data.download_sha256}; deleted, retry")
+        raise DataNotFoundError(
+            f"{archive}: SHA-256 {digest} != expected {cfg.data.download_sha256}; deleted, retry"
+        )
     with zipfile.ZipFile(archive) as zf:
         bad = zf.testzip()
         if bad is not None:
@@ -352,7 +359,9 @@ def audio_folder(cfg: Config) -> ProbingSet:
     root = resolve_path(cfg.data.root)
     if not root.is_dir():
         raise DataNotFoundError(f"data.root: {root} is not a directory")
-    files = sorted(p for p in root.rglob("*") if p.suffix.lower() in AUDIO_EXTENSIONS and p.is_file())
+    files = sorted(
+        p for p in root.rglob("*") if p.suffix.lower() in AUDIO_EXTENSIONS and p.is_file()
+    )
     if not files:
         raise DataNotFoundError(f"{root}: no audio files ({', '.join(AUDIO_EXTENSIONS)})")
     rel = [p.relative_to(root) for p in files]
@@ -398,19 +407,75 @@ class ProbeSpec:
 def probe_specs() -> list[ProbeSpec]:
     """The default battery of synthetic probes."""
     specs: list[ProbeSpec] = []
-    for f0, tag in [(100, "low-pitched"), (220, "low-pitched"), (1000, "mid-pitched"), (3000, "high-pitched"), (6000, "high-pitched")]:
-        specs.append(ProbeSpec(f"tone_{f0}hz", "tone", {"f0": f0, "level_db": -12}, ("tonal", tag, "steady")))
+    for f0, tag in [
+        (100, "low-pitched"),
+        (220, "low-pitched"),
+        (1000, "mid-pitched"),
+        (3000, "high-pitched"),
+        (6000, "high-pitched"),
+    ]:
+        specs.append(
+            ProbeSpec(f"tone_{f0}hz", "tone", {"f0": f0, "level_db": -12}, ("tonal", tag, "steady"))
+        )
     for f0, tag in [(110, "low-pitched"), (440, "mid-pitched"), (1760, "high-pitched")]:
-        specs.append(ProbeSpec(f"harmonic_{f0}hz", "harmonic", {"f0": f0, "level_db": -12}, ("tonal", "harmonic", tag, "steady")))
-    for band, (lo, hi), tag in [("low", (50, 400), "low-frequency"), ("high", (4000, 7500), "high-frequency"), ("white", (20, 7900), "broadband")]:
-        specs.append(ProbeSpec(f"noise_{band}", "noise", {"lo": lo, "hi": hi, "level_db": -12}, ("noisy", tag, "steady")))
+        specs.append(
+            ProbeSpec(
+                f"harmonic_{f0}hz",
+                "harmonic",
+                {"f0": f0, "level_db": -12},
+                ("tonal", "harmonic", tag, "steady"),
+            )
+        )
+    for band, (lo, hi), tag in [
+        ("low", (50, 400), "low-frequency"),
+        ("high", (4000, 7500), "high-frequency"),
+        ("white", (20, 7900), "broadband"),
+    ]:
+        specs.append(
+            ProbeSpec(
+                f"noise_{band}",
+                "noise",
+                {"lo": lo, "hi": hi, "level_db": -12},
+                ("noisy", tag, "steady"),
+            )
+        )
     for rate, tag in [(2, "slow"), (5, "slow"), (20, "fast"), (40, "fast")]:
-        specs.append(ProbeSpec(f"clicks_{rate}hz", "clicks", {"rate": rate, "level_db": -6}, ("impulsive", "repetitive", tag)))
+        specs.append(
+            ProbeSpec(
+                f"clicks_{rate}hz",
+                "clicks",
+                {"rate": rate, "level_db": -6},
+                ("impulsive", "repetitive", tag),
+            )
+        )
     for level, tag in [(-6, "loud"), (-45, "quiet")]:
-        specs.append(ProbeSpec(f"tone_500hz_{tag}", "tone", {"f0": 500, "level_db": level}, ("tonal", tag)))
-        specs.append(ProbeSpec(f"noise_white_{tag}", "noise", {"lo": 20, "hi": 7900, "level_db": level}, ("noisy", tag)))
-    specs.append(ProbeSpec("sweep_up", "sweep", {"f_start": 200, "f_end": 4000, "level_db": -12}, ("tonal", "rising")))
-    specs.append(ProbeSpec("sweep_down", "sweep", {"f_start": 4000, "f_end": 200, "level_db": -12}, ("tonal", "falling")))
+        specs.append(
+            ProbeSpec(f"tone_500hz_{tag}", "tone", {"f0": 500, "level_db": level}, ("tonal", tag))
+        )
+        specs.append(
+            ProbeSpec(
+                f"noise_white_{tag}",
+                "noise",
+                {"lo": 20, "hi": 7900, "level_db": level},
+                ("noisy", tag),
+            )
+        )
+    specs.append(
+        ProbeSpec(
+            "sweep_up",
+            "sweep",
+            {"f_start": 200, "f_end": 4000, "level_db": -12},
+            ("tonal", "rising"),
+        )
+    )
+    specs.append(
+        ProbeSpec(
+            "sweep_down",
+            "sweep",
+            {"f_start": 4000, "f_end": 200, "level_db": -12},
+            ("tonal", "falling"),
+        )
+    )
     return specs
 
 
@@ -465,7 +530,10 @@ def synthetic_probes(cfg: Config, specs: list[ProbeSpec] | None = None) -> Probi
             "label": [kinds.index(s.kind) for s in specs],
             "category": [s.kind for s in specs],
             "tags": [";".join(s.tags) for s in specs],
-            **{k: [s.params.get(k) for s in specs] for k in sorted({k for s in specs for k in s.params})},
+            **{
+                k: [s.params.get(k) for s in specs]
+                for k in sorted({k for s in specs for k in s.params})
+            },
         }
     )
     ps = ProbingSet("synthetic", cfg.data.sample_rate, audio, meta, kinds)

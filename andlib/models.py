@@ -66,7 +66,9 @@ class TargetModel:
             return out if isinstance(out, dict) else {"_positional": out}
 
         module.eval()
-        return cls(module, wrapped, sample_rate, name, label_names, {"source": "module", "name": name})
+        return cls(
+            module, wrapped, sample_rate, name, label_names, {"source": "module", "name": name}
+        )
 
     def inputs(self, batch: Sequence[np.ndarray]) -> dict[str, torch.Tensor]:
         raw = self.preprocess(batch)
@@ -147,7 +149,9 @@ def load_pretrained(
                 " (not a local folder; loading a hub id needs network access and "
                 "HF_HUB_OFFLINE unset, or the model in the local Hugging Face cache)"
             )
-        raise ModelLoadError(f"cannot load model {src!r}: {type(exc).__name__}: {exc}{hint}") from exc
+        raise ModelLoadError(
+            f"cannot load model {src!r}: {type(exc).__name__}: {exc}{hint}"
+        ) from exc
     archs = getattr(config, "architectures", None) or []
     if kind == "auto":
         kind = "classification" if any("Classification" in a for a in archs) else "encoder"
@@ -155,7 +159,9 @@ def load_pretrained(
     try:
         module = loader.from_pretrained(src)
     except Exception as exc:
-        raise ModelLoadError(f"cannot load model {src!r} as {kind}: {type(exc).__name__}: {exc}") from exc
+        raise ModelLoadError(
+            f"cannot load model {src!r} as {kind}: {type(exc).__name__}: {exc}"
+        ) from exc
     torch_dtype = {"float32": torch.float32, "bfloat16": torch.bfloat16}[dtype]
     dev = _device(device)
     module.to(dev, torch_dtype).eval()
@@ -174,7 +180,16 @@ def load_pretrained(
     meta = Path(src) / "andlib_training.json"
     if meta.exists():  # a model this project trained: carry its metrics into model.json
         info.update(json.loads(meta.read_text()))
-    return TargetModel(module, _hf_preprocess(extractor, sample_rate), sample_rate, src, labels, info, dev, torch_dtype)
+    return TargetModel(
+        module,
+        _hf_preprocess(extractor, sample_rate),
+        sample_rate,
+        src,
+        labels,
+        info,
+        dev,
+        torch_dtype,
+    )
 
 
 def load_target(cfg: Config) -> TargetModel:

@@ -57,11 +57,42 @@ class NotebookFailed(RuntimeError):
     pass
 
 
-def reproduce(config_path: str, overrides: list[str] | None = None, out: str | None = None) -> Path:
-    """Execute every numbered notebook in order with papermill into ``<run_dir>/notebooks/``.
+def reproduction_plan(cfg: Config, overrides: list[str]) -> list[tuple[Path, list[str], Path]]:
+    """``(notebook, overrides, output folder)`` in execution order.
 
-    With ``strategies`` set in the config, the pipeline runs once per training strategy
-    (run directory ``<run_dir>/<strategy>``), then the comparison notebook section reads all.
+    A plain config runs every numbered notebook once. A config with ``strategies`` runs every
+    notebook once per strategy (its own run directory ``<run_dir>/<strategy>`` and figures
+    folder ``<figures_dir>/<strategy>``), then the analyses notebook once more on the parent
+    config, whose comparison section reads the per-strategy runs.
+    """
+    books = notebooks()
+    if not books:
+        raise NotebookFailed(f"no numbered notebooks in {NOTEBOOK_DIR}")
+    if not cfg.strategies:
+        return [(nb, overrides, cfg.run_path / "notebooks") for nb in books]
+    plan = []
+    for strategy in cfg.strategies:
+        sub = [
+            *overrides,
+            "strategies=[]",
+            f"model.name=trained:{strategy}",
+            f"train.strategy={strategy}",
+            f"run_dir={cfg.run_path / strategy}",
+            f"figures_dir={cfg.figures_path / strategy}",
+        ]
+        plan += [(nb, sub, cfg.run_path / strategy / "notebooks") for nb in books]
+    plan += [
+        (nb, overrides, cfg.run_path / "notebooks") for nb in books if nb.name.startswith("06_")
+    ]
+    return plan
+
+
+def reproduce(config_path: str, overrides: list[str] | None = None, out: str | None = None) -> Path:
+    """Execute the numbered notebooks in order with papermill into ``<run_dir>/notebooks/``.
+
+    Prints a progress line per notebook; on error, stops with the failing notebook's path and
+    cell. Every notebook reuses the stages whose inputs have not changed, so a second run
+    with a cached model only recomputes what changed.
     """
     import papermill as pm
 
@@ -70,35 +101,33 @@ def reproduce(config_path: str, overrides: list[str] | None = None, out: str | N
         overrides.append(f"run_dir={out}")
     config_file = str(find_config_file(config_path))
     cfg = load_config(config_file, overrides)
-    run = RunDir.from_config(cfg)
-    target = run.path / "notebooks"
-    target.mkdir(parents=True, exist_ok=True)
-    books = notebooks()
-    if not books:
-        raise NotebookFailed(f"no numbered notebooks in {NOTEBOOK_DIR}")
+    RunDir.from_config(cfg)
+    plan = reproduction_plan(cfg, overrides)
     t_all = time.time()
-    for i, nb in enumerate(books, 1):
-        dest = target / nb.name
-        print(f"[{i}/{len(books)}] {nb.name} ...", flush=True)
+    for i, (nb, nb_overrides, folder) in enumerate(plan, 1):
+        folder.mkdir(parents=True, exist_ok=True)
+        dest = folder / nb.name
+        print(f"[{i}/{len(plan)}] {nb.name} -> {dest.parent} ...", flush=True)
         t0 = time.time()
         try:
             pm.execute_notebook(
                 str(nb),
                 str(dest),
-                parameters={"config_path": config_file, "overrides": overrides},
+                parameters={"config_path": config_file, "overrides": nb_overrides},
                 cwd=str(NOTEBOOK_DIR),
                 kernel_name="python3",
                 progress_bar=False,
-                log_output=False,
             )
         except pm.PapermillExecutionError as exc:
             raise NotebookFailed(
                 f"{nb.name} failed in cell {exc.exec_count} ({exc.ename}: {exc.evalue}); "
                 f"executed notebook with the traceback: {dest}"
             ) from exc
-        print(f"[{i}/{len(books)}] {nb.name} done in {time.time() - t0:.0f} s", flush=True)
-    print(f"reproduce: {len(books)} notebooks in {time.time() - t_all:.0f} s; outputs in {run.path}")
-    return run.path
+        print(f"[{i}/{len(plan)}] {nb.name} done in {time.time() - t0:.0f} s", flush=True)
+    print(
+        f"reproduce: {len(plan)} notebooks in {time.time() - t_all:.0f} s; outputs in {cfg.run_path}"
+    )
+    return cfg.run_path
 
 
 def main_reproduce(config_path: str, overrides: list[str], out: str | None) -> int:

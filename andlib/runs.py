@@ -75,7 +75,9 @@ def write_csv(path: str | os.PathLike, df: pd.DataFrame) -> None:
 
 
 def write_json(path: str | os.PathLike, obj: Any) -> None:
-    atomic_write_text(path, json.dumps(obj, indent=2, sort_keys=False, default=_json_default) + "\n")
+    atomic_write_text(
+        path, json.dumps(obj, indent=2, sort_keys=False, default=_json_default) + "\n"
+    )
 
 
 def _json_default(o: Any) -> Any:
@@ -144,7 +146,9 @@ class RunDir:
         if not f.exists():
             return False
         rec = json.loads(f.read_text())
-        return rec.get("key") == key and all((self.path / o).exists() for o in rec.get("outputs", []))
+        return rec.get("key") == key and all(
+            (self.path / o).exists() for o in rec.get("outputs", [])
+        )
 
     def stage_key(self, stage: str) -> str | None:
         f = self._stage_file(stage)
@@ -153,7 +157,12 @@ class RunDir:
     def mark_done(self, stage: str, key: str, outputs: Iterable[str], **info: Any) -> None:
         write_json(
             self._stage_file(stage),
-            {"key": key, "outputs": list(outputs), "finished": time.strftime("%Y-%m-%dT%H:%M:%S"), **info},
+            {
+                "key": key,
+                "outputs": list(outputs),
+                "finished": time.strftime("%Y-%m-%dT%H:%M:%S"),
+                **info,
+            },
         )
 
     def invalidate(self, stage: str) -> None:
@@ -164,7 +173,9 @@ class RunDir:
         """A logger that also appends to ``run.log`` in the run directory."""
         log = logging.getLogger(f"andlib.run.{stage}")
         target = str(self.path / "run.log")
-        if not any(isinstance(h, logging.FileHandler) and h.baseFilename == target for h in log.handlers):
+        if not any(
+            isinstance(h, logging.FileHandler) and h.baseFilename == target for h in log.handlers
+        ):
             h = logging.FileHandler(target)
             h.setFormatter(logging.Formatter("%(asctime)s %(name)s %(levelname)s %(message)s"))
             log.addHandler(h)

@@ -39,7 +39,14 @@ def tmp_cfg(tmp_path: Path):
     return make
 
 
-def write_tone(path: Path, freq: float = 440.0, sr: int = 16000, seconds: float = 1.0, channels: int = 1, amp: float = 0.3) -> Path:
+def write_tone(
+    path: Path,
+    freq: float = 440.0,
+    sr: int = 16000,
+    seconds: float = 1.0,
+    channels: int = 1,
+    amp: float = 0.3,
+) -> Path:
     t = np.arange(int(sr * seconds)) / sr
     x = (amp * np.sin(2 * np.pi * freq * t)).astype(np.float32)
     if channels > 1:
@@ -55,9 +62,17 @@ def tiny_ast():
     from transformers import ASTConfig, ASTFeatureExtractor, ASTForAudioClassification
 
     cfg = ASTConfig(
-        hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=64,
-        num_mel_bins=32, max_length=128, frequency_stride=16, time_stride=16, patch_size=16,
-        num_labels=4, id2label={i: f"class_{i}" for i in range(4)},
+        hidden_size=32,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        intermediate_size=64,
+        num_mel_bins=32,
+        max_length=128,
+        frequency_stride=16,
+        time_stride=16,
+        patch_size=16,
+        num_labels=4,
+        id2label={i: f"class_{i}" for i in range(4)},
         label2id={f"class_{i}": i for i in range(4)},
     )
     model = ASTForAudioClassification(cfg).eval()

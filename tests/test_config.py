@@ -99,8 +99,14 @@ def test_section_hash_changes_only_with_the_sections_it_covers():
 
 def test_rng_is_reproducible_per_seed_and_purpose():
     cfg = load_config(None, ["seed=3"])
-    assert (rng(cfg, "prune", "dog").integers(0, 10**9, 5) == rng(3, "prune", "dog").integers(0, 10**9, 5)).all()
-    assert (rng(cfg, "prune", "dog").integers(0, 10**9, 5) != rng(cfg, "prune", "cat").integers(0, 10**9, 5)).any()
+    assert (
+        rng(cfg, "prune", "dog").integers(0, 10**9, 5)
+        == rng(3, "prune", "dog").integers(0, 10**9, 5)
+    ).all()
+    assert (
+        rng(cfg, "prune", "dog").integers(0, 10**9, 5)
+        != rng(cfg, "prune", "cat").integers(0, 10**9, 5)
+    ).any()
     assert (rng(cfg, "x").integers(0, 10**9, 5) != rng(4, "x").integers(0, 10**9, 5)).any()
     assert stable_hash({"a": 1, "b": 2}) == stable_hash({"b": 2, "a": 1})
 
@@ -111,3 +117,13 @@ def test_shipped_configs_validate_offline(name):
     if not path.exists():
         pytest.skip(f"{name} not written yet")
     load_config(path)
+
+
+def test_paper_config_fails_with_a_clear_message_when_the_hub_model_is_unreachable(monkeypatch):
+    from andlib.models import ModelLoadError, load_target
+
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    cfg = load_config("configs/paper.yaml")
+    assert cfg.model.name.startswith("shreyahegde/")
+    with pytest.raises(ModelLoadError, match="network access"):
+        load_target(cfg)

@@ -5,7 +5,6 @@ import pandas as pd
 import pytest
 import soundfile as sf
 
-from andlib.config import load_config
 from andlib.data import (
     AudioError,
     DataNotFoundError,
@@ -47,17 +46,23 @@ def _official_layout(root: Path, rows: list[tuple[str, int, int, str]], sr: int 
     records = []
     for i, (fname, fold, target, category) in enumerate(rows):
         write_tone(root / "audio" / fname, freq=200 + 100 * i, sr=sr, seconds=5.0, channels=2)
-        records.append((fname, fold, target, category, False, fname.split("-")[1], fname.split("-")[2]))
-    pd.DataFrame(records, columns=["filename", "fold", "target", "category", "esc10", "src_file", "take"]).to_csv(
-        root / "meta" / "esc50.csv", index=False
-    )
+        records.append(
+            (fname, fold, target, category, False, fname.split("-")[1], fname.split("-")[2])
+        )
+    pd.DataFrame(
+        records, columns=["filename", "fold", "target", "category", "esc10", "src_file", "take"]
+    ).to_csv(root / "meta" / "esc50.csv", index=False)
     return root
 
 
 def test_esc50_reads_generated_official_layout_of_44k_stereo_wav(tmp_path, tmp_cfg):
     root = _official_layout(
         tmp_path / "ESC-50",
-        [("1-100-A-0.wav", 1, 0, "dog"), ("2-200-A-1.wav", 2, 1, "rooster"), ("5-300-B-0.wav", 5, 0, "dog")],
+        [
+            ("1-100-A-0.wav", 1, 0, "dog"),
+            ("2-200-A-1.wav", 2, 1, "rooster"),
+            ("5-300-B-0.wav", 5, 0, "dog"),
+        ],
     )
     ps = load_probing_set(tmp_cfg({"data.root": str(root)}))
     assert len(ps) == 3
@@ -86,12 +91,16 @@ def test_audio_folder_mixed_formats_rates_lengths_and_channels(tmp_path, tmp_cfg
     write_tone(root / "bird" / "b.flac", 2500, sr=22050, seconds=0.5, channels=2)
     write_tone(root / "engine" / "c.ogg", 90, sr=48000, seconds=3.0)
     write_tone(root / "engine" / "d.wav", 120, sr=8000, seconds=7.0)
-    ps = load_probing_set(tmp_cfg({"data.dataset": "folder", "data.root": str(root), "data.duration": None}))
+    ps = load_probing_set(
+        tmp_cfg({"data.dataset": "folder", "data.root": str(root), "data.duration": None})
+    )
     assert ps.class_names == ["bird", "engine"]
     assert ps.clip_ids == ["bird/a", "bird/b", "engine/c", "engine/d"]
     assert [len(a) for a in ps.audio] == [32000, 8000, 48000, 112000]
     assert ps.meta["label"].tolist() == [0, 0, 1, 1]
-    fixed = load_probing_set(tmp_cfg({"data.dataset": "folder", "data.root": str(root), "data.duration": 1.0}))
+    fixed = load_probing_set(
+        tmp_cfg({"data.dataset": "folder", "data.root": str(root), "data.duration": 1.0})
+    )
     assert {len(a) for a in fixed.audio} == {16000}
 
 
@@ -100,8 +109,12 @@ def test_audio_folder_labels_from_csv(tmp_path, tmp_cfg):
     write_tone(root / "x.wav", 440)
     write_tone(root / "y.wav", 880)
     csv = tmp_path / "labels.csv"
-    pd.DataFrame({"filename": ["x.wav", "y.wav"], "label": ["low", "high"]}).to_csv(csv, index=False)
-    ps = load_probing_set(tmp_cfg({"data.dataset": "folder", "data.root": str(root), "data.labels_csv": str(csv)}))
+    pd.DataFrame({"filename": ["x.wav", "y.wav"], "label": ["low", "high"]}).to_csv(
+        csv, index=False
+    )
+    ps = load_probing_set(
+        tmp_cfg({"data.dataset": "folder", "data.root": str(root), "data.labels_csv": str(csv)})
+    )
     assert ps.meta["category"].tolist() == ["low", "high"]
 
 
@@ -112,10 +125,25 @@ def _bad_files(root: Path) -> dict[str, str]:
     sf.write(str(root / "silent.wav"), np.zeros(16000, dtype=np.float32), 16000)
     sf.write(str(root / "nosamples.wav"), np.zeros((0,), dtype=np.float32), 16000)
     write_tone(root / "good.wav", 440)
-    return {"empty.wav": "empty", "corrupt.flac": "cannot decode", "silent.wav": "silent", "nosamples.wav": "no audio samples"}
+    return {
+        "empty.wav": "empty",
+        "corrupt.flac": "cannot decode",
+        "silent.wav": "silent",
+        "nosamples.wav": "no audio samples",
+    }
 
 
-@pytest.mark.parametrize("name, reason", list({"empty.wav": "empty", "corrupt.flac": "cannot decode", "silent.wav": "silent", "nosamples.wav": "no audio samples"}.items()))
+@pytest.mark.parametrize(
+    "name, reason",
+    list(
+        {
+            "empty.wav": "empty",
+            "corrupt.flac": "cannot decode",
+            "silent.wav": "silent",
+            "nosamples.wav": "no audio samples",
+        }.items()
+    ),
+)
 def test_load_audio_names_the_file_and_the_problem(tmp_path, name, reason):
     _bad_files(tmp_path)
     with pytest.raises(AudioError) as err:
@@ -136,7 +164,15 @@ def test_bad_files_are_skipped_and_listed_by_default(tmp_path, tmp_cfg):
 def test_bad_files_raise_when_on_error_is_raise(tmp_path, tmp_cfg):
     _bad_files(tmp_path / "mixed")
     with pytest.raises(AudioError):
-        load_probing_set(tmp_cfg({"data.dataset": "folder", "data.root": str(tmp_path / "mixed"), "data.on_error": "raise"}))
+        load_probing_set(
+            tmp_cfg(
+                {
+                    "data.dataset": "folder",
+                    "data.root": str(tmp_path / "mixed"),
+                    "data.on_error": "raise",
+                }
+            )
+        )
 
 
 def test_non_finite_audio_is_rejected(tmp_path):
@@ -167,4 +203,6 @@ def test_probing_set_requires_unique_clip_ids():
     from andlib.data import ProbingSet
 
     with pytest.raises(ValueError, match="not unique"):
-        ProbingSet("x", 16000, [np.zeros(3)] * 2, pd.DataFrame({"clip_id": ["a", "a"], "label": [0, 0]}))
+        ProbingSet(
+            "x", 16000, [np.zeros(3)] * 2, pd.DataFrame({"clip_id": ["a", "a"], "label": [0, 0]})
+        )

@@ -13,7 +13,10 @@ NOTEBOOKS = sorted((PROJECT_ROOT / "notebooks").glob("[0-9][0-9]_*.ipynb"))
 
 def test_notebooks_are_in_sync_with_their_sources():
     res = subprocess.run(
-        [sys.executable, "scripts/build_notebooks.py", "--check"], cwd=PROJECT_ROOT, capture_output=True, text=True
+        [sys.executable, "scripts/build_notebooks.py", "--check"],
+        cwd=PROJECT_ROOT,
+        capture_output=True,
+        text=True,
     )
     assert res.returncode == 0, res.stdout + res.stderr
 
