@@ -114,9 +114,17 @@ class TrainConfig:
     gain_db: float = 6.0
     shift_frames: int = 100
     label_smoothing: float = 0.1
+    dropout: float = 0.0
+    """Dropout on the AST's hidden states (``ASTConfig.hidden_dropout_prob``)."""
+    eval_every: int = 5
+    """Log held-out accuracy every this many epochs (0: only at the end); never used to select."""
     pretrain_epochs: int = 30
     """Masked-spectrogram pretraining epochs (ssl strategies)."""
+    pretrain_lr: float = 1e-3
     mask_ratio: float = 0.5
+    """Fraction of patches masked and reconstructed in pretraining."""
+    linear_epochs: int = 100
+    """Epochs of the linear probe (ssl-frozen: classifier head on the frozen encoder)."""
     max_minutes: float | None = None
     """Stop training after this many minutes (``None``: run all epochs)."""
     max_steps: int | None = None
@@ -168,6 +176,8 @@ class LLMConfig:
     concurrency: int = 8
     timeout: float = 60.0
     max_retries: int = 5
+    retry_backoff: float = 1.0
+    """Seconds before the first retry; doubled on each further retry (capped at 30 s)."""
     batch_size: int = 4
 
 
@@ -210,6 +220,12 @@ class EvaluateConfig:
     """Layers scored by simulation (``None``: all recorded layers)."""
     simulation_max_neurons: int | None = 256
     """Neurons scored per layer (seeded sample; ``None``: all)."""
+    llm_simulation: bool = True
+    """Also score with an LLM simulator when ``llm.backend`` is generative (not ``extractive``)."""
+    llm_simulation_max_neurons: int = 16
+    """Neurons per layer scored by the LLM simulator (a seeded subset of the sampled ones)."""
+    llm_simulation_clips: int = 40
+    """Held-out clips per neuron shown to the LLM simulator (seeded random sample)."""
 
 
 @dataclass
@@ -224,6 +240,16 @@ class PruneConfig:
     """DB/TAB: a neuron is pruned for a concept among its top-N concepts."""
     concept: str = "water_drops"
     """The single named concept of the paper's example."""
+    ocp_match: str = "all"
+    """OCP: a neuron matches when its open concepts hold ``all`` (stemmed) words of the concept
+    name, ``any`` of them, or its ``head`` (last) word."""
+    random_match: str = "max"
+    """Random control: prune as many neurons per layer as this strategy chose (``max``: the
+    strategy that chose the most for that concept)."""
+    max_concepts: int | None = None
+    """Evaluate at most this many held-out classes (plus ``concept``); ``None``: all."""
+    batch_size: int = 100
+    """Clips per forward pass when scoring the held-out fold."""
 
 
 @dataclass
@@ -236,6 +262,10 @@ class AnalysisConfig:
     top_n_adjectives: int = 20
     ridge_alpha: float = 1.0
     cv_folds: int = 5
+    confidence: float = 0.95
+    """Confidence level of the adjectives-per-layer slope interval."""
+    kmeans_n_init: int = 10
+    """KMeans restarts when clustering captions (fixed, so clusters are reproducible)."""
 
 
 @dataclass

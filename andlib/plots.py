@@ -48,4 +48,362 @@ use_style()
 
 # --- evaluation & pruning figures (andlib.evaluate / andlib.prune) ---
 
+
+def last_layer_table(results: dict) -> plt.Figure:
+    """Paper Table 2 as a figure: Top-1 / Top-5 accuracy and cosine per captioner and method.
+
+    ``results`` is ``last_layer.json``: ``{captioner: {method: {top1, top5, cos, n_neurons}}}``.
+    """
+    rows = [
+        [cap, method, f"{s['top1'] * 100:.1f}", f"{s['top5'] * 100:.1f}", f"{s['cos']:.3f}"]
+        for cap, methods in results.items()
+        for method, s in methods.items()
+    ]
+    n = next((s["n_neurons"] for m in results.values() for s in m.values()), 0)
+    fig, ax = plt.subplots(figsize=(7.0, 0.45 + 0.3 * max(len(rows), 1)))
+    ax.axis("off")
+    if rows:
+        table = ax.table(
+            cellText=rows,
+            colLabels=["captioner", "method", "Top-1 (%)", "Top-5 (%)", "cos"],
+            loc="center",
+            cellLoc="center",
+        )
+        table.auto_set_font_size(False)
+        table.set_fontsize(9)
+        table.scale(1.0, 1.25)
+    ax.set_title(f"Last-layer dissection accuracy ({n} class neurons)")
+    return fig
+
+
+def simulation_by_layer(scores) -> plt.Figure:
+    """Mean simulation correlation (Pearson, Spearman) per layer, one line per method.
+
+    ``scores`` is ``simulation_scores.csv`` (``layer, neuron, method, pearson, spearman``).
+    """
+    layers = list(dict.fromkeys(scores["layer"]))
+    order = ["description", "random_description", "label", "label_oracle", "llm"]
+    methods = [m for m in order if m in set(scores["method"])]
+    methods += sorted(set(scores["method"]) - set(methods))
+    fig, axes = plt.subplots(1, 2, figsize=(max(7.0, 0.55 * len(layers) + 3), 3.6), sharey=True)
+    for ax, stat in zip(axes, ["pearson", "spearman"], strict=True):
+        for i, method in enumerate(methods):
+            sub = scores[scores["method"] == method].groupby("layer", sort=False)[stat]
+            mean, sem = sub.mean().reindex(layers), sub.sem().reindex(layers)
+            style = "--" if method in ("random_description", "label_oracle") else "-"
+            ax.errorbar(
+                range(len(layers)),
+                mean.values,
+                yerr=sem.values,
+                fmt=style + "o",
+                ms=3,
+                capsize=2,
+                label=method,
+                color=PALETTE[i % len(PALETTE)],
+            )
+        ax.axhline(0, color="black", lw=0.6)
+        ax.set_xticks(range(len(layers)))
+        ax.set_xticklabels(layers, rotation=60, ha="right", fontsize=8)
+        ax.set_title(f"{stat.capitalize()} r (held-out clips)")
+    axes[0].set_ylabel("mean correlation with true activation")
+    axes[1].legend(loc="best", fontsize=8)
+    fig.suptitle("Explanation scoring by simulation")
+    fig.tight_layout()
+    return fig
+
+
+def pruning_summary_bars(summary) -> plt.Figure:
+    """ΔA − ΔR per pruning strategy (confidence drops; higher = more concept-specific).
+
+    ``summary`` is :func:`andlib.prune.pruning_summary`'s table.
+    """
+    fig, axes = plt.subplots(1, 2, figsize=(8.0, 3.4))
+    x = range(len(summary))
+    for ax, col, title in [
+        (axes[0], "specificity_logit", "logit"),
+        (axes[1], "specificity_acc", "accuracy"),
+    ]:
+        bars = ax.bar(x, summary[col], color=[PALETTE[i % len(PALETTE)] for i in x])
+        ax.set_xticks(list(x))
+        ax.set_xticklabels(summary["strategy"])
+        ax.axhline(0, color="black", lw=0.6)
+        ax.set_title(f"ΔA − ΔR ({title} drop)")
+        for bar, n in zip(bars, summary["mean_n_pruned"], strict=True):
+            ax.annotate(
+                f"{n:.0f} n.",
+                (bar.get_x() + bar.get_width() / 2, bar.get_height()),
+                ha="center",
+                va="bottom",
+                fontsize=8,
+            )
+    fig.suptitle("Concept-specific pruning, mean over held-out classes (n. = neurons pruned)")
+    fig.tight_layout()
+    return fig
+
+
+def pruning_concept_bars(rows, concept: str) -> plt.Figure:
+    """Accuracy before/after pruning one concept, on its class (A) and on the rest (R)."""
+    fig, axes = plt.subplots(1, 2, figsize=(8.0, 3.4), sharey=True)
+    x = list(range(len(rows)))
+    w = 0.38
+    for ax, side, title in [(axes[0], "a", f"class '{concept}' (A)"), (axes[1], "r", "other (R)")]:
+        ax.bar([i - w / 2 for i in x], rows[f"acc_{side}_before"], w, label="before")
+        ax.bar([i + w / 2 for i in x], rows[f"acc_{side}_after"], w, label="after")
+        ax.set_xticks(x)
+        labels = zip(rows["strategy"], rows["n_pruned"], strict=True)
+        ax.set_xticklabels([f"{s}\n({n} n.)" for s, n in labels])
+        ax.set_title(f"accuracy on {title}")
+    axes[0].set_ylabel("accuracy")
+    axes[0].legend()
+    fig.suptitle(f"Pruning the neurons of '{concept}'")
+    fig.tight_layout()
+    return fig
+
+
 # --- analysis figures (andlib.analysis) ---
+
+import typing as _typing  # noqa: E402
+
+if _typing.TYPE_CHECKING:
+    import pandas as pd
+
+
+def _layer_label(layer: object) -> str:
+    """``layers.3.mlp`` -> ``3.mlp``; other keys unchanged."""
+    s = str(layer)
+    return s[len("layers.") :] if s.startswith("layers.") else s
+
+
+def _layer_ticks(ax: plt.Axes, depths: list[int], layers: list[str]) -> None:
+    ax.set_xticks(depths)
+    rotate = len(layers) > 6
+    ax.set_xticklabels(
+        [_layer_label(x) for x in layers],
+        rotation=45 if rotate else 0,
+        ha="right" if rotate else "center",
+        fontsize=8 if rotate else None,
+    )
+    ax.set_xlabel("layer (shallow → deep)")
+
+
+def _no_data(ax: plt.Axes, what: str) -> None:
+    ax.text(0.5, 0.5, f"no {what}", ha="center", va="center", transform=ax.transAxes, alpha=0.6)
+    ax.set_xticks([])
+    ax.set_yticks([])
+
+
+def _titled(fig: plt.Figure, title: str, subtitle: str | None) -> None:
+    fig.suptitle(f"{title} — {subtitle}" if subtitle else title)
+
+
+def plot_adjective_distribution(
+    counts: pd.DataFrame, top_n: int = 20, title: str | None = None
+) -> plt.Figure:
+    """Paper Fig. 3: the ``top_n`` most frequent acoustic adjectives (``adjective, count``,
+    optionally ``fraction``) as horizontal bars; one panel per ``model`` when that column exists.
+    """
+    models = list(dict.fromkeys(counts["model"])) if "model" in counts else [None]
+    height = 1.4 + 0.24 * top_n
+    fig, axes = plt.subplots(1, len(models), figsize=(4.2 * len(models) + 0.8, height))
+    axes = [axes] if len(models) == 1 else list(axes)
+    for i, (ax, model) in enumerate(zip(axes, models, strict=True)):
+        sub = counts if model is None else counts[counts["model"] == model]
+        sub = sub.sort_values(["count", "adjective"], ascending=[False, True]).head(top_n)
+        if sub.empty:
+            _no_data(ax, "adjectives")
+        else:
+            ax.barh(sub["adjective"].astype(str)[::-1], sub["count"][::-1], color=PALETTE[i % 8])
+            ax.tick_params(axis="y", labelsize=8)
+            ax.grid(axis="y", visible=False)
+        ax.set_xlabel("neurons using the adjective")
+        if model is not None:
+            ax.set_title(str(model))
+    _titled(fig, f"Acoustic adjectives (top {top_n})", title)
+    fig.tight_layout()
+    return fig
+
+
+def plot_adjectives_per_layer(
+    per_layer: pd.DataFrame, trend: dict | None = None, title: str | None = None
+) -> plt.Figure:
+    """Paper Fig. 5: mean adjectives per neuron for each layer (± s.e.m.) with the fitted
+    regression line, its confidence band and its slope with confidence interval."""
+    import numpy as np
+    from scipy import stats
+
+    df = per_layer.sort_values("depth")
+    fig, ax = plt.subplots(figsize=(max(5.0, 0.45 * len(df) + 2), 3.6))
+    if df.empty:
+        _no_data(ax, "described neurons")
+        _titled(fig, "Acoustic adjectives per layer", title)
+        return fig
+    sem = df["sem"].fillna(0) if "sem" in df else None
+    ax.errorbar(
+        df["depth"], df["mean_adjectives"], yerr=sem, fmt="o", capsize=3, label="layer mean"
+    )
+    if trend and np.isfinite(trend.get("slope", np.nan)):
+        x = np.linspace(df["depth"].min(), df["depth"].max(), 100)
+        y = trend["slope"] * x + trend["intercept"]
+        conf = trend.get("confidence", 0.95)
+        label = f"slope {trend['slope']:+.3f}/layer"
+        if np.isfinite(trend.get("ci_low", np.nan)):
+            label += f" ({conf:.0%} CI [{trend['ci_low']:+.3f}, {trend['ci_high']:+.3f}])"
+        ax.plot(x, y, color=PALETTE[3], label=label)
+        if np.isfinite(trend.get("resid_std", np.nan)) and trend.get("sxx", 0) > 0:
+            t = stats.t.ppf((1 + conf) / 2, trend["n"] - 2)
+            half = (
+                t
+                * trend["resid_std"]
+                * np.sqrt(1 / trend["n"] + (x - trend["x_mean"]) ** 2 / trend["sxx"])
+            )
+            ax.fill_between(x, y - half, y + half, color=PALETTE[3], alpha=0.15, lw=0)
+    _layer_ticks(ax, df["depth"].tolist(), df["layer"].tolist())
+    ax.set_ylabel("acoustic adjectives per neuron")
+    ax.legend(fontsize=8)
+    _titled(fig, "Acoustic adjectives per layer", title)
+    fig.tight_layout()
+    return fig
+
+
+def plot_polysemantic_neurons(
+    per_layer: pd.DataFrame,
+    spread: pd.DataFrame | None = None,
+    threshold: int | None = None,
+    title: str | None = None,
+) -> plt.Figure:
+    """Paper Fig. 6: fraction of polysemantic neurons per layer (bars, annotated with counts)
+    and, when ``spread`` (``n_clusters`` per neuron) is given, the distribution of the number
+    of caption clusters among each neuron's top clips."""
+    df = per_layer.sort_values("depth")
+    ncols = 2 if spread is not None else 1
+    fig, axes = plt.subplots(
+        1, ncols, figsize=(max(5.0, 0.45 * len(df) + 2) + 3.5 * (ncols - 1), 3.6), squeeze=False
+    )
+    ax = axes[0, 0]
+    if df.empty:
+        _no_data(ax, "neurons")
+    else:
+        ax.bar(df["depth"], df["fraction"], color=PALETTE[0])
+        for d, f, k, n in zip(
+            df["depth"], df["fraction"], df["n_polysemantic"], df["n_neurons"], strict=True
+        ):
+            ax.text(d, f, f"{k}/{n}", ha="center", va="bottom", fontsize=7)
+        _layer_ticks(ax, df["depth"].tolist(), df["layer"].tolist())
+        ax.set_ylabel("polysemantic fraction")
+        ax.set_ylim(0, min(1.05, max(0.1, df["fraction"].max() * 1.2)))
+    if spread is not None:
+        ax2 = axes[0, 1]
+        values = spread["n_clusters"].astype(int)
+        bins = range(0, int(values.max() if len(values) else 1) + 2)
+        ax2.hist(values, bins=[b - 0.5 for b in bins], color=PALETTE[1], rwidth=0.85)
+        if threshold is not None:
+            ax2.axvline(threshold - 0.5, color=PALETTE[3], ls="--", label=f"≥ {threshold}")
+            ax2.legend(fontsize=8)
+        ax2.set_xlabel("caption clusters among top-K clips")
+        ax2.set_ylabel("neurons")
+    _titled(fig, "Polysemantic neurons", title)
+    fig.tight_layout()
+    return fig
+
+
+def plot_acoustic_vs_concepts(per_layer: pd.DataFrame, title: str | None = None) -> plt.Figure:
+    """Finding i: per layer, the share of neurons whose description has more acoustic
+    adjectives than concept nouns, more nouns, or as many (stacked bars)."""
+    df = per_layer.sort_values("depth")
+    fig, ax = plt.subplots(figsize=(max(5.0, 0.45 * len(df) + 2.5), 3.6))
+    if df.empty:
+        _no_data(ax, "described neurons")
+    else:
+        bottom = 0
+        names = {"acoustic": "acoustic adjectives", "concept": "concept nouns", "tie": "tie"}
+        for i, (col, label) in enumerate(names.items()):
+            ax.bar(df["depth"], df[col], bottom=bottom, label=label, color=PALETTE[[0, 1, 7][i]])
+            bottom = bottom + df[col].to_numpy()
+        _layer_ticks(ax, df["depth"].tolist(), df["layer"].tolist())
+        ax.set_ylim(0, 1)
+        ax.set_ylabel("share of neurons")
+        ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.0, 1.0), title="dominated by")
+    _titled(fig, "Acoustic adjectives vs concept nouns", title)
+    fig.tight_layout()
+    return fig
+
+
+def plot_acoustic_feature_r2(r2: pd.DataFrame, title: str | None = None) -> plt.Figure:
+    """Finding i: cross-validated R² of predicting each neuron's activation from the
+    captioner's acoustic measurements; a box per layer (``layer, depth, neuron, r2``) with
+    the mean marked."""
+    df = r2.dropna(subset=["r2"]).sort_values("depth")
+    layers = df.drop_duplicates("layer")[["layer", "depth"]]
+    fig, ax = plt.subplots(figsize=(max(5.0, 0.45 * len(layers) + 2), 3.6))
+    if df.empty:
+        _no_data(ax, "R² values")
+    else:
+        groups = [df.loc[df["layer"] == layer, "r2"].to_numpy() for layer in layers["layer"]]
+        ax.boxplot(groups, positions=layers["depth"].tolist(), widths=0.6, showfliers=False)
+        ax.plot(
+            layers["depth"], [g.mean() for g in groups], "D", color=PALETTE[3], ms=4, label="mean"
+        )
+        ax.axhline(0, color="black", lw=0.8, alpha=0.5)
+        _layer_ticks(ax, layers["depth"].tolist(), layers["layer"].tolist())
+        ax.set_ylabel("cross-validated R²")
+        ax.legend(fontsize=8)
+    _titled(fig, "Activation explained by acoustic measurements", title)
+    fig.tight_layout()
+    return fig
+
+
+def plot_strategies_comparison(comparison: pd.DataFrame, title: str | None = None) -> plt.Figure:
+    """Issue 8: models side by side (``model, metric, layer, depth, value`` from
+    :func:`andlib.analysis.compare_runs`): polysemantic fraction, acoustic adjectives and mean
+    simulation score per layer (one line per model) and last-layer top-1 accuracy (bars)."""
+    import numpy as np
+
+    models = list(dict.fromkeys(comparison["model"]))
+    colors = {m: PALETTE[i % len(PALETTE)] for i, m in enumerate(models)}
+    fig, axes = plt.subplots(2, 2, figsize=(11, 7.5))
+    panels = [
+        ("polysemantic_fraction", "polysemantic fraction"),
+        ("mean_adjectives", "acoustic adjectives per neuron"),
+        ("simulation_pearson", "mean simulation score (Pearson r)"),
+    ]
+    for ax, (metric, label) in zip(axes.flat[[0, 1, 3]], panels, strict=True):
+        sub = comparison[comparison["metric"] == metric].dropna(subset=["depth"])
+        if sub.empty:
+            _no_data(ax, label)
+        else:
+            for model in models:
+                m = sub[sub["model"] == model].sort_values("depth")
+                if len(m):
+                    ax.plot(m["depth"], m["value"], "o-", ms=4, label=model, color=colors[model])
+            ticks = sub.drop_duplicates("layer").sort_values("depth")
+            _layer_ticks(ax, ticks["depth"].astype(int).tolist(), ticks["layer"].tolist())
+            ax.legend(fontsize=8)
+        ax.set_title(label)
+    ax = axes[1, 0]
+    acc = comparison[comparison["metric"] == "last_layer_top1"]
+    if acc.empty:
+        _no_data(ax, "last-layer accuracy")
+    else:
+        groups = list(dict.fromkeys(acc["layer"]))
+        width = 0.8 / max(len(models), 1)
+        for i, model in enumerate(models):
+            m = acc[acc["model"] == model].set_index("layer")["value"].reindex(groups)
+            x = np.arange(len(groups)) + (i - (len(models) - 1) / 2) * width
+            ax.bar(x, m.to_numpy(), width=width, label=model, color=colors[model])
+        ax.set_xticks(np.arange(len(groups)))
+        ax.set_xticklabels(groups, rotation=45, ha="right", fontsize=8)
+        ax.set_ylim(0, 1)
+        ax.legend(fontsize=8)
+    ax.set_title("last-layer accuracy (top-1)")
+    fig.suptitle(title or "Training strategies compared")
+    fig.tight_layout()
+    return fig
+
+
+def show_figures(figures: dict[str, plt.Figure] | list[plt.Figure]) -> None:
+    """Display figures inline (notebooks) and close them, so none is shown twice."""
+    from IPython.display import display
+
+    for fig in figures.values() if isinstance(figures, dict) else figures:
+        display(fig)
+        plt.close(fig)

@@ -1,0 +1,799 @@
+"""The paper's analyses of described neurons, as tables and figures.
+
+Pure functions take DataFrames / arrays and return DataFrames; :func:`run_stage` reads the
+run directory, writes the tables to ``<run>/analysis/`` and :func:`make_figures` draws them
+through :mod:`andlib.plots` (PNG + PDF in ``figures/``).
+
+- **Acoustic adjectives** (paper Fig. 3): :func:`adjective_counts` counts the calibrated
+  acoustic adjectives over all described neurons (each neuron counts an adjective once).
+- **Adjectives per layer** (paper Fig. 5): :func:`adjectives_per_layer` gives the mean number
+  of distinct adjectives per neuron for each layer in depth order (:func:`sort_layers`);
+  :func:`linear_trend` fits ``n_adjectives ~ depth`` over *neurons* (x = the layer's position
+  in depth order, 0 = shallowest) and gives the slope with a t-distribution confidence interval.
+- **Polysemantic neurons** (paper Fig. 6): every clip's caption is embedded and the clips are
+  clustered by those embeddings with KMeans (:func:`cluster_captions`). A caption (one or two
+  sentences about one clip) is one item, so each clip belongs to exactly one cluster; the
+  spread of a neuron is the number of distinct clusters among its top-K clips
+  (:func:`cluster_spread`), and a neuron whose spread reaches ``polysemantic_threshold`` is
+  polysemantic (:func:`polysemantic_per_layer`).
+- **Acoustic features vs concepts** (paper finding i): :func:`description_balance` counts
+  acoustic adjectives against open-set concept nouns per neuron (``acoustic`` / ``concept`` /
+  ``tie``), :func:`balance_per_layer` gives the three shares per layer; :func:`ridge_cv_r2`
+  measures how well the captioner's numeric acoustic measurements alone predict each neuron's
+  activation (cross-validated ridge R², all neurons of a layer fitted at once).
+- **Training strategies** (issue 8): :func:`compare_runs` gathers per-layer metrics of several
+  runs (one per model) into one tidy table for :func:`andlib.plots.plot_strategies_comparison`.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+import warnings
+from collections import Counter
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from andlib.config import Config
+from andlib.runs import RunDir
+
+log = logging.getLogger(__name__)
+
+ANALYSIS_DIR = "analysis"
+STAGE = "analysis"
+KIND_ORDER = {"attn": 0, "attention": 0, "mlp": 1, "intermediate": 1, "out": 2, "output": 2}
+_INT = re.compile(r"(?:^|[._/])(\d+)(?=$|[._/])")
+
+
+# --------------------------------------------------------------------------------------------
+# Layers and list-valued cells
+# --------------------------------------------------------------------------------------------
+
+
+def layer_sort_key(layer: str) -> tuple[int, int, int, str]:
+    """Depth ordering of layer keys: ``layers.<i>.<kind>`` by block then kind, classifier last.
+
+    Within a block the order is ``attn < mlp < out``; other keys with a block number (module
+    paths such as ``encoder.layer.3.intermediate``) sort by that number; keys without one come
+    after the numbered layers, and ``classifier`` (or any key ending in ``classifier``) last.
+    """
+    name = str(layer)
+    if name.split(".")[-1] == "classifier" or name == "classifier":
+        return (2, 0, 0, name)
+    m = _INT.search(name)
+    if m is None:
+        return (1, 0, 0, name)
+    rest = name[m.end() :].strip("._/").split(".")[0]
+    return (0, int(m.group(1)), KIND_ORDER.get(rest, 3), name)
+
+
+def sort_layers(layers: Iterable[str]) -> list[str]:
+    """Distinct layer keys in depth order (see :func:`layer_sort_key`)."""
+    return sorted({str(x) for x in layers}, key=layer_sort_key)
+
+
+def layer_depths(layers: Iterable[str]) -> dict[str, int]:
+    """``{layer: position in depth order}`` (0 = shallowest)."""
+    return {layer: i for i, layer in enumerate(sort_layers(layers))}
+
+
+def split_items(value: Any, sep: str = ";") -> list[str]:
+    """A ``;``-joined cell as a list of distinct, lower-cased, stripped items (order kept)."""
+    if value is None or (isinstance(value, float) and np.isnan(value)):
+        return []
+    items = (s.strip().lower() for s in str(value).split(sep))
+    return list(dict.fromkeys(s for s in items if s))
+
+
+def split_clips(value: Any) -> list[str]:
+    """A space-separated clip-id cell as a list."""
+    if value is None or (isinstance(value, float) and np.isnan(value)):
+        return []
+    return str(value).split()
+
+
+def _with_depth(df: pd.DataFrame, layers: Iterable[str] | None = None) -> pd.DataFrame:
+    """Add a ``depth`` column and sort rows by it (``layers`` fixes the ordering's universe)."""
+    depths = layer_depths(layers if layers is not None else df["layer"])
+    out = df.copy()
+    out.insert(1, "depth", out["layer"].astype(str).map(depths).astype(int))
+    return out.sort_values(["depth", *[c for c in ("neuron",) if c in out]]).reset_index(drop=True)
+
+
+# --------------------------------------------------------------------------------------------
+# Acoustic adjectives (Fig. 3, Fig. 5)
+# --------------------------------------------------------------------------------------------
+
+
+def adjective_counts(neurons: pd.DataFrame, column: str = "adjectives") -> pd.DataFrame:
+    """How many described neurons use each acoustic adjective.
+
+    Returns ``adjective, count, fraction`` (fraction of all neurons in ``neurons``), most
+    frequent first, ties alphabetical.
+    """
+    counter: Counter[str] = Counter()
+    for cell in neurons[column]:
+        counter.update(split_items(cell))
+    df = pd.DataFrame(sorted(counter.items(), key=lambda kv: (-kv[1], kv[0])))
+    df = df.set_axis(["adjective", "count"], axis=1) if len(df) else _empty("adjective", "count")
+    df["count"] = df["count"].astype(int)
+    df["fraction"] = df["count"] / max(len(neurons), 1)
+    return df
+
+
+def adjectives_per_layer(neurons: pd.DataFrame, column: str = "adjectives") -> pd.DataFrame:
+    """Mean number of distinct acoustic adjectives per neuron, for each layer in depth order.
+
+    Returns ``layer, depth, n_neurons, mean_adjectives, std, sem``.
+    """
+    n = neurons[column].map(lambda c: len(split_items(c)))
+    df = pd.DataFrame({"layer": neurons["layer"].astype(str), "n": n})
+    g = df.groupby("layer")["n"]
+    out = pd.DataFrame(
+        {
+            "n_neurons": g.size(),
+            "mean_adjectives": g.mean(),
+            "std": g.std(ddof=1),
+            "sem": g.sem(ddof=1),
+        }
+    ).reset_index()
+    return _with_depth(out)
+
+
+def linear_trend(x: Iterable[float], y: Iterable[float], confidence: float = 0.95) -> dict:
+    """Least-squares line ``y = slope * x + intercept`` with a confidence interval on the slope.
+
+    The interval is ``slope ± t_{(1+confidence)/2, n-2} * stderr`` (``scipy.stats.linregress``).
+    Also returned: ``r``, ``p_value``, ``stderr``, ``n``, and ``resid_std``, ``x_mean``,
+    ``sxx`` for drawing the confidence band of the fitted line. Values that cannot be computed
+    (fewer than three points for the interval, constant ``x``) are NaN.
+    """
+    from scipy import stats
+
+    x = np.asarray(list(x), dtype=float)
+    y = np.asarray(list(y), dtype=float)
+    keep = np.isfinite(x) & np.isfinite(y)
+    x, y = x[keep], y[keep]
+    n = len(x)
+    nan = float("nan")
+    out = {
+        "slope": nan,
+        "intercept": nan,
+        "ci_low": nan,
+        "ci_high": nan,
+        "r": nan,
+        "p_value": nan,
+        "stderr": nan,
+        "n": int(n),
+        "confidence": float(confidence),
+        "resid_std": nan,
+        "x_mean": float(x.mean()) if n else nan,
+        "sxx": float(((x - x.mean()) ** 2).sum()) if n else nan,
+    }
+    if n < 2 or np.ptp(x) == 0:
+        return out
+    res = stats.linregress(x, y)
+    out.update(
+        slope=float(res.slope),
+        intercept=float(res.intercept),
+        r=float(res.rvalue),
+        p_value=float(res.pvalue),
+        stderr=float(res.stderr),
+    )
+    if n > 2:
+        t = float(stats.t.ppf((1 + confidence) / 2, n - 2))
+        out["ci_low"] = out["slope"] - t * out["stderr"]
+        out["ci_high"] = out["slope"] + t * out["stderr"]
+        resid = y - (res.slope * x + res.intercept)
+        out["resid_std"] = float(np.sqrt((resid**2).sum() / (n - 2)))
+    return out
+
+
+def adjective_trend(
+    neurons: pd.DataFrame, column: str = "adjectives", confidence: float = 0.95
+) -> dict:
+    """Regression of each neuron's adjective count on its layer's depth position (Fig. 5)."""
+    depths = layer_depths(neurons["layer"])
+    x = neurons["layer"].astype(str).map(depths)
+    y = neurons[column].map(lambda c: len(split_items(c)))
+    return {"x": "layer depth position", "y": "acoustic adjectives per neuron"} | linear_trend(
+        x, y, confidence
+    )
+
+
+# --------------------------------------------------------------------------------------------
+# Polysemantic neurons (Fig. 6)
+# --------------------------------------------------------------------------------------------
+
+
+def cluster_captions(
+    clip_ids: Iterable[str],
+    embeddings: np.ndarray,
+    n_clusters: int = 11,
+    seed: int = 0,
+    n_init: int = 10,
+) -> pd.Series:
+    """KMeans over caption embeddings: ``Series`` clip id -> cluster (0..k-1).
+
+    ``k`` is lowered to the number of distinct embeddings when there are fewer (duplicate
+    captions), so KMeans never has to invent empty clusters.
+    """
+    from sklearn.cluster import KMeans
+
+    ids = list(clip_ids)
+    emb = np.asarray(embeddings, dtype=np.float64)
+    if len(ids) != len(emb):
+        raise ValueError(f"{len(ids)} clip ids but {len(emb)} embeddings")
+    if not ids:
+        return pd.Series([], index=pd.Index([], name="clip_id"), name="cluster", dtype=int)
+    k = int(min(n_clusters, len(np.unique(emb.round(6), axis=0))))
+    km = KMeans(n_clusters=max(k, 1), n_init=n_init, random_state=seed).fit(emb)
+    return pd.Series(km.labels_.astype(int), index=pd.Index(ids, name="clip_id"), name="cluster")
+
+
+def top_clips_table(
+    neurons: pd.DataFrame | None = None, topk: pd.DataFrame | None = None, k: int | None = None
+) -> pd.DataFrame:
+    """``layer, neuron, clips`` (list of the top-``k`` clip ids, most activating first).
+
+    From ``neuron_topk.csv`` rows (``end == "high"``) when given, else from the
+    ``top_clips`` column of ``neurons.csv``/``summaries.csv``.
+    """
+    if topk is not None and len(topk):
+        high = topk[topk["end"].astype(str) == "high"].sort_values(["layer", "neuron", "rank"])
+        if k is not None:
+            high = high[high["rank"].astype(int) < k]
+        grouped = high.groupby(["layer", "neuron"], sort=False)["clip_id"].agg(
+            lambda s: [str(c) for c in s]
+        )
+        return grouped.rename("clips").reset_index()
+    if neurons is None:
+        raise ValueError("need neuron_topk rows or a neurons table with top_clips")
+    clips = neurons["top_clips"].map(split_clips)
+    if k is not None:
+        clips = clips.map(lambda c: c[:k])
+    return pd.DataFrame({"layer": neurons["layer"], "neuron": neurons["neuron"], "clips": clips})
+
+
+def cluster_spread(top_clips: pd.DataFrame, clusters: Mapping[str, int] | pd.Series) -> pd.Series:
+    """Number of distinct caption clusters among each neuron's top clips (clips without a
+    cluster, e.g. uncaptioned, are ignored). Aligned with ``top_clips`` rows."""
+    lookup = dict(clusters.items()) if isinstance(clusters, pd.Series) else dict(clusters)
+    return (
+        top_clips["clips"]
+        .map(lambda clips: len({lookup[c] for c in clips if c in lookup}))
+        .astype(int)
+    )
+
+
+def polysemanticity(
+    top_clips: pd.DataFrame, clusters: Mapping[str, int] | pd.Series, threshold: int
+) -> pd.DataFrame:
+    """``layer, neuron, n_clusters, polysemantic`` (spread ≥ ``threshold``)."""
+    spread = cluster_spread(top_clips, clusters)
+    return pd.DataFrame(
+        {
+            "layer": top_clips["layer"].astype(str).to_numpy(),
+            "neuron": top_clips["neuron"].astype(int).to_numpy(),
+            "n_clusters": spread.to_numpy(),
+            "polysemantic": (spread >= threshold).to_numpy(),
+        }
+    )
+
+
+def polysemantic_per_layer(poly: pd.DataFrame) -> pd.DataFrame:
+    """``layer, depth, n_neurons, n_polysemantic, fraction, mean_clusters`` per layer."""
+    g = poly.groupby("layer")
+    out = pd.DataFrame(
+        {
+            "n_neurons": g.size(),
+            "n_polysemantic": g["polysemantic"].sum().astype(int),
+            "mean_clusters": g["n_clusters"].mean(),
+        }
+    ).reset_index()
+    out.insert(3, "fraction", out["n_polysemantic"] / out["n_neurons"])
+    return _with_depth(out)
+
+
+# --------------------------------------------------------------------------------------------
+# Acoustic features vs high-level concepts (finding i)
+# --------------------------------------------------------------------------------------------
+
+
+def description_balance(
+    neurons: pd.DataFrame, adjectives: str = "adjectives", concepts: str = "open_concepts"
+) -> pd.DataFrame:
+    """Per neuron: ``n_adjectives``, ``n_concepts`` and which dominates its description.
+
+    ``dominant`` is ``acoustic`` (more adjectives than concept nouns), ``concept`` (more nouns)
+    or ``tie`` (equal, including neither).
+    """
+    n_adj = neurons[adjectives].map(lambda c: len(split_items(c))).astype(int)
+    n_con = neurons[concepts].map(lambda c: len(split_items(c))).astype(int)
+    dominant = np.where(n_adj > n_con, "acoustic", np.where(n_con > n_adj, "concept", "tie"))
+    return pd.DataFrame(
+        {
+            "layer": neurons["layer"].astype(str).to_numpy(),
+            "neuron": neurons["neuron"].astype(int).to_numpy(),
+            "n_adjectives": n_adj.to_numpy(),
+            "n_concepts": n_con.to_numpy(),
+            "dominant": dominant,
+        }
+    )
+
+
+def balance_per_layer(balance: pd.DataFrame) -> pd.DataFrame:
+    """``layer, depth, n_neurons, acoustic, concept, tie`` (shares summing to 1) per layer."""
+    shares = pd.crosstab(balance["layer"], balance["dominant"], normalize="index")
+    shares = shares.reindex(columns=["acoustic", "concept", "tie"], fill_value=0.0)
+    shares.columns.name = None
+    out = shares.reset_index()
+    out.insert(1, "n_neurons", out["layer"].map(balance["layer"].value_counts()).astype(int))
+    return _with_depth(out)
+
+
+def feature_matrix(features: pd.DataFrame, clip_ids: Iterable[str]) -> tuple[np.ndarray, list[str]]:
+    """The numeric measurements of ``features.csv`` as ``[n_clips, n_features]`` float64 rows in
+    ``clip_ids`` order (missing clips / values are NaN); returns the matrix and column names.
+
+    Every numeric (or boolean) column except ``clip_id`` and metadata (``label``, ``fold``,
+    ``target``) is a feature.
+    """
+    meta = {"clip_id", "label", "fold", "target"}
+    df = features.set_index(features["clip_id"].astype(str))
+    numeric = {}
+    for col in df.columns:
+        if col in meta:
+            continue
+        s = df[col]
+        if pd.api.types.is_bool_dtype(s) or pd.api.types.is_numeric_dtype(s):
+            numeric[col] = s.astype(float)
+            continue
+        text = s.astype(str).str.strip()
+        missing = text.str.lower().isin(["", "nan", "none", "null"])
+        values = pd.to_numeric(text.where(~missing), errors="coerce")
+        if values.notna().any() and values.notna().sum() == (~missing).sum():
+            numeric[col] = values  # a numeric column read as text (empty cells)
+    mat = pd.DataFrame(numeric, index=df.index).reindex([str(c) for c in clip_ids])
+    return mat.to_numpy(dtype=np.float64), list(numeric)
+
+
+def ridge_cv_r2(
+    X: np.ndarray, Y: np.ndarray, alpha: float = 1.0, folds: int = 5, seed: int = 0
+) -> np.ndarray:
+    """Cross-validated R² of a ridge fit from features ``X`` to each column of ``Y``.
+
+    ``X``: ``[n, f]`` (NaNs allowed: imputed with the training fold's median), ``Y``:
+    ``[n, n_neurons]``. Per ``KFold`` split (shuffled, seeded) the features are standardized
+    on the training rows and one multi-output ``Ridge`` fits all neurons at once; R² is
+    computed per neuron from the pooled out-of-fold predictions (``1 - SS_res / SS_tot``, so
+    it is ≤ 0 when the features predict nothing). Constant neurons get NaN.
+    """
+    from sklearn.linear_model import Ridge
+    from sklearn.model_selection import KFold
+
+    X = np.asarray(X, dtype=np.float64)
+    Y = np.asarray(Y, dtype=np.float64)
+    if Y.ndim == 1:
+        Y = Y[:, None]
+    n = len(X)
+    if n != len(Y):
+        raise ValueError(f"{n} feature rows but {len(Y)} activation rows")
+    if n < 3 or X.shape[1] == 0:
+        return np.full(Y.shape[1], np.nan)
+    pred = np.empty_like(Y)
+    for train, test in KFold(min(folds, n), shuffle=True, random_state=seed).split(X):
+        Xtr, Xte = X[train], X[test]
+        with warnings.catch_warnings():  # an all-NaN column has no median: use 0
+            warnings.simplefilter("ignore", RuntimeWarning)
+            med = np.nanmedian(Xtr, axis=0)
+        med = np.where(np.isfinite(med), med, 0.0)
+        Xtr = np.where(np.isnan(Xtr), med, Xtr)
+        Xte = np.where(np.isnan(Xte), med, Xte)
+        mu, sd = Xtr.mean(0), Xtr.std(0)
+        sd[sd == 0] = 1.0
+        model = Ridge(alpha=alpha).fit((Xtr - mu) / sd, Y[train])
+        pred[test] = model.predict((Xte - mu) / sd).reshape(len(test), -1)
+    ss_res = ((Y - pred) ** 2).sum(0)
+    ss_tot = ((Y - Y.mean(0)) ** 2).sum(0)
+    varying = ss_tot > 1e-10 * (Y**2).sum(0)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return np.where(varying, 1.0 - ss_res / ss_tot, np.nan)
+
+
+def r2_per_layer(r2: pd.DataFrame) -> pd.DataFrame:
+    """``layer, depth, n_neurons, mean_r2, median_r2, q25, q75`` from ``layer, neuron, r2``."""
+    g = r2.dropna(subset=["r2"]).groupby("layer")["r2"]
+    out = pd.DataFrame(
+        {
+            "n_neurons": g.size(),
+            "mean_r2": g.mean(),
+            "median_r2": g.median(),
+            "q25": g.quantile(0.25),
+            "q75": g.quantile(0.75),
+        }
+    ).reset_index()
+    return _with_depth(out)
+
+
+# --------------------------------------------------------------------------------------------
+# Reading a run
+# --------------------------------------------------------------------------------------------
+
+
+class _NpyActivations:
+    """``activations/index.json`` + ``<layer>.npy`` read directly (memory-mapped)."""
+
+    def __init__(self, folder: Path):
+        self.folder = folder
+        self.index = json.loads((folder / "index.json").read_text())
+        self.clip_ids = [str(c) for c in self.index["clip_ids"]]
+        self.layers = list(self.index["layers"])
+
+    def __getitem__(self, layer: str) -> np.ndarray:
+        entry = self.index["layers"][layer]
+        return np.load(self.folder / entry.get("file", f"{layer}.npy"), mmap_mode="r")
+
+
+def open_activations(run: RunDir) -> Any:
+    """The run's activations: an object with ``layers``, ``clip_ids`` and ``[layer]`` arrays.
+
+    Uses :class:`andlib.activations.ActivationCache` when that module is available, else
+    reads ``activations/index.json`` and the ``.npy`` files directly.
+    """
+    run.require("activations/index.json", "record")
+    try:
+        from andlib.activations import ActivationCache
+
+        return ActivationCache.load(run)
+    except (ImportError, AttributeError, NotImplementedError):
+        return _NpyActivations(run.path / "activations")
+
+
+def read_neurons(run: RunDir) -> pd.DataFrame:
+    """``neurons.csv`` (every string column kept as text, empty cells as "")."""
+    df = run.read_csv("neurons.csv", stage="concepts")
+    df["layer"] = df["layer"].astype(str)
+    df["neuron"] = df["neuron"].astype(int)
+    for col in ("adjectives", "open_concepts"):
+        if col not in df:
+            df[col] = ""
+    return df
+
+
+def _analysis_file(run: RunDir, name: str) -> Path:
+    return run.path / ANALYSIS_DIR / name
+
+
+def _read_table(run: RunDir, name: str) -> pd.DataFrame | None:
+    p = _analysis_file(run, name)
+    return pd.read_csv(p, keep_default_na=True) if p.exists() else None
+
+
+def _fingerprint(run: RunDir, names: Iterable[str]) -> dict[str, Any]:
+    out = {}
+    for name in names:
+        p = run.path / name
+        out[name] = [p.stat().st_size, p.stat().st_mtime_ns] if p.exists() else None
+    return out
+
+
+INPUTS = (
+    "neurons.csv",
+    "captions.csv",
+    "features.csv",
+    "neuron_topk.csv",
+    "activations/index.json",
+)
+
+
+def model_name(run: RunDir, cfg: Config | None = None) -> str:
+    """A short name of the dissected model (``model.json``'s ``model_id``, else the config)."""
+    if run.exists("model.json"):
+        info = run.read_json("model.json")
+        if info.get("model_id"):
+            return str(info["model_id"])
+    return cfg.model.name if cfg is not None else run.path.name
+
+
+# --------------------------------------------------------------------------------------------
+# The stage
+# --------------------------------------------------------------------------------------------
+
+
+def run_stage(cfg: Config, run: RunDir) -> dict[str, Any]:
+    """Compute every analysis whose inputs exist, write ``analysis/*.csv`` and the figures.
+
+    A config with ``strategies`` whose own run directory holds no ``neurons.csv`` (the parent
+    of the per-strategy runs) runs the comparison (:func:`run_comparison`) instead.
+    """
+    if cfg.strategies and not run.exists("neurons.csv"):
+        return run_comparison(cfg, run)
+    key = cfg.section_hash("analysis", "k", "seed", "embedder", extra=_fingerprint(run, INPUTS))
+    if run.is_fresh(STAGE, key):
+        return {"analysis": "cached", **_summary(run)}
+    logger = run.logger(STAGE)
+    outputs = compute_tables(cfg, run, logger)
+    figures = make_figures(cfg, run)
+    import matplotlib.pyplot as plt
+
+    for fig in figures.values():
+        plt.close(fig)
+    pngs = [str(cfg.figures_path / f"{name}.png") for name in figures]
+    run.mark_done(STAGE, key, outputs=[*outputs, *pngs])
+    return {"analysis_tables": len(outputs), "figures": sorted(figures), **_summary(run)}
+
+
+def compute_tables(cfg: Config, run: RunDir, logger: logging.Logger | None = None) -> list[str]:
+    """Write every analysis table whose inputs exist; return their run-relative paths."""
+    logger = logger or log
+    a = cfg.analysis
+    written: list[str] = []
+
+    def write(name: str, df: pd.DataFrame) -> None:
+        run.write_csv(f"{ANALYSIS_DIR}/{name}", df)
+        written.append(f"{ANALYSIS_DIR}/{name}")
+
+    neurons = read_neurons(run) if run.exists("neurons.csv") else None
+    if neurons is not None:
+        write("adjective_counts.csv", adjective_counts(neurons))
+        write("adjectives_per_layer.csv", adjectives_per_layer(neurons))
+        run.write_json(
+            f"{ANALYSIS_DIR}/adjective_trend.json",
+            adjective_trend(neurons, confidence=a.confidence),
+        )
+        written.append(f"{ANALYSIS_DIR}/adjective_trend.json")
+        balance = description_balance(neurons)
+        write("description_balance.csv", balance)
+        write("acoustic_vs_concepts.csv", balance_per_layer(balance))
+    else:
+        logger.warning("analysis: no neurons.csv; adjective and balance analyses skipped")
+
+    if run.exists("captions.csv") and (neurons is not None or run.exists("neuron_topk.csv")):
+        from andlib.embeddings import get_embedder
+
+        captions = run.read_csv("captions.csv")
+        captions = captions[captions["caption"].astype(str).str.strip() != ""]
+        emb = get_embedder(cfg.embedder).encode(captions["caption"].astype(str).tolist())
+        clusters = cluster_captions(
+            captions["clip_id"].astype(str), emb, a.n_clusters, cfg.seed, a.kmeans_n_init
+        )
+        write("caption_clusters.csv", clusters.reset_index())
+        topk = run.read_csv("neuron_topk.csv") if run.exists("neuron_topk.csv") else None
+        tops = top_clips_table(neurons, topk, k=cfg.k)
+        poly = polysemanticity(tops, clusters, a.polysemantic_threshold)
+        write("neuron_polysemanticity.csv", poly)
+        write("polysemantic_per_layer.csv", polysemantic_per_layer(poly))
+    else:
+        logger.warning("analysis: no captions/top clips; polysemanticity skipped")
+
+    if run.exists("features.csv") and run.exists("activations/index.json"):
+        acts = open_activations(run)
+        X, cols = feature_matrix(pd.read_csv(run / "features.csv"), acts.clip_ids)
+        rows = ~np.isnan(X).all(1)
+        frames = []
+        for layer in sort_layers(acts.layers):
+            Y = np.asarray(acts[layer], dtype=np.float64)[rows]
+            r2 = ridge_cv_r2(X[rows], Y, a.ridge_alpha, a.cv_folds, cfg.seed)
+            frames.append(pd.DataFrame({"layer": layer, "neuron": np.arange(len(r2)), "r2": r2}))
+        r2_all = pd.concat(frames, ignore_index=True)
+        write("feature_r2.csv", r2_all)
+        write("feature_r2_per_layer.csv", r2_per_layer(r2_all))
+        logger.info("analysis: ridge from %d acoustic features (%s)", len(cols), ", ".join(cols))
+    else:
+        logger.warning("analysis: no features.csv or activations; acoustic-feature R² skipped")
+    return written
+
+
+def _summary(run: RunDir) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    trend = _analysis_file(run, "adjective_trend.json")
+    if trend.exists():
+        t = json.loads(trend.read_text())
+        out["adjective_slope"] = round(t["slope"], 4) if np.isfinite(t["slope"]) else None
+    poly = _read_table(run, "polysemantic_per_layer.csv")
+    if poly is not None and len(poly):
+        out["polysemantic_fraction"] = round(
+            float(poly["n_polysemantic"].sum() / poly["n_neurons"].sum()), 4
+        )
+    r2 = _read_table(run, "feature_r2_per_layer.csv")
+    if r2 is not None and len(r2):
+        out["feature_r2_median"] = round(float(r2["median_r2"].median()), 4)
+    return out
+
+
+def _name(prefix: str, name: str) -> str:
+    return f"{prefix}_{name}" if prefix else name
+
+
+def make_figures(cfg: Config, run: RunDir, prefix: str = "") -> dict[str, Any]:
+    """Draw (and save as PNG + PDF) every figure whose table exists; ``{name: Figure}``.
+
+    ``prefix`` (e.g. a model or strategy name) is prepended to each figure's file name.
+    """
+    from andlib import plots
+
+    model = model_name(run, cfg)
+    figs: dict[str, Any] = {}
+    counts = _read_table(run, "adjective_counts.csv")
+    if counts is not None:
+        figs["adjective_distribution"] = plots.plot_adjective_distribution(
+            counts, top_n=cfg.analysis.top_n_adjectives, title=model
+        )
+    per_layer = _read_table(run, "adjectives_per_layer.csv")
+    if per_layer is not None:
+        trend_file = _analysis_file(run, "adjective_trend.json")
+        trend = json.loads(trend_file.read_text()) if trend_file.exists() else None
+        figs["adjectives_per_layer"] = plots.plot_adjectives_per_layer(per_layer, trend, model)
+    poly = _read_table(run, "polysemantic_per_layer.csv")
+    if poly is not None:
+        spread = _read_table(run, "neuron_polysemanticity.csv")
+        figs["polysemantic_neurons"] = plots.plot_polysemantic_neurons(
+            poly, spread, cfg.analysis.polysemantic_threshold, model
+        )
+    balance = _read_table(run, "acoustic_vs_concepts.csv")
+    if balance is not None:
+        figs["acoustic_vs_concepts"] = plots.plot_acoustic_vs_concepts(balance, model)
+    r2 = _read_table(run, "feature_r2.csv")
+    if r2 is not None:
+        figs["acoustic_feature_r2"] = plots.plot_acoustic_feature_r2(_with_depth(r2), model)
+    for name, fig in figs.items():
+        plots.save_figure(fig, _name(prefix, name), cfg)
+    return figs
+
+
+# --------------------------------------------------------------------------------------------
+# Supervised vs self-supervised (issue 8)
+# --------------------------------------------------------------------------------------------
+
+
+def strategy_runs(cfg: Config) -> dict[str, RunDir]:
+    """``{strategy: RunDir}`` for each of ``cfg.strategies`` whose run directory
+    (``cfg.run_path / strategy``) exists; missing ones are left out."""
+    return {s: RunDir(cfg.run_path / s) for s in cfg.strategies if (cfg.run_path / s).is_dir()}
+
+
+def run_metrics(run: RunDir) -> pd.DataFrame:
+    """One run's comparable metrics as ``metric, layer, value`` rows.
+
+    Per layer: ``polysemantic_fraction`` and ``feature_r2_median`` (from ``analysis/``),
+    ``mean_adjectives`` and ``acoustic_share`` (from ``analysis/`` or ``neurons.csv``),
+    ``simulation_pearson`` (mean Pearson r of the ``description`` method in
+    ``simulation_scores.csv``). Per captioner/method (as ``layer``): ``last_layer_top1`` and
+    ``last_layer_top5`` from ``last_layer.json``. Missing inputs add no rows.
+    """
+    rows: list[pd.DataFrame] = []
+
+    def add(metric: str, layers: pd.Series, values: pd.Series) -> None:
+        rows.append(
+            pd.DataFrame(
+                {
+                    "metric": metric,
+                    "layer": layers.astype(str).to_numpy(),
+                    "value": values.to_numpy(dtype=float),
+                }
+            )
+        )
+
+    poly = _read_table(run, "polysemantic_per_layer.csv")
+    if poly is not None:
+        add("polysemantic_fraction", poly["layer"], poly["fraction"])
+    adj = _read_table(run, "adjectives_per_layer.csv")
+    bal = _read_table(run, "acoustic_vs_concepts.csv")
+    if (adj is None or bal is None) and run.exists("neurons.csv"):
+        neurons = read_neurons(run)
+        adj = adj if adj is not None else adjectives_per_layer(neurons)
+        bal = bal if bal is not None else balance_per_layer(description_balance(neurons))
+    if adj is not None:
+        add("mean_adjectives", adj["layer"], adj["mean_adjectives"])
+    if bal is not None:
+        add("acoustic_share", bal["layer"], bal["acoustic"])
+    r2 = _read_table(run, "feature_r2_per_layer.csv")
+    if r2 is not None:
+        add("feature_r2_median", r2["layer"], r2["median_r2"])
+    if run.exists("simulation_scores.csv"):
+        sim = run.read_csv("simulation_scores.csv")
+        sim = sim[sim["method"].astype(str) == "description"]
+        sim = sim.assign(pearson=pd.to_numeric(sim["pearson"], errors="coerce"))
+        mean = sim.groupby(sim["layer"].astype(str))["pearson"].mean()
+        add("simulation_pearson", mean.index.to_series(), mean)
+    if run.exists("last_layer.json"):
+        for captioner, methods in run.read_json("last_layer.json").items():
+            for method, scores in methods.items():
+                for top in ("top1", "top5"):
+                    if scores.get(top) is not None:
+                        add(
+                            f"last_layer_{top}",
+                            pd.Series([f"{captioner} / {method}"]),
+                            pd.Series([scores[top]]),
+                        )
+    if not rows:
+        return pd.DataFrame(columns=["metric", "layer", "value"])
+    return pd.concat(rows, ignore_index=True)
+
+
+PER_LAYER_METRICS = (
+    "polysemantic_fraction",
+    "mean_adjectives",
+    "acoustic_share",
+    "feature_r2_median",
+    "simulation_pearson",
+)
+
+
+def compare_runs(run_dirs: Mapping[str, RunDir]) -> pd.DataFrame:
+    """Side-by-side metrics of several runs: ``model, metric, layer, depth, value``.
+
+    ``run_dirs`` maps a model name (e.g. the training strategy) to its run directory; see
+    :func:`run_metrics` for the metrics. ``depth`` is the layer's position in the depth order
+    of all runs' layers together (NaN for the last-layer accuracy rows, whose ``layer`` is
+    ``"<captioner> / <method>"``).
+    """
+    frames = []
+    for model, run in run_dirs.items():
+        m = run_metrics(run)
+        m.insert(0, "model", model)
+        frames.append(m)
+    if not frames:
+        return pd.DataFrame(columns=["model", "metric", "layer", "depth", "value"])
+    df = pd.concat(frames, ignore_index=True)
+    per_layer = df["metric"].isin(PER_LAYER_METRICS)
+    depths = layer_depths(df.loc[per_layer, "layer"])
+    df.insert(3, "depth", df["layer"].map(depths).where(per_layer))
+    return df
+
+
+def run_comparison(cfg: Config, run: RunDir, show: bool = False) -> dict[str, Any]:
+    """Compare the per-strategy runs of ``cfg.strategies``: write
+    ``analysis/strategies_comparison.csv`` and the ``strategies_comparison`` figures."""
+    import matplotlib.pyplot as plt
+
+    runs = strategy_runs(cfg)
+    if not runs:
+        log.warning("no per-strategy run directories under %s", cfg.run_path)
+        return {"comparison": "no strategy runs", "missing": list(cfg.strategies)}
+    comparison = compare_runs(runs)
+    run.write_csv(f"{ANALYSIS_DIR}/strategies_comparison.csv", comparison)
+    figs = comparison_figures(cfg, runs, comparison)
+    if not show:
+        for fig in figs.values():
+            plt.close(fig)
+    return {
+        "comparison_models": list(runs),
+        "missing": [s for s in cfg.strategies if s not in runs],
+        "figures": sorted(figs),
+    }
+
+
+def comparison_figures(
+    cfg: Config, runs: Mapping[str, RunDir], comparison: pd.DataFrame | None = None
+) -> dict[str, Any]:
+    """The comparison figures (saved): ``strategies_comparison`` (four panels) and
+    ``strategies_adjective_distribution`` (one bar chart per model)."""
+    from andlib import plots
+
+    comparison = compare_runs(runs) if comparison is None else comparison
+    figs = {"strategies_comparison": plots.plot_strategies_comparison(comparison)}
+    counts = []
+    for model, run in runs.items():
+        table = _read_table(run, "adjective_counts.csv")
+        if table is None and run.exists("neurons.csv"):
+            table = adjective_counts(read_neurons(run))
+        if table is not None:
+            counts.append(table.assign(model=model))
+    if counts:
+        figs["strategies_adjective_distribution"] = plots.plot_adjective_distribution(
+            pd.concat(counts, ignore_index=True), top_n=cfg.analysis.top_n_adjectives
+        )
+    for name, fig in figs.items():
+        plots.save_figure(fig, name, cfg)
+    return figs
+
+
+def _empty(*columns: str) -> pd.DataFrame:
+    return pd.DataFrame({c: pd.Series(dtype=object) for c in columns})

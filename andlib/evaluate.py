@@ -1,0 +1,724 @@
+"""Evaluation: last-layer dissection accuracy (paper Table 2) and explanation scoring by simulation.
+
+**Last-layer accuracy.** The classifier's output neurons are the classes, so their true concept
+is known. For every concept-identification method in ``neurons.csv`` (DB with each similarity
+function, ``db_<fn>``; TAB; ICL) we score the identified concept against the class name: Top-1
+and Top-5 accuracy (:func:`topk_accuracy`) and the mean cosine similarity of the top-1 concept and
+the class name in the sentence embedder's space (:func:`concept_cosine`). Both captioners of
+``evaluate.captioners`` are reported: ``neurons.csv`` holds the configured captioner's results;
+for another captioner the classifier layer alone is dissected again in a small sub run directory
+``<run>/last_layer/<captioner>/`` (its captions, then the summarize and concepts stages). TAB
+uses CLAP audio embeddings, not captions, so its scores are shared by every captioner.
+
+**Simulation scoring** (beyond the paper). A description is good when it predicts the neuron.
+From a neuron's description alone (its calibrated high summary, else its high summary) we
+predict its activation on *held-out* clips -- every clip except the top-K and bottom-K clips the
+description was built from -- and correlate the prediction with the true activation (Pearson
+and Spearman, per neuron). Simulators and baselines (the ``method`` column):
+
+- ``description``: cosine similarity of each clip's caption and the description (sentence
+  embedder);
+- ``random_description``: the same with the description of a random other neuron of the same
+  layer (seeded) -- what a description that does not belong to the neuron scores;
+- ``label``: the clip's class name in place of its caption, scored against the neuron's own
+  description -- what the label alone carries, without the caption's acoustic words;
+- ``label_oracle``: the mean activation of the neuron over the other held-out clips of the
+  clip's class (leave-one-out). No description is involved: this is the ceiling of any
+  predictor that sees only the label;
+- ``llm`` (when ``llm.backend`` is generative): an LLM rates 0-10 how well each caption matches
+  the description, on a seeded random sample of the held-out clips.
+
+Outputs: ``last_layer.json``, ``simulation_scores.csv`` and the figures
+``last_layer_accuracy`` and ``simulation_scores``.
+
+Public surface: :func:`topk_accuracy`, :func:`concept_cosine`, :func:`last_layer_scores`,
+:func:`last_layer_accuracy`, :func:`last_layer_frame`, :func:`pearson`, :func:`spearman`,
+:func:`heldout_mask`, :func:`simulation_scores`, :func:`simulation_summary`,
+:func:`parse_ratings`, :func:`run_stage`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import re
+import shutil
+from collections.abc import Iterable, Sequence
+from typing import Any, Protocol
+
+import numpy as np
+import pandas as pd
+
+from andlib.config import Config, dump_config, rng, stable_hash
+from andlib.runs import RunDir, atomic_write_text
+
+STAGE = "evaluate"
+OUTPUTS = ["last_layer.json", "simulation_scores.csv"]
+SIMULATION_METHODS = ["description", "random_description", "label", "label_oracle", "llm"]
+
+log = logging.getLogger(__name__)
+
+
+class TextEncoder(Protocol):
+    """Anything with ``encode(texts) -> [n, d]`` unit-norm vectors (an :class:`Embedder`)."""
+
+    def encode(self, texts: list[str]) -> np.ndarray: ...
+
+
+# --------------------------------------------------------------------------------------------
+# Reading the run directory (documented formats; shared with andlib.prune)
+# --------------------------------------------------------------------------------------------
+
+
+def split_list(cell: Any) -> list[str]:
+    """A list cell of ``neurons.csv`` (``"dog;rain;wind"``) as a list; empty cells give ``[]``.
+
+    Lists are ``;``-joined; ``|`` and ``,`` are accepted too (concept names contain none).
+    """
+    if cell is None or (isinstance(cell, float) and np.isnan(cell)):
+        return []
+    text = str(cell).strip()
+    if not text:
+        return []
+    sep = next((s for s in (";", "|", ",") if s in text), None)
+    parts = text.split(sep) if sep else [text]
+    return [p.strip() for p in parts if p.strip()]
+
+
+def normalize_concept(name: Any) -> str:
+    """Concept names compared case- and separator-insensitively: ``Water_Drops`` -> ``water drops``."""
+    return " ".join(w for w in re.split(r"[\s_\-]+", str(name).strip().lower()) if w)
+
+
+def activation_index(run: RunDir) -> dict[str, Any]:
+    """``activations/index.json``: ``{"clip_ids": [...], "layers": {key: {file, module, n_neurons}}}``."""
+    return run.read_json("activations/index.json", stage="record")
+
+
+def load_activations(run: RunDir, layer: str, index: dict[str, Any] | None = None) -> np.ndarray:
+    """``[n_clips, n_neurons]`` float32 activations of one recorded layer."""
+    index = index or activation_index(run)
+    if layer not in index["layers"]:
+        raise KeyError(f"layer {layer!r} was not recorded; recorded: {', '.join(index['layers'])}")
+    return np.load(run / "activations" / index["layers"][layer]["file"], mmap_mode="r")
+
+
+def read_neurons(run: RunDir) -> pd.DataFrame:
+    """``neurons.csv`` with ``neuron`` as int."""
+    df = run.read_csv("neurons.csv", stage="summarize")
+    df["neuron"] = df["neuron"].astype(int)
+    df["layer"] = df["layer"].astype(str)
+    return df
+
+
+def read_clips(run: RunDir, clip_ids: Sequence[str] | None = None) -> pd.DataFrame:
+    """``clips.csv`` (ids as str), in the activation arrays' row order when ``clip_ids`` is given."""
+    clips = run.read_csv("clips.csv", stage="record", dtype={"clip_id": str})
+    if clip_ids is not None:
+        clips = clips.set_index("clip_id").reindex(list(clip_ids)).reset_index()
+    return clips
+
+
+def description_of(row: pd.Series | dict) -> str:
+    """The text a neuron is judged by: the calibrated high summary, else the high summary."""
+    for col in ("calibrated_summary", "high_summary"):
+        text = str(row.get(col, "") or "").strip()
+        if text:
+            return text
+    return ""
+
+
+def class_names(run: RunDir, n_classes: int | None = None) -> list[str] | None:
+    """The classifier's class names, in output order.
+
+    Looked up in ``model.json`` (``label_names``/``id2label``), then the model's own config
+    (``model.json``'s ``source``, a local folder or a cached hub id), then ``clips.csv``'s
+    ``label -> category`` mapping (right for a model trained on the probing set's labels).
+    """
+    info = run.read_json("model.json") if run.exists("model.json") else {}
+    names: list[str] | None = None
+    for key in ("label_names", "labels", "class_names"):
+        if isinstance(info.get(key), list) and info[key]:
+            names = [str(x) for x in info[key]]
+            break
+    if names is None and isinstance(info.get("id2label"), dict) and info["id2label"]:
+        names = [str(info["id2label"][k]) for k in sorted(info["id2label"], key=int)]
+    if names is None and info.get("source"):
+        try:
+            from transformers import AutoConfig
+
+            id2label = getattr(AutoConfig.from_pretrained(str(info["source"])), "id2label", None)
+            if id2label and not all(re.fullmatch(r"LABEL_\d+", v) for v in id2label.values()):
+                names = [str(id2label[k]) for k in sorted(id2label)]
+        except Exception as exc:  # offline hub id, no config: fall back to clips.csv
+            log.debug("no class names from %s: %s", info["source"], exc)
+    if names is None and run.exists("clips.csv"):
+        clips = read_clips(run)
+        if {"label", "category"} <= set(clips.columns):
+            pairs = clips[(clips["category"].astype(str) != "")][["label", "category"]]
+            pairs = pairs[pd.to_numeric(pairs["label"], errors="coerce") >= 0]
+            mapping = {int(a): str(b) for a, b in pairs.drop_duplicates("label").values}
+            n = n_classes or (max(mapping) + 1 if mapping else 0)
+            if mapping and all(i in mapping for i in range(n)):
+                names = [mapping[i] for i in range(n)]
+    if names is not None and n_classes is not None and len(names) != n_classes:
+        log.warning(
+            "%d class names for %d classifier neurons; ignoring them", len(names), n_classes
+        )
+        return None
+    return names
+
+
+# --------------------------------------------------------------------------------------------
+# Last-layer dissection accuracy
+# --------------------------------------------------------------------------------------------
+
+
+def topk_accuracy(predicted_top5: list[list[str]], truth: list[str]) -> tuple[float, float]:
+    """Top-1 and Top-5 accuracy of ranked concept lists against the true concept names.
+
+    ``predicted_top5[i]`` is neuron *i*'s ranked concepts (best first; may be empty or
+    shorter than 5). Names are compared by :func:`normalize_concept`. Empty input gives NaN.
+    """
+    if len(predicted_top5) != len(truth):
+        raise ValueError(f"{len(predicted_top5)} predictions for {len(truth)} true concepts")
+    if not truth:
+        return float("nan"), float("nan")
+    hits1 = hits5 = 0
+    for preds, true in zip(predicted_top5, truth, strict=True):
+        norm = [normalize_concept(p) for p in preds[:5]]
+        t = normalize_concept(true)
+        hits1 += bool(norm) and norm[0] == t
+        hits5 += t in norm
+    return hits1 / len(truth), hits5 / len(truth)
+
+
+def concept_cosine(predicted: list[str], truth: list[str], embedder: TextEncoder) -> float:
+    """Mean cosine similarity of each predicted concept and its true concept.
+
+    Both are embedded as words (``water_drops`` -> ``water drops``). A missing prediction
+    (empty string) scores 0. The embedder must return unit-norm vectors.
+    """
+    if len(predicted) != len(truth):
+        raise ValueError(f"{len(predicted)} predictions for {len(truth)} true concepts")
+    if not truth:
+        return float("nan")
+    pred = [normalize_concept(p) for p in predicted]
+    true = [normalize_concept(t) for t in truth]
+    texts = sorted({*pred, *true} - {""})
+    vecs = dict(zip(texts, np.asarray(embedder.encode(texts), dtype=np.float64), strict=True))
+    cos = [float(vecs[p] @ vecs[t]) if p and t else 0.0 for p, t in zip(pred, true, strict=True)]
+    return float(np.mean(cos))
+
+
+def concept_methods(neurons: pd.DataFrame) -> list[str]:
+    """The concept columns of ``neurons.csv`` that hold results: ``db_<fn>``..., ``tab``, ``icl``."""
+    cols = [c for c in neurons.columns if re.fullmatch(r"db_.+", c) and not c.endswith("_top5")]
+    cols += [c for c in ("tab", "icl") if c in neurons.columns]
+    filled = [c for c in cols if (neurons[c].astype(str).str.strip() != "").any()]
+    return filled
+
+
+def ranked_concepts(row: pd.Series | dict, method: str) -> list[str]:
+    """A neuron's ranked concepts for one method: its top-1 column first, then its ``_top5``."""
+    top1 = str(row.get(method, "") or "").strip()
+    rest = split_list(row.get(f"{method}_top5", ""))
+    ranked = [top1] if top1 else []
+    ranked += [c for c in rest if normalize_concept(c) not in map(normalize_concept, ranked)]
+    return ranked[:5]
+
+
+def last_layer_scores(
+    layer_rows: pd.DataFrame, names: list[str], embedder: TextEncoder
+) -> dict[str, dict[str, float]]:
+    """``{method: {top1, top5, cos, n_neurons}}`` for the classifier layer's ``neurons.csv`` rows."""
+    rows = layer_rows[layer_rows["neuron"].astype(int) < len(names)].sort_values("neuron")
+    truth = [names[int(n)] for n in rows["neuron"]]
+    out: dict[str, dict[str, float]] = {}
+    for method in concept_methods(rows):
+        ranked = [ranked_concepts(r, method) for _, r in rows.iterrows()]
+        top1, top5 = topk_accuracy(ranked, truth)
+        cos = concept_cosine([r[0] if r else "" for r in ranked], truth, embedder)
+        out[method] = {"top1": top1, "top5": top5, "cos": cos, "n_neurons": len(truth)}
+    return out
+
+
+def _slug(name: str) -> str:
+    return re.sub(r"[^A-Za-z0-9._-]+", "_", name).strip("_") or "captioner"
+
+
+def classifier_neurons_with_captioner(cfg: Config, run: RunDir, captioner: str) -> pd.DataFrame:
+    """The classifier layer's ``neurons.csv`` rows, dissected again from another captioner.
+
+    Builds ``<run>/last_layer/<captioner>/``, a run directory holding the classifier layer
+    only (``clips.csv``, ``model.json``, its activations and top-K table), captions the probing
+    set with ``captioner`` (:func:`andlib.captioning.get_captioner`), then runs the summarize
+    and concepts stages there. TAB is skipped there (it does not read captions).
+    """
+    from andlib import captioning, concepts, summarize
+    from andlib.data import load_probing_set
+
+    layer = cfg.evaluate.classifier_layer
+    sub = RunDir(run.path / "last_layer" / _slug(captioner))
+    sub_cfg = dataclasses.replace(
+        cfg,
+        run_dir=str(sub.path),
+        captioner=dataclasses.replace(cfg.captioner, name=captioner),
+        concepts=dataclasses.replace(cfg.concepts, clap_model=None),
+    )
+    atomic_write_text(sub / "config.yaml", dump_config(sub_cfg))
+
+    # Inputs: the classifier layer of the parent run.
+    for name in ("clips.csv", "model.json", "features.csv", "skipped.csv"):
+        if run.exists(name):
+            shutil.copyfile(run / name, sub / name)
+    index = activation_index(run)
+    entry = index["layers"][layer]
+    (sub / "activations").mkdir(exist_ok=True)
+    shutil.copyfile(run / "activations" / entry["file"], sub / "activations" / entry["file"])
+    sub.write_json(
+        "activations/index.json", {"clip_ids": index["clip_ids"], "layers": {layer: entry}}
+    )
+    if run.exists("neuron_topk.csv"):
+        topk = run.read_csv("neuron_topk.csv", dtype={"clip_id": str})
+        sub.write_csv("neuron_topk.csv", topk[topk["layer"].astype(str) == layer])
+
+    # Captions (reused while the data, captioner and clip order are unchanged).
+    clip_ids = [str(c) for c in index["clip_ids"]]
+    key = sub_cfg.section_hash("data", "captioner", extra=stable_hash(clip_ids))
+    if not sub.is_fresh("evaluate_captions", key):
+        probing = load_probing_set(sub_cfg)
+        probing = probing.subset([probing.index_of(c) for c in clip_ids])
+        caps = captioning.get_captioner(sub_cfg).caption(probing)
+        sub.write_csv("captions.csv", pd.DataFrame({"clip_id": clip_ids, "caption": caps}))
+        sub.mark_done("evaluate_captions", key, outputs=["captions.csv"])
+    # The parent's inputs may have changed: always rebuild summaries and concepts (50-odd
+    # neurons; LLM replies are cached by the llm module).
+    for name in ("summaries.csv", "neurons.csv"):
+        (sub / name).unlink(missing_ok=True)
+    summarize.run_stage(sub_cfg, sub)
+    concepts.run_stage(sub_cfg, sub)
+    rows = read_neurons(sub)
+    return rows[rows["layer"] == layer]
+
+
+def last_layer_accuracy(
+    cfg: Config, run: RunDir, embedder: TextEncoder | None = None
+) -> dict[str, dict[str, dict[str, float]]]:
+    """``{captioner: {method: {top1, top5, cos, n_neurons}}}`` for the classifier layer.
+
+    The configured captioner is read from ``neurons.csv``; every other captioner of
+    ``evaluate.captioners`` is recomputed (:func:`classifier_neurons_with_captioner`). A
+    captioner that cannot be run is logged and left out. Empty when the classifier layer was
+    not dissected or its class names are unknown.
+    """
+    layer = cfg.evaluate.classifier_layer
+    neurons = read_neurons(run)
+    rows = neurons[neurons["layer"] == layer]
+    if rows.empty:
+        log.warning("no neurons of layer %r in neurons.csv: no last-layer accuracy", layer)
+        return {}
+    index = activation_index(run) if run.exists("activations/index.json") else {"layers": {}}
+    n_classes = index["layers"].get(layer, {}).get("n_neurons") or int(rows["neuron"].max()) + 1
+    names = class_names(run, n_classes)
+    if not names:
+        log.warning("class names of %r are unknown: no last-layer accuracy", layer)
+        return {}
+    if embedder is None:
+        from andlib.embeddings import get_embedder
+
+        embedder = get_embedder(cfg.embedder)
+
+    captioners = [cfg.captioner.name] + [
+        c for c in cfg.evaluate.captioners if c != cfg.captioner.name
+    ]
+    results: dict[str, dict[str, dict[str, float]]] = {}
+    for captioner in captioners:
+        if captioner == cfg.captioner.name:
+            layer_rows = rows
+        else:
+            try:
+                layer_rows = classifier_neurons_with_captioner(cfg, run, captioner)
+            except Exception as exc:  # an upstream stage or captioner unavailable
+                log.warning("last-layer accuracy with captioner %r skipped: %s", captioner, exc)
+                continue
+            if "tab" in rows.columns:  # TAB reads no captions: the configured run's result
+                tab = rows.set_index("neuron")[["tab", "tab_top5"]]
+                layer_rows = layer_rows.drop(columns=["tab", "tab_top5"], errors="ignore")
+                layer_rows = layer_rows.join(tab, on="neuron")
+                layer_rows[["tab", "tab_top5"]] = layer_rows[["tab", "tab_top5"]].fillna("")
+        results[captioner] = last_layer_scores(layer_rows, names, embedder)
+    return results
+
+
+def last_layer_frame(results: dict[str, dict[str, dict[str, float]]]) -> pd.DataFrame:
+    """``last_layer.json`` as a table: one row per (captioner, method)."""
+    records = [
+        {"captioner": cap, "method": method, **scores}
+        for cap, methods in results.items()
+        for method, scores in methods.items()
+    ]
+    cols = ["captioner", "method", "top1", "top5", "cos", "n_neurons"]
+    return pd.DataFrame(records, columns=cols)
+
+
+# --------------------------------------------------------------------------------------------
+# Correlations (column-wise, with a mask of usable entries)
+# --------------------------------------------------------------------------------------------
+
+
+def _prepare(pred: Any, true: Any, mask: Any) -> tuple[np.ndarray, np.ndarray, np.ndarray, bool]:
+    x = np.asarray(pred, dtype=np.float64)
+    y = np.asarray(true, dtype=np.float64)
+    if x.shape != y.shape:
+        raise ValueError(f"prediction shape {x.shape} != activation shape {y.shape}")
+    vector = x.ndim == 1
+    if vector:
+        x, y = x[:, None], y[:, None]
+    m = np.isfinite(x) & np.isfinite(y)
+    if mask is not None:
+        m &= np.asarray(mask, dtype=bool).reshape(x.shape)
+    return x, y, m, vector
+
+
+def _pearson(x: np.ndarray, y: np.ndarray, m: np.ndarray) -> np.ndarray:
+    n = m.sum(axis=0)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        xc = np.where(m, x - np.where(m, x, 0).sum(axis=0) / n, 0.0)
+        yc = np.where(m, y - np.where(m, y, 0).sum(axis=0) / n, 0.0)
+        den = np.sqrt((xc**2).sum(axis=0) * (yc**2).sum(axis=0))
+        r = (xc * yc).sum(axis=0) / den
+    r[(n < 3) | ~(den > 1e-12)] = np.nan
+    return np.clip(r, -1.0, 1.0)
+
+
+def pearson(pred: Any, true: Any, mask: Any = None) -> np.ndarray | float:
+    """Pearson correlation per column of ``[n_clips, n_neurons]`` (or of two vectors).
+
+    Only entries where ``mask`` is true and both values are finite count. Fewer than three
+    usable entries or a constant column give NaN.
+    """
+    x, y, m, vector = _prepare(pred, true, mask)
+    r = _pearson(x, y, m)
+    return float(r[0]) if vector else r
+
+
+def spearman(pred: Any, true: Any, mask: Any = None) -> np.ndarray | float:
+    """Spearman rank correlation per column (ties get average ranks); see :func:`pearson`."""
+    from scipy.stats import rankdata
+
+    x, y, m, vector = _prepare(pred, true, mask)
+    # Unused entries rank last (+inf), so the used ones get exactly the ranks 1..n among themselves.
+    rx = rankdata(np.where(m, x, np.inf), axis=0, method="average")
+    ry = rankdata(np.where(m, y, np.inf), axis=0, method="average")
+    r = _pearson(rx, ry, m)
+    return float(r[0]) if vector else r
+
+
+# --------------------------------------------------------------------------------------------
+# Simulation
+# --------------------------------------------------------------------------------------------
+
+
+def heldout_mask(clip_ids: Sequence[str], excluded: Sequence[Iterable[str]]) -> np.ndarray:
+    """``[n_clips, n_neurons]`` bool: true where clip *i* was not used to describe neuron *j*."""
+    pos = {str(c): i for i, c in enumerate(clip_ids)}
+    mask = np.ones((len(clip_ids), len(excluded)), dtype=bool)
+    for j, clips in enumerate(excluded):
+        idx = [pos[str(c)] for c in clips if str(c) in pos]
+        mask[idx, j] = False
+    return mask
+
+
+def description_clips(row: pd.Series | dict) -> list[str]:
+    """The clip ids a neuron's description was built from (its top-K and bottom-K clips)."""
+    return (
+        str(row.get("top_clips", "") or "").split() + str(row.get("bottom_clips", "") or "").split()
+    )
+
+
+def sample_neurons(cfg: Config, layer: str, neurons: Sequence[int], n: int | None) -> list[int]:
+    """A seeded sample of ``n`` neurons of a layer (all when ``n`` is None or large enough)."""
+    neurons = sorted(int(x) for x in neurons)
+    if n is None or n >= len(neurons):
+        return neurons
+    picked = rng(cfg, "simulation", layer).choice(len(neurons), size=n, replace=False)
+    return sorted(neurons[i] for i in picked)
+
+
+def label_oracle(acts: np.ndarray, labels: Sequence[Any], mask: np.ndarray) -> np.ndarray:
+    """Leave-one-out class-mean activation over the usable (``mask``) clips; NaN without a label."""
+    codes, uniques = pd.factorize(pd.Series(list(labels)).replace("", np.nan))
+    pred = np.full(acts.shape, np.nan)
+    valid = codes >= 0
+    if not valid.any():
+        return pred
+    onehot = np.zeros((len(codes), len(uniques)))
+    onehot[np.flatnonzero(valid), codes[valid]] = 1.0
+    used = mask & valid[:, None]
+    a = np.where(used, acts, 0.0)
+    sums = onehot.T @ a  # [n_classes, n_neurons]
+    counts = onehot.T @ used.astype(np.float64)
+    c = np.where(valid, codes, 0)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        loo = (sums[c] - a) / (counts[c] - used)
+    pred[valid] = loo[valid]
+    pred[~np.isfinite(pred)] = np.nan
+    return pred
+
+
+SIMULATION_PROMPT = """A neuron of an audio classifier is described as:
+"{description}"
+
+Below are captions of sound clips. For each clip, rate from 0 to 10 how strongly the neuron
+should fire for it, i.e. how well the sound matches the description (0 = not at all, 10 =
+perfectly). Reply with one line per clip in the form "<number>: <rating>" and nothing else.
+
+{captions}"""
+
+
+def parse_ratings(reply: str, n: int) -> np.ndarray:
+    """Ratings ``[n]`` from an LLM reply of ``"<number>: <rating>"`` lines (1-based); NaN if missing."""
+    out = np.full(n, np.nan)
+    for m in re.finditer(r"^\W*(\d+)\s*[:.)\-=]\s*(-?\d+(?:\.\d+)?)", reply, flags=re.M):
+        i, value = int(m.group(1)) - 1, float(m.group(2))
+        if 0 <= i < n and np.isnan(out[i]):
+            out[i] = min(max(value, 0.0), 10.0)
+    return out
+
+
+def llm_simulate(llm: Any, descriptions: list[str], captions: list[list[str]]) -> list[np.ndarray]:
+    """LLM ratings (0-10) of each neuron's captions against its description, one batch call."""
+    prompts = [
+        [
+            {
+                "role": "user",
+                "content": SIMULATION_PROMPT.format(
+                    description=desc,
+                    captions="\n".join(f"{i + 1}. {c}" for i, c in enumerate(caps)),
+                ),
+            }
+        ]
+        for desc, caps in zip(descriptions, captions, strict=True)
+    ]
+    replies = llm.complete_many(prompts)
+    return [parse_ratings(r, len(c)) for r, c in zip(replies, captions, strict=True)]
+
+
+def _use_llm(cfg: Config) -> bool:
+    return cfg.evaluate.llm_simulation and cfg.llm.backend != "extractive"
+
+
+def simulation_scores(
+    cfg: Config, run: RunDir, embedder: TextEncoder | None = None, llm: Any = None
+) -> pd.DataFrame:
+    """Explain -> simulate -> score: ``layer, neuron, method, pearson, spearman, n_clips``.
+
+    See the module docstring for the methods. Captions, descriptions and class names are
+    embedded once each; each layer's predictions are one matrix product.
+    """
+    if embedder is None:
+        from andlib.embeddings import get_embedder
+
+        embedder = get_embedder(cfg.embedder)
+    index = activation_index(run)
+    clip_ids = [str(c) for c in index["clip_ids"]]
+    neurons = read_neurons(run)
+    clips = read_clips(run, clip_ids)
+    caps = run.read_csv("captions.csv", stage="caption", dtype={"clip_id": str})
+    caption_of = dict(zip(caps["clip_id"].astype(str), caps["caption"].astype(str), strict=True))
+    captions = [caption_of.get(c, "").strip() for c in clip_ids]
+    has_caption = np.array([bool(c) for c in captions])
+    categories = (
+        clips["category"].fillna("").astype(str).tolist()
+        if "category" in clips
+        else [""] * len(clip_ids)
+    )
+
+    layers = cfg.evaluate.simulation_layers or list(index["layers"])
+    plan: list[tuple[str, list[int], list[str], list[str], list[list[str]]]] = []
+    for layer in layers:
+        if layer not in index["layers"]:
+            raise KeyError(f"evaluate.simulation_layers: {layer!r} was not recorded")
+        rows = neurons[neurons["layer"] == layer].set_index("neuron")
+        desc_of = {int(n): description_of(r) for n, r in rows.iterrows()}
+        described = [n for n, d in desc_of.items() if d]
+        if len(described) < 2:
+            continue
+        picked = sample_neurons(cfg, layer, described, cfg.evaluate.simulation_max_neurons)
+        gen = rng(cfg, "simulation", layer, "random_description")
+        others = []
+        for n in picked:
+            choice = described[int(gen.integers(len(described) - 1))]
+            others.append(choice if choice != n else described[-1])
+        plan.append(
+            (
+                layer,
+                picked,
+                [desc_of[n] for n in picked],
+                [desc_of[n] for n in others],
+                [description_clips(rows.loc[n]) for n in picked],
+            )
+        )
+    if not plan:
+        return pd.DataFrame(columns=["layer", "neuron", "method", "pearson", "spearman", "n_clips"])
+
+    # Embed every text once.
+    cap_emb = np.asarray(embedder.encode([c or " " for c in captions]), dtype=np.float64)
+    cap_emb[~has_caption] = np.nan
+    texts = sorted({d for p in plan for d in (*p[2], *p[3])})
+    desc_emb = dict(zip(texts, np.asarray(embedder.encode(texts), dtype=np.float64), strict=True))
+    cat_names = sorted({c for c in categories if c})
+    cat_vecs = embedder.encode([normalize_concept(c) for c in cat_names]) if cat_names else []
+    cat_emb = dict(zip(cat_names, np.asarray(cat_vecs, dtype=np.float64), strict=True))
+    dim = cap_emb.shape[1]
+    label_emb = np.stack([cat_emb.get(c, np.full(dim, np.nan)) for c in categories])
+
+    use_llm = _use_llm(cfg)
+    if use_llm and llm is None:
+        from andlib.llm import get_llm
+
+        llm = get_llm(cfg.llm)
+
+    frames = []
+    for layer, picked, descs, rand_descs, used in plan:
+        acts = np.asarray(load_activations(run, layer, index)[:, picked], dtype=np.float64)
+        mask = heldout_mask(clip_ids, used) & has_caption[:, None]
+        d = np.stack([desc_emb[t] for t in descs])
+        preds = {
+            "description": cap_emb @ d.T,
+            "random_description": cap_emb @ np.stack([desc_emb[t] for t in rand_descs]).T,
+            "label": label_emb @ d.T,
+            "label_oracle": label_oracle(acts, categories, mask),
+        }
+        for method, pred in preds.items():
+            usable = mask & np.isfinite(pred)
+            frames.append(
+                pd.DataFrame(
+                    {
+                        "layer": layer,
+                        "neuron": picked,
+                        "method": method,
+                        "pearson": pearson(pred, acts, usable),
+                        "spearman": spearman(pred, acts, usable),
+                        "n_clips": usable.sum(axis=0),
+                    }
+                )
+            )
+        if use_llm:
+            frames.append(_llm_scores(cfg, llm, layer, picked, descs, acts, mask, captions))
+    return pd.concat(frames, ignore_index=True)
+
+
+def _llm_scores(
+    cfg: Config,
+    llm: Any,
+    layer: str,
+    picked: list[int],
+    descs: list[str],
+    acts: np.ndarray,
+    mask: np.ndarray,
+    captions: list[str],
+) -> pd.DataFrame:
+    """The LLM simulator on a seeded subset of neurons and of each one's held-out clips."""
+    gen = rng(cfg, "simulation", layer, "llm")
+    n_neurons = min(cfg.evaluate.llm_simulation_max_neurons, len(picked))
+    cols = sorted(gen.choice(len(picked), size=n_neurons, replace=False).tolist())
+    clip_sets = []
+    for j in cols:
+        pool = np.flatnonzero(mask[:, j])
+        size = min(cfg.evaluate.llm_simulation_clips, len(pool))
+        clip_sets.append(np.sort(gen.choice(pool, size=size, replace=False)))
+    ratings = llm_simulate(
+        llm, [descs[j] for j in cols], [[captions[i] for i in s] for s in clip_sets]
+    )
+    rows = []
+    for j, s, r in zip(cols, clip_sets, ratings, strict=True):
+        rows.append(
+            {
+                "layer": layer,
+                "neuron": picked[j],
+                "method": "llm",
+                "pearson": pearson(r, acts[s, j]),
+                "spearman": spearman(r, acts[s, j]),
+                "n_clips": int(np.isfinite(r).sum()),
+            }
+        )
+    return pd.DataFrame(rows)
+
+
+def simulation_summary(scores: pd.DataFrame) -> pd.DataFrame:
+    """Mean Pearson and Spearman per layer and method (layers in recording order)."""
+    order = list(dict.fromkeys(scores["layer"]))
+    out = (
+        scores.groupby(["layer", "method"], sort=False)[["pearson", "spearman"]]
+        .mean()
+        .reset_index()
+    )
+    out["n_neurons"] = scores.groupby(["layer", "method"], sort=False).size().values
+    out["layer"] = pd.Categorical(out["layer"], categories=order, ordered=True)
+    methods = [m for m in SIMULATION_METHODS if m in set(out["method"])]
+    out["method"] = pd.Categorical(out["method"], categories=methods, ordered=True)
+    return out.sort_values(["layer", "method"]).reset_index(drop=True)
+
+
+# --------------------------------------------------------------------------------------------
+# Stage
+# --------------------------------------------------------------------------------------------
+
+
+def _summary(run: RunDir, cfg: Config) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    results = run.read_json("last_layer.json") if run.exists("last_layer.json") else {}
+    for cap, methods in results.items():
+        for method, s in methods.items():
+            out[f"last_layer[{cap}].{method}"] = (
+                f"top1={s['top1']:.3f} top5={s['top5']:.3f} cos={s['cos']:.3f}"
+            )
+    if run.exists("simulation_scores.csv"):
+        scores = run.read_csv("simulation_scores.csv")
+        if not scores.empty:
+            means = scores.groupby("method")["pearson"].mean()
+            for method in SIMULATION_METHODS:
+                if method in means:
+                    out[f"simulation.{method}.pearson"] = f"{means[method]:.3f}"
+    out["outputs"] = ", ".join(str(run / o) for o in OUTPUTS)
+    return out
+
+
+def _save(fig: Any, name: str, cfg: Config) -> None:
+    """Write a figure into ``figures/`` and close it."""
+    import matplotlib.pyplot as plt
+
+    from andlib import plots
+
+    plots.save_figure(fig, name, cfg)
+    plt.close(fig)
+
+
+def run_stage(cfg: Config, run: RunDir) -> dict[str, Any]:
+    """Write ``last_layer.json``, ``simulation_scores.csv`` and their figures."""
+    from andlib import plots
+
+    key = cfg.section_hash("evaluate", "embedder", "seed", "llm", extra=[run.stage_key("concepts")])
+    logger = run.logger(STAGE)
+    if run.is_fresh(STAGE, key):
+        logger.info("evaluate: up to date")
+        return _summary(run, cfg)
+    from andlib.embeddings import get_embedder
+
+    embedder = get_embedder(cfg.embedder)
+    results = last_layer_accuracy(cfg, run, embedder)
+    run.write_json("last_layer.json", results)
+    logger.info("last-layer accuracy: %s", json.dumps(results))
+    if results:
+        _save(plots.last_layer_table(results), "last_layer_accuracy", cfg)
+
+    scores = simulation_scores(cfg, run, embedder)
+    run.write_csv("simulation_scores.csv", scores)
+    logger.info("simulation: %d scores over %d layers", len(scores), scores["layer"].nunique())
+    if not scores.empty:
+        _save(plots.simulation_by_layer(scores), "simulation_scores", cfg)
+    run.mark_done(STAGE, key, outputs=OUTPUTS)
+    return _summary(run, cfg)

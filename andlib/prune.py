@@ -1,0 +1,659 @@
+"""Concept-specific pruning (paper Table 4): make the model forget one concept by silencing
+the neurons whose descriptions name it, and check that it forgets only that concept.
+
+**Pruning.** :class:`NeuronPruner` silences neurons of recorded layers without ever touching a
+saved checkpoint, and :meth:`NeuronPruner.restore` gives back bit-identical outputs. How a
+layer's neuron *j* is silenced depends on the module that was recorded:
+
+- an ``nn.Linear`` (e.g. ``layers.i.attn``, the attention output projection ``o_proj``): row
+  *j* of its weight and entry *j* of its bias are set to zero (originals kept in memory), so its
+  output *j* is exactly 0;
+- a parameter-free activation whose parent holds exactly one ``nn.Linear`` with that many
+  outputs and which maps 0 to 0 (e.g. ``layers.i.mlp`` = GELU after ``fc1``): that Linear's row
+  *j* and bias *j* are zeroed, so ``act(fc1(x))_j = act(0) = 0``;
+- anything else (e.g. ``layers.i.out``, the block output = residual stream, or a classifier
+  head): a forward hook sets the output's last-dimension entries *j* to 0 (the first element
+  when the module returns a tuple).
+
+**Choosing neurons for a concept** (:func:`select_neurons`), among the hidden layers (every
+recorded layer but ``evaluate.classifier_layer``, or ``prune.layers``):
+
+- ``ocp``: the neuron's open concepts (``open_concepts`` of ``neurons.csv``, lemmas of the
+  calibrated summary) contain the concept. Words are compared after a light stemming (both
+  sides), and with ``prune.ocp_match: all`` (default) *every* word of the concept name must be
+  present (``water_drops`` needs "water" and "drop"; ``dog`` needs "dog"); ``any`` accepts one
+  word, ``head`` needs the last word (the head noun of English compounds, "drop").
+- ``db``: the concept is among the neuron's top-``prune.top_n`` DB concepts
+  (``db_<prune.db_similarity>`` then its ``_top5`` list).
+- ``tab``: the same with the TAB concepts (skipped when TAB was not run).
+- ``random``: a control pruning as many neurons *in each layer* as the strategy named by
+  ``prune.random_match`` (``max``: the strategy that chose the most for this concept), drawn
+  uniformly with :func:`andlib.config.rng` ``(cfg, "prune", concept)``.
+
+**Measuring** (:func:`pruning_experiment`). The held-out clips (``clips.csv`` rows of fold
+``train.heldout_fold`` when there is a ``fold`` column, else every clip) are decoded and
+preprocessed once and forwarded once unpruned and once per (strategy, concept). For the
+concept's class, *A* = its clips and *R* = all other clips. The model's confidence on a clip is
+the logit (softmax probability) of the clip's true class. ``delta_a`` is the confidence **drop**
+on A (before − after, averaged over A's clips), ``delta_r`` the drop on R; ``delta_*_prob`` the
+same for probabilities; ``acc_*_before/after`` the accuracies. Concept-specific forgetting
+shows as a large ΔA with a small ΔR, so ``ΔA − ΔR`` (higher is better) summarises a strategy
+(:func:`pruning_summary`).
+
+Outputs: ``pruning.csv`` (one row per strategy and concept) and the figures
+``pruning_summary`` and ``pruning_<prune.concept>``.
+
+Public surface: :class:`NeuronPruner`, :func:`stem`, :func:`concept_words`,
+:func:`matches_open_concepts`, :func:`select_neurons`, :func:`random_neurons`,
+:func:`load_heldout`, :func:`predict`, :func:`concept_metrics`, :func:`pruning_experiment`,
+:func:`pruning_summary`, :func:`run_stage`.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Iterator, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import torch
+from torch import nn
+
+from andlib.config import Config, rng
+from andlib.evaluate import (
+    activation_index,
+    normalize_concept,
+    ranked_concepts,
+    read_clips,
+    read_neurons,
+    split_list,
+)
+from andlib.runs import RunDir
+
+STAGE = "prune"
+STRATEGIES = ("ocp", "db", "tab", "random")
+COLUMNS = [
+    "strategy",
+    "concept",
+    "n_pruned",
+    "delta_a",
+    "delta_r",
+    "delta_a_prob",
+    "delta_r_prob",
+    "acc_a_before",
+    "acc_a_after",
+    "acc_r_before",
+    "acc_r_after",
+]
+
+log = logging.getLogger(__name__)
+
+
+# --------------------------------------------------------------------------------------------
+# Pruning with masks, restorable
+# --------------------------------------------------------------------------------------------
+
+
+def _maps_zero_to_zero(module: nn.Module) -> bool:
+    try:
+        with torch.no_grad():
+            out = module(torch.zeros(8))
+        return isinstance(out, torch.Tensor) and bool(torch.all(out == 0))
+    except Exception:
+        return False
+
+
+def _zero_last_dim(output: Any, idx: torch.Tensor) -> Any:
+    if isinstance(output, torch.Tensor):
+        out = output.clone()
+        out[..., idx.to(out.device)] = 0
+        return out
+    if isinstance(output, tuple) and output and isinstance(output[0], torch.Tensor):
+        return (_zero_last_dim(output[0], idx), *output[1:])
+    raise TypeError(f"cannot mask a module output of type {type(output).__name__}")
+
+
+class NeuronPruner:
+    """Silence chosen neurons of recorded layers; :meth:`restore` undoes everything.
+
+    ``model`` is a :class:`~andlib.models.TargetModel` or an ``nn.Module``;
+    ``layer_to_module`` maps layer keys to module paths (as ``activations/index.json`` or
+    ``resolve_layers`` give them; a value may also be ``{"module": path, "n_neurons": n}``).
+    ``n_neurons`` gives layer sizes where the values do not. See the module docstring for how
+    each kind of module is pruned.
+    """
+
+    def __init__(
+        self,
+        model: Any,
+        layer_to_module: Mapping[str, Any],
+        n_neurons: Mapping[str, int] | None = None,
+    ):
+        self.module: nn.Module = model if isinstance(model, nn.Module) else model.module
+        self.paths: dict[str, str] = {}
+        self.sizes: dict[str, int] = dict(n_neurons or {})
+        for layer, value in layer_to_module.items():
+            if isinstance(value, Mapping):
+                self.paths[layer] = str(value["module"])
+                if value.get("n_neurons") is not None:
+                    self.sizes.setdefault(layer, int(value["n_neurons"]))
+            else:
+                self.paths[layer] = str(value)
+        self._plans: dict[str, tuple[str, str]] = {}
+        self._originals: dict[int, tuple[torch.Tensor, torch.Tensor]] = {}
+        self._hook_idx: dict[str, set[int]] = {}
+        self._handles: list[Any] = []
+        self.pruned_neurons: dict[str, set[int]] = {}
+
+    def plan(self, layer: str) -> tuple[str, str]:
+        """``("weights", linear_path)`` or ``("hook", module_path)``: how ``layer`` is pruned."""
+        if layer in self._plans:
+            return self._plans[layer]
+        if layer not in self.paths:
+            raise KeyError(f"unknown layer {layer!r}; known: {', '.join(self.paths)}")
+        path = self.paths[layer]
+        mod = self.module.get_submodule(path)
+        plan = ("hook", path)
+        if isinstance(mod, nn.Linear):
+            plan = ("weights", path)
+        elif layer in self.sizes and not any(True for _ in mod.parameters(recurse=True)):
+            parent_path, _, _ = path.rpartition(".")
+            parent = self.module.get_submodule(parent_path) if parent_path else self.module
+            producers = [
+                name
+                for name, child in parent.named_children()
+                if isinstance(child, nn.Linear) and child.out_features == self.sizes[layer]
+            ]
+            if len(producers) == 1 and _maps_zero_to_zero(mod):
+                prefix = f"{parent_path}." if parent_path else ""
+                plan = ("weights", prefix + producers[0])
+        self._plans[layer] = plan
+        return plan
+
+    def prune(self, layer: str, neurons: Sequence[int]) -> int:
+        """Silence ``neurons`` of ``layer`` (on top of anything pruned before); returns how many."""
+        idx = sorted({int(n) for n in neurons})
+        if not idx:
+            return 0
+        size = self.sizes.get(layer)
+        if idx[0] < 0 or (size is not None and idx[-1] >= size):
+            raise IndexError(f"{layer}: neuron index out of range 0..{size}: {idx}")
+        kind, path = self.plan(layer)
+        if kind == "weights":
+            linear = self.module.get_submodule(path)
+            rows = torch.tensor(idx, device=linear.weight.device)
+            for param in (linear.weight, linear.bias):
+                if param is None:
+                    continue
+                if id(param) not in self._originals:
+                    self._originals[id(param)] = (param, param.detach().clone())
+                with torch.no_grad():
+                    param[rows] = 0
+        else:
+            if path not in self._hook_idx:
+                self._hook_idx[path] = set()
+                self._handles.append(
+                    self.module.get_submodule(path).register_forward_hook(self._hook(path))
+                )
+            self._hook_idx[path].update(idx)
+        self.pruned_neurons.setdefault(layer, set()).update(idx)
+        return len(idx)
+
+    def _hook(self, path: str):
+        def hook(module: nn.Module, args: Any, output: Any) -> Any:
+            idx = torch.tensor(sorted(self._hook_idx[path]), dtype=torch.long)
+            return _zero_last_dim(output, idx)
+
+        return hook
+
+    def prune_many(self, selection: Mapping[str, Sequence[int]]) -> int:
+        """Prune ``{layer: neurons}``; returns the number of neurons pruned."""
+        return sum(self.prune(layer, neurons) for layer, neurons in selection.items())
+
+    def restore(self) -> None:
+        """Put back every original weight and remove every hook (bit-identical outputs)."""
+        with torch.no_grad():
+            for param, original in self._originals.values():
+                param.copy_(original)
+        for handle in self._handles:
+            handle.remove()
+        self._originals.clear()
+        self._hook_idx.clear()
+        self._handles.clear()
+        self.pruned_neurons.clear()
+
+    @contextmanager
+    def pruned(self, selection: Mapping[str, Sequence[int]]) -> Iterator[NeuronPruner]:
+        """``with pruner.pruned({layer: neurons}): ...`` -- restored on exit, even on error."""
+        try:
+            self.prune_many(selection)
+            yield self
+        finally:
+            self.restore()
+
+
+# --------------------------------------------------------------------------------------------
+# Choosing the neurons of a concept
+# --------------------------------------------------------------------------------------------
+
+_SUFFIXES = [
+    ("sses", "ss"),
+    ("shes", "sh"),
+    ("ches", "ch"),
+    ("xes", "x"),
+    ("ies", "y"),
+    ("ied", "y"),
+    ("ing", ""),
+    ("ed", ""),
+    ("s", ""),
+]
+
+
+def stem(word: str) -> str:
+    """A light, deterministic stemmer so inflections meet: drops/drop, crying/cry/cries,
+    dripping/drip, sneezing/sneeze, glasses/glass (final ``e`` and doubled consonants dropped)."""
+    w = word.lower().strip()
+    for suffix, repl in _SUFFIXES:
+        if not w.endswith(suffix) or (suffix == "s" and w.endswith("ss")):
+            continue
+        base = w[: -len(suffix)] + repl
+        if len(base) >= 3:
+            if suffix in ("ing", "ed") and len(base) >= 4 and base[-1] == base[-2]:
+                if base[-1] not in "lsz":
+                    base = base[:-1]
+            w = base
+        break
+    if len(w) > 3 and w.endswith("e"):
+        w = w[:-1]
+    return w
+
+
+def concept_words(concept: str) -> list[str]:
+    """Stemmed words of a concept name: ``water_drops`` -> ``["water", "drop"]``."""
+    return [stem(w) for w in normalize_concept(concept).split()]
+
+
+def matches_open_concepts(open_concepts: Sequence[str], concept: str, how: str = "all") -> bool:
+    """Whether a neuron's open concepts name ``concept`` (``how``: ``all``, ``any``, ``head``)."""
+    have = {stem(w) for c in open_concepts for w in normalize_concept(c).split()}
+    words = concept_words(concept)
+    if not words or not have:
+        return False
+    if how == "all":
+        return all(w in have for w in words)
+    if how == "any":
+        return any(w in have for w in words)
+    if how == "head":
+        return words[-1] in have
+    raise ValueError(f"prune.ocp_match: {how!r} is not one of all, any, head")
+
+
+def select_neurons(
+    neurons: pd.DataFrame,
+    concept: str,
+    strategy: str,
+    *,
+    layers: Sequence[str] | None = None,
+    top_n: int = 3,
+    db_similarity: str = "soft_wpmi",
+    ocp_match: str = "all",
+) -> dict[str, list[int]]:
+    """``{layer: [neuron, ...]}`` that ``strategy`` (``ocp``, ``db``, ``tab``) picks for ``concept``.
+
+    ``neurons`` is ``neurons.csv``; only rows of ``layers`` (when given) are considered.
+    """
+    rows = neurons if layers is None else neurons[neurons["layer"].isin(list(layers))]
+    target = normalize_concept(concept)
+    if strategy == "ocp":
+        col = rows["open_concepts"] if "open_concepts" in rows else pd.Series("", index=rows.index)
+        hit = [matches_open_concepts(split_list(v), concept, ocp_match) for v in col]
+    elif strategy in ("db", "tab"):
+        method = f"db_{db_similarity}" if strategy == "db" else "tab"
+        hit = [
+            target in [normalize_concept(c) for c in ranked_concepts(r, method)[:top_n]]
+            for _, r in rows.iterrows()
+        ]
+    else:
+        raise ValueError(f"unknown selection strategy {strategy!r}; use ocp, db or tab")
+    chosen = rows[np.asarray(hit, dtype=bool)] if len(rows) else rows
+    out: dict[str, list[int]] = {}
+    for layer, group in chosen.groupby("layer", sort=False):
+        out[str(layer)] = sorted(int(n) for n in group["neuron"])
+    return out
+
+
+def random_neurons(
+    counts: Mapping[str, int], layer_sizes: Mapping[str, int], generator: np.random.Generator
+) -> dict[str, list[int]]:
+    """``counts[layer]`` distinct neurons drawn uniformly from each layer (layers in sorted order)."""
+    out = {}
+    for layer in sorted(counts):
+        k = min(int(counts[layer]), int(layer_sizes[layer]))
+        if k > 0:
+            out[layer] = sorted(generator.choice(int(layer_sizes[layer]), size=k, replace=False))
+            out[layer] = [int(n) for n in out[layer]]
+    return out
+
+
+def _count(selection: Mapping[str, Sequence[int]]) -> int:
+    return sum(len(v) for v in selection.values())
+
+
+# --------------------------------------------------------------------------------------------
+# Held-out clips, forward passes, metrics
+# --------------------------------------------------------------------------------------------
+
+
+@dataclass
+class HeldOut:
+    """Held-out clips, preprocessed once: model inputs per batch and class indices."""
+
+    clip_ids: list[str]
+    labels: np.ndarray
+    """Class index (model output) of each clip."""
+    inputs: list[dict[str, torch.Tensor]]
+    class_names: list[str]
+
+
+def load_heldout(cfg: Config, run: RunDir, target: Any) -> HeldOut:
+    """Decode and preprocess the held-out clips of ``clips.csv`` for ``target`` (a TargetModel)."""
+    from andlib.data import AudioError, load_audio
+
+    clips = read_clips(run)
+    if "fold" in clips.columns:
+        folds = pd.to_numeric(clips["fold"], errors="coerce")
+        if (folds == cfg.train.heldout_fold).any():
+            clips = clips[folds == cfg.train.heldout_fold]
+        else:
+            log.warning("no clip of fold %d: evaluating on every clip", cfg.train.heldout_fold)
+    names = list(target.label_names or [])
+    by_name = {normalize_concept(n): i for i, n in enumerate(names)}
+    labels = []
+    for _, row in clips.iterrows():
+        cls = by_name.get(normalize_concept(row.get("category", "")), -1)
+        if cls < 0 and not names:
+            label = pd.to_numeric(row.get("label", -1), errors="coerce")
+            cls = int(label) if pd.notna(label) else -1
+        labels.append(cls)
+    clips = clips.assign(_cls=labels)
+    clips = clips[clips["_cls"] >= 0]
+    if clips.empty:
+        raise ValueError("no held-out clip has a class of the model: cannot measure pruning")
+    if not names:
+        names = [str(i) for i in range(int(clips["_cls"].max()) + 1)]
+
+    def decode(path: str) -> np.ndarray | None:
+        try:
+            return load_audio(path, target.sample_rate, cfg.data.duration, cfg.data.silence_dbfs)
+        except AudioError as exc:
+            log.warning("held-out clip skipped: %s", exc)
+            return None
+
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        audio = list(pool.map(decode, clips["path"].astype(str)))
+    keep = [i for i, a in enumerate(audio) if a is not None]
+    audio = [audio[i] for i in keep]
+    clips = clips.iloc[keep]
+    bs = cfg.prune.batch_size
+    inputs = [target.inputs(audio[i : i + bs]) for i in range(0, len(audio), bs)]
+    return HeldOut(
+        clips["clip_id"].astype(str).tolist(), clips["_cls"].to_numpy(int), inputs, names
+    )
+
+
+def predict(target: Any, inputs: Sequence[dict[str, torch.Tensor]]) -> torch.Tensor:
+    """Logits ``[n_clips, n_classes]`` (float32, CPU) of preprocessed batches."""
+    module = target if isinstance(target, nn.Module) else target.module
+    outs = []
+    with torch.inference_mode():
+        for kwargs in inputs:
+            out = module(kwargs["_positional"]) if "_positional" in kwargs else module(**kwargs)
+            outs.append(getattr(out, "logits", out).float().cpu())
+    return torch.cat(outs)
+
+
+def concept_metrics(
+    before: torch.Tensor, after: torch.Tensor, labels: np.ndarray, cls: int | None
+) -> dict[str, float]:
+    """Confidence drops and accuracies on the class ``cls`` (A) and on the other clips (R).
+
+    Confidence is the logit / softmax probability of each clip's true class; ``delta_*`` are
+    drops (before − after). A concept that is no class (``cls`` None) has NaN for A.
+    """
+    labels = np.asarray(labels)
+    a = labels == cls if cls is not None else np.zeros(len(labels), dtype=bool)
+    out: dict[str, float] = {}
+    rows = torch.arange(len(labels))
+    lab = torch.as_tensor(labels)
+    conf = {
+        "": (before[rows, lab].numpy(), after[rows, lab].numpy()),
+        "_prob": (
+            before.softmax(-1)[rows, lab].numpy(),
+            after.softmax(-1)[rows, lab].numpy(),
+        ),
+    }
+    correct_before = before.argmax(-1).numpy() == labels
+    correct_after = after.argmax(-1).numpy() == labels
+
+    def mean(x: np.ndarray, sel: np.ndarray) -> float:
+        return float(x[sel].mean()) if sel.any() else float("nan")
+
+    for side, sel in (("a", a), ("r", ~a)):
+        for suffix, (b, f) in conf.items():
+            out[f"delta_{side}{suffix}"] = mean(b - f, sel)
+        out[f"acc_{side}_before"] = mean(correct_before, sel)
+        out[f"acc_{side}_after"] = mean(correct_after, sel)
+    return out
+
+
+def prune_layers(cfg: Config, index: dict[str, Any]) -> list[str]:
+    """The layers whose neurons may be pruned: ``prune.layers`` or every hidden layer."""
+    recorded = list(index["layers"])
+    if cfg.prune.layers is not None:
+        missing = [layer for layer in cfg.prune.layers if layer not in recorded]
+        if missing:
+            raise KeyError(f"prune.layers: not recorded: {', '.join(missing)}")
+        return list(cfg.prune.layers)
+    return [layer for layer in recorded if layer != cfg.evaluate.classifier_layer]
+
+
+def _module_paths(target: Any, index: dict[str, Any], layers: list[str]) -> dict[str, str]:
+    """Module path of each layer from ``index.json``; ``resolve_layers`` where one is missing."""
+    paths = {layer: index["layers"][layer].get("module") for layer in layers}
+    missing = [layer for layer, p in paths.items() if not p]
+    if missing:
+        from andlib.activations import resolve_layers
+
+        paths.update(resolve_layers(target, missing))
+    return {layer: str(p) for layer, p in paths.items()}
+
+
+def _concepts(cfg: Config, held: HeldOut) -> list[tuple[str, int | None]]:
+    """(concept, class index) pairs: the held-out classes, plus the named ``prune.concept``."""
+    present = sorted(set(held.labels.tolist()))
+    pairs = [(held.class_names[c], c) for c in present]
+    named = normalize_concept(cfg.prune.concept) if cfg.prune.concept else ""
+    if cfg.prune.max_concepts is not None:
+        kept = pairs[: cfg.prune.max_concepts]
+        kept += [p for p in pairs[cfg.prune.max_concepts :] if normalize_concept(p[0]) == named]
+        pairs = kept
+    if named and all(normalize_concept(c) != named for c, _ in pairs):
+        by_name = {normalize_concept(n): i for i, n in enumerate(held.class_names)}
+        pairs.append((cfg.prune.concept, by_name.get(named)))
+    return pairs
+
+
+def pruning_experiment(cfg: Config, run: RunDir, target: Any = None) -> pd.DataFrame:
+    """``pruning.csv``: one row per (strategy, concept); see the module docstring."""
+    strategies = list(cfg.prune.strategies)
+    unknown = [s for s in strategies if s not in STRATEGIES]
+    if unknown:
+        raise ValueError(f"prune.strategies: unknown {unknown}; choose from {STRATEGIES}")
+    if cfg.prune.random_match not in ("max", "ocp", "db", "tab"):
+        raise ValueError(f"prune.random_match: {cfg.prune.random_match!r} is not max/ocp/db/tab")
+    index = activation_index(run)
+    neurons = read_neurons(run)
+    layers = prune_layers(cfg, index)
+    sizes = {layer: int(index["layers"][layer]["n_neurons"]) for layer in layers}
+    has_tab = "tab" in neurons and (neurons["tab"].astype(str).str.strip() != "").any()
+    if "tab" in strategies and not has_tab:
+        log.warning("prune: TAB concepts were not computed; the tab strategy is skipped")
+        strategies.remove("tab")
+
+    if target is None:
+        from andlib.models import load_target
+
+        target = load_target(cfg)
+    t0 = time.perf_counter()
+    held = load_heldout(cfg, run, target)
+    before = predict(target, held.inputs)
+    log.info(
+        "prune: %d held-out clips ready in %.1fs", len(held.clip_ids), time.perf_counter() - t0
+    )
+    pruner = NeuronPruner(target, _module_paths(target, index, layers), sizes)
+
+    rows = []
+    for concept, cls in _concepts(cfg, held):
+        chosen = {
+            s: select_neurons(
+                neurons,
+                concept,
+                s,
+                layers=layers,
+                top_n=cfg.prune.top_n,
+                db_similarity=cfg.prune.db_similarity,
+                ocp_match=cfg.prune.ocp_match,
+            )
+            for s in strategies
+            if s != "random"
+        }
+        if "random" in strategies:
+            match = cfg.prune.random_match
+            if match == "max":
+                ref = max(chosen.values(), key=_count, default={})
+            elif match in chosen:
+                ref = chosen[match]
+            else:
+                ref = select_neurons(
+                    neurons,
+                    concept,
+                    match,
+                    layers=layers,
+                    top_n=cfg.prune.top_n,
+                    db_similarity=cfg.prune.db_similarity,
+                    ocp_match=cfg.prune.ocp_match,
+                )
+            counts = {layer: len(v) for layer, v in ref.items()}
+            chosen["random"] = random_neurons(counts, sizes, rng(cfg, "prune", concept))
+        for strategy in strategies:
+            selection = chosen[strategy]
+            n = _count(selection)
+            if n:
+                with pruner.pruned(selection):
+                    after = predict(target, held.inputs)
+            else:
+                after = before
+            rows.append(
+                {
+                    "strategy": strategy,
+                    "concept": concept,
+                    "n_pruned": n,
+                    **concept_metrics(before, after, held.labels, cls),
+                }
+            )
+    log.info("prune: %d rows in %.1fs", len(rows), time.perf_counter() - t0)
+    return pd.DataFrame(rows, columns=COLUMNS)
+
+
+def pruning_summary(df: pd.DataFrame) -> pd.DataFrame:
+    """Per strategy, mean over the concepts it pruned at least one neuron for.
+
+    Columns: ``strategy, n_concepts, mean_n_pruned, delta_a, delta_r, specificity_logit``
+    (mean ΔA − ΔR of logit confidence), ``specificity_prob`` (the same for probabilities),
+    ``acc_drop_a, acc_drop_r, specificity_acc`` (accuracy drops and their difference).
+    """
+    d = df[(df["n_pruned"] > 0) & df["delta_a"].notna()].copy()
+    d["specificity_logit"] = d["delta_a"] - d["delta_r"]
+    d["specificity_prob"] = d["delta_a_prob"] - d["delta_r_prob"]
+    d["acc_drop_a"] = d["acc_a_before"] - d["acc_a_after"]
+    d["acc_drop_r"] = d["acc_r_before"] - d["acc_r_after"]
+    d["specificity_acc"] = d["acc_drop_a"] - d["acc_drop_r"]
+    cols = [
+        "delta_a",
+        "delta_r",
+        "specificity_logit",
+        "specificity_prob",
+        "acc_drop_a",
+        "acc_drop_r",
+        "specificity_acc",
+    ]
+    order = list(dict.fromkeys(df["strategy"]))
+    g = d.groupby("strategy", sort=False)
+    out = g[cols].mean()
+    out.insert(0, "mean_n_pruned", g["n_pruned"].mean())
+    out.insert(0, "n_concepts", g.size())
+    out = out.reindex([s for s in order if s in out.index])
+    return out.reset_index()
+
+
+# --------------------------------------------------------------------------------------------
+# Stage
+# --------------------------------------------------------------------------------------------
+
+
+def _summary(run: RunDir) -> dict[str, Any]:
+    df = run.read_csv("pruning.csv")
+    out: dict[str, Any] = {}
+    for _, r in pruning_summary(df).iterrows():
+        out[f"prune.{r['strategy']}"] = (
+            f"ΔA−ΔR={r['specificity_logit']:.3f} (logit) {r['specificity_acc']:.3f} (acc), "
+            f"{r['mean_n_pruned']:.0f} neurons, {r['n_concepts']} concepts"
+        )
+    out["outputs"] = str(run / "pruning.csv")
+    return out
+
+
+def _save(fig: Any, name: str, cfg: Config) -> None:
+    """Write a figure into ``figures/`` and close it."""
+    import matplotlib.pyplot as plt
+
+    from andlib import plots
+
+    plots.save_figure(fig, name, cfg)
+    plt.close(fig)
+
+
+def run_stage(cfg: Config, run: RunDir) -> dict[str, Any]:
+    """Write ``pruning.csv`` and the figures ``pruning_summary`` and ``pruning_<concept>``."""
+    from andlib import plots
+
+    key = cfg.section_hash(
+        "prune",
+        "seed",
+        "model",
+        "data",
+        "train.heldout_fold",
+        "evaluate.classifier_layer",
+        extra=[run.stage_key("concepts")],
+    )
+    logger = run.logger(STAGE)
+    if run.is_fresh(STAGE, key):
+        logger.info("prune: up to date")
+        return _summary(run)
+    df = pruning_experiment(cfg, run)
+    run.write_csv("pruning.csv", df)
+    summary = pruning_summary(df)
+    logger.info("pruning summary:\n%s", summary.to_string(index=False))
+    if not summary.empty:
+        _save(plots.pruning_summary_bars(summary), "pruning_summary", cfg)
+    named = df[df["concept"].map(normalize_concept) == normalize_concept(cfg.prune.concept)]
+    if not named.empty:
+        fig = plots.pruning_concept_bars(named, cfg.prune.concept)
+        _save(fig, f"pruning_{cfg.prune.concept}", cfg)
+    run.mark_done(STAGE, key, outputs=["pruning.csv"])
+    return _summary(run)

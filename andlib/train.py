@@ -1,0 +1,716 @@
+"""Training the offline target model: a small Audio Spectrogram Transformer on ESC-50.
+
+Three strategies share one architecture, a transformers ``ASTConfig`` built from ``cfg.train``:
+
+- ``supervised``: trained from scratch on ESC-50 folds 1-4; fold 5 is held out.
+- ``ssl-frozen``: the encoder is pretrained without labels by masked spectrogram modelling
+  (SSAST-style: hide a fraction of the patches, reconstruct them) on the audio of all folds,
+  then frozen; only the classifier head is trained on folds 1-4 (a linear probe).
+- ``ssl-finetuned``: the same pretrained encoder, fine-tuned end to end on folds 1-4.
+
+How it trains: the log-mel features are computed once per clip with the model's own
+``ASTFeatureExtractor`` (its mean/std set from the training folds), and training runs on those
+spectrogram tensors, augmented on the fly (random gain, circular time shift, SpecAugment-style
+frequency/time masks, mixup). Every random draw comes from the config seed, so the same config
+trains the same weights.
+
+Results are cached in ``<cache_dir>/models/<strategy>-<hash>/``: a ``save_pretrained`` folder
+(model + feature extractor, ESC-50 category names as labels) plus ``andlib_training.json``
+(metrics, merged into ``model.json`` by :func:`andlib.models.load_pretrained`) and
+``history.json`` (the per-epoch log). A model is written to a temporary folder and renamed into
+place, so an interrupted run never leaves a half model. The pretrained encoder is cached beside
+them (``ssl-pretrained-<hash>/``) and shared by both ssl strategies.
+
+Public surface: :data:`STRATEGIES`, :func:`ensure_trained`, :func:`train_model`,
+:func:`model_dir`, :func:`read_metrics`, :func:`read_history`, :func:`run_stage`; the pieces
+used by the tests: :func:`load_features`, :func:`build_model`, :func:`augment`,
+:class:`MaskedSpectrogramModel`, :func:`fit_classifier`, :func:`linear_probe`, :func:`accuracy`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import math
+import os
+import shutil
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from andlib.config import Config, TrainConfig, rng, seed_everything, stable_hash
+from andlib.runs import RunDir, write_json
+
+log = logging.getLogger(__name__)
+
+STRATEGIES = ("supervised", "ssl-frozen", "ssl-finetuned")
+METRICS_FILE = "andlib_training.json"
+HISTORY_FILE = "history.json"
+FORMAT_VERSION = 1
+"""Bumped when a change to this module changes the trained weights (invalidates caches)."""
+
+# Which ``cfg.train`` keys a cached model depends on. Everything else in the section counts,
+# except these, which do not change the weights (or are in the folder name already).
+_NOT_IN_KEY = ("strategy", "num_threads", "eval_every")
+_SSL_ONLY = ("pretrain_epochs", "pretrain_lr", "mask_ratio", "linear_epochs")
+_ARCHITECTURE = (
+    "hidden_size",
+    "num_hidden_layers",
+    "num_attention_heads",
+    "intermediate_size",
+    "patch_size",
+    "frequency_stride",
+    "time_stride",
+    "num_mel_bins",
+    "max_length",
+    "dropout",
+)
+_PRETRAIN_KEYS = _ARCHITECTURE + (
+    "pretrain_epochs",
+    "pretrain_lr",
+    "mask_ratio",
+    "batch_size",
+    "weight_decay",
+    "warmup_epochs",
+    "gain_db",
+    "shift_frames",
+    "train_folds",  # the feature normalisation statistics come from the training folds
+    "max_minutes",
+    "max_steps",
+)
+_LN_PER_DB = math.log(10) / 10
+"""A gain of 1 dB moves a natural-log power spectrogram by this much."""
+
+
+# --------------------------------------------------------------------------------------------
+# Cache layout
+# --------------------------------------------------------------------------------------------
+
+
+def _check_strategy(strategy: str | None, cfg: Config) -> str:
+    strategy = strategy or cfg.train.strategy
+    if strategy not in STRATEGIES:
+        raise ValueError(f"unknown training strategy {strategy!r}; one of {', '.join(STRATEGIES)}")
+    return strategy
+
+
+def _key(cfg: Config, keys: list[str] | tuple[str, ...], purpose: str) -> str:
+    train = dataclasses.asdict(cfg.train)
+    data = cfg.data
+    return stable_hash(
+        {
+            "purpose": purpose,
+            "version": FORMAT_VERSION,
+            "train": {k: train[k] for k in sorted(keys)},
+            "data": [data.sample_rate, data.duration, data.limit],
+            "seed": cfg.seed,
+        }
+    )
+
+
+def model_dir(cfg: Config, strategy: str | None = None) -> Path:
+    """``<cache_dir>/models/<strategy>-<hash>``: the hash covers every ``cfg.train`` setting the
+    strategy depends on, the data sample rate, clip duration and limit, and the seed."""
+    strategy = _check_strategy(strategy, cfg)
+    ignored = set(_NOT_IN_KEY) | (set(_SSL_ONLY) if strategy == "supervised" else set())
+    keys = [f.name for f in dataclasses.fields(TrainConfig) if f.name not in ignored]
+    return cfg.cache_path / "models" / f"{strategy}-{_key(cfg, keys, strategy)}"
+
+
+def _pretrained_dir(cfg: Config) -> Path:
+    return cfg.cache_path / "models" / f"ssl-pretrained-{_key(cfg, _PRETRAIN_KEYS, 'pretrain')}"
+
+
+def read_metrics(path: str | os.PathLike) -> dict[str, Any]:
+    """The ``andlib_training.json`` of a trained model folder."""
+    return json.loads((Path(path) / METRICS_FILE).read_text())
+
+
+def read_history(path: str | os.PathLike) -> dict[str, list[dict[str, Any]]]:
+    """The per-epoch log of a trained model folder: ``{phase: [{epoch, loss, ...}, ...]}``
+    (phases: ``pretrain``, ``finetune``, ``linear``); empty when none was saved."""
+    f = Path(path) / HISTORY_FILE
+    return json.loads(f.read_text()) if f.exists() else {}
+
+
+def _save_atomic(dest: Path, write: Callable[[Path], None]) -> Path:
+    """Let ``write`` fill a temporary sibling folder, then rename it to ``dest``."""
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(dir=dest.parent, prefix=f".{dest.name}.", suffix=".tmp"))
+    try:
+        write(tmp)
+        if dest.exists():  # another process finished the same model first: keep theirs
+            shutil.rmtree(tmp)
+        else:
+            os.rename(tmp, dest)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return dest
+
+
+# --------------------------------------------------------------------------------------------
+# Data: log-mel features computed once
+# --------------------------------------------------------------------------------------------
+
+
+@dataclass
+class Features:
+    """Normalised log-mel spectrograms ``x [clips, frames, mel]`` of every ESC-50 clip."""
+
+    x: torch.Tensor
+    labels: torch.Tensor
+    folds: np.ndarray
+    class_names: list[str]
+    extractor: Any
+    """The ``ASTFeatureExtractor`` that produced ``x`` (mean/std from the training folds)."""
+    per_ln: float
+    """Normalised units per natural-log unit of power, ``1 / (2 * std)``."""
+
+    def split(self, folds: list[int]) -> tuple[torch.Tensor, torch.Tensor]:
+        keep = torch.from_numpy(np.isin(self.folds, folds))
+        return self.x[keep], self.labels[keep]
+
+
+def load_features(cfg: Config) -> Features:
+    """Decode ESC-50 (all folds, ``data.limit`` applies) and compute the normalised features.
+
+    Training always uses ESC-50, whatever probing set ``cfg.data`` names; the data root,
+    sample rate, duration and limit come from ``cfg.data``.
+    """
+    from transformers import ASTFeatureExtractor
+
+    from andlib.data import load_probing_set
+
+    tc = cfg.train
+    data_cfg = dataclasses.replace(
+        cfg, data=dataclasses.replace(cfg.data, dataset="esc50", folds=None, classes=None)
+    )
+    clips = load_probing_set(data_cfg)
+    folds = clips.meta["fold"].to_numpy()
+    n_train = int(np.isin(folds, tc.train_folds).sum())
+    if n_train == 0:
+        raise ValueError(
+            f"train.train_folds={tc.train_folds}: no ESC-50 clips in these folds "
+            f"(folds present: {sorted(set(folds.tolist()))})"
+        )
+    if tc.heldout_fold in tc.train_folds:
+        raise ValueError(f"train.heldout_fold={tc.heldout_fold} is also a training fold")
+    extractor = ASTFeatureExtractor(
+        num_mel_bins=tc.num_mel_bins,
+        max_length=tc.max_length,
+        sampling_rate=cfg.data.sample_rate,
+        do_normalize=False,
+    )
+    t0 = time.time()
+    raw = extractor(clips.audio, sampling_rate=cfg.data.sample_rate, return_tensors="np")
+    x = torch.from_numpy(np.stack(raw["input_values"]).astype(np.float32))
+    train_x = x[torch.from_numpy(np.isin(folds, tc.train_folds))]
+    mean, std = float(train_x.mean()), float(train_x.std())
+    extractor.mean, extractor.std, extractor.do_normalize = mean, std, True
+    x = (x - mean) / (2 * std)  # exactly ASTFeatureExtractor.normalize
+    log.info(
+        "features: %d clips -> %s in %.1f s (mean %.3f, std %.3f)",
+        len(x),
+        tuple(x.shape),
+        time.time() - t0,
+        mean,
+        std,
+    )
+    return Features(
+        x=x,
+        labels=torch.as_tensor(clips.labels, dtype=torch.long),
+        folds=folds,
+        class_names=list(clips.class_names),
+        extractor=extractor,
+        per_ln=1.0 / (2 * std),
+    )
+
+
+# --------------------------------------------------------------------------------------------
+# Model
+# --------------------------------------------------------------------------------------------
+
+
+def build_model(tc: TrainConfig, class_names: list[str], seed: int = 0) -> nn.Module:
+    """A randomly initialised ``ASTForAudioClassification`` with ``cfg.train``'s shape."""
+    from transformers import ASTConfig, ASTForAudioClassification
+
+    if tc.hidden_size % tc.num_attention_heads:
+        raise ValueError(
+            f"train.hidden_size={tc.hidden_size} is not divisible by "
+            f"train.num_attention_heads={tc.num_attention_heads}"
+        )
+    if tc.num_mel_bins < tc.patch_size or tc.max_length < tc.patch_size:
+        raise ValueError(
+            f"train.patch_size={tc.patch_size} is larger than the spectrogram "
+            f"({tc.max_length} frames x {tc.num_mel_bins} mel bins)"
+        )
+    config = ASTConfig(
+        hidden_size=tc.hidden_size,
+        num_hidden_layers=tc.num_hidden_layers,
+        num_attention_heads=tc.num_attention_heads,
+        intermediate_size=tc.intermediate_size,
+        patch_size=tc.patch_size,
+        frequency_stride=tc.frequency_stride,
+        time_stride=tc.time_stride,
+        num_mel_bins=tc.num_mel_bins,
+        max_length=tc.max_length,
+        hidden_dropout_prob=tc.dropout,
+        attention_probs_dropout_prob=0.0,
+        num_labels=len(class_names),
+        id2label=dict(enumerate(class_names)),
+        label2id={name: i for i, name in enumerate(class_names)},
+    )
+    torch.manual_seed(seed)
+    model = ASTForAudioClassification(config)
+    emb = model.audio_spectrogram_transformer.embeddings
+    with torch.no_grad():  # transformers starts these at zero; small noise trains better
+        for p in (emb.cls_token, emb.distillation_token, emb.position_embeddings):
+            nn.init.trunc_normal_(p, std=0.02)
+    return model
+
+
+def accuracy(model: nn.Module, x: torch.Tensor, y: torch.Tensor, batch_size: int = 128) -> float | None:
+    """Top-1 accuracy of ``model`` on normalised features (``None`` for an empty set)."""
+    if len(x) == 0:
+        return None
+    was_training = model.training
+    model.eval()
+    correct = 0
+    with torch.inference_mode():
+        for i in range(0, len(x), batch_size):
+            logits = model(x[i : i + batch_size]).logits
+            correct += int((logits.argmax(-1) == y[i : i + batch_size]).sum())
+    model.train(was_training)
+    return correct / len(x)
+
+
+# --------------------------------------------------------------------------------------------
+# Augmentation (on normalised spectrograms [batch, frames, mel])
+# --------------------------------------------------------------------------------------------
+
+
+def _band_mask(gen: np.random.Generator, batch: int, size: int, width: int) -> torch.Tensor:
+    """``[batch, size]`` True on one random band of 0..width bins per row."""
+    widths = gen.integers(0, width + 1, batch)
+    starts = (gen.random(batch) * (size - widths + 1)).astype(int)
+    pos = np.arange(size)
+    return torch.from_numpy((pos >= starts[:, None]) & (pos < (starts + widths)[:, None]))
+
+
+def augment(x: torch.Tensor, tc: TrainConfig, gen: np.random.Generator, per_ln: float) -> torch.Tensor:
+    """Random gain (±``gain_db``), circular time shift (±``shift_frames``), then ``num_masks``
+    frequency masks (up to ``freq_mask`` bins) and time masks (up to ``time_mask`` frames),
+    masked values set to 0 (the data mean)."""
+    b, t, f = x.shape
+    if tc.gain_db > 0:
+        gain = gen.uniform(-tc.gain_db, tc.gain_db, b) * _LN_PER_DB * per_ln
+        x = x + torch.from_numpy(gain.astype(np.float32))[:, None, None]
+    if tc.shift_frames > 0:
+        shifts = gen.integers(-tc.shift_frames, tc.shift_frames + 1, b)
+        index = torch.from_numpy((np.arange(t)[None, :] - shifts[:, None]) % t)
+        x = x.gather(1, index[:, :, None].expand(b, t, f))
+    for _ in range(tc.num_masks):
+        if tc.freq_mask > 0:
+            x = x.masked_fill(_band_mask(gen, b, f, min(tc.freq_mask, f))[:, None, :], 0.0)
+        if tc.time_mask > 0:
+            x = x.masked_fill(_band_mask(gen, b, t, min(tc.time_mask, t))[:, :, None], 0.0)
+    return x
+
+
+def _soft_targets(y: torch.Tensor, n_classes: int, smoothing: float) -> torch.Tensor:
+    return F.one_hot(y, n_classes).float() * (1 - smoothing) + smoothing / n_classes
+
+
+# --------------------------------------------------------------------------------------------
+# The optimisation loop shared by every phase
+# --------------------------------------------------------------------------------------------
+
+
+def _optimize(
+    model: nn.Module,
+    loss_fn: Callable[[np.ndarray], torch.Tensor],
+    n_items: int,
+    epochs: int,
+    lr: float,
+    tc: TrainConfig,
+    gen: np.random.Generator,
+    phase: str,
+    on_epoch_end: Callable[[int, bool], dict[str, Any]] | None = None,
+) -> list[dict[str, Any]]:
+    """AdamW with linear warmup then cosine decay over ``epochs`` passes of shuffled batches.
+
+    ``loss_fn(batch_indices)`` returns the loss of one batch; only parameters with
+    ``requires_grad`` are optimised (no weight decay on biases, norms, tokens and position
+    embeddings). Stops early at ``tc.max_steps`` optimiser steps or ``tc.max_minutes``.
+    Returns one history row per epoch.
+    """
+    named = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
+    if not named:
+        raise ValueError(f"{phase}: the model has no trainable parameters")
+
+    def no_decay(name: str, p: torch.Tensor) -> bool:
+        return p.ndim < 2 or name.endswith(("_token", "position_embeddings"))
+
+    groups = [
+        {"params": [p for n, p in named if not no_decay(n, p)], "weight_decay": tc.weight_decay},
+        {"params": [p for n, p in named if no_decay(n, p)], "weight_decay": 0.0},
+    ]
+    optimizer = torch.optim.AdamW(groups, lr=lr)
+    batch = min(tc.batch_size, n_items)
+    steps_per_epoch = max(1, n_items // batch)  # drop the ragged last batch (mixup pairs)
+    total = epochs * steps_per_epoch
+    warmup = min(tc.warmup_epochs * steps_per_epoch, total // 2)
+
+    def schedule(step: int) -> float:
+        if step < warmup:
+            return (step + 1) / warmup
+        return 0.5 * (1 + math.cos(math.pi * (step - warmup) / max(1, total - warmup)))
+
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, schedule)
+    history: list[dict[str, Any]] = []
+    step, t_start = 0, time.time()
+    model.train()
+    for epoch in range(1, epochs + 1):
+        t_epoch, losses = time.time(), []
+        order = gen.permutation(n_items)
+        for i in range(steps_per_epoch):
+            loss = loss_fn(order[i * batch : (i + 1) * batch])
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            nn.utils.clip_grad_norm_([p for _, p in named], 1.0)
+            optimizer.step()
+            scheduler.step()
+            losses.append(loss.item())
+            step += 1
+            if tc.max_steps is not None and step >= tc.max_steps:
+                break
+        elapsed = time.time() - t_start
+        out_of_time = tc.max_minutes is not None and elapsed > tc.max_minutes * 60
+        stop = step >= total or out_of_time or (tc.max_steps is not None and step >= tc.max_steps)
+        row: dict[str, Any] = {
+            "epoch": epoch,
+            "step": step,
+            "loss": float(np.mean(losses)),
+            "lr": optimizer.param_groups[0]["lr"],
+            "epoch_seconds": round(time.time() - t_epoch, 2),
+            "seconds": round(elapsed, 2),
+        }
+        if on_epoch_end is not None:
+            row.update(on_epoch_end(epoch, stop))
+            model.train()
+        history.append(row)
+        extra = " ".join(f"{k} {v:.3f}" for k, v in row.items() if k.endswith("accuracy"))
+        log.info(
+            "%s epoch %d/%d: loss %.4f %s(%.1f s, %.0f s total)",
+            phase,
+            epoch,
+            epochs,
+            row["loss"],
+            extra + " " if extra else "",
+            row["epoch_seconds"],
+            elapsed,
+        )
+        if stop:
+            if out_of_time:
+                log.warning("%s: stopped after %.1f min (train.max_minutes)", phase, elapsed / 60)
+            break
+    return history
+
+
+# --------------------------------------------------------------------------------------------
+# Supervised training and the linear probe
+# --------------------------------------------------------------------------------------------
+
+
+def fit_classifier(
+    model: nn.Module,
+    feats: Features,
+    tc: TrainConfig,
+    gen: np.random.Generator,
+    epochs: int | None = None,
+) -> list[dict[str, Any]]:
+    """Train ``model`` end to end on the training folds with augmentation, mixup and label
+    smoothing; held-out accuracy is logged every ``tc.eval_every`` epochs (never used to pick
+    a checkpoint: the final weights are kept)."""
+    x, y = feats.split(tc.train_folds)
+    x_held, y_held = feats.split([tc.heldout_fold])
+    n_classes = len(feats.class_names)
+
+    def loss_fn(idx: np.ndarray) -> torch.Tensor:
+        xb = augment(x[idx], tc, gen, feats.per_ln)
+        target = _soft_targets(y[idx], n_classes, tc.label_smoothing)
+        if tc.mixup_alpha > 0 and len(idx) > 1:
+            lam = float(gen.beta(tc.mixup_alpha, tc.mixup_alpha))
+            perm = torch.from_numpy(gen.permutation(len(idx)))
+            xb = lam * xb + (1 - lam) * xb[perm]
+            target = lam * target + (1 - lam) * target[perm]
+        logits = model(xb).logits
+        return -(target * F.log_softmax(logits, dim=-1)).sum(-1).mean()
+
+    def on_epoch_end(epoch: int, last: bool) -> dict[str, Any]:
+        if len(x_held) and tc.eval_every and (last or epoch % tc.eval_every == 0):
+            return {"heldout_accuracy": accuracy(model, x_held, y_held)}
+        return {}
+
+    return _optimize(
+        model, loss_fn, len(x), epochs or tc.epochs, tc.lr, tc, gen, "finetune", on_epoch_end
+    )
+
+
+def linear_probe(
+    model: nn.Module, feats: Features, tc: TrainConfig, gen: np.random.Generator
+) -> list[dict[str, Any]]:
+    """Freeze the encoder and train only the classifier head on its pooled outputs.
+
+    The encoder runs once per clip (no augmentation): its outputs cannot change, so the head
+    trains on stored vectors in seconds.
+    """
+    encoder = model.audio_spectrogram_transformer
+    encoder.requires_grad_(False)
+    encoder.eval()
+    x, y = feats.split(tc.train_folds)
+    with torch.inference_mode():
+        pooled = torch.cat([encoder(x[i : i + 128]).pooler_output for i in range(0, len(x), 128)])
+    pooled = pooled.clone()  # a normal tensor: inference-mode tensors cannot enter autograd
+
+    def loss_fn(idx: np.ndarray) -> torch.Tensor:
+        logits = model.classifier(pooled[idx])
+        return F.cross_entropy(logits, y[idx], label_smoothing=tc.label_smoothing)
+
+    x_held, y_held = feats.split([tc.heldout_fold])
+
+    def on_epoch_end(epoch: int, last: bool) -> dict[str, Any]:
+        if len(x_held) and last:
+            return {"heldout_accuracy": accuracy(model, x_held, y_held)}
+        return {}
+
+    return _optimize(
+        model, loss_fn, len(x), tc.linear_epochs, tc.lr, tc, gen, "linear", on_epoch_end
+    )
+
+
+# --------------------------------------------------------------------------------------------
+# Masked spectrogram modelling (self-supervised pretraining)
+# --------------------------------------------------------------------------------------------
+
+
+class MaskedSpectrogramModel(nn.Module):
+    """SSAST-style pretraining around an AST: replace a random ``mask_ratio`` of the patch
+    embeddings by a learned mask token, run the encoder, and reconstruct the masked patches'
+    spectrogram values with a linear head (MSE on the masked patches only).
+
+    The AST is used unchanged (a forward hook on its patch embedding swaps in the mask token),
+    so the pretrained weights load straight into ``ASTForAudioClassification``.
+    """
+
+    def __init__(self, model: nn.Module, mask_ratio: float):
+        super().__init__()
+        if not 0 < mask_ratio < 1:
+            raise ValueError(f"train.mask_ratio must be in (0, 1), got {mask_ratio}")
+        config = model.config
+        self.encoder = model.audio_spectrogram_transformer
+        self.mask_ratio = mask_ratio
+        self.patch = config.patch_size
+        self.stride = (config.frequency_stride, config.time_stride)
+        self.mask_token = nn.Parameter(torch.zeros(config.hidden_size))
+        nn.init.trunc_normal_(self.mask_token, std=0.02)
+        self.head = nn.Linear(config.hidden_size, config.patch_size**2)
+
+    def patches(self, x: torch.Tensor) -> torch.Tensor:
+        """``[batch, n_patches, patch*patch]`` in the order of the AST's patch tokens."""
+        image = x.transpose(1, 2).unsqueeze(1)  # [b, 1, mel, frames], as ASTPatchEmbeddings
+        return F.unfold(image, kernel_size=self.patch, stride=self.stride).transpose(1, 2)
+
+    def random_mask(self, batch: int, n_patches: int, gen: np.random.Generator) -> torch.Tensor:
+        """``[batch, n_patches]`` bool, exactly ``round(mask_ratio * n_patches)`` True per row."""
+        k = max(1, round(self.mask_ratio * n_patches))
+        ranks = gen.random((batch, n_patches)).argsort(axis=1).argsort(axis=1)
+        return torch.from_numpy(ranks < k)
+
+    def loss(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        """Reconstruction MSE of the patches where ``mask`` is True."""
+
+        def swap_in_mask_token(module: nn.Module, inputs: Any, out: torch.Tensor) -> torch.Tensor:
+            return torch.where(mask[..., None], self.mask_token.to(out.dtype), out)
+
+        hook = self.encoder.embeddings.patch_embeddings.register_forward_hook(swap_in_mask_token)
+        try:
+            hidden = self.encoder(x).last_hidden_state[:, 2:]  # drop the cls/distillation tokens
+        finally:
+            hook.remove()
+        return F.mse_loss(self.head(hidden[mask]), self.patches(x)[mask])
+
+
+def pretrain(
+    model: nn.Module, feats: Features, tc: TrainConfig, gen: np.random.Generator
+) -> list[dict[str, Any]]:
+    """Masked spectrogram modelling on every clip's audio (all folds, labels unused), with
+    random gain and time shift; updates ``model``'s encoder in place."""
+    msm = MaskedSpectrogramModel(model, tc.mask_ratio)
+    n_patches = msm.patches(feats.x[:1]).shape[1]
+
+    def loss_fn(idx: np.ndarray) -> torch.Tensor:
+        xb = augment(feats.x[idx], dataclasses.replace(tc, num_masks=0), gen, feats.per_ln)
+        return msm.loss(xb, msm.random_mask(len(idx), n_patches, gen))
+
+    return _optimize(
+        msm, loss_fn, len(feats.x), tc.pretrain_epochs, tc.pretrain_lr, tc, gen, "pretrain"
+    )
+
+
+def _ensure_pretrained(cfg: Config, feats: Features) -> tuple[Path, dict[str, Any]]:
+    """The cached pretrained encoder (as an ``ASTForAudioClassification`` folder)."""
+    path = _pretrained_dir(cfg)
+    if not (path / METRICS_FILE).exists():
+        t0 = time.time()
+        model = build_model(cfg.train, feats.class_names, cfg.seed)
+        history = pretrain(model, feats, cfg.train, rng(cfg, "train", "pretrain"))
+        meta = {
+            "pretrain_seconds": round(time.time() - t0, 1),
+            "pretrain_epochs": len(history),
+            "pretrain_steps": history[-1]["step"],
+            "pretrain_loss": history[-1]["loss"],
+            "n_pretrain_clips": len(feats.x),
+        }
+
+        def write(tmp: Path) -> None:
+            model.save_pretrained(tmp)
+            write_json(tmp / HISTORY_FILE, {"pretrain": history})
+            write_json(tmp / METRICS_FILE, meta)
+
+        _save_atomic(path, write)
+        log.info("pretrained encoder saved to %s (%.0f s)", path, meta["pretrain_seconds"])
+    return path, read_metrics(path)
+
+
+# --------------------------------------------------------------------------------------------
+# Training a strategy end to end, with the cache
+# --------------------------------------------------------------------------------------------
+
+
+def train_model(cfg: Config, strategy: str | None = None) -> Path:
+    """Train ``strategy`` (default ``cfg.train.strategy``) now and save it to :func:`model_dir`.
+
+    Returns the ``save_pretrained`` folder. Prefer :func:`ensure_trained`, which reuses it.
+    """
+    from transformers import ASTForAudioClassification
+
+    strategy = _check_strategy(strategy, cfg)
+    tc = cfg.train
+    dest = model_dir(cfg, strategy)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(tc.num_threads or os.cpu_count() or 1)
+    try:
+        t0 = time.time()
+        seed_everything(cfg.seed)
+        feats = load_features(cfg)
+        gen = rng(cfg, "train", strategy)
+        history: dict[str, list[dict[str, Any]]] = {}
+        pre: dict[str, Any] = {}
+        if strategy == "supervised":
+            model = build_model(tc, feats.class_names, cfg.seed)
+        else:
+            t_pre = time.time()
+            pre_path, pre = _ensure_pretrained(cfg, feats)
+            t0 += time.time() - t_pre  # pretraining counts with its recorded time (it may be cached)
+            history.update(read_history(pre_path))
+            model = ASTForAudioClassification.from_pretrained(pre_path)
+        if strategy == "ssl-frozen":
+            history["linear"] = linear_probe(model, feats, tc, gen)
+        else:
+            history["finetune"] = fit_classifier(model, feats, tc, gen)
+        seconds = time.time() - t0 + pre.get("pretrain_seconds", 0.0)
+        last = history["linear" if strategy == "ssl-frozen" else "finetune"][-1]
+        x_tr, y_tr = feats.split(tc.train_folds)
+        x_held, y_held = feats.split([tc.heldout_fold])
+        metrics: dict[str, Any] = {
+            "strategy": strategy,
+            "train_accuracy": accuracy(model, x_tr, y_tr),
+            "heldout_accuracy": accuracy(model, x_held, y_held),
+            "train_seconds": round(seconds, 1),
+            "epochs": last["epoch"],
+            "steps": last["step"],
+            "train_folds": list(tc.train_folds),
+            "heldout_fold": tc.heldout_fold,
+            "n_train": len(x_tr),
+            "n_heldout": len(x_held),
+            "n_parameters": int(sum(p.numel() for p in model.parameters())),
+            **pre,
+            "train_config": dataclasses.asdict(tc),
+            "seed": cfg.seed,
+        }
+    finally:
+        torch.set_num_threads(threads)
+    model.requires_grad_(True).eval()
+
+    def write(tmp: Path) -> None:
+        model.save_pretrained(tmp)
+        feats.extractor.save_pretrained(tmp)
+        write_json(tmp / HISTORY_FILE, history)
+        write_json(tmp / METRICS_FILE, metrics)
+
+    _save_atomic(dest, write)
+    held = metrics["heldout_accuracy"]
+    log.info(
+        "%s: train accuracy %.3f, held-out (fold %d) accuracy %s, %.0f s -> %s",
+        strategy,
+        metrics["train_accuracy"],
+        tc.heldout_fold,
+        "n/a" if held is None else f"{held:.3f}",
+        seconds,
+        dest,
+    )
+    return dest
+
+
+def ensure_trained(cfg: Config, strategy: str | None = None) -> Path:
+    """The cached model folder for ``strategy`` (default ``cfg.train.strategy``); trains it
+    first when it is missing."""
+    path = model_dir(cfg, strategy)
+    if (path / METRICS_FILE).exists():
+        log.info("reusing trained model %s", path)
+        return path
+    return train_model(cfg, strategy)
+
+
+SUMMARY_KEYS = ("train_accuracy", "heldout_accuracy", "train_seconds", "epochs", "steps")
+
+
+def strategies_to_train(cfg: Config) -> list[str]:
+    """``cfg.strategies`` when set, else the strategy of ``model.name = trained:<strategy>``
+    (empty when the target is a hub or local model: nothing to train)."""
+    if cfg.strategies:
+        return list(cfg.strategies)
+    if cfg.model.name.startswith("trained:"):
+        return [_check_strategy(cfg.model.name.split(":", 1)[1] or None, cfg)]
+    return []
+
+
+def run_stage(cfg: Config, run: RunDir) -> dict[str, Any]:
+    """Train (or reuse) the model(s) the config needs; return their metrics.
+
+    One strategy: its metrics and ``model_dir``. Several (``cfg.strategies``): the same keys
+    prefixed ``<strategy>.``.
+    """
+    strategies = strategies_to_train(cfg)
+    if not strategies:
+        return {"train": f"nothing to train: model.name={cfg.model.name!r} is not trained:<strategy>"}
+    summary: dict[str, Any] = {}
+    for strategy in strategies:
+        path = ensure_trained(cfg, strategy)
+        metrics = read_metrics(path)
+        row = {"model_dir": str(path), **{k: metrics.get(k) for k in SUMMARY_KEYS}}
+        prefix = f"{strategy}." if len(strategies) > 1 else ""
+        summary.update({f"{prefix}{k}": v for k, v in row.items()})
+    return summary

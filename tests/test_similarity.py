@@ -1,0 +1,282 @@
+"""Similarity functions: vectorised versions equal straightforward per-neuron loops."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from andlib.similarity import (
+    SIMILARITY_FUNCTIONS,
+    cos_similarity,
+    cos_similarity_cubed,
+    get_similarity,
+    rank_reorder,
+    soft_wpmi,
+    top_concepts,
+    wpmi,
+)
+
+# --------------------------------------------------------------------------------------------
+# Reference implementations: one neuron at a time, written to mirror the definitions.
+# (benchmarks/bench_similarity.py times these against the vectorised functions.)
+# --------------------------------------------------------------------------------------------
+
+
+def loop_cos(probs: torch.Tensor, acts: torch.Tensor) -> torch.Tensor:
+    rows = []
+    for n in range(acts.shape[1]):
+        a = acts[:, n]
+        row = [
+            float(a @ probs[:, c]) / max(float(a.norm() * probs[:, c].norm()), 1e-300)
+            for c in range(probs.shape[1])
+        ]
+        rows.append(row)
+    return torch.tensor(rows, dtype=probs.dtype)
+
+
+def loop_cos3(probs: torch.Tensor, acts: torch.Tensor, min_norm: float = 1e-3) -> torch.Tensor:
+    pc = (probs - probs.mean(0)) ** 3
+    pc = pc / pc.norm(dim=0).clamp_min(min_norm)
+    rows = []
+    for n in range(acts.shape[1]):
+        a = (acts[:, n] - acts[:, n].mean()) ** 3
+        a = a / a.norm().clamp_min(min_norm)
+        rows.append(a @ pc)
+    return torch.stack(rows)
+
+
+def _normalise(log_p: torch.Tensor, lam: float) -> torch.Tensor:
+    n = log_p.shape[0]
+    log_mean = torch.log(torch.exp(log_p - log_p.max(0).values).mean(0)) + log_p.max(0).values
+    return log_p - lam * log_mean.unsqueeze(0) if n else log_p
+
+
+def loop_wpmi(probs, acts, top_k=28, a=2.0, lam=0.6, min_prob=1e-7):
+    k = min(top_k, acts.shape[0])
+    sharp = torch.softmax(a * probs, dim=1)
+    rows = []
+    for n in range(acts.shape[1]):
+        top = torch.topk(acts[:, n], k).indices
+        rows.append(torch.log(sharp[top] + min_prob).sum(0))
+    return _normalise(torch.stack(rows), lam)
+
+
+def loop_soft_wpmi(
+    probs, acts, top_k=100, a=10.0, lam=1.0, min_prob=1e-7, p_start=0.998, p_end=0.97
+):
+    k = min(top_k, acts.shape[0])
+    sharp = torch.softmax(a * probs, dim=1)
+    p_in = (p_start - torch.arange(k, dtype=probs.dtype) / k * (p_start - p_end)).unsqueeze(1)
+    rows = []
+    for n in range(acts.shape[1]):
+        top = torch.topk(acts[:, n], k).indices
+        rows.append(torch.log(1 + p_in * (sharp[top] - 1) + min_prob).sum(0))
+    return _normalise(torch.stack(rows), lam)
+
+
+def loop_rank_reorder(probs, acts, top_k=None, top_fraction=0.05, p=3.0, scale_p=0.5):
+    n_clips = acts.shape[0]
+    k = top_k if top_k is not None else int(n_clips * top_fraction)
+    k = min(max(k, 2), n_clips)
+    rows = []
+    for n in range(acts.shape[1]):
+        vals, top = torch.topk(acts[:, n], k)  # descending
+        asc = vals.flip(0)
+        baseline = sum(abs(float(x) - float(y)) ** p for x in vals for y in vals) / k**2
+        baseline = max(baseline, torch.finfo(probs.dtype).tiny)
+        row = []
+        for c in range(probs.shape[1]):
+            scores = probs[top, c]
+            ranks = torch.argsort(torch.argsort(scores, stable=True), stable=True)
+            err = float((vals - asc[ranks]).abs().pow(p).mean())
+            row.append(-(err / baseline) / float(scores.mean().clamp_min(1e-300)) ** scale_p)
+        rows.append(row)
+    return torch.tensor(rows, dtype=probs.dtype)
+
+
+LOOPS = {
+    "cos": loop_cos,
+    "cos3": loop_cos3,
+    "wpmi": loop_wpmi,
+    "soft_wpmi": loop_soft_wpmi,
+    "rank_reorder": loop_rank_reorder,
+}
+
+
+def random_case(n_clips=60, n_neurons=23, n_concepts=7, seed=0, dtype=torch.float64):
+    g = torch.Generator().manual_seed(seed)
+    probs = torch.softmax(4 * torch.randn(n_clips, n_concepts, generator=g, dtype=dtype), dim=1)
+    acts = torch.randn(n_clips, n_neurons, generator=g, dtype=dtype)
+    return probs, acts
+
+
+# --------------------------------------------------------------------------------------------
+# Vectorised == loop
+# --------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("name", list(LOOPS))
+@pytest.mark.parametrize("n_clips", [60, 7])
+def test_vectorised_equals_per_neuron_loop(name, n_clips):
+    probs, acts = random_case(n_clips=n_clips)
+    fast = SIMILARITY_FUNCTIONS[name](probs, acts)
+    slow = LOOPS[name](probs, acts)
+    assert fast.shape == (acts.shape[1], probs.shape[1])
+    torch.testing.assert_close(fast, slow, rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("name", list(LOOPS))
+def test_float32_matches_float64_loop(name):
+    probs, acts = random_case(n_clips=120, n_neurons=40, n_concepts=9, seed=3)
+    fast = SIMILARITY_FUNCTIONS[name](probs.float().numpy(), acts.float().numpy())
+    assert fast.dtype == torch.float32
+    slow = LOOPS[name](probs, acts).float()
+    torch.testing.assert_close(fast, slow, rtol=1e-4, atol=1e-4)
+
+
+@pytest.mark.parametrize("chunk", [1, 3, 1000])
+def test_chunking_does_not_change_results(chunk):
+    probs, acts = random_case(n_clips=50, n_neurons=17)
+    torch.testing.assert_close(soft_wpmi(probs, acts, chunk_size=chunk), soft_wpmi(probs, acts))
+    torch.testing.assert_close(
+        rank_reorder(probs, acts, top_k=9, chunk_size=chunk), rank_reorder(probs, acts, top_k=9)
+    )
+
+
+def test_non_default_constants_match_loops():
+    probs, acts = random_case(n_clips=40, n_neurons=11, seed=5)
+    torch.testing.assert_close(
+        soft_wpmi(probs, acts, top_k=12, a=3, lam=0.5, p_start=0.9, p_end=0.5),
+        loop_soft_wpmi(probs, acts, top_k=12, a=3, lam=0.5, p_start=0.9, p_end=0.5),
+    )
+    torch.testing.assert_close(
+        wpmi(probs, acts, top_k=5, a=1, lam=1.0), loop_wpmi(probs, acts, top_k=5, a=1, lam=1.0)
+    )
+    torch.testing.assert_close(
+        rank_reorder(probs, acts, top_k=10, p=2, scale_p=1.0),
+        loop_rank_reorder(probs, acts, top_k=10, p=2, scale_p=1.0),
+    )
+
+
+def test_inputs_are_not_modified():
+    probs, acts = random_case()
+    p0, a0 = probs.clone(), acts.clone()
+    for fn in SIMILARITY_FUNCTIONS.values():
+        fn(probs, acts)
+    assert torch.equal(probs, p0) and torch.equal(acts, a0)
+
+
+# --------------------------------------------------------------------------------------------
+# Tiny hand-checked cases
+# --------------------------------------------------------------------------------------------
+
+
+def test_cos_hand_checked():
+    probs = torch.tensor([[1.0, 0.0], [0.0, 1.0], [1.0, 1.0]])
+    acts = torch.tensor([[1.0, 0.0], [0.0, 0.0], [0.0, 2.0]])
+    expected = torch.tensor([[1 / math.sqrt(2), 0.0], [1 / math.sqrt(2), 1 / math.sqrt(2)]])
+    torch.testing.assert_close(cos_similarity(probs, acts), expected)
+
+
+def test_cos_dead_neuron_scores_zero():
+    probs = torch.tensor([[0.9, 0.1], [0.2, 0.8]])
+    acts = torch.zeros(2, 1)
+    assert torch.equal(cos_similarity(probs, acts), torch.zeros(1, 2))
+
+
+def test_cos_cubed_hand_checked():
+    # centred columns: concept 0 -> (+.5, -.5), concept 1 -> (-.5, +.5), neuron -> (+1, -1);
+    # after cubing and normalising they are +-(1, -1)/sqrt(2): cosines +1 and -1.
+    probs = torch.tensor([[1.0, 0.0], [0.0, 1.0]])
+    acts = torch.tensor([[2.0], [0.0]])
+    torch.testing.assert_close(cos_similarity_cubed(probs, acts), torch.tensor([[1.0, -1.0]]))
+
+
+def test_wpmi_hand_checked():
+    # Two neurons whose single top clip is clip 0 and clip 1; a=0 makes P uniform except
+    # through min_prob, so use a=1 and compute softmax by hand.
+    probs = torch.tensor([[1.0, 0.0], [0.0, 1.0]], dtype=torch.float64)
+    acts = torch.tensor([[1.0, 0.0], [0.0, 1.0]], dtype=torch.float64)
+    e = math.e
+    hi, lo = e / (e + 1), 1 / (e + 1)
+    log_given = torch.tensor(
+        [[math.log(hi + 1e-7), math.log(lo + 1e-7)], [math.log(lo + 1e-7), math.log(hi + 1e-7)]],
+        dtype=torch.float64,
+    )
+    log_p_c = math.log(((hi + 1e-7) + (lo + 1e-7)) / 2)
+    expected = log_given - 0.6 * log_p_c
+    torch.testing.assert_close(wpmi(probs, acts, top_k=1, a=1.0), expected)
+    # The neuron prefers the concept of its top clip.
+    assert wpmi(probs, acts, top_k=1).argmax(1).tolist() == [0, 1]
+
+
+def test_soft_wpmi_hand_checked_and_top_k_clamped():
+    probs = torch.tensor([[1.0, 0.0], [0.0, 1.0], [0.5, 0.5]], dtype=torch.float64)
+    acts = torch.tensor([[3.0, 0.0], [1.0, 2.0], [0.0, 1.0]], dtype=torch.float64)
+    sharp = torch.softmax(10 * probs, dim=1)
+    # default top_k=100 is clamped to the 3 clips: p = .998, .998 - (1/3)(.028), .998 - (2/3)(.028)
+    p = [0.998 - r / 3 * 0.028 for r in range(3)]
+    order = [[0, 1, 2], [1, 2, 0]]
+    log_given = torch.tensor(
+        [
+            [
+                sum(
+                    math.log(1 + p[r] * (float(sharp[clip, c]) - 1) + 1e-7)
+                    for r, clip in enumerate(o)
+                )
+                for c in range(2)
+            ]
+            for o in order
+        ],
+        dtype=torch.float64,
+    )
+    log_p_c = torch.logsumexp(log_given, dim=0) - math.log(2)
+    torch.testing.assert_close(soft_wpmi(probs, acts, lam=1.0), log_given - log_p_c)
+    assert soft_wpmi(probs, acts).argmax(1).tolist() == [0, 1]
+
+
+def test_rank_reorder_hand_checked():
+    # Top 3 activations 3 > 2 > 1. Concept 0 ranks the clips the same way: no error, score 0.
+    # Concept 1 ranks them backwards: reordered activations (1, 2, 3), errors |2|^3, 0, |2|^3
+    # -> 16/3; random-order baseline mean_ij |a_i - a_j|^3 = 2 (1 + 8 + 1) / 9 = 20/9;
+    # mean concept score 0.2 -> score = -(16/3) / (20/9) / sqrt(0.2).
+    probs = torch.tensor([[0.9, 0.1], [0.6, 0.2], [0.3, 0.3]], dtype=torch.float64)
+    acts = torch.tensor([[3.0], [2.0], [1.0]], dtype=torch.float64)
+    out = rank_reorder(probs, acts, top_k=3)
+    expected = torch.tensor([[0.0, -(16 / 3) / (20 / 9) / math.sqrt(0.2)]], dtype=torch.float64)
+    torch.testing.assert_close(out, expected)
+
+
+def test_rank_reorder_default_uses_five_percent_of_clips():
+    probs, acts = random_case(n_clips=200, n_neurons=5)
+    torch.testing.assert_close(rank_reorder(probs, acts), rank_reorder(probs, acts, top_k=10))
+
+
+def test_planted_concept_is_found_by_every_function():
+    g = torch.Generator().manual_seed(1)
+    n_clips, n_concepts = 300, 6
+    labels = torch.randint(0, n_concepts, (n_clips,), generator=g)
+    probs = torch.full((n_clips, n_concepts), 0.02)
+    probs[torch.arange(n_clips), labels] = 0.9
+    acts = torch.randn(n_clips, n_concepts, generator=g) * 0.1
+    acts[torch.arange(n_clips), labels] += 2.0  # neuron c fires for concept c
+    for name, fn in SIMILARITY_FUNCTIONS.items():
+        assert fn(probs, acts).argmax(1).tolist() == list(range(n_concepts)), name
+
+
+def test_registry_and_errors():
+    assert set(SIMILARITY_FUNCTIONS) == {"soft_wpmi", "wpmi", "cos", "cos3", "rank_reorder"}
+    assert get_similarity("cos3") is cos_similarity_cubed
+    with pytest.raises(ValueError, match="soft_wpmi"):
+        get_similarity("nope")
+    with pytest.raises(ValueError, match="clips"):
+        cos_similarity(np.ones((3, 2)), np.ones((4, 2)))
+
+
+def test_top_concepts():
+    scores = torch.tensor([[0.1, 0.9, 0.5], [3.0, 1.0, 2.0]])
+    assert top_concepts(scores, ["a", "b", "c"], top=2) == [["b", "c"], ["a", "c"]]
+    assert top_concepts(scores, ["a", "b", "c"], top=5) == [["b", "c", "a"], ["a", "c", "b"]]
