@@ -456,6 +456,7 @@ def record_target(
     finally:
         module.train(was_training)
 
+    (folder / "index.json").unlink(missing_ok=True)  # never an index over mixed arrays
     n_neurons = {}
     for layer in layer_map:
         arr = store.array(layer)

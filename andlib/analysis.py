@@ -30,6 +30,7 @@ from __future__ import annotations
 import json
 import logging
 import re
+import sys
 import warnings
 from collections import Counter
 from collections.abc import Iterable, Mapping
@@ -443,16 +444,15 @@ class _NpyActivations:
 def open_activations(run: RunDir) -> Any:
     """The run's activations: an object with ``layers``, ``clip_ids`` and ``[layer]`` arrays.
 
-    Uses :class:`andlib.activations.ActivationCache` when that module is available, else
-    reads ``activations/index.json`` and the ``.npy`` files directly.
+    Reuses :class:`andlib.activations.ActivationCache` when that module is already imported;
+    otherwise reads ``activations/index.json`` and the ``.npy`` files directly (the documented
+    format), so analyses and the browser do not pay for importing torch and transformers.
     """
     run.require("activations/index.json", "record")
-    try:
-        from andlib.activations import ActivationCache
-
-        return ActivationCache.load(run)
-    except (ImportError, AttributeError, NotImplementedError):
-        return _NpyActivations(run.path / "activations")
+    module = sys.modules.get("andlib.activations")
+    if module is not None and hasattr(module, "ActivationCache"):
+        return module.ActivationCache.load(run)
+    return _NpyActivations(run.path / "activations")
 
 
 def read_neurons(run: RunDir) -> pd.DataFrame:
@@ -470,7 +470,8 @@ def _analysis_file(run: RunDir, name: str) -> Path:
     return run.path / ANALYSIS_DIR / name
 
 
-def _read_table(run: RunDir, name: str) -> pd.DataFrame | None:
+def read_table(run: RunDir, name: str) -> pd.DataFrame | None:
+    """``<run>/analysis/<name>`` as a DataFrame, or ``None`` when that analysis was not run."""
     p = _analysis_file(run, name)
     return pd.read_csv(p, keep_default_na=True) if p.exists() else None
 
@@ -596,12 +597,12 @@ def _summary(run: RunDir) -> dict[str, Any]:
     if trend.exists():
         t = json.loads(trend.read_text())
         out["adjective_slope"] = round(t["slope"], 4) if np.isfinite(t["slope"]) else None
-    poly = _read_table(run, "polysemantic_per_layer.csv")
+    poly = read_table(run, "polysemantic_per_layer.csv")
     if poly is not None and len(poly):
         out["polysemantic_fraction"] = round(
             float(poly["n_polysemantic"].sum() / poly["n_neurons"].sum()), 4
         )
-    r2 = _read_table(run, "feature_r2_per_layer.csv")
+    r2 = read_table(run, "feature_r2_per_layer.csv")
     if r2 is not None and len(r2):
         out["feature_r2_median"] = round(float(r2["median_r2"].median()), 4)
     return out
@@ -620,26 +621,26 @@ def make_figures(cfg: Config, run: RunDir, prefix: str = "") -> dict[str, Any]:
 
     model = model_name(run, cfg)
     figs: dict[str, Any] = {}
-    counts = _read_table(run, "adjective_counts.csv")
+    counts = read_table(run, "adjective_counts.csv")
     if counts is not None:
         figs["adjective_distribution"] = plots.plot_adjective_distribution(
             counts, top_n=cfg.analysis.top_n_adjectives, title=model
         )
-    per_layer = _read_table(run, "adjectives_per_layer.csv")
+    per_layer = read_table(run, "adjectives_per_layer.csv")
     if per_layer is not None:
         trend_file = _analysis_file(run, "adjective_trend.json")
         trend = json.loads(trend_file.read_text()) if trend_file.exists() else None
         figs["adjectives_per_layer"] = plots.plot_adjectives_per_layer(per_layer, trend, model)
-    poly = _read_table(run, "polysemantic_per_layer.csv")
+    poly = read_table(run, "polysemantic_per_layer.csv")
     if poly is not None:
-        spread = _read_table(run, "neuron_polysemanticity.csv")
+        spread = read_table(run, "neuron_polysemanticity.csv")
         figs["polysemantic_neurons"] = plots.plot_polysemantic_neurons(
             poly, spread, cfg.analysis.polysemantic_threshold, model
         )
-    balance = _read_table(run, "acoustic_vs_concepts.csv")
+    balance = read_table(run, "acoustic_vs_concepts.csv")
     if balance is not None:
         figs["acoustic_vs_concepts"] = plots.plot_acoustic_vs_concepts(balance, model)
-    r2 = _read_table(run, "feature_r2.csv")
+    r2 = read_table(run, "feature_r2.csv")
     if r2 is not None:
         figs["acoustic_feature_r2"] = plots.plot_acoustic_feature_r2(_with_depth(r2), model)
     for name, fig in figs.items():
@@ -680,11 +681,11 @@ def run_metrics(run: RunDir) -> pd.DataFrame:
             )
         )
 
-    poly = _read_table(run, "polysemantic_per_layer.csv")
+    poly = read_table(run, "polysemantic_per_layer.csv")
     if poly is not None:
         add("polysemantic_fraction", poly["layer"], poly["fraction"])
-    adj = _read_table(run, "adjectives_per_layer.csv")
-    bal = _read_table(run, "acoustic_vs_concepts.csv")
+    adj = read_table(run, "adjectives_per_layer.csv")
+    bal = read_table(run, "acoustic_vs_concepts.csv")
     if (adj is None or bal is None) and run.exists("neurons.csv"):
         neurons = read_neurons(run)
         adj = adj if adj is not None else adjectives_per_layer(neurons)
@@ -693,7 +694,7 @@ def run_metrics(run: RunDir) -> pd.DataFrame:
         add("mean_adjectives", adj["layer"], adj["mean_adjectives"])
     if bal is not None:
         add("acoustic_share", bal["layer"], bal["acoustic"])
-    r2 = _read_table(run, "feature_r2_per_layer.csv")
+    r2 = read_table(run, "feature_r2_per_layer.csv")
     if r2 is not None:
         add("feature_r2_median", r2["layer"], r2["median_r2"])
     if run.exists("simulation_scores.csv"):
@@ -748,7 +749,7 @@ def compare_runs(run_dirs: Mapping[str, RunDir]) -> pd.DataFrame:
     return df
 
 
-def run_comparison(cfg: Config, run: RunDir, show: bool = False) -> dict[str, Any]:
+def run_comparison(cfg: Config, run: RunDir) -> dict[str, Any]:
     """Compare the per-strategy runs of ``cfg.strategies``: write
     ``analysis/strategies_comparison.csv`` and the ``strategies_comparison`` figures."""
     import matplotlib.pyplot as plt
@@ -760,9 +761,8 @@ def run_comparison(cfg: Config, run: RunDir, show: bool = False) -> dict[str, An
     comparison = compare_runs(runs)
     run.write_csv(f"{ANALYSIS_DIR}/strategies_comparison.csv", comparison)
     figs = comparison_figures(cfg, runs, comparison)
-    if not show:
-        for fig in figs.values():
-            plt.close(fig)
+    for fig in figs.values():
+        plt.close(fig)
     return {
         "comparison_models": list(runs),
         "missing": [s for s in cfg.strategies if s not in runs],
@@ -781,7 +781,7 @@ def comparison_figures(
     figs = {"strategies_comparison": plots.plot_strategies_comparison(comparison)}
     counts = []
     for model, run in runs.items():
-        table = _read_table(run, "adjective_counts.csv")
+        table = read_table(run, "adjective_counts.csv")
         if table is None and run.exists("neurons.csv"):
             table = adjective_counts(read_neurons(run))
         if table is not None:

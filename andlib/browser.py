@@ -22,7 +22,7 @@ import html
 import io
 import os
 import re
-from functools import cached_property
+from functools import cached_property, lru_cache
 from pathlib import Path
 from typing import Any
 
@@ -357,18 +357,19 @@ def _new_figure(size: tuple[float, float]):
 
 
 def _png(fig) -> bytes:
+    """PNG bytes of a figure (fixed axes positions: no tight-bbox second draw)."""
     buf = io.BytesIO()
-    fig.savefig(buf, format="png", bbox_inches="tight")
+    fig.savefig(buf, format="png")
     return buf.getvalue()
 
 
 def histogram_png(record: dict[str, Any]) -> bytes | None:
-    """The neuron's activation histogram with its top (▲) and bottom (▼) clips marked."""
+    """The neuron's activation histogram; its top-K clips marked red, bottom-K blue."""
     values = record.get("activations")
     if values is None or not len(values):
         return None
     fig = _new_figure(HISTOGRAM_SIZE)
-    ax = fig.add_subplot()
+    ax = fig.add_axes((0.12, 0.24, 0.85, 0.7))
     ax.hist(values, bins=min(50, max(10, len(values) // 10)), color="#7f7f7f", alpha=0.8)
     for clips, color in ((record["top"], "#d62728"), (record["bottom"], "#1f77b4")):
         for c in clips:
@@ -380,16 +381,38 @@ def histogram_png(record: dict[str, Any]) -> bytes | None:
     return _png(fig)
 
 
-def spectrogram_png(audio: np.ndarray, sample_rate: int) -> bytes:
-    """A log-mel spectrogram (librosa) as PNG bytes."""
+@lru_cache(maxsize=8)
+def _mel_filters(sample_rate: int, n_fft: int, n_mels: int) -> np.ndarray:
     import librosa
 
-    mel = librosa.feature.melspectrogram(
-        y=audio, sr=sample_rate, n_fft=1024, hop_length=256, n_mels=64
-    )
-    db = librosa.power_to_db(mel, ref=np.max(mel) if mel.max() > 0 else 1.0)
+    return librosa.filters.mel(sr=sample_rate, n_fft=n_fft, n_mels=n_mels)
+
+
+def log_mel(
+    audio: np.ndarray, sample_rate: int, n_fft: int = 1024, hop: int = 256, n_mels: int = 64
+) -> np.ndarray:
+    """``[n_mels, frames]`` log-mel power in dB relative to the loudest bin (floor -80 dB).
+
+    The mel filters come from librosa; the STFT is plain NumPy (a Hann-windowed, centered
+    frame stack), which avoids librosa's first-call JIT compilation in an interactive app.
+    """
+    from numpy.lib.stride_tricks import sliding_window_view
+
+    x = np.pad(np.asarray(audio, dtype=np.float32), n_fft // 2)
+    if len(x) < n_fft:
+        x = np.pad(x, (0, n_fft - len(x)))
+    frames = sliding_window_view(x, n_fft)[::hop] * np.hanning(n_fft).astype(np.float32)
+    power = np.abs(np.fft.rfft(frames, axis=1)) ** 2
+    mel = _mel_filters(sample_rate, n_fft, n_mels) @ power.T
+    db = 10 * np.log10(np.maximum(mel, 1e-10) / max(float(mel.max()), 1e-10))
+    return np.maximum(db, -80.0)
+
+
+def spectrogram_png(audio: np.ndarray, sample_rate: int) -> bytes:
+    """The clip's log-mel spectrogram (:func:`log_mel`) as PNG bytes."""
+    db = log_mel(audio, sample_rate)
     fig = _new_figure(SPECTROGRAM_SIZE)
-    ax = fig.add_subplot()
+    ax = fig.add_axes((0.04, 0.24, 0.94, 0.72))
     ax.imshow(
         db,
         origin="lower",

@@ -160,6 +160,12 @@ class CaptionerConfig:
     max_new_tokens: int = 96
     num_workers: int = 2
     """Processes for the acoustic captioner's feature extraction."""
+    device: str = "auto"
+    """``transformers`` captioner: ``auto`` (CUDA when present), ``cpu`` or ``cuda``."""
+    max_retries: int = 5
+    """``openai`` captioner: retries (with backoff) on 429, 5xx and connection errors."""
+    timeout: float = 120.0
+    """``openai`` captioner: seconds per request."""
 
 
 @dataclass

@@ -45,6 +45,7 @@ import logging
 import re
 import shutil
 from collections.abc import Iterable, Sequence
+from pathlib import Path
 from typing import Any, Protocol
 
 import numpy as np
@@ -129,6 +130,27 @@ def description_of(row: pd.Series | dict) -> str:
     return ""
 
 
+def _config_labels(source: str) -> list[str] | None:
+    """``id2label`` of a model's ``config.json`` (local folder or Hugging Face cache), if named."""
+    path: Any = Path(source) / "config.json"
+    if not path.exists():
+        try:
+            from huggingface_hub import try_to_load_from_cache
+
+            path = try_to_load_from_cache(source, "config.json")
+        except Exception:
+            path = None
+        if not isinstance(path, str | Path) or not Path(path).exists():
+            return None
+    try:
+        id2label = json.loads(Path(path).read_text()).get("id2label") or {}
+    except (OSError, ValueError):
+        return None
+    if not id2label or all(re.fullmatch(r"LABEL_\d+", str(v)) for v in id2label.values()):
+        return None
+    return [str(id2label[k]) for k in sorted(id2label, key=int)]
+
+
 def class_names(run: RunDir, n_classes: int | None = None) -> list[str] | None:
     """The classifier's class names, in output order.
 
@@ -145,14 +167,7 @@ def class_names(run: RunDir, n_classes: int | None = None) -> list[str] | None:
     if names is None and isinstance(info.get("id2label"), dict) and info["id2label"]:
         names = [str(info["id2label"][k]) for k in sorted(info["id2label"], key=int)]
     if names is None and info.get("source"):
-        try:
-            from transformers import AutoConfig
-
-            id2label = getattr(AutoConfig.from_pretrained(str(info["source"])), "id2label", None)
-            if id2label and not all(re.fullmatch(r"LABEL_\d+", v) for v in id2label.values()):
-                names = [str(id2label[k]) for k in sorted(id2label)]
-        except Exception as exc:  # offline hub id, no config: fall back to clips.csv
-            log.debug("no class names from %s: %s", info["source"], exc)
+        names = _config_labels(str(info["source"]))
     if names is None and run.exists("clips.csv"):
         clips = read_clips(run)
         if {"label", "category"} <= set(clips.columns):
@@ -287,12 +302,12 @@ def classifier_neurons_with_captioner(cfg: Config, run: RunDir, captioner: str) 
     # Captions (reused while the data, captioner and clip order are unchanged).
     clip_ids = [str(c) for c in index["clip_ids"]]
     key = sub_cfg.section_hash("data", "captioner", extra=stable_hash(clip_ids))
-    if not sub.is_fresh("evaluate_captions", key):
+    if not sub.is_fresh("caption", key):
         probing = load_probing_set(sub_cfg)
         probing = probing.subset([probing.index_of(c) for c in clip_ids])
         caps = captioning.get_captioner(sub_cfg).caption(probing)
         sub.write_csv("captions.csv", pd.DataFrame({"clip_id": clip_ids, "caption": caps}))
-        sub.mark_done("evaluate_captions", key, outputs=["captions.csv"])
+        sub.mark_done("caption", key, outputs=["captions.csv"])
     # The parent's inputs may have changed: always rebuild summaries and concepts (50-odd
     # neurons; LLM replies are cached by the llm module).
     for name in ("summaries.csv", "neurons.csv"):
@@ -579,7 +594,7 @@ def simulation_scores(
     if use_llm and llm is None:
         from andlib.llm import get_llm
 
-        llm = get_llm(cfg.llm)
+        llm = get_llm(cfg.llm, cfg.cache_path)
 
     frames = []
     for layer, picked, descs, rand_descs, used in plan:

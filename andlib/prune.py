@@ -429,7 +429,7 @@ def concept_metrics(
     a = labels == cls if cls is not None else np.zeros(len(labels), dtype=bool)
     out: dict[str, float] = {}
     rows = torch.arange(len(labels))
-    lab = torch.as_tensor(labels)
+    lab = torch.as_tensor(np.array(labels, dtype=np.int64))
     conf = {
         "": (before[rows, lab].numpy(), after[rows, lab].numpy()),
         "_prob": (
@@ -462,14 +462,23 @@ def prune_layers(cfg: Config, index: dict[str, Any]) -> list[str]:
     return [layer for layer in recorded if layer != cfg.evaluate.classifier_layer]
 
 
-def _module_paths(target: Any, index: dict[str, Any], layers: list[str]) -> dict[str, str]:
-    """Module path of each layer from ``index.json``; ``resolve_layers`` where one is missing."""
-    paths = {layer: index["layers"][layer].get("module") for layer in layers}
+def _module_paths(
+    run: RunDir, target: Any, index: dict[str, Any], layers: list[str]
+) -> dict[str, str]:
+    """Module path of each layer: ``index.json``, else ``model.json``, else ``resolve_layers``."""
+    info = run.read_json("model.json").get("layers", {}) if run.exists("model.json") else {}
+    paths = {}
+    for layer in layers:
+        path = index["layers"][layer].get("module")
+        if not path and isinstance(info.get(layer), dict):
+            path = info[layer].get("module")
+        paths[layer] = path
     missing = [layer for layer, p in paths.items() if not p]
     if missing:
         from andlib.activations import resolve_layers
 
-        paths.update(resolve_layers(target, missing))
+        module = target if isinstance(target, nn.Module) else target.module
+        paths.update(resolve_layers(module, missing))
     return {layer: str(p) for layer, p in paths.items()}
 
 
@@ -515,7 +524,7 @@ def pruning_experiment(cfg: Config, run: RunDir, target: Any = None) -> pd.DataF
     log.info(
         "prune: %d held-out clips ready in %.1fs", len(held.clip_ids), time.perf_counter() - t0
     )
-    pruner = NeuronPruner(target, _module_paths(target, index, layers), sizes)
+    pruner = NeuronPruner(target, _module_paths(run, target, index, layers), sizes)
 
     rows = []
     for concept, cls in _concepts(cfg, held):

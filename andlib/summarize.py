@@ -59,6 +59,7 @@ LIGHT_VERBS = frozenset({
     "include", "come", "occur", "appear",
 })  # fmt: skip
 ARTICLES = frozenset({"a", "an", "the"})
+NP_MODIFIERS = frozenset({"det", "amod", "compound", "nummod", "poss", "nmod", "advmod", "quantmod"})
 KIND_ORDER = ("source", "adj", "phrase", "action")
 
 _nlp: Any = None
@@ -147,6 +148,8 @@ def _key(tokens) -> str:
 
 
 def _text(tokens) -> str:
+    if tokens and tokens[0].lower_ == "the":
+        tokens = tokens[1:]
     return "".join(t.text_with_ws for t in tokens).strip(" ,;:")
 
 
@@ -155,8 +158,11 @@ def _negation(tok) -> str | None:
     node = tok
     while node.dep_ == "conj" and node.head is not node:
         node = node.head
-    if any(c.dep_ == "neg" for c in node.children) or (
-        node.dep_ in ("acomp", "attr") and any(c.dep_ == "neg" for c in node.head.children)
+    before = tok.doc[node.i - 1].lower_ if node.i > 0 else ""
+    if (
+        before in ("not", "n't", "never")
+        or any(c.dep_ == "neg" for c in node.children)
+        or (node.dep_ in ("acomp", "attr") and any(c.dep_ == "neg" for c in node.head.children))
     ):
         return "not"
     while node.dep_ in ("amod", "compound", "advmod", "conj") and node.head is not node:
@@ -166,6 +172,16 @@ def _negation(tok) -> str | None:
     ):
         return "no"
     return None
+
+
+def _adjective_like(tok) -> bool:
+    """A bare noun in a list of adjectives ("loud, noisy and broadband") is one too."""
+    return (
+        tok.pos_ in ("NOUN", "PROPN", "VERB")
+        and tok.dep_ == "conj"
+        and tok.head.pos_ == "ADJ"
+        and not any(c.dep_ in ("det", "amod", "compound", "dobj") for c in tok.children)
+    )
 
 
 def _attributes_of(doc) -> tuple[Attribute, ...]:
@@ -199,9 +215,17 @@ def _attributes_of(doc) -> tuple[Attribute, ...]:
     for tok in doc:
         if tok.pos_ not in ("NOUN", "PROPN") or tok.dep_ == "compound" or tok.i in taken:
             continue
+        if _adjective_like(tok):
+            continue
         if tok.lemma_ in GENERIC_NOUNS:
             continue
-        start = min([c.left_edge.i for c in tok.lefts], default=tok.i)
+        start = tok.i
+        for child in reversed(list(tok.lefts)):  # nearest modifier first; stop at a gap
+            if child.right_edge.i != start - 1 or not (
+                child.dep_ in NP_MODIFIERS or (child.dep_ == "punct" and child.text == ",")
+            ):
+                break
+            start = child.left_edge.i
         end = tok.i + 1
         for child in tok.rights:
             if child.dep_ == "prep" and child.i == end and child.lower_ not in ("with", "like"):
@@ -229,7 +253,9 @@ def _attributes_of(doc) -> tuple[Attribute, ...]:
 
     # Adjectives ("not tonal" when negated; those inside "no clear pitch" stay in the phrase).
     for tok in doc:
-        if tok.pos_ != "ADJ" or tok.lower_ in STOP_ADJECTIVES or not tok.lower_[:1].isalpha():
+        if not (tok.pos_ == "ADJ" or _adjective_like(tok)):
+            continue
+        if tok.lower_ in STOP_ADJECTIVES or not tok.lower_[:1].isalpha():
             continue
         if any(a.kind == "source" and tok.lower_ in a.words for a in found.values()):
             continue
@@ -243,7 +269,8 @@ def _attributes_of(doc) -> tuple[Attribute, ...]:
 
     # Actions of free-form captions: "a dog is barking" -> barking.
     for tok in doc:
-        if tok.tag_ == "VBG" and tok.pos_ == "VERB" and tok.lemma_ not in LIGHT_VERBS:
+        verb = tok.tag_ == "VBG" and tok.pos_ == "VERB" and tok.lemma_ not in LIGHT_VERBS
+        if verb and tok.lower_ not in found:  # not already counted as an adjective
             add("action", [tok], key=tok.lemma_)
     return tuple(found.values())
 
@@ -291,14 +318,15 @@ def _sentence(count: int, k: int, attrs: list[Attribute]) -> str:
     return f"{subject} {_series(clauses, conj)}."
 
 
-def summarize_captions(captions: Sequence[str], max_items: int = 6) -> str:
+def summarize_captions(captions: Sequence[str], max_items: int = 8) -> str:
     """Deterministic, non-generative summary: what most captions share and what few have.
 
-    Counts in how many captions each attribute occurs and writes one sentence per count, most
-    shared first ("All 5 clips ...", "Most clips (4 of 5) ...", "Some clips (2 of 5) ...",
-    "Only one clip ..."), listing at most ``max_items`` attributes per sentence in order of
-    first appearance. An adjective or shorter phrase found in exactly the same clips as a
-    longer phrase that contains it is left to that phrase.
+    Counts in which captions each attribute occurs and writes one sentence per group of
+    attributes shared by the same clips, most shared first ("All 5 clips ...", "Most clips
+    (4 of 5) ...", "Some clips (2 of 5) ..."), then one sentence for everything only one clip
+    has ("Only one clip is ... or ..."). Each sentence lists at most ``max_items`` attributes
+    in order of first appearance. An adjective or shorter phrase found in exactly the same
+    clips as a longer phrase that contains it is left to that phrase.
     """
     captions = [str(c) for c in captions]
     k = len(captions)
@@ -321,13 +349,15 @@ def summarize_captions(captions: Sequence[str], max_items: int = 6) -> str:
     ]
     if not keep:
         return f"No shared attributes could be read from the {k} clip descriptions."
-    by_count: dict[int, list[Attribute]] = {}
+    # One sentence per set of clips sharing attributes (all one-clip attributes together).
+    groups: dict[Any, list[Attribute]] = {}
     for a in keep:
-        by_count.setdefault(len(clips[a.key]), []).append(a)
+        shared_by = clips[a.key]
+        groups.setdefault(frozenset(shared_by) if len(shared_by) > 1 else 1, []).append(a)
     sentences = []
-    for count in sorted(by_count, reverse=True):
-        attrs = sorted(by_count[count], key=lambda a: KIND_ORDER.index(a.kind))[:max_items]
-        sentences.append(_sentence(count, k, attrs))
+    for group in sorted(groups.values(), key=lambda g: -len(clips[g[0].key])):
+        attrs = sorted(group, key=lambda a: KIND_ORDER.index(a.kind))[:max_items]
+        sentences.append(_sentence(len(clips[group[0].key]), k, attrs))
     return " ".join(sentences)
 
 

@@ -181,6 +181,45 @@ class Features:
         return self.x[keep], self.labels[keep]
 
 
+def log_mel(extractor: Any, audio: list[np.ndarray], batch_size: int = 200) -> np.ndarray:
+    """``extractor(audio)`` without normalisation, ``[clips, max_length, mel]`` float32.
+
+    Without torchaudio the extractor frames each clip in a Python loop (about 10 ms a clip, far
+    more on a busy machine); this computes the same numpy fbank batched in torch, in float64
+    like the original. With torchaudio installed the extractor itself is called.
+    """
+    from transformers.utils import is_speech_available
+
+    if is_speech_available() or getattr(extractor, "mel_filters", None) is None:
+        out = extractor(audio, sampling_rate=extractor.sampling_rate, return_tensors="np")
+        return np.stack(out["input_values"]).astype(np.float32)
+    mel = torch.from_numpy(np.asarray(extractor.mel_filters, dtype=np.float64))  # [257, n_mel]
+    window = torch.from_numpy(np.asarray(extractor.window, dtype=np.float64))
+    n_mel, max_len = extractor.num_mel_bins, extractor.max_length
+    result = np.zeros((len(audio), max_len, n_mel), dtype=np.float32)
+    for start in range(0, len(audio), batch_size):
+        chunk = audio[start : start + batch_size]
+        if len({len(a) for a in chunk}) > 1:  # ragged clips: one at a time
+            groups = [[a] for a in chunk]
+        else:
+            groups = [chunk]
+        row = start
+        for group in groups:
+            wave = torch.from_numpy(np.stack(group).astype(np.float64))
+            frames = wave.unfold(-1, 400, 160)  # [b, n_frames, 400], 25 ms / 10 ms at 16 kHz
+            frames = frames - frames.mean(-1, keepdim=True)  # remove_dc_offset
+            frames = torch.cat(
+                [frames[..., :1] * 0.03, frames[..., 1:] - 0.97 * frames[..., :-1]], -1
+            )
+            spec = torch.fft.rfft(frames * window, n=512).to(torch.complex64)
+            power = spec.abs().to(torch.float64) ** 2
+            fbank = torch.log(torch.clamp(power @ mel, min=1.192092955078125e-07)).float()
+            n = min(fbank.shape[1], max_len)
+            result[row : row + len(group), :n] = fbank[:, :n].numpy()
+            row += len(group)
+    return result
+
+
 def load_features(cfg: Config) -> Features:
     """Decode ESC-50 (all folds, ``data.limit`` applies) and compute the normalised features.
 
@@ -212,8 +251,7 @@ def load_features(cfg: Config) -> Features:
         do_normalize=False,
     )
     t0 = time.time()
-    raw = extractor(clips.audio, sampling_rate=cfg.data.sample_rate, return_tensors="np")
-    x = torch.from_numpy(np.stack(raw["input_values"]).astype(np.float32))
+    x = torch.from_numpy(log_mel(extractor, clips.audio))
     train_x = x[torch.from_numpy(np.isin(folds, tc.train_folds))]
     mean, std = float(train_x.mean()), float(train_x.std())
     extractor.mean, extractor.std, extractor.do_normalize = mean, std, True
@@ -228,7 +266,7 @@ def load_features(cfg: Config) -> Features:
     )
     return Features(
         x=x,
-        labels=torch.as_tensor(clips.labels, dtype=torch.long),
+        labels=torch.tensor(np.asarray(clips.labels), dtype=torch.long),
         folds=folds,
         class_names=list(clips.class_names),
         extractor=extractor,
@@ -280,7 +318,9 @@ def build_model(tc: TrainConfig, class_names: list[str], seed: int = 0) -> nn.Mo
     return model
 
 
-def accuracy(model: nn.Module, x: torch.Tensor, y: torch.Tensor, batch_size: int = 128) -> float | None:
+def accuracy(
+    model: nn.Module, x: torch.Tensor, y: torch.Tensor, batch_size: int = 128
+) -> float | None:
     """Top-1 accuracy of ``model`` on normalised features (``None`` for an empty set)."""
     if len(x) == 0:
         return None
@@ -308,7 +348,9 @@ def _band_mask(gen: np.random.Generator, batch: int, size: int, width: int) -> t
     return torch.from_numpy((pos >= starts[:, None]) & (pos < (starts + widths)[:, None]))
 
 
-def augment(x: torch.Tensor, tc: TrainConfig, gen: np.random.Generator, per_ln: float) -> torch.Tensor:
+def augment(
+    x: torch.Tensor, tc: TrainConfig, gen: np.random.Generator, per_ln: float
+) -> torch.Tensor:
     """Random gain (±``gain_db``), circular time shift (±``shift_frames``), then ``num_masks``
     frequency masks (up to ``freq_mask`` bins) and time masks (up to ``time_mask`` frames),
     masked values set to 0 (the data mean)."""
@@ -352,8 +394,10 @@ def _optimize(
 
     ``loss_fn(batch_indices)`` returns the loss of one batch; only parameters with
     ``requires_grad`` are optimised (no weight decay on biases, norms, tokens and position
-    embeddings). Stops early at ``tc.max_steps`` optimiser steps or ``tc.max_minutes``.
-    Returns one history row per epoch.
+    embeddings). Stops at ``tc.max_steps`` optimiser steps. With ``tc.max_minutes`` the cosine
+    decay follows whichever runs out first, steps or time, so a run cut short by the clock
+    still ends at a low learning rate (such a run is not bit-reproducible). Returns one
+    history row per epoch.
     """
     named = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
     if not named:
@@ -370,14 +414,21 @@ def _optimize(
     batch = min(tc.batch_size, n_items)
     steps_per_epoch = max(1, n_items // batch)  # drop the ragged last batch (mixup pairs)
     total = epochs * steps_per_epoch
+    if tc.max_steps is not None:
+        total = min(total, tc.max_steps)
     warmup = min(tc.warmup_epochs * steps_per_epoch, total // 2)
+    budget = tc.max_minutes * 60 if tc.max_minutes is not None else None
 
-    def schedule(step: int) -> float:
+    def progress(step: int, elapsed: float) -> float:
+        done = step / total
+        return max(done, elapsed / budget) if budget else done
+
+    def lr_factor(step: int, elapsed: float) -> float:
         if step < warmup:
             return (step + 1) / warmup
-        return 0.5 * (1 + math.cos(math.pi * (step - warmup) / max(1, total - warmup)))
+        after_warmup = (progress(step, elapsed) * total - warmup) / max(1, total - warmup)
+        return 0.5 * (1 + math.cos(math.pi * min(1.0, max(0.0, after_warmup))))
 
-    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, schedule)
     history: list[dict[str, Any]] = []
     step, t_start = 0, time.time()
     model.train()
@@ -385,19 +436,19 @@ def _optimize(
         t_epoch, losses = time.time(), []
         order = gen.permutation(n_items)
         for i in range(steps_per_epoch):
+            for group in optimizer.param_groups:
+                group["lr"] = lr * lr_factor(step, time.time() - t_start)
             loss = loss_fn(order[i * batch : (i + 1) * batch])
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             nn.utils.clip_grad_norm_([p for _, p in named], 1.0)
             optimizer.step()
-            scheduler.step()
             losses.append(loss.item())
             step += 1
-            if tc.max_steps is not None and step >= tc.max_steps:
+            if progress(step, time.time() - t_start) >= 1:
                 break
         elapsed = time.time() - t_start
-        out_of_time = tc.max_minutes is not None and elapsed > tc.max_minutes * 60
-        stop = step >= total or out_of_time or (tc.max_steps is not None and step >= tc.max_steps)
+        stop = progress(step, elapsed) >= 1
         row: dict[str, Any] = {
             "epoch": epoch,
             "step": step,
@@ -422,8 +473,9 @@ def _optimize(
             elapsed,
         )
         if stop:
-            if out_of_time:
-                log.warning("%s: stopped after %.1f min (train.max_minutes)", phase, elapsed / 60)
+            if step < epochs * steps_per_epoch:
+                why = "train.max_steps" if step == total else "train.max_minutes"
+                log.warning("%s: stopped at step %d after %.0f s (%s)", phase, step, elapsed, why)
             break
     return history
 
@@ -559,9 +611,10 @@ def pretrain(
     random gain and time shift; updates ``model``'s encoder in place."""
     msm = MaskedSpectrogramModel(model, tc.mask_ratio)
     n_patches = msm.patches(feats.x[:1]).shape[1]
+    gain_and_shift = dataclasses.replace(tc, num_masks=0)  # the patch mask replaces SpecAugment
 
     def loss_fn(idx: np.ndarray) -> torch.Tensor:
-        xb = augment(feats.x[idx], dataclasses.replace(tc, num_masks=0), gen, feats.per_ln)
+        xb = augment(feats.x[idx], gain_and_shift, gen, feats.per_ln)
         return msm.loss(xb, msm.random_mask(len(idx), n_patches, gen))
 
     return _optimize(
@@ -621,9 +674,10 @@ def train_model(cfg: Config, strategy: str | None = None) -> Path:
         if strategy == "supervised":
             model = build_model(tc, feats.class_names, cfg.seed)
         else:
+            # pretraining counts with its recorded time, as it may come from the cache
             t_pre = time.time()
             pre_path, pre = _ensure_pretrained(cfg, feats)
-            t0 += time.time() - t_pre  # pretraining counts with its recorded time (it may be cached)
+            t0 += time.time() - t_pre
             history.update(read_history(pre_path))
             model = ASTForAudioClassification.from_pretrained(pre_path)
         if strategy == "ssl-frozen":
@@ -705,7 +759,9 @@ def run_stage(cfg: Config, run: RunDir) -> dict[str, Any]:
     """
     strategies = strategies_to_train(cfg)
     if not strategies:
-        return {"train": f"nothing to train: model.name={cfg.model.name!r} is not trained:<strategy>"}
+        return {
+            "train": f"nothing to train: model.name={cfg.model.name!r} is not trained:<strategy>"
+        }
     summary: dict[str, Any] = {}
     for strategy in strategies:
         path = ensure_trained(cfg, strategy)

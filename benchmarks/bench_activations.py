@@ -18,7 +18,7 @@ Peak memory: the process's peak RSS during one recording (``VmHWM`` reset throug
 ``/proc/self/clear_refs``; Linux), ``ru_maxrss`` of the whole run, and the tracemalloc peak of
 Python/NumPy allocations during the recording (torch tensors are not traced).
 
-Run: ``nice -n 10 .venv/bin/python benchmarks/bench_activations.py [--clips 256] [--threads 2]``
+Run: ``nice -n 10 .venv/bin/python benchmarks/bench_activations.py [--clips 256] [--threads 1]``
 """
 
 from __future__ import annotations
@@ -106,7 +106,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--clips", type=int, default=256)
     ap.add_argument("--batch-size", type=int, default=32)
-    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--synthetic", action="store_true")
     args = ap.parse_args()
@@ -150,29 +150,29 @@ def main() -> None:
 
     bare()  # warm-up (allocator, lazy inits)
     times: dict[str, list[float]] = {k: [] for k in ("bare", "record", "model", "model+hooks")}
-    peak_rss = traced_peak = None
-    for r in range(args.repeats):
+    for _ in range(args.repeats):
         with tempfile.TemporaryDirectory() as tmp:
             t0 = time.perf_counter()
             bare()
             times["bare"].append(time.perf_counter() - t0)
-            if r == 0:
-                rss_ok = reset_peak_rss()
-                tracemalloc.start()
             t0 = time.perf_counter()
             hooked(tmp)
             times["record"].append(time.perf_counter() - t0)
-            if r == 0:
-                traced_peak = tracemalloc.get_traced_memory()[1] / 2**20
-                tracemalloc.stop()
-                peak_rss = peak_rss_mib() if rss_ok else None
-                stored = sum(f.stat().st_size for f in Path(tmp, "activations").glob("*.npy"))
         t0 = time.perf_counter()
         model_bare()
         times["model"].append(time.perf_counter() - t0)
         t0 = time.perf_counter()
         model_hooked()
         times["model+hooks"].append(time.perf_counter() - t0)
+
+    with tempfile.TemporaryDirectory() as tmp:  # memory, untimed (tracemalloc slows Python)
+        rss_ok = reset_peak_rss()
+        tracemalloc.start()
+        hooked(tmp)
+        traced_peak = tracemalloc.get_traced_memory()[1] / 2**20
+        tracemalloc.stop()
+        peak_rss = peak_rss_mib() if rss_ok else None
+        stored = sum(f.stat().st_size for f in Path(tmp, "activations").glob("*.npy"))
 
     def line(name: str, key: str) -> str:
         best, med = min(times[key]), statistics.median(times[key])

@@ -265,41 +265,33 @@ class Interrupt(Exception):
     pass
 
 
-def test_resume_after_interruption_gives_the_same_arrays(tmp_path, tiny_ast):
+@pytest.mark.parametrize("stop_after", [1, 4], ids=["mid-run", "before-finalizing"])
+def test_resume_after_interruption_gives_the_same_arrays(tmp_path, tiny_ast, stop_after):
     target = ast_target(tiny_ast)
     ps = make_probing_set(10)
-    full = record_target(
-        target, ps, ["preset:ast"], "mean", 2, RunDir(tmp_path / "a"), progress=False
-    )
+    spec = ["preset:ast"]
+    full = record_target(target, ps, spec, "mean", 2, RunDir(tmp_path / "a"), progress=False)
 
-    def stop_after_batch_2(batch_index: int, done: int) -> None:
-        if batch_index == 1:
+    def interrupt(batch_index: int, done: int) -> None:
+        if batch_index == stop_after:
             raise Interrupt
 
     run = RunDir(tmp_path / "b")
     with pytest.raises(Interrupt):
-        record_target(
-            target, ps, ["preset:ast"], "mean", 2, run, progress=False, on_batch=stop_after_batch_2
-        )
+        record_target(target, ps, spec, "mean", 2, run, progress=False, on_batch=interrupt)
     progress = json.loads((run.path / "activations" / ".partial" / "progress.json").read_text())
-    assert progress["done"] == 4
+    assert progress["done"] == 2 * (stop_after + 1)
     assert not (run.path / "activations" / "index.json").exists()
 
     seen = []
     resumed = record_target(
-        target,
-        ps,
-        ["preset:ast"],
-        "mean",
-        2,
-        run,
-        progress=False,
-        on_batch=lambda b, d: seen.append(b),
+        target, ps, spec, "mean", 2, run, progress=False, on_batch=lambda b, d: seen.append(b)
     )
-    assert seen == [2, 3, 4], "resumes at the first unfinished batch"
+    assert seen == list(range(stop_after + 1, 5)), "resumes at the first unfinished batch"
     assert resumed.layers == full.layers
     for layer in full.layers:
         np.testing.assert_array_equal(resumed[layer], full[layer])
+    assert not (run.path / "activations" / ".partial").exists()
 
 
 def test_rerun_reuses_stored_arrays_without_a_forward_pass(tmp_path, monkeypatch):

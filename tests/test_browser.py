@@ -28,7 +28,10 @@ def make_run_dir(cfg, with_neurons: bool = True, with_topk: bool = True) -> RunD
     audio_dir = run.path.parent / "audio"
     clip_ids = [f"clip{i}" for i in range(N_CLIPS)]
     freqs = [200 * (i + 1) for i in range(N_CLIPS)]
-    paths = [write_tone(audio_dir / f"{c}.wav", f, seconds=0.5) for c, f in zip(clip_ids, freqs)]
+    paths = [
+        write_tone(audio_dir / f"{c}.wav", f, seconds=0.5)
+        for c, f in zip(clip_ids, freqs, strict=True)
+    ]
     run.write_csv(
         "clips.csv",
         pd.DataFrame(
@@ -105,7 +108,7 @@ def make_run_dir(cfg, with_neurons: bool = True, with_topk: bool = True) -> RunD
 
 @pytest.fixture
 def run(tmp_cfg):
-    return make_run_dir(tmp_cfg({"k": K}))
+    return make_run_dir(tmp_cfg({"k": K, "data.duration": 0.5}))
 
 
 def _acts(run: RunDir, layer: str) -> np.ndarray:
@@ -140,7 +143,7 @@ def test_neuron_record_assembles_text_concepts_and_clips(run):
 def test_neuron_record_without_descriptions_uses_topk_then_activations(tmp_cfg):
     from andlib.browser import neuron_record
 
-    run = make_run_dir(tmp_cfg({"k": K}), with_neurons=False)
+    run = make_run_dir(tmp_cfg({"k": K, "data.duration": 0.5}), with_neurons=False)
     rec = neuron_record(run, "layers.0.mlp", 2)
     acts = _acts(run, "layers.0.mlp")[:, 2]
     assert not rec["described"] and rec["calibrated_summary"] == "" and rec["adjectives"] == []
@@ -154,7 +157,7 @@ def test_search_neurons_by_concept_or_description_word(run):
     from andlib.browser import search_neurons
 
     hits = search_neurons(run, "water drops")  # matches the closed-set concept water_drops
-    assert set(zip(hits.layer, hits.neuron)) == {(layer, 1) for layer in LAYERS}
+    assert set(zip(hits.layer, hits.neuron, strict=True)) == {(layer, 1) for layer in LAYERS}
     assert (hits["score"] > 0).all() and "db_soft_wpmi" in hits["matched"].iloc[0]
     dog = search_neurons(run, "dog")  # whole words only: "dogma" does not match
     assert "open_concepts" not in " ".join(dog["matched"])
@@ -162,7 +165,7 @@ def test_search_neurons_by_concept_or_description_word(run):
     quiet = search_neurons(run, "QUIET")  # an adjective (2) or only the low summary (0.25)
     assert set(quiet[quiet.score >= 2].neuron) == {1, 3} and len(quiet) == 11
     # ordered by score, then depth
-    assert list(zip(quiet.layer[:3], quiet.neuron[:3])) == [
+    assert list(zip(quiet.layer[:3], quiet.neuron[:3], strict=True)) == [
         ("layers.0.mlp", 1),
         ("layers.0.mlp", 3),
         ("layers.1.mlp", 1),

@@ -134,7 +134,8 @@ def test_float32_matches_float64_loop(name):
     fast = SIMILARITY_FUNCTIONS[name](probs.float().numpy(), acts.float().numpy())
     assert fast.dtype == torch.float32
     slow = LOOPS[name](probs, acts).float()
-    torch.testing.assert_close(fast, slow, rtol=1e-4, atol=1e-4)
+    # (soft) WPMI sums ~100 logs of size ~6 before normalising: float32 keeps ~1e-4 of it.
+    torch.testing.assert_close(fast, slow, rtol=1e-4, atol=1e-3)
 
 
 @pytest.mark.parametrize("chunk", [1, 3, 1000])

@@ -1,0 +1,642 @@
+"""Clip captioning: every probing clip gets a plain-English description of what is heard.
+
+Captioners (``captioner.name``):
+
+- ``acoustic`` (offline default): measures the signal (:func:`acoustic_features`: loudness,
+  pitch, tonal vs noisy, brightness, low/high energy, onsets and their regularity, envelope,
+  silences) and says it in words. Words are chosen against the whole probing set (a clip is
+  "loud" when it is among the loudest of the set) *and* against absolute anchors (a 100 Hz tone
+  is low-pitched and a -45 dBFS clip quiet on any set).
+- ``metadata+acoustic``: ``"The sound of a dog barking."`` from the clip's category, followed
+  by the acoustic sentence. Leaks the label: report it beside ``acoustic``, never alone.
+- ``transformers:<id or path>``: an audio-text-to-text model (e.g. Qwen2-Audio-7B-Instruct)
+  prompted with ``captioner.prompt``, batched, on the GPU when there is one.
+- ``openai:<model>``: an OpenAI-compatible chat endpoint that accepts ``input_audio`` parts.
+
+Caching (``<cache_dir>/captions/``): model captioners cache one caption per clip, keyed by the
+SHA-256 of the clip's samples and the captioner's name and settings, in one append-only
+JSON-lines file per captioner-settings key; a re-run makes no model calls. The acoustic
+captioners cache the *features* per clip instead (keyed by the audio hash and the feature
+version) and compose captions from them: a caption depends on the whole set (the set-relative
+thresholds), composing is cheap and deterministic, and features do not.
+
+Public surface: :class:`Captioner`, :func:`get_captioner`, :func:`acoustic_features`,
+:data:`FEATURE_COLUMNS`, :func:`describe`, :class:`SetNorms`, :func:`identity_sentence`,
+:func:`run_stage`, :func:`caption_paths_cli`, :class:`CaptionError`.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import io
+import json
+import logging
+import multiprocessing
+import os
+import re
+import sys
+import threading
+from collections.abc import Callable, Sequence
+from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from andlib.config import Config, stable_hash
+from andlib.data import AUDIO_EXTENSIONS, AudioError, ProbingSet, load_audio, load_probing_set
+from andlib.runs import RunDir
+
+log = logging.getLogger(__name__)
+
+FEATURE_VERSION = 1
+"""Bump when :func:`acoustic_features` changes: cached features are keyed by it."""
+WORDING_VERSION = 1
+"""Bump when the wording rules change (enters the acoustic captioners' settings)."""
+MIN_SET_SIZE = 20
+"""Below this many clips there is no set distribution: only absolute anchors choose words."""
+SERIAL_BELOW = 48
+"""Sets smaller than this are measured in-process (a process pool costs ~1 s to start)."""
+
+
+class CaptionError(RuntimeError):
+    """A clip could not be captioned; the message names the clip."""
+
+
+# --------------------------------------------------------------------------------------------
+# Acoustic features
+# --------------------------------------------------------------------------------------------
+
+FEATURE_COLUMNS = [
+    "duration_s",  # clip length
+    "rms_db",  # RMS of the whole clip, dBFS
+    "peak_db",  # sample peak, dBFS
+    "level_db",  # RMS over the sounding (non-silent) frames, dBFS
+    "loudness_db",  # B-weighted level with partial summation across bands (broadband = louder)
+    "crest_db",  # peak_db - level_db
+    "silence_frac",  # fraction of frames more than 35 dB below the loudest frame (or < -70 dBFS)
+    "n_events",  # sounding segments separated by silences of at least 0.1 s
+    "event_s",  # mean duration of those segments
+    "gap_s",  # mean duration of the silences between them (0 without)
+    "f0_hz",  # median fundamental (librosa.yin) over voiced frames; 0 when nothing is voiced
+    "voiced_frac",  # fraction of sounding frames that are periodic (yin aperiodicity < 0.2)
+    "harmonicity",  # 1 - median yin aperiodicity over sounding frames (1 = perfectly periodic)
+    "tone_purity",  # share of the long-term spectrum within 2 bins of its strongest peak
+    "pitch_trend_oct",  # pitch change, first to last third of voiced frames, in octaves
+    "pitch_spread_oct",  # standard deviation of log2 f0 over voiced frames
+    "flatness",  # median spectral flatness of sounding frames (1 = white noise)
+    "centroid_hz",  # spectral centroid of the long-term spectrum
+    "rolloff_hz",  # 85 % roll-off frequency
+    "bandwidth_hz",  # spectral spread around the centroid
+    "low_ratio",  # energy share below 500 Hz
+    "high_ratio",  # energy share above 4 kHz
+    "onset_rate",  # detected onsets per second
+    "onset_regularity",  # 1 - coefficient of variation of inter-onset intervals (0 if < 3 onsets)
+    "onset_strength",  # median spectral-flux strength of the onsets (dB)
+    "impulsiveness",  # share of energy in 2 ms frames at least 6 dB above their 50 ms context
+    "attack_db",  # steepest level rise within 30 ms
+    "level_trend_db",  # level change from the first to the last third of the sounding span
+    "level_std_db",  # level fluctuation over the sounding span
+]
+
+_FMIN = 50.0
+_FLOOR_DB = -120.0
+
+
+def _db(x: float | np.ndarray, power: bool = True) -> Any:
+    """Decibels of a power (or amplitude) with a floor, so silence gives -120 and not -inf."""
+    x = np.maximum(np.asarray(x, dtype=np.float64), 1e-30)
+    out = (10.0 if power else 20.0) * np.log10(x)
+    return np.maximum(out, _FLOOR_DB)
+
+
+def _runs(mask: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Start and end (exclusive) indices of the runs of True in ``mask``."""
+    edges = np.diff(np.r_[0, mask.astype(np.int8), 0])
+    return np.flatnonzero(edges == 1), np.flatnonzero(edges == -1)
+
+
+def _yin_aperiodicity(frames: np.ndarray, min_period: int, max_period: int) -> np.ndarray:
+    """Per frame, the minimum of YIN's cumulative mean normalized difference (0 = periodic)."""
+    import librosa
+
+    acf = librosa.autocorrelate(frames, max_size=max_period + 1, axis=0)
+    energy = np.cumsum(frames**2, axis=0)
+    diff = 2 * (acf[:1] - acf[1 : max_period + 1]) - energy[:max_period]
+    cumulative_mean = np.cumsum(diff, axis=0) / np.arange(1, max_period + 1)[:, None]
+    cmnd = diff[min_period - 1 :] / (cumulative_mean[min_period - 1 :] + 1e-12)
+    return np.clip(cmnd.min(axis=0), 0.0, 2.0)
+
+
+def acoustic_features(audio: np.ndarray, sr: int) -> dict[str, float]:
+    """Measure one clip: a dict with one finite float per name in :data:`FEATURE_COLUMNS`.
+
+    Frames are 32 ms with an 8 ms hop (spectral and onset features), 64 ms with a 32 ms hop
+    (pitch, via ``librosa.yin``). "Sounding" frames are those within 35 dB of the clip's
+    loudest frame and above -70 dBFS; spectral, pitch and level measurements use only those,
+    so padding silence changes ``silence_frac`` and ``rms_db`` but not the timbre.
+    """
+    import librosa
+
+    y = np.asarray(audio, dtype=np.float32).reshape(-1)
+    duration = len(y) / sr
+    n_fft = int(2 ** round(np.log2(0.032 * sr)))
+    hop = n_fft // 4
+    if len(y) < 2 * n_fft:
+        y = np.pad(y, (0, 2 * n_fft - len(y)))
+    y64 = y.astype(np.float64)
+    out: dict[str, float] = {"duration_s": duration}
+
+    # ---- levels and silence ----------------------------------------------------------------
+    power = np.abs(librosa.stft(y, n_fft=n_fft, hop_length=hop)) ** 2  # [bins, frames]
+    to_ms = 2.0 / (n_fft * 0.375 * n_fft)  # one-sided Hann power -> mean square
+    frame_db = _db(power.sum(axis=0) * to_ms)
+    threshold = max(frame_db.max() - 35.0, -70.0)
+    sounding = frame_db > threshold
+    if not sounding.any():
+        sounding[np.argmax(frame_db)] = True
+    out["rms_db"] = float(_db(np.mean(y64**2)))
+    out["peak_db"] = float(_db(np.max(np.abs(y64)), power=False))
+    out["level_db"] = float(_db(np.mean(power[:, sounding].sum(axis=0)) * to_ms))
+    out["crest_db"] = out["peak_db"] - out["level_db"]
+    out["silence_frac"] = float(1.0 - sounding.mean())
+
+    # ---- events: sounding segments separated by >= 0.1 s of silence -------------------------
+    starts, ends = _runs(sounding)
+    gaps = (starts[1:] - ends[:-1]) * hop / sr
+    keep_gap = gaps >= 0.1
+    seg_starts = np.r_[starts[0], starts[1:][keep_gap]]
+    seg_ends = np.r_[ends[:-1][keep_gap], ends[-1]]
+    out["n_events"] = float(len(seg_starts))
+    out["event_s"] = float(np.mean(seg_ends - seg_starts) * hop / sr)
+    out["gap_s"] = float(np.mean(gaps[keep_gap])) if keep_gap.any() else 0.0
+
+    # ---- spectrum of the sounding frames -----------------------------------------------------
+    freqs = librosa.fft_frequencies(sr=sr, n_fft=n_fft)
+    ltas = power[:, sounding].mean(axis=1).astype(np.float64)
+    total = ltas.sum() + 1e-30
+    centroid = float((freqs * ltas).sum() / total)
+    out["centroid_hz"] = centroid
+    out["rolloff_hz"] = float(freqs[min(np.searchsorted(np.cumsum(ltas) / total, 0.85), len(freqs) - 1)])
+    out["bandwidth_hz"] = float(np.sqrt(((freqs - centroid) ** 2 * ltas).sum() / total))
+    out["low_ratio"] = float(ltas[freqs < 500].sum() / total)
+    out["high_ratio"] = float(ltas[freqs >= 4000].sum() / total)
+    all_p = power.astype(np.float64) + 1e-20
+    peaks = np.argmax(all_p, axis=0)  # per frame: the strongest bin and its share of energy
+    cum = np.vstack([np.zeros((1, all_p.shape[1])), np.cumsum(all_p, axis=0)])
+    lo, hi = np.maximum(peaks - 2, 0), np.minimum(peaks + 3, len(freqs))
+    purity = (np.take_along_axis(cum, hi[None], 0) - np.take_along_axis(cum, lo[None], 0))[0]
+    purity = purity / cum[-1]
+    out["tone_purity"] = float(np.median(purity[sounding]))
+    frames_p = all_p[:, sounding]
+    flat = np.exp(np.mean(np.log(frames_p), axis=0)) / np.mean(frames_p, axis=0)
+    out["flatness"] = float(np.median(flat))
+    out["loudness_db"] = _loudness_db(frames_p * to_ms, freqs, sr)
+
+    # ---- pitch and periodicity (YIN) ---------------------------------------------------------
+    frame_length, yin_hop = 2 * n_fft, 4 * hop
+    f0 = librosa.yin(y, fmin=_FMIN, fmax=sr / 2, sr=sr, frame_length=frame_length, hop_length=yin_hop)
+    frames = librosa.util.frame(
+        np.pad(y, frame_length // 2), frame_length=frame_length, hop_length=yin_hop
+    )
+    aper = _yin_aperiodicity(frames, 2, int(np.ceil(sr / _FMIN)))
+    yin_sounding = _db(np.mean(frames.astype(np.float64) ** 2, axis=0)) > threshold
+    if not yin_sounding.any():
+        yin_sounding[:] = True
+    voiced = yin_sounding & (aper < 0.2)
+    out["voiced_frac"] = float(voiced.sum() / yin_sounding.sum())
+    out["harmonicity"] = float(np.clip(1.0 - np.median(aper[yin_sounding]), 0.0, 1.0))
+    # YIN locks onto a sub-octave for very high pure tones (a few samples per period): where
+    # one spectral peak dominates a frame and disagrees by more than a third of an octave,
+    # trust the peak. (YIN frame j is centred on STFT frame 4j.)
+    idx = np.minimum(np.arange(len(f0)) * (yin_hop // hop), power.shape[1] - 1)
+    peak_hz = np.maximum(freqs[peaks[idx]], 1.0)
+    wrong = (purity[idx] >= 0.5) & (np.abs(np.log2(f0 / peak_hz)) > 0.3)
+    f0 = np.where(wrong, peak_hz, f0)
+    out["f0_hz"] = float(np.median(f0[voiced])) if voiced.any() else 0.0
+    if voiced.sum() >= 6:
+        lf = np.log2(f0[voiced])
+        third = len(lf) // 3
+        out["pitch_trend_oct"] = float(np.median(lf[-third:]) - np.median(lf[:third]))
+        out["pitch_spread_oct"] = float(np.std(lf))
+    else:
+        out["pitch_trend_oct"] = out["pitch_spread_oct"] = 0.0
+
+    # ---- onsets --------------------------------------------------------------------------------
+    mel = librosa.filters.mel(sr=sr, n_fft=n_fft, n_mels=64) @ power
+    mel_db = librosa.power_to_db(mel, ref=1.0, amin=1e-10, top_db=None)
+    mel_db = np.maximum(mel_db, mel_db.max() - 80.0)
+    env = librosa.onset.onset_strength(S=mel_db, sr=sr, hop_length=hop)
+    onsets = librosa.onset.onset_detect(onset_envelope=env, sr=sr, hop_length=hop, units="frames")
+    onsets = onsets[(onsets >= 4) & (env[onsets] >= 3.0)]  # skip the clip's own start
+    out["onset_rate"] = float(len(onsets) / duration)
+    out["onset_strength"] = float(np.median(env[onsets])) if len(onsets) else 0.0
+    if len(onsets) >= 3:
+        ioi = np.diff(onsets).astype(np.float64)
+        out["onset_regularity"] = float(np.clip(1.0 - ioi.std() / ioi.mean(), 0.0, 1.0))
+    else:
+        out["onset_regularity"] = 0.0
+
+    # ---- impulsiveness: energy in 2 ms frames well above their 50 ms neighbourhood -----------
+    short = max(1, int(0.002 * sr))
+    m = len(y64) // short
+    e = (y64[: m * short] ** 2).reshape(m, short).sum(axis=1)
+    context = np.convolve(e, np.ones(25) / 25, mode="same")
+    out["impulsiveness"] = float(e[e > 4.0 * context].sum() / (e.sum() + 1e-30))
+
+    # ---- envelope over the sounding span -------------------------------------------------------
+    span = np.maximum(frame_db[starts[0] : ends[-1]], threshold)
+    third = max(1, len(span) // 3)
+    out["level_trend_db"] = float(span[-third:].mean() - span[:third].mean())
+    out["level_std_db"] = float(span.std())
+    lag = max(1, int(round(0.03 * sr / hop)))
+    floored = np.maximum(frame_db[4:], threshold)  # from 32 ms in: a clip's cut is no attack
+    rise = floored[lag:] - floored[:-lag]
+    out["attack_db"] = float(rise.max()) if len(rise) else 0.0
+    return {name: float(np.nan_to_num(out[name])) for name in FEATURE_COLUMNS}
+
+
+def _loudness_db(frames_ms: np.ndarray, freqs: np.ndarray, sr: int) -> float:
+    """A loudness proxy in dB from per-frame power spectra (mean-square units, ``[bins, frames]``).
+
+    Each frame's spectrum is B-weighted and grouped into 24 mel-spaced bands; band energies
+    are summed as ``E ** 0.6`` (so energy spread over many bands sounds louder than the same
+    energy in one) and averaged over frames. A steady 1 kHz tone reads its RMS level; white
+    noise reads about 9 dB above its RMS level.
+    """
+    import librosa
+
+    weights = librosa.db_to_power(librosa.frequency_weighting(np.maximum(freqs, 1.0), kind="B"))
+    edges_mel = np.linspace(librosa.hz_to_mel(20.0), librosa.hz_to_mel(sr / 2), 25)
+    edges = np.unique(np.minimum(np.searchsorted(freqs, librosa.mel_to_hz(edges_mel)), len(freqs) - 1))
+    bands = np.add.reduceat(frames_ms * weights[:, None], edges, axis=0)
+    per_frame = np.sum(np.maximum(bands, 0.0) ** 0.6, axis=0) ** (1 / 0.6)
+    return float(_db(np.mean(per_frame)))
+
+
+def _features_of(audios: Sequence[np.ndarray], sr: int) -> list[dict[str, float]]:
+    """Measure several clips in this process, one BLAS thread (small matrices run faster)."""
+    from threadpoolctl import threadpool_limits
+
+    with threadpool_limits(1):
+        return [acoustic_features(a, sr) for a in audios]
+
+
+def extract_features(
+    audios: Sequence[np.ndarray], sr: int, num_workers: int = 2
+) -> list[dict[str, float]]:
+    """:func:`acoustic_features` of many clips, in ``num_workers`` processes for large sets."""
+    n = len(audios)
+    if num_workers <= 1 or n < SERIAL_BELOW:
+        return _features_of(audios, sr)
+    chunk = max(8, min(64, n // (num_workers * 4) or 1))
+    method = "forkserver" if "forkserver" in multiprocessing.get_all_start_methods() else "spawn"
+    parts = [list(audios[i : i + chunk]) for i in range(0, n, chunk)]
+    with ProcessPoolExecutor(num_workers, mp_context=multiprocessing.get_context(method)) as pool:
+        results = pool.map(_features_of, parts, [sr] * len(parts))
+        return [f for part in results for f in part]
+
+
+# --------------------------------------------------------------------------------------------
+# Caches: one append-only JSON-lines file per key; a line per clip
+# --------------------------------------------------------------------------------------------
+
+
+def audio_digest(audio: np.ndarray, sample_rate: int) -> str:
+    """SHA-256 of a clip's float32 samples and rate: the cache key of everything about it."""
+    h = hashlib.sha256(f"{int(sample_rate)}:".encode())
+    h.update(np.ascontiguousarray(audio, dtype=np.float32).tobytes())
+    return h.hexdigest()
+
+
+class _JsonlStore:
+    """``{audio digest: value}`` persisted as JSON lines; lines are appended, never rewritten.
+
+    A line is written only once its value is complete, so an interrupted run loses at most
+    the clips in flight; a truncated last line (a crash mid-write) is ignored on load.
+    """
+
+    def __init__(self, path: Path):
+        self.path = path
+        self._lock = threading.Lock()
+        self._data: dict[str, Any] = {}
+        if path.exists():
+            with open(path, encoding="utf-8") as f:
+                for line in f:
+                    try:
+                        rec = json.loads(line)
+                        self._data[rec["audio"]] = rec["value"]
+                    except (json.JSONDecodeError, KeyError, TypeError):
+                        continue
+
+    def __contains__(self, digest: str) -> bool:
+        return digest in self._data
+
+    def __getitem__(self, digest: str) -> Any:
+        return self._data[digest]
+
+    def put_many(self, items: Sequence[tuple[str, Any, str]]) -> None:
+        """Append ``(digest, value, clip_id)`` records (the clip id is only informative)."""
+        if not items:
+            return
+        lines = "".join(
+            json.dumps({"audio": d, "clip": c, "value": v}, ensure_ascii=False) + "\n"
+            for d, v, c in items
+        )
+        with self._lock:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            with open(self.path, "a", encoding="utf-8") as f:
+                f.write(lines)
+                f.flush()
+            for d, v, _ in items:
+                self._data[d] = v
+
+
+def _slug(text: str) -> str:
+    return re.sub(r"[^A-Za-z0-9._-]+", "_", text).strip("_")[:60] or "captioner"
+
+
+# --------------------------------------------------------------------------------------------
+# From measurements to words
+# --------------------------------------------------------------------------------------------
+
+
+class SetNorms:
+    """Where a clip's measurement falls in the probing set: percentile ranks per feature.
+
+    ``rank(name, value)`` is the fraction of the set below ``value`` (ties count half), or
+    ``None`` for a set smaller than :data:`MIN_SET_SIZE`, where only absolute anchors apply.
+    """
+
+    def __init__(self, features: pd.DataFrame, min_size: int = MIN_SET_SIZE):
+        self.size = len(features)
+        self._sorted = (
+            {c: np.sort(features[c].to_numpy(dtype=float)) for c in FEATURE_COLUMNS if c in features}
+            if self.size >= min_size
+            else {}
+        )
+
+    @property
+    def relative(self) -> bool:
+        return bool(self._sorted)
+
+    def rank(self, name: str, value: float) -> float | None:
+        values = self._sorted.get(name)
+        if values is None:
+            return None
+        lo = np.searchsorted(values, value, side="left")
+        hi = np.searchsorted(values, value, side="right")
+        return float((lo + hi) / 2 / len(values))
+
+
+def _grade(
+    value: float,
+    rank: float | None,
+    *,
+    low: float,
+    high: float,
+    rel_low_below: float,
+    rel_high_above: float,
+    share: float = 0.2,
+) -> int:
+    """-1 (low), +1 (high) or 0: absolute anchors first, then the set's bottom/top ``share``.
+
+    A set-relative word is used only where it is plausible in absolute terms too
+    (``rel_high_above`` / ``rel_low_below``): the quietest clip of a loud set is not "quiet".
+    """
+    if value >= high:
+        return 1
+    if value <= low:
+        return -1
+    if rank is not None:
+        if rank >= 1 - share and value >= rel_high_above:
+            return 1
+        if rank <= share and value <= rel_low_below:
+            return -1
+    return 0
+
+
+@dataclass
+class _Words:
+    adjectives: list[str]
+    noun: str
+    hz: float | None  # stated pitch, for pitched sounds
+    details: list[str]  # noun phrases: "with ..."
+    actions: list[str]  # verb phrases: "that ..."
+
+
+_COUNTS = {2: "two", 3: "three", 4: "four", 5: "five"}
+
+
+def _choose_words(f: dict[str, float], norms: SetNorms | None) -> _Words:
+    """Turn one clip's measurements into words (see :func:`describe` for the anchors).
+
+    Every caption says something about four things: loudness (when it stands out), texture
+    (tonal, partly tonal, noisy, impulsive or percussive), time course (steady, repetitive,
+    irregular, intermittent, a single burst, fluctuating or continuous) and spectrum (where
+    the energy is, bright or dull); pitch, its movement and the envelope are added when clear.
+    """
+    norms = norms or SetNorms(pd.DataFrame())
+
+    def grade(name: str, **kw: float) -> int:
+        return _grade(f[name], norms.rank(name, f[name]), **kw)
+
+    def top(name: str, share: float) -> bool:
+        rank = norms.rank(name, f[name])
+        return rank is not None and rank >= 1 - share
+
+    adjectives: list[str] = []
+    details: list[str] = []
+    actions: list[str] = []
+    n_onsets = f["onset_rate"] * f["duration_s"]
+
+    # ---- loudness ------------------------------------------------------------------------
+    loud = grade("loudness_db", low=-35, high=-11, rel_low_below=-18, rel_high_above=-20)
+    if loud > 0:
+        adjectives.append("very loud" if f["loudness_db"] >= -3 else "loud")
+    elif loud < 0:
+        adjectives.append("very quiet" if f["loudness_db"] <= -48 else "quiet")
+
+    # ---- texture and time course ---------------------------------------------------------
+    tonal = f["voiced_frac"] >= 0.5 and f["harmonicity"] >= 0.6
+    partly_tonal = not tonal and f["voiced_frac"] >= 0.15
+    impulsive = f["impulsiveness"] >= 0.3
+    percussive = not impulsive and f["impulsiveness"] >= 0.12 and f["attack_db"] >= 25
+    train = n_onsets >= 3 and (impulsive or percussive)
+    regular = n_onsets >= 4 and f["onset_regularity"] >= 0.5
+    steady = (
+        f["onset_rate"] <= 0.5
+        and f["silence_frac"] < 0.1
+        and f["level_std_db"] <= 4.0
+        and abs(f["level_trend_db"]) < 6.0
+    )
+    intermittent = f["n_events"] >= 2 and f["silence_frac"] >= 0.2
+    single = f["n_events"] == 1 and f["silence_frac"] >= 0.5
+    busy = n_onsets >= 4 and f["onset_rate"] >= 2
+
+    if impulsive or percussive or f["attack_db"] >= 30:
+        adjectives.append("sharp")
+    if steady:
+        adjectives.append("steady")
+    elif regular:
+        adjectives.append("repetitive")
+    elif train or busy:
+        adjectives.append("irregular")
+    elif intermittent:
+        adjectives.append("intermittent")
+    elif not single and f["level_std_db"] >= 7:
+        adjectives.append("fluctuating")
+    elif not single and f["silence_frac"] < 0.1:
+        adjectives.append("continuous")
+    if regular or train:
+        if f["onset_rate"] >= 10:
+            adjectives.append("fast")
+        elif f["onset_rate"] < 6:
+            adjectives.append("slow")
+
+    hz = None
+    if (tonal or partly_tonal) and f["f0_hz"] > 0:
+        pitch = f["f0_hz"]
+        hz = pitch if pitch <= 5000 else None
+        adjectives.append(
+            "low-pitched" if pitch < 300 else "mid-pitched" if pitch < 1400
+            else "high-pitched" if pitch < 4000 else "very high-pitched"
+        )
+    if impulsive:
+        adjectives.append("impulsive")
+    elif percussive:
+        adjectives.append("percussive")
+    elif tonal:
+        adjectives.append("tonal")
+    elif partly_tonal:
+        adjectives.append("partly tonal")
+    else:
+        adjectives.append("noisy")
+
+    # ---- spectrum ------------------------------------------------------------------------
+    pure = tonal and f["tone_purity"] >= 0.85
+    low_heavy = f["low_ratio"] >= 0.7 or (top("low_ratio", 0.15) and f["low_ratio"] >= 0.5)
+    high_heavy = f["high_ratio"] >= 0.6 or (top("high_ratio", 0.15) and f["high_ratio"] >= 0.25)
+    broadband = not (low_heavy or high_heavy) and (
+        f["flatness"] >= 0.3 or f["bandwidth_hz"] >= 1800
+    )
+    band = (
+        "low-frequency" if low_heavy
+        else "high-frequency" if high_heavy
+        else "broadband" if broadband
+        else "midrange"
+    )
+    bright = grade("centroid_hz", low=300, high=3500, rel_low_below=700, rel_high_above=1500)
+    colour = {1: "bright", -1: "dull"}.get(bright, "")
+    if pure:
+        details.append("a pure, sine-like timbre")
+        if band != "midrange":
+            details.append(f"{band} content")
+    elif band == "broadband":
+        details.append(f"{colour + ', ' if colour else ''}broadband energy spread across the spectrum")
+    elif band == "midrange" and not colour:
+        details.append(f"energy centred around {_hz_text(f['centroid_hz'])}")
+    else:
+        details.append(f"{colour + ' ' if colour else ''}{band} content")
+    if tonal and f["tone_purity"] < 0.8:
+        details.insert(0, "rich harmonics")
+
+    # ---- noun ----------------------------------------------------------------------------
+    if train:
+        if f["impulsiveness"] >= 0.8:
+            noun = "series of clicks"
+        elif not regular and f["onset_rate"] >= 6:
+            noun = "crackling"
+        elif f["centroid_hz"] < 800:
+            noun = "series of knocks"
+        else:
+            noun = "series of taps"
+    elif (impulsive or percussive) and n_onsets < 3:
+        noun = "impact" if f["centroid_hz"] < 1500 else "click"
+    elif tonal and steady:
+        noun = "hum" if f["f0_hz"] < 300 else "whistle" if pure and f["f0_hz"] >= 1400 else "sound"
+    elif not tonal and not partly_tonal and steady and band in ("low-frequency", "high-frequency"):
+        noun = "rumble" if band == "low-frequency" else "hiss"
+    elif single and f["event_s"] < 0.5:
+        noun = "burst"
+    else:
+        noun = "sound"
+
+    # ---- time course ---------------------------------------------------------------------
+    if intermittent and not single:
+        pause = "long pauses" if f["gap_s"] >= 0.6 else "short silences"
+        n = int(f["n_events"])
+        if n in _COUNTS and not train:
+            details.append(f"{_COUNTS[n]} bursts separated by {pause}")
+        else:
+            details.append(f"{pause} between {'them' if train else 'bursts'}")
+    if hz is not None and f["voiced_frac"] >= 0.3:
+        if f["pitch_trend_oct"] >= 0.5:
+            details.append("a rising pitch")
+        elif f["pitch_trend_oct"] <= -0.5:
+            details.append("a falling pitch")
+        elif f["pitch_spread_oct"] >= 0.25:
+            details.append("a wavering pitch")
+    if f["attack_db"] >= 25 and not train and n_onsets <= 3:
+        actions.append("starts suddenly")
+    if f["level_trend_db"] <= -10:
+        actions.append("fades away into silence" if single else "fades away")
+    elif f["level_trend_db"] >= 8:
+        actions.append("grows louder")
+    if single and f["level_trend_db"] > -10:
+        actions.append("then falls silent")
+    return _Words(adjectives, noun, hz, details[:3], actions)
+
+
+def _hz_text(hz: float) -> str:
+    return f"{hz / 1000:.1f} kHz" if hz >= 1000 else f"{round(hz, -1):.0f} Hz"
+
+
+def _article(word: str) -> str:
+    return "An" if word[:1].lower() in "aeio" else "A"
+
+
+def _join(items: Sequence[str], sep: str = ", ") -> str:
+    items = [i for i in items if i]
+    if len(items) <= 1:
+        return "".join(items)
+    return sep.join(items[:-1]) + " and " + items[-1]
+
+
+def _compose(w: _Words, variant: int) -> str:
+    """One or two sentences from the chosen words; ``variant`` picks one of three shapes."""
+    pitch = f" (about {w.hz:.0f} Hz)" if w.hz else ""
+    head = f"{', '.join(w.adjectives)} {w.noun}".strip()
+    head = f"{_article(head)} {head}{pitch}"
+    details, actions = _join(w.details), _join(w.actions)
+    shape = variant % 3
+    if shape == 1 and details:  # "A loud, steady hum. It has ..., and it fades away."
+        return f"{head}. It has {details}" + (f", and it {actions}." if actions else ".")
+    if shape == 2 and len(w.adjectives) >= 2:  # "A hum that is loud and steady, with ..."
+        adjs = [a + pitch if a.endswith("-pitched") else a for a in w.adjectives]
+        text = f"{_article(w.noun)} {w.noun} that is {_join(adjs)}"
+        text += f", with {details}" if details else ""
+        return text + (f"; it {actions}." if actions else ".")
+    text = head + (f" with {details}" if details else "")
+    if actions:
+        text += f", and it {actions}" if details else f" that {actions}"
+    return text + "."
+
+
+def describe(
+    features: dict[str, float], norms: SetNorms | None = None, variant: int = 0
+) -> str:
+    """A caption from one clip's :func:`acoustic_features`.
+
+    ``norms`` (a :class:`SetNorms` of the whole probing set) enables set-relative words
+    ("loud" = among the loudest fifth of the set, when plausible in absolute terms as well);
+    without it only absolute anchors apply (``low-pitched`` below 300 Hz, ``high-pitched``
+    above 1.4 kHz, ``quiet`` below -35 dB, ``loud`` above -11 dB on the loudness scale).
+    ``variant`` picks the sentence shape (the acoustic captioner derives it from the audio
+    hash, so wording varies across clips but never between runs).
+    """
+    text = _compose(_choose_words(features, norms), variant)
+    return text[0].upper() + text[1:]

@@ -1,0 +1,396 @@
+"""Analyses on small hand-made inputs with known answers, and the stage on a hand-made run."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+from scipy import stats
+
+from andlib import analysis as an
+from andlib.runs import RunDir
+from tests.test_browser import LAYERS, make_run_dir
+
+
+def _neurons(rows: list[tuple[str, int, str, str]]) -> pd.DataFrame:
+    return pd.DataFrame(rows, columns=["layer", "neuron", "adjectives", "open_concepts"])
+
+
+# ---- layers ----------------------------------------------------------------------------------
+
+
+def test_layers_sort_by_block_then_kind_with_the_classifier_last():
+    layers = ["classifier", "layers.10.out", "layers.2.mlp", "layers.2.out", "layers.2.attn"]
+    layers += ["layers.10.attn", "pooler", "encoder.layer.3.intermediate"]
+    assert an.sort_layers(layers) == [
+        "layers.2.attn",
+        "layers.2.mlp",
+        "layers.2.out",
+        "encoder.layer.3.intermediate",
+        "layers.10.attn",
+        "layers.10.out",
+        "pooler",
+        "classifier",
+    ]
+    assert an.layer_depths(["classifier", "layers.1.mlp", "layers.0.mlp"]) == {
+        "layers.0.mlp": 0,
+        "layers.1.mlp": 1,
+        "classifier": 2,
+    }
+
+
+# ---- adjectives ------------------------------------------------------------------------------
+
+
+def test_adjective_counts_count_each_neuron_once():
+    neurons = _neurons(
+        [
+            ("layers.0.mlp", 0, "loud;high-pitched;Loud", ""),
+            ("layers.0.mlp", 1, "loud", ""),
+            ("layers.1.mlp", 0, " quiet ; loud", ""),
+            ("layers.1.mlp", 1, "", ""),
+        ]
+    )
+    counts = an.adjective_counts(neurons)
+    assert counts.to_dict("list") == {
+        "adjective": ["loud", "high-pitched", "quiet"],
+        "count": [3, 1, 1],
+        "fraction": [0.75, 0.25, 0.25],
+    }
+    assert an.adjective_counts(_neurons([("a", 0, "", "")])).empty
+
+
+def test_adjectives_per_layer_means_and_an_exact_slope():
+    rows = []
+    for depth, layer in enumerate(["layers.0.mlp", "layers.1.mlp", "layers.2.mlp", "classifier"]):
+        for j in range(3):  # depth d: every neuron has d + 1 adjectives -> slope exactly 1
+            rows.append((layer, j, ";".join(f"adj{i}" for i in range(depth + 1)), ""))
+    neurons = _neurons(rows[::-1])  # order of rows must not matter
+    per_layer = an.adjectives_per_layer(neurons)
+    assert per_layer["layer"].tolist() == [
+        "layers.0.mlp",
+        "layers.1.mlp",
+        "layers.2.mlp",
+        "classifier",
+    ]
+    assert per_layer["mean_adjectives"].tolist() == [1.0, 2.0, 3.0, 4.0]
+    assert per_layer["n_neurons"].tolist() == [3, 3, 3, 3]
+    trend = an.adjective_trend(neurons)
+    assert trend["slope"] == pytest.approx(1.0)
+    assert trend["intercept"] == pytest.approx(1.0)
+    assert trend["ci_low"] == pytest.approx(1.0) and trend["ci_high"] == pytest.approx(1.0)
+    assert trend["n"] == 12 and trend["r"] == pytest.approx(1.0)
+
+
+def test_linear_trend_confidence_interval_matches_the_t_formula():
+    x = np.array([0, 1, 2, 3, 4, 5], dtype=float)
+    y = np.array([1.0, 2.5, 2.0, 4.5, 4.0, 6.0])
+    t = an.linear_trend(x, y, confidence=0.9)
+    sxx = ((x - x.mean()) ** 2).sum()
+    slope = ((x - x.mean()) * (y - y.mean())).sum() / sxx
+    resid = y - (slope * x + (y.mean() - slope * x.mean()))
+    stderr = np.sqrt((resid**2).sum() / 4 / sxx)
+    half = stats.t.ppf(0.95, 4) * stderr
+    assert t["slope"] == pytest.approx(slope)
+    assert t["ci_low"] == pytest.approx(slope - half) and t["ci_high"] == pytest.approx(
+        slope + half
+    )
+    assert t["resid_std"] == pytest.approx(np.sqrt((resid**2).sum() / 4))
+    # too little or degenerate data: NaN, never an exception
+    assert np.isnan(an.linear_trend([1, 1, 1], [1, 2, 3])["slope"])
+    two = an.linear_trend([0, 1], [0, 2])
+    assert two["slope"] == pytest.approx(2.0) and np.isnan(two["ci_low"])
+
+
+# ---- polysemantic neurons --------------------------------------------------------------------
+
+
+def _blobs(n_per: int = 6, centers: int = 3, seed: int = 0):
+    g = np.random.default_rng(seed)
+    ids, emb, truth = [], [], {}
+    for c in range(centers):
+        center = np.zeros(8)
+        center[c] = 10.0
+        for i in range(n_per):
+            cid = f"c{c}_{i}"
+            ids.append(cid)
+            emb.append(center + 0.1 * g.standard_normal(8))
+            truth[cid] = c
+    return ids, np.array(emb), truth
+
+
+def test_clusters_recover_clear_blobs_and_spreads_are_counted():
+    ids, emb, truth = _blobs()
+    clusters = an.cluster_captions(ids, emb, n_clusters=3, seed=0)
+    # one cluster per blob (labels are arbitrary, the partition is not)
+    assert {frozenset(c for c in ids if clusters[c] == k) for k in range(3)} == {
+        frozenset(c for c in ids if truth[c] == b) for b in range(3)
+    }
+    tops = pd.DataFrame(
+        {
+            "layer": ["layers.0.mlp", "layers.0.mlp", "layers.1.mlp", "layers.1.mlp"],
+            "neuron": [0, 1, 0, 1],
+            "clips": [
+                ["c0_0", "c0_1", "c0_2"],  # one cluster
+                ["c0_0", "c1_0", "c2_0"],  # three clusters
+                ["c1_0", "c1_1", "c2_5", "uncaptioned"],  # two (unknown clips ignored)
+                ["c2_1", "c1_2", "c0_3", "c0_4"],  # three
+            ],
+        }
+    )
+    assert an.cluster_spread(tops, clusters).tolist() == [1, 3, 2, 3]
+    poly = an.polysemanticity(tops, clusters, threshold=3)
+    assert poly["polysemantic"].tolist() == [False, True, False, True]
+    per_layer = an.polysemantic_per_layer(poly)
+    assert per_layer["n_polysemantic"].tolist() == [1, 1]
+    assert per_layer["fraction"].tolist() == [0.5, 0.5]
+    assert per_layer["mean_clusters"].tolist() == [2.0, 2.5]
+
+
+def test_clustering_is_seeded_and_copes_with_few_distinct_captions():
+    ids, emb, _ = _blobs(seed=1)
+    a = an.cluster_captions(ids, emb, n_clusters=5, seed=3)
+    b = an.cluster_captions(ids, emb, n_clusters=5, seed=3)
+    assert a.equals(b)
+    same = an.cluster_captions(["a", "b", "c"], np.ones((3, 4)), n_clusters=11)
+    assert same.tolist() == [0, 0, 0]
+
+
+def test_top_clips_come_from_neuron_topk_or_neurons_csv():
+    topk = pd.DataFrame(
+        {
+            "layer": ["L"] * 6,
+            "neuron": [0] * 6,
+            "end": ["high", "high", "high", "low", "low", "low"],
+            "rank": [2, 0, 1, 0, 1, 2],
+            "clip_id": ["c", "a", "b", "x", "y", "z"],
+            "activation": [1.0, 3, 2, -1, -2, -3],
+        }
+    )
+    assert an.top_clips_table(topk=topk, k=2)["clips"].tolist() == [["a", "b"]]
+    neurons = pd.DataFrame({"layer": ["L"], "neuron": [0], "top_clips": ["a b c"]})
+    assert an.top_clips_table(neurons, k=2)["clips"].tolist() == [["a", "b"]]
+
+
+# ---- acoustic features vs concepts -----------------------------------------------------------
+
+
+def test_description_balance_and_shares_per_layer():
+    neurons = _neurons(
+        [
+            ("layers.0.mlp", 0, "loud;sharp", "dog"),  # acoustic
+            ("layers.0.mlp", 1, "loud", ""),  # acoustic
+            ("layers.0.mlp", 2, "loud", "dog;bark"),  # concept
+            ("layers.0.mlp", 3, "", ""),  # tie
+            ("layers.1.mlp", 0, "", "rain"),  # concept
+            ("layers.1.mlp", 1, "soft", "rain"),  # tie
+        ]
+    )
+    bal = an.description_balance(neurons)
+    assert bal["dominant"].tolist() == ["acoustic", "acoustic", "concept", "tie", "concept", "tie"]
+    assert bal["n_adjectives"].tolist() == [2, 1, 1, 0, 0, 1]
+    shares = an.balance_per_layer(bal).set_index("layer")
+    assert shares.loc["layers.0.mlp", ["acoustic", "concept", "tie"]].tolist() == [0.5, 0.25, 0.25]
+    assert shares.loc["layers.1.mlp", ["acoustic", "concept", "tie"]].tolist() == [0.0, 0.5, 0.5]
+    assert shares["n_neurons"].tolist() == [4, 2]
+
+
+def test_ridge_r2_is_high_for_a_linear_neuron_and_not_positive_for_noise():
+    g = np.random.default_rng(0)
+    X = g.standard_normal((300, 6)) * [1, 10, 100, 0.1, 1, 1]  # scales differ: standardized
+    X[::7, 2] = np.nan  # missing measurements are imputed
+    Xf = np.where(np.isnan(X), np.nanmedian(X, axis=0), X)
+    linear = Xf @ np.array([1.0, 0.2, 0.01, 5.0, 0.0, -1.0]) + 0.01 * g.standard_normal(300)
+    noise = g.standard_normal(300)
+    Y = np.stack([linear, noise, np.full(300, 3.0)], axis=1)
+    r2 = an.ridge_cv_r2(X, Y, alpha=1.0, folds=5, seed=0)
+    assert r2[0] > 0.99
+    assert r2[1] < 0.02
+    assert np.isnan(r2[2])  # a constant neuron has no variance to explain
+    # one vectorised multi-output fit equals fitting each neuron alone
+    assert an.ridge_cv_r2(X, Y[:, 1], seed=0)[0] == pytest.approx(r2[1])
+
+
+def test_feature_matrix_aligns_clips_and_keeps_numeric_columns():
+    features = pd.DataFrame(
+        {
+            "clip_id": ["b", "a", "c"],
+            "rms_db": [-10.0, -20.0, -30.0],
+            "f0_hz": ["", "220", "nan"],  # numeric, read as text with empty cells
+            "note": ["x", "y", "z"],  # text: not a feature
+            "fold": [1, 1, 2],  # metadata: not a feature
+        }
+    )
+    X, cols = an.feature_matrix(features, ["a", "b", "missing"])
+    assert cols == ["rms_db", "f0_hz"]
+    np.testing.assert_array_equal(X[0], [-20.0, 220.0])
+    assert X[1, 0] == -10.0 and np.isnan(X[1, 1])
+    assert np.isnan(X[2]).all()
+
+
+# ---- the stage -------------------------------------------------------------------------------
+
+
+class FakeEmbedder:
+    """Embeds a caption by the tone frequency it names: clusters follow pitch."""
+
+    def encode(self, texts):
+        freqs = [float(t.split(" at ")[1].split(" Hz")[0]) for t in texts]
+        return np.array([[np.log(f), 1.0] for f in freqs], dtype=np.float32)
+
+
+@pytest.fixture
+def fake_embedder(monkeypatch):
+    import andlib.embeddings
+
+    monkeypatch.setattr(andlib.embeddings, "get_embedder", lambda cfg=None: FakeEmbedder())
+
+
+def test_run_stage_writes_tables_and_figures_then_is_cached(tmp_cfg, fake_embedder):
+    cfg = tmp_cfg({"k": 3, "analysis.n_clusters": 4, "analysis.polysemantic_threshold": 2})
+    run = make_run_dir(cfg)
+    summary = an.run_stage(cfg, run)
+    for name in (
+        "adjective_counts.csv",
+        "adjectives_per_layer.csv",
+        "adjective_trend.json",
+        "caption_clusters.csv",
+        "neuron_polysemanticity.csv",
+        "polysemantic_per_layer.csv",
+        "description_balance.csv",
+        "acoustic_vs_concepts.csv",
+        "feature_r2.csv",
+        "feature_r2_per_layer.csv",
+    ):
+        assert (run / "analysis" / name).exists(), name
+    for name in (
+        "adjective_distribution",
+        "adjectives_per_layer",
+        "polysemantic_neurons",
+        "acoustic_vs_concepts",
+        "acoustic_feature_r2",
+    ):
+        assert (cfg.figures_path / f"{name}.png").exists() and (
+            cfg.figures_path / f"{name}.pdf"
+        ).exists()
+    counts = pd.read_csv(run / "analysis" / "adjective_counts.csv").set_index("adjective")["count"]
+    assert counts.to_dict() == {"high-pitched": 6, "loud": 6, "quiet": 5}
+    poly = pd.read_csv(run / "analysis" / "neuron_polysemanticity.csv")
+    assert len(poly) == sum(LAYERS.values()) and poly["n_clusters"].between(1, 3).all()
+    assert set(pd.read_csv(run / "analysis" / "caption_clusters.csv")["cluster"]) == {0, 1, 2, 3}
+    r2 = pd.read_csv(run / "analysis" / "feature_r2.csv")
+    assert len(r2) == sum(LAYERS.values())
+    assert set(summary) >= {"adjective_slope", "polysemantic_fraction", "feature_r2_median"}
+    trend = json.loads((run / "analysis" / "adjective_trend.json").read_text())
+    assert {"slope", "ci_low", "ci_high", "n", "confidence"} <= set(trend)
+    assert trend["n"] == sum(LAYERS.values()) and trend["confidence"] == cfg.analysis.confidence
+    assert an.run_stage(cfg, run)["analysis"] == "cached"
+    figs = an.make_figures(cfg, run, prefix="supervised")
+    assert (cfg.figures_path / "supervised_polysemantic_neurons.pdf").exists() and len(figs) == 5
+
+
+def test_run_stage_skips_analyses_whose_inputs_are_missing(tmp_cfg, fake_embedder):
+    cfg = tmp_cfg({"k": 3})
+    run = make_run_dir(cfg)
+    for name in ("captions.csv", "features.csv"):
+        (run / name).unlink()
+    an.run_stage(cfg, run)
+    assert (run / "analysis" / "adjective_counts.csv").exists()
+    assert not (run / "analysis" / "polysemantic_per_layer.csv").exists()
+    assert not (run / "analysis" / "feature_r2.csv").exists()
+
+
+# ---- comparison of training strategies --------------------------------------------------------
+
+
+def _strategy_run(
+    path, frac: list[float], adj: list[float], top1: float, sim: list[float]
+) -> RunDir:
+    run = RunDir(path)
+    layers = ["layers.0.mlp", "layers.1.mlp"]
+    run.write_csv(
+        "analysis/polysemantic_per_layer.csv",
+        pd.DataFrame(
+            {
+                "layer": layers,
+                "depth": [0, 1],
+                "n_neurons": 4,
+                "n_polysemantic": 0,
+                "fraction": frac,
+            }
+        ),
+    )
+    run.write_csv(
+        "analysis/adjectives_per_layer.csv",
+        pd.DataFrame({"layer": layers, "depth": [0, 1], "n_neurons": 4, "mean_adjectives": adj}),
+    )
+    run.write_json(
+        "last_layer.json",
+        {"acoustic": {"soft_wpmi": {"top1": top1, "top5": 1.0, "cos": 0.5, "n_neurons": 50}}},
+    )
+    run.write_csv(
+        "simulation_scores.csv",
+        pd.DataFrame(
+            {
+                "layer": [layers[0], layers[0], layers[1], layers[1]],
+                "neuron": [0, 1, 0, 0],
+                "method": ["description", "description", "description", "random_description"],
+                "pearson": [sim[0] - 0.1, sim[0] + 0.1, sim[1], 0.9],
+                "spearman": 0.0,
+            }
+        ),
+    )
+    run.write_csv(
+        "neurons.csv",
+        pd.DataFrame(
+            {
+                "layer": layers,
+                "neuron": [0, 0],
+                "adjectives": ["loud", "loud;soft"],
+                "open_concepts": "",
+            }
+        ),
+    )
+    return run
+
+
+def test_compare_runs_collects_metrics_side_by_side(tmp_path):
+    runs = {
+        "supervised": _strategy_run(tmp_path / "sup", [0.1, 0.05], [2.0, 1.0], 0.8, [0.4, 0.3]),
+        "ssl-frozen": _strategy_run(tmp_path / "ssl", [0.3, 0.4], [1.5, 1.5], 0.5, [0.2, 0.1]),
+    }
+    df = an.compare_runs(runs)
+    assert list(df.columns) == ["model", "metric", "layer", "depth", "value"]
+
+    def value(model, metric, layer):
+        sel = df[(df.model == model) & (df.metric == metric) & (df.layer == layer)]
+        assert len(sel) == 1
+        return float(sel["value"].iloc[0])
+
+    assert value("ssl-frozen", "polysemantic_fraction", "layers.1.mlp") == 0.4
+    assert value("supervised", "mean_adjectives", "layers.0.mlp") == 2.0
+    assert value("supervised", "simulation_pearson", "layers.0.mlp") == pytest.approx(0.4)
+    assert value("supervised", "simulation_pearson", "layers.1.mlp") == pytest.approx(0.3)
+    assert value("ssl-frozen", "last_layer_top1", "acoustic / soft_wpmi") == 0.5
+    assert value("supervised", "acoustic_share", "layers.1.mlp") == 1.0  # from neurons.csv
+    assert df.loc[df.metric == "last_layer_top1", "depth"].isna().all()
+    assert df.loc[df.layer == "layers.1.mlp", "depth"].eq(1).all()
+
+
+def test_run_comparison_on_a_strategies_config(tmp_cfg):
+    cfg = tmp_cfg({"strategies": ["supervised", "ssl-frozen", "ssl-finetuned"]})
+    _strategy_run(cfg.run_path / "supervised", [0.1, 0.05], [2.0, 1.0], 0.8, [0.4, 0.3])
+    _strategy_run(cfg.run_path / "ssl-frozen", [0.3, 0.4], [1.5, 1.5], 0.5, [0.2, 0.1])
+    parent = RunDir.from_config(cfg)
+    summary = an.run_stage(cfg, parent)  # no neurons.csv of its own: compares the strategies
+    assert summary["comparison_models"] == ["supervised", "ssl-frozen"]
+    assert summary["missing"] == ["ssl-finetuned"]
+    assert not (cfg.run_path / "ssl-finetuned").exists()  # looking does not create it
+    table = pd.read_csv(parent / "analysis" / "strategies_comparison.csv")
+    assert set(table["model"]) == {"supervised", "ssl-frozen"}
+    for name in ("strategies_comparison", "strategies_adjective_distribution"):
+        assert (cfg.figures_path / f"{name}.png").exists() and (
+            cfg.figures_path / f"{name}.pdf"
+        ).exists()

@@ -1,0 +1,399 @@
+"""Evaluation: last-layer metrics, correlations and simulation scoring on hand-made run dirs."""
+
+from __future__ import annotations
+
+import json
+import sys
+import types
+import zlib
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from scipy import stats
+
+from andlib import evaluate
+from andlib.evaluate import (
+    concept_cosine,
+    heldout_mask,
+    label_oracle,
+    last_layer_scores,
+    parse_ratings,
+    pearson,
+    spearman,
+    topk_accuracy,
+)
+from andlib.runs import RunDir
+from tests.conftest import write_tone
+
+CLASSES = ["dog", "rain", "water_drops", "crying_baby"]
+AST_PATHS = {
+    "layers.0.attn": ("audio_spectrogram_transformer.layers.0.attention.o_proj", 32),
+    "layers.0.mlp": ("audio_spectrogram_transformer.layers.0.mlp.activation_fn", 64),
+    "layers.1.out": ("audio_spectrogram_transformer.layers.1", 32),
+    "classifier": ("classifier", 4),
+}
+
+
+class FakeEmbedder:
+    """Deterministic unit vectors per text; a few words share a direction on purpose."""
+
+    def __init__(self, dim: int = 16, same: dict[str, str] | None = None):
+        self.dim = dim
+        self.same = same or {}
+        self.calls: list[list[str]] = []
+
+    def vector(self, text: str) -> np.ndarray:
+        text = self.same.get(text, text)
+        v = np.random.default_rng(zlib.crc32(text.encode())).normal(size=self.dim)
+        return (v / np.linalg.norm(v)).astype(np.float32)
+
+    def encode(self, texts):
+        self.calls.append(list(texts))
+        if not len(texts):
+            return np.zeros((0, self.dim), np.float32)
+        return np.stack([self.vector(t) for t in texts])
+
+
+# --------------------------------------------------------------------------------------------
+# A hand-made run directory (shared with test_prune)
+# --------------------------------------------------------------------------------------------
+
+
+def make_run(
+    run_path: Path, audio_dir: Path, n_per_class: int = 4, k: int = 2, seed: int = 0
+) -> RunDir:
+    """clips.csv (half fold 5), tones, activations of the AST preset layers, captions,
+    model.json and a neurons.csv with DB/TAB/ICL/open concepts."""
+    gen = np.random.default_rng(seed)
+    run = RunDir(run_path)
+    rows = []
+    for label, name in enumerate(CLASSES):
+        for j in range(n_per_class):
+            cid = f"{name}-{j}"
+            path = write_tone(audio_dir / f"{cid}.wav", freq=200.0 * (label + 1) + 20 * j)
+            rows.append(
+                {
+                    "clip_id": cid,
+                    "path": str(path),
+                    "label": label,
+                    "category": name,
+                    "fold": 5 if j % 2 == 0 else 1,
+                }
+            )
+    clips = pd.DataFrame(rows)
+    run.write_csv("clips.csv", clips)
+    ids = clips["clip_id"].tolist()
+    run.write_csv(
+        "captions.csv",
+        pd.DataFrame({"clip_id": ids, "caption": [f"the sound of a {c}" for c in clips.category]}),
+    )
+    layers = {}
+    (run / "activations").mkdir(exist_ok=True)
+    neuron_rows = []
+    for layer, (module, n) in AST_PATHS.items():
+        acts = gen.normal(size=(len(ids), n)).astype(np.float32)
+        np.save(run / "activations" / f"{layer}.npy", acts)
+        layers[layer] = {"file": f"{layer}.npy", "module": module, "n_neurons": n}
+        for neuron in range(n):
+            order = np.argsort(-acts[:, neuron])
+            concept = CLASSES[neuron % 4] if layer == "classifier" else CLASSES[(neuron // 3) % 4]
+            others = [c for c in CLASSES if c != concept]
+            neuron_rows.append(
+                {
+                    "layer": layer,
+                    "neuron": neuron,
+                    "top_clips": " ".join(ids[i] for i in order[:k]),
+                    "bottom_clips": " ".join(ids[i] for i in order[-k:]),
+                    "high_summary": f"sounds like {concept} {neuron}",
+                    "low_summary": "quiet",
+                    "calibrated_summary": f"{concept.replace('_', ' ')} sounds, neuron {neuron}",
+                    "adjectives": "loud",
+                    "db_soft_wpmi": concept,
+                    "db_soft_wpmi_top5": ";".join([concept, *others]),
+                    "db_cos": others[0],
+                    "db_cos_top5": ";".join([others[0], concept, *others[1:]]),
+                    "tab": "",
+                    "tab_top5": "",
+                    "icl": concept if neuron % 2 == 0 else "",
+                    "icl_top5": "",
+                    "open_concepts": "water;drop" if concept == "water_drops" else concept,
+                }
+            )
+    run.write_json("activations/index.json", {"clip_ids": ids, "layers": layers})
+    run.write_csv("neurons.csv", pd.DataFrame(neuron_rows))
+    run.write_json("model.json", {"model_id": "tiny", "source": "none", "layers": layers})
+    return run
+
+
+# --------------------------------------------------------------------------------------------
+# Metrics with known answers
+# --------------------------------------------------------------------------------------------
+
+
+def test_topk_accuracy_known_cases():
+    preds = [["dog", "cat"], ["rain", "Water_Drops"], [], ["sea waves"]]
+    truth = ["dog", "water drops", "rain", "sea_waves"]
+    assert topk_accuracy(preds, truth) == (0.5, 0.75)
+    assert topk_accuracy([["a", "b", "c", "d", "e", "f"]], ["f"]) == (0.0, 0.0)  # only 5 count
+    assert np.isnan(topk_accuracy([], [])[0])
+    with pytest.raises(ValueError):
+        topk_accuracy([["a"]], ["a", "b"])
+
+
+def test_concept_cosine_known_values():
+    emb = FakeEmbedder(same={"doggy": "dog"})
+    # identical after normalisation -> 1; same vector by construction -> 1; missing -> 0
+    assert concept_cosine(["Water_Drops"], ["water drops"], emb) == pytest.approx(1.0)
+    assert concept_cosine(["doggy", ""], ["dog", "dog"], emb) == pytest.approx(0.5)
+    expected = float(emb.vector("rain") @ emb.vector("dog"))
+    assert concept_cosine(["rain"], ["dog"], emb) == pytest.approx(expected, abs=1e-6)
+    # underscores are embedded as spaces
+    assert all("_" not in t for call in emb.calls for t in call)
+
+
+def test_pearson_and_spearman_match_scipy_with_masks():
+    gen = np.random.default_rng(0)
+    x = gen.normal(size=(50, 4))
+    y = x + gen.normal(size=(50, 4))
+    y[3, 1] = y[7, 1] = 5.0  # ties
+    mask = gen.random((50, 4)) > 0.3
+    r, rho = pearson(x, y, mask), spearman(x, y, mask)
+    for j in range(4):
+        m = mask[:, j]
+        assert r[j] == pytest.approx(stats.pearsonr(x[m, j], y[m, j])[0], abs=1e-10)
+        assert rho[j] == pytest.approx(stats.spearmanr(x[m, j], y[m, j])[0], abs=1e-10)
+
+
+def test_correlations_known_cases():
+    x = np.arange(10.0)
+    assert pearson(x, 2 * x + 1) == pytest.approx(1.0)
+    assert spearman(x, x**3) == pytest.approx(1.0)
+    assert pearson(x, x**3) < 0.95
+    assert spearman(x, -x) == pytest.approx(-1.0)
+    assert np.isnan(pearson(x, np.ones(10)))  # constant
+    assert np.isnan(pearson(x[:2], x[:2]))  # too few clips
+    with_nan = x.copy()
+    with_nan[4] = np.nan
+    assert pearson(with_nan, x) == pytest.approx(1.0)
+
+
+def test_heldout_mask_excludes_description_clips():
+    mask = heldout_mask(["a", "b", "c", "d"], [["a", "d"], [], ["b", "zz"]])
+    assert mask.tolist() == [
+        [False, True, True],
+        [True, True, False],
+        [True, True, True],
+        [False, True, True],
+    ]
+
+
+def test_label_oracle_is_leave_one_out_class_mean():
+    acts = np.array([[1.0], [3.0], [5.0], [10.0], [20.0]])
+    labels = ["a", "a", "a", "b", ""]
+    mask = np.array([[True], [True], [True], [True], [True]])
+    pred = label_oracle(acts, labels, mask)[:, 0]
+    assert pred[:3].tolist() == [4.0, 3.0, 2.0]
+    assert np.isnan(pred[3]) and np.isnan(pred[4])  # alone in its class / no label
+    mask[2, 0] = False  # a clip outside the held-out set is not averaged in
+    assert label_oracle(acts, labels, mask)[0, 0] == 3.0
+
+
+def test_parse_ratings_tolerates_reply_styles():
+    reply = "Here you go:\n1: 7\n2. 3.5\n 3) 12\n5 - 0\nnonsense"
+    out = parse_ratings(reply, 5)
+    assert out[:3].tolist() == [7.0, 3.5, 10.0] and out[4] == 0.0 and np.isnan(out[3])
+
+
+# --------------------------------------------------------------------------------------------
+# Last layer
+# --------------------------------------------------------------------------------------------
+
+
+def test_last_layer_scores_on_hand_made_rows(tmp_path):
+    run = make_run(tmp_path / "run", tmp_path / "audio")
+    neurons = evaluate.read_neurons(run)
+    rows = neurons[neurons.layer == "classifier"]
+    names = evaluate.class_names(run, 4)
+    assert names == CLASSES  # from clips.csv label -> category
+    scores = last_layer_scores(rows, names, FakeEmbedder())
+    assert set(scores) == {"db_soft_wpmi", "db_cos", "icl"}  # TAB empty -> skipped
+    assert scores["db_soft_wpmi"] == {
+        "top1": 1.0,
+        "top5": 1.0,
+        "cos": pytest.approx(1.0),
+        "n_neurons": 4,
+    }
+    assert scores["db_cos"]["top1"] == 0.0 and scores["db_cos"]["top5"] == 1.0
+    assert scores["db_cos"]["cos"] < 0.9
+    # ICL: half the neurons have no concept -> top-1 0.5, cosine 0 for those
+    assert scores["icl"]["top1"] == 0.5
+    assert scores["icl"]["cos"] == pytest.approx(0.5)
+
+
+def test_last_layer_with_a_second_captioner_uses_the_upstream_stages(
+    tmp_path, tmp_cfg, monkeypatch
+):
+    """The other captioner's classifier concepts come from a sub run dir with only that layer."""
+    run = make_run(tmp_path / "run", tmp_path / "audio")
+    cfg = tmp_cfg({"evaluate.captioners": ["acoustic", "metadata+acoustic"]})
+    seen = {}
+
+    class Captioner:
+        def caption(self, probing):
+            return [f"the sound of a {c}" for c in probing.meta["category"]]
+
+    def get_captioner(c):
+        seen["captioner"] = c.captioner.name
+        return Captioner()
+
+    def summarize_stage(c, sub):
+        seen["layers"] = list(json.loads((sub / "activations/index.json").read_text())["layers"])
+        seen["captions"] = sub.read_csv("captions.csv")["caption"].tolist()
+
+    def concepts_stage(c, sub):
+        # a perfect DB result: every class neuron names its class
+        sub.write_csv(
+            "neurons.csv",
+            pd.DataFrame(
+                {
+                    "layer": "classifier",
+                    "neuron": range(4),
+                    "db_soft_wpmi": CLASSES,
+                    "db_soft_wpmi_top5": CLASSES,
+                    "tab": "",
+                    "tab_top5": "",
+                }
+            ),
+        )
+
+    fakes = {
+        "andlib.captioning": {"get_captioner": get_captioner},
+        "andlib.summarize": {"run_stage": summarize_stage},
+        "andlib.concepts": {"run_stage": concepts_stage},
+    }
+    for name, attrs in fakes.items():
+        monkeypatch.setitem(sys.modules, name, types.SimpleNamespace(**attrs))
+    import andlib
+
+    for name in fakes:
+        monkeypatch.setattr(andlib, name.split(".")[1], sys.modules[name], raising=False)
+
+    from andlib import data
+
+    def fake_probing(c):
+        clips = evaluate.read_clips(run)
+        audio = [np.zeros(10, np.float32) for _ in range(len(clips))]
+        return data.ProbingSet("fake", 16000, audio, clips.iloc[::-1].reset_index(drop=True))
+
+    monkeypatch.setattr(data, "load_probing_set", fake_probing)
+    results = evaluate.last_layer_accuracy(cfg, run, FakeEmbedder())
+    assert list(results) == ["acoustic", "metadata+acoustic"]
+    assert seen["captioner"] == "metadata+acoustic" and seen["layers"] == ["classifier"]
+    clips = evaluate.read_clips(run)
+    assert seen["captions"] == [f"the sound of a {c}" for c in clips.category]  # run order
+    assert results["metadata+acoustic"]["db_soft_wpmi"]["top1"] == 1.0
+    assert results["acoustic"]["db_cos"]["top1"] == 0.0
+
+
+# --------------------------------------------------------------------------------------------
+# Simulation
+# --------------------------------------------------------------------------------------------
+
+
+def test_simulation_scores_only_held_out_clips(tmp_path, tmp_cfg):
+    """True activation = the description's simulated activation on held-out clips, and wildly
+    off on the description's own clips: a perfect score only if those are left out."""
+    run = make_run(tmp_path / "run", tmp_path / "audio", k=2)
+    cfg = tmp_cfg({"evaluate.simulation_layers": ["layers.0.attn"]})
+    emb = FakeEmbedder()
+    index = evaluate.activation_index(run)
+    ids = index["clip_ids"]
+    caps = run.read_csv("captions.csv")["caption"].tolist()
+    neurons = evaluate.read_neurons(run)
+    rows = neurons[neurons.layer == "layers.0.attn"].set_index("neuron")
+    acts = np.zeros((len(ids), 32), np.float32)
+    for n, row in rows.iterrows():
+        pred = emb.encode(caps) @ emb.vector(evaluate.description_of(row))
+        acts[:, n] = pred
+        for cid in evaluate.description_clips(row):
+            acts[ids.index(cid), n] = -100.0 * pred[ids.index(cid)]
+    np.save(run / "activations" / "layers.0.attn.npy", acts)
+
+    scores = evaluate.simulation_scores(cfg, run, emb)
+    desc = scores[scores.method == "description"]
+    assert len(desc) == 32 and set(scores.method) == {
+        "description",
+        "random_description",
+        "label",
+        "label_oracle",
+    }
+    assert np.allclose(desc.pearson, 1.0) and np.allclose(desc.spearman, 1.0)
+    assert (desc.n_clips == len(ids) - 4).all()  # top-2 and bottom-2 left out
+    rand = scores[scores.method == "random_description"]
+    assert rand.pearson.mean() < 0.9
+
+
+def test_simulation_sampling_is_seeded_and_random_descriptions_differ(tmp_path, tmp_cfg):
+    run = make_run(tmp_path / "run", tmp_path / "audio")
+    settings = {
+        "evaluate.simulation_max_neurons": 5,
+        "evaluate.simulation_layers": ["layers.0.mlp"],
+    }
+    a = evaluate.simulation_scores(tmp_cfg(settings), run, FakeEmbedder())
+    b = evaluate.simulation_scores(tmp_cfg(settings), run, FakeEmbedder())
+    pd.testing.assert_frame_equal(a, b)
+    assert a.groupby("method").size().eq(5).all()
+    other = evaluate.simulation_scores(tmp_cfg({**settings, "seed": 1}), run, FakeEmbedder())
+    assert set(a.neuron) != set(other.neuron)
+
+
+def test_llm_simulator_with_a_fake_generative_backend(tmp_path, tmp_cfg):
+    run = make_run(tmp_path / "run", tmp_path / "audio")
+    cfg = tmp_cfg(
+        {
+            "llm.backend": "openai",
+            "evaluate.simulation_layers": ["layers.1.out"],
+            "evaluate.llm_simulation_max_neurons": 3,
+            "evaluate.llm_simulation_clips": 6,
+        }
+    )
+
+    class FakeLLM:
+        def __init__(self):
+            self.prompts = []
+
+        def complete_many(self, prompts):
+            self.prompts.extend(prompts)
+            return ["\n".join(f"{i + 1}: {i}" for i in range(6)) for _ in prompts]
+
+    llm = FakeLLM()
+    scores = evaluate.simulation_scores(cfg, run, FakeEmbedder(), llm=llm)
+    got = scores[scores.method == "llm"]
+    assert len(got) == 3 and len(llm.prompts) == 3
+    assert (got.n_clips == 6).all()
+    assert "Reply with one line per clip" in llm.prompts[0][0]["content"]
+
+
+def test_run_stage_end_to_end(tmp_path, tmp_cfg, monkeypatch):
+    run = make_run(tmp_path / "run", tmp_path / "audio")
+    cfg = tmp_cfg({"evaluate.captioners": ["acoustic"], "evaluate.simulation_max_neurons": 8})
+    import andlib.embeddings
+
+    emb = FakeEmbedder()
+    monkeypatch.setattr(andlib.embeddings, "get_embedder", lambda c=None: emb)
+    summary = evaluate.run_stage(cfg, run)
+    assert "last_layer[acoustic].db_soft_wpmi" in summary
+    last = run.read_json("last_layer.json")
+    assert last["acoustic"]["db_soft_wpmi"]["top1"] == 1.0
+    scores = run.read_csv("simulation_scores.csv")
+    assert list(scores.columns[:5]) == ["layer", "neuron", "method", "pearson", "spearman"]
+    assert set(scores.layer) == set(AST_PATHS)
+    assert (cfg.figures_path / "last_layer_accuracy.png").exists()
+    assert (cfg.figures_path / "simulation_scores.png").exists()
+    assert evaluate.simulation_summary(scores).layer.tolist()[0] == "layers.0.attn"
+    # a second call is a no-op
+    n_calls = len(emb.calls)
+    evaluate.run_stage(cfg, run)
+    assert len(emb.calls) == n_calls

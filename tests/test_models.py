@@ -1,0 +1,130 @@
+"""Target models: save_pretrained folders, plain modules, encoders, and load errors."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from andlib import models, train
+from andlib.models import ModelLoadError, TargetModel, load_pretrained, load_target
+
+
+def clips(n=2, seconds=1.0, sr=16000):
+    g = np.random.default_rng(0)
+    return [(0.1 * g.standard_normal(int(sr * seconds))).astype(np.float32) for _ in range(n)]
+
+
+@pytest.fixture
+def saved_ast(tiny_ast, tmp_path):
+    model, extractor = tiny_ast
+    path = tmp_path / "tiny-ast"
+    model.save_pretrained(path)
+    extractor.save_pretrained(path)
+    return path
+
+
+def test_load_pretrained_reads_a_saved_ast_with_its_labels_and_extractor(saved_ast, tiny_ast):
+    target = load_pretrained(saved_ast, device="cpu")
+    assert target.label_names == ["class_0", "class_1", "class_2", "class_3"]
+    assert target.is_classifier and target.sample_rate == 16000
+    assert (
+        target.info["kind"] == "classification"
+        and target.info["model_type"] == "audio-spectrogram-transformer"
+    )
+    assert target.info["n_parameters"] == sum(p.numel() for p in tiny_ast[0].parameters())
+    with torch.inference_mode():
+        logits = target.logits(clips(3))
+        expected = tiny_ast[0](
+            **tiny_ast[1](clips(3), sampling_rate=16000, return_tensors="pt")
+        ).logits
+    assert logits.shape == (3, 4)
+    torch.testing.assert_close(logits, expected)
+
+
+def test_load_pretrained_merges_the_training_record_into_info(saved_ast):
+    (saved_ast / train.METRICS_FILE).write_text(
+        '{"heldout_accuracy": 0.5, "strategy": "supervised"}'
+    )
+    info = load_pretrained(saved_ast, device="cpu").info
+    assert info["heldout_accuracy"] == 0.5 and info["strategy"] == "supervised"
+
+
+def test_from_module_wraps_a_plain_module_and_a_preprocessing_callable():
+    class MeanEnergy(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.fc = nn.Linear(2, 3)
+
+        def forward(self, x):
+            return self.fc(x)
+
+    def preprocess(batch):
+        return torch.tensor([[float(np.mean(a)), float(np.mean(a**2))] for a in batch])
+
+    target = TargetModel.from_module(
+        MeanEnergy(), preprocess, sample_rate=8000, name="energy", label_names=["a", "b", "c"]
+    )
+    assert target.logits(clips(4, sr=8000)).shape == (4, 3)
+    assert target.is_classifier and target.info == {"source": "module", "name": "energy"}
+    assert not target.module.training
+
+    def as_kwargs(batch):  # a callable may also return forward keyword arguments
+        return {"x": preprocess(batch)}
+
+    assert TargetModel.from_module(MeanEnergy(), as_kwargs, 8000).forward(clips(2)).shape == (2, 3)
+
+
+def test_a_tiny_wav2vec2_encoder_loads_as_an_encoder(tmp_path):
+    from transformers import Wav2Vec2Config, Wav2Vec2FeatureExtractor, Wav2Vec2Model
+
+    config = Wav2Vec2Config(
+        hidden_size=32,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        intermediate_size=64,
+        conv_dim=(16, 16),
+        conv_stride=(5, 4),
+        conv_kernel=(10, 8),
+        num_feat_extract_layers=2,
+        num_conv_pos_embeddings=16,
+        num_conv_pos_embedding_groups=2,
+        vocab_size=8,
+    )
+    torch.manual_seed(0)
+    Wav2Vec2Model(config).save_pretrained(tmp_path / "w2v")
+    Wav2Vec2FeatureExtractor(sampling_rate=16000).save_pretrained(tmp_path / "w2v")
+    for kind in ("auto", "encoder"):
+        target = load_pretrained(tmp_path / "w2v", kind=kind, device="cpu")
+        assert target.info["kind"] == "encoder" and target.label_names is None
+        assert not target.is_classifier
+        with torch.inference_mode():
+            out = target.forward(clips(2, seconds=0.5))
+        assert out.last_hidden_state.shape[0] == 2 and out.last_hidden_state.shape[-1] == 32
+
+
+def test_a_missing_model_path_is_a_clear_model_load_error(tmp_path):
+    missing = tmp_path / "no-such-model"
+    with pytest.raises(ModelLoadError, match="no-such-model"):
+        load_pretrained(missing)
+
+
+def test_load_target_uses_a_local_folder_and_records_the_model_id(tmp_cfg, saved_ast):
+    cfg = tmp_cfg({"model.name": str(saved_ast), "model.device": "cpu"})
+    target = load_target(cfg)
+    assert target.info["model_id"] == str(saved_ast) and target.label_names[0] == "class_0"
+
+
+def test_load_target_trains_or_reuses_the_project_model(tmp_cfg, saved_ast, monkeypatch):
+    asked = []
+
+    def fake_ensure_trained(cfg, strategy):
+        asked.append(strategy)
+        return saved_ast
+
+    monkeypatch.setattr(train, "ensure_trained", fake_ensure_trained)
+    target = models.load_target(
+        tmp_cfg({"model.name": "trained:ssl-frozen", "model.device": "cpu"})
+    )
+    assert asked == ["ssl-frozen"] and target.info["model_id"] == "trained:ssl-frozen"

@@ -1,0 +1,119 @@
+"""Figures: saved as PNG + PDF under a stable name; every analysis figure draws from tidy
+tables, including empty ones."""
+
+from __future__ import annotations
+
+import matplotlib
+
+matplotlib.use("Agg")
+
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
+import pytest
+
+from andlib import plots
+
+LAYERS = ["layers.0.mlp", "layers.1.mlp", "classifier"]
+
+
+def _per_layer(**columns) -> pd.DataFrame:
+    return pd.DataFrame({"layer": LAYERS, "depth": [0, 1, 2], "n_neurons": 4, **columns})
+
+
+@pytest.fixture(autouse=True)
+def _close_figures():
+    yield
+    plt.close("all")
+
+
+def test_save_figure_writes_png_and_pdf(tmp_cfg, tmp_path):
+    cfg = tmp_cfg()
+    fig, ax = plt.subplots()
+    ax.plot([0, 1], [0, 1])
+    paths = plots.save_figure(fig, "adjective_distribution", cfg)
+    assert [p.name for p in paths] == ["adjective_distribution.png", "adjective_distribution.pdf"]
+    assert paths[0].read_bytes()[:4] == b"\x89PNG" and paths[1].read_bytes()[:4] == b"%PDF"
+    assert paths[0].parent == cfg.figures_path
+    other = plots.save_figure(fig, "x", tmp_path / "elsewhere")  # a folder works too
+    assert all(p.exists() for p in other)
+
+
+def test_analysis_figures_draw_from_tables():
+    counts = pd.DataFrame({"adjective": ["loud", "soft", "sharp"], "count": [5, 3, 1]})
+    fig = plots.plot_adjective_distribution(counts, top_n=2, title="model")
+    labels = [t.get_text() for t in fig.axes[0].get_yticklabels()]
+    assert labels == ["soft", "loud"]  # the top 2, most frequent at the top
+    per_model = pd.concat([counts.assign(model="a"), counts.assign(model="b")])
+    assert len(plots.plot_adjective_distribution(per_model).axes) == 2
+
+    per_layer = _per_layer(mean_adjectives=[1.0, 2.0, 3.0], sem=[0.1, 0.1, np.nan])
+    trend = {
+        "slope": 1.0,
+        "intercept": 1.0,
+        "ci_low": 0.9,
+        "ci_high": 1.1,
+        "confidence": 0.95,
+        "n": 12,
+        "resid_std": 0.2,
+        "x_mean": 1.0,
+        "sxx": 8.0,
+    }
+    fig = plots.plot_adjectives_per_layer(per_layer, trend, "model")
+    legend = [t.get_text() for t in fig.axes[0].get_legend().get_texts()]
+    assert "slope +1.000/layer (95% CI [+0.900, +1.100])" in legend
+    assert [t.get_text() for t in fig.axes[0].get_xticklabels()] == ["0.mlp", "1.mlp", "classifier"]
+
+    poly = _per_layer(n_polysemantic=[1, 2, 0], fraction=[0.25, 0.5, 0.0])
+    spread = pd.DataFrame({"n_clusters": [1, 2, 3, 4, 4]})
+    assert len(plots.plot_polysemantic_neurons(poly, spread, 4).axes) == 2
+    balance = _per_layer(acoustic=[0.5, 0.2, 0.0], concept=[0.25, 0.6, 1.0], tie=[0.25, 0.2, 0.0])
+    plots.plot_acoustic_vs_concepts(balance)
+    r2 = pd.DataFrame(
+        {
+            "layer": np.repeat(LAYERS, 4),
+            "depth": np.repeat([0, 1, 2], 4),
+            "r2": np.linspace(-0.1, 0.9, 12),
+        }
+    )
+    plots.plot_acoustic_feature_r2(r2)
+
+
+def test_strategies_comparison_figure_has_four_panels():
+    rows = []
+    for model, shift in (("supervised", 0.0), ("ssl-frozen", 0.2)):
+        for d, layer in enumerate(LAYERS[:2]):
+            rows += [
+                (model, "polysemantic_fraction", layer, d, 0.1 + shift),
+                (model, "mean_adjectives", layer, d, 2.0 - shift),
+                (model, "simulation_pearson", layer, d, 0.3 - shift),
+            ]
+        rows.append((model, "last_layer_top1", "acoustic / soft_wpmi", np.nan, 0.8 - shift))
+    df = pd.DataFrame(rows, columns=["model", "metric", "layer", "depth", "value"])
+    fig = plots.plot_strategies_comparison(df)
+    assert len(fig.axes) == 4
+    assert all(ax.get_legend() is not None for ax in fig.axes)
+    # a metric nobody has is a "no data" panel, not an error
+    fig = plots.plot_strategies_comparison(df[df.metric != "simulation_pearson"])
+    assert any("no " in t.get_text() for ax in fig.axes for t in ax.texts)
+
+
+def test_empty_tables_give_placeholder_figures():
+    empty = pd.DataFrame(
+        columns=["layer", "depth", "n_neurons", "mean_adjectives", "sem", "n_polysemantic"]
+        + ["fraction", "acoustic", "concept", "tie", "r2"]
+    )
+    plots.plot_adjective_distribution(pd.DataFrame(columns=["adjective", "count"]))
+    plots.plot_adjectives_per_layer(empty)
+    plots.plot_polysemantic_neurons(empty)
+    plots.plot_acoustic_vs_concepts(empty)
+    plots.plot_acoustic_feature_r2(empty)
+    plots.plot_strategies_comparison(
+        pd.DataFrame(columns=["model", "metric", "layer", "depth", "value"])
+    )
+
+
+def test_show_figures_closes_them():
+    figs = {"a": plt.figure(), "b": plt.figure()}
+    plots.show_figures(figs)
+    assert not plt.get_fignums()

@@ -1,0 +1,236 @@
+"""Concept-specific pruning: exact masks, bit-identical restore, seeded control, end to end."""
+
+from __future__ import annotations
+
+import hashlib
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from andlib import prune
+from andlib.config import rng
+from andlib.prune import (
+    NeuronPruner,
+    concept_metrics,
+    concept_words,
+    matches_open_concepts,
+    random_neurons,
+    select_neurons,
+    stem,
+)
+from tests.test_evaluate import AST_PATHS, CLASSES, make_run
+
+LAYERS = {layer: path for layer, (path, _) in AST_PATHS.items()}
+SIZES = {layer: n for layer, (_, n) in AST_PATHS.items()}
+
+
+def _inputs(fe, n: int = 3, seed: int = 0) -> dict[str, torch.Tensor]:
+    gen = np.random.default_rng(seed)
+    audio = [gen.normal(scale=0.1, size=16000).astype(np.float32) for _ in range(n)]
+    return dict(fe(audio, sampling_rate=16000, return_tensors="pt"))
+
+
+def _record(model, path: str, inputs) -> tuple[torch.Tensor, torch.Tensor]:
+    """(the module's raw output, the logits) of one forward pass."""
+    seen = {}
+
+    def hook(module, args, output):
+        seen["out"] = (output[0] if isinstance(output, tuple) else output).detach().clone()
+
+    handle = model.get_submodule(path).register_forward_hook(hook)
+    try:
+        with torch.no_grad():
+            logits = model(**inputs).logits
+    finally:
+        handle.remove()
+    return seen["out"], logits
+
+
+def test_plan_picks_the_producing_weights_or_a_hook(tiny_ast):
+    model, _ = tiny_ast
+    pruner = NeuronPruner(model, LAYERS, SIZES)
+    base = "audio_spectrogram_transformer.layers"
+    assert pruner.plan("layers.0.attn") == ("weights", f"{base}.0.attention.o_proj")
+    assert pruner.plan("layers.0.mlp") == ("weights", f"{base}.0.mlp.fc1")
+    assert pruner.plan("layers.1.out") == ("hook", f"{base}.1")
+    assert pruner.plan("classifier") == ("hook", "classifier")
+    # without its size an activation falls back to the (always exact) output hook
+    assert NeuronPruner(model, LAYERS).plan("layers.0.mlp")[0] == "hook"
+
+
+@pytest.mark.parametrize("layer", list(AST_PATHS))
+def test_pruned_neurons_are_exactly_zero_and_restore_is_bit_identical(tiny_ast, layer):
+    model, fe = tiny_ast
+    inputs = _inputs(fe)
+    path = LAYERS[layer]
+    out_before, logits_before = _record(model, path, inputs)
+    chosen = [0, 2, SIZES[layer] - 1]
+    state = {k: v.clone() for k, v in model.state_dict().items()}
+
+    pruner = NeuronPruner(model, LAYERS, SIZES)
+    assert pruner.prune(layer, chosen) == 3
+    out_after, logits_after = _record(model, path, inputs)
+    assert torch.all(out_after[..., chosen] == 0)
+    others = [i for i in range(SIZES[layer]) if i not in chosen]
+    assert torch.equal(out_after[..., others], out_before[..., others])  # upstream untouched
+    assert not torch.equal(logits_after, logits_before)
+
+    pruner.restore()
+    out_restored, logits_restored = _record(model, path, inputs)
+    assert torch.equal(out_restored, out_before) and torch.equal(logits_restored, logits_before)
+    for k, v in model.state_dict().items():
+        assert torch.equal(v, state[k]), k
+
+
+def test_pruning_accumulates_and_the_context_manager_restores_on_error(tiny_ast):
+    model, fe = tiny_ast
+    inputs = _inputs(fe)
+    _, logits_before = _record(model, LAYERS["classifier"], inputs)
+    pruner = NeuronPruner(model, LAYERS, SIZES)
+    selection = {"layers.0.mlp": [1, 5], "layers.0.attn": [3], "layers.1.out": [0, 7]}
+    with pytest.raises(RuntimeError), pruner.pruned(selection):
+        pruner.prune("layers.0.mlp", [9])  # on top of the first two
+        out, _ = _record(model, LAYERS["layers.0.mlp"], inputs)
+        assert torch.all(out[..., [1, 5, 9]] == 0)
+        assert pruner.pruned_neurons["layers.0.mlp"] == {1, 5, 9}
+        raise RuntimeError("boom")
+    _, logits_after = _record(model, LAYERS["classifier"], inputs)
+    assert torch.equal(logits_after, logits_before)
+    assert pruner.pruned_neurons == {}
+    with pytest.raises(IndexError):
+        pruner.prune("layers.0.attn", [SIZES["layers.0.attn"]])
+
+
+def test_stemming_and_concept_words():
+    assert concept_words("water_drops") == ["water", "drop"]
+    for a, b in [
+        ("drops", "drop"),
+        ("crying", "cry"),
+        ("cries", "cry"),
+        ("dripping", "drip"),
+        ("sneezing", "sneeze"),
+        ("glasses", "glass"),
+        ("bells", "bell"),
+        ("knocking", "knock"),
+    ]:
+        assert stem(a) == stem(b), (a, b)
+    assert stem("bus") == "bus" and stem("glass") == "glass"
+
+
+def test_open_concept_matching_rules():
+    have = ["water", "drops", "sound"]
+    assert matches_open_concepts(have, "water_drops", "all")
+    assert not matches_open_concepts(["water", "sound"], "water_drops", "all")
+    assert matches_open_concepts(["water", "sound"], "water_drops", "any")
+    assert not matches_open_concepts(["water", "sound"], "water_drops", "head")
+    assert matches_open_concepts(["drops"], "water_drops", "head")
+    assert not matches_open_concepts([], "dog")
+    with pytest.raises(ValueError):
+        matches_open_concepts(have, "dog", "most")
+
+
+def test_selection_strategies_on_a_hand_made_table():
+    neurons = pd.DataFrame(
+        {
+            "layer": ["a", "a", "a", "b", "b", "c"],
+            "neuron": [0, 1, 2, 0, 1, 0],
+            "open_concepts": ["dog;bark", "water;drop", "water", "drops;water", "", "dog"],
+            "db_soft_wpmi": ["dog", "rain", "water_drops", "rain", "dog", "dog"],
+            "db_soft_wpmi_top5": [
+                "dog;rain;wind",
+                "rain;wind;water_drops",
+                "water_drops;dog",
+                "rain;wind;sea_waves;water_drops",
+                "dog",
+                "dog",
+            ],
+            "tab": ["", "water_drops", "", "", "", ""],
+            "tab_top5": ["", "water_drops;rain", "", "", "", ""],
+        }
+    )
+    kw = {"layers": ["a", "b"], "top_n": 3}
+    assert select_neurons(neurons, "water_drops", "ocp", **kw) == {"a": [1], "b": [0]}
+    assert select_neurons(neurons, "water_drops", "ocp", ocp_match="any", **kw) == {
+        "a": [1, 2],
+        "b": [0],
+    }
+    assert select_neurons(neurons, "water_drops", "db", **kw) == {"a": [1, 2]}  # b/0: 4th
+    assert select_neurons(neurons, "water_drops", "db", layers=["a"], top_n=1) == {"a": [2]}
+    assert select_neurons(neurons, "Water Drops", "tab", **kw) == {"a": [1]}
+    assert select_neurons(neurons, "dog", "db", **kw) == {"a": [0, 2], "b": [1]}  # not layer c
+    assert select_neurons(neurons, "dog", "db", top_n=3) == {"a": [0, 2], "b": [1], "c": [0]}
+    with pytest.raises(ValueError):
+        select_neurons(neurons, "dog", "random")
+
+
+def test_random_control_uses_the_seed(tmp_cfg):
+    counts, sizes = {"a": 3, "b": 2, "c": 0}, {"a": 50, "b": 40, "c": 10}
+    same = [random_neurons(counts, sizes, rng(tmp_cfg({"seed": 0}), "prune", "dog")) for _ in "ab"]
+    assert same[0] == same[1]
+    assert {k: len(v) for k, v in same[0].items()} == {"a": 3, "b": 2}
+    other_seed = random_neurons(counts, sizes, rng(tmp_cfg({"seed": 1}), "prune", "dog"))
+    other_concept = random_neurons(counts, sizes, rng(tmp_cfg({"seed": 0}), "prune", "rain"))
+    assert other_seed != same[0] and other_concept != same[0]
+
+
+def test_concept_metrics_known_values():
+    labels = np.array([0, 0, 1, 2])
+    before = torch.tensor([[3.0, 0, 0], [1.0, 2, 0], [0, 4.0, 0], [0, 0, 5.0]])
+    after = before.clone()
+    after[:, 0] -= 4.0  # class 0 loses 4 logits everywhere
+    m = concept_metrics(before, after, labels, 0)
+    assert m["delta_a"] == 4.0 and m["delta_r"] == 0.0
+    assert m["acc_a_before"] == 0.5 and m["acc_a_after"] == 0.0  # clip 0 now predicts 1/2
+    assert m["acc_r_before"] == 1.0 and m["acc_r_after"] == 1.0
+    assert m["delta_a_prob"] > 0 and m["delta_r_prob"] < 0  # others gain probability
+    none = concept_metrics(before, after, labels, None)
+    assert np.isnan(none["delta_a"]) and none["delta_r"] == 2.0  # every clip counts as R
+
+
+def _hash_dir(path) -> dict[str, str]:
+    return {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted(path.iterdir())}
+
+
+def test_run_stage_end_to_end_on_a_tiny_saved_ast(tmp_path, tmp_cfg, tiny_ast):
+    model, fe = tiny_ast
+    model.config.id2label = dict(enumerate(CLASSES))
+    model.config.label2id = {c: i for i, c in enumerate(CLASSES)}
+    model_dir = tmp_path / "tiny-ast"
+    model.save_pretrained(model_dir)
+    fe.save_pretrained(model_dir)
+    checkpoint = _hash_dir(model_dir)
+    run = make_run(tmp_path / "run", tmp_path / "audio")
+    cfg = tmp_cfg(
+        {
+            "model.name": str(model_dir),
+            "model.device": "cpu",
+            "data.duration": 1.0,
+            "prune.batch_size": 3,
+        }
+    )
+    summary = prune.run_stage(cfg, run)
+    df = run.read_csv("pruning.csv")
+    assert list(df.columns) == prune.COLUMNS
+    assert set(df.strategy) == {"ocp", "db", "random"}  # TAB was not computed: skipped
+    assert sorted(set(df.concept)) == sorted(CLASSES)
+    for _, group in df.groupby("concept"):
+        n = group.set_index("strategy")["n_pruned"]
+        assert n["random"] == max(n["ocp"], n["db"])
+    # held-out = fold 5: two clips per class; accuracies are fractions of those
+    assert set(df.acc_a_before.round(3)) <= {0.0, 0.5, 1.0}
+    wd = df[(df.concept == "water_drops") & (df.strategy == "ocp")].iloc[0]
+    # OCP: the hidden neurons whose open concepts are "water;drop" (make_run: (n // 3) % 4 == 2)
+    hidden = [n for layer, n in SIZES.items() if layer != "classifier"]
+    assert wd.n_pruned == sum(sum((i // 3) % 4 == 2 for i in range(n)) for n in hidden)
+    assert (cfg.figures_path / "pruning_summary.png").exists()
+    assert (cfg.figures_path / "pruning_water_drops.png").exists()
+    assert "prune.db" in summary
+    assert _hash_dir(model_dir) == checkpoint  # the checkpoint is never edited
+    # same config: reused, not recomputed
+    before = (run / "pruning.csv").stat().st_mtime_ns
+    prune.run_stage(cfg, run)
+    assert (run / "pruning.csv").stat().st_mtime_ns == before
+    table = prune.pruning_summary(df)
+    assert table.strategy.tolist() == ["ocp", "db", "random"]

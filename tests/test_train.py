@@ -1,0 +1,241 @@
+"""Training the offline target model: tiny configs, a few steps on a few real ESC-50 clips."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from andlib import train
+from andlib.config import rng
+from andlib.models import load_pretrained
+from tests.conftest import requires_esc50
+
+TINY = {
+    "data.limit": 24,
+    "train.hidden_size": 32,
+    "train.num_hidden_layers": 1,
+    "train.num_attention_heads": 2,
+    "train.intermediate_size": 64,
+    "train.num_mel_bins": 32,
+    "train.max_length": 128,
+    "train.batch_size": 8,
+    "train.epochs": 2,
+    "train.max_steps": 3,
+    "train.pretrain_epochs": 1,
+    "train.linear_epochs": 2,
+    "train.time_mask": 16,
+    "train.shift_frames": 20,
+    "train.num_threads": 1,
+}
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    """Tiny models run fastest on one thread, above all on a busy machine."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+@pytest.fixture
+def tiny_cfg(tmp_cfg):
+    def make(**extra):
+        return tmp_cfg({**TINY, **extra})
+
+    return make
+
+
+def fake_features(cfg, n_clips=16, n_classes=4, seed=0):
+    """Random normalised spectrograms shaped for ``cfg.train``, split over folds 1-5."""
+    g = torch.Generator().manual_seed(seed)
+    tc = cfg.train
+    return train.Features(
+        x=torch.randn(n_clips, tc.max_length, tc.num_mel_bins, generator=g),
+        labels=torch.arange(n_clips) % n_classes,
+        folds=np.array([1 + i % 5 for i in range(n_clips)]),
+        class_names=[f"c{i}" for i in range(n_classes)],
+        extractor=None,
+        per_ln=0.1,
+    )
+
+
+def encoder_and_head(model):
+    enc = {k: v.clone() for k, v in model.audio_spectrogram_transformer.state_dict().items()}
+    head = {k: v.clone() for k, v in model.classifier.state_dict().items()}
+    return enc, head
+
+
+def changed(before, after):
+    return any(not torch.equal(before[k], after[k]) for k in before)
+
+
+@requires_esc50
+def test_tiny_training_saves_a_model_that_load_pretrained_reads_with_labels_and_metrics(tiny_cfg):
+    cfg = tiny_cfg()
+    path = train.ensure_trained(cfg, "supervised")
+    assert path == train.model_dir(cfg, "supervised") and path.parent.name == "models"
+    target = load_pretrained(path, device="cpu")
+    assert target.label_names[:3] == ["dog", "rooster", "pig"] and len(target.label_names) == 50
+    for key in ("strategy", "train_accuracy", "heldout_accuracy", "train_seconds", "epochs"):
+        assert key in target.info
+    assert target.info["steps"] == 3 and target.info["train_folds"] == [1, 2, 3, 4]
+    assert target.info["n_parameters"] == sum(p.numel() for p in target.module.parameters())
+    logits = target.logits([np.zeros(16000 * 5, dtype=np.float32)])
+    assert logits.shape == (1, 50)
+    history = train.read_history(path)
+    assert history["finetune"][-1]["step"] == 3  # train.max_steps
+    assert not [p for p in path.parent.iterdir() if p.name.endswith(".tmp")]
+
+
+@requires_esc50
+def test_ensure_trained_reuses_the_cached_model(tiny_cfg, monkeypatch):
+    cfg = tiny_cfg()
+    path = train.ensure_trained(cfg, "supervised")
+    stamp = (path / train.METRICS_FILE).stat().st_mtime_ns
+
+    def must_not_train(*args, **kwargs):
+        raise AssertionError("trained again")
+
+    monkeypatch.setattr(train, "train_model", must_not_train)
+    assert train.ensure_trained(cfg, "supervised") == path
+    assert (path / train.METRICS_FILE).stat().st_mtime_ns == stamp
+    assert train.run_stage(cfg, None)["model_dir"] == str(path)
+
+
+def test_cache_key_follows_the_settings_that_change_the_model(tiny_cfg):
+    base = train.model_dir(tiny_cfg(), "supervised")
+    assert train.model_dir(tiny_cfg(**{"train.lr": 0.01}), "supervised") != base
+    assert train.model_dir(tiny_cfg(seed=1), "supervised") != base
+    assert train.model_dir(tiny_cfg(**{"data.sample_rate": 22050}), "supervised") != base
+    # settings that do not change the supervised weights keep the cache
+    assert train.model_dir(tiny_cfg(**{"train.num_threads": 1}), "supervised") == base
+    assert train.model_dir(tiny_cfg(**{"train.pretrain_epochs": 9}), "supervised") == base
+    assert train.model_dir(tiny_cfg(**{"train.pretrain_epochs": 9}), "ssl-frozen") != (
+        train.model_dir(tiny_cfg(), "ssl-frozen")
+    )
+    assert base.name.startswith("supervised-")
+
+
+def test_unknown_strategy_is_a_clear_error(tiny_cfg):
+    with pytest.raises(ValueError, match="unknown training strategy 'contrastive'"):
+        train.model_dir(tiny_cfg(), "contrastive")
+
+
+@requires_esc50
+def test_same_seed_trains_identical_weights(tiny_cfg, tmp_path):
+    first = train.train_model(tiny_cfg(cache_dir=str(tmp_path / "a")), "supervised")
+    second = train.train_model(tiny_cfg(cache_dir=str(tmp_path / "b")), "supervised")
+    third = train.train_model(tiny_cfg(cache_dir=str(tmp_path / "c"), seed=1), "supervised")
+    a, b, c = (load_pretrained(p, device="cpu").module.state_dict() for p in (first, second, third))
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    assert any(not torch.equal(a[k], c[k]) for k in a)
+
+
+@requires_esc50
+def test_ssl_strategies_share_one_pretrained_encoder_and_record_their_metrics(tiny_cfg):
+    cfg = tiny_cfg()
+    frozen = train.ensure_trained(cfg, "ssl-frozen")
+    finetuned = train.ensure_trained(cfg, "ssl-finetuned")
+    pretrained = [p for p in frozen.parent.iterdir() if p.name.startswith("ssl-pretrained-")]
+    assert len(pretrained) == 1
+    for path, phase in ((frozen, "linear"), (finetuned, "finetune")):
+        metrics = json.loads((path / train.METRICS_FILE).read_text())
+        assert metrics["strategy"] == path.name.rsplit("-", 1)[0]
+        assert metrics["pretrain_seconds"] > 0 and metrics["train_seconds"] >= 0
+        assert set(train.read_history(path)) == {"pretrain", phase}
+
+
+def test_features_split_by_fold(tiny_cfg):
+    feats = fake_features(tiny_cfg(), n_clips=10)
+    x, y = feats.split([1, 2])
+    assert len(x) == 4 and y.tolist() == [0, 1, 1, 2]
+
+
+def test_augment_keeps_the_shape_and_is_seeded(tiny_cfg):
+    cfg = tiny_cfg()
+    x = torch.randn(4, cfg.train.max_length, cfg.train.num_mel_bins)
+    a = train.augment(x, cfg.train, rng(0, "t"), per_ln=0.1)
+    b = train.augment(x, cfg.train, rng(0, "t"), per_ln=0.1)
+    assert a.shape == x.shape and torch.equal(a, b) and not torch.equal(a, x)
+    assert (a == 0).any()  # masked bands
+
+
+def test_masked_spectrogram_loss_goes_down_on_a_fixed_batch(tiny_cfg):
+    cfg = tiny_cfg()
+    torch.manual_seed(0)
+    model = train.build_model(cfg.train, ["a", "b"], seed=0)
+    msm = train.MaskedSpectrogramModel(model, mask_ratio=0.5)
+    x = fake_features(cfg, n_clips=4).x
+    x = x + torch.linspace(-1, 1, x.shape[2])  # some structure to reconstruct
+    n_patches = msm.patches(x).shape[1]
+    mask = msm.random_mask(len(x), n_patches, rng(0, "mask"))
+    assert mask.sum(1).tolist() == [round(0.5 * n_patches)] * 4
+    opt = torch.optim.Adam(msm.parameters(), lr=3e-3)
+    losses = []
+    for _ in range(15):
+        loss = msm.loss(x, mask)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        losses.append(loss.item())
+    assert losses[-1] < 0.7 * losses[0]
+    # the hook that swaps in the mask token is gone: the AST alone is unchanged
+    assert not model.audio_spectrogram_transformer.embeddings.patch_embeddings._forward_hooks
+
+
+def test_patches_follow_the_ast_token_order(tiny_cfg):
+    cfg = tiny_cfg()
+    model = train.build_model(cfg.train, ["a", "b"])
+    msm = train.MaskedSpectrogramModel(model, 0.5)
+    x = torch.randn(1, cfg.train.max_length, cfg.train.num_mel_bins)
+    proj = model.audio_spectrogram_transformer.embeddings.patch_embeddings
+    tokens = proj(x)[0]  # [n_patches, hidden]
+    w = proj.projection.weight.reshape(proj.projection.out_channels, -1)
+    expected = msm.patches(x)[0] @ w.T + proj.projection.bias
+    torch.testing.assert_close(tokens, expected, rtol=1e-4, atol=1e-4)
+
+
+def test_linear_probe_leaves_the_encoder_frozen_and_trains_the_classifier(tiny_cfg):
+    cfg = tiny_cfg(**{"train.max_steps": 4})
+    feats = fake_features(cfg)
+    model = train.build_model(cfg.train, feats.class_names)
+    enc_before, head_before = encoder_and_head(model)
+    train.linear_probe(model, feats, cfg.train, rng(0, "probe"))
+    enc_after, head_after = encoder_and_head(model)
+    assert not changed(enc_before, enc_after)
+    assert changed(head_before, head_after)
+
+
+def test_fine_tuning_changes_both_encoder_and_classifier(tiny_cfg):
+    cfg = tiny_cfg(**{"train.max_steps": 2})
+    feats = fake_features(cfg)
+    model = train.build_model(cfg.train, feats.class_names)
+    enc_before, head_before = encoder_and_head(model)
+    history = train.fit_classifier(model, feats, cfg.train, rng(0, "fit"))
+    enc_after, head_after = encoder_and_head(model)
+    assert changed(enc_before, enc_after) and changed(head_before, head_after)
+    assert history[-1]["step"] == 2
+
+
+def test_build_model_rejects_heads_that_do_not_divide_the_hidden_size(tiny_cfg):
+    cfg = tiny_cfg(**{"train.num_attention_heads": 3})
+    with pytest.raises(ValueError, match="not divisible"):
+        train.build_model(cfg.train, ["a"])
+
+
+def test_run_stage_has_nothing_to_train_for_a_hub_model(tiny_cfg):
+    cfg = tiny_cfg(**{"model.name": "MIT/ast-finetuned-audioset-10-10-0.4593"})
+    assert "nothing to train" in train.run_stage(cfg, None)["train"]
+
+
+def test_max_minutes_stops_training_and_anneals_the_learning_rate(tiny_cfg):
+    cfg = tiny_cfg(**{"train.max_steps": None, "train.max_minutes": 1e-6, "train.warmup_epochs": 0})
+    feats = fake_features(cfg)
+    model = train.build_model(cfg.train, feats.class_names)
+    history = train.fit_classifier(model, feats, cfg.train, rng(0, "fit"))
+    assert len(history) == 1 and history[0]["step"] == 1
+    assert history[0]["lr"] == pytest.approx(0.0)  # past the budget the cosine is at its end
