@@ -106,7 +106,8 @@ def resolve_layers(model: nn.Module, specs: Sequence[str]) -> dict[str, str]:
     - ``classifier``: the classification head, whose outputs are the logits;
     - a module path (``audio_spectrogram_transformer.layers.0.mlp.fc1``) or an ``fnmatch``
       glob over module paths (``*.mlp.fc1``): the key is the module path;
-    - a key of a preset that fits the model (``layers.3.mlp``).
+    - a key of a preset that fits the model (``layers.3.mlp``), or a glob over such keys
+      (``layers.*.mlp``) when it matches no module path.
 
     Raises :class:`LayerError` for a spec that names nothing, listing close matches.
     """
@@ -130,6 +131,8 @@ def resolve_layers(model: nn.Module, specs: Sequence[str]) -> dict[str, str]:
             found = {"classifier": _classifier_path(model, names)}
         elif _GLOB_CHARS & set(spec):
             found = {n: n for n in names if fnmatch.fnmatchcase(n, spec)}
+            for p in filter(None, map(preset, PRESETS)):  # else a glob over keys: layers.*.mlp
+                found = found or {k: v for k, v in p.items() if fnmatch.fnmatchcase(k, spec)}
             if not found:
                 raise LayerError(_not_found(model, spec, names, "no module matches the glob"))
         elif _has_module(model, spec):
@@ -176,8 +179,11 @@ def _resolve_preset(model: nn.Module, name: str, names: list[str]) -> dict[str, 
                     path = f"{cpath}.{i}" + (f".{sub}" if sub else "")
                     model.get_submodule(path)  # every block has the same structure
                     out[f"layers.{i}.{part}"] = path
-            if p.classifier and _has_module(model, "classifier"):
-                out["classifier"] = "classifier"
+            if p.classifier:
+                try:
+                    out["classifier"] = _classifier_path(model, names)
+                except LayerError:
+                    pass  # an encoder without a head
             return out
     wanted = "; ".join(
         f"{part}: {' or '.join(s or '<block>' for s in subs)}" for part, subs in p.parts.items()

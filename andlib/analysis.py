@@ -476,6 +476,12 @@ def read_table(run: RunDir, name: str) -> pd.DataFrame | None:
     return pd.read_csv(p, keep_default_na=True) if p.exists() else None
 
 
+def read_trend(run: RunDir) -> dict[str, Any] | None:
+    """The adjectives-per-layer regression (``analysis/adjective_trend.json``), if computed."""
+    p = _analysis_file(run, "adjective_trend.json")
+    return json.loads(p.read_text()) if p.exists() else None
+
+
 def _fingerprint(run: RunDir, names: Iterable[str]) -> dict[str, Any]:
     out = {}
     for name in names:
@@ -593,9 +599,8 @@ def compute_tables(cfg: Config, run: RunDir, logger: logging.Logger | None = Non
 
 def _summary(run: RunDir) -> dict[str, Any]:
     out: dict[str, Any] = {}
-    trend = _analysis_file(run, "adjective_trend.json")
-    if trend.exists():
-        t = json.loads(trend.read_text())
+    t = read_trend(run)
+    if t is not None:
         out["adjective_slope"] = round(t["slope"], 4) if np.isfinite(t["slope"]) else None
     poly = read_table(run, "polysemantic_per_layer.csv")
     if poly is not None and len(poly):
@@ -628,9 +633,9 @@ def make_figures(cfg: Config, run: RunDir, prefix: str = "") -> dict[str, Any]:
         )
     per_layer = read_table(run, "adjectives_per_layer.csv")
     if per_layer is not None:
-        trend_file = _analysis_file(run, "adjective_trend.json")
-        trend = json.loads(trend_file.read_text()) if trend_file.exists() else None
-        figs["adjectives_per_layer"] = plots.plot_adjectives_per_layer(per_layer, trend, model)
+        figs["adjectives_per_layer"] = plots.plot_adjectives_per_layer(
+            per_layer, read_trend(run), model
+        )
     poly = read_table(run, "polysemantic_per_layer.csv")
     if poly is not None:
         spread = read_table(run, "neuron_polysemanticity.csv")

@@ -37,7 +37,8 @@ import os
 import re
 import sys
 import threading
-from collections.abc import Callable, Sequence
+import time
+from collections.abc import Sequence
 from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -46,7 +47,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from andlib.config import Config, stable_hash
+from andlib.config import Config, ConfigError, stable_hash
 from andlib.data import AUDIO_EXTENSIONS, AudioError, ProbingSet, load_audio, load_probing_set
 from andlib.runs import RunDir
 
@@ -180,7 +181,9 @@ def acoustic_features(audio: np.ndarray, sr: int) -> dict[str, float]:
     total = ltas.sum() + 1e-30
     centroid = float((freqs * ltas).sum() / total)
     out["centroid_hz"] = centroid
-    out["rolloff_hz"] = float(freqs[min(np.searchsorted(np.cumsum(ltas) / total, 0.85), len(freqs) - 1)])
+    out["rolloff_hz"] = float(
+        freqs[min(np.searchsorted(np.cumsum(ltas) / total, 0.85), len(freqs) - 1)]
+    )
     out["bandwidth_hz"] = float(np.sqrt(((freqs - centroid) ** 2 * ltas).sum() / total))
     out["low_ratio"] = float(ltas[freqs < 500].sum() / total)
     out["high_ratio"] = float(ltas[freqs >= 4000].sum() / total)
@@ -198,7 +201,9 @@ def acoustic_features(audio: np.ndarray, sr: int) -> dict[str, float]:
 
     # ---- pitch and periodicity (YIN) ---------------------------------------------------------
     frame_length, yin_hop = 2 * n_fft, 4 * hop
-    f0 = librosa.yin(y, fmin=_FMIN, fmax=sr / 2, sr=sr, frame_length=frame_length, hop_length=yin_hop)
+    f0 = librosa.yin(
+        y, fmin=_FMIN, fmax=sr / 2, sr=sr, frame_length=frame_length, hop_length=yin_hop
+    )
     frames = librosa.util.frame(
         np.pad(y, frame_length // 2), frame_length=frame_length, hop_length=yin_hop
     )
@@ -271,7 +276,9 @@ def _loudness_db(frames_ms: np.ndarray, freqs: np.ndarray, sr: int) -> float:
 
     weights = librosa.db_to_power(librosa.frequency_weighting(np.maximum(freqs, 1.0), kind="B"))
     edges_mel = np.linspace(librosa.hz_to_mel(20.0), librosa.hz_to_mel(sr / 2), 25)
-    edges = np.unique(np.minimum(np.searchsorted(freqs, librosa.mel_to_hz(edges_mel)), len(freqs) - 1))
+    edges = np.unique(
+        np.minimum(np.searchsorted(freqs, librosa.mel_to_hz(edges_mel)), len(freqs) - 1)
+    )
     bands = np.add.reduceat(frames_ms * weights[:, None], edges, axis=0)
     per_frame = np.sum(np.maximum(bands, 0.0) ** 0.6, axis=0) ** (1 / 0.6)
     return float(_db(np.mean(per_frame)))
@@ -319,11 +326,11 @@ class _JsonlStore:
     the clips in flight; a truncated last line (a crash mid-write) is ignored on load.
     """
 
-    def __init__(self, path: Path):
-        self.path = path
+    def __init__(self, path: Path | None):
+        self.path = path  # None: in memory only
         self._lock = threading.Lock()
         self._data: dict[str, Any] = {}
-        if path.exists():
+        if path is not None and path.exists():
             with open(path, encoding="utf-8") as f:
                 for line in f:
                     try:
@@ -347,10 +354,10 @@ class _JsonlStore:
             for d, v, c in items
         )
         with self._lock:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            with open(self.path, "a", encoding="utf-8") as f:
-                f.write(lines)
-                f.flush()
+            if self.path is not None:
+                self.path.parent.mkdir(parents=True, exist_ok=True)
+                with open(self.path, "a", encoding="utf-8") as f:
+                    f.write(lines)
             for d, v, _ in items:
                 self._data[d] = v
 
@@ -374,7 +381,11 @@ class SetNorms:
     def __init__(self, features: pd.DataFrame, min_size: int = MIN_SET_SIZE):
         self.size = len(features)
         self._sorted = (
-            {c: np.sort(features[c].to_numpy(dtype=float)) for c in FEATURE_COLUMNS if c in features}
+            {
+                c: np.sort(features[c].to_numpy(dtype=float))
+                for c in FEATURE_COLUMNS
+                if c in features
+            }
             if self.size >= min_size
             else {}
         )
@@ -502,8 +513,13 @@ def _choose_words(f: dict[str, float], norms: SetNorms | None) -> _Words:
         pitch = f["f0_hz"]
         hz = pitch if pitch <= 5000 else None
         adjectives.append(
-            "low-pitched" if pitch < 300 else "mid-pitched" if pitch < 1400
-            else "high-pitched" if pitch < 4000 else "very high-pitched"
+            "low-pitched"
+            if pitch < 300
+            else "mid-pitched"
+            if pitch < 1400
+            else "high-pitched"
+            if pitch < 4000
+            else "very high-pitched"
         )
     if impulsive:
         adjectives.append("impulsive")
@@ -524,9 +540,12 @@ def _choose_words(f: dict[str, float], norms: SetNorms | None) -> _Words:
         f["flatness"] >= 0.3 or f["bandwidth_hz"] >= 1800
     )
     band = (
-        "low-frequency" if low_heavy
-        else "high-frequency" if high_heavy
-        else "broadband" if broadband
+        "low-frequency"
+        if low_heavy
+        else "high-frequency"
+        if high_heavy
+        else "broadband"
+        if broadband
         else "midrange"
     )
     bright = grade("centroid_hz", low=300, high=3500, rel_low_below=700, rel_high_above=1500)
@@ -536,7 +555,9 @@ def _choose_words(f: dict[str, float], norms: SetNorms | None) -> _Words:
         if band != "midrange":
             details.append(f"{band} content")
     elif band == "broadband":
-        details.append(f"{colour + ', ' if colour else ''}broadband energy spread across the spectrum")
+        details.append(
+            f"{colour + ', ' if colour else ''}broadband energy spread across the spectrum"
+        )
     elif band == "midrange" and not colour:
         details.append(f"energy centred around {_hz_text(f['centroid_hz'])}")
     else:
@@ -626,9 +647,7 @@ def _compose(w: _Words, variant: int) -> str:
     return text + "."
 
 
-def describe(
-    features: dict[str, float], norms: SetNorms | None = None, variant: int = 0
-) -> str:
+def describe(features: dict[str, float], norms: SetNorms | None = None, variant: int = 0) -> str:
     """A caption from one clip's :func:`acoustic_features`.
 
     ``norms`` (a :class:`SetNorms` of the whole probing set) enables set-relative words
@@ -640,3 +659,546 @@ def describe(
     """
     text = _compose(_choose_words(features, norms), variant)
     return text[0].upper() + text[1:]
+
+
+# --------------------------------------------------------------------------------------------
+# Identity phrases (metadata+acoustic)
+# --------------------------------------------------------------------------------------------
+
+ESC50_PHRASES = {
+    "dog": "a dog barking",
+    "rooster": "a rooster crowing",
+    "pig": "a pig grunting",
+    "cow": "a cow mooing",
+    "frog": "a frog croaking",
+    "cat": "a cat meowing",
+    "hen": "a hen clucking",
+    "insects": "insects buzzing",
+    "sheep": "a sheep bleating",
+    "crow": "a crow cawing",
+    "rain": "rain falling",
+    "sea_waves": "sea waves breaking",
+    "crackling_fire": "a fire crackling",
+    "crickets": "crickets chirping",
+    "chirping_birds": "birds chirping",
+    "water_drops": "water dripping",
+    "wind": "wind blowing",
+    "pouring_water": "water being poured",
+    "toilet_flush": "a toilet flushing",
+    "thunderstorm": "a thunderstorm",
+    "crying_baby": "a baby crying",
+    "sneezing": "someone sneezing",
+    "clapping": "hands clapping",
+    "breathing": "someone breathing",
+    "coughing": "someone coughing",
+    "footsteps": "footsteps",
+    "laughing": "people laughing",
+    "brushing_teeth": "someone brushing their teeth",
+    "snoring": "someone snoring",
+    "drinking_sipping": "someone drinking and sipping",
+    "door_wood_knock": "knocking on a wooden door",
+    "mouse_click": "a computer mouse clicking",
+    "keyboard_typing": "typing on a keyboard",
+    "door_wood_creaks": "a wooden door creaking",
+    "can_opening": "a can being opened",
+    "washing_machine": "a washing machine running",
+    "vacuum_cleaner": "a vacuum cleaner running",
+    "clock_alarm": "an alarm clock ringing",
+    "clock_tick": "a clock ticking",
+    "glass_breaking": "glass breaking",
+    "helicopter": "a helicopter flying",
+    "chainsaw": "a chainsaw running",
+    "siren": "a siren wailing",
+    "car_horn": "a car horn honking",
+    "engine": "an engine running",
+    "train": "a train passing",
+    "church_bells": "church bells ringing",
+    "airplane": "an airplane flying",
+    "fireworks": "fireworks exploding",
+    "hand_saw": "a hand saw cutting",
+}
+"""Natural phrases for ESC-50's 50 categories; other labels read ``The sound of {label}.``"""
+
+
+def identity_sentence(category: str) -> str:
+    """``"dog"`` -> ``"The sound of a dog barking."``; ``""`` -> ``""`` (no label, no sentence)."""
+    key = str(category).strip()
+    if not key:
+        return ""
+    phrase = ESC50_PHRASES.get(key.lower()) or re.sub(r"[_\-]+", " ", key).strip()
+    return f"The sound of {phrase}."
+
+
+# --------------------------------------------------------------------------------------------
+# Captioners
+# --------------------------------------------------------------------------------------------
+
+
+class Captioner:
+    """Describes clips in words.
+
+    ``name`` is the configured name and ``settings`` everything else that shapes the output
+    (model, prompt, wording version...); both enter the cache keys.
+    """
+
+    name: str = ""
+    settings: dict[str, Any]
+
+    def caption(self, probing_set: ProbingSet) -> list[str]:
+        """One caption per clip of ``probing_set``, in its order."""
+        raise NotImplementedError
+
+
+class AcousticCaptioner(Captioner):
+    """Measures each clip (:func:`acoustic_features`) and words it against the whole set.
+
+    Features are cached per clip (audio hash + :data:`FEATURE_VERSION`); captions are
+    composed afresh from them and the set's :class:`SetNorms`, deterministically: the
+    sentence shape of a clip is chosen from its audio hash. With ``with_identity`` (the
+    ``metadata+acoustic`` captioner) a clip with a category gets ``"The sound of ..."`` first.
+    """
+
+    def __init__(
+        self,
+        cache_dir: Path | None = None,
+        num_workers: int = 2,
+        with_identity: bool = False,
+    ):
+        self.name = "metadata+acoustic" if with_identity else "acoustic"
+        self.with_identity = with_identity
+        self.num_workers = num_workers
+        self.settings = {
+            "features": FEATURE_VERSION,
+            "wording": WORDING_VERSION,
+            "min_set_size": MIN_SET_SIZE,
+        }
+        path = cache_dir / f"acoustic-features-v{FEATURE_VERSION}.jsonl" if cache_dir else None
+        self._store = _JsonlStore(path)
+
+    def _measure(self, ps: ProbingSet) -> tuple[list[str], pd.DataFrame]:
+        digests = [audio_digest(a, ps.sample_rate) for a in ps.audio]
+        todo = {d: i for i, d in reversed(list(enumerate(digests))) if d not in self._store}
+        if todo:
+            log.info(
+                "measuring %d of %d clips (%d cached)", len(todo), len(ps), len(ps) - len(todo)
+            )
+            idx = list(todo.values())
+            feats = extract_features([ps.audio[i] for i in idx], ps.sample_rate, self.num_workers)
+            self._store.put_many(
+                [(digests[i], f, ps.clip_ids[i]) for i, f in zip(idx, feats, strict=True)]
+            )
+        table = pd.DataFrame([self._store[d] for d in digests], columns=FEATURE_COLUMNS)
+        table.insert(0, "clip_id", ps.clip_ids)
+        return digests, table
+
+    def features(self, probing_set: ProbingSet) -> pd.DataFrame:
+        """``clip_id`` + :data:`FEATURE_COLUMNS`, one row per clip (cached per clip)."""
+        return self._measure(probing_set)[1]
+
+    def caption(self, probing_set: ProbingSet) -> list[str]:
+        digests, table = self._measure(probing_set)
+        norms = SetNorms(table)
+        categories = (
+            probing_set.meta["category"].fillna("").astype(str).tolist()
+            if self.with_identity and "category" in probing_set.meta
+            else [""] * len(probing_set)
+        )
+        captions = []
+        for digest, row, category in zip(
+            digests, table[FEATURE_COLUMNS].to_dict("records"), categories, strict=True
+        ):
+            text = describe(row, norms, variant=int(digest[:8], 16))
+            identity = identity_sentence(category) if self.with_identity else ""
+            captions.append(f"{identity} {text}" if identity else text)
+        return captions
+
+
+class _PerClipCaptioner(Captioner):
+    """A model captioner: clips are captioned in batches and each caption cached on its own."""
+
+    def __init__(
+        self, name: str, settings: dict[str, Any], cache_dir: Path | None, batch_size: int
+    ):
+        self.name = name
+        self.settings = settings
+        self.batch_size = max(1, batch_size)
+        key = stable_hash({"name": name, **settings})
+        self._store = _JsonlStore(cache_dir / f"{_slug(name)}-{key}.jsonl" if cache_dir else None)
+
+    def _caption_batch(
+        self, audio: list[np.ndarray], sample_rate: int, clip_ids: list[str]
+    ) -> list[str]:
+        raise NotImplementedError
+
+    def caption(self, probing_set: ProbingSet) -> list[str]:
+        ps = probing_set
+        digests = [audio_digest(a, ps.sample_rate) for a in ps.audio]
+        todo = list(
+            {d: i for i, d in reversed(list(enumerate(digests))) if d not in self._store}.values()
+        )
+        if todo:
+            log.info(
+                "%s: captioning %d of %d clips (%d cached)",
+                self.name,
+                len(todo),
+                len(ps),
+                len(ps) - len(todo),
+            )
+        for start in range(0, len(todo), self.batch_size):
+            idx = todo[start : start + self.batch_size]
+            ids = [ps.clip_ids[i] for i in idx]
+            texts = self._caption_batch([ps.audio[i] for i in idx], ps.sample_rate, ids)
+            done = [
+                (digests[i], t.strip(), cid)
+                for i, t, cid in zip(idx, texts, ids, strict=True)
+                if isinstance(t, str) and t.strip()
+            ]
+            self._store.put_many(done)
+            if len(done) < len(idx):
+                empty = [
+                    cid for i, cid in zip(idx, ids, strict=True) if digests[i] not in self._store
+                ]
+                raise CaptionError(f"{self.name}: empty caption for clip {empty[0]!r}")
+        return [self._store[d] for d in digests]
+
+
+class TransformersCaptioner(_PerClipCaptioner):
+    """An audio-text-to-text model through transformers (e.g. ``Qwen/Qwen2-Audio-7B-Instruct``).
+
+    The processor's chat template wraps one audio placeholder and ``prompt``; audio is
+    resampled to the processor's rate; generation is greedy, batched, on CUDA when present.
+    The model loads lazily, so a fully cached run never loads it.
+    """
+
+    MODEL_CLASSES = (
+        "AutoModelForMultimodalLM",
+        "AutoModelForImageTextToText",
+        "AutoModelForSeq2SeqLM",
+        "AutoModelForCausalLM",
+    )
+
+    def __init__(
+        self,
+        model_id: str,
+        prompt: str,
+        max_new_tokens: int = 96,
+        batch_size: int = 4,
+        device: str = "auto",
+        cache_dir: Path | None = None,
+    ):
+        settings = {
+            "model": model_id,
+            "prompt": prompt,
+            "max_new_tokens": max_new_tokens,
+            "decoding": "greedy",
+        }
+        super().__init__(f"transformers:{model_id}", settings, cache_dir, batch_size)
+        self.model_id, self.prompt, self.max_new_tokens = model_id, prompt, max_new_tokens
+        self.device = device
+        self._loaded: tuple[Any, Any] | None = None
+
+    def _load(self) -> tuple[Any, Any]:
+        if self._loaded is not None:
+            return self._loaded
+        import torch
+        import transformers
+
+        device = "cuda" if self.device == "auto" and torch.cuda.is_available() else self.device
+        device = "cpu" if device == "auto" else device
+        dtype = torch.bfloat16 if device == "cuda" else torch.float32
+        try:
+            processor = transformers.AutoProcessor.from_pretrained(self.model_id)
+        except Exception as exc:
+            raise CaptionError(f"{self.name}: cannot load the processor: {exc}") from exc
+        errors = []
+        for cls_name in self.MODEL_CLASSES:
+            cls = getattr(transformers, cls_name, None)
+            if cls is None:
+                continue
+            try:
+                model = cls.from_pretrained(self.model_id, dtype=dtype)
+                break
+            except ValueError as exc:  # "Unrecognized configuration class ..." for this head
+                errors.append(f"{cls_name}: {exc}".splitlines()[0])
+        else:
+            raise CaptionError(f"{self.name}: no audio-text-to-text head fits: {'; '.join(errors)}")
+        if getattr(processor, "tokenizer", None) is not None:
+            processor.tokenizer.padding_side = "left"
+        self._loaded = (processor, model.to(device).eval())
+        return self._loaded
+
+    def _caption_batch(
+        self, audio: list[np.ndarray], sample_rate: int, clip_ids: list[str]
+    ) -> list[str]:
+        import torch
+
+        from andlib.data import resample
+
+        processor, model = self._load()
+        rate = int(
+            getattr(getattr(processor, "feature_extractor", None), "sampling_rate", sample_rate)
+        )
+        clips = [resample(a, sample_rate, rate) if rate != sample_rate else a for a in audio]
+        conversation = [
+            {"role": "user", "content": [{"type": "audio"}, {"type": "text", "text": self.prompt}]}
+        ]
+        text = processor.apply_chat_template(
+            conversation, add_generation_prompt=True, tokenize=False
+        )
+        try:
+            inputs = processor(
+                text=[text] * len(clips),
+                audio=clips,
+                sampling_rate=rate,
+                return_tensors="pt",
+                padding=True,
+            ).to(model.device)
+            with torch.inference_mode():
+                out = model.generate(**inputs, max_new_tokens=self.max_new_tokens, do_sample=False)
+        except Exception as exc:
+            raise CaptionError(
+                f"{self.name}: generation failed for clips {clip_ids}: {exc}"
+            ) from exc
+        if not model.config.is_encoder_decoder:
+            out = out[:, inputs["input_ids"].shape[1] :]
+        return [t.strip() for t in processor.batch_decode(out, skip_special_tokens=True)]
+
+
+class OpenAICaptioner(_PerClipCaptioner):
+    """An OpenAI-compatible chat endpoint that accepts ``input_audio`` (base64 WAV) parts.
+
+    Base URL: ``captioner.base_url``, else ``$OPENAI_BASE_URL``, else api.openai.com. Key: the
+    environment variable ``captioner.api_key_env`` (a custom base URL may go without). The
+    client retries 429, 5xx and connection errors with exponential backoff (honouring
+    ``Retry-After``); a clip that still fails raises :class:`CaptionError` naming it. The
+    requests of a batch run concurrently.
+    """
+
+    def __init__(
+        self,
+        model: str,
+        prompt: str,
+        base_url: str | None = None,
+        api_key_env: str = "OPENAI_API_KEY",
+        max_new_tokens: int = 96,
+        batch_size: int = 4,
+        max_retries: int = 5,
+        timeout: float = 120.0,
+        cache_dir: Path | None = None,
+    ):
+        base_url = base_url or os.environ.get("OPENAI_BASE_URL") or None
+        settings = {
+            "model": model,
+            "prompt": prompt,
+            "base_url": base_url,
+            "max_new_tokens": max_new_tokens,
+        }
+        super().__init__(f"openai:{model}", settings, cache_dir, batch_size)
+        self.model, self.prompt, self.base_url = model, prompt, base_url
+        self.api_key_env, self.max_retries, self.timeout = api_key_env, max_retries, timeout
+        self.max_new_tokens = max_new_tokens
+        self._client: Any = None
+
+    def _get_client(self) -> Any:
+        if self._client is None:
+            from openai import OpenAI
+
+            key = os.environ.get(self.api_key_env)
+            if not key:
+                if not self.base_url:
+                    raise CaptionError(
+                        f"{self.name}: set ${self.api_key_env} (or captioner.base_url)"
+                    )
+                key = "none"  # local servers usually ignore the key
+            self._client = OpenAI(
+                api_key=key,
+                base_url=self.base_url,
+                max_retries=self.max_retries,
+                timeout=self.timeout,
+            )
+        return self._client
+
+    def _one(self, audio: np.ndarray, sample_rate: int, clip_id: str) -> str:
+        import openai
+        import soundfile as sf
+
+        buf = io.BytesIO()
+        sf.write(buf, np.clip(audio, -1, 1), sample_rate, format="WAV", subtype="PCM_16")
+        content = [
+            {"type": "text", "text": self.prompt},
+            {
+                "type": "input_audio",
+                "input_audio": {"data": base64.b64encode(buf.getvalue()).decode(), "format": "wav"},
+            },
+        ]
+        try:
+            reply = self._get_client().chat.completions.create(
+                model=self.model,
+                messages=[{"role": "user", "content": content}],
+                max_tokens=self.max_new_tokens,
+                temperature=0.0,
+            )
+        except openai.OpenAIError as exc:
+            raise CaptionError(f"{self.name}: clip {clip_id!r} failed: {exc}") from exc
+        text = reply.choices[0].message.content if reply.choices else None
+        if not text or not text.strip():
+            raise CaptionError(f"{self.name}: clip {clip_id!r}: the endpoint returned no text")
+        return text.strip()
+
+    def _caption_batch(
+        self, audio: list[np.ndarray], sample_rate: int, clip_ids: list[str]
+    ) -> list[str]:
+        if len(audio) == 1:
+            return [self._one(audio[0], sample_rate, clip_ids[0])]
+        with ThreadPoolExecutor(len(audio)) as pool:
+            return list(pool.map(self._one, audio, [sample_rate] * len(audio), clip_ids))
+
+
+def get_captioner(cfg: Config) -> Captioner:
+    """The captioner ``cfg.captioner.name`` names, caching under ``<cache_dir>/captions``."""
+    c = cfg.captioner
+    name = c.name.strip()
+    cache = cfg.cache_path / "captions"
+    if name in ("acoustic", "metadata+acoustic"):
+        return AcousticCaptioner(cache, c.num_workers, with_identity=name != "acoustic")
+    kind, _, target = name.partition(":")
+    if kind == "transformers" and target:
+        return TransformersCaptioner(
+            target, c.prompt, c.max_new_tokens, c.batch_size, c.device, cache
+        )
+    if kind == "openai" and target:
+        return OpenAICaptioner(
+            target,
+            c.prompt,
+            c.base_url,
+            c.api_key_env,
+            c.max_new_tokens,
+            c.batch_size,
+            c.max_retries,
+            c.timeout,
+            cache,
+        )
+    raise ConfigError(
+        f"captioner.name: unknown captioner {name!r}; use acoustic, metadata+acoustic, "
+        "transformers:<id or path> or openai:<model>"
+    )
+
+
+# --------------------------------------------------------------------------------------------
+# The stage and the CLI
+# --------------------------------------------------------------------------------------------
+
+
+def _clip_order(run: RunDir) -> list[str] | None:
+    """The clip ids of ``clips.csv`` (the activation rows) when the record stage wrote it."""
+    if not run.exists("clips.csv"):
+        return None
+    return run.read_csv("clips.csv", dtype={"clip_id": str})["clip_id"].tolist()
+
+
+def _in_order(ps: ProbingSet, order: list[str]) -> ProbingSet:
+    known = set(ps.clip_ids)
+    missing = [c for c in order if c not in known]
+    if missing:
+        raise ValueError(
+            f"clips.csv lists {len(missing)} clips that the probing set lacks (e.g. {missing[0]!r}): "
+            "the data settings changed since the record stage; run it again"
+        )
+    return ps.subset([ps.index_of(c) for c in order])
+
+
+def run_stage(cfg: Config, run: RunDir) -> dict[str, Any]:
+    """Caption the probing set: ``captions.csv`` (clip_id, caption) and ``features.csv``.
+
+    Rows follow ``clips.csv`` when the record stage wrote it (so row *i* matches row *i* of
+    every activation array), else the probing set's order. Features are always written, for
+    any captioner: later analyses regress activations on them.
+    """
+    logger = run.logger("caption")
+    captioner = get_captioner(cfg)
+    order = _clip_order(run)
+    key = cfg.section_hash(
+        "data",
+        "captioner",
+        "seed",
+        extra={"settings": captioner.settings, "order": stable_hash(order)},
+    )
+    outputs = ["captions.csv", "features.csv"]
+    if run.is_fresh("caption", key):
+        n = len(run.read_csv("captions.csv"))
+        return {"captioner": captioner.name, "captions": n, "reused": True}
+    ps = load_probing_set(cfg)
+    if order is not None:
+        ps = _in_order(ps, order)
+    start = time.perf_counter()
+    acoustic = (
+        captioner
+        if isinstance(captioner, AcousticCaptioner)
+        else AcousticCaptioner(cfg.cache_path / "captions", cfg.captioner.num_workers)
+    )
+    features = acoustic.features(ps)
+    captions = captioner.caption(ps)
+    seconds = time.perf_counter() - start
+    run.write_csv("features.csv", features)
+    run.write_csv("captions.csv", pd.DataFrame({"clip_id": ps.clip_ids, "caption": captions}))
+    run.mark_done("caption", key, outputs, captioner=captioner.name, seconds=round(seconds, 2))
+    logger.info("captioned %d clips with %s in %.1f s", len(ps), captioner.name, seconds)
+    return {"captioner": captioner.name, "captions": len(ps), "seconds": round(seconds, 1)}
+
+
+def _expand(paths: Sequence[str | os.PathLike]) -> tuple[list[Path], list[str]]:
+    """Files named or found under folders (audio extensions only), and errors for the rest."""
+    files: list[Path] = []
+    errors: list[str] = []
+    for p in map(Path, paths):
+        if p.is_dir():
+            found = sorted(
+                f for f in p.rglob("*") if f.is_file() and f.suffix.lower() in AUDIO_EXTENSIONS
+            )
+            if not found:
+                errors.append(f"{p}: no audio files ({', '.join(AUDIO_EXTENSIONS)}) in this folder")
+            files.extend(found)
+        else:
+            files.append(p)
+    return list(dict.fromkeys(files)), errors
+
+
+def caption_paths_cli(cfg: Config, paths: Sequence[str | os.PathLike]) -> int:
+    """``python -m andlib caption FILE_OR_DIR...``: print ``path<TAB>caption`` per file.
+
+    Files are decoded at ``data.sample_rate`` at their own length. Unreadable, empty or
+    silent files get an error line on stderr naming the file, the others are still
+    captioned, and the exit status is 1. A handful of files has no set distribution to
+    compare against: with fewer than :data:`MIN_SET_SIZE` files the acoustic captioners use
+    absolute anchors only (so "loud" means loud on any set, not louder than the others).
+    """
+    files, errors = _expand(paths)
+    for e in errors:
+        print(f"error: {e}", file=sys.stderr)
+    clips, good = [], []
+    for f in files:
+        try:
+            clips.append(load_audio(f, cfg.data.sample_rate, None, cfg.data.silence_dbfs))
+            good.append(f)
+        except AudioError as exc:
+            errors.append(str(exc))
+            print(f"error: {exc}", file=sys.stderr)
+    if clips:
+        meta = pd.DataFrame(
+            {
+                "clip_id": [str(f) for f in good],
+                "path": [str(f) for f in good],
+                "label": -1,
+                "category": "",
+            }
+        )
+        try:
+            captions = get_captioner(cfg).caption(
+                ProbingSet("cli", cfg.data.sample_rate, clips, meta)
+            )
+        except CaptionError as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return 1
+        for f, text in zip(good, captions, strict=True):
+            print(f"{f}\t{text}")
+    return 1 if errors else 0

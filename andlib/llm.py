@@ -291,8 +291,14 @@ class OpenAILLM(LLM):
                 delay = min(self.cfg.retry_backoff * 2**attempt, MAX_BACKOFF_S)
                 if isinstance(last, openai.APIStatusError):
                     delay = max(delay, _retry_after(last) or 0.0)
-                log.info("%s: %s; retry %d/%d in %.1f s", label, _brief(last), attempt + 1,
-                         self.cfg.max_retries, delay)
+                log.info(
+                    "%s: %s; retry %d/%d in %.1f s",
+                    label,
+                    _brief(last),
+                    attempt + 1,
+                    self.cfg.max_retries,
+                    delay,
+                )
                 abort.wait(delay)
         raise LLMError(
             f"{label}: no reply from {where} after {attempts} attempt(s): {_brief(last)}"
@@ -378,8 +384,12 @@ class TransformersLLM(LLM):
         except Exception:  # some templates reject a system turn: fold it into the first user turn
             if messages[0]["role"] != "system" or len(messages) < 2:
                 raise
-            merged = [{"role": messages[1]["role"],
-                       "content": messages[0]["content"] + "\n\n" + messages[1]["content"]}]
+            merged = [
+                {
+                    "role": messages[1]["role"],
+                    "content": messages[0]["content"] + "\n\n" + messages[1]["content"],
+                }
+            ]
             return tok.apply_chat_template(
                 merged + messages[2:], tokenize=False, add_generation_prompt=True
             )

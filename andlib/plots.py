@@ -294,7 +294,8 @@ def plot_polysemantic_neurons(
     if spread is not None:
         ax2 = axes[0, 1]
         values = spread["n_clusters"].astype(int)
-        bins = range(0, int(values.max() if len(values) else 1) + 2)
+        lo, hi = (int(values.min()), int(values.max())) if len(values) else (1, 1)
+        bins = range(min(lo, 1), hi + 2)
         ax2.hist(values, bins=[b - 0.5 for b in bins], color=PALETTE[1], rwidth=0.85)
         if threshold is not None:
             ax2.axvline(threshold - 0.5, color=PALETTE[3], ls="--", label=f"≥ {threshold}")
@@ -401,9 +402,17 @@ def plot_strategies_comparison(comparison: pd.DataFrame, title: str | None = Non
 
 
 def show_figures(figures: dict[str, plt.Figure] | list[plt.Figure]) -> None:
-    """Display figures inline (notebooks) and close them, so none is shown twice."""
-    from IPython.display import display
+    """Display figures inline as PNG images and close them, so none is shown twice.
+
+    The PNG is rendered here rather than left to the notebook's matplotlib backend, so figures
+    also appear in notebooks executed under ``MPLBACKEND=Agg`` (``make reproduce``).
+    """
+    import io
+
+    from IPython.display import Image, display
 
     for fig in figures.values() if isinstance(figures, dict) else figures:
-        display(fig)
+        buf = io.BytesIO()
+        fig.savefig(buf, format="png", dpi=fig.dpi)
+        display(Image(data=buf.getvalue(), format="png"))
         plt.close(fig)

@@ -102,9 +102,7 @@ def icl_messages(summary: str, concepts: Sequence[str], top: int = 1) -> Message
     if top < 1:
         raise ValueError(f"top must be at least 1, got {top}")
     t = PROMPTS["icl"]
-    instruction = (
-        t["instruction_top1"] if top == 1 else t["instruction_topn"].format(top=top)
-    )
+    instruction = t["instruction_top1"] if top == 1 else t["instruction_topn"].format(top=top)
     user = t["user"].format(
         summary=_one_line(summary),
         concepts=", ".join(_one_line(c) for c in concepts),

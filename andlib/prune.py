@@ -293,6 +293,67 @@ def matches_open_concepts(open_concepts: Sequence[str], concept: str, how: str =
     raise ValueError(f"prune.ocp_match: {how!r} is not one of all, any, head")
 
 
+class Selector:
+    """Picks the neurons of any concept for one strategy (``ocp``, ``db`` or ``tab``).
+
+    Each neuron's concepts (its stemmed open-concept words, or its top-``top_n`` DB/TAB
+    concepts) are read from ``neurons.csv`` once; ``selector(concept)`` is then a quick scan.
+    """
+
+    def __init__(
+        self,
+        neurons: pd.DataFrame,
+        strategy: str,
+        *,
+        layers: Sequence[str] | None = None,
+        top_n: int = 3,
+        db_similarity: str = "soft_wpmi",
+        ocp_match: str = "all",
+    ):
+        if strategy not in ("ocp", "db", "tab"):
+            raise ValueError(f"unknown selection strategy {strategy!r}; use ocp, db or tab")
+        if ocp_match not in ("all", "any", "head"):
+            raise ValueError(f"prune.ocp_match: {ocp_match!r} is not one of all, any, head")
+        rows = neurons if layers is None else neurons[neurons["layer"].isin(list(layers))]
+        self.strategy, self.ocp_match = strategy, ocp_match
+        self.keys = list(zip(rows["layer"].astype(str), rows["neuron"].astype(int), strict=True))
+        records = rows.to_dict("records")
+        if strategy == "ocp":
+            self.concepts = [
+                {
+                    stem(w)
+                    for c in split_list(r.get("open_concepts", ""))
+                    for w in normalize_concept(c).split()
+                }
+                for r in records
+            ]
+        else:
+            method = f"db_{db_similarity}" if strategy == "db" else "tab"
+            self.concepts = [
+                {normalize_concept(c) for c in ranked_concepts(r, method)[:top_n]} for r in records
+            ]
+
+    def _hit(self, have: set[str], concept: str) -> bool:
+        if self.strategy != "ocp":
+            return normalize_concept(concept) in have
+        words = concept_words(concept)
+        if not words or not have:
+            return False
+        if self.ocp_match == "all":
+            return all(w in have for w in words)
+        if self.ocp_match == "any":
+            return any(w in have for w in words)
+        return words[-1] in have
+
+    def __call__(self, concept: str) -> dict[str, list[int]]:
+        """``{layer: [neuron, ...]}`` chosen for ``concept`` (layers in table order)."""
+        out: dict[str, list[int]] = {}
+        for (layer, neuron), have in zip(self.keys, self.concepts, strict=True):
+            if self._hit(have, concept):
+                out.setdefault(layer, []).append(neuron)
+        return {layer: sorted(v) for layer, v in out.items()}
+
+
 def select_neurons(
     neurons: pd.DataFrame,
     concept: str,
@@ -305,26 +366,18 @@ def select_neurons(
 ) -> dict[str, list[int]]:
     """``{layer: [neuron, ...]}`` that ``strategy`` (``ocp``, ``db``, ``tab``) picks for ``concept``.
 
-    ``neurons`` is ``neurons.csv``; only rows of ``layers`` (when given) are considered.
+    ``neurons`` is ``neurons.csv``; only rows of ``layers`` (when given) are considered. For
+    many concepts build one :class:`Selector` per strategy instead.
     """
-    rows = neurons if layers is None else neurons[neurons["layer"].isin(list(layers))]
-    target = normalize_concept(concept)
-    if strategy == "ocp":
-        col = rows["open_concepts"] if "open_concepts" in rows else pd.Series("", index=rows.index)
-        hit = [matches_open_concepts(split_list(v), concept, ocp_match) for v in col]
-    elif strategy in ("db", "tab"):
-        method = f"db_{db_similarity}" if strategy == "db" else "tab"
-        hit = [
-            target in [normalize_concept(c) for c in ranked_concepts(r, method)[:top_n]]
-            for _, r in rows.iterrows()
-        ]
-    else:
-        raise ValueError(f"unknown selection strategy {strategy!r}; use ocp, db or tab")
-    chosen = rows[np.asarray(hit, dtype=bool)] if len(rows) else rows
-    out: dict[str, list[int]] = {}
-    for layer, group in chosen.groupby("layer", sort=False):
-        out[str(layer)] = sorted(int(n) for n in group["neuron"])
-    return out
+    selector = Selector(
+        neurons,
+        strategy,
+        layers=layers,
+        top_n=top_n,
+        db_similarity=db_similarity,
+        ocp_match=ocp_match,
+    )
+    return selector(concept)
 
 
 def random_neurons(
@@ -526,37 +579,29 @@ def pruning_experiment(cfg: Config, run: RunDir, target: Any = None) -> pd.DataF
     )
     pruner = NeuronPruner(target, _module_paths(run, target, index, layers), sizes)
 
+    match = cfg.prune.random_match
+    needed = [s for s in strategies if s != "random"]
+    if "random" in strategies and match != "max" and match not in needed:
+        needed.append(match)
+    selectors = {
+        s: Selector(
+            neurons,
+            s,
+            layers=layers,
+            top_n=cfg.prune.top_n,
+            db_similarity=cfg.prune.db_similarity,
+            ocp_match=cfg.prune.ocp_match,
+        )
+        for s in needed
+    }
     rows = []
     for concept, cls in _concepts(cfg, held):
-        chosen = {
-            s: select_neurons(
-                neurons,
-                concept,
-                s,
-                layers=layers,
-                top_n=cfg.prune.top_n,
-                db_similarity=cfg.prune.db_similarity,
-                ocp_match=cfg.prune.ocp_match,
-            )
-            for s in strategies
-            if s != "random"
-        }
+        chosen = {s: selectors[s](concept) for s in needed}
         if "random" in strategies:
-            match = cfg.prune.random_match
             if match == "max":
-                ref = max(chosen.values(), key=_count, default={})
-            elif match in chosen:
-                ref = chosen[match]
+                ref = max((chosen[s] for s in strategies if s != "random"), key=_count, default={})
             else:
-                ref = select_neurons(
-                    neurons,
-                    concept,
-                    match,
-                    layers=layers,
-                    top_n=cfg.prune.top_n,
-                    db_similarity=cfg.prune.db_similarity,
-                    ocp_match=cfg.prune.ocp_match,
-                )
+                ref = chosen[match]
             counts = {layer: len(v) for layer, v in ref.items()}
             chosen["random"] = random_neurons(counts, sizes, rng(cfg, "prune", concept))
         for strategy in strategies:

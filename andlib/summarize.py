@@ -45,10 +45,11 @@ GENERIC_NOUNS = frozenset({"sound", "clip", "recording", "audio", "sample", "exc
 """Heads that say nothing by themselves: "a loud sound" counts as the attribute "loud", and
 "the sound of X" / "X sounds" make X a source."""
 VAGUE_NOUNS = GENERIC_NOUNS | {
-    "content", "character", "quality", "energy", "component", "texture", "level", "part",
-    "thing", "way", "amount", "range", "type", "kind", "lot", "bit", "time", "moment",
+    "content", "character", "quality", "energy", "component", "texture", "timbre", "level",
+    "part", "thing", "way", "amount", "range", "type", "kind", "lot", "bit", "time", "moment",
+    "series", "spectrum", "background",
 }  # fmt: skip
-"""Nouns never counted alone (only inside a longer phrase, e.g. "high-frequency content")."""
+"""Nouns never counted alone; adjectives on them describe the whole sound ("bright")."""
 STOP_ADJECTIVES = frozenset({
     "other", "same", "different", "such", "many", "few", "several", "more", "most", "much",
     "certain", "various", "overall", "main", "whole", "entire", "possible", "likely", "own",
@@ -56,11 +57,13 @@ STOP_ADJECTIVES = frozenset({
 })  # fmt: skip
 LIGHT_VERBS = frozenset({
     "be", "have", "do", "go", "get", "make", "become", "seem", "sound", "contain", "feature",
-    "include", "come", "occur", "appear",
+    "include", "come", "occur", "appear", "hear", "say", "describe",
 })  # fmt: skip
+TIME_ADVERBS = frozenset({"then", "also", "too", "again", "still", "now", "later", "first"})
 ARTICLES = frozenset({"a", "an", "the"})
-NP_MODIFIERS = frozenset({"det", "amod", "compound", "nummod", "poss", "nmod", "advmod", "quantmod"})
-KIND_ORDER = ("source", "adj", "phrase", "action")
+NP_MODIFIERS = frozenset({"det", "amod", "compound", "nummod", "poss", "nmod", "advmod"})
+DETAIL_DEPS = frozenset({"pobj", "dobj", "conj", "appos", "npadvmod"})
+KIND_ORDER = ("source", "adj", "phrase", "verb", "action")
 
 _nlp: Any = None
 _parsed: dict[str, tuple[Attribute, ...]] = {}  # caption text -> its attributes
@@ -68,15 +71,19 @@ _parsed: dict[str, tuple[Attribute, ...]] = {}  # caption text -> its attributes
 
 @dataclass(frozen=True)
 class Attribute:
-    """One countable thing a caption says: an adjective, a noun phrase, a source or an action."""
+    """One countable thing a caption says."""
 
     key: str
     """Normalized text: what is counted across captions."""
     text: str
-    """How it is written in a summary (its first occurrence)."""
+    """How a summary writes it (its first occurrence; for verbs the plural form)."""
     kind: str
-    """``source``, ``adj``, ``phrase`` or ``action``."""
+    """``source`` (what makes the sound), ``adj`` (an attribute of the whole sound),
+    ``phrase`` (a noun phrase: "rich harmonics"), ``verb`` ("fade away") or ``action``
+    ("barking")."""
     words: frozenset[str]
+    singular: str = ""
+    """For verbs: the third-person singular form ("fades away")."""
 
 
 def _spacy():
@@ -91,15 +98,17 @@ def _spacy():
 def caption_attributes(captions: Iterable[str]) -> list[tuple[Attribute, ...]]:
     """The attributes of each caption (parsed once per distinct caption, then remembered).
 
-    A caption is lower-cased and cut into clauses at ``. ; : ! ?`` before parsing: the small
-    spaCy parser attaches words across a semicolon, and captions are often terse fragments.
+    A caption is lower-cased, stripped of parenthetical asides ("(about 120 Hz)") and cut
+    into clauses at ``. ; : ! ?`` before parsing: the small spaCy parser attaches words
+    across a semicolon, and captions are often terse fragments.
     """
     captions = [str(c) for c in captions]
     new = list(dict.fromkeys(c for c in captions if c not in _parsed))
     if new:
         owners, clauses = [], []
         for caption in new:
-            for clause in re.split(r"[.;:!?]+(?:\s+|$)", " ".join(caption.split()).lower()):
+            text = re.sub(r"\([^)]*\)", " ", caption)
+            for clause in re.split(r"[.;:!?]+(?:\s+|$)", " ".join(text.split()).lower()):
                 if clause.strip(" ,"):
                     owners.append(caption)
                     clauses.append(clause.strip(" ,"))
@@ -153,6 +162,19 @@ def _text(tokens) -> str:
     return "".join(t.text_with_ws for t in tokens).strip(" ,;:")
 
 
+def _is_adjective(tok) -> bool:
+    """Adjectives, participles used as modifiers ("a rising pitch"), and bare nouns or verbs
+    in a list of adjectives ("loud, noisy and broadband")."""
+    if tok.pos_ == "ADJ" or (tok.dep_ == "amod" and tok.tag_ in ("VBG", "VBN")):
+        return True
+    return (
+        tok.pos_ in ("NOUN", "PROPN", "VERB")
+        and tok.dep_ == "conj"
+        and tok.head.pos_ == "ADJ"
+        and not any(c.dep_ in ("det", "amod", "compound", "dobj") for c in tok.children)
+    )
+
+
 def _negation(tok) -> str | None:
     """``"not"`` for "is not tonal", ``"no"`` for "no clear pitch" / "without a clear pitch"."""
     node = tok
@@ -174,51 +196,67 @@ def _negation(tok) -> str | None:
     return None
 
 
-def _adjective_like(tok) -> bool:
-    """A bare noun in a list of adjectives ("loud, noisy and broadband") is one too."""
-    return (
-        tok.pos_ in ("NOUN", "PROPN", "VERB")
-        and tok.dep_ == "conj"
-        and tok.head.pos_ == "ADJ"
-        and not any(c.dep_ in ("det", "amod", "compound", "dobj") for c in tok.children)
-    )
+def _modified_noun(tok):
+    """The noun an attributive adjective modifies ("rich" -> "harmonics"), else ``None``."""
+    node = tok
+    while node.dep_ in ("conj", "amod", "compound") and node.head is not node:
+        node = node.head
+        if node.pos_ in ("NOUN", "PROPN"):
+            return node
+    return None
+
+
+def _source_span(obj):
+    """What follows "the sound of": the object and its participle ("a siren wailing",
+    "water being poured"), up to a comma or "with"."""
+    doc, end = obj.doc, obj.right_edge.i + 1
+    while end < len(doc) and doc[end].text != "," and doc[end].lower_ != "with":
+        end += 1
+    return doc[obj.left_edge.i : end]
+
+
+def _core(noun) -> list:
+    return [c for c in noun.lefts if c.dep_ == "compound"] + [noun]
 
 
 def _attributes_of(doc) -> tuple[Attribute, ...]:
-    """Sources, noun phrases, adjectives and actions of one parsed (lower-cased) caption."""
+    """Sources, noun phrases, adjectives and verbs of one parsed (lower-cased) clause."""
     _merge_hyphenated(doc)
     found: dict[str, Attribute] = {}
     taken: set[int] = set()  # tokens inside a source or a phrase already counted
 
-    def add(kind: str, tokens, text: str | None = None, key: str | None = None) -> None:
+    def add(kind: str, tokens, text: str | None = None, key: str | None = None, **kw) -> None:
         key = key or _key(tokens)
         if key and key not in found:
-            found[key] = Attribute(key, text or _text(tokens), kind, _words(tokens))
+            found[key] = Attribute(key, text or _text(tokens), kind, _words(tokens), **kw)
 
     # Sources: "the sound of a dog barking", "dog sounds".
     for tok in doc:
         if tok.pos_ != "NOUN" or tok.lemma_ not in GENERIC_NOUNS:
             continue
-        for prep in tok.rights:
-            if prep.dep_ == "prep" and prep.lower_ == "of":
-                for obj in (c for c in prep.children if c.dep_ == "pobj"):
-                    span = doc[obj.left_edge.i : obj.right_edge.i + 1]
-                    add("source", span)
-                    taken.update(range(span.start, span.end))
+        spans = [
+            _source_span(obj)
+            for prep in tok.rights
+            if prep.dep_ == "prep" and prep.lower_ == "of"
+            for obj in prep.children
+            if obj.dep_ == "pobj"
+        ]
         compounds = [c for c in tok.lefts if c.dep_ == "compound"]
         if compounds:
-            span = doc[compounds[0].left_edge.i : tok.i]
-            add("source", span)
+            spans.append(doc[compounds[0].left_edge.i : tok.i])
+        for span in spans:
+            add("source", list(span))
             taken.update(range(span.start, span.end))
 
-    # Noun phrases: a noun with its left modifiers and a trailing "between bursts"-like phrase.
+    # Noun phrases: a noun, its left modifiers and a trailing "between bursts"-like phrase.
     for tok in doc:
         if tok.pos_ not in ("NOUN", "PROPN") or tok.dep_ == "compound" or tok.i in taken:
             continue
-        if _adjective_like(tok):
+        if tok.lemma_ in GENERIC_NOUNS or _is_adjective(tok):
             continue
-        if tok.lemma_ in GENERIC_NOUNS:
-            continue
+        if tok.dep_ == "pobj" and tok.head.head.pos_ == "VERB":
+            continue  # "fades away into silence", "barking in the distance"
+        detail = tok.dep_ in DETAIL_DEPS  # "with rich harmonics", "it has rich harmonics"
         start = tok.i
         for child in reversed(list(tok.lefts)):  # nearest modifier first; stop at a gap
             if child.right_edge.i != start - 1 or not (
@@ -226,19 +264,27 @@ def _attributes_of(doc) -> tuple[Attribute, ...]:
             ):
                 break
             start = child.left_edge.i
+        if not detail:  # the main noun: its adjectives describe the whole sound
+            start = _core(tok)[0].i
         end = tok.i + 1
-        for child in tok.rights:
-            if child.dep_ == "prep" and child.i == end and child.lower_ not in ("with", "like"):
-                end = child.right_edge.i + 1
+        for child in tok.rights:  # "silences between bursts", "series of clicks"
+            objects = [c for c in child.children if c.dep_ == "pobj" and c.pos_ != "PRON"]
+            if child.dep_ == "prep" and child.i == end and child.lower_ != "with" and objects:
+                end = objects[0].i + 1
         tokens = list(doc[start:end])
-        while tokens and tokens[0].i != tok.i and (
-            tokens[0].is_punct
-            or tokens[0].pos_ in ("CCONJ", "ADV", "ADP")
-            or (tokens[0].pos_ == "DET" and tokens[0].lower_ not in ARTICLES | {"no"})
+        while (
+            tokens
+            and tokens[0].i != tok.i
+            and (
+                tokens[0].is_punct
+                or tokens[0].pos_ in ("CCONJ", "ADV", "ADP")
+                or (tokens[0].pos_ == "DET" and tokens[0].lower_ not in ARTICLES | {"no"})
+            )
         ):
             tokens.pop(0)
         taken.update(range(start, end))
-        core = [c for c in tok.lefts if c.dep_ == "compound"] + [tok]
+        if any(any(ch.isdigit() for ch in t.text) for t in tokens):
+            continue  # "800 hz": exact numbers are rarely shared
         if len(tokens) == 1 and tok.lemma_ in VAGUE_NOUNS:
             continue
         if _negation(tok) == "no" and tokens[0].lower_ != "no":
@@ -246,33 +292,70 @@ def _attributes_of(doc) -> tuple[Attribute, ...]:
             add("phrase", body, text="no " + _text(body), key="no " + _key(body))
             continue
         add("phrase", tokens)
-        if len(core) < len(tokens) and tokens[0].lower_ != "no" and (
-            len(core) > 1 or tok.lemma_ not in VAGUE_NOUNS
-        ):
-            add("phrase", core)
+        core = _core(tok)
+        if len(core) < len(tokens) and tokens[0].lower_ != "no":
+            if len(core) > 1 or tok.lemma_ not in VAGUE_NOUNS:
+                add("phrase", core)
 
-    # Adjectives ("not tonal" when negated; those inside "no clear pitch" stay in the phrase).
+    # Adjectives: of the whole sound ("loud", "not tonal"), or with their noun ("rich
+    # harmonics") when they modify a detail; those inside "no clear pitch" stay there.
     for tok in doc:
-        if not (tok.pos_ == "ADJ" or _adjective_like(tok)):
+        if not _is_adjective(tok):
             continue
         if tok.lower_ in STOP_ADJECTIVES or not tok.lower_[:1].isalpha():
             continue
+        if tok.dep_ in ("acomp", "oprd") and tok.head.pos_ == "VERB" and tok.head.lemma_ != "be":
+            continue  # "grows louder": part of the verb phrase
         if any(a.kind == "source" and tok.lower_ in a.words for a in found.values()):
             continue
         neg = _negation(tok)
+        noun = _modified_noun(tok)
         if neg == "no":
+            continue
+        if noun is not None and noun.dep_ in DETAIL_DEPS and noun.lemma_ not in VAGUE_NOUNS:
+            if neg is None and noun.lemma_ not in GENERIC_NOUNS:
+                add("phrase", [tok, *_core(noun)])
             continue
         if neg == "not":
             add("adj", [tok], text=f"not {tok.lower_}", key=f"not {tok.lower_}")
         else:
             add("adj", [tok])
 
-    # Actions of free-form captions: "a dog is barking" -> barking.
+    # Verbs: "it fades away" -> fade away; "a dog is barking" -> barking.
     for tok in doc:
-        verb = tok.tag_ == "VBG" and tok.pos_ == "VERB" and tok.lemma_ not in LIGHT_VERBS
-        if verb and tok.lower_ not in found:  # not already counted as an adjective
-            add("action", [tok], key=tok.lemma_)
+        if tok.pos_ != "VERB" or tok.lemma_ in LIGHT_VERBS or _is_adjective(tok):
+            continue
+        if tok.i in taken:  # inside a source: "a dog barking"
+            continue
+        if tok.dep_ in ("amod", "compound", "aux", "auxpass") or _negation(tok) == "not":
+            continue
+        if tok.tag_ == "VBG":
+            if tok.lower_ not in found:
+                add("action", [tok], key=tok.lemma_)
+        elif tok.tag_ in ("VBZ", "VBP", "VBD"):
+            extra = [
+                c
+                for c in tok.rights
+                if c.dep_ in ("prt", "acomp", "oprd")
+                or (c.dep_ == "advmod" and c.lower_ not in TIME_ADVERBS)
+            ]
+            rest = "".join(" " + c.lower_ for c in extra)
+            add(
+                "verb",
+                [tok, *extra],
+                text=tok.lemma_ + rest,
+                key=tok.lemma_ + rest,
+                singular=_third_person(tok.lemma_) + rest,
+            )
     return tuple(found.values())
+
+
+def _third_person(verb: str) -> str:
+    if verb.endswith(("s", "sh", "ch", "x", "z", "o")):
+        return verb + "es"
+    if verb.endswith("y") and verb[-2:-1] not in "aeiou":
+        return verb[:-1] + "ies"
+    return verb + "s"
 
 
 def _series(items: Sequence[str], conj: str = "and") -> str:
@@ -282,7 +365,7 @@ def _series(items: Sequence[str], conj: str = "and") -> str:
 
 
 def _sentence(count: int, k: int, attrs: list[Attribute]) -> str:
-    """One sentence for the attributes that exactly ``count`` of ``k`` captions have."""
+    """One sentence for attributes that ``count`` of ``k`` captions have."""
     if k == 1:
         subject, plural = "The clip", False
     elif count == k:
@@ -295,11 +378,13 @@ def _sentence(count: int, k: int, attrs: list[Attribute]) -> str:
         subject, plural = "Only one clip", False
     conj = "or" if subject == "Only one clip" else "and"
     be, have, involve = ("are", "have", "involve") if plural else ("is", "has", "involves")
-    of = {kind: [a.text for a in attrs if a.kind == kind] for kind in KIND_ORDER}
-    srcs, adjs, nps, acts = (of[kind] for kind in KIND_ORDER)
+    srcs, adjs, nps, verbs, acts = (
+        [(a.text if plural or kind != "verb" else a.singular) for a in attrs if a.kind == kind]
+        for kind in KIND_ORDER
+    )
     clauses = []
     if plural and (srcs or (adjs and nps)):
-        # "are loud, impulsive sounds of a dog barking with bright high-frequency content"
+        # "are loud, impulsive sounds of a dog barking, with bright high-frequency content"
         head = ", ".join(adjs) + " sounds" if adjs else "sounds"
         if srcs:
             head += " of " + _series(srcs, conj)
@@ -313,6 +398,8 @@ def _sentence(count: int, k: int, attrs: list[Attribute]) -> str:
             clauses.append(f"{be} {_series(adjs, conj)}")
         if nps:
             clauses.append(f"{have} {_series(nps, conj)}")
+    if verbs:
+        clauses.append(_series(verbs, conj))
     if acts:
         clauses.append(f"{involve} {_series(acts, conj)}")
     return f"{subject} {_series(clauses, conj)}."
@@ -325,8 +412,9 @@ def summarize_captions(captions: Sequence[str], max_items: int = 8) -> str:
     attributes shared by the same clips, most shared first ("All 5 clips ...", "Most clips
     (4 of 5) ...", "Some clips (2 of 5) ..."), then one sentence for everything only one clip
     has ("Only one clip is ... or ..."). Each sentence lists at most ``max_items`` attributes
-    in order of first appearance. An adjective or shorter phrase found in exactly the same
-    clips as a longer phrase that contains it is left to that phrase.
+    in order of first appearance (and ends "among others" when it had more). An adjective or
+    a shorter phrase found in exactly the same clips as a longer phrase that contains it is
+    left to that phrase.
     """
     captions = [str(c) for c in captions]
     k = len(captions)
@@ -338,13 +426,12 @@ def summarize_captions(captions: Sequence[str], max_items: int = 8) -> str:
         for a in attrs:
             first.setdefault(a.key, a)
             clips.setdefault(a.key, set()).add(i)
-    phrases = [a for a in first.values() if a.kind in ("phrase", "source")]
+    phrases = [a for a in first.values() if a.kind in ("phrase", "source", "verb")]
     keep = [
         a
         for a in first.values()
         if not any(
-            p.key != a.key and a.words < p.words and clips[p.key] == clips[a.key]
-            for p in phrases
+            p.key != a.key and a.words < p.words and clips[p.key] == clips[a.key] for p in phrases
         )
     ]
     if not keep:
@@ -356,8 +443,11 @@ def summarize_captions(captions: Sequence[str], max_items: int = 8) -> str:
         groups.setdefault(frozenset(shared_by) if len(shared_by) > 1 else 1, []).append(a)
     sentences = []
     for group in sorted(groups.values(), key=lambda g: -len(clips[g[0].key])):
-        attrs = sorted(group, key=lambda a: KIND_ORDER.index(a.kind))[:max_items]
-        sentences.append(_sentence(len(clips[group[0].key]), k, attrs))
+        attrs = sorted(group, key=lambda a: KIND_ORDER.index(a.kind))
+        sentence = _sentence(len(clips[group[0].key]), k, attrs[:max_items])
+        if len(attrs) > max_items:
+            sentence = sentence[:-1] + ", among others."
+        sentences.append(sentence)
     return " ".join(sentences)
 
 

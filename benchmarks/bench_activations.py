@@ -92,10 +92,11 @@ def reset_peak_rss() -> bool:
         return False
 
 
-def peak_rss_mib() -> float | None:
+def status_mib(field: str) -> float | None:
+    """``VmRSS`` (resident now) or ``VmHWM`` (peak resident) from /proc, in MiB."""
     try:
         for line in Path("/proc/self/status").read_text().splitlines():
-            if line.startswith("VmHWM:"):
+            if line.startswith(field + ":"):
                 return int(line.split()[1]) / 1024
     except OSError:
         pass
@@ -166,12 +167,13 @@ def main() -> None:
         times["model+hooks"].append(time.perf_counter() - t0)
 
     with tempfile.TemporaryDirectory() as tmp:  # memory, untimed (tracemalloc slows Python)
+        rss_before = status_mib("VmRSS")
         rss_ok = reset_peak_rss()
         tracemalloc.start()
         hooked(tmp)
         traced_peak = tracemalloc.get_traced_memory()[1] / 2**20
         tracemalloc.stop()
-        peak_rss = peak_rss_mib() if rss_ok else None
+        peak_rss = status_mib("VmHWM") if rss_ok else None
         stored = sum(f.stat().st_size for f in Path(tmp, "activations").glob("*.npy"))
 
     def line(name: str, key: str) -> str:
@@ -190,7 +192,7 @@ def main() -> None:
     print(f"  model only (hooks + copy vs bare):          {100 * model:+.1f}%")
     print("\nmemory:")
     if peak_rss is not None:
-        print(f"  peak RSS during one recording: {peak_rss:.0f} MiB")
+        print(f"  peak RSS during one recording: {peak_rss:.0f} MiB ({rss_before:.0f} MiB before)")
     print(
         f"  peak RSS of the whole process (ru_maxrss): {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f} MiB"
     )

@@ -67,9 +67,11 @@ def test_extractive_summary_sources_negations_and_all():
     summary = summarize_captions(METADATA)
     assert "Most clips (4 of 5) are loud sounds of a dog barking." in summary
     assert "Some clips (2 of 5) are impulsive." in summary
-    rare = sentence_with(summary, "Only one clip")
+    assert sentence_with(summary, "Only one clip").endswith(", among others.")  # 9 > 8 items
+    rare = sentence_with(summarize_captions(METADATA, max_items=20), "Only one clip")
     for part in ("rain", "not tonal", "no clear pitch", "bright", "harmonic", "broadband"):
         assert part in rare
+    assert "loud" not in rare and "dog" not in rare
     same = summarize_captions(["A loud click train.", "A loud click train."])
     assert same == "Both clips are loud and have a loud click train." or "Both clips" in same
     assert summarize_captions(["A soft, low hum."]).startswith("The clip ")
@@ -123,13 +125,15 @@ class RecordingLLM(LLM):
             on_reply(j, f"reply {len(messages[-1]['content'])}")
 
 
-def topk_table(neurons, k: int = 3) -> pd.DataFrame:
+def topk_table(neurons, k: int = 3, shuffle: bool = True) -> pd.DataFrame:
     rows = []
     for layer, neuron in neurons:
         for end in ("high", "low"):
             for rank in range(k):
-                rows.append((layer, neuron, end, rank, f"{layer[-1]}{neuron}{end[0]}{rank}", 1.0))
+                rows.append((layer, neuron, end, rank, f"{layer}-{neuron}{end[0]}{rank}", 1.0))
     df = pd.DataFrame(rows, columns=["layer", "neuron", "end", "rank", "clip_id", "activation"])
+    if not shuffle:
+        return df
     return df.sample(frac=1.0, random_state=0).reset_index(drop=True)  # order must not matter
 
 
@@ -156,9 +160,10 @@ def test_summarize_all_orders_clips_and_batches_every_neuron():
     df = topk_table(neurons)
     out = summarize_all(df, captions_for(df), get_llm(LLMConfig()))
     assert list(out.columns) == summ.COLUMNS
-    assert len(out) == 4 and set(zip(out.layer, out.neuron)) == set(neurons)
+    assert len(out) == 4 and set(zip(out.layer, out.neuron, strict=True)) == set(neurons)
     row = out[(out.layer == "layers.0.mlp") & (out.neuron == 1)].iloc[0]
-    assert row.top_clips == "01h0 01h1 01h2" and row.bottom_clips == "01l0 01l1 01l2"
+    assert row.top_clips == " ".join(f"layers.0.mlp-1h{r}" for r in range(3))
+    assert row.bottom_clips == " ".join(f"layers.0.mlp-1l{r}" for r in range(3))
     assert "All 3 clips are loud and bright." in row.high_summary
     assert "quiet" in row.low_summary and "loud" not in row.low_summary
 
@@ -174,12 +179,14 @@ def test_summarize_all_orders_clips_and_batches_every_neuron():
 # ---- the stage -------------------------------------------------------------------------------
 
 
-def make_run(cfg, neurons) -> RunDir:
+def make_run(cfg, neurons, shuffle: bool = True) -> RunDir:
     run = RunDir(cfg.run_path)
-    df = topk_table(neurons, k=cfg.k)
+    df = topk_table(neurons, k=cfg.k, shuffle=shuffle)
     run.write_csv("neuron_topk.csv", df)
     caps = captions_for(df)
-    run.write_csv("captions.csv", pd.DataFrame({"clip_id": list(caps), "caption": list(caps.values())}))
+    run.write_csv(
+        "captions.csv", pd.DataFrame({"clip_id": list(caps), "caption": list(caps.values())})
+    )
     run.mark_done("record", "record-key", ["neuron_topk.csv"])
     run.mark_done("caption", "caption-key", ["captions.csv"])
     return run
@@ -203,7 +210,7 @@ def test_run_stage_openai_resumes_from_the_cache(tmp_cfg):
     failing = {"on": True}
 
     def respond(n, body):
-        if failing["on"] and "(34h" in body["messages"][-1]["content"]:
+        if failing["on"] and "(layers.3.mlp-4h" in body["messages"][-1]["content"]:
             return 400, {"error": {"message": "refused"}}
         return echo(n, body)
 
@@ -213,8 +220,8 @@ def test_run_stage_openai_resumes_from_the_cache(tmp_cfg):
             {"k": 2, "llm.backend": "openai", "llm.model": "fake", "llm.base_url": srv.url,
              "llm.concurrency": 1, "llm.retry_backoff": 0.01}
         )  # fmt: skip
-        neurons = [("layers.3.mlp", n) for n in range(5)]  # neuron 4 (clips 34h*) fails
-        run = make_run(cfg, neurons)
+        neurons = [("layers.3.mlp", n) for n in range(5)]  # neuron 4's high clips fail
+        run = make_run(cfg, neurons, shuffle=False)  # asked in order, one at a time
         with pytest.raises(LLMError, match="layers.3.mlp neuron 4 \\(high\\)"):
             run_stage(cfg, run)
         assert not run.exists("summaries.csv")

@@ -1,0 +1,83 @@
+# %% [markdown]
+# # 04 · Evaluate the descriptions
+#
+# Two ways of asking "are the neuron descriptions any good?":
+#
+# 1. **Last-layer dissection accuracy** (paper Table 2). The classifier's output neurons are
+#    the classes, so their true concept is known. For each concept-identification method (DB
+#    with each similarity function, TAB, ICL) we report Top-1 / Top-5 accuracy of the
+#    identified concept against the class name and the mean cosine similarity of the two in the
+#    sentence embedder's space. Both captioners are reported: `metadata+acoustic` captions
+#    contain the class name, so their accuracy measures label leakage as much as description
+#    quality; `acoustic` captions describe only what is heard.
+# 2. **Explanation scoring by simulation** (beyond the paper). From a neuron's description
+#    alone, predict its activation on held-out clips (every clip except the top-K and bottom-K
+#    clips the description was built from): the cosine similarity of each clip's caption and the
+#    description. Pearson and Spearman correlation with the true activations, per neuron, beside
+#    baselines: a random other neuron's description, the clip's class name in place of its
+#    caption (`label`), and the leave-one-out class-mean activation (`label_oracle`, the
+#    ceiling of any predictor that only sees the label). With a generative LLM backend an LLM
+#    simulator (`llm`) rates captions against the description too.
+
+# %% tags=["parameters"]
+config_path = "configs/default.yaml"
+overrides = []
+
+# %%
+from IPython.display import Markdown, display
+
+from andlib import evaluate, plots
+from andlib.config import load_config
+from andlib.runs import RunDir
+
+cfg = load_config(config_path, overrides)
+run = RunDir.from_config(cfg)
+
+# %%
+summary = evaluate.run_stage(cfg, run)
+display(summary)
+
+# %% [markdown]
+# ## Last-layer dissection accuracy
+
+# %%
+results = run.read_json("last_layer.json")
+if results:
+    table = evaluate.last_layer_frame(results)
+    display(table.round(3))
+    fig = plots.last_layer_table(results)
+else:
+    display(Markdown("No classifier layer with known class names was dissected."))
+
+# %% [markdown]
+# ## Simulation scores
+#
+# Mean correlation per layer and method (error bars: standard error over the sampled neurons).
+# A description is informative beyond chance when `description` is clearly above
+# `random_description`; it carries more than the class identity when it also beats `label`.
+
+# %%
+scores = run.read_csv("simulation_scores.csv")
+display(
+    scores.groupby("method", sort=False)[["pearson", "spearman"]].agg(["mean", "median"]).round(3)
+)
+per_layer = evaluate.simulation_summary(scores)
+display(
+    per_layer.pivot(index="layer", columns="method", values="pearson").round(3),
+)
+fig = plots.simulation_by_layer(scores)
+
+# %% [markdown]
+# ## Best and worst explained neurons
+
+# %%
+desc = scores[scores["method"] == "description"].dropna(subset=["pearson"])
+neurons = evaluate.read_neurons(run).set_index(["layer", "neuron"])
+for title, rows in [("best", desc.nlargest(5, "pearson")), ("worst", desc.nsmallest(5, "pearson"))]:
+    rows = rows.assign(
+        description=[
+            evaluate.description_of(neurons.loc[(r.layer, r.neuron)]) for r in rows.itertuples()
+        ]
+    )
+    display(Markdown(f"**{title}**"))
+    display(rows[["layer", "neuron", "pearson", "spearman", "description"]])

@@ -1,0 +1,142 @@
+# %% [markdown]
+# # 06 · Analyses
+#
+# The paper's analyses of the described neurons, each as a table in `<run>/analysis/` and a
+# figure in `figures/` (PNG + PDF):
+#
+# - **Acoustic adjectives** (paper Fig. 3): which acoustic adjectives the calibrated
+#   descriptions use, over all described neurons.
+# - **Adjectives per layer** (paper Fig. 5): the mean number of acoustic adjectives per
+#   neuron for each layer, shallow to deep, with a fitted regression line, its slope and a 95%
+#   confidence interval (fitted over neurons; x = the layer's position in depth order).
+# - **Polysemantic neurons** (paper Fig. 6): every clip's caption is embedded and the clips
+#   are clustered by those embeddings (KMeans, `analysis.n_clusters`, 11 as in the paper); a
+#   neuron whose top-K clips fall in at least `analysis.polysemantic_threshold` clusters counts
+#   as polysemantic.
+# - **Acoustic features vs concepts** (paper finding i): per layer, the share of neurons whose
+#   description has more acoustic adjectives than source nouns (or the reverse), and how much
+#   of each neuron's activation the captioner's numeric acoustic measurements alone explain
+#   (cross-validated ridge R²).
+# - **Training strategies** (paper finding ii, issue 8): with `configs/strategies.yaml`, the
+#   supervised, SSL-frozen and SSL-fine-tuned models side by side.
+
+# %% tags=["parameters"]
+config_path = "configs/default.yaml"
+overrides = []
+
+# %%
+import logging
+
+from IPython.display import Markdown, display
+
+from andlib import analysis, plots
+from andlib.config import load_config
+from andlib.runs import RunDir
+
+logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
+cfg = load_config(config_path, overrides)
+run = RunDir.from_config(cfg)
+
+
+def show(name):
+    """Show one of this run's figures inline (if that analysis could run)."""
+    if name in figures:
+        plots.show_figures([figures[name]])
+    elif not cfg.strategies:
+        print(f"{name}: not computed (its inputs are missing from {run.path})")
+
+
+# %%
+figures = {}
+if cfg.strategies:
+    display(
+        Markdown(
+            "This config compares training strategies: each model's own analyses are in its run "
+            f"directory (`{cfg.run_path}/<strategy>/analysis/`) and figures folder "
+            f"(`{cfg.figures_path}/<strategy>/`). The comparison is at the end."
+        )
+    )
+else:
+    display(analysis.run_stage(cfg, run))
+    figures = analysis.make_figures(cfg, run)
+
+# %% [markdown]
+# ## Acoustic adjectives over all described neurons (Fig. 3)
+
+# %%
+counts = analysis.read_table(run, "adjective_counts.csv")
+if counts is not None:
+    display(counts.head(cfg.analysis.top_n_adjectives))
+show("adjective_distribution")
+
+# %% [markdown]
+# ## Acoustic adjectives per layer (Fig. 5)
+
+# %%
+per_layer = analysis.read_table(run, "adjectives_per_layer.csv")
+if per_layer is not None:
+    trend = analysis.read_trend(run)
+    display(per_layer)
+    display(
+        Markdown(
+            f"Slope **{trend['slope']:+.4f}** adjectives per layer step "
+            f"({trend['confidence']:.0%} CI [{trend['ci_low']:+.4f}, {trend['ci_high']:+.4f}], "
+            f"p = {trend['p_value']:.3g}, {trend['n']} neurons)."
+        )
+    )
+show("adjectives_per_layer")
+
+# %% [markdown]
+# ## Uninterpretable / polysemantic neurons (Fig. 6)
+
+# %%
+poly = analysis.read_table(run, "polysemantic_per_layer.csv")
+if poly is not None:
+    display(poly)
+show("polysemantic_neurons")
+
+# %% [markdown]
+# ## Basic acoustic features vs high-level concepts (finding i)
+#
+# Left: whose words dominate each neuron's description. Right: how well the acoustic
+# measurements of the captioner (loudness, pitch, spectral shape, onsets, ...) alone predict
+# the activation: R² near 1 means the neuron tracks low-level acoustics; near 0 or below, it
+# responds to something those measurements do not capture.
+
+# %%
+balance = analysis.read_table(run, "acoustic_vs_concepts.csv")
+if balance is not None:
+    display(balance)
+show("acoustic_vs_concepts")
+
+# %%
+r2 = analysis.read_table(run, "feature_r2_per_layer.csv")
+if r2 is not None:
+    display(r2)
+show("acoustic_feature_r2")
+
+# %% [markdown]
+# ## Supervised vs self-supervised training strategies (finding ii)
+#
+# Runs only for a config with `strategies` (`configs/strategies.yaml`): `reproduce` first runs
+# every notebook once per strategy into `<run_dir>/<strategy>/`, then this notebook once more
+# on the parent config, which reads those runs.
+
+# %%
+strategy_runs = analysis.strategy_runs(cfg)
+if not cfg.strategies:
+    print(
+        "The training-strategy comparison needs configs/strategies.yaml: "
+        "python -m andlib reproduce --config configs/strategies.yaml"
+    )
+elif not strategy_runs:
+    print(f"No per-strategy runs under {cfg.run_path} yet (expected {cfg.strategies}).")
+else:
+    display(analysis.run_comparison(cfg, run))
+    comparison = analysis.compare_runs(strategy_runs)
+    display(
+        comparison.fillna({"depth": -1}).pivot_table(
+            index=["metric", "depth", "layer"], columns="model", values="value"
+        )
+    )
+    plots.show_figures(analysis.comparison_figures(cfg, strategy_runs, comparison))

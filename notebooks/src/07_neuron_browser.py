@@ -1,0 +1,55 @@
+# %% [markdown]
+# # 07 · Neuron browser
+#
+# Explore the described neurons of a run: pick a layer and a neuron, or search neurons by a
+# concept or a word of their description. For each neuron: the summaries of its highly and
+# lowly activating clips, the calibrated summary, its closed-set concepts (description-based
+# `db_*`, text-audio `tab`, in-context `icl`), open-set concepts and acoustic adjectives, the
+# histogram of its activation over all probing clips, and its top-K and bottom-K clips, each
+# with an audio player, a spectrogram and its caption.
+#
+# The interactive app needs a live kernel. For runs without one (papermill, an exported
+# notebook) a static overview of a few neurons is rendered first; it is always there.
+
+# %% tags=["parameters"]
+config_path = "configs/default.yaml"
+overrides = []
+
+# %%
+from IPython.display import display
+
+from andlib import browser
+from andlib.config import load_config
+from andlib.runs import RunDir
+
+cfg = load_config(config_path, overrides)
+run = RunDir.from_config(cfg)
+view = browser.RunView(run)  # reads each run file once, shared by the cells below
+
+# %% [markdown]
+# ## Static overview
+#
+# A few neurons from shallow to deep layers (in each, the neuron that fires hardest).
+
+# %%
+display(browser.static_overview(view, n=3))
+
+# %% [markdown]
+# ## Search
+#
+# Whole-word, case-insensitive; `_` and `-` count as spaces, so `water drops` finds the
+# concept `water_drops`. Matches in closed-set concepts weigh most, then open-set concepts and
+# adjectives, then the descriptions.
+
+# %%
+for query in ["dog", "water drops", "high-pitched"]:
+    hits = browser.search_neurons(view, query, limit=None)
+    print(f"{query!r}: {len(hits)} neurons")
+    display(hits.head(10))
+
+# %% [markdown]
+# ## Interactive browser
+
+# %%
+app = browser.NeuronBrowser(view)
+display(app)
