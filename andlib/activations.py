@@ -14,8 +14,8 @@ top-K highly and lowly activating clips (``neuron_topk.csv``).
 
 Public surface: :func:`resolve_layers`, :data:`PRESETS`, :class:`LayerError`,
 :func:`pool_output`, :class:`ActivationRecorder`, :func:`record_target`, :func:`record`,
-:class:`ActivationCache`, :class:`TopK`, :func:`topk_table`, :func:`stage_key`,
-:func:`run_stage`.
+:class:`ActivationCache`, :class:`TopK`, :func:`topk_table`, :func:`clips_frame`,
+:func:`model_record`, :func:`stage_key`, :func:`run_stage`.
 """
 
 from __future__ import annotations

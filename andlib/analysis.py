@@ -490,6 +490,19 @@ def _fingerprint(run: RunDir, names: Iterable[str]) -> dict[str, Any]:
     return out
 
 
+TABLES = (
+    "adjective_counts.csv",
+    "adjectives_per_layer.csv",
+    "adjective_trend.json",
+    "description_balance.csv",
+    "acoustic_vs_concepts.csv",
+    "caption_clusters.csv",
+    "neuron_polysemanticity.csv",
+    "polysemantic_per_layer.csv",
+    "feature_r2.csv",
+    "feature_r2_per_layer.csv",
+)
+"""What :func:`compute_tables` may write under ``<run>/analysis/``."""
 INPUTS = (
     "neurons.csv",
     "captions.csv",
@@ -541,6 +554,8 @@ def compute_tables(cfg: Config, run: RunDir, logger: logging.Logger | None = Non
     logger = logger or log
     a = cfg.analysis
     written: list[str] = []
+    for name in TABLES:  # a table whose inputs are gone must not outlive them
+        _analysis_file(run, name).unlink(missing_ok=True)
 
     def write(name: str, df: pd.DataFrame) -> None:
         run.write_csv(f"{ANALYSIS_DIR}/{name}", df)

@@ -29,6 +29,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from andlib.analysis import layer_sort_key, open_activations, sort_layers
 from andlib.config import Config, load_config, resolve_path
 from andlib.runs import RunDir
 
@@ -104,8 +105,6 @@ class RunView:
     def activations(self) -> Any | None:
         if not self.run.exists("activations/index.json"):
             return None
-        from andlib.analysis import open_activations
-
         return open_activations(self.run)
 
     @cached_property
@@ -122,8 +121,6 @@ class RunView:
     @cached_property
     def layers(self) -> list[str]:
         """Layer keys in depth order (recorded layers, else described ones)."""
-        from andlib.analysis import sort_layers
-
         if self.activations is not None:
             return sort_layers(self.activations.layers)
         if self.neurons is not None:
@@ -207,7 +204,8 @@ def neuron_record(
 ) -> dict[str, Any]:
     """Everything known about one neuron.
 
-    Keys: ``layer, neuron, high_summary, low_summary, calibrated_summary, adjectives`` (list),
+    Keys: ``layer, neuron, described`` (has a ``neurons.csv`` row), ``high_summary,
+    low_summary, calibrated_summary, adjectives`` (list),
     ``open_concepts`` (list), ``closed_concepts`` (``{column: value}`` for ``db_*``, ``tab``,
     ``icl`` and their ``_top5``), ``activations`` (``[n_clips]`` array or ``None``), and
     ``top`` / ``bottom``: lists of ``{rank, clip_id, activation, path, caption, category}``.
@@ -274,7 +272,7 @@ def neuron_record(
     }
 
 
-_SEARCH_FIELDS = {  # column (prefix) -> weight of a match
+_SEARCH_FIELDS = {  # column -> weight of a match ("closed": every closed-set column)
     "closed": 3.0,
     "open_concepts": 2.0,
     "adjectives": 2.0,
@@ -327,8 +325,6 @@ def search_neurons(
             "calibrated_summary": df.get("calibrated_summary", pd.Series([""] * len(df))),
         }
     )
-    from andlib.analysis import layer_sort_key
-
     out = out[out["score"] > 0]
     order = sorted(
         out.index,

@@ -22,7 +22,7 @@ thresholds), composing is cheap and deterministic, and features do not.
 
 Public surface: :class:`Captioner`, :func:`get_captioner`, :func:`acoustic_features`,
 :data:`FEATURE_COLUMNS`, :func:`describe`, :class:`SetNorms`, :func:`identity_sentence`,
-:func:`run_stage`, :func:`caption_paths_cli`, :class:`CaptionError`.
+:func:`caption_vocabulary`, :func:`run_stage`, :func:`caption_paths_cli`, :class:`CaptionError`.
 """
 
 from __future__ import annotations
@@ -300,7 +300,9 @@ def extract_features(
     if num_workers <= 1 or n < SERIAL_BELOW:
         return _features_of(audios, sr)
     chunk = max(8, min(64, n // (num_workers * 4) or 1))
-    method = "forkserver" if "forkserver" in multiprocessing.get_all_start_methods() else "spawn"
+    # fork: workers start in well under a second with librosa already imported (spawn and
+    # forkserver re-import everything, and re-run a script's __main__)
+    method = "fork" if "fork" in multiprocessing.get_all_start_methods() else "spawn"
     parts = [list(audios[i : i + chunk]) for i in range(0, n, chunk)]
     with ProcessPoolExecutor(num_workers, mp_context=multiprocessing.get_context(method)) as pool:
         results = pool.map(_features_of, parts, [sr] * len(parts))
@@ -659,6 +661,27 @@ def describe(features: dict[str, float], norms: SetNorms | None = None, variant:
     """
     text = _compose(_choose_words(features, norms), variant)
     return text[0].upper() + text[1:]
+
+
+_STOPWORDS = frozenset(
+    "a an the and with of it its is that has between about around across to this then into "
+    "them there by in on are be sound hz khz".split()
+)
+
+
+def caption_vocabulary(captions: Sequence[str], top: int | None = None) -> pd.Series:
+    """How often each descriptive word occurs across ``captions`` (most frequent first).
+
+    Words are lower-cased and hyphenated words kept whole (``low-pitched``); numbers,
+    articles, prepositions and the generic "sound" are left out.
+    """
+    counts: dict[str, int] = {}
+    for text in captions:
+        for word in re.findall(r"[a-z]+(?:-[a-z]+)*", str(text).lower()):
+            if word not in _STOPWORDS and len(word) > 1:
+                counts[word] = counts.get(word, 0) + 1
+    series = pd.Series(counts, dtype=int, name="count").sort_values(ascending=False, kind="stable")
+    return series.head(top) if top else series
 
 
 # --------------------------------------------------------------------------------------------

@@ -140,8 +140,7 @@ class RecordConfig:
     layers: list[str] = field(default_factory=lambda: ["preset:ast"])
     """Module names, globs (``*.mlp.fc1``) or presets (``preset:ast``, ``classifier``)."""
     pooling: str = "mean"
-    """How token/time axes are pooled: ``mean``, ``max`` or ``cls``."""
-    batch_size: int = 32
+    """How token/time axes are pooled: ``mean``, ``max`` or ``cls``. (Batch size: ``model.batch_size``.)"""
 
 
 @dataclass
@@ -208,10 +207,14 @@ class ConceptsConfig:
     )
     clap_model: str | None = None
     """A transformers ``ClapModel`` id or path for TAB; ``None`` skips TAB."""
+    tab_similarity: str = "soft_wpmi"
+    """The similarity function TAB scores CLAP concept probabilities with."""
+    clap_batch_size: int = 8
     icl: bool = True
     icl_top: int = 5
-    calibration_threshold: float = 0.8
-    """High-summary sentences at least this similar to a low-summary sentence are dropped."""
+    calibration_threshold: float = 0.5
+    """High-summary sentences whose embedding cosine to a low-summary sentence is at least this
+    are dropped (0.5: the default of AND's code, ``remove_mutual_information``)."""
     adjective_lexicon: str | None = None
     """File of sound adjectives (``None``: the shipped lexicon); used when no LLM is set."""
 

@@ -23,12 +23,14 @@ and Spearman, per neuron). Simulators and baselines (the ``method`` column):
 - ``label``: the clip's class name in place of its caption, scored against the neuron's own
   description -- what the label alone carries, without the caption's acoustic words;
 - ``label_oracle``: the mean activation of the neuron over the other held-out clips of the
-  clip's class (leave-one-out). No description is involved: this is the ceiling of any
-  predictor that sees only the label;
+  clip's class (leave-one-out). No description is involved: a reference for how much of the
+  neuron any predictor that sees only the label can explain (leave-one-out means are biased
+  slightly negative when the neuron barely depends on the class);
 - ``llm`` (when ``llm.backend`` is generative): an LLM rates 0-10 how well each caption matches
   the description, on a seeded random sample of the held-out clips.
 
-Outputs: ``last_layer.json``, ``simulation_scores.csv`` and the figures
+Outputs: ``last_layer.json``, ``simulation_scores.csv`` (``layer, neuron, method, pearson,
+spearman`` plus ``n_clips``, the clips each correlation is computed on) and the figures
 ``last_layer_accuracy`` and ``simulation_scores``.
 
 Public surface: :func:`topk_accuracy`, :func:`concept_cosine`, :func:`last_layer_scores`,
@@ -119,6 +121,16 @@ def read_clips(run: RunDir, clip_ids: Sequence[str] | None = None) -> pd.DataFra
     if clip_ids is not None:
         clips = clips.set_index("clip_id").reindex(list(clip_ids)).reset_index()
     return clips
+
+
+def input_fingerprint(run: RunDir, names: Iterable[str]) -> dict[str, list[int] | None]:
+    """Size and modification time of input files: part of a stage key, so a stage reruns when
+    an upstream file is rewritten even if the upstream stage key is unknown."""
+    out: dict[str, list[int] | None] = {}
+    for name in names:
+        p = run / name
+        out[name] = [p.stat().st_size, p.stat().st_mtime_ns] if p.exists() else None
+    return out
 
 
 def description_of(row: pd.Series | dict) -> str:
@@ -223,7 +235,10 @@ def concept_cosine(predicted: list[str], truth: list[str], embedder: TextEncoder
     true = [normalize_concept(t) for t in truth]
     texts = sorted({*pred, *true} - {""})
     vecs = dict(zip(texts, np.asarray(embedder.encode(texts), dtype=np.float64), strict=True))
-    cos = [float(vecs[p] @ vecs[t]) if p and t else 0.0 for p, t in zip(pred, true, strict=True)]
+    cos = [
+        float(np.clip(vecs[p] @ vecs[t], -1.0, 1.0)) if p and t else 0.0
+        for p, t in zip(pred, true, strict=True)
+    ]
     return float(np.mean(cos))
 
 
@@ -503,8 +518,16 @@ def parse_ratings(reply: str, n: int) -> np.ndarray:
     return out
 
 
-def llm_simulate(llm: Any, descriptions: list[str], captions: list[list[str]]) -> list[np.ndarray]:
-    """LLM ratings (0-10) of each neuron's captions against its description, one batch call."""
+def llm_simulate(
+    llm: Any,
+    descriptions: list[str],
+    captions: list[list[str]],
+    labels: list[str] | None = None,
+) -> list[np.ndarray]:
+    """LLM ratings (0-10) of each neuron's captions against its description, one batch call.
+
+    ``llm`` is an :class:`andlib.llm.LLM`; ``labels`` name the requests in error messages.
+    """
     prompts = [
         [
             {
@@ -517,7 +540,7 @@ def llm_simulate(llm: Any, descriptions: list[str], captions: list[list[str]]) -
         ]
         for desc, caps in zip(descriptions, captions, strict=True)
     ]
-    replies = llm.complete_many(prompts)
+    replies = llm.complete_many(prompts, labels)
     return [parse_ratings(r, len(c)) for r, c in zip(replies, captions, strict=True)]
 
 
@@ -622,7 +645,14 @@ def simulation_scores(
                 )
             )
         if use_llm:
-            frames.append(_llm_scores(cfg, llm, layer, picked, descs, acts, mask, captions))
+            try:
+                frames.append(_llm_scores(cfg, llm, layer, picked, descs, acts, mask, captions))
+            except Exception as exc:  # an unreachable server must not cost the other scores
+                from andlib.llm import LLMError
+
+                if not isinstance(exc, LLMError):
+                    raise
+                log.warning("LLM simulator skipped for %s: %s", layer, exc)
     return pd.concat(frames, ignore_index=True)
 
 
@@ -646,7 +676,10 @@ def _llm_scores(
         size = min(cfg.evaluate.llm_simulation_clips, len(pool))
         clip_sets.append(np.sort(gen.choice(pool, size=size, replace=False)))
     ratings = llm_simulate(
-        llm, [descs[j] for j in cols], [[captions[i] for i in s] for s in clip_sets]
+        llm,
+        [descs[j] for j in cols],
+        [[captions[i] for i in s] for s in clip_sets],
+        [f"{layer} neuron {picked[j]} (simulation)" for j in cols],
     )
     rows = []
     for j, s, r in zip(cols, clip_sets, ratings, strict=True):
@@ -716,7 +749,16 @@ def run_stage(cfg: Config, run: RunDir) -> dict[str, Any]:
     """Write ``last_layer.json``, ``simulation_scores.csv`` and their figures."""
     from andlib import plots
 
-    key = cfg.section_hash("evaluate", "embedder", "seed", "llm", extra=[run.stage_key("concepts")])
+    key = cfg.section_hash(
+        "evaluate",
+        "embedder",
+        "seed",
+        "llm",
+        extra=[
+            run.stage_key("concepts"),
+            input_fingerprint(run, ["neurons.csv", "captions.csv", "activations/index.json"]),
+        ],
+    )
     logger = run.logger(STAGE)
     if run.is_fresh(STAGE, key):
         logger.info("evaluate: up to date")

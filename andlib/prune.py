@@ -67,6 +67,7 @@ from torch import nn
 from andlib.config import Config, rng
 from andlib.evaluate import (
     activation_index,
+    input_fingerprint,
     normalize_concept,
     ranked_concepts,
     read_clips,
@@ -278,19 +279,26 @@ def concept_words(concept: str) -> list[str]:
     return [stem(w) for w in normalize_concept(concept).split()]
 
 
-def matches_open_concepts(open_concepts: Sequence[str], concept: str, how: str = "all") -> bool:
-    """Whether a neuron's open concepts name ``concept`` (``how``: ``all``, ``any``, ``head``)."""
-    have = {stem(w) for c in open_concepts for w in normalize_concept(c).split()}
+def _open_words(open_concepts: Sequence[str]) -> set[str]:
+    return {stem(w) for c in open_concepts for w in normalize_concept(c).split()}
+
+
+def _ocp_hit(have: set[str], concept: str, how: str) -> bool:
     words = concept_words(concept)
+    if how not in ("all", "any", "head"):
+        raise ValueError(f"prune.ocp_match: {how!r} is not one of all, any, head")
     if not words or not have:
         return False
     if how == "all":
         return all(w in have for w in words)
     if how == "any":
         return any(w in have for w in words)
-    if how == "head":
-        return words[-1] in have
-    raise ValueError(f"prune.ocp_match: {how!r} is not one of all, any, head")
+    return words[-1] in have
+
+
+def matches_open_concepts(open_concepts: Sequence[str], concept: str, how: str = "all") -> bool:
+    """Whether a neuron's open concepts name ``concept`` (``how``: ``all``, ``any``, ``head``)."""
+    return _ocp_hit(_open_words(open_concepts), concept, how)
 
 
 class Selector:
@@ -319,14 +327,7 @@ class Selector:
         self.keys = list(zip(rows["layer"].astype(str), rows["neuron"].astype(int), strict=True))
         records = rows.to_dict("records")
         if strategy == "ocp":
-            self.concepts = [
-                {
-                    stem(w)
-                    for c in split_list(r.get("open_concepts", ""))
-                    for w in normalize_concept(c).split()
-                }
-                for r in records
-            ]
+            self.concepts = [_open_words(split_list(r.get("open_concepts", ""))) for r in records]
         else:
             method = f"db_{db_similarity}" if strategy == "db" else "tab"
             self.concepts = [
@@ -334,16 +335,9 @@ class Selector:
             ]
 
     def _hit(self, have: set[str], concept: str) -> bool:
-        if self.strategy != "ocp":
-            return normalize_concept(concept) in have
-        words = concept_words(concept)
-        if not words or not have:
-            return False
-        if self.ocp_match == "all":
-            return all(w in have for w in words)
-        if self.ocp_match == "any":
-            return any(w in have for w in words)
-        return words[-1] in have
+        if self.strategy == "ocp":
+            return _ocp_hit(have, concept, self.ocp_match)
+        return normalize_concept(concept) in have
 
     def __call__(self, concept: str) -> dict[str, list[int]]:
         """``{layer: [neuron, ...]}`` chosen for ``concept`` (layers in table order)."""
@@ -604,14 +598,15 @@ def pruning_experiment(cfg: Config, run: RunDir, target: Any = None) -> pd.DataF
                 ref = chosen[match]
             counts = {layer: len(v) for layer, v in ref.items()}
             chosen["random"] = random_neurons(counts, sizes, rng(cfg, "prune", concept))
+        outputs: dict[tuple, torch.Tensor] = {(): before}  # one forward per distinct selection
         for strategy in strategies:
             selection = chosen[strategy]
             n = _count(selection)
-            if n:
+            key = tuple(sorted((layer, tuple(v)) for layer, v in selection.items() if v))
+            if key not in outputs:
                 with pruner.pruned(selection):
-                    after = predict(target, held.inputs)
-            else:
-                after = before
+                    outputs[key] = predict(target, held.inputs)
+            after = outputs[key]
             rows.append(
                 {
                     "strategy": strategy,
@@ -693,7 +688,10 @@ def run_stage(cfg: Config, run: RunDir) -> dict[str, Any]:
         "data",
         "train.heldout_fold",
         "evaluate.classifier_layer",
-        extra=[run.stage_key("concepts")],
+        extra=[
+            run.stage_key("concepts"),
+            input_fingerprint(run, ["neurons.csv", "clips.csv", "activations/index.json"]),
+        ],
     )
     logger = run.logger(STAGE)
     if run.is_fresh(STAGE, key):

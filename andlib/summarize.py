@@ -59,6 +59,10 @@ LIGHT_VERBS = frozenset({
     "be", "have", "do", "go", "get", "make", "become", "seem", "sound", "contain", "feature",
     "include", "come", "occur", "appear", "hear", "say", "describe",
 })  # fmt: skip
+INTENSIFIERS = frozenset({
+    "very", "extremely", "quite", "rather", "fairly", "really", "highly", "strongly",
+    "especially", "mostly", "predominantly", "mainly", "so", "too",
+})  # fmt: skip
 TIME_ADVERBS = frozenset({"then", "also", "too", "again", "still", "now", "later", "first"})
 ARTICLES = frozenset({"a", "an", "the"})
 NP_MODIFIERS = frozenset({"det", "amod", "compound", "nummod", "poss", "nmod", "advmod"})
@@ -143,7 +147,9 @@ def _merge_hyphenated(doc) -> None:
     with doc.retokenize() as retok:
         for span in spans:
             root = span.root
+            before_noun = span.end < len(doc) and doc[span.end].pos_ in ("NOUN", "PROPN")
             heads_np = root.pos_ in ("NOUN", "PROPN") and root.dep_ not in ("compound", "amod")
+            heads_np = heads_np and not before_noun
             pos, tag = ("NOUN", "NN") if heads_np else ("ADJ", "JJ")
             retok.merge(span, attrs={"POS": pos, "TAG": tag, "LEMMA": span.text})
 
@@ -215,6 +221,15 @@ def _source_span(obj):
     return doc[obj.left_edge.i : end]
 
 
+def _with_article(noun, tokens) -> str:
+    """``tokens`` as text, with "a"/"an" in front when the noun had one ("a hum")."""
+    text = _text(tokens)
+    had = any(c.dep_ == "det" and c.lower_ in ("a", "an") for c in noun.lefts)
+    if not had or tokens[0].lower_ in ARTICLES:
+        return text
+    return ("an " if text[:1] in "aeiou" else "a ") + text
+
+
 def _core(noun) -> list:
     return [c for c in noun.lefts if c.dep_ == "compound"] + [noun]
 
@@ -263,6 +278,8 @@ def _attributes_of(doc) -> tuple[Attribute, ...]:
                 child.dep_ in NP_MODIFIERS or (child.dep_ == "punct" and child.text == ",")
             ):
                 break
+            if any(t.dep_ == "cc" for t in child.subtree):
+                break  # a misparsed coordination: "a timbre and high-frequency content"
             start = child.left_edge.i
         if not detail:  # the main noun: its adjectives describe the whole sound
             start = _core(tok)[0].i
@@ -291,11 +308,11 @@ def _attributes_of(doc) -> tuple[Attribute, ...]:
             body = [t for t in tokens if t.lower_ not in ARTICLES]
             add("phrase", body, text="no " + _text(body), key="no " + _key(body))
             continue
-        add("phrase", tokens)
+        add("phrase", tokens, text=_with_article(tok, tokens))
         core = _core(tok)
         if len(core) < len(tokens) and tokens[0].lower_ != "no":
             if len(core) > 1 or tok.lemma_ not in VAGUE_NOUNS:
-                add("phrase", core)
+                add("phrase", core, text=_with_article(tok, core))
 
     # Adjectives: of the whole sound ("loud", "not tonal"), or with their noun ("rich
     # harmonics") when they modify a detail; those inside "no clear pitch" stay there.
@@ -318,7 +335,11 @@ def _attributes_of(doc) -> tuple[Attribute, ...]:
             continue
         if neg == "not":
             add("adj", [tok], text=f"not {tok.lower_}", key=f"not {tok.lower_}")
-        else:
+            continue
+        adverbs = [c for c in tok.lefts if c.dep_ == "advmod" and c.pos_ == "ADV"]
+        if adverbs:  # "very loud" (also counted as loud), "partly tonal" (not counted as tonal)
+            add("adj", [*adverbs, tok])
+        if all(a.lower_ in INTENSIFIERS for a in adverbs):
             add("adj", [tok])
 
     # Verbs: "it fades away" -> fade away; "a dog is barking" -> barking.
@@ -327,8 +348,10 @@ def _attributes_of(doc) -> tuple[Attribute, ...]:
             continue
         if tok.i in taken:  # inside a source: "a dog barking"
             continue
-        if tok.dep_ in ("amod", "compound", "aux", "auxpass") or _negation(tok) == "not":
+        if tok.dep_ in ("amod", "compound", "aux", "auxpass", "acl") or _negation(tok) == "not":
             continue
+        if any(c.dep_ == "nsubj" and c.lemma_ in VAGUE_NOUNS for c in tok.children):
+            continue  # "energy spread across the spectrum" says where, not what happens
         if tok.tag_ == "VBG":
             if tok.lower_ not in found:
                 add("action", [tok], key=tok.lemma_)
@@ -405,6 +428,24 @@ def _sentence(count: int, k: int, attrs: list[Attribute]) -> str:
     return f"{subject} {_series(clauses, conj)}."
 
 
+COUNT_PREFIX = re.compile(
+    r"^(?:All \d+ clips|Both clips|Most clips \(\d+ of \d+\)|Some clips \(\d+ of \d+\)"
+    r"|Only one clip|The clip)\s+"
+)
+
+
+def strip_counts(sentence: str) -> str:
+    """A summary sentence without its count subject: "Most clips (4 of 5) are loud." ->
+    "are loud.". Other text is returned unchanged.
+
+    Extractive sentences share their wording up to the attributes, which inflates embedding
+    similarity between unrelated sentences (MiniLM: 0.83 for "Most clips (4 of 5) are loud and
+    tonal." vs "Most clips (4 of 5) are quiet and noisy.", 0.54 without the subject), so
+    compare sentences across summaries (Module B) after stripping it.
+    """
+    return COUNT_PREFIX.sub("", sentence.strip())
+
+
 def summarize_captions(captions: Sequence[str], max_items: int = 8) -> str:
     """Deterministic, non-generative summary: what most captions share and what few have.
 
@@ -426,7 +467,7 @@ def summarize_captions(captions: Sequence[str], max_items: int = 8) -> str:
         for a in attrs:
             first.setdefault(a.key, a)
             clips.setdefault(a.key, set()).add(i)
-    phrases = [a for a in first.values() if a.kind in ("phrase", "source", "verb")]
+    phrases = [a for a in first.values() if len(a.words) > 1]
     keep = [
         a
         for a in first.values()

@@ -33,6 +33,14 @@ def main() -> None:
     ps = load_probing_set(cfg)
     print(f"loaded {len(ps)} clips ({cfg.data.duration} s each) in {time.perf_counter() - t:.1f} s")
     extract_features(ps.audio[:2], ps.sample_rate, 1)  # warm-up: imports, numba JIT
+    sample = ps.audio[:20]
+    t = time.process_time()
+    extract_features(sample, ps.sample_rate, 1)
+    cpu = (time.process_time() - t) / len(sample)
+    print(
+        f"CPU time per clip: {1000 * cpu:.0f} ms -> {1 / cpu:.0f} clips/s per idle core, "
+        f"{workers / cpu:.0f} clips/s on {workers} idle cores"
+    )
 
     for n_workers in sorted({1, workers}):
         clips = ps.audio if n_workers > 1 else ps.audio[: max(20, len(ps) // 4)]

@@ -364,8 +364,9 @@ def test_llm_simulator_with_a_fake_generative_backend(tmp_path, tmp_cfg):
         def __init__(self):
             self.prompts = []
 
-        def complete_many(self, prompts):
+        def complete_many(self, prompts, labels=None):
             self.prompts.extend(prompts)
+            self.labels = labels
             return ["\n".join(f"{i + 1}: {i}" for i in range(6)) for _ in prompts]
 
     llm = FakeLLM()
@@ -374,6 +375,7 @@ def test_llm_simulator_with_a_fake_generative_backend(tmp_path, tmp_cfg):
     assert len(got) == 3 and len(llm.prompts) == 3
     assert (got.n_clips == 6).all()
     assert "Reply with one line per clip" in llm.prompts[0][0]["content"]
+    assert llm.labels[0].startswith("layers.1.out neuron ")
 
 
 def test_run_stage_end_to_end(tmp_path, tmp_cfg, monkeypatch):
