@@ -40,7 +40,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from andlib.config import Config
+from andlib.config import Config, stable_hash
 from andlib.runs import RunDir
 
 log = logging.getLogger(__name__)
@@ -577,11 +577,9 @@ def compute_tables(cfg: Config, run: RunDir, logger: logging.Logger | None = Non
         logger.warning("analysis: no neurons.csv; adjective and balance analyses skipped")
 
     if run.exists("captions.csv") and (neurons is not None or run.exists("neuron_topk.csv")):
-        from andlib.embeddings import get_embedder
-
         captions = run.read_csv("captions.csv")
         captions = captions[captions["caption"].astype(str).str.strip() != ""]
-        emb = get_embedder(cfg.embedder).encode(captions["caption"].astype(str).tolist())
+        emb = caption_embeddings(cfg, run, captions["caption"].astype(str).tolist())
         clusters = cluster_captions(
             captions["clip_id"].astype(str), emb, a.n_clusters, cfg.seed, a.kmeans_n_init
         )
@@ -610,6 +608,26 @@ def compute_tables(cfg: Config, run: RunDir, logger: logging.Logger | None = Non
     else:
         logger.warning("analysis: no features.csv or activations; acoustic-feature R² skipped")
     return written
+
+
+def caption_embeddings(cfg: Config, run: RunDir, texts: list[str]) -> np.ndarray:
+    """Sentence embeddings of ``texts`` (the captions), cached in
+    ``analysis/caption_embeddings.npz`` under a hash of the embedder name and the texts, so
+    changing only an analysis setting does not embed every caption again."""
+    from andlib.embeddings import get_embedder
+
+    key = stable_hash([cfg.embedder.name, texts])
+    path = _analysis_file(run, "caption_embeddings.npz")
+    if path.exists():
+        with np.load(path) as cached:
+            if str(cached["key"]) == key:
+                return cached["embeddings"]
+    emb = np.asarray(get_embedder(cfg.embedder).encode(texts), dtype=np.float32)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp.npz")
+    np.savez(tmp, key=np.array(key), embeddings=emb)
+    tmp.replace(path)
+    return emb
 
 
 def _summary(run: RunDir) -> dict[str, Any]:

@@ -441,161 +441,166 @@ class _Words:
     actions: list[str]  # verb phrases: "that ..."
 
 
+@dataclass
+class _Kind:
+    """What sort of sound a clip is, from its measurements (thresholds in one place)."""
+
+    tonal: bool  # periodic most of the time
+    partly_tonal: bool  # periodic some of the time (voices, calls)
+    impulsive: bool  # energy in brief transients (clicks, crackles)
+    percussive: bool  # sharp attacks, less brief (knocks, steps)
+    train: bool  # a series of transients
+    regular: bool  # evenly spaced onsets
+    busy: bool  # many onsets, unevenly spaced
+    steady: bool  # no onsets, no silences, a flat level
+    intermittent: bool  # several events separated by silences
+    single: bool  # one event, then silence
+
+    @classmethod
+    def of(cls, f: dict[str, float]) -> _Kind:
+        n_onsets = f["onset_rate"] * f["duration_s"]
+        tonal = f["voiced_frac"] >= 0.5 and f["harmonicity"] >= 0.6
+        impulsive = f["impulsiveness"] >= 0.3
+        percussive = not impulsive and f["impulsiveness"] >= 0.12 and f["attack_db"] >= 25
+        return cls(
+            tonal=tonal,
+            partly_tonal=not tonal and f["voiced_frac"] >= 0.15,
+            impulsive=impulsive,
+            percussive=percussive,
+            train=n_onsets >= 3 and (impulsive or percussive),
+            regular=n_onsets >= 4 and f["onset_regularity"] >= 0.5,
+            busy=n_onsets >= 4 and f["onset_rate"] >= 2,
+            steady=f["onset_rate"] <= 0.5
+            and f["silence_frac"] < 0.1
+            and f["level_std_db"] <= 4.0
+            and abs(f["level_trend_db"]) < 6.0,
+            intermittent=f["n_events"] >= 2 and f["silence_frac"] >= 0.2,
+            single=f["n_events"] == 1 and f["silence_frac"] >= 0.5,
+        )
+
+
 _COUNTS = {2: "two", 3: "three", 4: "four", 5: "five"}
+_PITCH_WORDS = [(300, "low-pitched"), (1400, "mid-pitched"), (4000, "high-pitched")]
 
 
-def _choose_words(f: dict[str, float], norms: SetNorms | None) -> _Words:
+def _choose_words(f: dict[str, float], norms: SetNorms | None, alt: int = 0) -> _Words:
     """Turn one clip's measurements into words (see :func:`describe` for the anchors).
 
     Every caption says something about four things: loudness (when it stands out), texture
     (tonal, partly tonal, noisy, impulsive or percussive), time course (steady, repetitive,
     irregular, intermittent, a single burst, fluctuating or continuous) and spectrum (where
     the energy is, bright or dull); pitch, its movement and the envelope are added when clear.
+    ``alt`` (0 or 1) picks between equivalent phrasings.
     """
     norms = norms or SetNorms(pd.DataFrame())
+    kind = _Kind.of(f)
+    adjectives: list[str] = []
 
-    def grade(name: str, **kw: float) -> int:
-        return _grade(f[name], norms.rank(name, f[name]), **kw)
+    loud = _grade(
+        f["loudness_db"], norms.rank("loudness_db", f["loudness_db"]),
+        low=-35, high=-11, rel_low_below=-18, rel_high_above=-20,
+    )  # fmt: skip
+    if loud:
+        adjectives.append(
+            ("very loud" if f["loudness_db"] >= -3 else "loud") if loud > 0
+            else ("very quiet" if f["loudness_db"] <= -48 else "quiet")
+        )  # fmt: skip
+    if kind.impulsive or kind.percussive or f["attack_db"] >= 30:
+        adjectives.append("sharp")
+    if kind.steady:
+        adjectives.append("steady")
+    elif kind.regular:
+        adjectives.append("repetitive")
+    elif kind.train or kind.busy:
+        adjectives.append("irregular")
+    elif kind.intermittent:
+        adjectives.append("intermittent")
+    elif not kind.single:
+        adjectives.append("fluctuating" if f["level_std_db"] >= 7 else "continuous")
+    if kind.regular or kind.train:
+        if f["onset_rate"] >= 10:
+            adjectives.append("fast")
+        elif f["onset_rate"] < 6:
+            adjectives.append("slow")
+    hz = None
+    if (kind.tonal or kind.partly_tonal) and f["f0_hz"] > 0:
+        hz = f["f0_hz"] if f["f0_hz"] <= 5000 else None
+        adjectives.append(
+            next((w for top, w in _PITCH_WORDS if f["f0_hz"] < top), "very high-pitched")
+        )
+    adjectives.append(
+        "impulsive" if kind.impulsive else "percussive" if kind.percussive
+        else "tonal" if kind.tonal else "partly tonal" if kind.partly_tonal else "noisy"
+    )  # fmt: skip
+
+    band, details = _spectrum(f, norms, kind, alt)
+    details += _time_course(f, kind, hz, alt)
+    actions = []
+    if f["attack_db"] >= 25 and not kind.train and f["onset_rate"] * f["duration_s"] <= 3:
+        actions.append("starts suddenly")
+    if f["level_trend_db"] <= -10:
+        actions.append("fades away into silence" if kind.single else "fades away")
+    elif f["level_trend_db"] >= 8:
+        actions.append("grows louder")
+    if kind.single and f["level_trend_db"] > -10:
+        actions.append("then falls silent")
+    return _Words(adjectives, _noun(f, kind, band), hz, details[:3], actions)
+
+
+def _spectrum(f: dict[str, float], norms: SetNorms, kind: _Kind, alt: int) -> tuple[str, list[str]]:
+    """The band where the energy lies and phrases for it (plus timbre for tonal sounds)."""
 
     def top(name: str, share: float) -> bool:
         rank = norms.rank(name, f[name])
         return rank is not None and rank >= 1 - share
 
-    adjectives: list[str] = []
-    details: list[str] = []
-    actions: list[str] = []
-    n_onsets = f["onset_rate"] * f["duration_s"]
-
-    # ---- loudness ------------------------------------------------------------------------
-    loud = grade("loudness_db", low=-35, high=-11, rel_low_below=-18, rel_high_above=-20)
-    if loud > 0:
-        adjectives.append("very loud" if f["loudness_db"] >= -3 else "loud")
-    elif loud < 0:
-        adjectives.append("very quiet" if f["loudness_db"] <= -48 else "quiet")
-
-    # ---- texture and time course ---------------------------------------------------------
-    tonal = f["voiced_frac"] >= 0.5 and f["harmonicity"] >= 0.6
-    partly_tonal = not tonal and f["voiced_frac"] >= 0.15
-    impulsive = f["impulsiveness"] >= 0.3
-    percussive = not impulsive and f["impulsiveness"] >= 0.12 and f["attack_db"] >= 25
-    train = n_onsets >= 3 and (impulsive or percussive)
-    regular = n_onsets >= 4 and f["onset_regularity"] >= 0.5
-    steady = (
-        f["onset_rate"] <= 0.5
-        and f["silence_frac"] < 0.1
-        and f["level_std_db"] <= 4.0
-        and abs(f["level_trend_db"]) < 6.0
-    )
-    intermittent = f["n_events"] >= 2 and f["silence_frac"] >= 0.2
-    single = f["n_events"] == 1 and f["silence_frac"] >= 0.5
-    busy = n_onsets >= 4 and f["onset_rate"] >= 2
-
-    if impulsive or percussive or f["attack_db"] >= 30:
-        adjectives.append("sharp")
-    if steady:
-        adjectives.append("steady")
-    elif regular:
-        adjectives.append("repetitive")
-    elif train or busy:
-        adjectives.append("irregular")
-    elif intermittent:
-        adjectives.append("intermittent")
-    elif not single and f["level_std_db"] >= 7:
-        adjectives.append("fluctuating")
-    elif not single and f["silence_frac"] < 0.1:
-        adjectives.append("continuous")
-    if regular or train:
-        if f["onset_rate"] >= 10:
-            adjectives.append("fast")
-        elif f["onset_rate"] < 6:
-            adjectives.append("slow")
-
-    hz = None
-    if (tonal or partly_tonal) and f["f0_hz"] > 0:
-        pitch = f["f0_hz"]
-        hz = pitch if pitch <= 5000 else None
-        adjectives.append(
-            "low-pitched"
-            if pitch < 300
-            else "mid-pitched"
-            if pitch < 1400
-            else "high-pitched"
-            if pitch < 4000
-            else "very high-pitched"
-        )
-    if impulsive:
-        adjectives.append("impulsive")
-    elif percussive:
-        adjectives.append("percussive")
-    elif tonal:
-        adjectives.append("tonal")
-    elif partly_tonal:
-        adjectives.append("partly tonal")
+    if f["low_ratio"] >= 0.7 or (top("low_ratio", 0.15) and f["low_ratio"] >= 0.5):
+        band = "low-frequency"
+    elif f["high_ratio"] >= 0.6 or (top("high_ratio", 0.15) and f["high_ratio"] >= 0.25):
+        band = "high-frequency"
+    elif f["flatness"] >= 0.3 or f["bandwidth_hz"] >= 1800:
+        band = "broadband"
     else:
-        adjectives.append("noisy")
-
-    # ---- spectrum ------------------------------------------------------------------------
-    pure = tonal and f["tone_purity"] >= 0.85
-    low_heavy = f["low_ratio"] >= 0.7 or (top("low_ratio", 0.15) and f["low_ratio"] >= 0.5)
-    high_heavy = f["high_ratio"] >= 0.6 or (top("high_ratio", 0.15) and f["high_ratio"] >= 0.25)
-    broadband = not (low_heavy or high_heavy) and (
-        f["flatness"] >= 0.3 or f["bandwidth_hz"] >= 1800
-    )
-    band = (
-        "low-frequency"
-        if low_heavy
-        else "high-frequency"
-        if high_heavy
-        else "broadband"
-        if broadband
-        else "midrange"
-    )
-    bright = grade("centroid_hz", low=300, high=3500, rel_low_below=700, rel_high_above=1500)
+        band = "midrange"
+    bright = _grade(
+        f["centroid_hz"], norms.rank("centroid_hz", f["centroid_hz"]),
+        low=300, high=3500, rel_low_below=700, rel_high_above=1500,
+    )  # fmt: skip
     colour = {1: "bright", -1: "dull"}.get(bright, "")
-    if pure:
+    details = []
+    if kind.tonal and f["tone_purity"] >= 0.85:
         details.append("a pure, sine-like timbre")
         if band != "midrange":
             details.append(f"{band} content")
-    elif band == "broadband":
+        return band, details
+    if kind.tonal and f["tone_purity"] < 0.8:
+        details.append("rich harmonics")
+    if band == "broadband":
         details.append(
             f"{colour + ', ' if colour else ''}broadband energy spread across the spectrum"
         )
     elif band == "midrange" and not colour:
-        details.append(f"energy centred around {_hz_text(f['centroid_hz'])}")
+        where = _hz_text(f["centroid_hz"])
+        details.append(
+            f"energy centred around {where}" if alt == 0 else f"most of its energy near {where}"
+        )
     else:
-        details.append(f"{colour + ' ' if colour else ''}{band} content")
-    if tonal and f["tone_purity"] < 0.8:
-        details.insert(0, "rich harmonics")
+        details.append(
+            f"{colour + ' ' if colour else ''}{band} {'content' if alt == 0 else 'energy'}"
+        )
+    return band, details
 
-    # ---- noun ----------------------------------------------------------------------------
-    if train:
-        if f["impulsiveness"] >= 0.8:
-            noun = "series of clicks"
-        elif not regular and f["onset_rate"] >= 6:
-            noun = "crackling"
-        elif f["centroid_hz"] < 800:
-            noun = "series of knocks"
-        else:
-            noun = "series of taps"
-    elif (impulsive or percussive) and n_onsets < 3:
-        noun = "impact" if f["centroid_hz"] < 1500 else "click"
-    elif tonal and steady:
-        noun = "hum" if f["f0_hz"] < 300 else "whistle" if pure and f["f0_hz"] >= 1400 else "sound"
-    elif not tonal and not partly_tonal and steady and band in ("low-frequency", "high-frequency"):
-        noun = "rumble" if band == "low-frequency" else "hiss"
-    elif single and f["event_s"] < 0.5:
-        noun = "burst"
-    else:
-        noun = "sound"
 
-    # ---- time course ---------------------------------------------------------------------
-    if intermittent and not single:
-        pause = "long pauses" if f["gap_s"] >= 0.6 else "short silences"
+def _time_course(f: dict[str, float], kind: _Kind, hz: float | None, alt: int) -> list[str]:
+    """Phrases for silences between events and for the movement of the pitch."""
+    details = []
+    if kind.intermittent and not kind.single:
+        pause = "long pauses" if f["gap_s"] >= 0.6 else ("short silences", "brief gaps")[alt]
         n = int(f["n_events"])
-        if n in _COUNTS and not train:
+        if n in _COUNTS and not kind.train:
             details.append(f"{_COUNTS[n]} bursts separated by {pause}")
         else:
-            details.append(f"{pause} between {'them' if train else 'bursts'}")
+            details.append(f"{pause} between bursts")
     if hz is not None and f["voiced_frac"] >= 0.3:
         if f["pitch_trend_oct"] >= 0.5:
             details.append("a rising pitch")
@@ -603,19 +608,37 @@ def _choose_words(f: dict[str, float], norms: SetNorms | None) -> _Words:
             details.append("a falling pitch")
         elif f["pitch_spread_oct"] >= 0.25:
             details.append("a wavering pitch")
-    if f["attack_db"] >= 25 and not train and n_onsets <= 3:
-        actions.append("starts suddenly")
-    if f["level_trend_db"] <= -10:
-        actions.append("fades away into silence" if single else "fades away")
-    elif f["level_trend_db"] >= 8:
-        actions.append("grows louder")
-    if single and f["level_trend_db"] > -10:
-        actions.append("then falls silent")
-    return _Words(adjectives, noun, hz, details[:3], actions)
+    return details
+
+
+def _noun(f: dict[str, float], kind: _Kind, band: str) -> str:
+    if kind.train:
+        if f["impulsiveness"] >= 0.8:
+            return "series of clicks"
+        if not kind.regular and f["onset_rate"] >= 6:
+            return "crackling"
+        return "series of knocks" if f["centroid_hz"] < 800 else "series of taps"
+    if (kind.impulsive or kind.percussive) and f["onset_rate"] * f["duration_s"] < 3:
+        return "impact" if f["centroid_hz"] < 1500 else "click"
+    if kind.tonal and kind.steady:
+        if f["f0_hz"] < 300:
+            return "hum"
+        return "whistle" if f["tone_purity"] >= 0.85 and f["f0_hz"] >= 1400 else "sound"
+    if not (kind.tonal or kind.partly_tonal) and kind.steady and band != "midrange":
+        return {"low-frequency": "rumble", "high-frequency": "hiss"}.get(band, "sound")
+    if kind.single and f["event_s"] < 0.5:
+        return "burst"
+    return "sound"
 
 
 def _hz_text(hz: float) -> str:
-    return f"{hz / 1000:.1f} kHz" if hz >= 1000 else f"{round(hz, -1):.0f} Hz"
+    return (
+        f"{hz / 1000:.1f} kHz"
+        if hz >= 1000
+        else f"{hz:.0f} Hz"
+        if hz < 200
+        else f"{round(hz, -1):.0f} Hz"
+    )
 
 
 def _article(word: str) -> str:
@@ -631,7 +654,7 @@ def _join(items: Sequence[str], sep: str = ", ") -> str:
 
 def _compose(w: _Words, variant: int) -> str:
     """One or two sentences from the chosen words; ``variant`` picks one of three shapes."""
-    pitch = f" (about {w.hz:.0f} Hz)" if w.hz else ""
+    pitch = f" (about {_hz_text(w.hz)})" if w.hz else ""
     head = f"{', '.join(w.adjectives)} {w.noun}".strip()
     head = f"{_article(head)} {head}{pitch}"
     details, actions = _join(w.details), _join(w.actions)
@@ -659,25 +682,27 @@ def describe(features: dict[str, float], norms: SetNorms | None = None, variant:
     ``variant`` picks the sentence shape (the acoustic captioner derives it from the audio
     hash, so wording varies across clips but never between runs).
     """
-    text = _compose(_choose_words(features, norms), variant)
+    text = _compose(_choose_words(features, norms, alt=(variant // 3) % 2), variant)
     return text[0].upper() + text[1:]
 
 
 _STOPWORDS = frozenset(
     "a an the and with of it its is that has between about around across to this then into "
-    "them there by in on are be sound hz khz".split()
+    "them there by in on are be sound hz khz energy most near centred content separated "
+    "spread spectrum series away".split()
 )
 
 
 def caption_vocabulary(captions: Sequence[str], top: int | None = None) -> pd.Series:
-    """How often each descriptive word occurs across ``captions`` (most frequent first).
+    """In how many ``captions`` each descriptive word occurs (most frequent first).
 
     Words are lower-cased and hyphenated words kept whole (``low-pitched``); numbers,
-    articles, prepositions and the generic "sound" are left out.
+    articles, prepositions and the captioners' filler ("sound", "energy", "centred"...) are
+    left out.
     """
     counts: dict[str, int] = {}
     for text in captions:
-        for word in re.findall(r"[a-z]+(?:-[a-z]+)*", str(text).lower()):
+        for word in set(re.findall(r"[a-z]+(?:-[a-z]+)*", str(text).lower())):
             if word not in _STOPWORDS and len(word) > 1:
                 counts[word] = counts.get(word, 0) + 1
     series = pd.Series(counts, dtype=int, name="count").sort_values(ascending=False, kind="stable")

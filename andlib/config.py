@@ -215,6 +215,9 @@ class ConceptsConfig:
     calibration_threshold: float = 0.5
     """High-summary sentences whose embedding cosine to a low-summary sentence is at least this
     are dropped (0.5: the default of AND's code, ``remove_mutual_information``)."""
+    calibration_keep_contrasts: bool = True
+    """Keep such a sentence anyway when it names a sound adjective the matching low sentences
+    do not (the embedder barely separates antonyms: "loud"/"quiet"); false: AND's plain rule."""
     adjective_lexicon: str | None = None
     """File of sound adjectives (``None``: the shipped lexicon); used when no LLM is set."""
 

@@ -184,10 +184,11 @@ def _check_messages(messages: Messages) -> Messages:
     return [{"role": m["role"], "content": str(m["content"])} for m in messages]
 
 
-def get_llm(cfg: LLMConfig, cache_dir: str | os.PathLike | None = None) -> LLM:
+def get_llm(cfg: LLMConfig, cache_dir: str | os.PathLike | None) -> LLM:
     """The backend that ``cfg.backend`` names; replies are cached under ``cache_dir/llm``.
 
-    ``cache_dir`` is normally ``Config.cache_path``; ``None`` turns the cache off.
+    ``cache_dir`` is normally ``Config.cache_path``; ``None`` turns the disk cache off.
+    Raises :class:`LLMError` for an unknown backend or incomplete ``openai`` settings.
     """
     backend = cfg.backend.strip()
     if backend == "extractive":

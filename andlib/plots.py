@@ -203,7 +203,11 @@ def plot_adjective_distribution(
     optionally ``fraction``) as horizontal bars; one panel per ``model`` when that column exists.
     """
     models = list(dict.fromkeys(counts["model"])) if "model" in counts else [None]
-    height = 1.4 + 0.24 * top_n
+    rows = (
+        counts["model"].value_counts().max() if "model" in counts and len(counts) else len(counts)
+    )
+    shown = max(1, min(top_n, int(rows)))
+    height = 1.4 + 0.24 * shown
     fig, axes = plt.subplots(1, len(models), figsize=(4.2 * len(models) + 0.8, height))
     axes = [axes] if len(models) == 1 else list(axes)
     for i, (ax, model) in enumerate(zip(axes, models, strict=True)):
@@ -213,12 +217,13 @@ def plot_adjective_distribution(
             _no_data(ax, "adjectives")
         else:
             ax.barh(sub["adjective"].astype(str)[::-1], sub["count"][::-1], color=PALETTE[i % 8])
+            ax.set_axisbelow(True)
             ax.tick_params(axis="y", labelsize=8)
             ax.grid(axis="y", visible=False)
         ax.set_xlabel("neurons using the adjective")
         if model is not None:
             ax.set_title(str(model))
-    _titled(fig, f"Acoustic adjectives (top {top_n})", title)
+    _titled(fig, f"Acoustic adjectives (top {shown})", title)
     fig.tight_layout()
     return fig
 
@@ -284,6 +289,7 @@ def plot_polysemantic_neurons(
         _no_data(ax, "neurons")
     else:
         ax.bar(df["depth"], df["fraction"], color=PALETTE[0])
+        ax.set_axisbelow(True)
         for d, f, k, n in zip(
             df["depth"], df["fraction"], df["n_polysemantic"], df["n_neurons"], strict=True
         ):
@@ -297,6 +303,7 @@ def plot_polysemantic_neurons(
         lo, hi = (int(values.min()), int(values.max())) if len(values) else (1, 1)
         bins = range(min(lo, 1), hi + 2)
         ax2.hist(values, bins=[b - 0.5 for b in bins], color=PALETTE[1], rwidth=0.85)
+        ax2.set_axisbelow(True)
         if threshold is not None:
             ax2.axvline(threshold - 0.5, color=PALETTE[3], ls="--", label=f"≥ {threshold}")
             ax2.legend(fontsize=8)
@@ -316,6 +323,7 @@ def plot_acoustic_vs_concepts(per_layer: pd.DataFrame, title: str | None = None)
         _no_data(ax, "described neurons")
     else:
         bottom = 0
+        ax.set_axisbelow(True)
         names = {"acoustic": "acoustic adjectives", "concept": "concept nouns", "tie": "tie"}
         for i, (col, label) in enumerate(names.items()):
             ax.bar(df["depth"], df[col], bottom=bottom, label=label, color=PALETTE[[0, 1, 7][i]])
@@ -391,6 +399,7 @@ def plot_strategies_comparison(comparison: pd.DataFrame, title: str | None = Non
             m = acc[acc["model"] == model].set_index("layer")["value"].reindex(groups)
             x = np.arange(len(groups)) + (i - (len(models) - 1) / 2) * width
             ax.bar(x, m.to_numpy(), width=width, label=model, color=colors[model])
+        ax.set_axisbelow(True)
         ax.set_xticks(np.arange(len(groups)))
         ax.set_xticklabels(groups, rotation=45, ha="right", fontsize=8)
         ax.set_ylim(0, 1)

@@ -8,14 +8,16 @@ With a generative backend (``openai``, ``transformers:<model>``) each summary is
 with :func:`andlib.prompts.summarize_messages`, all neurons sent as one batch so the backend
 can run them concurrently. With the default ``extractive`` backend there is **no language
 model**: :func:`summarize_captions` counts, deterministically, which attributes (adjectives),
-phrases (noun phrases), sources ("the sound of a dog barking") and actions the captions share,
-and writes one sentence per count, e.g.::
+phrases (noun phrases), sources ("the sound of a dog barking") and verbs the captions share,
+and writes one sentence per group of clips sharing them, e.g.::
 
-    Most clips (4 of 5) are loud, impulsive sounds with bright high-frequency content.
-    Some clips (2 of 5) have short silences between bursts. Only one clip is tonal.
+    Most clips (4 of 5) are loud, sharp sounds with bright high-frequency content. Most
+    clips (3 of 5) are impulsive. Some clips (2 of 5) start suddenly. Only one clip is
+    quiet or tonal or has a hum or fades away.
 
-Adjectives stay adjectives and sources stay nouns, so Module B's sentence matching and its
-adjective/noun extraction work on these summaries as on an LLM's.
+Adjectives stay adjectives and sources stay nouns, so Module B's sentence matching (with the
+"Most clips (4 of 5)" subject stripped) and its adjective/noun extraction work on these
+summaries as on an LLM's.
 """
 
 from __future__ import annotations
@@ -257,17 +259,17 @@ def _attributes_of(doc) -> tuple[Attribute, ...]:
             if obj.dep_ == "pobj"
         ]
         compounds = [c for c in tok.lefts if c.dep_ == "compound"]
-        if compounds:
-            spans.append(doc[compounds[0].left_edge.i : tok.i])
+        if compounds:  # "dog sounds": the nouns only, not "a loud dog sound"'s adjective
+            spans.append(doc[compounds[0].i : tok.i])
         for span in spans:
             add("source", list(span))
             taken.update(range(span.start, span.end))
 
     # Noun phrases: a noun, its left modifiers and a trailing "between bursts"-like phrase.
     for tok in doc:
-        if tok.pos_ not in ("NOUN", "PROPN") or tok.dep_ == "compound" or tok.i in taken:
+        if tok.pos_ not in ("NOUN", "PROPN") or tok.dep_ in ("compound", "amod"):
             continue
-        if tok.lemma_ in GENERIC_NOUNS or _is_adjective(tok):
+        if tok.i in taken or tok.lemma_ in GENERIC_NOUNS or _is_adjective(tok):
             continue
         if tok.dep_ == "pobj" and tok.head.head.pos_ == "VERB":
             continue  # "fades away into silence", "barking in the distance"
@@ -300,7 +302,8 @@ def _attributes_of(doc) -> tuple[Attribute, ...]:
         ):
             tokens.pop(0)
         taken.update(range(start, end))
-        if any(any(ch.isdigit() for ch in t.text) for t in tokens):
+        numbers = [*tokens, *tok.children, doc[tok.i - 1]] if tok.i else tokens
+        if any(any(ch.isdigit() for ch in t.text) for t in numbers):
             continue  # "800 hz": exact numbers are rarely shared
         if len(tokens) == 1 and tok.lemma_ in VAGUE_NOUNS:
             continue
@@ -426,24 +429,6 @@ def _sentence(count: int, k: int, attrs: list[Attribute]) -> str:
     if acts:
         clauses.append(f"{involve} {_series(acts, conj)}")
     return f"{subject} {_series(clauses, conj)}."
-
-
-COUNT_PREFIX = re.compile(
-    r"^(?:All \d+ clips|Both clips|Most clips \(\d+ of \d+\)|Some clips \(\d+ of \d+\)"
-    r"|Only one clip|The clip)\s+"
-)
-
-
-def strip_counts(sentence: str) -> str:
-    """A summary sentence without its count subject: "Most clips (4 of 5) are loud." ->
-    "are loud.". Other text is returned unchanged.
-
-    Extractive sentences share their wording up to the attributes, which inflates embedding
-    similarity between unrelated sentences (MiniLM: 0.83 for "Most clips (4 of 5) are loud and
-    tonal." vs "Most clips (4 of 5) are quiet and noisy.", 0.54 without the subject), so
-    compare sentences across summaries (Module B) after stripping it.
-    """
-    return COUNT_PREFIX.sub("", sentence.strip())
 
 
 def summarize_captions(captions: Sequence[str], max_items: int = 8) -> str:

@@ -248,7 +248,7 @@ def fake_embedder(monkeypatch):
     monkeypatch.setattr(andlib.embeddings, "get_embedder", lambda cfg=None: FakeEmbedder())
 
 
-def test_run_stage_writes_tables_and_figures_then_is_cached(tmp_cfg, fake_embedder):
+def test_run_stage_writes_tables_and_figures_then_is_cached(tmp_cfg, fake_embedder, monkeypatch):
     cfg = tmp_cfg({"k": 3, "analysis.n_clusters": 4, "analysis.polysemantic_threshold": 2})
     run = make_run_dir(cfg)
     summary = an.run_stage(cfg, run)
@@ -287,6 +287,15 @@ def test_run_stage_writes_tables_and_figures_then_is_cached(tmp_cfg, fake_embedd
     assert {"slope", "ci_low", "ci_high", "n", "confidence"} <= set(trend)
     assert trend["n"] == sum(LAYERS.values()) and trend["confidence"] == cfg.analysis.confidence
     assert an.run_stage(cfg, run)["analysis"] == "cached"
+
+    # another clustering setting reuses the cached caption embeddings
+    def no_embedder(cfg=None):
+        raise AssertionError("captions embedded again")
+
+    monkeypatch.setattr("andlib.embeddings.get_embedder", no_embedder)
+    cfg3 = tmp_cfg({"k": 3, "analysis.n_clusters": 3, "analysis.polysemantic_threshold": 2})
+    an.compute_tables(cfg3, run)
+    assert set(pd.read_csv(run / "analysis" / "caption_clusters.csv")["cluster"]) == {0, 1, 2}
 
 
 def test_run_stage_skips_analyses_whose_inputs_are_missing(tmp_cfg, fake_embedder):

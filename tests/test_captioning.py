@@ -258,6 +258,7 @@ def test_stage_rejects_clips_csv_from_other_data(tmp_cfg):
 # ---- CLI ------------------------------------------------------------------------------------
 
 
+@pytest.mark.filterwarnings("ignore::UserWarning", "ignore::FutureWarning")  # librosa's fallback
 def test_cli_captions_good_files_and_names_bad_ones(tmp_cfg, tmp_path, capsys):
     good = write_tone(tmp_path / "in" / "tone.wav", freq=150, seconds=1.0)
     write_tone(tmp_path / "in" / "sub" / "high.flac", freq=3000, seconds=0.5)
@@ -348,7 +349,7 @@ def tiny_audio_lm(tmp_path_factory):
         additional_special_tokens=special[1:],
     )
     fe = WhisperFeatureExtractor(
-        feature_size=16, sampling_rate=8000, hop_length=80, chunk_length=2, n_fft=200
+        feature_size=16, sampling_rate=8000, hop_length=80, chunk_length=2, n_fft=400
     )
     config = Qwen2AudioConfig(
         audio_config={

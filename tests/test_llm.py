@@ -236,13 +236,13 @@ def test_openai_settings_are_checked(monkeypatch):
     monkeypatch.delenv("OPENAI_API_KEY", raising=False)
     monkeypatch.delenv("OPENAI_BASE_URL", raising=False)
     with pytest.raises(LLMError, match="OPENAI_API_KEY"):
-        get_llm(LLMConfig(backend="openai", model="gpt-4o-mini"))
+        get_llm(LLMConfig(backend="openai", model="gpt-4o-mini"), None)
     with pytest.raises(LLMError, match="llm.model"):
-        get_llm(LLMConfig(backend="openai", base_url="http://127.0.0.1:1/v1"))
+        get_llm(LLMConfig(backend="openai", base_url="http://127.0.0.1:1/v1"), None)
     monkeypatch.setenv("OPENAI_BASE_URL", "http://127.0.0.1:9/v1")
-    assert get_llm(LLMConfig(backend="openai", model="m")).base_url == "http://127.0.0.1:9/v1"
+    assert get_llm(LLMConfig(backend="openai", model="m"), None).base_url == "http://127.0.0.1:9/v1"
     with pytest.raises(LLMError, match="unknown backend"):
-        get_llm(LLMConfig(backend="gpt"))
+        get_llm(LLMConfig(backend="gpt"), None)
 
 
 def test_replies_arriving_before_a_failure_are_kept(server, tmp_path):

@@ -21,19 +21,27 @@ from andlib.summarize import (
 )
 from tests.test_llm import FakeServer, cache_files, echo
 
+# Captions in the style of the acoustic and metadata+acoustic captioners.
 ACOUSTIC = [
-    "A loud, impulsive sound with bright high-frequency content and short silences.",
-    "A loud, impulsive sound with bright high-frequency content.",
-    "A loud, noisy sound with bright high-frequency content and short silences.",
-    "A loud, impulsive sound with bright high-frequency content.",
-    "A quiet, tonal sound with a steady low-pitched hum.",
+    "A loud, sharp, impulsive click with bright high-frequency content, and it starts suddenly.",
+    "A loud, sharp, irregular, impulsive series of clicks with bright high-frequency content "
+    "and short silences between them.",
+    "A loud, sharp, impulsive click. It has bright high-frequency content, and it starts suddenly.",
+    "A click that is loud, sharp and noisy, with bright high-frequency content.",
+    "A quiet, steady, low-pitched, tonal hum (about 110 Hz). It has rich harmonics and "
+    "low-frequency content, and it fades away.",
 ]
 METADATA = [
-    "The sound of a dog barking. Loud and impulsive, with fast irregular onsets.",
-    "The sound of a dog barking. Loud and bright.",
-    "The sound of a dog barking. Loud and harmonic; it is not tonal.",
-    "The sound of rain. Quiet, noisy and broadband; no clear pitch.",
-    "The sound of a dog barking. Loud and impulsive.",
+    "The sound of a dog barking. A very loud, sharp, irregular, percussive sound with bright "
+    "high-frequency content.",
+    "The sound of a dog barking. A loud, sharp, intermittent, partly tonal sound with bright "
+    "high-frequency content and short silences between bursts.",
+    "The sound of a dog barking. A loud, fluctuating, mid-pitched (about 600 Hz), partly tonal "
+    "sound. It has rich harmonics and a falling pitch.",
+    "The sound of rain falling. A quiet, steady, noisy hiss with dull low-frequency content, "
+    "and it is not tonal.",
+    "The sound of a dog barking. A sound that is loud, sharp and percussive, with bright "
+    "high-frequency content; it grows louder.",
 ]
 
 
@@ -51,32 +59,45 @@ def sentence_with(summary: str, marker: str) -> str:
 
 
 def test_extractive_summary_counts_shared_and_rare_attributes():
-    summary = summarize_captions(ACOUSTIC)
-    most = sentence_with(summary, "(4 of 5)")
-    assert "loud" in most and "bright high-frequency content" in most
-    assert "impulsive" in sentence_with(summary, "(3 of 5)")
-    assert "short silences" in sentence_with(summary, "(2 of 5)")
+    summary = summarize_captions(ACOUSTIC, max_items=20)
+    assert sentence_with(summary, "(4 of 5)") == (
+        "Most clips (4 of 5) are loud, sharp sounds with bright high-frequency content."
+    )
+    assert "Most clips (3 of 5) have a click." in summary
+    assert "Most clips (3 of 5) are impulsive." in summary
+    assert "Some clips (2 of 5) start suddenly." in summary  # verbs agree with the subject
     rare = sentence_with(summary, "Only one clip")
-    assert all(w in rare for w in ("noisy", "quiet", "tonal", "steady low-pitched hum"))
-    assert "loud" not in rare and "impulsive" not in rare
-    # Shared attributes come first, one sentence per group of clips.
-    assert summary.index("(4 of 5)") < summary.index("(3 of 5)") < summary.index("Only one")
-
-
-def test_extractive_summary_sources_negations_and_all():
-    summary = summarize_captions(METADATA)
-    assert "Most clips (4 of 5) are loud sounds of a dog barking." in summary
-    assert "Some clips (2 of 5) are impulsive." in summary
-    assert sentence_with(summary, "Only one clip").endswith(", among others.")  # 9 > 8 items
-    rare = sentence_with(summarize_captions(METADATA, max_items=20), "Only one clip")
-    for part in ("rain", "not tonal", "no clear pitch", "bright", "harmonic", "broadband"):
+    for part in ("irregular", "noisy", "quiet", "tonal", "a series of clicks", "a hum",
+                 "rich harmonics", "fades away"):  # fmt: skip
         assert part in rare
-    assert "loud" not in rare and "dog" not in rare
-    same = summarize_captions(["A loud click train.", "A loud click train."])
-    assert same == "Both clips are loud and have a loud click train." or "Both clips" in same
-    assert summarize_captions(["A soft, low hum."]).startswith("The clip ")
+    assert "loud" not in rare and "sharp" not in rare and "(about" not in summary
+    # Most shared first; the one-clip sentence is cut with a note past max_items.
+    assert summary.index("(4 of 5)") < summary.index("(3 of 5)") < summary.index("Only one")
+    short = summarize_captions(ACOUSTIC)
+    assert sentence_with(short, "Only one clip").endswith(", among others.")
+
+
+def test_extractive_summary_sources_adverbs_and_negation():
+    summary = summarize_captions(METADATA, max_items=20)
+    assert "Most clips (4 of 5) are loud sounds of a dog barking." in summary  # very loud too
+    assert "Most clips (3 of 5) are sharp sounds with bright high-frequency content." in summary
+    assert "Some clips (2 of 5) are partly tonal." in summary  # not counted as "tonal"
+    rare = sentence_with(summary, "Only one clip")
+    for part in ("the sound of rain falling", "very loud", "not tonal", "a falling pitch",
+                 "grows louder"):  # fmt: skip
+        assert part in rare
+    assert "dog" not in rare
+
+
+def test_extractive_summary_edge_cases():
+    assert (
+        summarize_captions(["A loud hum.", "A loud hum."])
+        == "Both clips are loud sounds with a hum."
+    )
+    assert summarize_captions(["A quiet, low hum."]) == "The clip is quiet and low and has a hum."
     assert summarize_captions([]) == ""
     assert "No shared attributes" in summarize_captions(["...", "!"])
+    assert "no clear pitch" in summarize_captions(["A noisy sound with no clear pitch."])
 
 
 def test_extractive_summary_is_deterministic():
@@ -88,11 +109,12 @@ def test_extractive_summary_is_deterministic():
 
 def test_extractive_summary_reads_as_english_for_module_b():
     """Attributes stay adjectives and sources stay nouns for the POS tagger downstream."""
-    doc = summ._spacy()(summarize_captions(METADATA))
+    summary = summarize_captions(METADATA)
+    doc = summ._spacy()(summary)
     pos = {t.text: t.pos_ for t in doc}
-    assert pos["loud"] == "ADJ" and pos["impulsive"] == "ADJ"
+    assert pos["loud"] == "ADJ" and pos["sharp"] == "ADJ" and pos["percussive"] == "ADJ"
     assert pos["dog"] == "NOUN" and pos["rain"] == "NOUN"
-    assert len(list(doc.sents)) >= 3
+    assert len(list(doc.sents)) >= 4
 
 
 def test_extractive_summary_is_fast():
@@ -144,7 +166,7 @@ def captions_for(df: pd.DataFrame) -> dict[str, str]:
 
 
 def test_summarize_neuron_with_both_kinds_of_backend():
-    high, low = summarize_neuron(ACOUSTIC, METADATA, get_llm(LLMConfig()))
+    high, low = summarize_neuron(ACOUSTIC, METADATA, get_llm(LLMConfig(), None))
     assert high == summarize_captions(ACOUSTIC) and low == summarize_captions(METADATA)
 
     llm = RecordingLLM()
@@ -158,7 +180,7 @@ def test_summarize_neuron_with_both_kinds_of_backend():
 def test_summarize_all_orders_clips_and_batches_every_neuron():
     neurons = [("layers.0.mlp", 0), ("layers.0.mlp", 1), ("layers.1.mlp", 0), ("classifier", 7)]
     df = topk_table(neurons)
-    out = summarize_all(df, captions_for(df), get_llm(LLMConfig()))
+    out = summarize_all(df, captions_for(df), get_llm(LLMConfig(), None))
     assert list(out.columns) == summ.COLUMNS
     assert len(out) == 4 and set(zip(out.layer, out.neuron, strict=True)) == set(neurons)
     row = out[(out.layer == "layers.0.mlp") & (out.neuron == 1)].iloc[0]

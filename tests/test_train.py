@@ -239,3 +239,17 @@ def test_max_minutes_stops_training_and_anneals_the_learning_rate(tiny_cfg):
     history = train.fit_classifier(model, feats, cfg.train, rng(0, "fit"))
     assert len(history) == 1 and history[0]["step"] == 1
     assert history[0]["lr"] == pytest.approx(0.0)  # past the budget the cosine is at its end
+
+
+def test_an_interrupted_save_leaves_no_half_model(tmp_path):
+    dest = tmp_path / "models" / "supervised-abc"
+
+    def write_then_fail(folder):
+        (folder / "model.safetensors").write_text("half")
+        raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        train._save_atomic(dest, write_then_fail)
+    assert not dest.exists() and list(dest.parent.iterdir()) == []
+    train._save_atomic(dest, lambda folder: (folder / "ok.txt").write_text("done"))
+    assert (dest / "ok.txt").read_text() == "done"

@@ -22,7 +22,7 @@ from IPython.display import Audio, Markdown, display
 import andlib.captioning
 from andlib.config import load_config
 from andlib.data import load_probing_set
-from andlib.plots import save_figure
+from andlib.plots import save_figure, show_figures
 from andlib.runs import RunDir
 
 cfg = load_config(config_path, overrides)
@@ -56,7 +56,7 @@ for clip_id, caption in zip(sample["clip_id"], sample["caption"], strict=True):
     ax.specgram(audio, Fs=probing_set.sample_rate, NFFT=512, noverlap=384, cmap="magma")
     ax.set(xlabel="time (s)", ylabel="Hz", title=clip_id)
     ax.grid(False)
-    plt.show()
+    show_figures([fig])
 
 # %% [markdown]
 # ## The vocabulary
@@ -70,7 +70,7 @@ fig, ax = plt.subplots(figsize=(8, 7))
 ax.barh(vocabulary.index[::-1], vocabulary.to_numpy()[::-1])
 ax.set(xlabel="captions using the word", title=f"Caption vocabulary ({cfg.captioner.name})")
 save_figure(fig, "caption_vocabulary", cfg)
-plt.show()
+show_figures([fig])
 print(
     f"{len(andlib.captioning.caption_vocabulary(captions['caption']))} distinct words; "
     f"{captions['caption'].nunique()} distinct captions out of {len(captions)}"
