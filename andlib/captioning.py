@@ -85,7 +85,7 @@ FEATURE_COLUMNS = [
     "f0_hz",  # median fundamental (librosa.yin) over voiced frames; 0 when nothing is voiced
     "voiced_frac",  # fraction of sounding frames that are periodic (yin aperiodicity < 0.2)
     "harmonicity",  # 1 - median yin aperiodicity over sounding frames (1 = perfectly periodic)
-    "tone_purity",  # share of the long-term spectrum within 2 bins of its strongest peak
+    "tone_purity",  # median share of a frame's energy within 2 bins of its strongest bin
     "pitch_trend_oct",  # pitch change, first to last third of voiced frames, in octaves
     "pitch_spread_oct",  # standard deviation of log2 f0 over voiced frames
     "flatness",  # median spectral flatness of sounding frames (1 = white noise)
@@ -295,13 +295,15 @@ def _features_of(audios: Sequence[np.ndarray], sr: int) -> list[dict[str, float]
 def extract_features(
     audios: Sequence[np.ndarray], sr: int, num_workers: int = 2
 ) -> list[dict[str, float]]:
-    """:func:`acoustic_features` of many clips, in ``num_workers`` processes for large sets."""
+    """:func:`acoustic_features` of many clips, in order.
+
+    Sets of at least :data:`SERIAL_BELOW` clips are measured in ``num_workers`` processes
+    (forked where the platform allows: workers start at once with librosa imported).
+    """
     n = len(audios)
     if num_workers <= 1 or n < SERIAL_BELOW:
         return _features_of(audios, sr)
     chunk = max(8, min(64, n // (num_workers * 4) or 1))
-    # fork: workers start in well under a second with librosa already imported (spawn and
-    # forkserver re-import everything, and re-run a script's __main__)
     method = "fork" if "fork" in multiprocessing.get_all_start_methods() else "spawn"
     parts = [list(audios[i : i + chunk]) for i in range(0, n, chunk)]
     with ProcessPoolExecutor(num_workers, mp_context=multiprocessing.get_context(method)) as pool:
@@ -340,6 +342,14 @@ class _JsonlStore:
                         self._data[rec["audio"]] = rec["value"]
                     except (json.JSONDecodeError, KeyError, TypeError):
                         continue
+
+    def missing(self, digests: Sequence[str]) -> list[int]:
+        """Indices of the first occurrence of each digest that has no value yet."""
+        first: dict[str, int] = {}
+        for i, d in enumerate(digests):
+            if d not in self._data:
+                first.setdefault(d, i)
+        return list(first.values())
 
     def __contains__(self, digest: str) -> bool:
         return digest in self._data
@@ -825,12 +835,9 @@ class AcousticCaptioner(Captioner):
 
     def _measure(self, ps: ProbingSet) -> tuple[list[str], pd.DataFrame]:
         digests = [audio_digest(a, ps.sample_rate) for a in ps.audio]
-        todo = {d: i for i, d in reversed(list(enumerate(digests))) if d not in self._store}
-        if todo:
-            log.info(
-                "measuring %d of %d clips (%d cached)", len(todo), len(ps), len(ps) - len(todo)
-            )
-            idx = list(todo.values())
+        idx = self._store.missing(digests)
+        if idx:
+            log.info("measuring %d of %d clips (%d cached)", len(idx), len(ps), len(ps) - len(idx))
             feats = extract_features([ps.audio[i] for i in idx], ps.sample_rate, self.num_workers)
             self._store.put_many(
                 [(digests[i], f, ps.clip_ids[i]) for i, f in zip(idx, feats, strict=True)]
@@ -875,24 +882,19 @@ class _PerClipCaptioner(Captioner):
 
     def _caption_batch(
         self, audio: list[np.ndarray], sample_rate: int, clip_ids: list[str]
-    ) -> list[str]:
+    ) -> list[str | Exception]:
+        """Captions of one batch; a clip that failed may be returned as its exception."""
         raise NotImplementedError
 
     def caption(self, probing_set: ProbingSet) -> list[str]:
         ps = probing_set
         digests = [audio_digest(a, ps.sample_rate) for a in ps.audio]
-        todo = list(
-            {d: i for i, d in reversed(list(enumerate(digests))) if d not in self._store}.values()
-        )
-        if todo:
-            log.info(
-                "%s: captioning %d of %d clips (%d cached)",
-                self.name,
-                len(todo),
-                len(ps),
-                len(ps) - len(todo),
-            )
+        todo = self._store.missing(digests)
         for start in range(0, len(todo), self.batch_size):
+            if start % (25 * self.batch_size) == 0:
+                log.info(
+                    "%s: %d of %d clips left to caption", self.name, len(todo) - start, len(ps)
+                )
             idx = todo[start : start + self.batch_size]
             ids = [ps.clip_ids[i] for i in idx]
             texts = self._caption_batch([ps.audio[i] for i in idx], ps.sample_rate, ids)
@@ -901,12 +903,12 @@ class _PerClipCaptioner(Captioner):
                 for i, t, cid in zip(idx, texts, ids, strict=True)
                 if isinstance(t, str) and t.strip()
             ]
-            self._store.put_many(done)
-            if len(done) < len(idx):
-                empty = [
-                    cid for i, cid in zip(idx, ids, strict=True) if digests[i] not in self._store
-                ]
-                raise CaptionError(f"{self.name}: empty caption for clip {empty[0]!r}")
+            self._store.put_many(done)  # what succeeded is kept even if another clip failed
+            for t, cid in zip(texts, ids, strict=True):
+                if isinstance(t, Exception):
+                    raise t
+                if not isinstance(t, str) or not t.strip():
+                    raise CaptionError(f"{self.name}: empty caption for clip {cid!r}")
         return [self._store[d] for d in digests]
 
 
@@ -1000,7 +1002,7 @@ class TransformersCaptioner(_PerClipCaptioner):
                 sampling_rate=rate,
                 return_tensors="pt",
                 padding=True,
-            ).to(model.device)
+            ).to(model.device, dtype=model.dtype)  # casts the float tensors only
             with torch.inference_mode():
                 out = model.generate(**inputs, max_new_tokens=self.max_new_tokens, do_sample=False)
         except Exception as exc:
@@ -1095,11 +1097,17 @@ class OpenAICaptioner(_PerClipCaptioner):
 
     def _caption_batch(
         self, audio: list[np.ndarray], sample_rate: int, clip_ids: list[str]
-    ) -> list[str]:
+    ) -> list[str | Exception]:
+        def one(i: int) -> str | Exception:
+            try:
+                return self._one(audio[i], sample_rate, clip_ids[i])
+            except CaptionError as exc:
+                return exc
+
         if len(audio) == 1:
-            return [self._one(audio[0], sample_rate, clip_ids[0])]
+            return [one(0)]
         with ThreadPoolExecutor(len(audio)) as pool:
-            return list(pool.map(self._one, audio, [sample_rate] * len(audio), clip_ids))
+            return list(pool.map(one, range(len(audio))))
 
 
 def get_captioner(cfg: Config) -> Captioner:

@@ -204,6 +204,12 @@ def _negation(tok) -> str | None:
     return None
 
 
+def _numeric(tok) -> bool:
+    """A token with a number in it or next to it ("800", "800 hz")."""
+    near = [tok, *tok.children] + ([tok.doc[tok.i - 1]] if tok.i else [])
+    return any(ch.isdigit() for t in near for ch in t.text)
+
+
 def _modified_noun(tok):
     """The noun an attributive adjective modifies ("rich" -> "harmonics"), else ``None``."""
     node = tok
@@ -297,13 +303,13 @@ def _attributes_of(doc) -> tuple[Attribute, ...]:
             and (
                 tokens[0].is_punct
                 or tokens[0].pos_ in ("CCONJ", "ADV", "ADP")
+                or tokens[0].dep_ == "poss"  # "its energy"
                 or (tokens[0].pos_ == "DET" and tokens[0].lower_ not in ARTICLES | {"no"})
             )
         ):
             tokens.pop(0)
         taken.update(range(start, end))
-        numbers = [*tokens, *tok.children, doc[tok.i - 1]] if tok.i else tokens
-        if any(any(ch.isdigit() for ch in t.text) for t in numbers):
+        if _numeric(tok) or any(_numeric(t) for t in tokens):
             continue  # "800 hz": exact numbers are rarely shared
         if len(tokens) == 1 and tok.lemma_ in VAGUE_NOUNS:
             continue
@@ -322,7 +328,7 @@ def _attributes_of(doc) -> tuple[Attribute, ...]:
     for tok in doc:
         if not _is_adjective(tok):
             continue
-        if tok.lower_ in STOP_ADJECTIVES or not tok.lower_[:1].isalpha():
+        if tok.lower_ in STOP_ADJECTIVES or not tok.lower_[:1].isalpha() or _numeric(tok):
             continue
         if tok.dep_ in ("acomp", "oprd") and tok.head.pos_ == "VERB" and tok.head.lemma_ != "be":
             continue  # "grows louder": part of the verb phrase

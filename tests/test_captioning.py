@@ -403,7 +403,11 @@ def test_transformers_captioner_on_a_tiny_model(tmp_cfg, tiny_audio_lm, monkeypa
 
 
 class _FakeChat(BaseHTTPRequestHandler):
-    """Canned chat completions; the first request of a ``flaky`` server gets a 429."""
+    """Canned chat completions.
+
+    The first request to a ``flaky`` server gets a 429; model ``broken`` always gets a 500,
+    model ``alternate`` a 500 on every second request.
+    """
 
     def log_message(self, *args):  # keep test output clean
         pass
@@ -414,8 +418,9 @@ class _FakeChat(BaseHTTPRequestHandler):
         with server.lock:
             server.requests.append(body)
             n = len(server.requests)
-        if body["model"] == "broken" or (server.flaky and n == 1):
-            status = 500 if body["model"] == "broken" else 429
+        broken = body["model"] == "broken" or (body["model"] == "alternate" and n % 2 == 0)
+        if broken or (server.flaky and n == 1):
+            status = 500 if broken else 429
             payload = json.dumps({"error": {"message": "try later", "type": "server_error"}})
             self.send_response(status)
             self.send_header("retry-after-ms", "5")
@@ -495,3 +500,19 @@ def test_openai_captioner_names_the_failing_clip(tmp_cfg, chat_server):
         get_captioner(cfg).caption(_tiny_set([""]))
     assert len(chat_server.requests) == 2  # first try + one retry on the 500
     assert not list(Path(cfg.cache_path / "captions").glob("openai_broken-*.jsonl"))
+
+
+def test_openai_captioner_keeps_the_captions_that_succeeded(tmp_cfg, chat_server):
+    chat_server.flaky = False
+    cfg = tmp_cfg(
+        {
+            "captioner.name": "openai:alternate",
+            "captioner.base_url": f"http://127.0.0.1:{chat_server.server_port}/v1",
+            "captioner.max_retries": 0,
+            "captioner.batch_size": 2,
+        }
+    )
+    with pytest.raises(CaptionError, match=r"'c[01]'"):
+        get_captioner(cfg).caption(_tiny_set(["", ""]))
+    (cache,) = Path(cfg.cache_path / "captions").glob("openai_alternate-*.jsonl")
+    assert len(cache.read_text().splitlines()) == 1  # the clip that succeeded is cached
