@@ -1227,6 +1227,7 @@ def caption_paths_cli(cfg: Config, paths: Sequence[str | os.PathLike]) -> int:
     captioned, and the exit status is 1. A handful of files has no set distribution to
     compare against: with fewer than :data:`MIN_SET_SIZE` files the acoustic captioners use
     absolute anchors only (so "loud" means loud on any set, not louder than the others).
+    Files carry no labels, so ``metadata+acoustic`` says the acoustic sentence alone.
     """
     files, errors = _expand(paths)
     for e in errors:

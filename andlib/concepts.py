@@ -140,13 +140,16 @@ def _softmax(x: np.ndarray, scale: float) -> np.ndarray:
 
 
 def caption_concept_probs(
-    captions: Sequence[str], concepts: Sequence[str], embedder: Any = None
+    captions: Sequence[str],
+    concepts: Sequence[str],
+    embedder: Any = None,
+    logit_scale: float = DB_LOGIT_SCALE,
 ) -> np.ndarray:
-    """``[n_clips, n_concepts]``: ``softmax(100 * cos(caption, concept name))`` over concepts."""
+    """``[n_clips, n_concepts]``: ``softmax(logit_scale * cos(caption, concept name))``."""
     embedder = _default_embedder(embedder)
     cap = embedder.encode([str(c) for c in captions])
     con = embedder.encode([display_name(c) for c in concepts])
-    return _softmax(cap @ con.T, DB_LOGIT_SCALE)
+    return _softmax(cap @ con.T, logit_scale)
 
 
 def _as_list(similarity: str | Sequence[str]) -> list[str]:
@@ -160,17 +163,23 @@ def db_concepts(
     embedder: Any = None,
     similarity: str | Sequence[str] = ("soft_wpmi",),
     top: int = 5,
+    logit_scale: float = DB_LOGIT_SCALE,
 ) -> dict[str, list[list[str]]]:
     """Description-based concepts of every neuron of one layer.
 
     ``captions[j]`` describes clip ``j`` = row ``j`` of ``activations`` (``[n_clips,
     n_neurons]``, one layer: WPMI-type scores are normalised over the neurons scored
     together). Returns ``{similarity name: [[best concept, ...top] per neuron]}``.
+
+    Note that plain ``cos`` is blind to the scale of a concept's probability column: a
+    concept that is improbable everywhere but least improbable on a neuron's clips scores as
+    high as the right one (with AND's sharp ``logit_scale`` of 100 such columns are common).
+    ``cos3`` avoids this through its minimum norm; the WPMI functions work on probabilities.
     """
     acts = np.asarray(activations, dtype=np.float32)
     if len(captions) != acts.shape[0]:
         raise ValueError(f"{len(captions)} captions for {acts.shape[0]} activation rows")
-    probs = caption_concept_probs(captions, concepts, embedder)
+    probs = caption_concept_probs(captions, concepts, embedder, logit_scale)
     names = list(concepts)
     return {
         fn: top_concepts(get_similarity(fn)(probs, acts), names, top) for fn in _as_list(similarity)
@@ -227,7 +236,7 @@ class ClapScorer:
     @property
     def logit_scale(self) -> float:
         scale = getattr(self.model, "logit_scale_a", None)
-        return float(scale.exp()) if scale is not None else DB_LOGIT_SCALE
+        return float(scale.detach().exp()) if scale is not None else DB_LOGIT_SCALE
 
     @staticmethod
     def _features(out: Any) -> torch.Tensor:
@@ -966,7 +975,7 @@ def run_stage(cfg: Config, run: RunDir) -> dict[str, Any]:
     for layer, rows in rows_of_layer.items():
         if layer not in cache:
             raise KeyError(f"summaries.csv names layer {layer!r}, which was not recorded")
-        acts = np.asarray(cache[layer], dtype=np.float32)
+        acts = np.array(cache[layer], dtype=np.float32)  # a writable copy of the memmap
         neurons = summaries["neuron"].to_numpy()[rows]
         for fn in c.similarity:
             ranked = top_concepts(get_similarity(fn)(db_probs, acts)[neurons], concepts, 5)

@@ -113,6 +113,8 @@ class TrainConfig:
     num_masks: int = 2
     gain_db: float = 6.0
     shift_frames: int = 100
+    freq_shift: int = 0
+    """Shift the mel axis by up to this many bins (emptied bins at the mean): pitch-like."""
     label_smoothing: float = 0.1
     dropout: float = 0.0
     """Dropout on the AST's hidden states (``ASTConfig.hidden_dropout_prob``)."""

@@ -655,8 +655,13 @@ def pruning_summary(df: pd.DataFrame) -> pd.DataFrame:
 # --------------------------------------------------------------------------------------------
 
 
+def read_pruning(run: RunDir) -> pd.DataFrame:
+    """``pruning.csv`` with numeric columns (empty cells are NaN, not "")."""
+    return pd.read_csv(run.require("pruning.csv", STAGE))
+
+
 def _summary(run: RunDir) -> dict[str, Any]:
-    df = run.read_csv("pruning.csv")
+    df = read_pruning(run)
     out: dict[str, Any] = {}
     for _, r in pruning_summary(df).iterrows():
         out[f"prune.{r['strategy']}"] = (

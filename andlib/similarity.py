@@ -51,18 +51,15 @@ ArrayLike = np.ndarray | torch.Tensor
 _TABLE_BYTES = 32 << 20
 
 
-def _as_float_tensor(x: ArrayLike, like: torch.Tensor | None = None) -> torch.Tensor:
-    t = torch.as_tensor(x)
-    if like is not None:
-        return t.to(device=like.device, dtype=like.dtype)
-    if t.dtype != torch.float64:
-        t = t.to(torch.float32)
-    return t
+def _tensor(x: ArrayLike) -> torch.Tensor:
+    if isinstance(x, np.ndarray) and not x.flags.writeable:
+        x = np.array(x)  # e.g. a read-only memmap: torch wants writable memory
+    return torch.as_tensor(x)
 
 
 def _inputs(concept_probs: ArrayLike, activations: ArrayLike) -> tuple[torch.Tensor, torch.Tensor]:
-    acts = _as_float_tensor(activations)
-    probs = torch.as_tensor(concept_probs)
+    acts = _tensor(activations)
+    probs = _tensor(concept_probs)
     dtype = torch.float64 if torch.float64 in (probs.dtype, acts.dtype) else torch.float32
     acts = acts.to(dtype)
     probs = probs.to(device=acts.device, dtype=dtype)

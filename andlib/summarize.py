@@ -12,8 +12,9 @@ phrases (noun phrases), sources ("the sound of a dog barking") and verbs the cap
 and writes one sentence per group of clips sharing them, e.g.::
 
     Most clips (4 of 5) are loud, sharp sounds with bright high-frequency content. Most
-    clips (3 of 5) are impulsive. Some clips (2 of 5) start suddenly. Only one clip is
-    quiet or tonal or has a hum or fades away.
+    clips (3 of 5) have a click. Most clips (3 of 5) are impulsive. Some clips (2 of 5)
+    start suddenly. Only one clip is quiet, steady, low-pitched or tonal. Only one clip has
+    a hum or rich harmonics. Only one clip fades away.
 
 Adjectives stay adjectives and sources stay nouns, so Module B's sentence matching (with the
 "Most clips (4 of 5)" subject stripped) and its adjective/noun extraction work on these
@@ -242,18 +243,30 @@ def _core(noun) -> list:
     return [c for c in noun.lefts if c.dep_ == "compound"] + [noun]
 
 
+class _Found:
+    """The attributes found so far in one clause, and the tokens already used by them."""
+
+    def __init__(self) -> None:
+        self.by_key: dict[str, Attribute] = {}
+        self.taken: set[int] = set()
+
+    def add(self, kind: str, tokens, text: str | None = None, key: str | None = None, **kw):
+        key = key or _key(tokens)
+        if key and key not in self.by_key:
+            self.by_key[key] = Attribute(key, text or _text(tokens), kind, _words(tokens), **kw)
+
+
 def _attributes_of(doc) -> tuple[Attribute, ...]:
     """Sources, noun phrases, adjectives and verbs of one parsed (lower-cased) clause."""
     _merge_hyphenated(doc)
-    found: dict[str, Attribute] = {}
-    taken: set[int] = set()  # tokens inside a source or a phrase already counted
+    found = _Found()
+    for step in (_sources, _noun_phrases, _adjectives, _verbs):
+        step(doc, found)
+    return tuple(found.by_key.values())
 
-    def add(kind: str, tokens, text: str | None = None, key: str | None = None, **kw) -> None:
-        key = key or _key(tokens)
-        if key and key not in found:
-            found[key] = Attribute(key, text or _text(tokens), kind, _words(tokens), **kw)
 
-    # Sources: "the sound of a dog barking", "dog sounds".
+def _sources(doc, found: _Found) -> None:
+    """Sources: "the sound of a dog barking" -> a dog barking; "dog sounds" -> dog."""
     for tok in doc:
         if tok.pos_ != "NOUN" or tok.lemma_ not in GENERIC_NOUNS:
             continue
@@ -268,14 +281,18 @@ def _attributes_of(doc) -> tuple[Attribute, ...]:
         if compounds:  # "dog sounds": the nouns only, not "a loud dog sound"'s adjective
             spans.append(doc[compounds[0].i : tok.i])
         for span in spans:
-            add("source", list(span))
-            taken.update(range(span.start, span.end))
+            found.add("source", list(span))
+            found.taken.update(range(span.start, span.end))
 
-    # Noun phrases: a noun, its left modifiers and a trailing "between bursts"-like phrase.
+
+def _noun_phrases(doc, found: _Found) -> None:
+    """A noun with its left modifiers and a trailing "between bursts"-like phrase; the main
+    noun of a caption ("a loud, sharp click") without its adjectives, which describe the
+    whole sound."""
     for tok in doc:
         if tok.pos_ not in ("NOUN", "PROPN") or tok.dep_ in ("compound", "amod"):
             continue
-        if tok.i in taken or tok.lemma_ in GENERIC_NOUNS or _is_adjective(tok):
+        if tok.i in found.taken or tok.lemma_ in GENERIC_NOUNS or _is_adjective(tok):
             continue
         if tok.dep_ == "pobj" and tok.head.head.pos_ == "VERB":
             continue  # "fades away into silence", "barking in the distance"
@@ -308,23 +325,25 @@ def _attributes_of(doc) -> tuple[Attribute, ...]:
             )
         ):
             tokens.pop(0)
-        taken.update(range(start, end))
+        found.taken.update(range(start, end))
         if _numeric(tok) or any(_numeric(t) for t in tokens):
             continue  # "800 hz": exact numbers are rarely shared
         if len(tokens) == 1 and tok.lemma_ in VAGUE_NOUNS:
             continue
         if _negation(tok) == "no" and tokens[0].lower_ != "no":
             body = [t for t in tokens if t.lower_ not in ARTICLES]
-            add("phrase", body, text="no " + _text(body), key="no " + _key(body))
+            found.add("phrase", body, text="no " + _text(body), key="no " + _key(body))
             continue
-        add("phrase", tokens, text=_with_article(tok, tokens))
+        found.add("phrase", tokens, text=_with_article(tok, tokens))
         core = _core(tok)
         if len(core) < len(tokens) and tokens[0].lower_ != "no":
             if len(core) > 1 or tok.lemma_ not in VAGUE_NOUNS:
-                add("phrase", core, text=_with_article(tok, core))
+                found.add("phrase", core, text=_with_article(tok, core))
 
-    # Adjectives: of the whole sound ("loud", "not tonal"), or with their noun ("rich
-    # harmonics") when they modify a detail; those inside "no clear pitch" stay there.
+
+def _adjectives(doc, found: _Found) -> None:
+    """Adjectives of the whole sound ("loud", "very loud", "not tonal"), or with their noun
+    ("rich harmonics") when they modify a detail; those in "no clear pitch" stay there."""
     for tok in doc:
         if not _is_adjective(tok):
             continue
@@ -332,7 +351,7 @@ def _attributes_of(doc) -> tuple[Attribute, ...]:
             continue
         if tok.dep_ in ("acomp", "oprd") and tok.head.pos_ == "VERB" and tok.head.lemma_ != "be":
             continue  # "grows louder": part of the verb phrase
-        if any(a.kind == "source" and tok.lower_ in a.words for a in found.values()):
+        if any(a.kind == "source" and tok.lower_ in a.words for a in found.by_key.values()):
             continue
         neg = _negation(tok)
         noun = _modified_noun(tok)
@@ -340,30 +359,32 @@ def _attributes_of(doc) -> tuple[Attribute, ...]:
             continue
         if noun is not None and noun.dep_ in DETAIL_DEPS and noun.lemma_ not in VAGUE_NOUNS:
             if neg is None and noun.lemma_ not in GENERIC_NOUNS:
-                add("phrase", [tok, *_core(noun)])
+                found.add("phrase", [tok, *_core(noun)])
             continue
         if neg == "not":
-            add("adj", [tok], text=f"not {tok.lower_}", key=f"not {tok.lower_}")
+            found.add("adj", [tok], text=f"not {tok.lower_}", key=f"not {tok.lower_}")
             continue
         adverbs = [c for c in tok.lefts if c.dep_ == "advmod" and c.pos_ == "ADV"]
         if adverbs:  # "very loud" (also counted as loud), "partly tonal" (not counted as tonal)
-            add("adj", [*adverbs, tok])
+            found.add("adj", [*adverbs, tok])
         if all(a.lower_ in INTENSIFIERS for a in adverbs):
-            add("adj", [tok])
+            found.add("adj", [tok])
 
-    # Verbs: "it fades away" -> fade away; "a dog is barking" -> barking.
+
+def _verbs(doc, found: _Found) -> None:
+    """Verbs: "it fades away" -> fade away; actions: "a dog is barking" -> barking."""
     for tok in doc:
         if tok.pos_ != "VERB" or tok.lemma_ in LIGHT_VERBS or _is_adjective(tok):
             continue
-        if tok.i in taken:  # inside a source: "a dog barking"
+        if tok.i in found.taken:  # inside a source: "a dog barking"
             continue
         if tok.dep_ in ("amod", "compound", "aux", "auxpass", "acl") or _negation(tok) == "not":
             continue
         if any(c.dep_ == "nsubj" and c.lemma_ in VAGUE_NOUNS for c in tok.children):
             continue  # "energy spread across the spectrum" says where, not what happens
         if tok.tag_ == "VBG":
-            if tok.lower_ not in found:
-                add("action", [tok], key=tok.lemma_)
+            if tok.lower_ not in found.by_key:  # not already an adjective
+                found.add("action", [tok], key=tok.lemma_)
         elif tok.tag_ in ("VBZ", "VBP", "VBD"):
             extra = [
                 c
@@ -372,14 +393,13 @@ def _attributes_of(doc) -> tuple[Attribute, ...]:
                 or (c.dep_ == "advmod" and c.lower_ not in TIME_ADVERBS)
             ]
             rest = "".join(" " + c.lower_ for c in extra)
-            add(
+            found.add(
                 "verb",
                 [tok, *extra],
                 text=tok.lemma_ + rest,
                 key=tok.lemma_ + rest,
                 singular=_third_person(tok.lemma_) + rest,
             )
-    return tuple(found.values())
 
 
 def _third_person(verb: str) -> str:
@@ -396,8 +416,8 @@ def _series(items: Sequence[str], conj: str = "and") -> str:
     return ", ".join(items[:-1]) + f" {conj} " + items[-1]
 
 
-def _sentence(count: int, k: int, attrs: list[Attribute]) -> str:
-    """One sentence for attributes that ``count`` of ``k`` captions have."""
+def _sentence(count: int, k: int, attrs: list[Attribute], max_items: int) -> str:
+    """The sentence(s) for attributes that the same ``count`` of ``k`` captions have."""
     if k == 1:
         subject, plural = "The clip", False
     elif count == k:
@@ -410,11 +430,21 @@ def _sentence(count: int, k: int, attrs: list[Attribute]) -> str:
         subject, plural = "Only one clip", False
     conj = "or" if subject == "Only one clip" else "and"
     be, have, involve = ("are", "have", "involve") if plural else ("is", "has", "involves")
-    srcs, adjs, nps, verbs, acts = (
-        [(a.text if plural or kind != "verb" else a.singular) for a in attrs if a.kind == kind]
+    texts = {
+        kind: [
+            (a.singular if kind == "verb" and not plural else a.text)
+            for a in attrs
+            if a.kind == kind
+        ]
         for kind in KIND_ORDER
-    )
-    clauses = []
+    }
+    more = {kind: len(items) > max_items for kind, items in texts.items()}
+
+    def listed(kind: str) -> str:
+        return _series(texts[kind][:max_items], conj) + (", among others" if more[kind] else "")
+
+    srcs, adjs, nps, verbs, acts = (texts[kind][:max_items] for kind in KIND_ORDER)
+    clauses, ending = [], "."
     if plural and (srcs or (adjs and nps)):
         # "are loud, impulsive sounds of a dog barking, with bright high-frequency content"
         head = ", ".join(adjs) + " sounds" if adjs else "sounds"
@@ -423,30 +453,35 @@ def _sentence(count: int, k: int, attrs: list[Attribute]) -> str:
         if nps:
             head += (", with " if srcs else " with ") + _series(nps, conj)
         clauses.append(f"{be} {head}")
+        if more["source"] or more["adj"] or more["phrase"]:
+            ending = ", among others."
     else:
         if srcs:
-            clauses.append(f"{be} the sound of {_series(srcs, conj)}")
+            clauses.append(f"{be} the sound of {listed('source')}")
         if adjs:
-            clauses.append(f"{be} {_series(adjs, conj)}")
+            clauses.append(f"{be} {listed('adj')}")
         if nps:
-            clauses.append(f"{have} {_series(nps, conj)}")
+            clauses.append(f"{have} {listed('phrase')}")
     if verbs:
-        clauses.append(_series(verbs, conj))
+        clauses.append(listed("verb"))
     if acts:
-        clauses.append(f"{involve} {_series(acts, conj)}")
-    return f"{subject} {_series(clauses, conj)}."
+        clauses.append(f"{involve} {listed('action')}")
+    if conj == "or":  # one-clip attributes: one short sentence per kind reads best
+        return " ".join(f"{subject} {clause}." for clause in clauses)
+    return f"{subject} {_series(clauses, conj)}{ending}"
 
 
-def summarize_captions(captions: Sequence[str], max_items: int = 8) -> str:
+def summarize_captions(captions: Sequence[str], max_items: int = 6) -> str:
     """Deterministic, non-generative summary: what most captions share and what few have.
 
     Counts in which captions each attribute occurs and writes one sentence per group of
     attributes shared by the same clips, most shared first ("All 5 clips ...", "Most clips
-    (4 of 5) ...", "Some clips (2 of 5) ..."), then one sentence for everything only one clip
-    has ("Only one clip is ... or ..."). Each sentence lists at most ``max_items`` attributes
-    in order of first appearance (and ends "among others" when it had more). An adjective or
-    a shorter phrase found in exactly the same clips as a longer phrase that contains it is
-    left to that phrase.
+    (4 of 5) ...", "Some clips (2 of 5) ..."), then what only one clip has, one sentence per
+    kind ("Only one clip is quiet or tonal. Only one clip fades away."). At most
+    ``max_items`` attributes of each kind are listed per group, in order of first appearance
+    (the sentence ends "among others" when there were more). An adjective or a shorter
+    phrase found in exactly the same clips as a longer phrase that contains it is left to
+    that phrase. An empty caption list gives ``""``.
     """
     captions = [str(c) for c in captions]
     k = len(captions)
@@ -475,11 +510,7 @@ def summarize_captions(captions: Sequence[str], max_items: int = 8) -> str:
         groups.setdefault(frozenset(shared_by) if len(shared_by) > 1 else 1, []).append(a)
     sentences = []
     for group in sorted(groups.values(), key=lambda g: -len(clips[g[0].key])):
-        attrs = sorted(group, key=lambda a: KIND_ORDER.index(a.kind))
-        sentence = _sentence(len(clips[group[0].key]), k, attrs[:max_items])
-        if len(attrs) > max_items:
-            sentence = sentence[:-1] + ", among others."
-        sentences.append(sentence)
+        sentences.append(_sentence(len(clips[group[0].key]), k, group, max_items))
     return " ".join(sentences)
 
 
@@ -584,7 +615,7 @@ def run_stage(cfg: Config, run: RunDir) -> dict[str, Any]:
         "llm", "k", extra={"record": run.stage_key("record"), "caption": run.stage_key("caption")}
     )
     if run.is_fresh(STAGE, key):
-        return {"summaries": "up to date"}
+        return {"summaries": len(run.read_csv("summaries.csv")), "reused": True}
     log = run.logger(STAGE)
     topk = run.read_csv("neuron_topk.csv", stage="record")
     caps = run.read_csv("captions.csv", stage="caption")

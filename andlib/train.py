@@ -351,9 +351,9 @@ def _band_mask(gen: np.random.Generator, batch: int, size: int, width: int) -> t
 def augment(
     x: torch.Tensor, tc: TrainConfig, gen: np.random.Generator, per_ln: float
 ) -> torch.Tensor:
-    """Random gain (±``gain_db``), circular time shift (±``shift_frames``), then ``num_masks``
-    frequency masks (up to ``freq_mask`` bins) and time masks (up to ``time_mask`` frames),
-    masked values set to 0 (the data mean)."""
+    """Random gain (±``gain_db``), circular time shift (±``shift_frames``), mel shift
+    (±``freq_shift`` bins), then ``num_masks`` frequency masks (up to ``freq_mask`` bins) and
+    time masks (up to ``time_mask`` frames); emptied and masked values are 0 (the data mean)."""
     b, t, f = x.shape
     if tc.gain_db > 0:
         gain = gen.uniform(-tc.gain_db, tc.gain_db, b) * _LN_PER_DB * per_ln
@@ -362,6 +362,12 @@ def augment(
         shifts = gen.integers(-tc.shift_frames, tc.shift_frames + 1, b)
         index = torch.from_numpy((np.arange(t)[None, :] - shifts[:, None]) % t)
         x = x.gather(1, index[:, :, None].expand(b, t, f))
+    if tc.freq_shift > 0:
+        shifts = gen.integers(-tc.freq_shift, tc.freq_shift + 1, b)
+        source = np.arange(f)[None, :] - shifts[:, None]
+        inside = torch.from_numpy((source >= 0) & (source < f))[:, None, :]
+        index = torch.from_numpy(source.clip(0, f - 1))[:, None, :].expand(b, t, f)
+        x = x.gather(2, index).masked_fill(~inside, 0.0)
     for _ in range(tc.num_masks):
         if tc.freq_mask > 0:
             x = x.masked_fill(_band_mask(gen, b, f, min(tc.freq_mask, f))[:, None, :], 0.0)

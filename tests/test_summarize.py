@@ -55,6 +55,11 @@ def sentence_with(summary: str, marker: str) -> str:
     return found[0]
 
 
+def rare(summary: str) -> str:
+    """The sentences about what only one clip has (one per kind of attribute)."""
+    return " ".join(s for s in sentences(summary) if s.startswith("Only one clip"))
+
+
 # ---- the extractive summarizer ---------------------------------------------------------------
 
 
@@ -66,15 +71,17 @@ def test_extractive_summary_counts_shared_and_rare_attributes():
     assert "Most clips (3 of 5) have a click." in summary
     assert "Most clips (3 of 5) are impulsive." in summary
     assert "Some clips (2 of 5) start suddenly." in summary  # verbs agree with the subject
-    rare = sentence_with(summary, "Only one clip")
-    for part in ("irregular", "noisy", "quiet", "tonal", "a series of clicks", "a hum",
-                 "rich harmonics", "fades away"):  # fmt: skip
-        assert part in rare
-    assert "loud" not in rare and "sharp" not in rare and "(about" not in summary
-    # Most shared first; the one-clip sentence is cut with a note past max_items.
+    one = rare(summary)
+    assert "Only one clip is irregular, noisy, quiet, steady, low-pitched or tonal." in one
+    assert "Only one clip fades away." in one
+    for part in ("a series of clicks", "a hum", "rich harmonics"):
+        assert part in one
+    assert "loud" not in one and "sharp" not in one and "(about" not in summary
+    # Most shared first; lists longer than max_items are cut, and say so.
     assert summary.index("(4 of 5)") < summary.index("(3 of 5)") < summary.index("Only one")
-    short = summarize_captions(ACOUSTIC)
-    assert sentence_with(short, "Only one clip").endswith(", among others.")
+    short = summarize_captions(ACOUSTIC, max_items=3)
+    assert "Only one clip is irregular, noisy or quiet, among others." in short
+    assert "Only one clip fades away." in short
 
 
 def test_extractive_summary_sources_adverbs_and_negation():
@@ -82,11 +89,11 @@ def test_extractive_summary_sources_adverbs_and_negation():
     assert "Most clips (4 of 5) are loud sounds of a dog barking." in summary  # very loud too
     assert "Most clips (3 of 5) are sharp sounds with bright high-frequency content." in summary
     assert "Some clips (2 of 5) are partly tonal." in summary  # not counted as "tonal"
-    rare = sentence_with(summary, "Only one clip")
+    one = rare(summary)
     for part in ("the sound of rain falling", "very loud", "not tonal", "a falling pitch",
                  "grows louder"):  # fmt: skip
-        assert part in rare
-    assert "dog" not in rare
+        assert part in one
+    assert "dog" not in one
 
 
 def test_extractive_summary_edge_cases():
@@ -223,7 +230,7 @@ def test_run_stage_extractive(tmp_cfg):
     out = run.read_csv("summaries.csv")
     assert list(out.columns) == summ.COLUMNS and len(out) == 5
     assert out.high_summary.str.contains("All 3 clips are loud and bright").all()
-    assert run_stage(cfg, run) == {"summaries": "up to date"}
+    assert run_stage(cfg, run) == {"summaries": 5, "reused": True}
     run.mark_done("caption", "new-captions", ["captions.csv"])  # upstream changed: redo
     assert run_stage(cfg, run)["summaries"] == 5
 

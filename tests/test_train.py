@@ -253,3 +253,12 @@ def test_an_interrupted_save_leaves_no_half_model(tmp_path):
     assert not dest.exists() and list(dest.parent.iterdir()) == []
     train._save_atomic(dest, lambda folder: (folder / "ok.txt").write_text("done"))
     assert (dest / "ok.txt").read_text() == "done"
+
+
+def test_freq_shift_moves_the_mel_axis_and_fills_with_the_mean(tiny_cfg):
+    cfg = tiny_cfg(**{"train.freq_shift": 3, "train.num_masks": 0, "train.gain_db": 0.0})
+    x = torch.arange(1.0, 9.0).repeat(4, 6, 1)  # every frame: mel bins valued 1..8
+    out = train.augment(x, cfg.train, rng(0, "shift"), per_ln=0.1)
+    for row in out[:, 0]:
+        kept = row[row != 0]
+        assert len(kept) >= 5 and torch.equal(kept, torch.arange(kept[0], kept[0] + len(kept)))

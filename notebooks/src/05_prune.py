@@ -46,7 +46,7 @@ display(summary)
 # drops in logits, `acc_drop_*` accuracy drops; `specificity_*` is ΔA − ΔR.
 
 # %%
-df = run.read_csv("pruning.csv")
+df = prune.read_pruning(run)
 table = prune.pruning_summary(df)
 display(table.round(3))
 if not table.empty:
