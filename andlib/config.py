@@ -92,17 +92,17 @@ class TrainConfig:
     """``supervised``, ``ssl-frozen`` or ``ssl-finetuned``."""
     train_folds: list[int] = field(default_factory=lambda: [1, 2, 3, 4])
     heldout_fold: int = 5
-    hidden_size: int = 192
+    hidden_size: int = 128
     num_hidden_layers: int = 4
     num_attention_heads: int = 4
-    intermediate_size: int = 768
+    intermediate_size: int = 512
     patch_size: int = 16
     frequency_stride: int = 16
     time_stride: int = 16
     num_mel_bins: int = 64
-    max_length: int = 512
-    """Spectrogram frames fed to the model (10 ms hop: 512 covers 5.1 s)."""
-    epochs: int = 60
+    max_length: int = 496
+    """Spectrogram frames fed to the model (10 ms hop: 496 frames, 31 patches, cover a 5 s clip)."""
+    epochs: int = 100
     batch_size: int = 32
     lr: float = 1e-3
     weight_decay: float = 0.05
