@@ -147,6 +147,7 @@ def _save_atomic(dest: Path, write: Callable[[Path], None]) -> Path:
     dest.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(dir=dest.parent, prefix=f".{dest.name}.", suffix=".tmp"))
     try:
+        tmp.chmod(0o755)  # mkdtemp makes it private; the cache is shared
         write(tmp)
         if dest.exists():  # another process finished the same model first: keep theirs
             shutil.rmtree(tmp)
