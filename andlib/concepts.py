@@ -484,22 +484,58 @@ def icl_answer(
     return map_to_concepts(phrases, concepts, embedder, top) if phrases else []
 
 
+_COUNT = re.compile(
+    r"\(\s*(\d+)\s+of\s+\d+\s*\)|^\s*all\s+(\d+)\s+clips\b|^\s*(both)\s+clips\b", re.I
+)
+
+
+def sentence_weight(sentence: str) -> float:
+    """How many clips a sentence speaks for: 4 for "Most clips (4 of 5) ...", 5 for "All 5
+    clips ...", 2 for "Both clips ...", else 1 (the extractive summarizer's wording)."""
+    m = _COUNT.search(sentence)
+    if m is None:
+        return 1.0
+    return 2.0 if m.group(3) else float(m.group(1) or m.group(2))
+
+
+def embed_summaries(texts: Sequence[str], embedder: Any = None) -> np.ndarray:
+    """``[n, d]`` unit-norm embeddings of summaries: the mean of their sentences' embeddings.
+
+    Sentences are embedded without their clip-count subject (:func:`comparable`) and weighted
+    by the clips they speak for (:func:`sentence_weight`), so "Most clips (4 of 5) are dogs
+    barking" outweighs "Only one clip is wind". Long summaries would exceed the embedder's
+    window, and calibration has already embedded every sentence (the embedder remembers
+    them), so this costs almost nothing in the stage. An empty text gives a zero row.
+    """
+    embedder = _default_embedder(embedder)
+    sentences = [split_sentences(t) for t in texts]
+    flat = sorted({comparable(x) for group in sentences for x in group})
+    vec = dict(zip(flat, embedder.encode(flat), strict=True)) if flat else {}
+    dim = next(iter(vec.values())).shape[0] if vec else 0
+    out = np.zeros((len(texts), dim), dtype=np.float32)
+    for i, group in enumerate(sentences):
+        if group:
+            weights = np.array([sentence_weight(x) for x in group], dtype=np.float32)
+            m = weights @ np.stack([vec[comparable(x)] for x in group])
+            out[i] = m / max(float(np.linalg.norm(m)), 1e-12)
+    return out
+
+
 def rank_by_embedding(
     texts: Sequence[str], concepts: Sequence[str], embedder: Any = None, top: int = 5
 ) -> list[list[str]]:
-    """Concepts ranked by cosine between each text and ``"This is an audio about <concept>"``.
-
-    The ICL fallback of the non-generative backend. Empty texts get ``[]``.
-    """
+    """Concepts ranked by cosine between each text (:func:`embed_summaries`) and ``"This is an
+    audio about <concept>"``: the ICL fallback of the non-generative backend. Empty texts get
+    ``[]``."""
     embedder = _default_embedder(embedder)
     con = embedder.encode([ICL_TEMPLATE.format(display_name(c)) for c in concepts])
-    keep = [i for i, t in enumerate(texts) if str(t).strip()]
+    emb = embed_summaries(texts, embedder)
     out: list[list[str]] = [[] for _ in texts]
-    if keep:
-        sims = embedder.encode([str(texts[i]) for i in keep]) @ con.T
-        order = np.argsort(-sims, axis=1, kind="stable")[:, :top]
-        for i, row in zip(keep, order, strict=True):
-            out[i] = [concepts[j] for j in row]
+    if emb.shape[1]:
+        order = np.argsort(-(emb @ con.T), axis=1, kind="stable")[:, :top]
+        for i, row in enumerate(order):
+            if np.any(emb[i]):
+                out[i] = [concepts[j] for j in row]
     return out
 
 
@@ -571,14 +607,26 @@ def comparable(sentence: str) -> str:
     return rest or sentence.strip()
 
 
-def _sound_words(sentence: str, lexicon: frozenset[str]) -> frozenset[str]:
-    """The sound adjectives of the lexicon a sentence names (comparatives as their base)."""
+def _telling_words(sentence: str, vocabulary: frozenset[str]) -> frozenset[str]:
+    """The words of ``vocabulary`` a sentence names (comparatives and plurals as their base)."""
     out = set()
     for w in re.findall(r"[a-z]+(?:-[a-z]+)*", sentence.lower()):
-        form = _lexicon_form(w, lexicon) or (w if is_sound_adjective(w, lexicon) else None)
+        form = _lexicon_form(w, vocabulary) or (w if is_sound_adjective(w, vocabulary) else None)
+        if form is None and w.endswith("s") and w[:-1] in vocabulary:
+            form = w[:-1]
         if form:
             out.add(form)
     return frozenset(out)
+
+
+def contrast_vocabulary(
+    lexicon: frozenset[str] | None = None, concepts: Sequence[str] = ()
+) -> frozenset[str]:
+    """Words whose presence makes a sentence distinct for calibration's ``keep_contrasts``:
+    the sound adjectives of the lexicon and the words of the concept names (singular too)."""
+    words = {w for c in concepts for w in _norm(c).split() if len(w) > 2}
+    words |= {w[:-1] for w in words if w.endswith("s") and not w.endswith("ss")}
+    return (load_adjective_lexicon() if lexicon is None else lexicon) | frozenset(words)
 
 
 def calibrate_many(
@@ -587,9 +635,13 @@ def calibrate_many(
     embedder: Any = None,
     threshold: float = 0.5,
     keep_contrasts: bool = True,
-    lexicon: frozenset[str] | None = None,
+    vocabulary: frozenset[str] | None = None,
 ) -> list[str]:
-    """:func:`calibrate` for many neurons; every distinct sentence is embedded once."""
+    """:func:`calibrate` for many neurons; every distinct sentence is embedded once.
+
+    ``vocabulary`` is the word list of ``keep_contrasts`` (default: the sound-adjective
+    lexicon; :func:`run_stage` adds the concept names, see :func:`contrast_vocabulary`).
+    """
     if len(high_summaries) != len(low_summaries):
         raise ValueError(f"{len(high_summaries)} high summaries for {len(low_summaries)} low")
     highs = [[s for s in split_sentences(h) if not _CHATTER.match(s)] for h in high_summaries]
@@ -599,8 +651,8 @@ def calibrate_many(
         return ["" for _ in highs]
     embedder = _default_embedder(embedder)
     vec = dict(zip(texts, embedder.encode(texts), strict=True))
-    if keep_contrasts and lexicon is None:
-        lexicon = load_adjective_lexicon()
+    if keep_contrasts and vocabulary is None:
+        vocabulary = contrast_vocabulary()
     out = []
     for hs, ls in zip(highs, lows, strict=True):
         if hs and ls:
@@ -612,9 +664,9 @@ def calibrate_many(
             for s, row in zip(hs, sims, strict=True):
                 matches = [lo for lo, sim in zip(ls, row, strict=True) if sim >= threshold]
                 if matches and keep_contrasts:
-                    low_words = frozenset().union(*(_sound_words(m, lexicon) for m in matches))
-                    if _sound_words(s, lexicon) - low_words:
-                        matches = []  # it says something about the sound they do not
+                    said = frozenset().union(*(_telling_words(m, vocabulary) for m in matches))
+                    if _telling_words(s, vocabulary) - said:
+                        matches = []  # it names a quality or a source they do not
                 if not matches:
                     kept.append(s)
             hs = kept
@@ -628,6 +680,7 @@ def calibrate(
     embedder: Any = None,
     threshold: float = 0.5,
     keep_contrasts: bool = True,
+    concepts: Sequence[str] = (),
 ) -> str:
     """Module B: the high summary without the sentences the low summary also says.
 
@@ -637,12 +690,16 @@ def calibrate(
     is ...") is dropped too. Returns the kept sentences joined by spaces.
 
     ``keep_contrasts`` (on by default; off gives AND's plain rule) keeps a matched high
-    sentence when it names a sound adjective of the lexicon that none of its matching low
-    sentences names: sentence embedders barely tell antonyms apart (all-MiniLM-L6-v2 gives
-    "are loud." / "are quiet." a cosine of 0.81), and a contrast in loudness, pitch or
-    timbre is exactly what calibration must keep.
+    sentence when it names a sound adjective of the lexicon, or a word of a concept name in
+    ``concepts``, that none of its matching low sentences names: sentence embedders barely
+    tell antonyms apart (all-MiniLM-L6-v2 gives "are loud." / "are quiet." a cosine of 0.81)
+    and short sentences score ~0.5 on their shared wording alone ("are sounds of dog." /
+    "are low-pitched."), while a contrast in quality or source is what calibration must keep.
     """
-    return calibrate_many([high_summary], [low_summary], embedder, threshold, keep_contrasts)[0]
+    vocabulary = contrast_vocabulary(None, concepts) if keep_contrasts else None
+    return calibrate_many(
+        [high_summary], [low_summary], embedder, threshold, keep_contrasts, vocabulary
+    )[0]
 
 
 # --------------------------------------------------------------------------------------------
@@ -939,7 +996,12 @@ def run_stage(cfg: Config, run: RunDir) -> dict[str, Any]:
     # Module B, then C on the same parse.
     t = time.time()
     calibrated = calibrate_many(
-        highs, lows, embedder, c.calibration_threshold, c.calibration_keep_contrasts, lexicon
+        highs,
+        lows,
+        embedder,
+        c.calibration_threshold,
+        c.calibration_keep_contrasts,
+        contrast_vocabulary(lexicon, concepts),
     )
     words = _analyse(calibrated, lexicon)
     verdict = judge_adjectives([a for w in words for a in w.adjectives], llm, lexicon)

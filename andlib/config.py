@@ -218,8 +218,9 @@ class ConceptsConfig:
     """High-summary sentences whose embedding cosine to a low-summary sentence is at least this
     are dropped (0.5: the default of AND's code, ``remove_mutual_information``)."""
     calibration_keep_contrasts: bool = True
-    """Keep such a sentence anyway when it names a sound adjective the matching low sentences
-    do not (the embedder barely separates antonyms: "loud"/"quiet"); false: AND's plain rule."""
+    """Keep such a sentence anyway when it names a sound adjective or a concept word that the
+    matching low sentences do not (the embedder barely separates "loud" from "quiet");
+    false: AND's plain rule."""
     adjective_lexicon: str | None = None
     """File of sound adjectives (``None``: the shipped lexicon); used when no LLM is set."""
 

@@ -83,6 +83,7 @@ _PRETRAIN_KEYS = _ARCHITECTURE + (
     "warmup_epochs",
     "gain_db",
     "shift_frames",
+    "freq_shift",
     "train_folds",  # the feature normalisation statistics come from the training folds
     "max_minutes",
     "max_steps",
@@ -614,8 +615,8 @@ class MaskedSpectrogramModel(nn.Module):
 def pretrain(
     model: nn.Module, feats: Features, tc: TrainConfig, gen: np.random.Generator
 ) -> list[dict[str, Any]]:
-    """Masked spectrogram modelling on every clip's audio (all folds, labels unused), with
-    random gain and time shift; updates ``model``'s encoder in place."""
+    """Masked spectrogram modelling on every clip's audio (all folds, labels unused), with the
+    fine-tuning augmentation minus the SpecAugment masks; updates ``model``'s encoder in place."""
     msm = MaskedSpectrogramModel(model, tc.mask_ratio)
     n_patches = msm.patches(feats.x[:1]).shape[1]
     gain_and_shift = dataclasses.replace(tc, num_masks=0)  # the patch mask replaces SpecAugment

@@ -76,7 +76,7 @@ neurons.groupby("layer", sort=False).agg(
 clips = run.read_csv("clips.csv", dtype={"clip_id": str}).set_index("clip_id")
 captions = run.read_csv("captions.csv", dtype={"clip_id": str}).set_index("clip_id")["caption"]
 described = neurons[neurons["calibrated_summary"] != ""]
-shown = (described if len(described) else neurons).groupby("layer", sort=False).head(1)
+shown = (described if len(described) else neurons).groupby("layer", sort=False).head(2)
 shown = shown.sample(n=min(4, len(shown)), random_state=cfg.seed).sort_index()
 closed = [c for c in neurons.columns if c.startswith("db_") and not c.endswith("_top5")]
 closed += ["tab", "icl"]
