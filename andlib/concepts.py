@@ -29,8 +29,11 @@
 
 **Module B: summary calibration** (:func:`calibrate`, :func:`acoustic_adjectives`). Sentences
 of the high summary whose embedding cosine to any sentence of the low summary reaches
-``concepts.calibration_threshold`` are dropped: they describe what high and low clips share.
-The adjectives of the calibrated summary (spaCy POS tags, hyphenated compounds as one word,
+``concepts.calibration_threshold`` (0.5, AND's default) are dropped: they describe what high
+and low clips share. Sentences are compared without their "Most clips (4 of 5)"-like subject,
+and (``concepts.calibration_keep_contrasts``, on by default) a matched sentence is kept when it
+names a sound adjective or a concept word its low counterparts do not, because the embedder
+scores "are loud." and "are quiet." 0.81 alike. The adjectives of the calibrated summary (spaCy POS tags, hyphenated compounds as one word,
 negated ones and a stop list skipped) are kept when they describe sound: the LLM is asked
 about each distinct adjective once (cached) with a generative backend, the shipped lexicon
 ``resources/sound_adjectives.txt`` decides otherwise.
@@ -230,7 +233,7 @@ class ClapScorer:
             model = ClapModel.from_pretrained(name)
             processor = ClapProcessor.from_pretrained(name)
         except Exception as exc:  # OSError offline, ValueError for a wrong checkpoint, ...
-            raise TABUnavailable(f"cannot load CLAP model {name!r}: {exc}") from exc
+            raise TABUnavailable(f"TAB skipped: cannot load CLAP model {name!r}: {exc}") from exc
         return cls(model, processor, name=name, **kwargs)
 
     @property

@@ -292,11 +292,11 @@ def test_fallback_weighs_sentences_by_the_clips_they_speak_for(embedder):
     assert C.sentence_weight("Most clips (4 of 5) are loud.") == 4
     assert C.sentence_weight("All 5 clips are loud.") == 5
     assert C.sentence_weight("Only one clip is the sound of wind.") == 1
-    summary = (
-        "Most clips (4 of 5) are sounds of a hen clucking. Only one clip is the sound of wind."
-    )
-    assert C.rank_by_embedding([summary], ESC50, embedder)[0][:2] == ["hen", "wind"]
-    emb = C.embed_summaries([summary, ""], embedder)
+    hen = "Most clips (4 of 5) are sounds of a hen clucking. Only one clip is the sound of wind."
+    wind = "Only one clip is the sound of a hen clucking. Most clips (4 of 5) are sounds of wind."
+    ranked = C.rank_by_embedding([hen, wind], ESC50, embedder)
+    assert ranked[0][0] == "hen" and ranked[1][0] == "wind"
+    emb = C.embed_summaries([hen, ""], embedder)
     assert emb.shape == (2, 384) and not emb[1].any()
     np.testing.assert_allclose(np.linalg.norm(emb[0]), 1.0, rtol=1e-5)
 
@@ -347,14 +347,13 @@ def test_calibration_keeps_contrasting_sound_adjectives(embedder):
     assert calibrate(high, "All 5 clips are loud.", embedder) == ""
     # a higher threshold keeps more
     assert calibrate(high, low, embedder, threshold=0.99, keep_contrasts=False) == high
-    # Short template sentences look alike (~0.5) on wording alone; a source named only in the
-    # high sentence keeps it when the concept names are given.
-    high, low = "Some clips (2 of 5) are sounds of dogs.", "Some clips (2 of 5) are low-pitched."
-    assert calibrate(high, low, embedder, keep_contrasts=False) == ""
+    # Template sentences look alike on their wording alone (cosine 0.74 here); a source
+    # named only in the high sentence keeps it when the concept names are given.
+    high = "Some clips (2 of 5) are sounds of dogs with broadband energy."
+    low = "Some clips (2 of 5) are bright sounds with broadband energy."
+    assert calibrate(high, low, embedder) == ""  # no sound adjective of its own
     assert calibrate(high, low, embedder, concepts=ESC50) == high
-    assert (
-        calibrate(high, "Most clips (3 of 5) are sounds of a dog.", embedder, concepts=ESC50) == ""
-    )
+    assert calibrate(high, low.replace("bright", "dog"), embedder, concepts=ESC50) == ""
 
 
 def test_adjectives_hyphens_negation_stop_list_and_lexicon():
