@@ -50,6 +50,7 @@ def test_reproduce_names_the_failing_notebook_and_cell(tmp_path, monkeypatch):
     import nbformat
 
     nb = nbformat.v4.new_notebook()
+    nb.metadata = {"kernelspec": {"name": "python3", "display_name": "Python 3", "language": "python"}}
     params = nbformat.v4.new_code_cell("config_path = ''\noverrides = []")
     params.metadata["tags"] = ["parameters"]
     nb.cells = [params, nbformat.v4.new_code_cell("raise ValueError('boom')")]
