@@ -34,7 +34,6 @@ import pandas as pd
 
 from andlib.config import Config, dump_config
 
-
 _UMASK = os.umask(0)
 os.umask(_UMASK)
 

@@ -21,7 +21,11 @@ def test_reproduction_plan_runs_each_strategy_then_the_comparison():
     assert "model.name=trained:supervised" in first and "strategies=[]" in first
     assert any(o.startswith("run_dir=") and o.endswith("/supervised") for o in first)
     last_nb, last_overrides, last_folder = plan[-1]
-    assert last_nb.name.startswith("06_") and last_overrides == [] and last_folder == cfg.run_path / "notebooks"
+    assert (
+        last_nb.name.startswith("06_")
+        and last_overrides == []
+        and last_folder == cfg.run_path / "notebooks"
+    )
 
 
 @pytest.mark.slow
@@ -39,7 +43,12 @@ def test_reproduce_executes_every_notebook_on_the_smoke_config(tmp_path):
     assert (out / "last_layer.json").exists() and (out / "pruning.csv").exists()
     assert (out / "simulation_scores.csv").exists()
     figures = {p.stem for p in (tmp_path / "figures").glob("*.png")}
-    assert {"adjective_distribution", "adjectives_per_layer", "polysemantic_neurons", "last_layer_accuracy"} <= figures
+    assert {
+        "adjective_distribution",
+        "adjectives_per_layer",
+        "polysemantic_neurons",
+        "last_layer_accuracy",
+    } <= figures
 
 
 def test_reproduce_names_the_failing_notebook_and_cell(tmp_path, monkeypatch):
@@ -50,7 +59,9 @@ def test_reproduce_names_the_failing_notebook_and_cell(tmp_path, monkeypatch):
     import nbformat
 
     nb = nbformat.v4.new_notebook()
-    nb.metadata = {"kernelspec": {"name": "python3", "display_name": "Python 3", "language": "python"}}
+    nb.metadata = {
+        "kernelspec": {"name": "python3", "display_name": "Python 3", "language": "python"}
+    }
     params = nbformat.v4.new_code_cell("config_path = ''\noverrides = []")
     params.metadata["tags"] = ["parameters"]
     nb.cells = [params, nbformat.v4.new_code_cell("raise ValueError('boom')")]

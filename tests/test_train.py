@@ -145,7 +145,9 @@ def test_ssl_strategies_share_one_pretrained_encoder_and_record_their_metrics(ti
     for path, phase in ((frozen, "linear"), (finetuned, "finetune")):
         metrics = json.loads((path / train.METRICS_FILE).read_text())
         assert metrics["strategy"] == path.name.rsplit("-", 1)[0]
-        assert metrics["pretrain_seconds"] >= 0 and metrics["train_seconds"] >= 0  # rounded to 0.1 s
+        assert (
+            metrics["pretrain_seconds"] >= 0 and metrics["train_seconds"] >= 0
+        )  # rounded to 0.1 s
         assert set(train.read_history(path)) == {"pretrain", phase}
 
 
