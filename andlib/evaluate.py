@@ -735,16 +735,6 @@ def _summary(run: RunDir, cfg: Config) -> dict[str, Any]:
     return out
 
 
-def _save(fig: Any, name: str, cfg: Config) -> None:
-    """Write a figure into ``figures/`` and close it."""
-    import matplotlib.pyplot as plt
-
-    from andlib import plots
-
-    plots.save_figure(fig, name, cfg)
-    plt.close(fig)
-
-
 def run_stage(cfg: Config, run: RunDir) -> dict[str, Any]:
     """Write ``last_layer.json``, ``simulation_scores.csv`` and their figures."""
     from andlib import plots
@@ -770,12 +760,12 @@ def run_stage(cfg: Config, run: RunDir) -> dict[str, Any]:
     run.write_json("last_layer.json", results)
     logger.info("last-layer accuracy: %s", json.dumps(results))
     if results:
-        _save(plots.last_layer_table(results), "last_layer_accuracy", cfg)
+        plots.save_and_close(plots.last_layer_table(results), "last_layer_accuracy", cfg)
 
     scores = simulation_scores(cfg, run, embedder)
     run.write_csv("simulation_scores.csv", scores)
     logger.info("simulation: %d scores over %d layers", len(scores), scores["layer"].nunique())
     if not scores.empty:
-        _save(plots.simulation_by_layer(scores), "simulation_scores", cfg)
+        plots.save_and_close(plots.simulation_by_layer(scores), "simulation_scores", cfg)
     run.mark_done(STAGE, key, outputs=OUTPUTS)
     return _summary(run, cfg)

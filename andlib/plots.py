@@ -44,6 +44,13 @@ def save_figure(fig: plt.Figure, name: str, cfg: Config | str | Path) -> list[Pa
     return paths
 
 
+def save_and_close(fig: plt.Figure, name: str, cfg: Config | str | Path) -> list[Path]:
+    """:func:`save_figure`, then close the figure (stages that only write figures)."""
+    paths = save_figure(fig, name, cfg)
+    plt.close(fig)
+    return paths
+
+
 use_style()
 
 # --- evaluation & pruning figures (andlib.evaluate / andlib.prune) ---

@@ -672,16 +672,6 @@ def _summary(run: RunDir) -> dict[str, Any]:
     return out
 
 
-def _save(fig: Any, name: str, cfg: Config) -> None:
-    """Write a figure into ``figures/`` and close it."""
-    import matplotlib.pyplot as plt
-
-    from andlib import plots
-
-    plots.save_figure(fig, name, cfg)
-    plt.close(fig)
-
-
 def run_stage(cfg: Config, run: RunDir) -> dict[str, Any]:
     """Write ``pruning.csv`` and the figures ``pruning_summary`` and ``pruning_<concept>``."""
     from andlib import plots
@@ -707,10 +697,10 @@ def run_stage(cfg: Config, run: RunDir) -> dict[str, Any]:
     summary = pruning_summary(df)
     logger.info("pruning summary:\n%s", summary.to_string(index=False))
     if not summary.empty:
-        _save(plots.pruning_summary_bars(summary), "pruning_summary", cfg)
+        plots.save_and_close(plots.pruning_summary_bars(summary), "pruning_summary", cfg)
     named = df[df["concept"].map(normalize_concept) == normalize_concept(cfg.prune.concept)]
     if not named.empty:
         fig = plots.pruning_concept_bars(named, cfg.prune.concept)
-        _save(fig, f"pruning_{cfg.prune.concept}", cfg)
+        plots.save_and_close(fig, f"pruning_{cfg.prune.concept}", cfg)
     run.mark_done(STAGE, key, outputs=["pruning.csv"])
     return _summary(run)
