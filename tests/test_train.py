@@ -264,3 +264,15 @@ def test_freq_shift_moves_the_mel_axis_and_fills_with_the_mean(tiny_cfg):
     for row in out[:, 0]:
         kept = row[row != 0]
         assert len(kept) >= 5 and torch.equal(kept, torch.arange(kept[0], kept[0] + len(kept)))
+
+
+def test_batched_log_mel_matches_the_feature_extractor():
+    from transformers import ASTFeatureExtractor
+
+    extractor = ASTFeatureExtractor(
+        num_mel_bins=32, max_length=120, sampling_rate=16000, do_normalize=False
+    )
+    g = np.random.default_rng(0)
+    audio = [(0.1 * g.standard_normal(n)).astype(np.float32) for n in (16000, 16000, 9000)]
+    expected = np.stack(extractor(audio, sampling_rate=16000, return_tensors="np")["input_values"])
+    np.testing.assert_allclose(train.log_mel(extractor, audio), expected, atol=1e-4)
