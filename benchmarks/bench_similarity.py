@@ -116,6 +116,8 @@ def main() -> None:
         f"{args.clips} clips x {args.neurons} neurons x {args.concepts} concepts, "
         f"float32, {torch.get_num_threads()} torch thread(s), best of {args.repeat}"
     )
+    t_topk, _ = best_time(lambda: torch.topk(acts, k=100, dim=0), args.repeat)
+    print(f"(top-100 clip selection alone, done once by both versions: {t_topk:.3f} s)")
     print(f"{'function':<14}{'vectorised s':>14}{'loop s':>10}{'speed-up':>10}  max |diff|")
     for name, fn in SIMILARITY_FUNCTIONS.items():
         t_fast, fast = best_time(lambda fn=fn: fn(probs, acts), args.repeat)
