@@ -127,12 +127,21 @@ class TrainConfig:
     """Fraction of patches masked and reconstructed in pretraining."""
     linear_epochs: int = 100
     """Epochs of the linear probe (ssl-frozen: classifier head on the frozen encoder)."""
+    linear_lr: float | None = None
+    """Peak learning rate of the linear probe (``None``: ``lr``); a head on a frozen
+    checkpoint wants a larger rate than fine-tuning it does."""
     max_minutes: float | None = None
     """Stop training after this many minutes (``None``: run all epochs)."""
     max_steps: int | None = None
     """Stop after this many optimizer steps (CI uses a handful)."""
     num_threads: int | None = None
-    """Torch threads for training (``None``: all cores)."""
+    """Torch threads for training (``None``: all cores). Training runs on ``model.device``."""
+    init: str | None = None
+    """A pretrained checkpoint (Hugging Face id or local ``save_pretrained`` folder: wav2vec2,
+    HuBERT, AST, ...) that replaces the project's small AST: ``ssl-frozen`` trains a linear
+    head on it frozen, ``ssl-finetuned`` fine-tunes it end to end (no masked-spectrogram
+    pretraining: the checkpoint is the pretraining), ``supervised`` trains its architecture
+    from random weights. ``None``: the offline AST built from the settings above."""
 
 
 @dataclass
@@ -299,6 +308,9 @@ class Config:
     """Trained models, downloads and LLM/caption caches shared across runs."""
     strategies: list[str] = field(default_factory=list)
     """When non-empty, ``reproduce`` runs the pipeline once per training strategy."""
+    strategy_models: dict[str, str] = field(default_factory=dict)
+    """``model.name`` of a strategy's run (default ``trained:<strategy>``): e.g. a hub
+    checkpoint already trained that way, such as a supervised AST, instead of training one."""
     data: DataConfig = field(default_factory=DataConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
@@ -533,6 +545,13 @@ def validate(cfg: Config) -> None:
             raise ConfigError(
                 f"strategies: {s!r} is not one of {', '.join(_CHOICES['train.strategy'])}"
             )
+    for s, name in cfg.strategy_models.items():
+        if s not in cfg.strategies:
+            raise ConfigError(
+                f"strategy_models: {s!r} is not one of strategies ({', '.join(cfg.strategies)})"
+            )
+        if not isinstance(name, str) or not name:
+            raise ConfigError(f"strategy_models.{s}: expected a model name, got {name!r}")
     if cfg.k < 1:
         raise ConfigError(f"k: must be at least 1, got {cfg.k}")
     if cfg.data.limit is not None and cfg.data.limit < 1:

@@ -101,7 +101,8 @@ class TargetModel:
         return bool(self.label_names)
 
 
-def _device(name: str) -> torch.device:
+def resolve_device(name: str) -> torch.device:
+    """``auto`` (CUDA when present), ``cpu`` or ``cuda``; an error when CUDA is asked for but absent."""
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     if name == "cuda" and not torch.cuda.is_available():
@@ -163,7 +164,7 @@ def load_pretrained(
             f"cannot load model {src!r} as {kind}: {type(exc).__name__}: {exc}"
         ) from exc
     torch_dtype = {"float32": torch.float32, "bfloat16": torch.bfloat16}[dtype]
-    dev = _device(device)
+    dev = resolve_device(device)
     module.to(dev, torch_dtype).eval()
     sample_rate = int(getattr(extractor, "sampling_rate", 16000))
     labels = None

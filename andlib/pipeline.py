@@ -62,8 +62,9 @@ def reproduction_plan(cfg: Config, overrides: list[str]) -> list[tuple[Path, lis
 
     A plain config runs every numbered notebook once. A config with ``strategies`` runs every
     notebook once per strategy (its own run directory ``<run_dir>/<strategy>`` and figures
-    folder ``<figures_dir>/<strategy>``), then the analyses notebook once more on the parent
-    config, whose comparison section reads the per-strategy runs.
+    folder ``<figures_dir>/<strategy>``, target ``strategy_models[strategy]`` or else
+    ``trained:<strategy>``), then the analyses notebook once more on the parent config, whose
+    comparison section reads the per-strategy runs.
     """
     books = notebooks()
     if not books:
@@ -75,7 +76,8 @@ def reproduction_plan(cfg: Config, overrides: list[str]) -> list[tuple[Path, lis
         sub = [
             *overrides,
             "strategies=[]",
-            f"model.name=trained:{strategy}",
+            "strategy_models={}",
+            f"model.name={cfg.strategy_models.get(strategy, f'trained:{strategy}')}",
             f"train.strategy={strategy}",
             f"run_dir={cfg.run_path / strategy}",
             f"figures_dir={cfg.figures_path / strategy}",

@@ -61,7 +61,8 @@ FORMAT_VERSION = 1
 # Which ``cfg.train`` keys a cached model depends on. Everything else in the section counts,
 # except these, which do not change the weights (or are in the folder name already).
 _NOT_IN_KEY = ("strategy", "num_threads", "eval_every")
-_SSL_ONLY = ("pretrain_epochs", "pretrain_lr", "mask_ratio", "linear_epochs")
+_SSL_ONLY = ("pretrain_epochs", "pretrain_lr", "mask_ratio", "linear_epochs", "linear_lr")
+_OPTIONAL = ("init", "linear_lr")
 _ARCHITECTURE = (
     "hidden_size",
     "num_hidden_layers",
@@ -123,6 +124,10 @@ def model_dir(cfg: Config, strategy: str | None = None) -> Path:
     strategy depends on, the data sample rate, clip duration and limit, and the seed."""
     strategy = _check_strategy(strategy, cfg)
     ignored = set(_NOT_IN_KEY) | (set(_SSL_ONLY) if strategy == "supervised" else set())
+    # optional settings left unset keep the keys of models trained before they existed
+    ignored |= {k for k in _OPTIONAL if getattr(cfg.train, k) is None}
+    if cfg.train.init is not None and strategy != "supervised":
+        ignored |= {"pretrain_epochs", "pretrain_lr", "mask_ratio"}  # no pretraining runs
     keys = [f.name for f in dataclasses.fields(TrainConfig) if f.name not in ignored]
     return cfg.cache_path / "models" / f"{strategy}-{_key(cfg, keys, strategy)}"
 
@@ -167,16 +172,23 @@ def _save_atomic(dest: Path, write: Callable[[Path], None]) -> Path:
 
 @dataclass
 class Features:
-    """Normalised log-mel spectrograms ``x [clips, frames, mel]`` of every ESC-50 clip."""
+    """The model inputs of every ESC-50 clip: normalised log-mel spectrograms ``x [clips,
+    frames, mel]`` for an AST, waveforms ``x [clips, samples]`` for wav2vec2-like models."""
 
     x: torch.Tensor
     labels: torch.Tensor
     folds: np.ndarray
     class_names: list[str]
     extractor: Any
-    """The ``ASTFeatureExtractor`` that produced ``x`` (mean/std from the training folds)."""
+    """The feature extractor that produced ``x`` (the project's AST: mean/std from the
+    training folds)."""
     per_ln: float
-    """Normalised units per natural-log unit of power, ``1 / (2 * std)``."""
+    """Normalised units per natural-log unit of power, ``1 / (2 * std)`` (spectrograms)."""
+
+    @property
+    def hop(self) -> int:
+        """Samples per 10 ms frame (the unit of ``train.shift_frames`` on waveforms)."""
+        return max(1, int(getattr(self.extractor, "sampling_rate", 16000)) // 100)
 
     def split(self, folds: list[int]) -> tuple[torch.Tensor, torch.Tensor]:
         keep = torch.from_numpy(np.isin(self.folds, folds))
@@ -222,6 +234,39 @@ def log_mel(extractor: Any, audio: list[np.ndarray], batch_size: int = 200) -> n
     return result
 
 
+def _checkpoint_features(
+    cfg: Config, audio: list[np.ndarray], labels: torch.Tensor, folds: np.ndarray, names: list[str]
+) -> Features:
+    """Inputs of ``train.init``'s own feature extractor (its normalisation, its length)."""
+    from transformers import AutoFeatureExtractor
+
+    init = cfg.train.init
+    try:
+        extractor = AutoFeatureExtractor.from_pretrained(init)
+    except Exception as exc:
+        raise ValueError(f"train.init={init!r}: cannot load its feature extractor: {exc}") from exc
+    rate = getattr(extractor, "sampling_rate", cfg.data.sample_rate)
+    if rate != cfg.data.sample_rate:
+        raise ValueError(
+            f"train.init={init!r} expects {rate} Hz audio but data.sample_rate is "
+            f"{cfg.data.sample_rate}; set data.sample_rate={rate}"
+        )
+    t0 = time.time()
+    parts = []
+    for i in range(0, len(audio), 200):
+        out = extractor(audio[i : i + 200], sampling_rate=rate, return_tensors="np", padding=True)
+        parts.append(np.asarray(out["input_values"], dtype=np.float32))
+    if len({p.shape[1:] for p in parts}) > 1:
+        raise ValueError(f"train.init={init!r}: clips of unequal length; set data.duration")
+    x = torch.from_numpy(np.concatenate(parts))
+    std = getattr(extractor, "std", None)
+    per_ln = 1.0 / (2 * std) if x.ndim == 3 and std else 0.0
+    log.info(
+        "features (%s): %d clips -> %s in %.1f s", init, len(x), tuple(x.shape), time.time() - t0
+    )
+    return Features(x, labels, folds, names, extractor, per_ln)
+
+
 def load_features(cfg: Config) -> Features:
     """Decode ESC-50 (all folds, ``data.limit`` applies) and compute the normalised features.
 
@@ -246,6 +291,9 @@ def load_features(cfg: Config) -> Features:
         )
     if tc.heldout_fold in tc.train_folds:
         raise ValueError(f"train.heldout_fold={tc.heldout_fold} is also a training fold")
+    labels = torch.tensor(np.asarray(clips.labels), dtype=torch.long)
+    if tc.init is not None:
+        return _checkpoint_features(cfg, clips.audio, labels, folds, list(clips.class_names))
     extractor = ASTFeatureExtractor(
         num_mel_bins=tc.num_mel_bins,
         max_length=tc.max_length,
@@ -268,7 +316,7 @@ def load_features(cfg: Config) -> Features:
     )
     return Features(
         x=x,
-        labels=torch.tensor(np.asarray(clips.labels), dtype=torch.long),
+        labels=labels,
         folds=folds,
         class_names=list(clips.class_names),
         extractor=extractor,
@@ -320,6 +368,36 @@ def build_model(tc: TrainConfig, class_names: list[str], seed: int = 0) -> nn.Mo
     return model
 
 
+def model_from_init(
+    init: str, class_names: list[str], random_weights: bool = False, seed: int = 0
+) -> nn.Module:
+    """``init``'s architecture with a fresh ``len(class_names)``-way classification head: its
+    pretrained weights, or (``random_weights``) the same architecture from scratch."""
+    from transformers import AutoConfig, AutoModelForAudioClassification
+
+    labels = {
+        "num_labels": len(class_names),
+        "id2label": dict(enumerate(class_names)),
+        "label2id": {name: i for i, name in enumerate(class_names)},
+    }
+    try:
+        if random_weights:
+            torch.manual_seed(seed)
+            config = AutoConfig.from_pretrained(init, **labels)
+            return AutoModelForAudioClassification.from_config(config)
+        return AutoModelForAudioClassification.from_pretrained(
+            init, ignore_mismatched_sizes=True, **labels
+        )
+    except Exception as exc:
+        raise ValueError(
+            f"train.init={init!r}: cannot build an audio classifier from it: {exc}"
+        ) from exc
+
+
+def _device_of(model: nn.Module) -> torch.device:
+    return next(model.parameters()).device
+
+
 def accuracy(
     model: nn.Module, x: torch.Tensor, y: torch.Tensor, batch_size: int = 128
 ) -> float | None:
@@ -331,7 +409,7 @@ def accuracy(
     correct = 0
     with torch.inference_mode():
         for i in range(0, len(x), batch_size):
-            logits = model(x[i : i + batch_size]).logits
+            logits = model(x[i : i + batch_size].to(_device_of(model))).logits.cpu()
             correct += int((logits.argmax(-1) == y[i : i + batch_size]).sum())
     model.train(was_training)
     return correct / len(x)
@@ -351,11 +429,20 @@ def _band_mask(gen: np.random.Generator, batch: int, size: int, width: int) -> t
 
 
 def augment(
-    x: torch.Tensor, tc: TrainConfig, gen: np.random.Generator, per_ln: float
+    x: torch.Tensor, tc: TrainConfig, gen: np.random.Generator, per_ln: float, hop: int = 160
 ) -> torch.Tensor:
     """Random gain (±``gain_db``), circular time shift (±``shift_frames``), mel shift
     (±``freq_shift`` bins), then ``num_masks`` frequency masks (up to ``freq_mask`` bins) and
-    time masks (up to ``time_mask`` frames); emptied and masked values are 0 (the data mean)."""
+    time masks (up to ``time_mask`` frames); emptied and masked values are 0 (the data mean).
+
+    Waveforms ``[batch, samples]`` (wav2vec2-like inputs, normalised per clip) get only the
+    circular time shift, ``shift_frames`` counted in frames of ``hop`` samples (10 ms)."""
+    if x.ndim == 2:
+        if tc.shift_frames <= 0:
+            return x
+        b, n = x.shape
+        shifts = gen.integers(-tc.shift_frames, tc.shift_frames + 1, b) * hop
+        return x.gather(1, torch.from_numpy((np.arange(n)[None, :] - shifts[:, None]) % n))
     b, t, f = x.shape
     if tc.gain_db > 0:
         gain = gen.uniform(-tc.gain_db, tc.gain_db, b) * _LN_PER_DB * per_ln
@@ -397,6 +484,7 @@ def _optimize(
     gen: np.random.Generator,
     phase: str,
     on_epoch_end: Callable[[int, bool], dict[str, Any]] | None = None,
+    frozen: nn.Module | None = None,
 ) -> list[dict[str, Any]]:
     """AdamW with linear warmup then cosine decay over ``epochs`` passes of shuffled batches.
 
@@ -404,8 +492,9 @@ def _optimize(
     ``requires_grad`` are optimised (no weight decay on biases, norms, tokens and position
     embeddings). Stops at ``tc.max_steps`` optimiser steps. With ``tc.max_minutes`` the cosine
     decay follows whichever runs out first, steps or time, so a run cut short by the clock
-    still ends at a low learning rate (such a run is not bit-reproducible). Returns one
-    history row per epoch.
+    still ends at a low learning rate (such a run is not bit-reproducible). ``frozen`` (a
+    frozen encoder) stays in eval mode: no dropout or layer drop. Returns one history row per
+    epoch.
     """
     named = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
     if not named:
@@ -437,9 +526,14 @@ def _optimize(
         after_warmup = (progress(step, elapsed) * total - warmup) / max(1, total - warmup)
         return 0.5 * (1 + math.cos(math.pi * min(1.0, max(0.0, after_warmup))))
 
+    def train_mode() -> None:
+        model.train()
+        if frozen is not None:
+            frozen.eval()
+
     history: list[dict[str, Any]] = []
     step, t_start = 0, time.time()
-    model.train()
+    train_mode()
     for epoch in range(1, epochs + 1):
         t_epoch, losses = time.time(), []
         order = gen.permutation(n_items)
@@ -467,7 +561,7 @@ def _optimize(
         }
         if on_epoch_end is not None:
             row.update(on_epoch_end(epoch, stop))
-            model.train()
+            train_mode()
         history.append(row)
         extra = " ".join(f"{k} {v:.3f}" for k, v in row.items() if k.endswith("accuracy"))
         log.info(
@@ -508,14 +602,16 @@ def fit_classifier(
     n_classes = len(feats.class_names)
 
     def loss_fn(idx: np.ndarray) -> torch.Tensor:
-        xb = augment(x[idx], tc, gen, feats.per_ln)
+        xb = augment(x[idx], tc, gen, feats.per_ln, feats.hop)
         target = _soft_targets(y[idx], n_classes, tc.label_smoothing)
         if tc.mixup_alpha > 0 and len(idx) > 1:
             lam = float(gen.beta(tc.mixup_alpha, tc.mixup_alpha))
             perm = torch.from_numpy(gen.permutation(len(idx)))
             xb = lam * xb + (1 - lam) * xb[perm]
             target = lam * target + (1 - lam) * target[perm]
-        logits = model(xb).logits
+        device = _device_of(model)
+        target = target.to(device)
+        logits = model(xb.to(device)).logits
         return -(target * F.log_softmax(logits, dim=-1)).sum(-1).mean()
 
     def on_epoch_end(epoch: int, last: bool) -> dict[str, Any]:
@@ -531,32 +627,54 @@ def fit_classifier(
 def linear_probe(
     model: nn.Module, feats: Features, tc: TrainConfig, gen: np.random.Generator
 ) -> list[dict[str, Any]]:
-    """Freeze the encoder and train only the classifier head on its pooled outputs.
+    """Freeze the encoder (``model.base_model``) and train only what follows it: the
+    classification head (and, for wav2vec2-like models, its projector).
 
-    The encoder runs once per clip (no augmentation): its outputs cannot change, so the head
-    trains on stored vectors in seconds.
+    The project's AST runs its encoder once per clip (no augmentation): its pooled outputs
+    cannot change, so the head trains on stored vectors in seconds. Other architectures pool
+    inside their own head, so the frozen encoder runs in every step (no gradients through it).
     """
-    encoder = model.audio_spectrogram_transformer
+    encoder = model.base_model
     encoder.requires_grad_(False)
     encoder.eval()
     x, y = feats.split(tc.train_folds)
-    with torch.inference_mode():
-        pooled = torch.cat([encoder(x[i : i + 128]).pooler_output for i in range(0, len(x), 128)])
-    pooled = pooled.clone()  # a normal tensor: inference-mode tensors cannot enter autograd
-
-    def loss_fn(idx: np.ndarray) -> torch.Tensor:
-        logits = model.classifier(pooled[idx])
-        return F.cross_entropy(logits, y[idx], label_smoothing=tc.label_smoothing)
-
     x_held, y_held = feats.split([tc.heldout_fold])
+    device = _device_of(model)
 
     def on_epoch_end(epoch: int, last: bool) -> dict[str, Any]:
         if len(x_held) and last:
             return {"heldout_accuracy": accuracy(model, x_held, y_held)}
         return {}
 
+    if hasattr(model, "audio_spectrogram_transformer") and hasattr(model, "classifier"):
+        with torch.inference_mode():
+            pooled = torch.cat(
+                [encoder(x[i : i + 128].to(device)).pooler_output for i in range(0, len(x), 128)]
+            )
+        pooled = pooled.clone()  # a normal tensor: inference-mode tensors cannot enter autograd
+        y_dev = y.to(device)
+
+        def loss_fn(idx: np.ndarray) -> torch.Tensor:
+            logits = model.classifier(pooled[idx])
+            return F.cross_entropy(logits, y_dev[idx], label_smoothing=tc.label_smoothing)
+
+    else:
+
+        def loss_fn(idx: np.ndarray) -> torch.Tensor:
+            logits = model(x[idx].to(device)).logits
+            return F.cross_entropy(logits, y[idx].to(device), label_smoothing=tc.label_smoothing)
+
     return _optimize(
-        model, loss_fn, len(x), tc.linear_epochs, tc.lr, tc, gen, "linear", on_epoch_end
+        model,
+        loss_fn,
+        len(x),
+        tc.linear_epochs,
+        tc.linear_lr or tc.lr,
+        tc,
+        gen,
+        "linear",
+        on_epoch_end,
+        frozen=encoder,
     )
 
 
@@ -617,13 +735,14 @@ def pretrain(
 ) -> list[dict[str, Any]]:
     """Masked spectrogram modelling on every clip's audio (all folds, labels unused), with the
     fine-tuning augmentation minus the SpecAugment masks; updates ``model``'s encoder in place."""
-    msm = MaskedSpectrogramModel(model, tc.mask_ratio)
+    msm = MaskedSpectrogramModel(model, tc.mask_ratio).to(_device_of(model))
     n_patches = msm.patches(feats.x[:1]).shape[1]
     gain_and_shift = dataclasses.replace(tc, num_masks=0)  # the patch mask replaces SpecAugment
 
     def loss_fn(idx: np.ndarray) -> torch.Tensor:
-        xb = augment(feats.x[idx], gain_and_shift, gen, feats.per_ln)
-        return msm.loss(xb, msm.random_mask(len(idx), n_patches, gen))
+        xb = augment(feats.x[idx], gain_and_shift, gen, feats.per_ln, feats.hop)
+        device = _device_of(msm)
+        return msm.loss(xb.to(device), msm.random_mask(len(idx), n_patches, gen).to(device))
 
     return _optimize(
         msm, loss_fn, len(feats.x), tc.pretrain_epochs, tc.pretrain_lr, tc, gen, "pretrain"
@@ -635,8 +754,9 @@ def _ensure_pretrained(cfg: Config, feats: Features) -> tuple[Path, dict[str, An
     path = _pretrained_dir(cfg)
     if not (path / METRICS_FILE).exists():
         t0 = time.time()
-        model = build_model(cfg.train, feats.class_names, cfg.seed)
+        model = build_model(cfg.train, feats.class_names, cfg.seed).to(_train_device(cfg))
         history = pretrain(model, feats, cfg.train, rng(cfg, "train", "pretrain"))
+        model.cpu()
         meta = {
             "pretrain_seconds": round(time.time() - t0, 1),
             "pretrain_epochs": len(history),
@@ -660,6 +780,12 @@ def _ensure_pretrained(cfg: Config, feats: Features) -> tuple[Path, dict[str, An
 # --------------------------------------------------------------------------------------------
 
 
+def _train_device(cfg: Config) -> torch.device:
+    from andlib.models import resolve_device
+
+    return resolve_device(cfg.model.device)
+
+
 def train_model(cfg: Config, strategy: str | None = None) -> Path:
     """Train ``strategy`` (default ``cfg.train.strategy``) now and save it to :func:`model_dir`.
 
@@ -679,7 +805,13 @@ def train_model(cfg: Config, strategy: str | None = None) -> Path:
         gen = rng(cfg, "train", strategy)
         history: dict[str, list[dict[str, Any]]] = {}
         pre: dict[str, Any] = {}
-        if strategy == "supervised":
+        device = _train_device(cfg)
+        if tc.init is not None:  # a pretrained checkpoint replaces the project's AST
+            model = model_from_init(
+                tc.init, feats.class_names, random_weights=strategy == "supervised", seed=cfg.seed
+            )
+            pre = {"init": tc.init}
+        elif strategy == "supervised":
             model = build_model(tc, feats.class_names, cfg.seed)
         else:
             # pretraining counts with its recorded time, as it may come from the cache
@@ -688,6 +820,7 @@ def train_model(cfg: Config, strategy: str | None = None) -> Path:
             t0 += time.time() - t_pre
             history.update(read_history(pre_path))
             model = ASTForAudioClassification.from_pretrained(pre_path)
+        model.to(device)
         if strategy == "ssl-frozen":
             history["linear"] = linear_probe(model, feats, tc, gen)
         else:
@@ -714,7 +847,7 @@ def train_model(cfg: Config, strategy: str | None = None) -> Path:
         }
     finally:
         torch.set_num_threads(threads)
-    model.requires_grad_(True).eval()
+    model.requires_grad_(True).eval().cpu()
 
     def write(tmp: Path) -> None:
         model.save_pretrained(tmp)
@@ -750,10 +883,15 @@ SUMMARY_KEYS = ("train_accuracy", "heldout_accuracy", "train_seconds", "epochs",
 
 
 def strategies_to_train(cfg: Config) -> list[str]:
-    """``cfg.strategies`` when set, else the strategy of ``model.name = trained:<strategy>``
-    (empty when the target is a hub or local model: nothing to train)."""
+    """``cfg.strategies`` when set (less those ``strategy_models`` maps to a checkpoint that
+    needs no training), else the strategy of ``model.name = trained:<strategy>`` (empty when
+    the target is a hub or local model: nothing to train)."""
     if cfg.strategies:
-        return list(cfg.strategies)
+        return [
+            s
+            for s in cfg.strategies
+            if cfg.strategy_models.get(s, f"trained:{s}").startswith("trained:")
+        ]
     if cfg.model.name.startswith("trained:"):
         return [_check_strategy(cfg.model.name.split(":", 1)[1] or None, cfg)]
     return []

@@ -111,12 +111,19 @@ def test_rng_is_reproducible_per_seed_and_purpose():
     assert stable_hash({"a": 1, "b": 2}) == stable_hash({"b": 2, "a": 1})
 
 
-@pytest.mark.parametrize("name", ["default.yaml", "paper.yaml", "strategies.yaml"])
+@pytest.mark.parametrize(
+    "name", ["default.yaml", "paper.yaml", "strategies.yaml", "strategies-online.yaml"]
+)
 def test_shipped_configs_validate_offline(name):
     path = PROJECT_ROOT / "configs" / name
     if not path.exists():
         pytest.skip(f"{name} not written yet")
     load_config(path)
+
+
+def test_strategy_models_must_name_one_of_the_strategies():
+    with pytest.raises(ConfigError, match="strategy_models: 'ssl' is not one of strategies"):
+        load_config(None, {"strategies": ["supervised"], "strategy_models": {"ssl": "x/y"}})
 
 
 def test_paper_config_fails_with_a_clear_message_when_the_hub_model_is_unreachable(monkeypatch):

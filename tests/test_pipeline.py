@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pandas as pd
 import pytest
@@ -26,6 +27,28 @@ def test_reproduction_plan_runs_each_strategy_then_the_comparison():
         and last_overrides == []
         and last_folder == cfg.run_path / "notebooks"
     )
+
+
+def test_reproduction_plan_targets_the_checkpoint_a_strategy_maps_to():
+    from andlib.train import strategies_to_train
+
+    cfg = load_config("configs/strategies-online.yaml")
+    plan = reproduction_plan(cfg, [])
+    by_strategy = {
+        Path(o.split("=", 1)[1]).name: ov
+        for _, ov, _ in plan
+        for o in ov
+        if o.startswith("run_dir=")
+    }
+    assert (
+        "model.name=shreyahegde/ast-finetuned-audioset-10-10-0.450_ESC50"
+        in by_strategy["supervised"]
+    )
+    assert "model.name=trained:ssl-frozen" in by_strategy["ssl-frozen"]
+    sub = load_config("configs/strategies-online.yaml", by_strategy["ssl-frozen"])
+    assert sub.strategies == [] and sub.strategy_models == {}
+    assert sub.train.init == "facebook/hubert-base-ls960"
+    assert strategies_to_train(cfg) == ["ssl-frozen", "ssl-finetuned"]
 
 
 @pytest.mark.slow

@@ -276,3 +276,122 @@ def test_batched_log_mel_matches_the_feature_extractor():
     audio = [(0.1 * g.standard_normal(n)).astype(np.float32) for n in (16000, 16000, 9000)]
     expected = np.stack(extractor(audio, sampling_rate=16000, return_tensors="np")["input_values"])
     np.testing.assert_allclose(train.log_mel(extractor, audio), expected, atol=1e-4)
+
+
+# --- train.init: a pretrained checkpoint (wav2vec2-like) in place of the project's AST -------
+
+
+@pytest.fixture
+def tiny_wav2vec2(tmp_path):
+    """A random-weight wav2vec2 encoder saved like a hub SSL checkpoint (no head)."""
+    from transformers import Wav2Vec2Config, Wav2Vec2FeatureExtractor, Wav2Vec2Model
+
+    config = Wav2Vec2Config(
+        hidden_size=32,
+        num_hidden_layers=1,
+        num_attention_heads=2,
+        intermediate_size=64,
+        conv_dim=(16, 16),
+        conv_stride=(5, 5),
+        conv_kernel=(10, 5),
+        num_feat_extract_layers=2,
+        num_conv_pos_embeddings=16,
+        num_conv_pos_embedding_groups=2,
+        classifier_proj_size=16,
+        vocab_size=8,
+    )
+    torch.manual_seed(1234)  # not the config seed, which the supervised strategy draws from
+    path = tmp_path / "w2v-init"
+    Wav2Vec2Model(config).save_pretrained(path)
+    Wav2Vec2FeatureExtractor(sampling_rate=16000, do_normalize=True).save_pretrained(path)
+    return path
+
+
+def w2v_cfg(tiny_cfg, init, **extra):
+    return tiny_cfg(
+        **{"train.init": str(init), "data.duration": 1.0, "train.max_steps": 2, **extra}
+    )
+
+
+def state(module):
+    return {k: v.clone() for k, v in module.state_dict().items()}
+
+
+@requires_esc50
+def test_a_checkpoint_init_trains_a_frozen_linear_head_and_a_finetuned_model(
+    tiny_cfg, tiny_wav2vec2
+):
+    from transformers import AutoModel
+
+    cfg = w2v_cfg(tiny_cfg, tiny_wav2vec2)
+    init = state(AutoModel.from_pretrained(tiny_wav2vec2))
+    frozen = load_pretrained(train.ensure_trained(cfg, "ssl-frozen"), device="cpu")
+    finetuned = load_pretrained(train.ensure_trained(cfg, "ssl-finetuned"), device="cpu")
+    assert frozen.label_names[:2] == ["dog", "rooster"] and frozen.info["init"] == str(
+        tiny_wav2vec2
+    )
+    frozen_enc, tuned_enc = state(frozen.module.wav2vec2), state(finetuned.module.wav2vec2)
+    assert all(torch.equal(frozen_enc[k], init[k]) for k in init)  # the encoder stayed frozen
+    assert any(not torch.equal(tuned_enc[k], init[k]) for k in init)
+    assert set(train.read_history(train.model_dir(cfg, "ssl-frozen"))) == {"linear"}
+    assert frozen.logits([np.zeros(16000, dtype=np.float32)]).shape == (1, 50)
+    # no masked-spectrogram pretraining ran: the checkpoint is the pretraining
+    assert not list(cfg.cache_path.glob("models/ssl-pretrained-*"))
+
+
+@requires_esc50
+def test_supervised_with_a_checkpoint_init_starts_from_random_weights(tiny_cfg, tiny_wav2vec2):
+    from transformers import AutoModel
+
+    cfg = w2v_cfg(tiny_cfg, tiny_wav2vec2, **{"train.max_steps": 1, "train.lr": 1e-9})
+    init = state(AutoModel.from_pretrained(tiny_wav2vec2))
+    model = load_pretrained(train.ensure_trained(cfg, "supervised"), device="cpu").module
+    trained = state(model.wav2vec2)
+    assert type(model).__name__ == "Wav2Vec2ForSequenceClassification"
+    assert any(not torch.allclose(trained[k], init[k]) for k in init if init[k].numel() > 1)
+
+
+def test_a_checkpoint_init_gets_its_own_cache_key_without_pretraining_settings(tiny_cfg):
+    plain = train.model_dir(tiny_cfg(), "ssl-frozen")
+    init = train.model_dir(tiny_cfg(**{"train.init": "some/encoder"}), "ssl-frozen")
+    assert init != plain
+    more_pretraining = tiny_cfg(**{"train.init": "some/encoder", "train.pretrain_epochs": 9})
+    assert train.model_dir(more_pretraining, "ssl-frozen") == init
+
+
+def test_an_init_that_does_not_load_is_a_clear_error(tiny_cfg, tmp_path):
+    with pytest.raises(ValueError, match="train.init='.*no-such-checkpoint'"):
+        train.model_from_init(str(tmp_path / "no-such-checkpoint"), ["a", "b"])
+
+
+def test_linear_probe_on_a_waveform_model_freezes_its_encoder_and_keeps_it_in_eval(
+    tiny_cfg, tiny_wav2vec2
+):
+    cfg = tiny_cfg(**{"train.max_steps": 3})
+    model = train.model_from_init(str(tiny_wav2vec2), ["a", "b", "c", "d"])
+    g = torch.Generator().manual_seed(0)
+    feats = train.Features(
+        x=torch.randn(16, 4000, generator=g),
+        labels=torch.arange(16) % 4,
+        folds=np.array([1 + i % 5 for i in range(16)]),
+        class_names=["a", "b", "c", "d"],
+        extractor=None,
+        per_ln=0.0,
+    )
+    modes = []
+    model.wav2vec2.register_forward_pre_hook(lambda m, args: modes.append(m.training))
+    enc_before, head_before = state(model.wav2vec2), state(model.classifier)
+    train.linear_probe(model, feats, cfg.train, rng(0, "probe"))
+    assert not changed(enc_before, state(model.wav2vec2))
+    assert changed(head_before, state(model.classifier))
+    assert modes and not any(modes)  # no dropout or layer drop in the frozen encoder
+
+
+def test_augment_shifts_waveforms_circularly_in_10_ms_frames(tiny_cfg):
+    cfg = tiny_cfg(**{"train.shift_frames": 3})
+    x = torch.arange(2 * 1600, dtype=torch.float32).reshape(2, 1600)
+    out = train.augment(x, cfg.train, rng(0, "aug"), per_ln=0.0, hop=160)
+    assert out.shape == x.shape
+    for row, orig in zip(out, x, strict=True):
+        k = int(torch.nonzero(orig == row[0])[0])  # where the first sample came from
+        assert k % 160 == 0 and torch.equal(torch.roll(orig, -k), row)
