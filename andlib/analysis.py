@@ -21,6 +21,11 @@ through :mod:`andlib.plots` (PNG + PDF in ``figures/``).
   ``tie``), :func:`balance_per_layer` gives the three shares per layer; :func:`ridge_cv_r2`
   measures how well the captioner's numeric acoustic measurements alone predict each neuron's
   activation (cross-validated ridge R², all neurons of a layer fitted at once).
+- **Class purity** (how narrow a neuron is, by the known labels): :func:`class_purity` is the
+  share of a neuron's top-K clips that belong to their most common ESC-50 class;
+  :func:`purity_per_layer` averages it per layer beside the same share for random K-sets of
+  clips (chance). It uses labels the descriptions never see, so it checks finding (ii)
+  independently of the captioner.
 - **Training strategies** (issue 8): :func:`compare_runs` gathers per-layer metrics of several
   runs (one per model) into one tidy table for :func:`andlib.plots.plot_strategies_comparison`.
 """
@@ -287,6 +292,58 @@ def polysemanticity(
     )
 
 
+def class_purity(top_clips: pd.DataFrame, category: Mapping[str, str]) -> pd.DataFrame:
+    """``layer, neuron, purity, top_class``: the share of each neuron's top clips (those with a
+    known category) in their most common category; NaN when none has a category."""
+    purity, top_class = [], []
+    for clips in top_clips["clips"]:
+        cats = Counter(category[str(c)] for c in clips if category.get(str(c)))
+        if cats:
+            name, count = cats.most_common(1)[0]
+            purity.append(count / sum(cats.values()))
+            top_class.append(name)
+        else:
+            purity.append(np.nan)
+            top_class.append("")
+    return pd.DataFrame(
+        {
+            "layer": top_clips["layer"].astype(str).to_numpy(),
+            "neuron": top_clips["neuron"].astype(int).to_numpy(),
+            "purity": purity,
+            "top_class": top_class,
+        }
+    )
+
+
+def chance_purity(categories: Iterable[str], k: int, seed: int, draws: int = 2000) -> float:
+    """Mean :func:`class_purity` of ``draws`` random ``k``-sets of the clips (seeded)."""
+    cats = np.asarray([c for c in categories if c])
+    if len(cats) == 0 or k < 1:
+        return float("nan")
+    gen = np.random.default_rng(seed)
+    k = min(k, len(cats))
+    total = 0.0
+    for _ in range(draws):
+        picked = cats[gen.choice(len(cats), size=k, replace=False)]
+        total += Counter(picked.tolist()).most_common(1)[0][1] / k
+    return total / draws
+
+
+def purity_per_layer(purity: pd.DataFrame, chance: float) -> pd.DataFrame:
+    """``layer, depth, n_neurons, mean_purity, share_pure, chance`` per layer (``share_pure``:
+    neurons whose top clips all share one class)."""
+    g = purity.dropna(subset=["purity"]).groupby("layer")["purity"]
+    out = pd.DataFrame(
+        {
+            "n_neurons": g.size(),
+            "mean_purity": g.mean(),
+            "share_pure": g.apply(lambda p: (p >= 1).mean()),
+        }
+    ).reset_index()
+    out["chance"] = chance
+    return _with_depth(out)
+
+
 def polysemantic_per_layer(poly: pd.DataFrame) -> pd.DataFrame:
     """``layer, depth, n_neurons, n_polysemantic, fraction, mean_clusters`` per layer."""
     g = poly.groupby("layer")
@@ -501,10 +558,13 @@ TABLES = (
     "polysemantic_per_layer.csv",
     "feature_r2.csv",
     "feature_r2_per_layer.csv",
+    "class_purity.csv",
+    "class_purity_per_layer.csv",
 )
 """What :func:`compute_tables` may write under ``<run>/analysis/``."""
 INPUTS = (
     "neurons.csv",
+    "clips.csv",
     "captions.csv",
     "features.csv",
     "neuron_topk.csv",
@@ -591,6 +651,19 @@ def compute_tables(cfg: Config, run: RunDir, logger: logging.Logger | None = Non
         write("polysemantic_per_layer.csv", polysemantic_per_layer(poly))
     else:
         logger.warning("analysis: no captions/top clips; polysemanticity skipped")
+
+    has_tops = neurons is not None or run.exists("neuron_topk.csv")
+    clips = run.read_csv("clips.csv", dtype={"clip_id": str}) if run.exists("clips.csv") else None
+    if has_tops and clips is not None and "category" in clips:
+        topk = run.read_csv("neuron_topk.csv") if run.exists("neuron_topk.csv") else None
+        tops = top_clips_table(neurons, topk, k=cfg.k)
+        cats = clips["category"].fillna("").astype(str)
+        purity = class_purity(tops, dict(zip(clips["clip_id"], cats, strict=True)))
+        write("class_purity.csv", purity)
+        chance = chance_purity(cats, cfg.k, cfg.seed)
+        write("class_purity_per_layer.csv", purity_per_layer(purity, chance))
+    else:
+        logger.warning("analysis: no top clips or clip categories; class purity skipped")
 
     if run.exists("features.csv") and run.exists("activations/index.json"):
         acts = open_activations(run)
@@ -703,8 +776,10 @@ def run_metrics(run: RunDir) -> pd.DataFrame:
     Per layer: ``polysemantic_fraction`` and ``feature_r2_median`` (from ``analysis/``),
     ``mean_adjectives`` and ``acoustic_share`` (from ``analysis/`` or ``neurons.csv``),
     ``simulation_pearson`` (mean Pearson r of the ``description`` method in
-    ``simulation_scores.csv``). Per captioner/method (as ``layer``): ``last_layer_top1`` and
-    ``last_layer_top5`` from ``last_layer.json``. Missing inputs add no rows.
+    ``simulation_scores.csv``), ``class_purity`` (and ``class_purity_chance``). Per
+    captioner/method (as ``layer``): ``last_layer_top1`` and ``last_layer_top5`` from
+    ``last_layer.json``. ``heldout_accuracy`` (layer ``model``): the model's own held-out
+    classification accuracy from ``model.json``. Missing inputs add no rows.
     """
     rows: list[pd.DataFrame] = []
 
@@ -735,6 +810,14 @@ def run_metrics(run: RunDir) -> pd.DataFrame:
     r2 = read_table(run, "feature_r2_per_layer.csv")
     if r2 is not None:
         add("feature_r2_median", r2["layer"], r2["median_r2"])
+    purity = read_table(run, "class_purity_per_layer.csv")
+    if purity is not None:
+        add("class_purity", purity["layer"], purity["mean_purity"])
+        add("class_purity_chance", purity["layer"], purity["chance"])
+    if run.exists("model.json"):
+        held = run.read_json("model.json").get("heldout_accuracy")
+        if held is not None:
+            add("heldout_accuracy", pd.Series(["model"]), pd.Series([held]))
     if run.exists("simulation_scores.csv"):
         sim = run.read_csv("simulation_scores.csv")
         sim = sim[sim["method"].astype(str) == "description"]
@@ -762,6 +845,8 @@ PER_LAYER_METRICS = (
     "acoustic_share",
     "feature_r2_median",
     "simulation_pearson",
+    "class_purity",
+    "class_purity_chance",
 )
 
 

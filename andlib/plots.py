@@ -370,19 +370,22 @@ def plot_acoustic_feature_r2(r2: pd.DataFrame, title: str | None = None) -> plt.
 
 def plot_strategies_comparison(comparison: pd.DataFrame, title: str | None = None) -> plt.Figure:
     """Issue 8: models side by side (``model, metric, layer, depth, value`` from
-    :func:`andlib.analysis.compare_runs`): polysemantic fraction, acoustic adjectives and mean
-    simulation score per layer (one line per model) and last-layer top-1 accuracy (bars)."""
+    :func:`andlib.analysis.compare_runs`). Per layer, one line per model: polysemantic
+    fraction, acoustic adjectives per neuron, mean simulation score and class purity of the
+    top-K clips (chance dashed). Bars: last-layer description accuracy (top-1) and the
+    model's own held-out classification accuracy."""
     import numpy as np
 
     models = list(dict.fromkeys(comparison["model"]))
     colors = {m: PALETTE[i % len(PALETTE)] for i, m in enumerate(models)}
-    fig, axes = plt.subplots(2, 2, figsize=(11, 7.5))
-    panels = [
-        ("polysemantic_fraction", "polysemantic fraction"),
-        ("mean_adjectives", "acoustic adjectives per neuron"),
-        ("simulation_pearson", "mean simulation score (Pearson r)"),
+    fig, axes = plt.subplots(2, 3, figsize=(15, 7.5))
+    lines = [
+        (axes[0, 0], "polysemantic_fraction", "polysemantic fraction"),
+        (axes[0, 1], "mean_adjectives", "acoustic adjectives per neuron"),
+        (axes[0, 2], "class_purity", "class purity of the top-K clips"),
+        (axes[1, 2], "simulation_pearson", "mean simulation score (Pearson r)"),
     ]
-    for ax, (metric, label) in zip(axes.flat[[0, 1, 3]], panels, strict=True):
+    for ax, metric, label in lines:
         sub = comparison[comparison["metric"] == metric].dropna(subset=["depth"])
         if sub.empty:
             _no_data(ax, label)
@@ -391,15 +394,24 @@ def plot_strategies_comparison(comparison: pd.DataFrame, title: str | None = Non
                 m = sub[sub["model"] == model].sort_values("depth")
                 if len(m):
                     ax.plot(m["depth"], m["value"], "o-", ms=4, label=model, color=colors[model])
+            if metric == "class_purity":
+                chance = comparison.loc[comparison["metric"] == "class_purity_chance", "value"]
+                if len(chance):
+                    ax.axhline(float(chance.mean()), ls="--", color="grey", lw=1, label="chance")
             ticks = sub.drop_duplicates("layer").sort_values("depth")
             _layer_ticks(ax, ticks["depth"].astype(int).tolist(), ticks["layer"].tolist())
             ax.legend(fontsize=8)
         ax.set_title(label)
-    ax = axes[1, 0]
-    acc = comparison[comparison["metric"] == "last_layer_top1"]
-    if acc.empty:
-        _no_data(ax, "last-layer accuracy")
-    else:
+    bars = [
+        (axes[1, 0], "last_layer_top1", "last-layer description accuracy (top-1)"),
+        (axes[1, 1], "heldout_accuracy", "held-out classification accuracy"),
+    ]
+    for ax, metric, label in bars:
+        acc = comparison[comparison["metric"] == metric]
+        if acc.empty:
+            _no_data(ax, label)
+            ax.set_title(label)
+            continue
         groups = list(dict.fromkeys(acc["layer"]))
         width = 0.8 / max(len(models), 1)
         for i, model in enumerate(models):
@@ -408,10 +420,15 @@ def plot_strategies_comparison(comparison: pd.DataFrame, title: str | None = Non
             ax.bar(x, m.to_numpy(), width=width, label=model, color=colors[model])
         ax.set_axisbelow(True)
         ax.set_xticks(np.arange(len(groups)))
-        ax.set_xticklabels(groups, rotation=45, ha="right", fontsize=8)
+        ax.set_xticklabels(
+            groups,
+            rotation=45 if len(groups) > 1 else 0,
+            ha="right" if len(groups) > 1 else "center",
+            fontsize=8,
+        )
         ax.set_ylim(0, 1)
         ax.legend(fontsize=8)
-    ax.set_title("last-layer accuracy (top-1)")
+        ax.set_title(label)
     fig.suptitle(title or "Training strategies compared")
     fig.tight_layout()
     return fig

@@ -345,6 +345,11 @@ def _strategy_run(
         "last_layer.json",
         {"acoustic": {"soft_wpmi": {"top1": top1, "top5": 1.0, "cos": 0.5, "n_neurons": 50}}},
     )
+    run.write_json("model.json", {"model_id": "trained:x", "heldout_accuracy": 0.55})
+    run.write_csv(
+        "analysis/class_purity_per_layer.csv",
+        pd.DataFrame({"layer": layers, "depth": [0, 1], "mean_purity": 0.6, "chance": 0.22}),
+    )
     run.write_csv(
         "simulation_scores.csv",
         pd.DataFrame(
@@ -371,6 +376,32 @@ def _strategy_run(
     return run
 
 
+def test_class_purity_is_the_share_of_top_clips_in_their_most_common_class():
+    tops = pd.DataFrame(
+        {
+            "layer": ["layers.0.mlp", "layers.0.mlp", "layers.1.mlp"],
+            "neuron": [0, 1, 0],
+            "clips": [["a", "b", "c", "d"], ["a", "e", "f", "x"], ["x", "y"]],
+        }
+    )
+    category = {"a": "dog", "b": "dog", "c": "dog", "d": "cat", "e": "rain", "f": "cat", "y": ""}
+    purity = an.class_purity(tops, category)
+    assert purity["purity"].tolist()[:2] == [0.75, pytest.approx(1 / 3)]
+    assert purity["top_class"].iloc[0] == "dog"
+    assert np.isnan(purity["purity"].iloc[2])  # no top clip has a category
+    per_layer = an.purity_per_layer(purity, chance=0.2)
+    row = per_layer.set_index("layer").loc["layers.0.mlp"]
+    assert row["mean_purity"] == pytest.approx((0.75 + 1 / 3) / 2) and row["chance"] == 0.2
+    assert "layers.1.mlp" not in set(per_layer["layer"])
+
+
+def test_chance_purity_matches_random_draws_and_reaches_one_for_a_single_class():
+    balanced = [f"c{i % 50}" for i in range(2000)]
+    # K = 5 from 50 balanced classes: purity is 1/5 unless two clips share a class
+    assert 0.2 < an.chance_purity(balanced, 5, seed=0) < 0.25
+    assert an.chance_purity(["dog"] * 10, 5, seed=0) == 1.0
+
+
 def test_compare_runs_collects_metrics_side_by_side(tmp_path):
     runs = {
         "supervised": _strategy_run(tmp_path / "sup", [0.1, 0.05], [2.0, 1.0], 0.8, [0.4, 0.3]),
@@ -390,6 +421,8 @@ def test_compare_runs_collects_metrics_side_by_side(tmp_path):
     assert value("supervised", "simulation_pearson", "layers.1.mlp") == pytest.approx(0.3)
     assert value("ssl-frozen", "last_layer_top1", "acoustic / soft_wpmi") == 0.5
     assert value("supervised", "acoustic_share", "layers.1.mlp") == 1.0  # from neurons.csv
+    assert value("supervised", "heldout_accuracy", "model") == 0.55
+    assert value("ssl-frozen", "class_purity", "layers.0.mlp") == 0.6
     assert df.loc[df.metric == "last_layer_top1", "depth"].isna().all()
     assert df.loc[df.layer == "layers.1.mlp", "depth"].eq(1).all()
 

@@ -79,7 +79,7 @@ def test_analysis_figures_draw_from_tables():
     plots.plot_acoustic_feature_r2(r2)
 
 
-def test_strategies_comparison_figure_has_four_panels():
+def test_strategies_comparison_figure_has_six_panels():
     rows = []
     for model, shift in (("supervised", 0.0), ("ssl-frozen", 0.2)):
         for d, layer in enumerate(LAYERS[:2]):
@@ -87,12 +87,17 @@ def test_strategies_comparison_figure_has_four_panels():
                 (model, "polysemantic_fraction", layer, d, 0.1 + shift),
                 (model, "mean_adjectives", layer, d, 2.0 - shift),
                 (model, "simulation_pearson", layer, d, 0.3 - shift),
+                (model, "class_purity", layer, d, 0.6 - shift),
+                (model, "class_purity_chance", layer, d, 0.22),
             ]
         rows.append((model, "last_layer_top1", "acoustic / soft_wpmi", np.nan, 0.8 - shift))
+        rows.append((model, "heldout_accuracy", "model", np.nan, 0.5 - shift))
     df = pd.DataFrame(rows, columns=["model", "metric", "layer", "depth", "value"])
     fig = plots.plot_strategies_comparison(df)
-    assert len(fig.axes) == 4
+    assert len(fig.axes) == 6
     assert all(ax.get_legend() is not None for ax in fig.axes)
+    purity_ax = next(ax for ax in fig.axes if ax.get_title().startswith("class purity"))
+    assert "chance" in [t.get_text() for t in purity_ax.get_legend().get_texts()]
     # a metric nobody has is a "no data" panel, not an error
     fig = plots.plot_strategies_comparison(df[df.metric != "simulation_pearson"])
     assert any("no " in t.get_text() for ax in fig.axes for t in ax.texts)
