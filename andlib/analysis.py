@@ -754,6 +754,9 @@ def make_figures(cfg: Config, run: RunDir, prefix: str = "") -> dict[str, Any]:
     r2 = read_table(run, "feature_r2.csv")
     if r2 is not None:
         figs["acoustic_feature_r2"] = plots.plot_acoustic_feature_r2(_with_depth(r2), model)
+    purity = read_table(run, "class_purity_per_layer.csv")
+    if purity is not None:
+        figs["class_purity"] = plots.plot_class_purity(purity, model)
     for name, fig in figs.items():
         plots.save_figure(fig, _name(prefix, name), cfg)
     return figs

@@ -368,6 +368,27 @@ def plot_acoustic_feature_r2(r2: pd.DataFrame, title: str | None = None) -> plt.
     return fig
 
 
+def plot_class_purity(per_layer: pd.DataFrame, title: str | None = None) -> plt.Figure:
+    """How narrow neurons are by the known labels: per layer, the mean share of a neuron's
+    top-K clips in their most common class and the share of neurons whose top clips are all
+    one class (``layer, depth, mean_purity, share_pure, chance``), chance dashed."""
+    df = per_layer.sort_values("depth")
+    fig, ax = plt.subplots(figsize=(max(5.0, 0.45 * len(df) + 2), 3.6))
+    if df.empty:
+        _no_data(ax, "layers")
+    else:
+        ax.plot(df["depth"], df["mean_purity"], "o-", color=PALETTE[0], label="mean purity")
+        ax.plot(df["depth"], df["share_pure"], "s--", color=PALETTE[1], ms=4, label="all one class")
+        ax.axhline(float(df["chance"].mean()), ls=":", color="grey", label="chance (mean purity)")
+        _layer_ticks(ax, df["depth"].tolist(), df["layer"].tolist())
+        ax.set_ylim(0, 1.02)
+        ax.set_ylabel("share of top-K clips / of neurons")
+        ax.legend(fontsize=8)
+    _titled(fig, "Class purity of each neuron's top clips", title)
+    fig.tight_layout()
+    return fig
+
+
 def plot_strategies_comparison(comparison: pd.DataFrame, title: str | None = None) -> plt.Figure:
     """Issue 8: models side by side (``model, metric, layer, depth, value`` from
     :func:`andlib.analysis.compare_runs`). Per layer, one line per model: polysemantic

@@ -103,6 +103,21 @@ def test_strategies_comparison_figure_has_six_panels():
     assert any("no " in t.get_text() for ax in fig.axes for t in ax.texts)
 
 
+def test_class_purity_figure_draws_purity_pure_share_and_chance():
+    df = pd.DataFrame(
+        {
+            "layer": LAYERS[:2],
+            "depth": [0, 1],
+            "mean_purity": [0.3, 0.6],
+            "share_pure": [0.0, 0.2],
+            "chance": 0.22,
+        }
+    )
+    ax = plots.plot_class_purity(df).axes[0]
+    assert len(ax.get_lines()) == 3
+    assert ax.get_lines()[0].get_ydata().tolist() == [0.3, 0.6]
+
+
 def test_empty_tables_give_placeholder_figures():
     empty = pd.DataFrame(
         columns=["layer", "depth", "n_neurons", "mean_adjectives", "sem", "n_polysemantic"]
@@ -113,6 +128,9 @@ def test_empty_tables_give_placeholder_figures():
     plots.plot_polysemantic_neurons(empty)
     plots.plot_acoustic_vs_concepts(empty)
     plots.plot_acoustic_feature_r2(empty)
+    plots.plot_class_purity(
+        pd.DataFrame(columns=["layer", "depth", "mean_purity", "share_pure", "chance"])
+    )
     plots.plot_strategies_comparison(
         pd.DataFrame(columns=["model", "metric", "layer", "depth", "value"])
     )
