@@ -11,7 +11,9 @@
 # Three strategies share the architecture (`train.strategy`, or `strategies` in the config):
 # `supervised` (the default), `ssl-frozen` (encoder pretrained by masked spectrogram
 # modelling on all clips without labels, then frozen under a linear classifier) and
-# `ssl-finetuned` (the same pretrained encoder fine-tuned end to end).
+# `ssl-finetuned` (the same pretrained encoder fine-tuned end to end). With `train.init` (e.g.
+# `configs/strategies-online.yaml`), a hub checkpoint such as HuBERT replaces the project's AST
+# and its own pretraining replaces the masked-spectrogram step.
 #
 # Trained models are cached in `<cache_dir>/models/` under a hash of the training settings
 # and seed: this notebook trains only what is missing and otherwise just reports.
@@ -51,14 +53,14 @@ display(summary if strategies else Markdown(f"Nothing to train: {summary['train'
 
 # %%
 tc = cfg.train
-display(
-    Markdown(
-        f"AST: hidden {tc.hidden_size}, {tc.num_hidden_layers} layers, "
-        f"{tc.num_attention_heads} heads, {tc.num_mel_bins} mel bins x {tc.max_length} frames, "
-        f"{tc.patch_size}x{tc.patch_size} patches (strides {tc.frequency_stride}/{tc.time_stride}); "
-        f"{tc.epochs} epochs, batch {tc.batch_size}, lr {tc.lr}"
-    )
+architecture = (
+    f"checkpoint `{tc.init}` (its own architecture and feature extractor)"
+    if tc.init
+    else f"AST: hidden {tc.hidden_size}, {tc.num_hidden_layers} layers, "
+    f"{tc.num_attention_heads} heads, {tc.num_mel_bins} mel bins x {tc.max_length} frames, "
+    f"{tc.patch_size}x{tc.patch_size} patches (strides {tc.frequency_stride}/{tc.time_stride})"
 )
+display(Markdown(f"{architecture}; {tc.epochs} epochs, batch {tc.batch_size}, lr {tc.lr}"))
 columns = [
     "train_accuracy",
     "heldout_accuracy",
