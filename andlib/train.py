@@ -61,7 +61,11 @@ FORMAT_VERSION = 1
 # Which ``cfg.train`` keys a cached model depends on. Everything else in the section counts,
 # except these, which do not change the weights (or are in the folder name already).
 _NOT_IN_KEY = ("strategy", "num_threads", "eval_every")
-_SSL_ONLY = ("pretrain_epochs", "pretrain_lr", "mask_ratio", "linear_epochs", "linear_lr")
+_SSL_ONLY = ("pretrain_epochs", "pretrain_lr", "mask_ratio")
+_LINEAR_ONLY = ("linear_epochs", "linear_lr")
+_FINETUNE_ONLY = ("epochs", "mixup_alpha", "freq_mask", "time_mask", "num_masks")
+"""Fine-tuning settings the linear probe (ssl-frozen) never reads: the probe trains on stored
+encoder outputs without augmentation (pretraining's own gain/shift count through its key)."""
 _OPTIONAL = ("init", "linear_lr")
 _ARCHITECTURE = (
     "hidden_size",
@@ -123,7 +127,13 @@ def model_dir(cfg: Config, strategy: str | None = None) -> Path:
     """``<cache_dir>/models/<strategy>-<hash>``: the hash covers every ``cfg.train`` setting the
     strategy depends on, the data sample rate, clip duration and limit, and the seed."""
     strategy = _check_strategy(strategy, cfg)
-    ignored = set(_NOT_IN_KEY) | (set(_SSL_ONLY) if strategy == "supervised" else set())
+    ignored = set(_NOT_IN_KEY)
+    if strategy == "supervised":
+        ignored |= set(_SSL_ONLY) | set(_LINEAR_ONLY)
+    elif strategy == "ssl-finetuned":
+        ignored |= set(_LINEAR_ONLY)
+    else:
+        ignored |= set(_FINETUNE_ONLY)
     # optional settings left unset keep the keys of models trained before they existed
     ignored |= {k for k in _OPTIONAL if getattr(cfg.train, k) is None}
     if cfg.train.init is not None and strategy != "supervised":

@@ -117,6 +117,15 @@ def test_cache_key_follows_the_settings_that_change_the_model(tiny_cfg):
     assert train.model_dir(tiny_cfg(**{"train.pretrain_epochs": 9}), "ssl-frozen") != (
         train.model_dir(tiny_cfg(), "ssl-frozen")
     )
+    # each ssl strategy keys only the phase it runs: the probe never fine-tunes, and back
+    frozen, tuned = (
+        train.model_dir(tiny_cfg(), "ssl-frozen"),
+        train.model_dir(tiny_cfg(), "ssl-finetuned"),
+    )
+    assert train.model_dir(tiny_cfg(**{"train.linear_lr": 0.01}), "ssl-finetuned") == tuned
+    assert train.model_dir(tiny_cfg(**{"train.linear_lr": 0.01}), "ssl-frozen") != frozen
+    assert train.model_dir(tiny_cfg(**{"train.epochs": 7}), "ssl-frozen") == frozen
+    assert train.model_dir(tiny_cfg(**{"train.epochs": 7}), "ssl-finetuned") != tuned
     assert base.name.startswith("supervised-")
 
 
