@@ -875,6 +875,39 @@ def compare_runs(run_dirs: Mapping[str, RunDir]) -> pd.DataFrame:
     return df
 
 
+def depth_trends(run_dirs: Mapping[str, RunDir], confidence: float = 0.95) -> pd.DataFrame:
+    """How each model's neurons change with depth, over its hidden layers (the classifier,
+    whose neurons are the classes, is left out): per neuron ``class_purity`` and
+    ``polysemantic`` (0/1) regressed on the layer's block index (``layers.<i>``).
+
+    Returns ``model, metric, mean, slope, ci_low, ci_high, p_value, n`` (the slope per block,
+    with its confidence interval); a model without the per-neuron tables adds no rows.
+    """
+    rows = []
+    for model, run in run_dirs.items():
+        for metric, table, column in (
+            ("class_purity", "class_purity.csv", "purity"),
+            ("polysemantic", "neuron_polysemanticity.csv", "polysemantic"),
+        ):
+            df = read_table(run, table)
+            if df is None:
+                continue
+            block = df["layer"].astype(str).str.extract(r"^layers\.(\d+)\.", expand=False)
+            df = df.assign(block=pd.to_numeric(block), value=df[column].astype(float))
+            df = df.dropna(subset=["block", "value"])
+            fit = linear_trend(df["block"], df["value"], confidence)
+            rows.append(
+                {
+                    "model": model,
+                    "metric": metric,
+                    "mean": float(df["value"].mean()) if len(df) else float("nan"),
+                    **{k: fit[k] for k in ("slope", "ci_low", "ci_high", "p_value", "n")},
+                }
+            )
+    columns = ["model", "metric", "mean", "slope", "ci_low", "ci_high", "p_value", "n"]
+    return pd.DataFrame(rows, columns=columns)
+
+
 def run_comparison(cfg: Config, run: RunDir) -> dict[str, Any]:
     """Compare the per-strategy runs of ``cfg.strategies``: write
     ``analysis/strategies_comparison.csv`` and the ``strategies_comparison`` figures."""
@@ -886,6 +919,9 @@ def run_comparison(cfg: Config, run: RunDir) -> dict[str, Any]:
         return {"comparison": "no strategy runs", "missing": list(cfg.strategies)}
     comparison = compare_runs(runs)
     run.write_csv(f"{ANALYSIS_DIR}/strategies_comparison.csv", comparison)
+    run.write_csv(
+        f"{ANALYSIS_DIR}/strategies_trends.csv", depth_trends(runs, cfg.analysis.confidence)
+    )
     figs = comparison_figures(cfg, runs, comparison)
     for fig in figs.values():
         plt.close(fig)

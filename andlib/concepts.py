@@ -64,6 +64,7 @@ import torch
 from andlib.config import Config, resolve_path, stable_hash
 from andlib.runs import RunDir
 from andlib.similarity import get_similarity, top_concepts
+from andlib.summarize import hyphenated_spans
 
 log = logging.getLogger(__name__)
 
@@ -760,21 +761,13 @@ class _Words:
 
 def _units(doc: Any) -> list[list[Any]]:
     """Tokens grouped into words, hyphenated compounds (``high - pitched``) as one word."""
+    starts = dict(hyphenated_spans(doc))
     units: list[list[Any]] = []
     i = 0
     while i < len(doc):
-        j = i
-        while (
-            j + 2 < len(doc)
-            and doc[j + 1].text == "-"
-            and not doc[j].whitespace_
-            and not doc[j + 1].whitespace_
-            and doc[j].is_alpha
-            and doc[j + 2].is_alpha
-        ):
-            j += 2
-        units.append([doc[t] for t in range(i, j + 1)])
-        i = j + 1
+        end = starts.get(i, i + 1)
+        units.append([doc[t] for t in range(i, end)])
+        i = end
     return units
 
 

@@ -128,8 +128,9 @@ def caption_attributes(captions: Iterable[str]) -> list[tuple[Attribute, ...]]:
     return [_parsed[c] for c in captions]
 
 
-def _merge_hyphenated(doc) -> None:
-    """``low - pitched`` -> one token ``low-pitched``, an adjective unless it heads a noun phrase."""
+def hyphenated_spans(doc) -> list[tuple[int, int]]:
+    """``(start, end)`` token ranges of hyphenated compounds written without spaces
+    (``low-pitched``, ``high-frequency-rich``), which spaCy splits into ``low - pitched``."""
     spans, i = [], 0
     while i + 2 < len(doc):
         j = i
@@ -143,10 +144,16 @@ def _merge_hyphenated(doc) -> None:
         ):
             j += 2
         if j > i:
-            spans.append(doc[i : j + 1])
+            spans.append((i, j + 1))
             i = j + 1
         else:
             i += 1
+    return spans
+
+
+def _merge_hyphenated(doc) -> None:
+    """``low - pitched`` -> one token ``low-pitched``, an adjective unless it heads a noun phrase."""
+    spans = [doc[start:end] for start, end in hyphenated_spans(doc)]
     with doc.retokenize() as retok:
         for span in spans:
             root = span.root

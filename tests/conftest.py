@@ -23,6 +23,29 @@ requires_esc50 = pytest.mark.skipif(
 )
 
 
+def tiny_speech_config(family: str = "Wav2Vec2", **overrides):
+    """A tiny random-weight config of a wav2vec2-family encoder (``Wav2Vec2``, ``Hubert``,
+    ``WavLM``): two conv layers (stride 25), one 32-wide block; ``overrides`` change any field."""
+    import transformers
+
+    settings = {
+        "hidden_size": 32,
+        "num_hidden_layers": 1,
+        "num_attention_heads": 2,
+        "intermediate_size": 48,
+        "conv_dim": (8, 8),
+        "conv_stride": (5, 5),
+        "conv_kernel": (10, 5),
+        "num_conv_pos_embeddings": 16,
+        "num_conv_pos_embedding_groups": 2,
+        "classifier_proj_size": 16,
+        "vocab_size": 8,
+        **overrides,
+    }
+    settings["num_feat_extract_layers"] = len(settings["conv_dim"])
+    return getattr(transformers, f"{family}Config")(**settings)
+
+
 @pytest.fixture
 def tmp_cfg(tmp_path: Path):
     """A factory: ``tmp_cfg(**dotted_overrides) -> Config`` writing into ``tmp_path``."""

@@ -23,6 +23,7 @@ from andlib.activations import (
 from andlib.data import ProbingSet
 from andlib.models import TargetModel, _hf_preprocess
 from andlib.runs import RunDir
+from tests.conftest import tiny_speech_config
 
 SR = 16000
 
@@ -155,16 +156,8 @@ def test_unknown_layer_lists_close_matches(tiny_ast):
 def test_wav2vec2_preset_on_tiny_encoders(family):
     import transformers
 
-    config = getattr(transformers, f"{family}Config")(
-        hidden_size=32,
-        num_hidden_layers=2,
-        num_attention_heads=2,
-        intermediate_size=48,
-        conv_dim=(8, 8),
-        conv_stride=(5, 2),
-        conv_kernel=(10, 3),
-        num_conv_pos_embeddings=16,
-        num_conv_pos_embedding_groups=2,
+    config = tiny_speech_config(
+        family, num_hidden_layers=2, conv_stride=(5, 2), conv_kernel=(10, 3)
     )
     model = getattr(transformers, f"{family}Model")(config).eval()
     layers = resolve_layers(model, ["preset:wav2vec2"])
@@ -184,20 +177,9 @@ def test_wav2vec2_preset_on_tiny_encoders(family):
 
 
 def test_wav2vec2_preset_with_a_classification_head():
-    from transformers import Wav2Vec2Config, Wav2Vec2ForSequenceClassification
+    from transformers import Wav2Vec2ForSequenceClassification
 
-    config = Wav2Vec2Config(
-        hidden_size=32,
-        num_hidden_layers=1,
-        num_attention_heads=2,
-        intermediate_size=48,
-        conv_dim=(8,),
-        conv_stride=(5,),
-        conv_kernel=(10,),
-        num_conv_pos_embeddings=16,
-        num_conv_pos_embedding_groups=2,
-        num_labels=3,
-    )
+    config = tiny_speech_config(conv_dim=(8,), conv_stride=(5,), conv_kernel=(10,), num_labels=3)
     model = Wav2Vec2ForSequenceClassification(config).eval()
     layers = resolve_layers(model, ["preset:wav2vec2"])
     assert layers["layers.0.mlp"] == "wav2vec2.encoder.layers.0.feed_forward.intermediate_act_fn"

@@ -427,6 +427,33 @@ def test_compare_runs_collects_metrics_side_by_side(tmp_path):
     assert df.loc[df.layer == "layers.1.mlp", "depth"].eq(1).all()
 
 
+def test_depth_trends_regress_purity_and_polysemanticity_on_block_over_hidden_layers(tmp_path):
+    run = RunDir(tmp_path / "run")
+    layers = ["layers.0.mlp"] * 4 + ["layers.1.mlp"] * 4 + ["classifier"] * 2
+    run.write_csv(
+        "analysis/class_purity.csv",
+        pd.DataFrame(
+            {"layer": layers, "neuron": range(10), "purity": [0.2] * 4 + [0.6] * 4 + [1.0] * 2}
+        ),
+    )
+    run.write_csv(
+        "analysis/neuron_polysemanticity.csv",
+        pd.DataFrame(
+            {
+                "layer": layers,
+                "neuron": range(10),
+                "polysemantic": [True, True, False, False] * 2 + [True, True],
+            }
+        ),
+    )
+    trends = an.depth_trends({"m": run}).set_index("metric")
+    purity = trends.loc["class_purity"]
+    assert purity["slope"] == pytest.approx(0.4) and purity["n"] == 8  # classifier left out
+    assert purity["mean"] == pytest.approx(0.4)
+    assert trends.loc["polysemantic", "slope"] == pytest.approx(0.0)
+    assert an.depth_trends({"empty": RunDir(tmp_path / "none")}).empty
+
+
 def test_run_comparison_on_a_strategies_config(tmp_cfg):
     cfg = tmp_cfg({"strategies": ["supervised", "ssl-frozen", "ssl-finetuned"]})
     _strategy_run(cfg.run_path / "supervised", [0.1, 0.05], [2.0, 1.0], 0.8, [0.4, 0.3])
@@ -437,6 +464,7 @@ def test_run_comparison_on_a_strategies_config(tmp_cfg):
     assert summary["missing"] == ["ssl-finetuned"]
     assert not (cfg.run_path / "ssl-finetuned").exists()  # looking does not create it
     table = pd.read_csv(parent / "analysis" / "strategies_comparison.csv")
+    assert (parent / "analysis" / "strategies_trends.csv").exists()
     assert set(table["model"]) == {"supervised", "ssl-frozen"}
     for name in ("strategies_comparison", "strategies_adjective_distribution"):
         assert (cfg.figures_path / f"{name}.png").exists() and (

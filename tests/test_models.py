@@ -9,6 +9,7 @@ from torch import nn
 
 from andlib import models, train
 from andlib.models import ModelLoadError, TargetModel, load_pretrained, load_target
+from tests.conftest import tiny_speech_config
 
 
 def clips(n=2, seconds=1.0, sr=16000):
@@ -77,21 +78,9 @@ def test_from_module_wraps_a_plain_module_and_a_preprocessing_callable():
 
 
 def test_a_tiny_wav2vec2_encoder_loads_as_an_encoder(tmp_path):
-    from transformers import Wav2Vec2Config, Wav2Vec2FeatureExtractor, Wav2Vec2Model
+    from transformers import Wav2Vec2FeatureExtractor, Wav2Vec2Model
 
-    config = Wav2Vec2Config(
-        hidden_size=32,
-        num_hidden_layers=2,
-        num_attention_heads=2,
-        intermediate_size=64,
-        conv_dim=(16, 16),
-        conv_stride=(5, 4),
-        conv_kernel=(10, 8),
-        num_feat_extract_layers=2,
-        num_conv_pos_embeddings=16,
-        num_conv_pos_embedding_groups=2,
-        vocab_size=8,
-    )
+    config = tiny_speech_config(num_hidden_layers=2, conv_dim=(16, 16), conv_stride=(5, 4))
     torch.manual_seed(0)
     Wav2Vec2Model(config).save_pretrained(tmp_path / "w2v")
     Wav2Vec2FeatureExtractor(sampling_rate=16000).save_pretrained(tmp_path / "w2v")

@@ -11,7 +11,7 @@ import torch
 from andlib import train
 from andlib.config import rng
 from andlib.models import load_pretrained
-from tests.conftest import requires_esc50
+from tests.conftest import requires_esc50, tiny_speech_config
 
 TINY = {
     "data.limit": 24,
@@ -293,22 +293,9 @@ def test_batched_log_mel_matches_the_feature_extractor():
 @pytest.fixture
 def tiny_wav2vec2(tmp_path):
     """A random-weight wav2vec2 encoder saved like a hub SSL checkpoint (no head)."""
-    from transformers import Wav2Vec2Config, Wav2Vec2FeatureExtractor, Wav2Vec2Model
+    from transformers import Wav2Vec2FeatureExtractor, Wav2Vec2Model
 
-    config = Wav2Vec2Config(
-        hidden_size=32,
-        num_hidden_layers=1,
-        num_attention_heads=2,
-        intermediate_size=64,
-        conv_dim=(16, 16),
-        conv_stride=(5, 5),
-        conv_kernel=(10, 5),
-        num_feat_extract_layers=2,
-        num_conv_pos_embeddings=16,
-        num_conv_pos_embedding_groups=2,
-        classifier_proj_size=16,
-        vocab_size=8,
-    )
+    config = tiny_speech_config(conv_dim=(16, 16))
     torch.manual_seed(1234)  # not the config seed, which the supervised strategy draws from
     path = tmp_path / "w2v-init"
     Wav2Vec2Model(config).save_pretrained(path)

@@ -154,3 +154,12 @@ else:
         )
     )
     plots.show_figures(analysis.comparison_figures(cfg, strategy_runs, comparison))
+
+# %% [markdown]
+# Does training narrow neurons layer by layer? Per neuron, class purity and the polysemantic
+# flag regressed on the block index over the hidden layers (the classifier left out): a
+# positive purity slope and a negative polysemantic slope mean neurons narrow with depth.
+
+# %%
+if strategy_runs:
+    display(analysis.depth_trends(strategy_runs, cfg.analysis.confidence))
