@@ -309,10 +309,11 @@ def test_run_stage_skips_analyses_whose_inputs_are_missing(tmp_cfg, fake_embedde
     assert not (run / "analysis" / "polysemantic_per_layer.csv").exists()
     assert not (run / "analysis" / "feature_r2.csv").exists()
     figs = an.make_figures(cfg, run, prefix="supervised")  # a model prefix for the names
-    assert sorted(figs) == [
+    assert sorted(figs) == [  # class purity needs only top clips and their categories
         "acoustic_vs_concepts",
         "adjective_distribution",
         "adjectives_per_layer",
+        "class_purity",
     ]
     assert (cfg.figures_path / "supervised_adjective_distribution.pdf").exists()
 
