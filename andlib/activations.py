@@ -492,8 +492,16 @@ def _progress_bar(total: int, initial: int, enabled: bool) -> Any:
 
 
 def stage_key(cfg: Config) -> str:
-    """The record stage's cache key: model, training, data, layers/pooling and seed."""
-    return cfg.section_hash("model", "train", "data", "record", "seed")
+    """The record stage's cache key: model, data, layers/pooling and seed, and for a
+    project-trained model (``trained:<strategy>``) its cache folder name, which hashes
+    exactly the training settings that strategy depends on (not the whole ``train`` section:
+    a setting of another strategy, or any for a hub model, records nothing new)."""
+    trained = None
+    if cfg.model.name.startswith("trained:"):
+        from andlib.train import model_dir
+
+        trained = model_dir(cfg, cfg.model.name.split(":", 1)[1] or None).name
+    return cfg.section_hash("model", "data", "record", "seed", extra=trained)
 
 
 def record(

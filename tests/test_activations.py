@@ -368,3 +368,14 @@ def test_run_stage_on_a_save_pretrained_directory(tmp_path, tmp_cfg, tiny_ast, m
 
     monkeypatch.setattr(act, "load_target", lambda cfg: pytest.fail("stage not reused"))
     assert run_stage(cfg, run)["reused"]
+
+
+def test_record_key_follows_the_trained_model_not_unrelated_training_settings(tmp_cfg):
+    from andlib.activations import stage_key
+
+    base = stage_key(tmp_cfg())
+    assert stage_key(tmp_cfg({"train.linear_lr": 0.01})) == base  # an ssl-only setting
+    assert stage_key(tmp_cfg({"train.lr": 0.01})) != base
+    assert stage_key(tmp_cfg({"record.pooling": "max"})) != base
+    hub = {"model.name": "MIT/ast-finetuned-audioset-10-10-0.4593"}
+    assert stage_key(tmp_cfg({**hub, "train.lr": 0.01})) == stage_key(tmp_cfg(hub))
