@@ -379,3 +379,31 @@ def test_record_key_follows_the_trained_model_not_unrelated_training_settings(tm
     assert stage_key(tmp_cfg({"record.pooling": "max"})) != base
     hub = {"model.name": "MIT/ast-finetuned-audioset-10-10-0.4593"}
     assert stage_key(tmp_cfg({**hub, "train.lr": 0.01})) == stage_key(tmp_cfg(hub))
+
+
+def test_online_strategy_layer_keys_resolve_on_ast_and_hubert_alike():
+    from transformers import ASTConfig, ASTForAudioClassification, HubertForSequenceClassification
+
+    from andlib.config import load_config
+
+    specs = load_config("configs/strategies-online.yaml").record.layers
+    ast = ASTForAudioClassification(
+        ASTConfig(
+            hidden_size=32,
+            num_hidden_layers=2,
+            num_attention_heads=2,
+            intermediate_size=64,
+            num_mel_bins=32,
+            max_length=64,
+            num_labels=5,
+        )
+    )
+    hubert = HubertForSequenceClassification(tiny_speech_config("Hubert", num_labels=5))
+    assert set(resolve_layers(ast, specs)) == {
+        f"layers.{i}.{p}" for i in (0, 1) for p in ("mlp", "out")
+    } | {"classifier"}
+    assert resolve_layers(hubert, specs) == {
+        "layers.0.mlp": "hubert.encoder.layers.0.feed_forward.intermediate_act_fn",
+        "layers.0.out": "hubert.encoder.layers.0",
+        "classifier": "classifier",
+    }
