@@ -339,6 +339,15 @@ def load_features(cfg: Config) -> Features:
 # --------------------------------------------------------------------------------------------
 
 
+def _label_settings(class_names: list[str]) -> dict[str, Any]:
+    """The config fields that name a classifier's outputs (``PretrainedConfig`` kwargs)."""
+    return {
+        "num_labels": len(class_names),
+        "id2label": dict(enumerate(class_names)),
+        "label2id": {name: i for i, name in enumerate(class_names)},
+    }
+
+
 def build_model(tc: TrainConfig, class_names: list[str], seed: int = 0) -> nn.Module:
     """A randomly initialised ``ASTForAudioClassification`` with ``cfg.train``'s shape."""
     from transformers import ASTConfig, ASTForAudioClassification
@@ -365,9 +374,7 @@ def build_model(tc: TrainConfig, class_names: list[str], seed: int = 0) -> nn.Mo
         max_length=tc.max_length,
         hidden_dropout_prob=tc.dropout,
         attention_probs_dropout_prob=0.0,
-        num_labels=len(class_names),
-        id2label=dict(enumerate(class_names)),
-        label2id={name: i for i, name in enumerate(class_names)},
+        **_label_settings(class_names),
     )
     torch.manual_seed(seed)
     model = ASTForAudioClassification(config)
@@ -385,11 +392,7 @@ def model_from_init(
     pretrained weights, or (``random_weights``) the same architecture from scratch."""
     from transformers import AutoConfig, AutoModelForAudioClassification
 
-    labels = {
-        "num_labels": len(class_names),
-        "id2label": dict(enumerate(class_names)),
-        "label2id": {name: i for i, name in enumerate(class_names)},
-    }
+    labels = _label_settings(class_names)
     try:
         if random_weights:
             torch.manual_seed(seed)
@@ -644,7 +647,7 @@ def linear_probe(
     cannot change, so the head trains on stored vectors in seconds. Other architectures pool
     inside their own head, so the frozen encoder runs in every step (no gradients through it).
     """
-    encoder = model.base_model
+    encoder: Any = model.base_model  # a transformers model: typed attributes are dynamic
     encoder.requires_grad_(False)
     encoder.eval()
     x, y = feats.split(tc.train_folds)
@@ -664,8 +667,10 @@ def linear_probe(
         pooled = pooled.clone()  # a normal tensor: inference-mode tensors cannot enter autograd
         y_dev = y.to(device)
 
+        head: Any = model.classifier
+
         def loss_fn(idx: np.ndarray) -> torch.Tensor:
-            logits = model.classifier(pooled[idx])
+            logits = head(pooled[idx])
             return F.cross_entropy(logits, y_dev[idx], label_smoothing=tc.label_smoothing)
 
     else:
@@ -706,8 +711,8 @@ class MaskedSpectrogramModel(nn.Module):
         super().__init__()
         if not 0 < mask_ratio < 1:
             raise ValueError(f"train.mask_ratio must be in (0, 1), got {mask_ratio}")
-        config = model.config
-        self.encoder = model.audio_spectrogram_transformer
+        config: Any = model.config
+        self.encoder: Any = model.audio_spectrogram_transformer
         self.mask_ratio = mask_ratio
         self.patch = config.patch_size
         self.stride = (config.frequency_stride, config.time_stride)
@@ -764,7 +769,7 @@ def _ensure_pretrained(cfg: Config, feats: Features) -> tuple[Path, dict[str, An
     path = _pretrained_dir(cfg)
     if not (path / METRICS_FILE).exists():
         t0 = time.time()
-        model = build_model(cfg.train, feats.class_names, cfg.seed).to(_train_device(cfg))
+        model: Any = build_model(cfg.train, feats.class_names, cfg.seed).to(_train_device(cfg))
         history = pretrain(model, feats, cfg.train, rng(cfg, "train", "pretrain"))
         model.cpu()
         meta = {
@@ -815,6 +820,7 @@ def train_model(cfg: Config, strategy: str | None = None) -> Path:
         gen = rng(cfg, "train", strategy)
         history: dict[str, list[dict[str, Any]]] = {}
         pre: dict[str, Any] = {}
+        model: Any  # a transformers audio classifier
         device = _train_device(cfg)
         if tc.init is not None:  # a pretrained checkpoint replaces the project's AST
             model = model_from_init(
