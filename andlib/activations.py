@@ -369,6 +369,8 @@ class _PartialStore:
                         f"{path}: unexpected shape {arr.shape}; delete {self.folder}"
                     )
             else:
+                if n_neurons is None:
+                    raise RuntimeError(f"{layer}: no activations recorded yet")
                 shape = (self.n_clips, n_neurons)
                 arr = np.lib.format.open_memmap(path, mode="w+", dtype=np.float32, shape=shape)
             self.arrays[layer] = arr
@@ -379,7 +381,8 @@ class _PartialStore:
         for layer, x in acts.items():
             arr = self.array(layer, x.shape[1])
             arr[start : start + len(x)] = x.numpy()
-            arr.flush()
+            if isinstance(arr, np.memmap):
+                arr.flush()
             end = start + len(x)
         self.done = end
         write_json(self.progress, {"key": self.key, "done": end, "n_clips": self.n_clips})

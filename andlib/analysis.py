@@ -161,11 +161,11 @@ def linear_trend(x: Iterable[float], y: Iterable[float], confidence: float = 0.9
     """
     from scipy import stats
 
-    x = np.asarray(list(x), dtype=float)
-    y = np.asarray(list(y), dtype=float)
-    keep = np.isfinite(x) & np.isfinite(y)
-    x, y = x[keep], y[keep]
-    n = len(x)
+    xs = np.asarray(list(x), dtype=float)
+    ys = np.asarray(list(y), dtype=float)
+    keep = np.isfinite(xs) & np.isfinite(ys)
+    xs, ys = xs[keep], ys[keep]
+    n = len(xs)
     nan = float("nan")
     out = {
         "slope": nan,
@@ -178,12 +178,12 @@ def linear_trend(x: Iterable[float], y: Iterable[float], confidence: float = 0.9
         "n": int(n),
         "confidence": float(confidence),
         "resid_std": nan,
-        "x_mean": float(x.mean()) if n else nan,
-        "sxx": float(((x - x.mean()) ** 2).sum()) if n else nan,
+        "x_mean": float(xs.mean()) if n else nan,
+        "sxx": float(((xs - xs.mean()) ** 2).sum()) if n else nan,
     }
-    if n < 2 or np.ptp(x) == 0:
+    if n < 2 or np.ptp(xs) == 0:
         return out
-    res = stats.linregress(x, y)
+    res = stats.linregress(xs, ys)
     out.update(
         slope=float(res.slope),
         intercept=float(res.intercept),
@@ -195,7 +195,7 @@ def linear_trend(x: Iterable[float], y: Iterable[float], confidence: float = 0.9
         t = float(stats.t.ppf((1 + confidence) / 2, n - 2))
         out["ci_low"] = out["slope"] - t * out["stderr"]
         out["ci_high"] = out["slope"] + t * out["stderr"]
-        resid = y - (res.slope * x + res.intercept)
+        resid = ys - (res.slope * xs + res.intercept)
         out["resid_std"] = float(np.sqrt((resid**2).sum() / (n - 2)))
     return out
 

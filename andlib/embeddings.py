@@ -46,7 +46,10 @@ class Embedder:
 
     @property
     def dim(self) -> int:
-        return int(self.model.get_sentence_embedding_dimension())
+        dim = self.model.get_sentence_embedding_dimension()
+        if dim is None:
+            raise RuntimeError(f"sentence embedder {self.name!r} reports no embedding size")
+        return int(dim)
 
     def encode(self, texts: list[str] | tuple[str, ...]) -> np.ndarray:
         texts = [str(t) for t in texts]

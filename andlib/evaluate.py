@@ -608,7 +608,7 @@ def simulation_scores(
     texts = sorted({d for p in plan for d in (*p[2], *p[3])})
     desc_emb = dict(zip(texts, np.asarray(embedder.encode(texts), dtype=np.float64), strict=True))
     cat_names = sorted({c for c in categories if c})
-    cat_vecs = embedder.encode([normalize_concept(c) for c in cat_names]) if cat_names else []
+    cat_vecs: Any = embedder.encode([normalize_concept(c) for c in cat_names]) if cat_names else []
     cat_emb = dict(zip(cat_names, np.asarray(cat_vecs, dtype=np.float64), strict=True))
     dim = cap_emb.shape[1]
     label_emb = np.stack([cat_emb.get(c, np.full(dim, np.nan)) for c in categories])

@@ -89,7 +89,7 @@ def captions_from_summarize_messages(messages: Messages) -> list[str] | None:
     if len(messages) != 2:
         return None
     lines = str(messages[-1].get("content", "")).splitlines()
-    captions = []
+    captions: list[str] = []
     for line in lines:
         m = re.match(r"(\d+)\. (.*)$", line)
         if m and int(m.group(1)) == len(captions) + 1:
