@@ -159,7 +159,7 @@ def acoustic_features(audio: np.ndarray, sr: int) -> dict[str, float]:
     sounding = frame_db > threshold
     if not sounding.any():
         sounding[np.argmax(frame_db)] = True
-    out["rms_db"] = float(_db(np.mean(y64**2)))
+    out["rms_db"] = float(_db(float(np.mean(y64**2))))
     out["peak_db"] = float(_db(np.max(np.abs(y64)), power=False))
     out["level_db"] = float(_db(np.mean(power[:, sounding].sum(axis=0)) * to_ms))
     out["crest_db"] = out["peak_db"] - out["level_db"]
@@ -182,7 +182,7 @@ def acoustic_features(audio: np.ndarray, sr: int) -> dict[str, float]:
     centroid = float((freqs * ltas).sum() / total)
     out["centroid_hz"] = centroid
     out["rolloff_hz"] = float(
-        freqs[min(np.searchsorted(np.cumsum(ltas) / total, 0.85), len(freqs) - 1)]
+        freqs[min(int(np.searchsorted(np.cumsum(ltas) / total, 0.85)), len(freqs) - 1)]
     )
     out["bandwidth_hz"] = float(np.sqrt(((freqs - centroid) ** 2 * ltas).sum() / total))
     out["low_ratio"] = float(ltas[freqs < 500].sum() / total)
@@ -979,7 +979,7 @@ class TransformersCaptioner(_PerClipCaptioner):
 
     def _caption_batch(
         self, audio: list[np.ndarray], sample_rate: int, clip_ids: list[str]
-    ) -> list[str]:
+    ) -> list[str | Exception]:
         import torch
 
         from andlib.data import resample

@@ -291,14 +291,16 @@ class ClapScorer:
                 feats = self._features(self.model.get_audio_features(**inputs)).numpy()
                 for i, v in zip(idx, feats, strict=True):
                     out[i] = v
-                    if keys[i]:
-                        self._audio[keys[i]] = v
+                    key = keys[i]
+                    if key:
+                        self._audio[key] = v
                         if self.cache_dir:
                             self.cache_dir.mkdir(parents=True, exist_ok=True)
-                            np.save(self.cache_dir / f"{keys[i]}.npy", v)
+                            np.save(self.cache_dir / f"{key}.npy", v)
         finally:
             np.random.set_state(state)
-        return np.stack(out).astype(np.float32) if out else np.zeros((0, 0), np.float32)
+        done = [v for v in out if v is not None]
+        return np.stack(done).astype(np.float32) if done else np.zeros((0, 0), np.float32)
 
     @torch.no_grad()
     def text_embeddings(self, texts: Sequence[str]) -> np.ndarray:
@@ -466,12 +468,12 @@ def map_to_concepts(
     by_norm = {_norm(c): c for c in concepts}
     picked = [_match_exact(p, by_norm) for p in phrases]
     if all(m is not None for m in picked) and len(set(picked)) >= top:
-        return list(dict.fromkeys(picked))[:top]  # type: ignore[arg-type]
+        return list(dict.fromkeys(m for m in picked if m is not None))[:top]
     embedder = _default_embedder(embedder)
     con = embedder.encode([ICL_TEMPLATE.format(display_name(c)) for c in concepts])
     sims = embedder.encode([ICL_TEMPLATE.format(p) for p in phrases]) @ con.T
-    picked = [m if m is not None else concepts[int(sims[i].argmax())] for i, m in enumerate(picked)]
-    out = list(dict.fromkeys(picked))[:top]
+    named = [m if m is not None else concepts[int(sims[i].argmax())] for i, m in enumerate(picked)]
+    out = list(dict.fromkeys(named))[:top]
     for j in np.argsort(-sims.mean(axis=0), kind="stable"):
         if len(out) >= top:
             break
@@ -655,8 +657,9 @@ def calibrate_many(
         return ["" for _ in highs]
     embedder = _default_embedder(embedder)
     vec = dict(zip(texts, embedder.encode(texts), strict=True))
-    if keep_contrasts and vocabulary is None:
-        vocabulary = contrast_vocabulary()
+    words: frozenset[str] = frozenset()
+    if keep_contrasts:
+        words = contrast_vocabulary() if vocabulary is None else vocabulary
     out = []
     for hs, ls in zip(highs, lows, strict=True):
         if hs and ls:
@@ -668,8 +671,8 @@ def calibrate_many(
             for s, row in zip(hs, sims, strict=True):
                 matches = [lo for lo, sim in zip(ls, row, strict=True) if sim >= threshold]
                 if matches and keep_contrasts:
-                    said = frozenset().union(*(_telling_words(m, vocabulary) for m in matches))
-                    if _telling_words(s, vocabulary) - said:
+                    said = frozenset().union(*(_telling_words(m, words) for m in matches))
+                    if _telling_words(s, words) - said:
                         matches = []  # it names a quality or a source they do not
                 if not matches:
                     kept.append(s)

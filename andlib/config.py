@@ -409,7 +409,7 @@ def _coerce(value: Any, tp: Any, key: str) -> Any:
     if dataclasses.is_dataclass(tp):
         if not isinstance(value, dict):
             raise ConfigError(f"{key}: expected a mapping of settings, got {value!r}")
-        return _build(tp, value, prefix=f"{key}.")
+        return _build(typing.cast(type, tp), value, prefix=f"{key}.")
     if tp is bool:
         if isinstance(value, bool):
             return value
@@ -459,9 +459,9 @@ def parse_override(text: str) -> tuple[str, Any]:
 def _set_dotted(d: dict[str, Any], key: str, value: Any) -> None:
     parts = key.split(".")
     cur = d
-    valid = Config
+    valid: Any = Config
     for i, part in enumerate(parts):
-        names = {f.name: f for f in dataclasses.fields(valid)} if valid else {}
+        names = {f.name: f for f in dataclasses.fields(valid)}
         if part not in names:
             raise ConfigError(f"unknown config key {'.'.join(parts[: i + 1])!r}")
         if i == len(parts) - 1:

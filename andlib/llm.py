@@ -272,7 +272,7 @@ class OpenAILLM(LLM):
             try:
                 response = self.client.chat.completions.create(
                     model=self.model,
-                    messages=messages,
+                    messages=messages,  # type: ignore[arg-type]  # plain role/content dicts
                     temperature=self.cfg.temperature,
                     max_tokens=self.cfg.max_tokens,
                 )
@@ -353,8 +353,8 @@ class TransformersLLM(LLM):
     def __init__(self, cfg: LLMConfig, cache_dir: str | os.PathLike | None, model_id: str):
         super().__init__(cfg, cache_dir)
         self.model = model_id
-        self._tok = None
-        self._lm = None
+        self._tok: Any = None
+        self._lm: Any = None
 
     def _load(self) -> None:
         if self._lm is not None:
@@ -376,7 +376,7 @@ class TransformersLLM(LLM):
         if tok.pad_token is None:
             tok.pad_token = tok.eos_token
         device = "cuda" if torch.cuda.is_available() else "cpu"
-        self._tok, self._lm = tok, lm.to(device).eval()
+        self._tok, self._lm = tok, lm.to(device).eval()  # type: ignore[arg-type]
 
     def _prompt(self, messages: Messages) -> str:
         tok = self._tok

@@ -7,11 +7,14 @@ returns a ``matplotlib.figure.Figure``; :func:`save_figure` writes it under a st
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
-import matplotlib
 import matplotlib.pyplot as plt
 
 from andlib.config import Config
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 STYLE = {
     "figure.dpi": 110,
@@ -30,8 +33,11 @@ PALETTE = ["#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e
 
 
 def use_style() -> None:
-    plt.rcParams.update(STYLE)
-    plt.rcParams["axes.prop_cycle"] = matplotlib.cycler(color=PALETTE)
+    from cycler import cycler
+
+    rc: Any = plt.rcParams  # typed with literal keys only
+    rc.update(STYLE)
+    rc["axes.prop_cycle"] = cycler(color=PALETTE)
 
 
 def save_figure(fig: plt.Figure, name: str, cfg: Config | str | Path) -> list[Path]:
@@ -168,11 +174,6 @@ def pruning_concept_bars(rows, concept: str) -> plt.Figure:
 
 
 # --- analysis figures (andlib.analysis) ---
-
-import typing as _typing  # noqa: E402
-
-if _typing.TYPE_CHECKING:
-    import pandas as pd
 
 
 def _layer_label(layer: object) -> str:

@@ -186,7 +186,7 @@ class NeuronPruner:
             raise IndexError(f"{layer}: neuron index out of range 0..{size}: {idx}")
         kind, path = self.plan(layer)
         if kind == "weights":
-            linear = self.module.get_submodule(path)
+            linear: Any = self.module.get_submodule(path)
             rows = torch.tensor(idx, device=linear.weight.device)
             for param in (linear.weight, linear.bias):
                 if param is None:

@@ -545,7 +545,8 @@ def _summarize_pairs(
     groups = [caps for pair in pairs for caps in pair]
     if not llm.generative:
         caption_attributes(c for caps in groups for c in caps)  # parse every caption in one go
-        out = [llm.summarize_captions(caps) if caps else "" for caps in groups]
+        counter: Any = llm  # the non-generative backend: ExtractiveLLM
+        out = [counter.summarize_captions(caps) if caps else "" for caps in groups]
     else:
         names = [f"{label} ({end})" for label in labels for end in ("high", "low")]
         asked = [i for i, caps in enumerate(groups) if caps]
