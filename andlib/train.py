@@ -137,7 +137,7 @@ def model_dir(cfg: Config, strategy: str | None = None) -> Path:
     # optional settings left unset keep the keys of models trained before they existed
     ignored |= {k for k in _OPTIONAL if getattr(cfg.train, k) is None}
     if cfg.train.init is not None and strategy != "supervised":
-        ignored |= {"pretrain_epochs", "pretrain_lr", "mask_ratio"}  # no pretraining runs
+        ignored |= set(_SSL_ONLY)  # the checkpoint is the pretraining: none runs
     keys = [f.name for f in dataclasses.fields(TrainConfig) if f.name not in ignored]
     return cfg.cache_path / "models" / f"{strategy}-{_key(cfg, keys, strategy)}"
 
