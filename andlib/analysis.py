@@ -636,7 +636,12 @@ def compute_tables(cfg: Config, run: RunDir, logger: logging.Logger | None = Non
     else:
         logger.warning("analysis: no neurons.csv; adjective and balance analyses skipped")
 
-    if run.exists("captions.csv") and (neurons is not None or run.exists("neuron_topk.csv")):
+    tops = None  # each neuron's top-K clips, shared by polysemanticity and class purity
+    if neurons is not None or run.exists("neuron_topk.csv"):
+        topk = run.read_csv("neuron_topk.csv") if run.exists("neuron_topk.csv") else None
+        tops = top_clips_table(neurons, topk, k=cfg.k)
+
+    if run.exists("captions.csv") and tops is not None:
         captions = run.read_csv("captions.csv")
         captions = captions[captions["caption"].astype(str).str.strip() != ""]
         emb = caption_embeddings(cfg, run, captions["caption"].astype(str).tolist())
@@ -644,19 +649,14 @@ def compute_tables(cfg: Config, run: RunDir, logger: logging.Logger | None = Non
             captions["clip_id"].astype(str), emb, a.n_clusters, cfg.seed, a.kmeans_n_init
         )
         write("caption_clusters.csv", clusters.reset_index())
-        topk = run.read_csv("neuron_topk.csv") if run.exists("neuron_topk.csv") else None
-        tops = top_clips_table(neurons, topk, k=cfg.k)
         poly = polysemanticity(tops, clusters, a.polysemantic_threshold)
         write("neuron_polysemanticity.csv", poly)
         write("polysemantic_per_layer.csv", polysemantic_per_layer(poly))
     else:
         logger.warning("analysis: no captions/top clips; polysemanticity skipped")
 
-    has_tops = neurons is not None or run.exists("neuron_topk.csv")
     clips = run.read_csv("clips.csv", dtype={"clip_id": str}) if run.exists("clips.csv") else None
-    if has_tops and clips is not None and "category" in clips:
-        topk = run.read_csv("neuron_topk.csv") if run.exists("neuron_topk.csv") else None
-        tops = top_clips_table(neurons, topk, k=cfg.k)
+    if tops is not None and clips is not None and "category" in clips:
         cats = clips["category"].fillna("").astype(str)
         purity = class_purity(tops, dict(zip(clips["clip_id"], cats, strict=True)))
         write("class_purity.csv", purity)

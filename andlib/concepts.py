@@ -300,6 +300,8 @@ class ClapScorer:
         finally:
             np.random.set_state(state)
         done = [v for v in out if v is not None]
+        if len(done) != len(out):  # every clip is embedded above; a gap would misalign rows
+            raise RuntimeError(f"CLAP: {len(out) - len(done)} clips were not embedded")
         return np.stack(done).astype(np.float32) if done else np.zeros((0, 0), np.float32)
 
     @torch.no_grad()

@@ -336,6 +336,11 @@ class Config:
     def cache_path(self) -> Path:
         return resolve_path(self.cache_dir)
 
+    def strategy_model(self, strategy: str) -> str:
+        """``model.name`` of a strategy's run: ``strategy_models[strategy]``, else
+        ``trained:<strategy>``."""
+        return self.strategy_models.get(strategy, f"trained:{strategy}")
+
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
 

@@ -77,7 +77,7 @@ def reproduction_plan(cfg: Config, overrides: list[str]) -> list[tuple[Path, lis
             *overrides,
             "strategies=[]",
             "strategy_models={}",
-            f"model.name={cfg.strategy_models.get(strategy, f'trained:{strategy}')}",
+            f"model.name={cfg.strategy_model(strategy)}",
             f"train.strategy={strategy}",
             f"run_dir={cfg.run_path / strategy}",
             f"figures_dir={cfg.figures_path / strategy}",

@@ -33,7 +33,7 @@ PALETTE = ["#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e
 
 
 def use_style() -> None:
-    from cycler import cycler
+    from matplotlib.rcsetup import cycler
 
     rc: Any = plt.rcParams  # typed with literal keys only
     rc.update(STYLE)

@@ -903,11 +903,7 @@ def strategies_to_train(cfg: Config) -> list[str]:
     needs no training), else the strategy of ``model.name = trained:<strategy>`` (empty when
     the target is a hub or local model: nothing to train)."""
     if cfg.strategies:
-        return [
-            s
-            for s in cfg.strategies
-            if cfg.strategy_models.get(s, f"trained:{s}").startswith("trained:")
-        ]
+        return [s for s in cfg.strategies if cfg.strategy_model(s).startswith("trained:")]
     if cfg.model.name.startswith("trained:"):
         return [_check_strategy(cfg.model.name.split(":", 1)[1] or None, cfg)]
     return []
