@@ -1018,10 +1018,11 @@ class OpenAICaptioner(_PerClipCaptioner):
     """An OpenAI-compatible chat endpoint that accepts ``input_audio`` (base64 WAV) parts.
 
     Base URL: ``captioner.base_url``, else ``$OPENAI_BASE_URL``, else api.openai.com. Key: the
-    environment variable ``captioner.api_key_env`` (a custom base URL may go without). The
-    client retries 429, 5xx and connection errors with exponential backoff (honouring
-    ``Retry-After``); a clip that still fails raises :class:`CaptionError` naming it. The
-    requests of a batch run concurrently.
+    environment variable ``captioner.api_key_env`` (a custom base URL may go without). Requests
+    are retried by the LLM's :class:`andlib.llm.RetryPolicy` (jittered exponential backoff from
+    ``retry_backoff`` seconds, honouring ``Retry-After``) on 429, 5xx, timeouts, connection
+    errors and empty replies; a clip that still fails raises :class:`CaptionError` naming it.
+    The requests of a batch run concurrently.
     """
 
     def __init__(
@@ -1035,7 +1036,10 @@ class OpenAICaptioner(_PerClipCaptioner):
         max_retries: int = 5,
         timeout: float = 120.0,
         cache_dir: Path | None = None,
+        retry_backoff: float = 0.5,
     ):
+        from andlib.llm import RetryPolicy
+
         base_url = base_url or os.environ.get("OPENAI_BASE_URL") or None
         settings = {
             "model": model,
@@ -1047,6 +1051,7 @@ class OpenAICaptioner(_PerClipCaptioner):
         self.model, self.prompt, self.base_url = model, prompt, base_url
         self.api_key_env, self.max_retries, self.timeout = api_key_env, max_retries, timeout
         self.max_new_tokens = max_new_tokens
+        self.policy = RetryPolicy(max_retries=max_retries, backoff=retry_backoff)
         self._client: Any = None
 
     def _get_client(self) -> Any:
@@ -1060,17 +1065,16 @@ class OpenAICaptioner(_PerClipCaptioner):
                         f"{self.name}: set ${self.api_key_env} (or captioner.base_url)"
                     )
                 key = "none"  # local servers usually ignore the key
-            self._client = OpenAI(
-                api_key=key,
-                base_url=self.base_url,
-                max_retries=self.max_retries,
-                timeout=self.timeout,
+            self._client = OpenAI(  # max_retries=0: self.policy retries
+                api_key=key, base_url=self.base_url, max_retries=0, timeout=self.timeout
             )
         return self._client
 
     def _one(self, audio: np.ndarray, sample_rate: int, clip_id: str) -> str:
         import openai
         import soundfile as sf
+
+        from andlib.llm import BadReply, GaveUp
 
         buf = io.BytesIO()
         sf.write(buf, np.clip(audio, -1, 1), sample_rate, format="WAV", subtype="PCM_16")
@@ -1081,19 +1085,28 @@ class OpenAICaptioner(_PerClipCaptioner):
                 "input_audio": {"data": base64.b64encode(buf.getvalue()).decode(), "format": "wav"},
             },
         ]
-        try:
-            reply = self._get_client().chat.completions.create(
+        client = self._get_client()
+
+        def send() -> str:
+            reply = client.chat.completions.create(
                 model=self.model,
                 messages=[{"role": "user", "content": content}],
                 max_tokens=self.max_new_tokens,
                 temperature=0.0,
             )
-        except openai.OpenAIError as exc:
-            raise CaptionError(f"{self.name}: clip {clip_id!r} failed: {exc}") from exc
-        text = reply.choices[0].message.content if reply.choices else None
-        if not text or not text.strip():
-            raise CaptionError(f"{self.name}: clip {clip_id!r}: the endpoint returned no text")
-        return text.strip()
+            text = reply.choices[0].message.content if reply.choices else None
+            if not text or not text.strip():
+                raise BadReply("the endpoint returned no text")
+            return text.strip()
+
+        try:
+            return self.policy.call(send, f"{self.name}: clip {clip_id!r}")
+        except GaveUp as exc:
+            if not exc.transient and not isinstance(exc.last, openai.OpenAIError):
+                raise exc.last from None  # a bug here, not the endpoint's fault: show it
+            raise CaptionError(
+                f"{self.name}: clip {clip_id!r} failed after {exc.attempts} attempt(s): {exc.last}"
+            ) from exc.last
 
     def _caption_batch(
         self, audio: list[np.ndarray], sample_rate: int, clip_ids: list[str]

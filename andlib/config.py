@@ -192,8 +192,14 @@ class LLMConfig:
     concurrency: int = 8
     timeout: float = 60.0
     max_retries: int = 5
+    """``openai`` backend: retries of one request after a 429, a 5xx, a timeout, a connection
+    error or an empty or malformed reply (a reply cut off at ``max_tokens`` is asked once more
+    with twice the tokens, besides)."""
     retry_backoff: float = 1.0
-    """Seconds before the first retry; doubled on each further retry (capped at 30 s)."""
+    """Ceiling of the first retry's wait in seconds, doubled on each further retry (capped at
+    30 s); each wait is drawn between half and all of its ceiling (jitter)."""
+    max_retry_after: float = 60.0
+    """The longest wait a server's ``Retry-After`` (seconds or HTTP-date) may impose."""
     batch_size: int = 4
 
 

@@ -3,9 +3,10 @@
 :func:`get_llm` picks the backend named by ``LLMConfig.backend``:
 
 - ``openai``: any OpenAI-compatible chat server (OpenAI, vLLM, llama.cpp server, Ollama) through
-  the ``openai`` client: bounded concurrency, timeouts, retries with exponential backoff on
-  429/5xx/timeouts/connection errors, and an :class:`LLMError` naming the neuron and the
-  server after the last retry.
+  the ``openai`` client: bounded concurrency, timeouts, and the shared :class:`RetryPolicy`
+  (jittered exponential backoff that honours ``Retry-After``) on 429/5xx, timeouts, connection
+  errors and empty or malformed replies. A reply cut off at ``llm.max_tokens``
+  (``finish_reason == "length"``) is asked once more with twice the tokens and is never cached.
 - ``transformers:<id or path>``: a local chat model with its chat template, batched with left
   padding, on the GPU when there is one, greedy when ``temperature == 0``.
 - ``extractive``: **not a language model and not generative.** It answers only the summarize
@@ -17,19 +18,26 @@ Every reply of a generative backend is cached under ``<cache_dir>/llm/``, one JS
 call, keyed by the SHA-256 of (backend, model, messages, sampling settings). A file is written
 (atomically) only for a complete, valid reply and as soon as that reply arrives, so a re-run
 makes no calls at all and an interrupted run re-issues only the calls that had not finished.
+A request that fails for good does not stop the others: :meth:`LLM.complete_many` caches every
+reply that arrived and then raises one :class:`LLMError` that lists each failed request.
 """
 
 from __future__ import annotations
 
+import email.utils
 import hashlib
 import json
 import logging
 import os
+import random
 import threading
+import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor, as_completed
+from dataclasses import dataclass
+from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from andlib.config import LLMConfig
 from andlib.prompts import Messages, captions_from_summarize_messages
@@ -39,10 +47,183 @@ log = logging.getLogger(__name__)
 
 DEFAULT_OPENAI_URL = "https://api.openai.com/v1"
 MAX_BACKOFF_S = 30.0
+"""The longest backoff between two attempts when the server sends no ``Retry-After``."""
+RETRYABLE_STATUS = (408, 409, 429)
+"""HTTP statuses below 500 that are worth another attempt (every 5xx is too)."""
+
+T = TypeVar("T")
 
 
 class LLMError(RuntimeError):
-    """A language-model call failed for good; the message names the request and the server."""
+    """A language-model call failed for good; the message names the request and the server.
+
+    Raised by :meth:`LLM.complete_many` after every other request was answered (and cached):
+    ``failures`` then holds ``(label, reason)`` for each request that failed.
+    """
+
+    def __init__(self, message: str, failures: Sequence[tuple[str, str]] = ()):
+        super().__init__(message)
+        self.failures: list[tuple[str, str]] = list(failures)
+
+
+# --------------------------------------------------------------------------------------------
+# Retries: one policy for every OpenAI-compatible call (LLM replies and audio captions)
+# --------------------------------------------------------------------------------------------
+
+
+class BadReply(Exception):
+    """The server answered, but with an empty or malformed reply: worth another attempt."""
+
+
+class GaveUp(Exception):
+    """:meth:`RetryPolicy.call` stopped: ``last`` is the final error after ``attempts`` tries.
+
+    ``transient`` is False when ``last`` was not worth retrying (e.g. HTTP 400), so it was
+    tried once.
+    """
+
+    def __init__(self, last: BaseException, attempts: int, transient: bool):
+        super().__init__(f"after {attempts} attempt(s): {brief_error(last)}")
+        self.last, self.attempts, self.transient = last, attempts, transient
+
+
+def is_transient(exc: BaseException) -> bool:
+    """Whether ``exc`` is worth another attempt: timeouts, connection errors, 408/409/429,
+    5xx, and empty or malformed replies (:class:`BadReply`, unparsable bodies)."""
+    import openai
+
+    if isinstance(exc, openai.APIStatusError):
+        return exc.status_code in RETRYABLE_STATUS or exc.status_code >= 500
+    return isinstance(
+        exc, (openai.APIConnectionError, openai.APIResponseValidationError, BadReply, ValueError)
+    )
+
+
+def retry_after(exc: BaseException | None) -> float | None:
+    """Seconds the server asked to wait (uncapped), when its reply to ``exc`` said so.
+
+    Reads ``retry-after-ms`` (OpenAI's), then ``Retry-After`` in either form: delay-seconds
+    (``"7"``) or an HTTP-date (``"Wed, 21 Oct 2015 07:28:00 GMT"``, the seconds until then).
+    """
+    headers = getattr(getattr(exc, "response", None), "headers", None)
+    if headers is None:
+        return None
+    try:
+        return max(float(headers.get("retry-after-ms")) / 1000.0, 0.0)
+    except (TypeError, ValueError):
+        pass
+    value = headers.get("retry-after")
+    if not isinstance(value, str) or not value.strip():
+        return None
+    try:
+        return max(float(value), 0.0)
+    except ValueError:
+        pass
+    try:
+        when = email.utils.parsedate_to_datetime(value.strip())
+    except (TypeError, ValueError, IndexError):
+        return None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=timezone.utc)
+    return max((when - datetime.now(timezone.utc)).total_seconds(), 0.0)
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    """Bounded retries with jittered exponential backoff that honour ``Retry-After``.
+
+    Attempt ``n + 1`` waits what the server asked for (``Retry-After`` / ``retry-after-ms``,
+    capped at ``max_retry_after``), else a random time between half and all of
+    ``min(backoff * 2**(n-1), max_backoff)`` seconds. Built on ``tenacity``; shared by
+    :class:`OpenAILLM` and :class:`andlib.captioning.OpenAICaptioner`.
+    """
+
+    max_retries: int = 5
+    """Retries after the first attempt (0: one attempt)."""
+    backoff: float = 1.0
+    """Ceiling of the first wait, in seconds; doubled for each further retry."""
+    max_backoff: float = MAX_BACKOFF_S
+    max_retry_after: float = 60.0
+    """The longest wait a server's ``Retry-After`` may impose."""
+
+    @classmethod
+    def from_config(cls, cfg: LLMConfig) -> RetryPolicy:
+        """The policy of the ``llm`` settings."""
+        return cls(cfg.max_retries, cfg.retry_backoff, MAX_BACKOFF_S, cfg.max_retry_after)
+
+    def wait(self, retry: int, exc: BaseException | None) -> float:
+        """Seconds to wait before retry number ``retry`` (1-based) after ``exc``."""
+        asked = retry_after(exc)
+        if asked is not None:
+            return min(asked, self.max_retry_after)
+        ceiling = min(self.backoff * 2 ** (retry - 1), self.max_backoff)
+        return max(ceiling, 0.0) * random.uniform(0.5, 1.0)
+
+    def call(
+        self,
+        fn: Callable[[], T],
+        label: str,
+        abort: threading.Event | None = None,
+        transient: Callable[[BaseException], bool] = is_transient,
+    ) -> T:
+        """``fn()``, retried while it raises a ``transient`` error and retries are left.
+
+        Raises :class:`GaveUp` (with the last error) when it never succeeded. Setting
+        ``abort`` cuts the current wait short and stops further attempts.
+        """
+        import tenacity
+
+        attempts = 0
+
+        def attempt() -> T:
+            nonlocal attempts
+            attempts += 1
+            return fn()
+
+        def before_sleep(state: tenacity.RetryCallState) -> None:
+            exc = state.outcome.exception() if state.outcome else None
+            delay = state.next_action.sleep if state.next_action else 0.0
+            log.info(
+                "%s: %s; retry %d/%d in %.2f s",
+                label,
+                brief_error(exc),
+                state.attempt_number,
+                self.max_retries,
+                delay,
+            )
+
+        def sleep(seconds: float) -> None:
+            if abort is None:
+                time.sleep(seconds)
+            else:
+                abort.wait(seconds)  # returns early when the run is interrupted
+
+        stop: Any = tenacity.stop_after_attempt(max(self.max_retries, 0) + 1)
+        if abort is not None:
+            stop = stop | tenacity.stop_when_event_set(abort)
+        retrying = tenacity.Retrying(
+            stop=stop,
+            wait=lambda state: self.wait(
+                state.attempt_number, state.outcome.exception() if state.outcome else None
+            ),
+            retry=tenacity.retry_if_exception(transient),
+            sleep=sleep,
+            before_sleep=before_sleep,
+            reraise=True,
+        )
+        try:
+            return retrying(attempt)
+        except Exception as exc:
+            raise GaveUp(exc, attempts, transient(exc)) from exc
+
+
+def brief_error(exc: BaseException | None) -> str:
+    """``Type (HTTP status): message`` of an error, on one line."""
+    if exc is None:
+        return "no error recorded"
+    status = getattr(exc, "status_code", None)
+    text = " ".join(str(exc).split())
+    return f"{type(exc).__name__}" + (f" (HTTP {status})" if status else "") + f": {text}"
 
 
 # --------------------------------------------------------------------------------------------
@@ -130,8 +311,10 @@ class LLM:
         """Replies to many chats, in order; cached ones are read, the rest sent concurrently.
 
         ``labels`` name the requests (e.g. ``"layers.3.mlp neuron 17 (high)"``) in error
-        messages. Raises :class:`LLMError` when a request fails for good; replies that arrived
-        before that are cached, so calling again resumes where it stopped.
+        messages. A request that fails for good does not stop the others: once every request
+        is answered or has failed, the replies that arrived are cached and one
+        :class:`LLMError` lists each failed request with its reason (``.failures``), so calling
+        again asks only those.
         """
         batch = [_check_messages(m) for m in batch]
         labels = [f"request {i}" for i in range(len(batch))] if labels is None else list(labels)
@@ -162,7 +345,11 @@ class LLM:
         if todo:
             log.info("%s: %d calls (%d cached)", self, len(todo), len(batch) - len(todo))
             self.calls += len(todo)
-            self._generate([batch[i] for i in todo], [labels[i] for i in todo], on_reply)
+            failed = self._generate([batch[i] for i in todo], [labels[i] for i in todo], on_reply)
+            if failed:
+                raise _failures_error(
+                    self, [(labels[todo[j]], failed[j]) for j in sorted(failed)], len(todo)
+                )
         return [replies[k] for k in keys]
 
     def _generate(
@@ -170,9 +357,25 @@ class LLM:
         batch: list[Messages],
         labels: list[str],
         on_reply: Callable[[int, str], None],
-    ) -> None:
-        """Send every request; call ``on_reply(index, text)`` for each valid reply as it comes."""
+    ) -> dict[int, str]:
+        """Send every request; call ``on_reply(index, text)`` for each valid reply as it comes.
+
+        Returns ``{index: reason}`` for the requests that failed for good.
+        """
         raise NotImplementedError
+
+
+def _failures_error(llm: LLM, failures: list[tuple[str, str]], asked: int) -> LLMError:
+    """One error naming every failed request: ``label: reason``, one per line."""
+    if asked == 1:
+        (label, reason), *_ = failures
+        return LLMError(f"{label}: {reason}", failures)
+    lines = "\n".join(f"  - {label}: {reason}" for label, reason in failures)
+    return LLMError(
+        f"{len(failures)} of {asked} requests to {llm!r} failed (the {asked - len(failures)} "
+        f"replies that arrived are cached; a re-run asks only the failed ones):\n{lines}",
+        failures,
+    )
 
 
 def _check_messages(messages: Messages) -> Messages:
@@ -235,13 +438,15 @@ class OpenAILLM(LLM):
                     f"{self.base_url} (or set llm.base_url to a local OpenAI-compatible server)"
                 )
             key = "no-key-needed"
-        # max_retries=0: retries are counted and spaced here, so max_retries means what it says.
+        # max_retries=0: :attr:`policy` makes the retries, so llm.max_retries means what it says.
         self.client = OpenAI(
             base_url=self.base_url, api_key=key, timeout=cfg.timeout, max_retries=0
         )
+        self.policy = RetryPolicy.from_config(cfg)
 
-    def _generate(self, batch, labels, on_reply) -> None:
+    def _generate(self, batch, labels, on_reply) -> dict[int, str]:
         abort = threading.Event()
+        failed: dict[int, str] = {}
         workers = max(1, min(self.cfg.concurrency, len(batch)))
         with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="andlib-llm") as pool:
             futures = {
@@ -250,7 +455,14 @@ class OpenAILLM(LLM):
             }
             try:
                 for n, future in enumerate(as_completed(futures), 1):
-                    on_reply(futures[future], future.result())
+                    j = futures[future]
+                    try:
+                        text = future.result()
+                    except LLMError as exc:  # this request failed for good; the others go on
+                        failed[j] = str(exc)
+                        log.warning("%s: %s", labels[j], exc)
+                    else:
+                        on_reply(j, text)
                     if n % 100 == 0:
                         log.info("%s: %d/%d replies", self, n, len(batch))
             except BaseException:
@@ -258,82 +470,92 @@ class OpenAILLM(LLM):
                 for future in futures:
                     future.cancel()
                 raise
+        return failed
 
     def _ask(self, messages: Messages, label: str, abort: threading.Event) -> str:
-        """One request with retries; returns the reply text or raises :class:`LLMError`."""
+        """One reply, or :class:`LLMError` with the reason (without the label) it failed.
+
+        A reply cut off at ``llm.max_tokens`` is asked once more with twice the tokens; the
+        complete reply is then cached under the original request.
+        """
+        tokens = self.cfg.max_tokens
+        text, finish = self._ask_once(messages, label, abort, tokens)
+        if finish == "length":
+            log.info(
+                "%s: reply cut off at %d tokens; asking again with %d", label, tokens, 2 * tokens
+            )
+            tokens *= 2
+            text, finish = self._ask_once(messages, label, abort, tokens)
+        if finish == "length":
+            raise LLMError(
+                f"reply from {self._where()} cut off at {tokens} tokens (not cached; raise "
+                f"llm.max_tokens, now {self.cfg.max_tokens})"
+            )
+        return text
+
+    def _where(self) -> str:
+        return f"{self.base_url} (model {self.model!r})"
+
+    def _ask_once(
+        self, messages: Messages, label: str, abort: threading.Event, max_tokens: int
+    ) -> tuple[str, str | None]:
+        """``(text, finish_reason)`` of one request under :attr:`policy`, or :class:`LLMError`."""
         import openai
 
-        attempts = self.cfg.max_retries + 1
-        where = f"{self.base_url} (model {self.model!r})"
-        last: Exception | None = None
-        for attempt in range(attempts):
+        def send() -> tuple[str, str | None]:
             if abort.is_set():
-                raise LLMError(f"{label}: cancelled after another request failed")
-            try:
-                response = self.client.chat.completions.create(
-                    model=self.model,
-                    messages=messages,  # type: ignore[arg-type]  # plain role/content dicts
-                    temperature=self.cfg.temperature,
-                    max_tokens=self.cfg.max_tokens,
-                )
-            except openai.APIConnectionError as exc:  # includes timeouts
-                last = exc
-            except openai.APIStatusError as exc:
-                if exc.status_code not in (408, 409, 429) and exc.status_code < 500:
-                    raise LLMError(
-                        f"{label}: {where} refused the request (HTTP {exc.status_code}): {exc}"
-                    ) from exc
-                last = exc
-            except (openai.APIResponseValidationError, ValueError) as exc:
-                raise LLMError(f"{label}: malformed reply from {where}: {exc}") from exc
-            else:
-                return _reply_text(response, f"{label}: malformed reply from {where}")
-            if attempt + 1 < attempts:
-                delay = min(self.cfg.retry_backoff * 2**attempt, MAX_BACKOFF_S)
-                if isinstance(last, openai.APIStatusError):
-                    delay = max(delay, _retry_after(last) or 0.0)
-                log.info(
-                    "%s: %s; retry %d/%d in %.1f s",
-                    label,
-                    _brief(last),
-                    attempt + 1,
-                    self.cfg.max_retries,
-                    delay,
-                )
-                abort.wait(delay)
-        raise LLMError(
-            f"{label}: no reply from {where} after {attempts} attempt(s): {_brief(last)}"
-        ) from last
+                raise _Cancelled
+            response = self.client.chat.completions.create(
+                model=self.model,
+                messages=messages,  # type: ignore[arg-type]  # plain role/content dicts
+                temperature=self.cfg.temperature,
+                max_tokens=max_tokens,
+            )
+            return _reply_text(response)
+
+        where = self._where()
+        try:
+            return self.policy.call(send, label, abort)
+        except GaveUp as gave_up:
+            exc = gave_up.last
+            if isinstance(exc, _Cancelled):
+                raise LLMError("cancelled: the run was interrupted") from exc
+            if isinstance(exc, openai.APIStatusError) and not gave_up.transient:
+                raise LLMError(
+                    f"{where} refused the request (HTTP {exc.status_code}): {exc}"
+                ) from exc
+            if not gave_up.transient:
+                raise exc from None  # not a fault of the server or the network: a bug
+            if isinstance(exc, (BadReply, openai.APIResponseValidationError, ValueError)):
+                raise LLMError(
+                    f"malformed reply from {where} after {gave_up.attempts} attempt(s): "
+                    f"{brief_error(exc)}"
+                ) from exc
+            raise LLMError(
+                f"no reply from {where} after {gave_up.attempts} attempt(s): {brief_error(exc)}"
+            ) from exc
 
 
-def _reply_text(response: Any, context: str) -> str:
-    """The text of a chat completion, or :class:`LLMError` when it has none."""
+class _Cancelled(Exception):
+    """A queued request or retry stopped because the run was interrupted."""
+
+
+def _reply_text(response: Any) -> tuple[str, str | None]:
+    """``(text, finish_reason)`` of a chat completion; :class:`BadReply` when it has no text.
+
+    A cut-off reply (``finish_reason == "length"``) is returned as is, even empty.
+    """
     choices = getattr(response, "choices", None)
     if not choices:
-        raise LLMError(f"{context}: no choices in the reply ({str(response)[:200]!r})")
+        raise BadReply(f"no choices in the reply ({str(response)[:200]!r})")
     message = getattr(choices[0], "message", None)
     content = getattr(message, "content", None)
+    finish = getattr(choices[0], "finish_reason", None)
+    if finish == "length":
+        return (content if isinstance(content, str) else "").strip(), finish
     if not isinstance(content, str) or not content.strip():
-        raise LLMError(f"{context}: empty message content ({str(response)[:200]!r})")
-    if getattr(choices[0], "finish_reason", None) == "length":
-        log.warning("%s: reply cut at llm.max_tokens; kept as is", context.split(":")[0])
-    return content.strip()
-
-
-def _retry_after(exc: Any) -> float | None:
-    """Seconds from a ``Retry-After`` header (capped), when the server sent one."""
-    try:
-        value = float(exc.response.headers.get("retry-after"))
-    except (AttributeError, TypeError, ValueError):
-        return None
-    return min(max(value, 0.0), 60.0)
-
-
-def _brief(exc: Exception | None) -> str:
-    if exc is None:
-        return "no error recorded"
-    status = getattr(exc, "status_code", None)
-    return f"{type(exc).__name__}" + (f" (HTTP {status})" if status else "") + f": {exc}"
+        raise BadReply(f"empty message content ({str(response)[:200]!r})")
+    return content.strip(), finish
 
 
 # --------------------------------------------------------------------------------------------
@@ -395,10 +617,11 @@ class TransformersLLM(LLM):
                 merged + messages[2:], tokenize=False, add_generation_prompt=True
             )
 
-    def _generate(self, batch, labels, on_reply) -> None:
+    def _generate(self, batch, labels, on_reply) -> dict[int, str]:
         import torch
 
         self._load()
+        failed: dict[int, str] = {}
         tok, lm = self._tok, self._lm
         greedy = self.cfg.temperature <= 0
         options: dict[str, Any] = {
@@ -420,12 +643,11 @@ class TransformersLLM(LLM):
             new_tokens = out[:, enc["input_ids"].shape[1] :]
             for j, text in enumerate(tok.batch_decode(new_tokens, skip_special_tokens=True)):
                 if not text.strip():
-                    raise LLMError(
-                        f"{labels[start + j]}: the local model {self.model!r} replied with "
-                        "empty text (not cached)"
-                    )
+                    failed[start + j] = f"the local model {self.model!r} replied with empty text"
+                    continue
                 on_reply(start + j, text.strip())
             log.info("%s: %d/%d replies", self, min(start + size, len(batch)), len(batch))
+        return failed
 
 
 # --------------------------------------------------------------------------------------------

@@ -79,6 +79,8 @@ class FakeServer:
                     self.send_header("Content-Length", str(len(data)))
                     self.end_headers()
                     self.wfile.write(data)
+                except (BrokenPipeError, ConnectionResetError):
+                    pass  # the client gave up (a timeout test)
                 finally:
                     with server.lock:
                         server.inflight -= 1
@@ -194,14 +196,16 @@ def test_openai_retries_a_timeout(server, tmp_path):
 )
 def test_openai_malformed_reply_is_an_error_and_not_cached(server, tmp_path, payload):
     srv = server(lambda n, body: (200, payload))
-    llm = get_llm(openai_cfg(srv.url), tmp_path)
+    llm = get_llm(openai_cfg(srv.url, max_retries=1), tmp_path)
     with pytest.raises(LLMError, match="malformed reply") as err:
         llm.complete_many(chats(1), labels=["layers.0.mlp neuron 3 (high)"])
     assert "layers.0.mlp neuron 3 (high)" in str(err.value) and srv.url in str(err.value)
+    assert "2 attempt" in str(err.value)
+    assert srv.count == 2  # retried once (llm.max_retries)
     assert cache_files(tmp_path) == []
     with pytest.raises(LLMError):
         llm.complete(chats(1)[0])
-    assert srv.count == 2  # asked again: nothing was cached
+    assert srv.count == 4  # asked again: nothing was cached
 
 
 def test_openai_exhausted_retries_name_the_neuron_and_server(server, tmp_path):
