@@ -88,6 +88,10 @@ PRESETS: dict[str, BlockPreset] = {
         containers=("encoder.layers",),
         parts={"mlp": ("feed_forward.intermediate_act_fn",), "out": ("",)},
     ),
+    # andlib.pitch_models: CREPE conv blocks after the ReLU, PESTO encoder stages (channels
+    # last, frames and in-frame positions pooled) and the pitch-bin output (``classifier``).
+    "crepe": BlockPreset(containers=("blocks",), parts={"act": ("act",)}),
+    "pesto": BlockPreset(containers=("stages",), parts={"out": ("out",)}),
 }
 
 _GLOB_CHARS = set("*?[")

@@ -194,8 +194,15 @@ def load_pretrained(
 
 
 def load_target(cfg: Config) -> TargetModel:
-    """The model ``cfg.model.name`` names; ``trained:<strategy>`` trains it first if needed."""
+    """The model ``cfg.model.name`` names; ``trained:<strategy>`` trains it first if needed;
+    ``crepe-tiny``, ``crepe-full`` and ``pesto`` are :mod:`andlib.pitch_models`."""
     name = cfg.model.name
+    from andlib import pitch_models
+
+    if pitch_models.is_pitch_model(name):  # crepe-tiny, crepe-full, pesto (@<hop>ms)
+        target = pitch_models.load_pitch_model(name, cfg.model.device, cfg.model.dtype)
+        target.info["model_id"] = name
+        return target
     if name.startswith("trained:"):
         from andlib import train
 
