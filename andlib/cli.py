@@ -1,12 +1,33 @@
-"""Command line: ``python -m andlib <stage> [--config FILE] [--out DIR] [--set key=value ...]``."""
+"""Command line: ``python -m andlib <stage> [--config FILE] [--out DIR] [--set key=value ...]``.
+
+The project's own errors (a bad config, an unreadable clip, a model that cannot be loaded, an
+LLM or captioning endpoint that failed for good, ...) end a command with one message on stderr,
+``andlib: error: <message>``, and a non-zero exit status (2 for a config error, 1 otherwise);
+``--debug`` or ``ANDLIB_DEBUG=1`` shows the traceback instead. Anything else is a bug and keeps
+its traceback.
+"""
 
 from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
 
 from andlib.config import ConfigError, load_config
+
+PROJECT_ERRORS = (
+    ("andlib.config", "ConfigError"),
+    ("andlib.data", "AudioError"),
+    ("andlib.llm", "LLMError"),
+    ("andlib.captioning", "CaptionError"),
+    ("andlib.models", "ModelLoadError"),
+    ("andlib.activations", "LayerError"),
+    ("andlib.concepts", "TABUnavailable"),
+    ("andlib.pipeline", "NotebookFailed"),
+)
+"""``(module, class)`` of the errors reported as one message; modules are not imported for it
+(an error of a module that was never imported cannot have been raised)."""
 
 STAGE_HELP = {
     "train": "train (or reuse) the offline target model: a small AST on ESC-50 folds 1-4",
@@ -20,7 +41,17 @@ STAGE_HELP = {
 }
 
 
+def _debug_flag(p: argparse.ArgumentParser, default: object) -> None:
+    p.add_argument(
+        "--debug",
+        action="store_true",
+        default=default,
+        help="show the full traceback of an error (also: ANDLIB_DEBUG=1)",
+    )
+
+
 def _common(p: argparse.ArgumentParser) -> None:
+    _debug_flag(p, argparse.SUPPRESS)  # SUPPRESS: ``andlib --debug STAGE`` is not undone
     p.add_argument(
         "--config", default="configs/default.yaml", help="YAML config (default: %(default)s)"
     )
@@ -39,6 +70,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="andlib", description="AND: Audio Network Dissection. Stages run on one run directory."
     )
+    _debug_flag(parser, False)
     sub = parser.add_subparsers(dest="command", metavar="STAGE", required=True)
     for name, help_text in STAGE_HELP.items():
         p = sub.add_parser(name, help=help_text, description=help_text)
@@ -57,30 +89,59 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def project_error(exc: BaseException) -> bool:
+    """Whether ``exc`` is one of the project's own errors (or an ``OSError``: a missing file or
+    model) that ends a command with a message rather than a traceback."""
+    if isinstance(exc, OSError):
+        return True
+    for module, name in PROJECT_ERRORS:
+        cls = getattr(sys.modules.get(module), name, None)
+        if isinstance(cls, type) and isinstance(exc, cls):
+            return True
+    return False
+
+
+def error_message(exc: BaseException) -> str:
+    """The message for ``exc``: its text, or its type when it has none."""
+    text = str(exc).strip()
+    if isinstance(exc, OSError) and not isinstance(exc, FileNotFoundError):
+        text = f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+    return text or type(exc).__name__
+
+
 def main(argv: list[str] | None = None) -> int:
+    """Run one command; returns the exit status (0 on success)."""
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     args = build_parser().parse_args(argv)
+    debug = bool(args.debug) or os.environ.get("ANDLIB_DEBUG", "").strip() not in ("", "0")
+    try:
+        return _run(args)
+    except KeyboardInterrupt:
+        if debug:
+            raise
+        print("andlib: interrupted", file=sys.stderr)
+        return 130
+    except Exception as exc:
+        if debug or not project_error(exc):
+            raise
+        print(f"andlib: error: {error_message(exc)}", file=sys.stderr)
+        return 2 if isinstance(exc, ConfigError) else 1
+
+
+def _run(args: argparse.Namespace) -> int:
     overrides = list(args.overrides)
     if args.out:
         overrides.append(f"run_dir={args.out}")
     if args.command == "reproduce":
         from andlib.pipeline import main_reproduce
 
-        try:
-            return main_reproduce(args.config, args.overrides, args.out)
-        except ConfigError as exc:
-            print(f"config error: {exc}", file=sys.stderr)
-            return 2
-    try:
-        if getattr(args, "captioner", None):
-            overrides.append(f"captioner.name={args.captioner}")
-        if getattr(args, "strategy", None):
-            overrides.append(f"train.strategy={args.strategy}")
-            overrides.append(f"model.name=trained:{args.strategy}")
-        cfg = load_config(args.config, overrides)
-    except ConfigError as exc:
-        print(f"config error: {exc}", file=sys.stderr)
-        return 2
+        return main_reproduce(args.config, args.overrides, args.out)
+    if getattr(args, "captioner", None):
+        overrides.append(f"captioner.name={args.captioner}")
+    if getattr(args, "strategy", None):
+        overrides.append(f"train.strategy={args.strategy}")
+        overrides.append(f"model.name=trained:{args.strategy}")
+    cfg = load_config(args.config, overrides)
     if args.command == "caption" and args.paths:
         from andlib.captioning import caption_paths_cli
 

@@ -547,14 +547,14 @@ def _reply_text(response: Any) -> tuple[str, str | None]:
     """
     choices = getattr(response, "choices", None)
     if not choices:
-        raise BadReply(f"no choices in the reply ({str(response)[:200]!r})")
+        raise BadReply(f"no choices in the reply ({str(response)[:120]!r})")
     message = getattr(choices[0], "message", None)
     content = getattr(message, "content", None)
     finish = getattr(choices[0], "finish_reason", None)
     if finish == "length":
         return (content if isinstance(content, str) else "").strip(), finish
     if not isinstance(content, str) or not content.strip():
-        raise BadReply(f"empty message content ({str(response)[:200]!r})")
+        raise BadReply(f"empty message content (finish_reason {finish!r})")
     return content.strip(), finish
 
 

@@ -1,5 +1,8 @@
+import os
 import subprocess
 import sys
+
+import pytest
 
 from andlib.cli import build_parser, main
 from andlib.config import PROJECT_ROOT
@@ -38,3 +41,100 @@ def test_bad_override_exits_2_with_the_key_named(capsys):
     assert "data.nope" in capsys.readouterr().err
     assert main(["reproduce", "--config", "does/not/exist.yaml"]) == 2
     assert "not found" in capsys.readouterr().err
+
+
+# ---- errors: one message, no traceback -------------------------------------------------------
+
+
+def _errors():
+    from andlib.captioning import CaptionError
+    from andlib.data import AudioError
+    from andlib.llm import LLMError
+    from andlib.models import ModelLoadError
+
+    return [
+        LLMError("2 of 6 requests failed:\n  - n1: HTTP 400\n  - n4: cut off at 800 tokens"),
+        AudioError("clips/a.wav", "cannot decode"),
+        CaptionError("openai:m: clip 'c0' failed after 3 attempt(s): 503"),
+        ModelLoadError("cannot load model '/nope'"),
+        OSError("/nope/model is not a local folder and not a valid model id"),
+        FileNotFoundError(2, "No such file or directory", "runs/x/neuron_topk.csv"),
+    ]
+
+
+@pytest.mark.parametrize("exc", _errors(), ids=lambda e: type(e).__name__)
+def test_project_errors_end_with_one_message_and_status_1(monkeypatch, capsys, tmp_path, exc):
+    import andlib.pipeline
+
+    def fail(stage, cfg):
+        raise exc
+
+    monkeypatch.delenv("ANDLIB_DEBUG", raising=False)
+    monkeypatch.setattr(andlib.pipeline, "run_stage", fail)
+    assert main(["summarize", "--out", str(tmp_path / "run")]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("andlib: error: ") and err.count("andlib: error:") == 1
+    assert "Traceback" not in err
+    first = str(exc).splitlines()[0] if not isinstance(exc, FileNotFoundError) else exc.filename
+    assert first in err
+
+
+def test_debug_flag_or_env_shows_the_traceback(monkeypatch, tmp_path):
+    import andlib.pipeline
+    from andlib.llm import LLMError
+
+    def fail(stage, cfg):
+        raise LLMError("n1: HTTP 400")
+
+    monkeypatch.setattr(andlib.pipeline, "run_stage", fail)
+    monkeypatch.delenv("ANDLIB_DEBUG", raising=False)
+    for argv in (["--debug", "record"], ["record", "--debug"]):
+        with pytest.raises(LLMError, match="HTTP 400"):
+            main([*argv, "--out", str(tmp_path / "run")])
+    monkeypatch.setenv("ANDLIB_DEBUG", "1")
+    with pytest.raises(LLMError):
+        main(["record", "--out", str(tmp_path / "run")])
+
+
+def test_bugs_keep_their_traceback(monkeypatch, tmp_path):
+    import andlib.pipeline
+
+    def fail(stage, cfg):
+        raise ZeroDivisionError("a bug")
+
+    monkeypatch.setattr(andlib.pipeline, "run_stage", fail)
+    with pytest.raises(ZeroDivisionError):
+        main(["record", "--out", str(tmp_path / "run")])
+
+
+def test_config_error_is_one_message_and_status_2(capsys):
+    assert main(["record", "--config", "does/not/exist.yaml"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("andlib: error: ") and err.count("\n") == 1
+
+
+def test_missing_model_from_the_command_line_is_one_line(tmp_path):
+    """A real process: a model path that does not exist (or no probing data) ends cleanly."""
+    run = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "andlib",
+            "record",
+            "--out",
+            str(tmp_path / "run"),
+            "--set",
+            f"model.name={tmp_path / 'no-such-model'}",
+            "--set",
+            "data.limit=4",
+        ],
+        capture_output=True,
+        text=True,
+        cwd=PROJECT_ROOT,
+        env={**os.environ, "HF_HUB_OFFLINE": "1", "ANDLIB_DEBUG": ""},
+        timeout=300,
+    )
+    assert run.returncode == 1
+    assert "Traceback" not in run.stderr
+    errors = [line for line in run.stderr.splitlines() if line.startswith("andlib: error:")]
+    assert len(errors) == 1 and run.stderr.rstrip().endswith(errors[0].rstrip()), run.stderr
