@@ -18,7 +18,7 @@ import pytest
 import torch
 
 from andlib import pitch_models as pm
-from andlib.activations import ActivationRecorder, record_target, resolve_layers
+from andlib.activations import ActivationRecorder, model_record, record_target, resolve_layers
 from andlib.data import ProbingSet
 from andlib.models import ModelLoadError, load_target
 from andlib.runs import RunDir
@@ -245,6 +245,9 @@ def test_load_target_with_a_config_records_crepe_layers(tmp_cfg, tmp_path):
     top = pm.bin_frequencies("crepe-tiny")[np.asarray(cache["classifier"]).argmax(axis=1)]
     for hz, f in zip(top, [220.0, 440.0, 880.0], strict=True):
         assert abs(cents(hz, f)) < 30
+    info = json.loads(json.dumps(model_record(target, cache)))  # model.json
+    assert info["model_id"] == "crepe-tiny@25ms" and info["kind"] == "pitch"
+    assert info["label_names"][0] == "31.7 Hz" and info["layers"]["classifier"]["n_neurons"] == 360
 
 
 @needs_pesto
