@@ -1130,6 +1130,10 @@ def get_captioner(cfg: Config) -> Captioner:
     cache = cfg.cache_path / "captions"
     if name in ("acoustic", "metadata+acoustic"):
         return AcousticCaptioner(cache, c.num_workers, with_identity=name != "acoustic")
+    if name == "tagger+acoustic":
+        from .tagger import TaggerCaptioner
+
+        return TaggerCaptioner(cache, c.num_workers, c.tagger_splits, c.tagger_c, cfg.seed)
     kind, _, target = name.partition(":")
     if kind == "transformers" and target:
         return TransformersCaptioner(
@@ -1148,7 +1152,8 @@ def get_captioner(cfg: Config) -> Captioner:
             cache,
         )
     raise ConfigError(
-        f"captioner.name: unknown captioner {name!r}; use acoustic, metadata+acoustic, "
+        f"captioner.name: unknown captioner {name!r}; use tagger+acoustic, acoustic, "
+        "metadata+acoustic, "
         "transformers:<id or path> or openai:<model>"
     )
 
@@ -1174,6 +1179,22 @@ def _in_order(ps: ProbingSet, order: list[str]) -> ProbingSet:
             "the data settings changed since the record stage; run it again"
         )
     return ps.subset([ps.index_of(c) for c in order])
+
+
+def caption_accuracy(captioner: Captioner) -> dict[str, Any]:
+    """What the captioner may know of each clip's source, and how often it names it correctly.
+
+    ``tagger+acoustic``: its cross-fitted top-1/top-3 accuracy. ``metadata+acoustic`` reads the
+    label (accuracy 1 by construction, label leakage); ``acoustic`` names no source.
+    """
+    report = getattr(captioner, "last_report", None)
+    if report is not None:
+        return dict(report)
+    knows = {
+        "acoustic": "names no source (measures the signal only)",
+        "metadata+acoustic": "reads each clip's label (label leakage: accuracy 1 by construction)",
+    }.get(captioner.name, "a model captioner: source accuracy not measured")
+    return {"captioner": captioner.name, "source": knows}
 
 
 def run_stage(cfg: Config, run: RunDir) -> dict[str, Any]:
@@ -1210,6 +1231,12 @@ def run_stage(cfg: Config, run: RunDir) -> dict[str, Any]:
     seconds = time.perf_counter() - start
     run.write_csv("features.csv", features)
     run.write_csv("captions.csv", pd.DataFrame({"clip_id": ps.clip_ids, "caption": captions}))
+    run.write_json("caption_accuracy.json", caption_accuracy(captioner))
+    outputs.append("caption_accuracy.json")
+    predictions = getattr(captioner, "last_predictions", None)
+    if predictions is not None:
+        run.write_csv("tagger_predictions.csv", predictions)
+        outputs.append("tagger_predictions.csv")
     run.mark_done("caption", key, outputs, captioner=captioner.name, seconds=round(seconds, 2))
     logger.info("captioned %d clips with %s in %.1f s", len(ps), captioner.name, seconds)
     return {"captioner": captioner.name, "captions": len(ps), "seconds": round(seconds, 1)}
