@@ -253,7 +253,14 @@ class EvaluateConfig:
     """Evaluation: last-layer accuracy and explanation scoring by simulation."""
 
     classifier_layer: str = "classifier"
-    captioners: list[str] = field(default_factory=lambda: ["acoustic", "metadata+acoustic"])
+    captioners: list[str] = field(
+        default_factory=lambda: ["tagger+acoustic", "acoustic", "metadata+acoustic"]
+    )
+    """Captioners whose classifier-layer dissection is reported (``last_layer.json``): the
+    configured one from ``neurons.csv``, every other one re-captioned in ``last_layer/``."""
+    caption_sweep_rates: list[float] = field(default_factory=lambda: [0.0, 0.25, 0.5, 0.75, 1.0])
+    """Caption-quality sweep: rates p at which ``metadata+acoustic`` sources are replaced by a
+    wrong class (``caption_quality.csv``; empty list: no sweep)."""
     simulation_layers: list[str] | None = None
     """Layers scored by simulation (``None``: all recorded layers)."""
     simulation_max_neurons: int | None = 256

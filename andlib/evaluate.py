@@ -57,7 +57,7 @@ from andlib.config import Config, dump_config, rng, stable_hash
 from andlib.runs import RunDir, atomic_write_text
 
 STAGE = "evaluate"
-OUTPUTS = ["last_layer.json", "simulation_scores.csv"]
+OUTPUTS = ["last_layer.json", "simulation_scores.csv", "caption_quality.csv"]
 SIMULATION_METHODS = ["description", "random_description", "label", "label_oracle", "llm"]
 
 log = logging.getLogger(__name__)
@@ -278,31 +278,21 @@ def _slug(name: str) -> str:
     return re.sub(r"[^A-Za-z0-9._-]+", "_", name).strip("_") or "captioner"
 
 
-def classifier_neurons_with_captioner(cfg: Config, run: RunDir, captioner: str) -> pd.DataFrame:
-    """The classifier layer's ``neurons.csv`` rows, dissected again from another captioner.
+def _classifier_sub_run(cfg: Config, run: RunDir, name: str) -> tuple[RunDir, Config, list[str]]:
+    """``<run>/last_layer/<name>/``: a run directory holding the classifier layer only.
 
-    Builds ``<run>/last_layer/<captioner>/``, a run directory holding the classifier layer
-    only (``clips.csv``, ``model.json``, its activations and top-K table), captions the probing
-    set with ``captioner`` (:func:`andlib.captioning.get_captioner`), then runs the summarize
-    and concepts stages there. TAB is skipped there (it does not read captions).
+    Copies ``clips.csv``, ``model.json``, the layer's activations and top-K table from the
+    parent; returns ``(sub run, its config, clip ids)``. TAB is off there (it reads no
+    captions).
     """
-    from andlib import captioning, concepts, summarize
-    from andlib.data import load_probing_set
-
     layer = cfg.evaluate.classifier_layer
-    sub = RunDir(run.path / "last_layer" / _slug(captioner))
+    sub = RunDir(run.path / "last_layer" / _slug(name))
     sub_cfg = dataclasses.replace(
-        cfg,
-        run_dir=str(sub.path),
-        captioner=dataclasses.replace(cfg.captioner, name=captioner),
-        concepts=dataclasses.replace(cfg.concepts, clap_model=None),
+        cfg, run_dir=str(sub.path), concepts=dataclasses.replace(cfg.concepts, clap_model=None)
     )
-    atomic_write_text(sub / "config.yaml", dump_config(sub_cfg))
-
-    # Inputs: the classifier layer of the parent run.
-    for name in ("clips.csv", "model.json", "features.csv", "skipped.csv"):
-        if run.exists(name):
-            shutil.copyfile(run / name, sub / name)
+    for fname in ("clips.csv", "model.json", "features.csv", "skipped.csv"):
+        if run.exists(fname):
+            shutil.copyfile(run / fname, sub / fname)
     index = activation_index(run)
     entry = index["layers"][layer]
     (sub / "activations").mkdir(exist_ok=True)
@@ -313,24 +303,165 @@ def classifier_neurons_with_captioner(cfg: Config, run: RunDir, captioner: str) 
     if run.exists("neuron_topk.csv"):
         topk = run.read_csv("neuron_topk.csv", dtype={"clip_id": str})
         sub.write_csv("neuron_topk.csv", topk[topk["layer"].astype(str) == layer])
+    return sub, sub_cfg, [str(c) for c in index["clip_ids"]]
 
-    # Captions (reused while the data, captioner and clip order are unchanged).
-    clip_ids = [str(c) for c in index["clip_ids"]]
-    key = sub_cfg.section_hash("data", "captioner", extra=stable_hash(clip_ids))
-    if not sub.is_fresh("caption", key):
-        probing = load_probing_set(sub_cfg)
-        probing = probing.subset([probing.index_of(c) for c in clip_ids])
-        caps = captioning.get_captioner(sub_cfg).caption(probing)
-        sub.write_csv("captions.csv", pd.DataFrame({"clip_id": clip_ids, "caption": caps}))
-        sub.mark_done("caption", key, outputs=["captions.csv"])
+
+def _describe_classifier(sub_cfg: Config, sub: RunDir, layer: str) -> pd.DataFrame:
+    """Summaries and concepts of the sub run's captions: its classifier rows of ``neurons.csv``."""
+    from andlib import concepts, summarize
+
+    atomic_write_text(sub / "config.yaml", dump_config(sub_cfg))
     # The parent's inputs may have changed: always rebuild summaries and concepts (50-odd
     # neurons; LLM replies are cached by the llm module).
-    for name in ("summaries.csv", "neurons.csv"):
-        (sub / name).unlink(missing_ok=True)
+    for fname in ("summaries.csv", "neurons.csv"):
+        (sub / fname).unlink(missing_ok=True)
     summarize.run_stage(sub_cfg, sub)
     concepts.run_stage(sub_cfg, sub)
     rows = read_neurons(sub)
     return rows[rows["layer"] == layer]
+
+
+def captions_with_captioner(cfg: Config, run: RunDir, captioner: str) -> RunDir:
+    """The sub run ``<run>/last_layer/<captioner>/`` with ``captions.csv`` from ``captioner``.
+
+    Captions are reused while the data, the captioner (its settings included) and the clip
+    order are unchanged.
+    """
+    from andlib import captioning
+    from andlib.data import load_probing_set
+
+    sub, sub_cfg, clip_ids = _classifier_sub_run(cfg, run, captioner)
+    sub_cfg = dataclasses.replace(
+        sub_cfg, captioner=dataclasses.replace(cfg.captioner, name=captioner)
+    )
+    cap = captioning.get_captioner(sub_cfg)
+    key = sub_cfg.section_hash(
+        "data", "captioner", "seed", extra=[stable_hash(clip_ids), getattr(cap, "settings", {})]
+    )
+    if not sub.is_fresh("caption", key):
+        probing = load_probing_set(sub_cfg)
+        probing = probing.subset([probing.index_of(c) for c in clip_ids])
+        caps = cap.caption(probing)
+        sub.write_csv("captions.csv", pd.DataFrame({"clip_id": clip_ids, "caption": caps}))
+        sub.write_json("caption_accuracy.json", captioning.caption_accuracy(cap))
+        sub.mark_done("caption", key, outputs=["captions.csv", "caption_accuracy.json"])
+    atomic_write_text(sub / "config.yaml", dump_config(sub_cfg))
+    return sub
+
+
+def classifier_neurons_with_captioner(cfg: Config, run: RunDir, captioner: str) -> pd.DataFrame:
+    """The classifier layer's ``neurons.csv`` rows, dissected again from another captioner.
+
+    Captions the probing set with ``captioner`` in ``<run>/last_layer/<captioner>/``
+    (:func:`captions_with_captioner`), then runs the summarize and concepts stages there.
+    """
+    sub = captions_with_captioner(cfg, run, captioner)
+    sub_cfg = dataclasses.replace(
+        cfg,
+        run_dir=str(sub.path),
+        captioner=dataclasses.replace(cfg.captioner, name=captioner),
+        concepts=dataclasses.replace(cfg.concepts, clap_model=None),
+    )
+    return _describe_classifier(sub_cfg, sub, cfg.evaluate.classifier_layer)
+
+
+# --------------------------------------------------------------------------------------------
+# How good must captions be? (the caption-quality sweep)
+# --------------------------------------------------------------------------------------------
+
+
+def corrupt_sources(
+    categories: Sequence[str], classes: Sequence[str], rate: float, seed: int
+) -> tuple[list[str], np.ndarray]:
+    """Replace the source of exactly ``round(rate * n)`` clips by a wrong class.
+
+    The clips are a seeded random choice; each replacement is drawn uniformly from the classes
+    other than the clip's own. Returns the new categories and the mask of replaced clips.
+    """
+    rng = np.random.default_rng([seed, int(round(rate * 1000))])
+    n = len(categories)
+    n_wrong = int(round(rate * n))
+    wrong = np.zeros(n, dtype=bool)
+    wrong[rng.permutation(n)[:n_wrong]] = True
+    out = [str(c) for c in categories]
+    for i in np.flatnonzero(wrong):
+        others = [c for c in classes if c != out[i]]
+        out[i] = others[int(rng.integers(len(others)))]
+    return out, wrong
+
+
+SWEEP_COLUMNS = ["captioner", "caption_accuracy", "method", "top1", "top5", "cos"]
+
+
+def caption_quality_sweep(
+    cfg: Config,
+    run: RunDir,
+    names: list[str],
+    embedder: TextEncoder,
+    measured: dict[str, dict[str, dict[str, float]]],
+) -> pd.DataFrame:
+    """Last-layer accuracy against caption accuracy: ``caption_quality.csv``.
+
+    For each rate p of ``evaluate.caption_sweep_rates``, the ``metadata+acoustic`` captions with
+    the source of a seeded share p of the clips replaced by a wrong class
+    (:func:`corrupt_sources`) are summarized and named on the classifier layer; caption
+    accuracy is 1 - p. The measured captioners of ``measured`` (``last_layer.json``) join as
+    points: ``tagger+acoustic`` at its cross-fitted top-1, ``acoustic`` (no source) at 0.
+    """
+    from andlib import captioning
+
+    layer = cfg.evaluate.classifier_layer
+    rates = cfg.evaluate.caption_sweep_rates
+    if not rates:
+        return pd.DataFrame(columns=SWEEP_COLUMNS)
+    acoustic = captions_with_captioner(cfg, run, "acoustic")
+    base = acoustic.read_csv("captions.csv", dtype={"clip_id": str})
+    clips = read_clips(run, base["clip_id"].tolist())
+    categories = clips["category"].fillna("").astype(str).tolist()
+    classes = sorted({c for c in categories if c})
+    records = []
+    for rate in rates:
+        wrong_cats, _ = corrupt_sources(categories, classes, float(rate), cfg.seed)
+        sub, sub_cfg, clip_ids = _classifier_sub_run(cfg, run, f"sweep-{rate:g}")
+        caps = [
+            f"{captioning.identity_sentence(c)} {t}".strip()
+            for c, t in zip(wrong_cats, base["caption"].astype(str), strict=True)
+        ]
+        sub.write_csv("captions.csv", pd.DataFrame({"clip_id": clip_ids, "caption": caps}))
+        sub_cfg = dataclasses.replace(
+            sub_cfg,
+            captioner=dataclasses.replace(cfg.captioner, name=f"metadata+acoustic@{rate:g}"),
+        )
+        rows = _describe_classifier(sub_cfg, sub, layer)
+        for method, s in last_layer_scores(rows, names, embedder).items():
+            records.append(
+                {"captioner": "metadata+acoustic (corrupted)", "caption_accuracy": 1 - rate}
+                | {"method": method, "top1": s["top1"], "top5": s["top5"], "cos": s["cos"]}
+            )
+    for captioner, methods in measured.items():
+        if captioner == "acoustic":
+            acc = 0.0
+        elif captioner == "tagger+acoustic":
+            report = _caption_report(cfg, run, captioner)
+            acc = float(report.get("top1", np.nan))
+        else:
+            continue
+        for method, s in methods.items():
+            records.append(
+                {"captioner": captioner, "caption_accuracy": acc, "method": method}
+                | {"top1": s["top1"], "top5": s["top5"], "cos": s["cos"]}
+            )
+    return pd.DataFrame(records, columns=SWEEP_COLUMNS)
+
+
+def _caption_report(cfg: Config, run: RunDir, captioner: str) -> dict[str, Any]:
+    """``caption_accuracy.json`` of ``captioner``: the run's own, or its last-layer sub run's."""
+    if captioner == cfg.captioner.name and run.exists("caption_accuracy.json"):
+        return dict(run.read_json("caption_accuracy.json"))
+    sub = RunDir(run.path / "last_layer" / _slug(captioner))
+    if sub.exists("caption_accuracy.json"):
+        return dict(sub.read_json("caption_accuracy.json"))
+    return {}
 
 
 def last_layer_accuracy(
@@ -339,8 +470,8 @@ def last_layer_accuracy(
     """``{captioner: {method: {top1, top5, cos, n_neurons}}}`` for the classifier layer.
 
     The configured captioner is read from ``neurons.csv``; every other captioner of
-    ``evaluate.captioners`` is recomputed (:func:`classifier_neurons_with_captioner`). A
-    captioner that cannot be run is logged and left out. Empty when the classifier layer was
+    ``evaluate.captioners`` is recomputed (:func:`classifier_neurons_with_captioner`); one
+    that cannot be run fails the stage. Empty when the classifier layer was
     not dissected or its class names are unknown.
     """
     layer = cfg.evaluate.classifier_layer
@@ -368,11 +499,9 @@ def last_layer_accuracy(
         if captioner == cfg.captioner.name:
             layer_rows = rows
         else:
-            try:
-                layer_rows = classifier_neurons_with_captioner(cfg, run, captioner)
-            except Exception as exc:  # an upstream stage or captioner unavailable
-                log.warning("last-layer accuracy with captioner %r skipped: %s", captioner, exc)
-                continue
+            # The leakage control and the ablations are part of the result: a failure fails
+            # the stage (no silent drop).
+            layer_rows = classifier_neurons_with_captioner(cfg, run, captioner)
             if "tab" in rows.columns:  # TAB reads no captions: the configured run's result
                 tab = rows.set_index("neuron")[["tab", "tab_top5"]]
                 layer_rows = layer_rows.drop(columns=["tab", "tab_top5"], errors="ignore")
@@ -380,6 +509,12 @@ def last_layer_accuracy(
                 layer_rows[["tab", "tab_top5"]] = layer_rows[["tab", "tab_top5"]].fillna("")
         results[captioner] = last_layer_scores(layer_rows, names, embedder)
     return results
+
+
+def _classifier_names(run: RunDir, cfg: Config) -> list[str] | None:
+    layer = cfg.evaluate.classifier_layer
+    index = activation_index(run) if run.exists("activations/index.json") else {"layers": {}}
+    return class_names(run, index["layers"].get(layer, {}).get("n_neurons"))
 
 
 def last_layer_frame(results: dict[str, dict[str, dict[str, float]]]) -> pd.DataFrame:
@@ -761,6 +896,13 @@ def run_stage(cfg: Config, run: RunDir) -> dict[str, Any]:
     logger.info("last-layer accuracy: %s", json.dumps(results))
     if results:
         plots.save_and_close(plots.last_layer_table(results), "last_layer_accuracy", cfg)
+    sweep = pd.DataFrame(columns=SWEEP_COLUMNS)
+    names = _classifier_names(run, cfg) if results else None
+    if results and names and "metadata+acoustic" in cfg.evaluate.captioners + [cfg.captioner.name]:
+        sweep = caption_quality_sweep(cfg, run, names, embedder, results)
+        if not sweep.empty:
+            plots.save_and_close(plots.caption_quality(sweep), "caption_quality", cfg)
+    run.write_csv("caption_quality.csv", sweep)
 
     scores = simulation_scores(cfg, run, embedder)
     run.write_csv("simulation_scores.csv", scores)

@@ -89,6 +89,52 @@ def last_layer_table(results: dict) -> plt.Figure:
     return fig
 
 
+def caption_quality(sweep) -> plt.Figure:
+    """Last-layer top-1 against caption accuracy, one line per method (``caption_quality.csv``).
+
+    The corrupted ``metadata+acoustic`` captions draw the lines; the measured captioners
+    (``tagger+acoustic`` at its cross-fitted accuracy, ``acoustic`` with no source at 0) are
+    marked points in the method's colour.
+    """
+    fig, ax = plt.subplots(figsize=(6.0, 4.0))
+    lines = sweep[sweep["captioner"] == "metadata+acoustic (corrupted)"]
+    colours: dict[str, Any] = {}
+    for method, rows in lines.groupby("method", sort=False):
+        rows = rows.sort_values("caption_accuracy")
+        (line,) = ax.plot(rows["caption_accuracy"], rows["top1"], "-o", ms=3, label=method)
+        colours[str(method)] = line.get_color()
+    markers = {"tagger+acoustic": "*", "acoustic": "s"}
+    for captioner, rows in sweep[sweep["captioner"] != "metadata+acoustic (corrupted)"].groupby(
+        "captioner"
+    ):
+        for _, r in rows.iterrows():
+            ax.scatter(
+                r["caption_accuracy"],
+                r["top1"],
+                marker=markers.get(str(captioner), "D"),
+                s=90 if captioner == "tagger+acoustic" else 40,
+                color=colours.get(str(r["method"]), "k"),
+                edgecolor="k",
+                zorder=3,
+            )
+        ax.scatter(
+            [],
+            [],
+            marker=markers.get(str(captioner), "D"),
+            color="w",
+            edgecolor="k",
+            label=f"{captioner} (measured)",
+        )
+    ax.plot([0, 1], [0, 1], ":", color="0.6", lw=1)
+    ax.set_xlabel("caption accuracy (share of clips whose caption names the right source)")
+    ax.set_ylabel("last-layer top-1")
+    ax.set_xlim(-0.03, 1.03)
+    ax.set_ylim(-0.03, 1.03)
+    ax.legend(fontsize=7, loc="upper left")
+    ax.set_title("How good must captions be?")
+    return fig
+
+
 def simulation_by_layer(scores) -> plt.Figure:
     """Mean simulation correlation (Pearson, Spearman) per layer, one line per method.
 

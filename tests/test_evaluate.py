@@ -269,7 +269,7 @@ def test_last_layer_with_a_second_captioner_uses_the_upstream_stages(
         )
 
     fakes = {
-        "andlib.captioning": {"get_captioner": get_captioner},
+        "andlib.captioning": {"get_captioner": get_captioner, "caption_accuracy": lambda c: {}},
         "andlib.summarize": {"run_stage": summarize_stage},
         "andlib.concepts": {"run_stage": concepts_stage},
     }
@@ -399,3 +399,19 @@ def test_run_stage_end_to_end(tmp_path, tmp_cfg, monkeypatch):
     n_calls = len(emb.calls)
     evaluate.run_stage(cfg, run)
     assert len(emb.calls) == n_calls
+
+
+def test_caption_corruption_rate_is_exact_seeded_and_always_wrong():
+    from andlib.evaluate import corrupt_sources
+
+    classes = [f"c{i}" for i in range(10)]
+    cats = [classes[i % 10] for i in range(200)]
+    for rate in (0.0, 0.25, 0.5, 0.75, 1.0):
+        out, wrong = corrupt_sources(cats, classes, rate, seed=0)
+        assert wrong.sum() == round(rate * 200)
+        assert all(o != c for o, c, w in zip(out, cats, wrong, strict=True) if w)
+        assert all(o == c for o, c, w in zip(out, cats, wrong, strict=True) if not w)
+        again, wrong_again = corrupt_sources(cats, classes, rate, seed=0)
+        assert again == out and (wrong_again == wrong).all()
+    other, _ = corrupt_sources(cats, classes, 0.5, seed=1)
+    assert other != corrupt_sources(cats, classes, 0.5, seed=0)[0]
