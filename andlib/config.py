@@ -209,6 +209,9 @@ class LLMConfig:
     max_retry_after: float = 60.0
     """The longest wait a server's ``Retry-After`` (seconds or HTTP-date) may impose."""
     batch_size: int = 4
+    summary_min_share: float = 0.5
+    """``extractive`` backend: a summary states only the sources and qualities that at least
+    this share of a neuron's K clips have (0.5: at least half; 1.0: all of them), in (0, 1]."""
 
 
 @dataclass

@@ -7,22 +7,24 @@ the high-summary sentences that the low summary repeats).
 With a generative backend (``openai``, ``transformers:<model>``) each summary is one LLM call
 with :func:`andlib.prompts.summarize_messages`, all neurons sent as one batch so the backend
 can run them concurrently. With the default ``extractive`` backend there is **no language
-model**: :func:`summarize_captions` counts, deterministically, which attributes (adjectives),
-phrases (noun phrases), sources ("the sound of a dog barking") and verbs the captions share,
-and writes one sentence per group of clips sharing them, e.g.::
+model**: :func:`summarize_captions` counts, deterministically, which sources (the phrases of a
+caption's source sentence, "Most likely a dog barking, possibly a rooster crowing." or "The
+sound of a dog barking.") and which qualities (adjectives, noun phrases and verbs of the rest)
+the captions share, and states only what at least ``llm.summary_min_share`` of the clips have
+(default: half), the shared source first, then the shared qualities, with counts::
 
-    Most clips (4 of 5) are loud, sharp sounds with bright high-frequency content. Most
-    clips (3 of 5) have a click. Most clips (3 of 5) are impulsive. Some clips (2 of 5)
-    start suddenly. Only one clip is quiet, steady, low-pitched or tonal. Only one clip has
-    a hum or rich harmonics. Only one clip fades away.
+    Most clips (4 of 5) are sounds of a dog barking. All 5 clips are loud, sharp sounds with
+    bright high-frequency content; 3 of 5 are impulsive.
 
-Adjectives stay adjectives and sources stay nouns, so Module B's sentence matching (with the
-"Most clips (4 of 5)" subject stripped) and its adjective/noun extraction work on these
-summaries as on an LLM's.
+or, when the clips share little, "The clips share no clear source or quality." Adjectives stay
+adjectives and sources stay nouns, and every sentence opens with a "Most clips (4 of 5)"-like
+subject, so Module B's sentence matching (with the subject stripped), its sentence weights and
+its adjective/noun extraction work on these summaries as on an LLM's.
 """
 
 from __future__ import annotations
 
+import math
 import re
 import time
 from collections.abc import Iterable, Sequence
@@ -31,12 +33,15 @@ from typing import Any
 
 import pandas as pd
 
-from andlib.config import Config
+from andlib.config import Config, LLMConfig
 from andlib.llm import LLM, get_llm
 from andlib.prompts import summarize_messages
 from andlib.runs import RunDir
 
 STAGE = "summarize"
+SUMMARY_VERSION = 2
+"""Bump when the extractive summaries' rules or wording change: it enters the stage key, so
+cached ``summaries.csv`` files are recomputed (2: only what the clips share, sources first)."""
 COLUMNS = ["layer", "neuron", "top_clips", "bottom_clips", "high_summary", "low_summary"]
 
 # --------------------------------------------------------------------------------------------
@@ -423,101 +428,235 @@ def _series(items: Sequence[str], conj: str = "and") -> str:
     return ", ".join(items[:-1]) + f" {conj} " + items[-1]
 
 
-def _sentence(count: int, k: int, attrs: list[Attribute], max_items: int) -> str:
-    """The sentence(s) for attributes that the same ``count`` of ``k`` captions have."""
+# ---- what the clips share -------------------------------------------------------------------
+
+SOURCE_CUES = ("most likely", "the sound of", "probably", "likely", "perhaps", "possibly", "maybe")
+"""Words that open a caption's source sentence ("Most likely a dog barking, possibly a rooster
+crowing.", "Perhaps a dog barking or a rooster crowing; the source is unclear.", "The sound of
+a dog barking."); the phrases after them (and after "or") name sources."""
+LEAD_CUES = frozenset({"most likely", "the sound of", "probably", "likely"})
+"""Cues that name a caption's leading source; "perhaps"/"possibly"/"maybe" only hedge."""
+_SOURCE_START = re.compile(r"\s*(?:" + "|".join(SOURCE_CUES) + r")\b", re.I)
+_SOURCE_CUE = re.compile(r"\b(" + "|".join(SOURCE_CUES) + r"|or)\b", re.I)
+SYNONYMS = (
+    (re.compile(r"\benergy\b"), "content"),
+    (re.compile(r"\bbrief gaps\b"), "short silences"),
+)
+"""Equivalent wordings of the acoustic captioner, counted as one ("low-frequency energy" =
+"low-frequency content")."""
+NOTHING_SHARED = "The clips share no clear source or quality."
+
+
+@dataclass
+class _Shared:
+    """One source or quality and the clips (caption indices) that have it."""
+
+    attr: Attribute
+    order: int  # first appearance, over all captions
+    clips: set[int]
+    leads: set[int]  # sources: the clips that name it first and unhedged ("Most likely X")
+
+    @property
+    def n(self) -> int:
+        return len(self.clips)
+
+
+def source_phrases(caption: str) -> tuple[list[tuple[str, bool]], str]:
+    """The sources a caption's opening source sentence names, and the rest of the caption.
+
+    ``"Most likely a dog barking, possibly a rooster crowing. A loud ..."`` gives
+    ``([("a dog barking", True), ("a rooster crowing", False)], "A loud ...")``: each phrase
+    after a cue of :data:`SOURCE_CUES` (or after "or"), with ``True`` for the lead source (the
+    first phrase, after "Most likely" or "The sound of"), ``False`` for hedged ones ("possibly",
+    "perhaps", "or"). A phrase ends at a comma or "with" ("a dog barking, with birds" -> "a dog
+    barking"); what follows a semicolon ("; the source is unclear") is dropped. A caption
+    that does not open with a cue gives ``([], caption)``.
+    """
+    if not _SOURCE_START.match(caption):
+        return [], caption
+    first, _, rest = caption.strip().partition(". ")
+    head = re.split(r"[;:!?]", first.rstrip("."), maxsplit=1)[0]
+    found: list[tuple[str, bool]] = []
+    cue = ""  # the first cue since the last phrase: "Perhaps the sound of X" stays hedged
+    for piece in _SOURCE_CUE.split(head):
+        if piece.lower() in SOURCE_CUES or piece.lower() == "or":
+            cue = cue or piece.lower()
+            continue
+        phrase = " ".join(re.split(r",|\bwith\b", piece.strip(" ,;:"), maxsplit=1)[0].split())
+        if phrase and re.search(r"[A-Za-z]", phrase):
+            found.append((phrase[0].lower() + phrase[1:], not found and cue in LEAD_CUES))
+            cue = ""
+    return found, rest.strip()
+
+
+def _source_key(phrase: str) -> str:
+    """``"A dog barking"`` -> ``"dog barking"``: as :func:`caption_attributes` keys sources."""
+    words = re.findall(r"[a-z0-9]+(?:['-][a-z0-9]+)*", phrase.lower())
+    return " ".join(w for w in words if w not in ARTICLES)
+
+
+def _normalized(a: Attribute) -> Attribute:
+    """``a`` with its :data:`SYNONYMS` unified; ``words`` from the key ("not tonal" has "not")."""
+    key = a.key
+    for pattern, repl in SYNONYMS:
+        key = pattern.sub(repl, key)
+    return Attribute(key, a.text, a.kind, frozenset(key.split()), a.singular)
+
+
+def _shared(captions: Sequence[str]) -> tuple[list[_Shared], list[_Shared]]:
+    """``(sources, qualities)`` of ``captions`` with the clips having each, in first-seen order.
+
+    Sources are the phrases of each caption's source sentence (:func:`source_phrases`) and the
+    sources :func:`caption_attributes` finds in the rest ("the sound of X" mid-caption, "dog
+    sounds"; counted as leads); qualities are the rest's adjectives, noun phrases and verbs.
+    """
+    split = [source_phrases(c) for c in captions]
+    found: dict[str, _Shared] = {}
+
+    def add(a: Attribute, clip: int, lead: bool) -> None:
+        s = found.setdefault(a.key, _Shared(a, len(found), set(), set()))
+        s.clips.add(clip)
+        if lead:
+            s.leads.add(clip)
+
+    for i, ((named, _), attrs) in enumerate(
+        zip(split, caption_attributes(rest for _, rest in split), strict=True)
+    ):
+        for phrase, lead in named:
+            key = _source_key(phrase)
+            if key:
+                add(Attribute(key, phrase, "source", frozenset(key.split())), i, lead)
+        for a in attrs:
+            add(_normalized(a), i, a.kind == "source")
+    sources = [s for s in found.values() if s.attr.kind == "source"]
+    return sources, [s for s in found.values() if s.attr.kind != "source"]
+
+
+def _subject(count: int, k: int) -> tuple[str, bool]:
+    """``("Most clips (4 of 5)", True)``: a sentence's subject and whether it is plural."""
     if k == 1:
-        subject, plural = "The clip", False
-    elif count == k:
-        subject, plural = ("Both clips" if k == 2 else f"All {k} clips"), True
-    elif 2 * count > k:
-        subject, plural = f"Most clips ({count} of {k})", True
-    elif count >= 2:
-        subject, plural = f"Some clips ({count} of {k})", True
-    else:
-        subject, plural = "Only one clip", False
-    conj = "or" if subject == "Only one clip" else "and"
+        return "The clip", False
+    if count == k:
+        return ("Both clips" if k == 2 else f"All {k} clips"), True
+    if 2 * count > k:
+        return f"Most clips ({count} of {k})", True
+    if count >= 2:
+        return f"Some clips ({count} of {k})", True
+    return f"One clip (1 of {k})", False
+
+
+def _predicate(attrs: Sequence[Attribute], plural: bool) -> str:
+    """What a group of clips is, has and does: "are loud, sharp sounds with a click"."""
     be, have, involve = ("are", "have", "involve") if plural else ("is", "has", "involves")
     texts = {
         kind: [
-            (a.singular if kind == "verb" and not plural else a.text)
-            for a in attrs
-            if a.kind == kind
+            a.singular if kind == "verb" and not plural else a.text for a in attrs if a.kind == kind
         ]
         for kind in KIND_ORDER
     }
-    more = {kind: len(items) > max_items for kind, items in texts.items()}
-
-    def listed(kind: str) -> str:
-        return _series(texts[kind][:max_items], conj) + (", among others" if more[kind] else "")
-
-    srcs, adjs, nps, verbs, acts = (texts[kind][:max_items] for kind in KIND_ORDER)
-    clauses, ending = [], "."
-    if plural and (srcs or (adjs and nps)):
-        # "are loud, impulsive sounds of a dog barking, with bright high-frequency content"
-        head = ", ".join(adjs) + " sounds" if adjs else "sounds"
-        if srcs:
-            head += " of " + _series(srcs, conj)
-        if nps:
-            head += (", with " if srcs else " with ") + _series(nps, conj)
-        clauses.append(f"{be} {head}")
-        if more["source"] or more["adj"] or more["phrase"]:
-            ending = ", among others."
+    adjs, nps = texts["adj"], texts["phrase"]
+    clauses = []
+    if plural and adjs and nps:
+        clauses.append(f"{be} {', '.join(adjs)} sounds with {_series(nps)}")
     else:
-        if srcs:
-            clauses.append(f"{be} the sound of {listed('source')}")
         if adjs:
-            clauses.append(f"{be} {listed('adj')}")
+            clauses.append(f"{be} {_series(adjs)}")
         if nps:
-            clauses.append(f"{have} {listed('phrase')}")
-    if verbs:
-        clauses.append(listed("verb"))
-    if acts:
-        clauses.append(f"{involve} {listed('action')}")
-    if conj == "or":  # one-clip attributes: one short sentence per kind reads best
-        return " ".join(f"{subject} {clause}." for clause in clauses)
-    return f"{subject} {_series(clauses, conj)}{ending}"
+            clauses.append(f"{have} {_series(nps)}")
+    clauses += texts["verb"]
+    if texts["action"]:
+        clauses.append(f"{involve} {_series(texts['action'])}")
+    return _series(clauses)
 
 
-def summarize_captions(captions: Sequence[str], max_items: int = 6) -> str:
-    """Deterministic, non-generative summary: what most captions share and what few have.
+def _sources_sentence(sources: Sequence[_Shared], k: int) -> str:
+    """ "Most clips (4 of 5) are sounds of a dog barking." / "The clips are sounds of a dog
+    barking (4 of 5) or possibly a rooster crowing (3 of 5)." ("possibly": a source most of
+    whose clips only hedge it)."""
 
-    Counts in which captions each attribute occurs and writes one sentence per group of
-    attributes shared by the same clips, most shared first ("All 5 clips ...", "Most clips
-    (4 of 5) ...", "Some clips (2 of 5) ..."), then what only one clip has, one sentence per
-    kind ("Only one clip is quiet or tonal. Only one clip fades away."). At most
-    ``max_items`` attributes of each kind are listed per group, in order of first appearance
-    (the sentence ends "among others" when there were more). An adjective or a shorter
-    phrase found in exactly the same clips as a longer phrase that contains it is left to
-    that phrase. An empty caption list gives ``""``.
+    def hedge(s: _Shared) -> str:
+        return "possibly " if 2 * len(s.leads) < s.n else ""
+
+    if len(sources) == 1:
+        (s,) = sources
+        subject, plural = _subject(s.n, k)
+        if not plural:
+            return f"{subject} is {hedge(s)}the sound of {s.attr.text}."
+        return f"{subject} are {hedge(s)}sounds of {s.attr.text}."
+    named = [f"{hedge(s)}{s.attr.text} ({s.n} of {k})" for s in sources]
+    return f"The clips are sounds of {_series(named, 'or')}."
+
+
+def summarize_captions(
+    captions: Sequence[str],
+    max_items: int = 5,
+    min_share: float | None = None,
+    max_sources: int = 2,
+) -> str:
+    """Deterministic, non-generative summary: the sources, then the qualities, the clips share.
+
+    Only what at least ``min_share`` of the K captions have is said (default
+    :attr:`~andlib.config.LLMConfig.summary_min_share`, 0.5: at least half), with honest
+    counts (and never what only one of several clips has), in at most two sentences, e.g.::
+
+        Most clips (4 of 5) are sounds of a dog barking. All 5 clips are loud, sharp sounds
+        with bright high-frequency content; 3 of 5 are impulsive.
+
+    **Sources** come from each caption's opening source sentence (:func:`source_phrases`:
+    "Most likely X, possibly Y.", "Perhaps X or Y; ...", "The sound of X."). A clip counts
+    for a source when its source sentence names it anywhere, lead or hedged; the sources
+    most clips name come first (ties: the one more clips name as their lead), at most
+    ``max_sources`` of them, and one that most of its clips only hedge is written "possibly".
+    **Qualities** (adjectives, noun phrases, verbs of the rest of the captions) follow, most
+    shared first, one clause per set of clips sharing them ("; 3 of 5 are impulsive sounds
+    with a click": the same three clips are impulsive and have a click), at most ``max_items`` of
+    them: of those found in equally many clips, longer phrases come first, and a quality
+    whose words an earlier one already says ("high-frequency content" after "bright
+    high-frequency content" or after "high-frequency"; vague nouns such as "content" do not
+    count) is left out. When nothing is shared enough the summary says so
+    (:data:`NOTHING_SHARED`). An empty caption list gives ``""``.
     """
+    share = LLMConfig().summary_min_share if min_share is None else float(min_share)
+    if not 0.0 < share <= 1.0:
+        raise ValueError(f"llm.summary_min_share: must be in (0, 1], got {min_share!r}")
     captions = [str(c) for c in captions]
     k = len(captions)
     if k == 0:
         return ""
-    clips: dict[str, set[int]] = {}
-    first: dict[str, Attribute] = {}
-    for i, attrs in enumerate(caption_attributes(captions)):
-        for a in attrs:
-            first.setdefault(a.key, a)
-            clips.setdefault(a.key, set()).add(i)
-    phrases = [a for a in first.values() if len(a.words) > 1]
-    keep = [
-        a
-        for a in first.values()
-        if not any(
-            p.key != a.key and a.words < p.words and clips[p.key] == clips[a.key] for p in phrases
-        )
-    ]
-    if not keep:
-        return f"No shared attributes could be read from the {k} clip descriptions."
-    # One sentence per set of clips sharing attributes (all one-clip attributes together).
-    groups: dict[Any, list[Attribute]] = {}
-    for a in keep:
-        shared_by = clips[a.key]
-        groups.setdefault(frozenset(shared_by) if len(shared_by) > 1 else 1, []).append(a)
-    sentences = []
-    for group in sorted(groups.values(), key=lambda g: -len(clips[g[0].key])):
-        sentences.append(_sentence(len(clips[group[0].key]), k, group, max_items))
+    need = max(min(2, k), math.ceil(share * k - 1e-9))  # what one clip has is not shared
+    sources, qualities = _shared(captions)
+    sources = sorted(
+        (s for s in sources if s.n >= need), key=lambda s: (-s.n, -len(s.leads), s.order)
+    )[: max(0, max_sources)]
+    rank = {kind: i for i, kind in enumerate(KIND_ORDER)}
+    candidates = sorted(
+        (q for q in qualities if q.n >= need),
+        key=lambda q: (-q.n, -len(q.attr.words), rank[q.attr.kind], q.order),
+    )
+    chosen: list[_Shared] = []
+    said: set[str] = set()
+    for q in candidates:
+        if len(chosen) >= max_items:
+            break
+        words = q.attr.words - VAGUE_NOUNS  # "low-frequency content" says "low-frequency"
+        if words <= said:
+            continue
+        chosen.append(q)
+        said |= words
+    sentences = [_sources_sentence(sources, k)] if sources else []
+    groups: dict[frozenset[int], list[_Shared]] = {}  # one clause per set of clips
+    for q in sorted(chosen, key=lambda q: (-q.n, q.order)):
+        groups.setdefault(frozenset(q.clips), []).append(q)
+    clauses: list[str] = []
+    for group in groups.values():
+        n = group[0].n
+        subject, plural = _subject(n, k) if not clauses else (f"{n} of {k}", n > 1)
+        attrs = [q.attr for q in sorted(group, key=lambda q: q.order)]
+        clauses.append(f"{subject} {_predicate(attrs, plural)}")
+    if clauses:
+        sentences.append("; ".join(clauses) + ".")
+    if not sentences:
+        return NOTHING_SHARED if k > 1 else "The clip has no clear source or quality."
     return " ".join(sentences)
 
 
@@ -544,9 +683,10 @@ def _summarize_pairs(
 ) -> list[tuple[str, str]]:
     groups = [caps for pair in pairs for caps in pair]
     if not llm.generative:
-        caption_attributes(c for caps in groups for c in caps)  # parse every caption in one go
-        counter: Any = llm  # the non-generative backend: ExtractiveLLM
-        out = [counter.summarize_captions(caps) if caps else "" for caps in groups]
+        # Parse every caption in one go (without its source sentence, as summarizing does).
+        caption_attributes(source_phrases(c)[1] for caps in groups for c in caps)
+        share = getattr(getattr(llm, "cfg", None), "summary_min_share", None)
+        out = [summarize_captions(caps, min_share=share) if caps else "" for caps in groups]
     else:
         names = [f"{label} ({end})" for label in labels for end in ("high", "low")]
         asked = [i for i, caps in enumerate(groups) if caps]
@@ -615,12 +755,19 @@ def run_stage(cfg: Config, run: RunDir) -> dict[str, Any]:
     """Write ``summaries.csv``: high and low summaries of every neuron in ``neuron_topk.csv``.
 
     Reads ``neuron_topk.csv`` (record stage) and ``captions.csv`` (caption stage). Keyed by the
-    ``llm`` settings, ``k`` and both upstream stage keys; reused when none changed. Every LLM
+    ``llm`` settings (``llm.summary_min_share`` among them), ``k``, :data:`SUMMARY_VERSION` and
+    both upstream stage keys; reused when none changed. Every LLM
     reply is cached on disk as soon as it arrives, so after an interruption (or an
     :class:`~andlib.llm.LLMError`) a re-run re-issues only the calls that had not finished.
     """
     key = cfg.section_hash(
-        "llm", "k", extra={"record": run.stage_key("record"), "caption": run.stage_key("caption")}
+        "llm",
+        "k",
+        extra={
+            "record": run.stage_key("record"),
+            "caption": run.stage_key("caption"),
+            "summary_version": SUMMARY_VERSION,
+        },
     )
     if run.is_fresh(STAGE, key):
         return {"summaries": len(run.read_csv("summaries.csv")), "reused": True}

@@ -3,25 +3,28 @@
 from __future__ import annotations
 
 import re
-import time
 
+import numpy as np
 import pandas as pd
 import pytest
 
 import andlib.summarize as summ
+from andlib.captioning import FEATURE_COLUMNS, SetNorms, describe
+from andlib.concepts import comparable, sentence_weight, split_sentences
 from andlib.config import LLMConfig
 from andlib.llm import LLM, LLMError, get_llm
 from andlib.runs import RunDir
 from andlib.summarize import (
-    caption_attributes,
+    NOTHING_SHARED,
     run_stage,
+    source_phrases,
     summarize_all,
     summarize_captions,
     summarize_neuron,
 )
 from tests.test_llm import FakeServer, cache_files, echo
 
-# Captions in the style of the acoustic and metadata+acoustic captioners.
+# Captions in the style of the acoustic, metadata+acoustic and tagger+acoustic captioners.
 ACOUSTIC = [
     "A loud, sharp, impulsive click with bright high-frequency content, and it starts suddenly.",
     "A loud, sharp, irregular, impulsive series of clicks with bright high-frequency content "
@@ -45,55 +48,177 @@ METADATA = [
 ]
 
 
-def sentences(summary: str) -> list[str]:
-    return re.split(r"(?<=\.) ", summary)
+TAGGER = [
+    "Most likely a dog barking, possibly a rooster crowing. A loud, sharp, intermittent, partly "
+    "tonal sound with bright high-frequency content.",
+    "Most likely a dog barking. A loud, sharp, irregular, partly tonal sound. It has bright "
+    "high-frequency content and short silences between bursts.",
+    "Perhaps a rooster crowing or a dog barking; the source is unclear. A loud, mid-pitched, "
+    "partly tonal sound (about 700 Hz) with a falling pitch.",
+    "Most likely a rooster crowing, possibly a hen clucking. A loud, intermittent, "
+    "high-pitched, tonal sound with rich harmonics.",
+    "Most likely rain falling. A quiet, steady, noisy hiss with bright high-frequency content.",
+]
 
 
-def sentence_with(summary: str, marker: str) -> str:
-    found = [s for s in sentences(summary) if marker in s]
-    assert len(found) == 1, (marker, summary)
-    return found[0]
+def words(text: str) -> int:
+    return len(text.split())
 
 
-def rare(summary: str) -> str:
-    """The sentences about what only one clip has (one per kind of attribute)."""
-    return " ".join(s for s in sentences(summary) if s.startswith("Only one clip"))
+# ---- realistic captions: andlib.captioning.describe on varied measurements -------------------
+
+BASE = {c: 0.0 for c in FEATURE_COLUMNS} | {
+    "duration_s": 5.0, "loudness_db": -20.0, "n_events": 1.0, "event_s": 5.0,
+    "level_std_db": 1.0, "centroid_hz": 1000.0, "bandwidth_hz": 500.0, "tone_purity": 0.5,
+    "low_ratio": 0.3, "high_ratio": 0.05,
+}  # fmt: skip
+ARCHETYPES = {
+    "a dog barking": {
+        "loudness_db": -9, "voiced_frac": 0.3, "harmonicity": 0.5, "f0_hz": 650, "n_events": 3,
+        "silence_frac": 0.4, "gap_s": 0.3, "event_s": 0.4, "attack_db": 28,
+        "impulsiveness": 0.15, "onset_rate": 0.8, "centroid_hz": 2000, "high_ratio": 0.3,
+        "level_std_db": 9,
+    },
+    "rain falling": {
+        "flatness": 0.5, "bandwidth_hz": 3000, "centroid_hz": 4000, "high_ratio": 0.65,
+        "loudness_db": -25, "low_ratio": 0.05,
+    },
+    "an engine running": {
+        "voiced_frac": 0.9, "harmonicity": 0.8, "f0_hz": 90, "low_ratio": 0.8,
+        "centroid_hz": 250, "loudness_db": -15,
+    },
+    "a clock ticking": {
+        "impulsiveness": 0.9, "onset_rate": 2, "onset_regularity": 0.9, "n_events": 10,
+        "silence_frac": 0.5, "gap_s": 0.4, "event_s": 0.05, "attack_db": 35,
+        "centroid_hz": 3000, "loudness_db": -30,
+    },
+    "a siren wailing": {
+        "voiced_frac": 1, "harmonicity": 0.95, "f0_hz": 900, "tone_purity": 0.9,
+        "pitch_spread_oct": 0.4, "loudness_db": -10, "centroid_hz": 900,
+    },
+    "birds chirping": {
+        "voiced_frac": 0.6, "harmonicity": 0.7, "f0_hz": 4000, "tone_purity": 0.9, "n_events": 6,
+        "silence_frac": 0.5, "gap_s": 0.3, "event_s": 0.2, "centroid_hz": 4000,
+        "high_ratio": 0.7, "onset_rate": 1.5, "pitch_trend_oct": 0.6, "low_ratio": 0.0,
+    },
+}  # fmt: skip
+ADJECTIVES = ("loud", "quiet", "steady", "tonal", "noisy", "intermittent", "sharp", "impulsive",
+              "percussive", "repetitive", "irregular", "slow", "bright", "dull", "low-pitched",
+              "mid-pitched", "high-pitched")  # fmt: skip
+SHARES = ("voiced_frac", "harmonicity", "tone_purity", "low_ratio", "high_ratio", "flatness",
+          "impulsiveness", "onset_regularity", "silence_frac")  # fmt: skip
+
+
+def realistic_neurons() -> list[list[str]]:
+    """36 neurons x 5 captions in the three caption styles (acoustic, metadata+acoustic,
+    tagger+acoustic): each neuron's clips are mostly of one kind of sound, as top clips are."""
+    rng = np.random.default_rng(0)
+    names = list(ARCHETYPES)
+    clips: list[tuple[str, dict[str, float]]] = []
+    for i, name in enumerate(names):  # 4 clips of a kind, then 2 of the next kinds
+        for src in [name] * 4 + [names[(i + 1) % 6], names[(i + 2) % 6]]:
+            f = {c: v * float(rng.uniform(0.8, 1.25)) for c, v in (BASE | ARCHETYPES[src]).items()}
+            f["n_events"] = float(max(1, round(f["n_events"])))
+            f |= {c: min(f[c], 1.0) for c in SHARES}
+            clips.append((src, f))
+    norms = SetNorms(pd.DataFrame([f for _, f in clips]))
+    acoustic = [describe(f, norms, variant=j) for j, (_, f) in enumerate(clips)]
+    metadata = [f"The sound of {src}. {c}" for (src, _), c in zip(clips, acoustic, strict=True)]
+    tagger = [
+        (f"Most likely {src}, possibly {names[j % 6]}." if j % 3 else
+         f"Perhaps {names[j % 6]} or {src}; the source is unclear.") + f" {c}"
+        for j, ((src, _), c) in enumerate(zip(clips, acoustic, strict=True))
+    ]  # fmt: skip
+    n = len(clips)
+    return [
+        [style[(start + j) % n] for j in range(5)]
+        for start in range(0, n, 3)
+        for style in (acoustic, metadata, tagger)
+    ]
 
 
 # ---- the extractive summarizer ---------------------------------------------------------------
 
 
-def test_extractive_summary_counts_shared_and_rare_attributes():
-    summary = summarize_captions(ACOUSTIC, max_items=20)
-    assert sentence_with(summary, "(4 of 5)") == (
-        "Most clips (4 of 5) are loud, sharp sounds with bright high-frequency content."
+def test_extractive_summary_states_only_what_most_clips_share():
+    summary = summarize_captions(ACOUSTIC)
+    assert summary == (
+        "Most clips (4 of 5) are loud, sharp sounds with bright high-frequency content; "
+        "3 of 5 have a click; 3 of 5 are impulsive."
     )
-    assert "Most clips (3 of 5) have a click." in summary
-    assert "Most clips (3 of 5) are impulsive." in summary
-    assert "Some clips (2 of 5) start suddenly." in summary  # verbs agree with the subject
-    one = rare(summary)
-    assert "Only one clip is irregular, noisy, quiet, steady, low-pitched or tonal." in one
-    assert "Only one clip fades away." in one
-    for part in ("a series of clicks", "a hum", "rich harmonics"):
-        assert part in one
-    assert "loud" not in one and "sharp" not in one and "(about" not in summary
-    # Most shared first; lists longer than max_items are cut, and say so.
-    assert summary.index("(4 of 5)") < summary.index("(3 of 5)") < summary.index("Only one")
-    short = summarize_captions(ACOUSTIC, max_items=3)
-    assert "Only one clip is irregular, noisy or quiet, among others." in short
-    assert "Only one clip fades away." in short
+    # What fewer than half the clips have is left out: the hum, "starts suddenly", "quiet".
+    for rare in ("hum", "start", "quiet", "fades", "harmonics", "Only one"):
+        assert rare not in summary
+    # "high-frequency content" is said by "bright high-frequency content": not repeated.
+    assert summary.count("high-frequency") == 1
 
 
-def test_extractive_summary_sources_adverbs_and_negation():
-    summary = summarize_captions(METADATA, max_items=20)
-    assert "Most clips (4 of 5) are loud sounds of a dog barking." in summary  # very loud too
-    assert "Most clips (3 of 5) are sharp sounds with bright high-frequency content." in summary
-    assert "Some clips (2 of 5) are partly tonal." in summary  # not counted as "tonal"
-    one = rare(summary)
-    for part in ("the sound of rain falling", "very loud", "not tonal", "a falling pitch",
-                 "grows louder"):  # fmt: skip
-        assert part in one
-    assert "dog" not in one
+def test_extractive_summary_puts_the_shared_source_first():
+    summary = summarize_captions(METADATA)
+    assert summary == (
+        "Most clips (4 of 5) are sounds of a dog barking. Most clips (4 of 5) are loud; "
+        "3 of 5 are sharp sounds with bright high-frequency content."
+    )  # "very loud" counts as loud; "partly tonal" (2 of 5) and the rain (1 of 5) are left out
+    assert "rain" not in summary and "tonal" not in summary
+
+
+def test_extractive_summary_reads_the_taggers_source_sentences():
+    # Counted wherever a clip's source sentence names it; "possibly" where mostly hedged.
+    summary = summarize_captions(TAGGER)
+    first, second = re.split(r"(?<=\.) ", summary)
+    assert first == (
+        "The clips are sounds of a dog barking (3 of 5) or possibly a rooster crowing (3 of 5)."
+    )
+    assert second == (
+        "Most clips (4 of 5) are loud; 3 of 5 have bright high-frequency content; "
+        "3 of 5 are partly tonal."
+    )
+    assert "hen" not in summary and "rain" not in summary
+    hedged = [
+        "Perhaps a rooster crowing or a hen clucking; the source is unclear. A loud sound.",
+        "Most likely a cat meowing, possibly a rooster crowing. A loud sound.",
+        "Most likely rain falling. A quiet hiss.",
+    ]
+    assert summarize_captions(hedged) == (
+        "Most clips (2 of 3) are possibly sounds of a rooster crowing. Most clips (2 of 3) are loud."
+    )
+    assert summarize_captions(TAGGER, max_sources=1).startswith(
+        "Most clips (3 of 5) are sounds of a dog barking."  # ties: more clips lead with it
+    )
+
+
+def test_source_phrases():
+    assert source_phrases("Most likely a dog barking, possibly a rooster crowing. A loud hum.") == (
+        [("a dog barking", True), ("a rooster crowing", False)],
+        "A loud hum.",
+    )
+    assert source_phrases("Perhaps a dog barking or a hen clucking; the source is unclear.") == (
+        [("a dog barking", False), ("a hen clucking", False)],
+        "",
+    )
+    assert source_phrases("The sound of someone drinking and sipping. Quiet.") == (
+        [("someone drinking and sipping", True)],
+        "Quiet.",
+    )
+    assert source_phrases("Perhaps the sound of rain, with thunder.") == ([("rain", False)], "")
+    assert source_phrases("A loud sound. Most likely a dog.") == (
+        [],
+        "A loud sound. Most likely a dog.",
+    )
+
+
+def test_extractive_summary_min_share():
+    assert summarize_captions(ACOUSTIC, min_share=1.0) == NOTHING_SHARED
+    assert summarize_captions(ACOUSTIC[:4], min_share=1.0) == (
+        "All 4 clips are loud, sharp sounds with bright high-frequency content."
+    )
+    lenient = summarize_captions(METADATA, min_share=0.4)  # 2 of 5 is enough now
+    assert "2 of 5 are percussive" in lenient and "2 of 5 are partly tonal" in lenient
+    assert "rain" not in summarize_captions(METADATA, min_share=0.01)  # one clip shares nothing
+    with pytest.raises(ValueError, match="summary_min_share"):
+        summarize_captions(ACOUSTIC, min_share=0.0)
+    with pytest.raises(ValueError, match="summary_min_share"):
+        summarize_captions(ACOUSTIC, min_share=1.5)
 
 
 def test_extractive_summary_edge_cases():
@@ -102,37 +227,95 @@ def test_extractive_summary_edge_cases():
         == "Both clips are loud sounds with a hum."
     )
     assert summarize_captions(["A quiet, low hum."]) == "The clip is quiet and low and has a hum."
+    assert summarize_captions(["The sound of a dog barking."]) == (
+        "The clip is the sound of a dog barking."
+    )
     assert summarize_captions([]) == ""
-    assert "No shared attributes" in summarize_captions(["...", "!"])
+    assert summarize_captions(["...", "!"]) == NOTHING_SHARED
+    assert summarize_captions(["A loud hum.", "A quiet whistle."]) == NOTHING_SHARED
+    assert summarize_captions(["!"]) == "The clip has no clear source or quality."
     assert "no clear pitch" in summarize_captions(["A noisy sound with no clear pitch."])
+    # Equivalent wordings of the acoustic captioner count as one.
+    assert summarize_captions(["A hiss with bright energy.", "A hiss with bright content."]) == (
+        "Both clips have a hiss and bright energy."
+    )
+
+
+def test_extractive_summaries_of_realistic_captions_are_short():
+    neurons = realistic_neurons()
+    assert len(neurons) == 36 and all(len(n) == 5 for n in neurons)
+    summaries = [summarize_captions(n) for n in neurons]
+    lengths = [words(s) for s in summaries]
+    assert sum(lengths) / len(lengths) <= 30, summaries
+    assert max(lengths) <= 45, summaries
+    assert all(s and s.endswith(".") for s in summaries)
+    # Counts are honest: every listed adjective or source is in at least that many captions.
+    checked = 0
+    for captions, summary in zip(neurons, summaries, strict=True):
+        for clause in re.split(r"(?<=\.) |; ", summary):
+            m = re.search(r"\b(\d) of 5\b|All (5) clips", clause)
+            if m is None:
+                continue
+            n = int(m.group(1) or m.group(2))
+            assert n >= 3, summary  # at least half of the 5 clips
+            said = [w for w in ADJECTIVES if re.search(rf"(?<![\w-]){w}(?![\w-])", clause)]
+            said += [src for src in ARCHETYPES if f"sounds of {src}" in clause]
+            for w in said:
+                having = sum(
+                    re.search(rf"(?<![\w-]){w}(?![\w-])", c.lower()) is not None for c in captions
+                )
+                assert having >= n, (w, clause, captions)
+                checked += 1
+    assert checked >= 50
+    # Sources come first wherever a source is shared.
+    with_source = [s for s in summaries if "sounds of" in s]
+    assert with_source and all(s.index("sounds of") < s.index(".") for s in with_source)
 
 
 def test_extractive_summary_is_deterministic():
-    first = summarize_captions(METADATA)
+    first = summarize_captions(METADATA + TAGGER)
     summ._parsed.clear()  # parse again from scratch
-    assert summarize_captions(METADATA) == first
-    assert summarize_captions(list(METADATA)) == first
+    assert summarize_captions(METADATA + TAGGER) == first
+    assert summarize_captions(list(METADATA + TAGGER)) == first
 
 
 def test_extractive_summary_reads_as_english_for_module_b():
-    """Attributes stay adjectives and sources stay nouns for the POS tagger downstream."""
+    """Attributes stay adjectives and sources stay nouns for the POS tagger downstream, and
+    every sentence has the clip-count subject Module B strips and weighs."""
     summary = summarize_captions(METADATA)
     doc = summ._spacy()(summary)
     pos = {t.text: t.pos_ for t in doc}
-    assert pos["loud"] == "ADJ" and pos["sharp"] == "ADJ" and pos["percussive"] == "ADJ"
-    assert pos["dog"] == "NOUN" and pos["rain"] == "NOUN"
-    assert len(list(doc.sents)) >= 4
+    assert pos["loud"] == "ADJ" and pos["sharp"] == "ADJ" and pos["bright"] == "ADJ"
+    assert pos["dog"] == "NOUN"
+    for sentence in split_sentences(summary):
+        assert comparable(sentence) != sentence and sentence_weight(sentence) == 4
 
 
-def test_extractive_summary_is_fast():
-    pool = ACOUSTIC + METADATA + [f"A loud sound with {n} short bursts." for n in range(40)]
-    caption_attributes(pool)  # parsing happens once per distinct caption
-    t0 = time.perf_counter()
+def test_extractive_summary_parses_each_caption_once(monkeypatch):
+    """Cost in operations, not seconds: one parse per distinct caption clause, ever."""
+    real = summ._spacy()
+    parsed: list[str] = []
+
+    class Counting:
+        def pipe(self, texts, batch_size=256):
+            texts = list(texts)
+            parsed.extend(texts)
+            return real.pipe(texts, batch_size=batch_size)
+
+    monkeypatch.setattr(summ, "_spacy", lambda: Counting())
+    monkeypatch.setattr(summ, "_parsed", {})
+    pool = (
+        ACOUSTIC + METADATA + TAGGER + [f"A loud sound with {n} short bursts." for n in range(40)]
+    )
     for i in range(200):
         summarize_captions([pool[(i * 7 + j) % len(pool)] for j in range(5)])
         summarize_captions([pool[(i * 3 + j) % len(pool)] for j in range(5)])
-    per_neuron_ms = (time.perf_counter() - t0) / 200 * 1000
-    assert per_neuron_ms < 5.0
+    assert len(parsed) == len(set(parsed))  # never a clause twice
+    assert len(parsed) <= 3 * len(pool)  # at most three clauses per caption here
+    assert not any(p.startswith(("most likely", "perhaps", "the sound of")) for p in parsed)
+    before = len(parsed)
+    summarize_captions(pool[:5])
+    assert len(parsed) == before  # all cached
 
 
 # ---- summarize_neuron / summarize_all --------------------------------------------------------
@@ -233,6 +416,26 @@ def test_run_stage_extractive(tmp_cfg):
     assert run_stage(cfg, run) == {"summaries": 5, "reused": True}
     run.mark_done("caption", "new-captions", ["captions.csv"])  # upstream changed: redo
     assert run_stage(cfg, run)["summaries"] == 5
+
+
+def test_run_stage_is_keyed_by_the_share_and_the_summary_version(tmp_cfg, monkeypatch):
+    cfg = tmp_cfg({"k": 3})
+    run = make_run(cfg, [("layers.0.mlp", n) for n in range(2)])
+    run_stage(cfg, run)
+    assert run_stage(cfg, run).get("reused")
+    strict = tmp_cfg({"k": 3, "llm.summary_min_share": 1.0})
+    assert strict.llm.summary_min_share == 1.0
+    assert not run_stage(strict, run).get("reused")  # the share enters the key
+    assert run_stage(strict, run).get("reused")
+    monkeypatch.setattr(summ, "SUMMARY_VERSION", summ.SUMMARY_VERSION + 1)
+    assert not run_stage(strict, run).get("reused")  # so does the summarizer's version
+
+
+def test_the_configured_share_reaches_the_extractive_summarizer():
+    strict = get_llm(LLMConfig(summary_min_share=1.0), None)
+    high, low = summarize_neuron(ACOUSTIC, ACOUSTIC[:4], strict)
+    assert high == NOTHING_SHARED and low == summarize_captions(ACOUSTIC[:4], min_share=1.0)
+    assert low.startswith("All 4 clips are loud")
 
 
 def test_run_stage_openai_resumes_from_the_cache(tmp_cfg):
