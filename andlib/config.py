@@ -294,8 +294,16 @@ class PruneConfig:
     random_match: str = "max"
     """Random control: prune as many neurons per layer as this strategy chose (``max``: the
     strategy that chose the most for that concept)."""
-    max_concepts: int | None = None
-    """Evaluate at most this many held-out classes (plus ``concept``); ``None``: all."""
+    max_concepts: int | None = 20
+    """Evaluate this many held-out classes, drawn once (seeded) and shared by every strategy
+    (plus ``concept`` when it is a class not drawn); ``None``: all."""
+    random_draws: int = 5
+    """Random control: independent draws per class (seeded per class and draw)."""
+    bootstrap: int = 2000
+    """Resamples of the percentile bootstrap interval over classes in ``pruning_summary.csv``."""
+    fast: bool = True
+    """Recompute a transformers AST only from the first pruned point on (cached hidden states;
+    same outputs to float tolerance); ``False`` or another model: a full forward per mask."""
     batch_size: int = 100
     """Clips per forward pass when scoring the held-out fold."""
 

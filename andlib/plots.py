@@ -174,28 +174,40 @@ def simulation_by_layer(scores) -> plt.Figure:
 def pruning_summary_bars(summary) -> plt.Figure:
     """ΔA − ΔR per pruning strategy (confidence drops; higher = more concept-specific).
 
-    ``summary`` is :func:`andlib.prune.pruning_summary`'s table.
+    ``summary`` is :func:`andlib.prune.pruning_summary`'s table: every strategy over the same
+    classes; the logit panel shows the bootstrap interval (``ci_low``/``ci_high``), each bar
+    the mean neurons pruned and how many classes the strategy acted on.
     """
     fig, axes = plt.subplots(1, 2, figsize=(8.0, 3.4))
-    x = range(len(summary))
-    for ax, col, title in [
-        (axes[0], "specificity_logit", "logit"),
-        (axes[1], "specificity_acc", "accuracy"),
+    x = list(range(len(summary)))
+    mean = summary["delta_a_minus_r_mean"].to_numpy(float)
+    err = [mean - summary["ci_low"].to_numpy(float), summary["ci_high"].to_numpy(float) - mean]
+    for ax, col, title, yerr in [
+        (axes[0], "delta_a_minus_r_mean", "logit", err),
+        (axes[1], "specificity_acc", "accuracy", None),
     ]:
-        bars = ax.bar(x, summary[col], color=[PALETTE[i % len(PALETTE)] for i in x])
-        ax.set_xticks(list(x))
+        bars = ax.bar(
+            x, summary[col], yerr=yerr, capsize=3, color=[PALETTE[i % len(PALETTE)] for i in x]
+        )
+        ax.set_xticks(x)
         ax.set_xticklabels(summary["strategy"])
         ax.axhline(0, color="black", lw=0.6)
         ax.set_title(f"ΔA − ΔR ({title} drop)")
-        for bar, n in zip(bars, summary["mean_n_pruned"], strict=True):
+        notes = zip(bars, summary["n_pruned_mean"], summary["n_acted"], strict=True)
+        for bar, n, acted in notes:
             ax.annotate(
-                f"{n:.0f} n.",
-                (bar.get_x() + bar.get_width() / 2, bar.get_height()),
+                f"{n:.0f} n.\n{acted} cl.",
+                (bar.get_x() + bar.get_width() / 2, 0),
                 ha="center",
                 va="bottom",
-                fontsize=8,
+                fontsize=7,
             )
-    fig.suptitle("Concept-specific pruning, mean over held-out classes (n. = neurons pruned)")
+    n_classes = int(summary["n_concepts"].max()) if len(summary) else 0
+    fig.suptitle(
+        f"Concept-specific pruning, mean over the same {n_classes} classes "
+        "(n. = neurons pruned, cl. = classes acted on; 95 % bootstrap CI)",
+        fontsize=9,
+    )
     fig.tight_layout()
     return fig
 

@@ -57,7 +57,7 @@ from collections.abc import Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import pandas as pd
@@ -78,10 +78,14 @@ from andlib.runs import RunDir
 
 STAGE = "prune"
 STRATEGIES = ("ocp", "db", "tab", "random")
+VERSION = 2
+"""Bumped when ``pruning.csv`` changes for the same inputs (2: seeded classes, random draws)."""
 COLUMNS = [
     "strategy",
     "concept",
+    "draw",
     "n_pruned",
+    "acted",
     "delta_a",
     "delta_r",
     "delta_a_prob",
@@ -498,6 +502,236 @@ def concept_metrics(
     return out
 
 
+# --------------------------------------------------------------------------------------------
+# Pruned logits of many selections: a full forward each, or an AST recomputed from the cut
+# --------------------------------------------------------------------------------------------
+
+_POINT_ORDER = {"attn": 0, "mlp": 1, "out": 2, "head": 3}
+_N_POOLED = 2
+"""AST: the head reads only the [CLS] and distillation tokens (the first two)."""
+
+Point = tuple[int, str]
+"""Where a mask acts in an AST: ``(block, kind)``, kind ``attn`` / ``mlp`` / ``out`` / ``head``."""
+
+
+def _zeroed(x: torch.Tensor, idx: torch.Tensor | None) -> torch.Tensor:
+    if idx is None:
+        return x
+    x = x.clone()
+    x[..., idx] = 0
+    return x
+
+
+def selection_key(selection: Mapping[str, Sequence[int]]) -> tuple:
+    """A hashable key of ``{layer: neurons}`` (empty layers dropped): equal keys, equal masks."""
+    return tuple(
+        sorted((layer, tuple(sorted(int(n) for n in v))) for layer, v in selection.items() if v)
+    )
+
+
+class ASTSuffix:
+    """Exact pruned logits of a transformers ``ASTForAudioClassification``, recomputing only
+    what follows the first masked point.
+
+    A mask acts at a *point* of the network: the attention output of block *i* (``o_proj``,
+    before the residual add; layer ``...layers.i.attention.o_proj`` or ``...attention``), its
+    MLP hidden units after the activation (``...mlp.activation_fn``, or ``...mlp.fc1`` when the
+    activation maps 0 to 0), its output (``...layers.i``, the residual stream) or the logits
+    (``classifier``). These are exactly the values :class:`NeuronPruner` sets to zero.
+
+    For each batch of clips one unmasked pass caches, at the points where some selection's first
+    mask sits, the tensors that enter it (the block input and attention output, the residual and
+    MLP hidden units, or the block output). A selection then resumes from its first point: the
+    cached tensor with its neurons zeroed, then the remaining blocks with every later mask.
+    In the last block only the two pooled tokens are carried past the keys and values (the
+    head reads nothing else). Everything else is the model's own modules, so the logits equal a
+    full masked forward pass to float rounding (``tests/test_prune.py`` checks it).
+    """
+
+    def __init__(self, module: nn.Module, points: Mapping[str, Point]):
+        self.module: Any = cast(Any, module)
+        self.encoder: Any = self.module.audio_spectrogram_transformer
+        self.blocks: Any = self.encoder.layers
+        self.points = dict(points)
+
+    @classmethod
+    def build(cls, model: Any, paths: Mapping[str, str]) -> ASTSuffix | None:
+        """The runner for ``model`` when it is an AST in eval mode whose layer paths (``{layer:
+        module path}``) are all points as above; otherwise ``None`` (use full forwards)."""
+        module = model if isinstance(model, nn.Module) else model.module
+        if type(module).__name__ != "ASTForAudioClassification" or module.training:
+            return None
+        enc = getattr(module, "audio_spectrogram_transformer", None)
+        head = getattr(module, "classifier", None)
+        blocks: Any = getattr(enc, "layers", None)
+        if not isinstance(blocks, nn.ModuleList) or not hasattr(head, "dense"):
+            return None
+        need = ("q_proj", "k_proj", "v_proj", "o_proj", "num_attention_heads", "head_dim")
+        for blk in blocks:
+            if not all(hasattr(blk.attention, a) for a in need):
+                return None
+            if not all(hasattr(blk.mlp, a) for a in ("fc1", "fc2", "activation_fn")):
+                return None
+        prefix = "audio_spectrogram_transformer.layers."
+        points: dict[str, Point] = {}
+        for layer, path in paths.items():
+            point: Point | None = None
+            if path in ("classifier", "classifier.dense"):
+                point = (len(blocks), "head")
+            elif path.startswith(prefix):
+                num, _, rest = path[len(prefix) :].partition(".")
+                if num.isdigit() and int(num) < len(blocks):
+                    i = int(num)
+                    if rest == "":
+                        point = (i, "out")
+                    elif rest in ("attention", "attention.o_proj"):
+                        point = (i, "attn")
+                    elif rest == "mlp.activation_fn" or (
+                        rest == "mlp.fc1"
+                        and _maps_zero_to_zero(cast(Any, blocks[i]).mlp.activation_fn)
+                    ):
+                        point = (i, "mlp")
+            if point is None:
+                return None
+            points[layer] = point
+        return cls(module, points)
+
+    def masks(self, selection: Mapping[str, Sequence[int]], device: Any) -> dict[Point, Any]:
+        """``{point: index tensor}`` of a selection (layers at one point are merged)."""
+        merged: dict[Point, set[int]] = {}
+        for layer, neurons in selection.items():
+            if len(neurons):
+                merged.setdefault(self.points[layer], set()).update(int(n) for n in neurons)
+        return {
+            p: torch.tensor(sorted(v), dtype=torch.long, device=device) for p, v in merged.items()
+        }
+
+    def _attention(self, blk: Any, x: torch.Tensor, n_query: int | None) -> torch.Tensor:
+        att = blk.attention
+        h = blk.layernorm_before(x)
+        b, t, _ = h.shape
+        heads, dim = att.num_attention_heads, att.head_dim
+        k = att.k_proj(h).view(b, t, heads, dim).transpose(1, 2)
+        v = att.v_proj(h).view(b, t, heads, dim).transpose(1, 2)
+        hq = h if n_query is None else h[:, :n_query]
+        q = att.q_proj(hq).view(b, hq.shape[1], heads, dim).transpose(1, 2)
+        o = nn.functional.scaled_dot_product_attention(q, k, v, scale=att.scaling)
+        return att.o_proj(o.transpose(1, 2).reshape(b, hq.shape[1], heads * dim))
+
+    def _block(
+        self,
+        j: int,
+        masks: Mapping[Point, Any],
+        *,
+        x: torch.Tensor | None = None,
+        a: torch.Tensor | None = None,
+        h: torch.Tensor | None = None,
+        u: torch.Tensor | None = None,
+        record: dict[tuple[str, int], torch.Tensor] | None = None,
+        needed: set[Point] | None = None,
+    ) -> torch.Tensor:
+        """Block ``j`` from its input ``x`` (or from a cached attention output ``a`` with ``x``,
+        or a cached residual ``h`` with MLP units ``u``), masks applied; ``record`` keeps the
+        tensors entering the ``needed`` points (unmasked pass)."""
+        blk = self.blocks[j]
+        last = j == len(self.blocks) - 1
+        want = needed or set()
+        if h is None:
+            assert x is not None
+            if a is None:
+                a = self._attention(blk, x, _N_POOLED if last else None)
+            x_res = x[:, :_N_POOLED] if last else x
+            if record is not None and (j, "attn") in want:
+                record[("x", j)], record[("a", j)] = x_res, a
+            h = _zeroed(a, masks.get((j, "attn"))) + x_res
+        if u is None:
+            u = blk.mlp.activation_fn(blk.mlp.fc1(blk.layernorm_after(h)))
+            if record is not None and (j, "mlp") in want:
+                record[("h", j)], record[("u", j)] = h, u
+        y = blk.mlp.fc2(_zeroed(u, masks.get((j, "mlp")))) + h
+        if record is not None and (j, "out") in want:
+            record[("y", j)] = y
+        return _zeroed(y, masks.get((j, "out")))
+
+    def _head(self, y: torch.Tensor, masks: Mapping[Point, Any]) -> torch.Tensor:
+        seq = self.encoder.layernorm(y[:, :_N_POOLED])
+        logits = self.module.classifier((seq[:, 0] + seq[:, 1]) / 2)
+        return _zeroed(logits, masks.get((len(self.blocks), "head")))
+
+    def _resume(
+        self, cache: Mapping[tuple[str, int], torch.Tensor], masks: Mapping[Point, Any]
+    ) -> torch.Tensor:
+        j, kind = min(masks, key=lambda p: (p[0], _POINT_ORDER[p[1]]))
+        if kind == "head":
+            return _zeroed(cache[("logits", 0)], masks[(j, "head")])
+        if kind == "attn":
+            y = self._block(j, masks, x=cache[("x", j)], a=cache[("a", j)])
+        elif kind == "mlp":
+            y = self._block(j, masks, h=cache[("h", j)], u=cache[("u", j)])
+        else:
+            y = _zeroed(cache[("y", j)], masks[(j, "out")])
+        for k in range(j + 1, len(self.blocks)):
+            y = self._block(k, masks, x=y)
+        return self._head(y, masks)
+
+    def logits(
+        self,
+        inputs: Sequence[Mapping[str, torch.Tensor]],
+        selections: Sequence[Mapping[str, Sequence[int]]],
+    ) -> tuple[torch.Tensor, list[torch.Tensor]]:
+        """(unpruned logits, pruned logits of each selection), ``[n_clips, n_classes]`` float32
+        on the CPU; an empty selection gets the unpruned logits."""
+        device = next(self.module.parameters()).device
+        masks = [self.masks(s, device) for s in selections]
+        needed = {min(m, key=lambda p: (p[0], _POINT_ORDER[p[1]])) for m in masks if m}
+        before: list[torch.Tensor] = []
+        after: list[list[torch.Tensor]] = [[] for _ in selections]
+        with torch.inference_mode():
+            for kwargs in inputs:
+                if set(kwargs) != {"input_values"}:
+                    raise ValueError(f"ASTSuffix: unexpected model inputs {sorted(kwargs)}")
+                record: dict[tuple[str, int], torch.Tensor] = {}
+                y = self.encoder.embeddings(kwargs["input_values"])
+                for j in range(len(self.blocks)):
+                    y = self._block(j, {}, x=y, record=record, needed=needed)
+                record[("logits", 0)] = base = self._head(y, {})
+                before.append(base.float().cpu())
+                for out, m in zip(after, masks, strict=True):
+                    out.append((self._resume(record, m) if m else base).float().cpu())
+        return torch.cat(before), [torch.cat(o) for o in after]
+
+
+def masked_logits(
+    target: Any,
+    inputs: Sequence[dict[str, torch.Tensor]],
+    pruner: NeuronPruner,
+    selections: Sequence[Mapping[str, Sequence[int]]],
+    fast: bool = True,
+) -> tuple[torch.Tensor, list[torch.Tensor]]:
+    """(unpruned logits, logits with each selection pruned) on the preprocessed ``inputs``.
+
+    ``fast`` and an AST that :meth:`ASTSuffix.build` accepts: one cached pass per batch and
+    each selection recomputed from its first masked point on; otherwise :class:`NeuronPruner`
+    and a full forward per selection. Equal selections are computed once; an empty one gets
+    the unpruned logits.
+    """
+    unique: dict[tuple, Mapping[str, Sequence[int]]] = {}
+    for s in selections:
+        unique.setdefault(selection_key(s), s)
+    keys = [k for k in unique if k]
+    runner = ASTSuffix.build(target, pruner.paths) if fast else None
+    if runner is not None and all("input_values" in b and len(b) == 1 for b in inputs):
+        before, outs = runner.logits(inputs, [unique[k] for k in keys])
+    else:
+        before = predict(target, inputs)
+        outs = []
+        for k in keys:
+            with pruner.pruned(unique[k]):
+                outs.append(predict(target, inputs))
+    by_key = {(): before, **dict(zip(keys, outs, strict=True))}
+    return before, [by_key[selection_key(s)] for s in selections]
+
+
 def prune_layers(cfg: Config, index: dict[str, Any]) -> list[str]:
     """The layers whose neurons may be pruned: ``prune.layers`` or every hidden layer."""
     recorded = list(index["layers"])
@@ -529,50 +763,38 @@ def _module_paths(
     return {layer: str(p) for layer, p in paths.items()}
 
 
-def _concepts(cfg: Config, held: HeldOut) -> list[tuple[str, int | None]]:
-    """(concept, class index) pairs: the held-out classes, plus the named ``prune.concept``."""
+def choose_concepts(cfg: Config, held: HeldOut) -> list[tuple[str, int | None]]:
+    """(concept, class index) pairs shared by every strategy: ``prune.max_concepts`` of the
+    held-out classes drawn once with ``rng(cfg, "prune", "classes")`` (every class when
+    ``None`` or when there are no more), in class order, plus the named ``prune.concept`` when
+    it was not drawn (with class index ``None`` when it is no class)."""
     present = sorted(set(held.labels.tolist()))
-    pairs = [(held.class_names[c], c) for c in present]
+    limit = cfg.prune.max_concepts
+    if limit is not None and limit < len(present):
+        picked = rng(cfg, "prune", "classes").choice(
+            len(present), size=max(limit, 0), replace=False
+        )
+        present = [present[i] for i in sorted(int(i) for i in picked)]
+    pairs: list[tuple[str, int | None]] = [(held.class_names[c], c) for c in present]
     named = normalize_concept(cfg.prune.concept) if cfg.prune.concept else ""
-    if cfg.prune.max_concepts is not None:
-        kept = pairs[: cfg.prune.max_concepts]
-        kept += [p for p in pairs[cfg.prune.max_concepts :] if normalize_concept(p[0]) == named]
-        pairs = kept
     if named and all(normalize_concept(c) != named for c, _ in pairs):
         by_name = {normalize_concept(n): i for i, n in enumerate(held.class_names)}
         pairs.append((cfg.prune.concept, by_name.get(named)))
     return pairs
 
 
-def pruning_experiment(cfg: Config, run: RunDir, target: Any = None) -> pd.DataFrame:
-    """``pruning.csv``: one row per (strategy, concept); see the module docstring."""
-    strategies = list(cfg.prune.strategies)
-    unknown = [s for s in strategies if s not in STRATEGIES]
-    if unknown:
-        raise ValueError(f"prune.strategies: unknown {unknown}; choose from {STRATEGIES}")
-    if cfg.prune.random_match not in ("max", "ocp", "db", "tab"):
-        raise ValueError(f"prune.random_match: {cfg.prune.random_match!r} is not max/ocp/db/tab")
-    index = activation_index(run)
-    neurons = read_neurons(run)
-    layers = prune_layers(cfg, index)
-    sizes = {layer: int(index["layers"][layer]["n_neurons"]) for layer in layers}
-    has_tab = "tab" in neurons and (neurons["tab"].astype(str).str.strip() != "").any()
-    if "tab" in strategies and not has_tab:
-        log.warning("prune: TAB concepts were not computed; the tab strategy is skipped")
-        strategies.remove("tab")
-
-    if target is None:
-        from andlib.models import load_target
-
-        target = load_target(cfg)
-    t0 = time.perf_counter()
-    held = load_heldout(cfg, run, target)
-    before = predict(target, held.inputs)
-    log.info(
-        "prune: %d held-out clips ready in %.1fs", len(held.clip_ids), time.perf_counter() - t0
-    )
-    pruner = NeuronPruner(target, _module_paths(run, target, index, layers), sizes)
-
+def plan_selections(
+    cfg: Config,
+    neurons: pd.DataFrame,
+    concepts: Sequence[tuple[str, int | None]],
+    strategies: Sequence[str],
+    layers: Sequence[str],
+    sizes: Mapping[str, int],
+) -> list[tuple[str, str, int | None, int, dict[str, list[int]]]]:
+    """``(strategy, concept, class, draw, {layer: neurons})`` for every row of ``pruning.csv``:
+    one per strategy and concept, ``prune.random_draws`` for ``random`` (draw *d* of a concept
+    uses ``rng(cfg, "prune", concept, d)`` and as many neurons per layer as the
+    ``prune.random_match`` strategy chose; the other strategies have draw 0)."""
     match = cfg.prune.random_match
     needed = [s for s in strategies if s != "random"]
     if "random" in strategies and match != "max" and match not in needed:
@@ -588,66 +810,215 @@ def pruning_experiment(cfg: Config, run: RunDir, target: Any = None) -> pd.DataF
         )
         for s in needed
     }
-    rows = []
-    for concept, cls in _concepts(cfg, held):
+    plan = []
+    for concept, cls in concepts:
         chosen = {s: selectors[s](concept) for s in needed}
-        if "random" in strategies:
+        for strategy in strategies:
+            if strategy != "random":
+                plan.append((strategy, concept, cls, 0, chosen[strategy]))
+                continue
             if match == "max":
                 ref = max((chosen[s] for s in strategies if s != "random"), key=_count, default={})
             else:
                 ref = chosen[match]
             counts = {layer: len(v) for layer, v in ref.items()}
-            chosen["random"] = random_neurons(counts, sizes, rng(cfg, "prune", concept))
-        outputs: dict[tuple, torch.Tensor] = {(): before}  # one forward per distinct selection
-        for strategy in strategies:
-            selection = chosen[strategy]
-            n = _count(selection)
-            key = tuple(sorted((layer, tuple(v)) for layer, v in selection.items() if v))
-            if key not in outputs:
-                with pruner.pruned(selection):
-                    outputs[key] = predict(target, held.inputs)
-            after = outputs[key]
-            rows.append(
-                {
-                    "strategy": strategy,
-                    "concept": concept,
-                    "n_pruned": n,
-                    **concept_metrics(before, after, held.labels, cls),
-                }
-            )
+            for draw in range(cfg.prune.random_draws):
+                picked = random_neurons(counts, sizes, rng(cfg, "prune", concept, draw))
+                plan.append(("random", concept, cls, draw, picked))
+    return plan
+
+
+def pruning_experiment(cfg: Config, run: RunDir, target: Any = None) -> pd.DataFrame:
+    """``pruning.csv``: one row per (strategy, concept, draw); see :data:`COLUMNS`.
+
+    Every strategy gets a row for every concept of :func:`choose_concepts`; a strategy that
+    chooses no neuron for it has ``n_pruned`` 0, ``acted`` False and zero drops (the model is
+    unchanged), so all strategies are compared on the same classes.
+    """
+    strategies = list(cfg.prune.strategies)
+    unknown = [s for s in strategies if s not in STRATEGIES]
+    if unknown:
+        raise ValueError(f"prune.strategies: unknown {unknown}; choose from {STRATEGIES}")
+    if cfg.prune.random_match not in ("max", "ocp", "db", "tab"):
+        raise ValueError(f"prune.random_match: {cfg.prune.random_match!r} is not max/ocp/db/tab")
+    if cfg.prune.random_draws < 1:
+        raise ValueError(f"prune.random_draws: {cfg.prune.random_draws} (need at least 1)")
+    index = activation_index(run)
+    neurons = read_neurons(run)
+    layers = prune_layers(cfg, index)
+    sizes = {layer: int(index["layers"][layer]["n_neurons"]) for layer in layers}
+    has_tab = "tab" in neurons and (neurons["tab"].astype(str).str.strip() != "").any()
+    if "tab" in strategies and not has_tab:
+        log.warning("prune: TAB concepts were not computed; the tab strategy is skipped")
+        strategies.remove("tab")
+
+    if target is None:
+        from andlib.models import load_target
+
+        target = load_target(cfg)
+    t0 = time.perf_counter()
+    held = load_heldout(cfg, run, target)
+    log.info(
+        "prune: %d held-out clips ready in %.1fs", len(held.clip_ids), time.perf_counter() - t0
+    )
+    pruner = NeuronPruner(target, _module_paths(run, target, index, layers), sizes)
+    plan = plan_selections(cfg, neurons, choose_concepts(cfg, held), strategies, layers, sizes)
+    t1 = time.perf_counter()
+    before, afters = masked_logits(
+        target, held.inputs, pruner, [p[4] for p in plan], fast=cfg.prune.fast
+    )
+    log.info(
+        "prune: %d selections (%d distinct) in %.1fs",
+        len(plan),
+        len({selection_key(p[4]) for p in plan}),
+        time.perf_counter() - t1,
+    )
+    rows = []
+    for (strategy, concept, cls, draw, selection), after in zip(plan, afters, strict=True):
+        n = _count(selection)
+        rows.append(
+            {
+                "strategy": strategy,
+                "concept": concept,
+                "draw": draw,
+                "n_pruned": n,
+                "acted": n > 0,
+                **concept_metrics(before, after, held.labels, cls),
+            }
+        )
     log.info("prune: %d rows in %.1fs", len(rows), time.perf_counter() - t0)
     return pd.DataFrame(rows, columns=COLUMNS)
 
 
-def pruning_summary(df: pd.DataFrame) -> pd.DataFrame:
-    """Per strategy, mean over the concepts it pruned at least one neuron for.
+def bootstrap_ci(
+    values: Sequence[float] | np.ndarray, n_resamples: int, seed: int, level: float = 0.95
+) -> tuple[float, float]:
+    """Percentile bootstrap interval of the mean of ``values`` (non-finite ones dropped).
 
-    Columns: ``strategy, n_concepts, mean_n_pruned, delta_a, delta_r, specificity_logit``
-    (mean ΔA − ΔR of logit confidence), ``specificity_prob`` (the same for probabilities),
-    ``acc_drop_a, acc_drop_r, specificity_acc`` (accuracy drops and their difference).
+    ``n_resamples`` resamples of ``len(values)`` draws with replacement, indices from
+    ``np.random.default_rng(seed).integers(0, n, (n_resamples, n))``; the interval is the
+    ``(1 − level) / 2`` and ``(1 + level) / 2`` quantiles of their means. The same seed and
+    count give the same resamples, so intervals of paired values (per class) resample the
+    same classes. ``(nan, nan)`` for no value.
     """
-    d = df[(df["n_pruned"] > 0) & df["delta_a"].notna()].copy()
-    d["specificity_logit"] = d["delta_a"] - d["delta_r"]
-    d["specificity_prob"] = d["delta_a_prob"] - d["delta_r_prob"]
-    d["acc_drop_a"] = d["acc_a_before"] - d["acc_a_after"]
-    d["acc_drop_r"] = d["acc_r_before"] - d["acc_r_after"]
-    d["specificity_acc"] = d["acc_drop_a"] - d["acc_drop_r"]
-    cols = [
-        "delta_a",
-        "delta_r",
-        "specificity_logit",
-        "specificity_prob",
-        "acc_drop_a",
-        "acc_drop_r",
-        "specificity_acc",
-    ]
-    order = list(dict.fromkeys(df["strategy"]))
-    g = d.groupby("strategy", sort=False)
-    out = g[cols].mean()
-    out.insert(0, "mean_n_pruned", g["n_pruned"].mean())
-    out.insert(0, "n_concepts", g.size())
-    out = out.reindex([s for s in order if s in out.index])
+    x = np.asarray(values, dtype=float)
+    x = x[np.isfinite(x)]
+    if x.size == 0 or n_resamples < 1:
+        return float("nan"), float("nan")
+    idx = np.random.default_rng(seed).integers(0, x.size, size=(n_resamples, x.size))
+    means = x[idx].mean(axis=1)
+    alpha = (1.0 - level) / 2.0
+    low, high = np.quantile(means, [alpha, 1.0 - alpha])
+    return float(low), float(high)
+
+
+_MEASURES = [
+    "n_pruned",
+    "delta_a",
+    "delta_r",
+    "delta_a_prob",
+    "delta_r_prob",
+    "acc_a_before",
+    "acc_a_after",
+    "acc_r_before",
+    "acc_r_after",
+]
+
+
+def average_draws(df: pd.DataFrame) -> pd.DataFrame:
+    """One row per (strategy, concept): the measures averaged over draws, ``acted`` if any
+    draw pruned a neuron, ``draws`` their number (tables without ``draw``: one each)."""
+    d = df.copy()
+    if "acted" not in d:
+        d["acted"] = d["n_pruned"] > 0
+    g = d.groupby(["strategy", "concept"], sort=False)
+    out = g[_MEASURES].mean()
+    out["acted"] = g["acted"].any()
+    out["draws"] = g.size()
     return out.reset_index()
+
+
+SUMMARY_COLUMNS = [
+    "strategy",
+    "n_concepts",
+    "n_pruned_mean",
+    "delta_a_minus_r_mean",
+    "ci_low",
+    "ci_high",
+    "n_acted",
+    "delta_a",
+    "delta_r",
+    "specificity_prob",
+    "acc_drop_a",
+    "acc_drop_r",
+    "specificity_acc",
+    "vs_random_mean",
+    "vs_random_ci_low",
+    "vs_random_ci_high",
+]
+
+
+def pruning_summary(
+    df: pd.DataFrame, n_resamples: int = 2000, seed: int = 0, level: float = 0.95
+) -> pd.DataFrame:
+    """``pruning_summary.csv``: per strategy, a paired comparison over the same classes.
+
+    Draws are averaged per class first (:func:`average_draws`); the classes are those with a
+    ΔA (a class, not a free concept) that every strategy has a row for, including classes a
+    strategy pruned nothing for (ΔA = ΔR = 0 there). Columns (:data:`SUMMARY_COLUMNS`):
+    ``n_concepts`` classes compared, ``n_pruned_mean`` neurons pruned per class,
+    ``delta_a_minus_r_mean`` the mean per-class ΔA − ΔR (logit drops) with its
+    ``level`` percentile bootstrap interval ``ci_low``/``ci_high`` (:func:`bootstrap_ci`,
+    ``n_resamples``, ``seed``: the same resampled classes for every strategy); ``n_acted``
+    the classes the strategy chose at least one neuron for; mean ``delta_a``, ``delta_r``,
+    ``specificity_prob`` (ΔA − ΔR of probabilities), ``acc_drop_a``/``_r`` and
+    ``specificity_acc`` (their difference); ``vs_random_*`` the mean and interval of the
+    per-class ΔA − ΔR minus that of the random control (NaN without one).
+    """
+    per = average_draws(df)
+    per = per[per["delta_a"].notna()]
+    order = list(dict.fromkeys(df["strategy"]))
+    sets = [set(per.loc[per["strategy"] == s, "concept"]) for s in order]
+    classes = sorted(set.intersection(*sets)) if sets else []
+    spec: dict[str, pd.Series] = {}
+    tables: dict[str, pd.DataFrame] = {}
+    for s in order:
+        t = per[per["strategy"] == s].set_index("concept").reindex(classes)
+        tables[s] = t
+        spec[s] = t["delta_a"] - t["delta_r"]
+    rows = []
+    for s in order:
+        t = tables[s]
+        low, high = bootstrap_ci(spec[s].to_numpy(), n_resamples, seed, level)
+        vs = spec[s] - spec["random"] if "random" in spec and s != "random" else None
+        vs_low, vs_high = (
+            bootstrap_ci(vs.to_numpy(), n_resamples, seed, level)
+            if vs is not None
+            else (float("nan"), float("nan"))
+        )
+        acc_a = t["acc_a_before"] - t["acc_a_after"]
+        acc_r = t["acc_r_before"] - t["acc_r_after"]
+        rows.append(
+            {
+                "strategy": s,
+                "n_concepts": len(classes),
+                "n_pruned_mean": t["n_pruned"].mean(),
+                "delta_a_minus_r_mean": spec[s].mean(),
+                "ci_low": low,
+                "ci_high": high,
+                "n_acted": int(t["acted"].astype(bool).sum()),
+                "delta_a": t["delta_a"].mean(),
+                "delta_r": t["delta_r"].mean(),
+                "specificity_prob": (t["delta_a_prob"] - t["delta_r_prob"]).mean(),
+                "acc_drop_a": acc_a.mean(),
+                "acc_drop_r": acc_r.mean(),
+                "specificity_acc": (acc_a - acc_r).mean(),
+                "vs_random_mean": vs.mean() if vs is not None else float("nan"),
+                "vs_random_ci_low": vs_low,
+                "vs_random_ci_high": vs_high,
+            }
+        )
+    return pd.DataFrame(rows, columns=SUMMARY_COLUMNS)
 
 
 # --------------------------------------------------------------------------------------------
@@ -661,19 +1032,25 @@ def read_pruning(run: RunDir) -> pd.DataFrame:
 
 
 def _summary(run: RunDir) -> dict[str, Any]:
-    df = read_pruning(run)
+    table = pd.read_csv(run.require("pruning_summary.csv", STAGE))
     out: dict[str, Any] = {}
-    for _, r in pruning_summary(df).iterrows():
+    for _, r in table.iterrows():
         out[f"prune.{r['strategy']}"] = (
-            f"ΔA−ΔR={r['specificity_logit']:.3f} (logit) {r['specificity_acc']:.3f} (acc), "
-            f"{r['mean_n_pruned']:.0f} neurons, {r['n_concepts']} concepts"
+            f"ΔA−ΔR={r['delta_a_minus_r_mean']:.3f} (logit, 95% CI {r['ci_low']:.3f}"
+            f"..{r['ci_high']:.3f}) {r['specificity_acc']:.3f} (acc), "
+            f"{r['n_pruned_mean']:.0f} neurons, acted on {r['n_acted']}/{r['n_concepts']} classes"
         )
     out["outputs"] = str(run / "pruning.csv")
     return out
 
 
 def run_stage(cfg: Config, run: RunDir) -> dict[str, Any]:
-    """Write ``pruning.csv`` and the figures ``pruning_summary`` and ``pruning_<concept>``."""
+    """Write ``pruning.csv`` (columns :data:`COLUMNS`: ``strategy, concept, draw, n_pruned,
+    acted``, the drops ``delta_a, delta_r, delta_a_prob, delta_r_prob`` and the accuracies
+    ``acc_a_before, acc_a_after, acc_r_before, acc_r_after``; one row per strategy, concept and
+    random draw), ``pruning_summary.csv`` (:func:`pruning_summary`, ``prune.bootstrap``
+    resamples seeded by ``seed``) and the figures ``pruning_summary`` and
+    ``pruning_<concept>`` (random draws averaged)."""
     from andlib import plots
 
     key = cfg.section_hash(
@@ -684,23 +1061,25 @@ def run_stage(cfg: Config, run: RunDir) -> dict[str, Any]:
         "train.heldout_fold",
         "evaluate.classifier_layer",
         extra=[
+            VERSION,
             run.stage_key("concepts"),
             input_fingerprint(run, ["neurons.csv", "clips.csv", "activations/index.json"]),
         ],
     )
     logger = run.logger(STAGE)
-    if run.is_fresh(STAGE, key):
+    if run.is_fresh(STAGE, key) and run.exists("pruning_summary.csv"):
         logger.info("prune: up to date")
         return _summary(run)
     df = pruning_experiment(cfg, run)
     run.write_csv("pruning.csv", df)
-    summary = pruning_summary(df)
+    summary = pruning_summary(df, cfg.prune.bootstrap, cfg.seed)
+    run.write_csv("pruning_summary.csv", summary)
     logger.info("pruning summary:\n%s", summary.to_string(index=False))
     if not summary.empty:
         plots.save_and_close(plots.pruning_summary_bars(summary), "pruning_summary", cfg)
     named = df[df["concept"].map(normalize_concept) == normalize_concept(cfg.prune.concept)]
     if not named.empty:
-        fig = plots.pruning_concept_bars(named, cfg.prune.concept)
+        fig = plots.pruning_concept_bars(average_draws(named), cfg.prune.concept)
         plots.save_and_close(fig, f"pruning_{cfg.prune.concept}", cfg)
-    run.mark_done(STAGE, key, outputs=["pruning.csv"])
+    run.mark_done(STAGE, key, outputs=["pruning.csv", "pruning_summary.csv"])
     return _summary(run)

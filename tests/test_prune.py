@@ -12,10 +12,14 @@ import torch
 from andlib import prune
 from andlib.config import rng
 from andlib.prune import (
+    ASTSuffix,
     NeuronPruner,
+    bootstrap_ci,
     concept_metrics,
     concept_words,
+    masked_logits,
     matches_open_concepts,
+    pruning_summary,
     random_neurons,
     select_neurons,
     stem,
@@ -202,22 +206,28 @@ def test_run_stage_end_to_end_on_a_tiny_saved_ast(tmp_path, tmp_cfg, tiny_ast):
     fe.save_pretrained(model_dir)
     checkpoint = _hash_dir(model_dir)
     run = make_run(tmp_path / "run", tmp_path / "audio")
-    cfg = tmp_cfg(
-        {
-            "model.name": str(model_dir),
-            "model.device": "cpu",
-            "data.duration": 1.0,
-            "prune.batch_size": 3,
-        }
-    )
+    settings = {
+        "model.name": str(model_dir),
+        "model.device": "cpu",
+        "data.duration": 1.0,
+        "prune.batch_size": 3,
+    }
+    cfg = tmp_cfg(settings)
     summary = prune.run_stage(cfg, run)
     df = run.read_csv("pruning.csv")
     assert list(df.columns) == prune.COLUMNS
     assert set(df.strategy) == {"ocp", "db", "random"}  # TAB was not computed: skipped
     assert sorted(set(df.concept)) == sorted(CLASSES)
+    assert cfg.prune.random_draws == 5
     for _, group in df.groupby("concept"):
-        n = group.set_index("strategy")["n_pruned"]
-        assert n["random"] == max(n["ocp"], n["db"])
+        n = group.groupby("strategy")["n_pruned"]
+        assert n.size().to_dict() == {"ocp": 1, "db": 1, "random": 5}
+        assert (group[group.strategy == "random"]["n_pruned"] == n.max().max()).all()
+        assert sorted(group[group.strategy == "random"]["draw"]) == [0, 1, 2, 3, 4]
+        assert (group["acted"] == (group["n_pruned"] > 0)).all()
+    # different random draws of a concept (where not every hidden neuron is chosen)
+    rand = df[(df.strategy == "random") & (df.n_pruned < 128)]
+    assert not rand.empty and rand.groupby("concept")["delta_r"].nunique().min() > 1
     # held-out = fold 5: two clips per class; accuracies are fractions of those
     assert set(df.acc_a_before.round(3)) <= {0.0, 0.5, 1.0}
     wd = df[(df.concept == "water_drops") & (df.strategy == "ocp")].iloc[0]
@@ -228,9 +238,132 @@ def test_run_stage_end_to_end_on_a_tiny_saved_ast(tmp_path, tmp_cfg, tiny_ast):
     assert (cfg.figures_path / "pruning_water_drops.png").exists()
     assert "prune.db" in summary
     assert _hash_dir(model_dir) == checkpoint  # the checkpoint is never edited
+    table = pd.read_csv(run / "pruning_summary.csv")
+    assert list(table.columns[:6]) == [
+        "strategy",
+        "n_concepts",
+        "n_pruned_mean",
+        "delta_a_minus_r_mean",
+        "ci_low",
+        "ci_high",
+    ]
+    assert table.strategy.tolist() == ["ocp", "db", "random"]
+    assert (table.n_concepts == 4).all()
+    assert (table.ci_low <= table.delta_a_minus_r_mean).all()
+    assert (table.delta_a_minus_r_mean <= table.ci_high).all()
+    pd.testing.assert_frame_equal(
+        table, pruning_summary(df, cfg.prune.bootstrap, cfg.seed), check_dtype=False
+    )
     # same config: reused, not recomputed
     before = (run / "pruning.csv").stat().st_mtime_ns
     prune.run_stage(cfg, run)
     assert (run / "pruning.csv").stat().st_mtime_ns == before
-    table = prune.pruning_summary(df)
-    assert table.strategy.tolist() == ["ocp", "db", "random"]
+    # the full-forward path gives the same table to float tolerance
+    plain = prune.pruning_experiment(tmp_cfg({**settings, "prune.fast": False}), run)
+    pd.testing.assert_frame_equal(plain, df, check_dtype=False, atol=1e-5, rtol=1e-4)
+    # a new setting is a new stage key
+    prune.run_stage(tmp_cfg({**settings, "prune.random_draws": 2}), run)
+    assert len(run.read_csv("pruning.csv").query("strategy == 'random'")) == 2 * len(CLASSES)
+
+
+def test_bootstrap_ci_hand_made_cases():
+    low, high = bootstrap_ci([2.0] * 7, 500, seed=3)
+    assert low == high == pytest.approx(2.0)
+    values = np.array([0.1, -0.4, 0.25, 1.0, 0.0])
+    gen = np.random.default_rng(11)
+    means = values[gen.integers(0, 5, size=(2000, 5))].mean(axis=1)
+    expected = np.quantile(means, [0.05, 0.95])
+    assert bootstrap_ci(values, 2000, seed=11, level=0.90) == pytest.approx(tuple(expected))
+    assert bootstrap_ci(list(values) + [np.nan], 2000, 11, 0.90) == pytest.approx(tuple(expected))
+    wide, narrow = bootstrap_ci(values, 2000, 11, 0.99), bootstrap_ci(values, 2000, 11, 0.5)
+    assert wide[0] < narrow[0] < narrow[1] < wide[1]
+    assert all(np.isnan(bootstrap_ci([], 100, 0)))
+
+
+def test_summary_averages_draws_and_compares_the_same_classes():
+    rows = []
+    for concept, (a, r) in {"dog": (1.0, 0.2), "rain": (0.5, 0.5), "sea": (0.0, 0.0)}.items():
+        rows.append(("db", concept, 0, 10 if concept != "sea" else 0, a, r))
+        for draw in range(3):  # random: ΔA − ΔR of 0, 0.3, 0.6 -> mean 0.3 per class
+            rows.append(("random", concept, draw, 10, 0.1 * draw, -0.2 * draw))
+    rows.append(("db", "not_a_class", 0, 4, np.nan, 0.1))  # no ΔA: not in the comparison
+    df = pd.DataFrame(
+        rows, columns=["strategy", "concept", "draw", "n_pruned", "delta_a", "delta_r"]
+    )
+    for col in ["delta_a_prob", "delta_r_prob", "acc_a_before", "acc_a_after"]:
+        df[col] = 0.0
+    df["acc_r_before"] = df["acc_r_after"] = 1.0
+    table = pruning_summary(df, 1000, seed=0).set_index("strategy")
+    assert table.loc["db", "n_concepts"] == table.loc["random", "n_concepts"] == 3
+    assert table.loc["db", "n_acted"] == 2 and table.loc["random", "n_acted"] == 3
+    assert table.loc["db", "delta_a_minus_r_mean"] == pytest.approx((0.8 + 0 + 0) / 3)
+    assert table.loc["random", "delta_a_minus_r_mean"] == pytest.approx(0.3)
+    assert table.loc["random", "ci_low"] == pytest.approx(0.3)  # every class: 0.3
+    assert table.loc["db", "n_pruned_mean"] == pytest.approx(20 / 3)
+    assert table.loc["db", "vs_random_mean"] == pytest.approx(0.8 / 3 - 0.3)
+    assert np.isnan(table.loc["random", "vs_random_mean"])
+
+
+def test_classes_are_drawn_once_with_the_seed(tmp_cfg):
+    names = [f"c{i}" for i in range(50)]
+    held = prune.HeldOut([], np.repeat(np.arange(50), 2), [], names)
+    cfg = tmp_cfg({"prune.concept": "c49"})
+    pairs = prune.choose_concepts(cfg, held)
+    assert len(pairs) in (20, 21) and ("c49", 49) in pairs
+    assert pairs == prune.choose_concepts(cfg, held)  # reproducible
+    assert [c for _, c in pairs[:20]] == sorted(c for _, c in pairs[:20])
+    other = prune.choose_concepts(tmp_cfg({"prune.concept": "c49", "seed": 1}), held)
+    assert other != pairs
+    every = prune.choose_concepts(
+        tmp_cfg({"prune.max_concepts": None, "prune.concept": "c3"}), held
+    )
+    assert [c for _, c in every] == list(range(50))
+
+
+EXTRA_PATHS = {
+    **LAYERS,
+    "layers.0.out": "audio_spectrogram_transformer.layers.0",
+    "layers.1.attn": "audio_spectrogram_transformer.layers.1.attention",
+    "layers.1.mlp": "audio_spectrogram_transformer.layers.1.mlp.fc1",
+}
+EXTRA_SIZES = {**SIZES, "layers.0.out": 32, "layers.1.attn": 32, "layers.1.mlp": 64}
+
+
+def test_cached_suffix_equals_a_full_masked_forward(tiny_ast):
+    model, fe = tiny_ast
+    batches = [_inputs(fe, n=3, seed=0), _inputs(fe, n=2, seed=1)]
+    labels = np.array([0, 1, 2, 0, 3])
+    selections = [
+        {"layers.0.attn": [1, 4]},
+        {"layers.0.mlp": [0, 9, 63], "layers.1.out": [5]},
+        {"layers.0.out": [2, 3]},
+        {"layers.1.attn": [0, 31]},
+        {"layers.1.mlp": [7, 8], "classifier": [1]},
+        {"layers.1.out": [0, 1, 2]},
+        {"classifier": [2]},
+        {"layers.1.mlp": [3], "layers.0.attn": [6], "layers.0.mlp": [1], "layers.1.out": [9]},
+        {},
+        {"layers.0.attn": [1, 4]},  # a repeat
+    ]
+    pruner = NeuronPruner(model, EXTRA_PATHS, EXTRA_SIZES)
+    runner = ASTSuffix.build(model, EXTRA_PATHS)
+    assert runner is not None and runner.points["layers.1.mlp"] == (1, "mlp")
+    before_fast, fast = masked_logits(model, batches, pruner, selections, fast=True)
+    before_plain, plain = masked_logits(model, batches, pruner, selections, fast=False)
+    torch.testing.assert_close(before_fast, before_plain, atol=1e-5, rtol=1e-5)
+    for sel, f, p in zip(selections, fast, plain, strict=True):
+        torch.testing.assert_close(f, p, atol=1e-5, rtol=1e-5, msg=str(sel))
+        if sel:
+            assert not torch.allclose(p, before_plain)
+        mf = concept_metrics(before_fast, f, labels, 0)
+        mp = concept_metrics(before_plain, p, labels, 0)
+        for k in ("delta_a", "delta_r", "delta_a_prob", "delta_r_prob"):
+            assert mf[k] == pytest.approx(mp[k], abs=1e-5), (sel, k)
+    assert torch.equal(fast[8], before_fast)
+    # the plain reference is itself what NeuronPruner + a HF forward give
+    with pruner.pruned(selections[1]), torch.no_grad():
+        direct = torch.cat([model(**b).logits for b in batches])
+    torch.testing.assert_close(plain[1], direct)
+    # not an AST, or a layer at no known point: full forwards
+    assert ASTSuffix.build(model, {"x": "audio_spectrogram_transformer.layernorm"}) is None
+    assert ASTSuffix.build(model.train(), LAYERS) is None
