@@ -514,14 +514,6 @@ Point = tuple[int, str]
 """Where a mask acts in an AST: ``(block, kind)``, kind ``attn`` / ``mlp`` / ``out`` / ``head``."""
 
 
-def _zeroed(x: torch.Tensor, idx: torch.Tensor | None) -> torch.Tensor:
-    if idx is None:
-        return x
-    x = x.clone()
-    x[..., idx] = 0
-    return x
-
-
 def selection_key(selection: Mapping[str, Sequence[int]]) -> tuple:
     """A hashable key of ``{layer: neurons}`` (empty layers dropped): equal keys, equal masks."""
     return tuple(
@@ -553,6 +545,7 @@ class ASTSuffix:
         self.encoder: Any = self.module.audio_spectrogram_transformer
         self.blocks: Any = self.encoder.layers
         self.points = dict(points)
+        self._fused: dict[int, tuple[torch.Tensor, torch.Tensor]] = {}
 
     @classmethod
     def build(cls, model: Any, paths: Mapping[str, str]) -> ASTSuffix | None:
@@ -597,81 +590,126 @@ class ASTSuffix:
         return cls(module, points)
 
     def masks(self, selection: Mapping[str, Sequence[int]], device: Any) -> dict[Point, Any]:
-        """``{point: index tensor}`` of a selection (layers at one point are merged)."""
+        """``{point: keep}`` of a selection: a float vector, 0 at the pruned neurons and 1
+        elsewhere (layers at one point are merged)."""
         merged: dict[Point, set[int]] = {}
         for layer, neurons in selection.items():
             if len(neurons):
                 merged.setdefault(self.points[layer], set()).update(int(n) for n in neurons)
-        return {
-            p: torch.tensor(sorted(v), dtype=torch.long, device=device) for p, v in merged.items()
-        }
+        dtype = next(self.module.parameters()).dtype
+        out = {}
+        for (j, kind), idx in merged.items():
+            if kind == "head":
+                size = self.module.classifier.dense.out_features
+            elif kind == "mlp":
+                size = self.blocks[j].mlp.fc2.in_features
+            else:
+                size = self.blocks[j].attention.o_proj.out_features
+            keep = torch.ones(size, dtype=dtype, device=device)
+            keep[torch.tensor(sorted(idx), dtype=torch.long, device=device)] = 0
+            out[(j, kind)] = keep
+        return out
 
-    def _attention(self, blk: Any, x: torch.Tensor, n_query: int | None) -> torch.Tensor:
+    def _qkv(self, j: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """Block ``j``'s query, key and value projections as one weight and bias."""
+        if j not in self._fused:
+            att = self.blocks[j].attention
+            lin = [att.q_proj, att.k_proj, att.v_proj]
+            w = torch.cat([p.weight for p in lin])
+            b = torch.cat(
+                [p.bias if p.bias is not None else torch.zeros_like(p.weight[:, 0]) for p in lin]
+            )
+            self._fused[j] = (w, b)
+        return self._fused[j]
+
+    def _attention(self, j: int, x: torch.Tensor, keep: torch.Tensor | None) -> torch.Tensor:
+        """Attention output (``o_proj``, pruned rows zeroed by ``keep``) of block ``j``; in the
+        last block only for the pooled tokens."""
+        blk = self.blocks[j]
         att = blk.attention
         h = blk.layernorm_before(x)
         b, t, _ = h.shape
         heads, dim = att.num_attention_heads, att.head_dim
-        k = att.k_proj(h).view(b, t, heads, dim).transpose(1, 2)
-        v = att.v_proj(h).view(b, t, heads, dim).transpose(1, 2)
-        hq = h if n_query is None else h[:, :n_query]
-        q = att.q_proj(hq).view(b, hq.shape[1], heads, dim).transpose(1, 2)
+        w, bias = self._qkv(j)
+        n = heads * dim
+        if j == len(self.blocks) - 1:
+            kv = nn.functional.linear(h, w[n:], bias[n:]).view(b, t, 2, heads, dim)
+            k, v = kv.permute(2, 0, 3, 1, 4).unbind(0)
+            hq = h[:, :_N_POOLED]
+            q = nn.functional.linear(hq, w[:n], bias[:n]).view(b, _N_POOLED, heads, dim)
+            q = q.transpose(1, 2)
+        else:
+            qkv = nn.functional.linear(h, w, bias).view(b, t, 3, heads, dim)
+            q, k, v = qkv.permute(2, 0, 3, 1, 4).unbind(0)
         o = nn.functional.scaled_dot_product_attention(q, k, v, scale=att.scaling)
-        return att.o_proj(o.transpose(1, 2).reshape(b, hq.shape[1], heads * dim))
+        o = o.transpose(1, 2).reshape(b, q.shape[2], n)
+        wo, bo = att.o_proj.weight, att.o_proj.bias
+        if keep is not None:
+            wo, bo = wo * keep[:, None], bo * keep
+        return nn.functional.linear(o, wo, bo)
+
+    def _mlp(self, j: int, h: torch.Tensor, u: torch.Tensor | None, masks: Mapping[Point, Any]):
+        """(MLP hidden units ``u``, block output) of block ``j`` from the residual ``h``."""
+        mlp = self.blocks[j].mlp
+        if u is None:
+            u = mlp.activation_fn(mlp.fc1(self.blocks[j].layernorm_after(h)))
+        w2 = mlp.fc2.weight
+        keep = masks.get((j, "mlp"))
+        if keep is not None:  # zero columns of fc2 = zero hidden units, exactly
+            w2 = w2 * keep[None, :]
+        y = nn.functional.linear(u, w2, mlp.fc2.bias)
+        y += h
+        keep = masks.get((j, "out"))
+        if keep is not None:
+            y *= keep
+        return u, y
 
     def _block(
         self,
         j: int,
         masks: Mapping[Point, Any],
-        *,
-        x: torch.Tensor | None = None,
-        a: torch.Tensor | None = None,
-        h: torch.Tensor | None = None,
-        u: torch.Tensor | None = None,
+        x: torch.Tensor,
         record: dict[tuple[str, int], torch.Tensor] | None = None,
         needed: set[Point] | None = None,
     ) -> torch.Tensor:
-        """Block ``j`` from its input ``x`` (or from a cached attention output ``a`` with ``x``,
-        or a cached residual ``h`` with MLP units ``u``), masks applied; ``record`` keeps the
-        tensors entering the ``needed`` points (unmasked pass)."""
-        blk = self.blocks[j]
-        last = j == len(self.blocks) - 1
+        """Block ``j`` from its input ``x`` with ``masks``; ``record`` keeps the tensors that
+        enter the ``needed`` points (the unmasked pass)."""
+        x_res = x[:, :_N_POOLED] if j == len(self.blocks) - 1 else x
+        a = self._attention(j, x, masks.get((j, "attn")))
         want = needed or set()
-        if h is None:
-            assert x is not None
-            if a is None:
-                a = self._attention(blk, x, _N_POOLED if last else None)
-            x_res = x[:, :_N_POOLED] if last else x
-            if record is not None and (j, "attn") in want:
-                record[("x", j)], record[("a", j)] = x_res, a
-            h = _zeroed(a, masks.get((j, "attn"))) + x_res
-        if u is None:
-            u = blk.mlp.activation_fn(blk.mlp.fc1(blk.layernorm_after(h)))
-            if record is not None and (j, "mlp") in want:
-                record[("h", j)], record[("u", j)] = h, u
-        y = blk.mlp.fc2(_zeroed(u, masks.get((j, "mlp")))) + h
+        if record is not None and (j, "attn") in want:
+            record[("x", j)], record[("a", j)] = x_res, a
+            h = a + x_res
+        else:
+            h = a.add_(x_res)
+        u, y = self._mlp(j, h, None, masks)
+        if record is not None and (j, "mlp") in want:
+            record[("h", j)], record[("u", j)] = h, u
         if record is not None and (j, "out") in want:
             record[("y", j)] = y
-        return _zeroed(y, masks.get((j, "out")))
+        return y
 
     def _head(self, y: torch.Tensor, masks: Mapping[Point, Any]) -> torch.Tensor:
         seq = self.encoder.layernorm(y[:, :_N_POOLED])
         logits = self.module.classifier((seq[:, 0] + seq[:, 1]) / 2)
-        return _zeroed(logits, masks.get((len(self.blocks), "head")))
+        keep = masks.get((len(self.blocks), "head"))
+        return logits if keep is None else logits * keep
 
     def _resume(
         self, cache: Mapping[tuple[str, int], torch.Tensor], masks: Mapping[Point, Any]
     ) -> torch.Tensor:
         j, kind = min(masks, key=lambda p: (p[0], _POINT_ORDER[p[1]]))
         if kind == "head":
-            return _zeroed(cache[("logits", 0)], masks[(j, "head")])
+            return cache[("logits", 0)] * masks[(j, "head")]
         if kind == "attn":
-            y = self._block(j, masks, x=cache[("x", j)], a=cache[("a", j)])
+            h = torch.addcmul(cache[("x", j)], cache[("a", j)], masks[(j, "attn")])
+            _, y = self._mlp(j, h, None, masks)
         elif kind == "mlp":
-            y = self._block(j, masks, h=cache[("h", j)], u=cache[("u", j)])
+            _, y = self._mlp(j, cache[("h", j)], cache[("u", j)], masks)
         else:
-            y = _zeroed(cache[("y", j)], masks[(j, "out")])
+            y = cache[("y", j)] * masks[(j, "out")]
         for k in range(j + 1, len(self.blocks)):
-            y = self._block(k, masks, x=y)
+            y = self._block(k, masks, y)
         return self._head(y, masks)
 
     def logits(
@@ -693,7 +731,7 @@ class ASTSuffix:
                 record: dict[tuple[str, int], torch.Tensor] = {}
                 y = self.encoder.embeddings(kwargs["input_values"])
                 for j in range(len(self.blocks)):
-                    y = self._block(j, {}, x=y, record=record, needed=needed)
+                    y = self._block(j, {}, y, record=record, needed=needed)
                 record[("logits", 0)] = base = self._head(y, {})
                 before.append(base.float().cpu())
                 for out, m in zip(after, masks, strict=True):
