@@ -27,25 +27,48 @@ recorded layer but ``evaluate.classifier_layer``, or ``prune.layers``):
   (``db_<prune.db_similarity>`` then its ``_top5`` list).
 - ``tab``: the same with the TAB concepts (skipped when TAB was not run).
 - ``random``: a control pruning as many neurons *in each layer* as the strategy named by
-  ``prune.random_match`` (``max``: the strategy that chose the most for this concept), drawn
-  uniformly with :func:`andlib.config.rng` ``(cfg, "prune", concept)``.
+  ``prune.random_match`` (default ``max``: whichever of OCP/DB/TAB chose the most for this
+  concept, which is DB whenever DB chose at least as many as the others), drawn uniformly
+  ``prune.random_draws`` times (default 5), draw *d* with :func:`andlib.config.rng`
+  ``(cfg, "prune", concept, d)``.
+
+**Classes** (:func:`choose_concepts`): ``prune.max_concepts`` (default 20; ``None``: all) of
+the held-out classes, drawn once with ``rng(cfg, "prune", "classes")``, plus the named
+``prune.concept``; every strategy is run on every one of them. A strategy that chooses no
+neuron for a class still gets its row (``n_pruned`` 0, ``acted`` False, zero drops: the model
+is unchanged), so strategies are compared on the same classes.
 
 **Measuring** (:func:`pruning_experiment`). The held-out clips (``clips.csv`` rows of fold
 ``train.heldout_fold`` when there is a ``fold`` column, else every clip) are decoded and
-preprocessed once and forwarded once unpruned and once per (strategy, concept). For the
-concept's class, *A* = its clips and *R* = all other clips. The model's confidence on a clip is
-the logit (softmax probability) of the clip's true class. ``delta_a`` is the confidence **drop**
-on A (before − after, averaged over A's clips), ``delta_r`` the drop on R; ``delta_*_prob`` the
-same for probabilities; ``acc_*_before/after`` the accuracies. Concept-specific forgetting
-shows as a large ΔA with a small ΔR, so ``ΔA − ΔR`` (higher is better) summarises a strategy
-(:func:`pruning_summary`).
+preprocessed once. For the concept's class, *A* = its clips and *R* = all other clips. The
+model's confidence on a clip is the logit (softmax probability) of the clip's true class.
+``delta_a`` is the confidence **drop** on A (before − after, averaged over A's clips),
+``delta_r`` the drop on R; ``delta_*_prob`` the same for probabilities; ``acc_*_before/after``
+the accuracies. Concept-specific forgetting shows as a large ΔA with a small ΔR, so
+``ΔA − ΔR`` (higher is better) summarises a strategy.
 
-Outputs: ``pruning.csv`` (one row per strategy and concept) and the figures
-``pruning_summary`` and ``pruning_<prune.concept>``.
+**Speed** (:func:`masked_logits`). Masks only change what follows them. For a transformers
+AST (``prune.fast``, default) :class:`ASTSuffix` runs one unmasked pass per batch, caches the
+tensors entering the first masked point of every selection, and recomputes each selection only
+from there (and, in the last block, only the two pooled tokens past the keys and values): the
+same logits as a full masked forward to float rounding. Other models, or ``prune.fast:
+false``, get a full forward per distinct selection through :class:`NeuronPruner`.
+``benchmarks/bench_prune.py`` times 50 classes x every strategy.
+
+**Summary** (:func:`pruning_summary`): draws averaged per class first, then per strategy over
+the same classes the mean ΔA − ΔR with a 95 % percentile bootstrap interval over classes
+(:func:`bootstrap_ci`, ``prune.bootstrap`` resamples seeded by ``seed``), how many classes the
+strategy acted on, and the paired difference to the random control.
+
+Outputs: ``pruning.csv`` (one row per strategy, concept and random draw; :data:`COLUMNS`),
+``pruning_summary.csv`` (:data:`SUMMARY_COLUMNS`) and the figures ``pruning_summary`` and
+``pruning_<prune.concept>``.
 
 Public surface: :class:`NeuronPruner`, :func:`stem`, :func:`concept_words`,
 :func:`matches_open_concepts`, :func:`select_neurons`, :func:`random_neurons`,
-:func:`load_heldout`, :func:`predict`, :func:`concept_metrics`, :func:`pruning_experiment`,
+:func:`load_heldout`, :func:`predict`, :func:`concept_metrics`, :class:`ASTSuffix`,
+:func:`masked_logits`, :func:`selection_key`, :func:`choose_concepts`, :func:`plan_selections`,
+:func:`pruning_experiment`, :func:`bootstrap_ci`, :func:`average_draws`,
 :func:`pruning_summary`, :func:`run_stage`.
 """
 
@@ -95,6 +118,8 @@ COLUMNS = [
     "acc_r_before",
     "acc_r_after",
 ]
+"""``pruning.csv``: ``draw`` numbers the random draws (0 for the other strategies), ``acted``
+whether any neuron was pruned; see :func:`run_stage`."""
 
 log = logging.getLogger(__name__)
 
