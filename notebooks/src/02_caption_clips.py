@@ -37,6 +37,7 @@ print(summary)
 captions = run.read_csv("captions.csv")
 features = run.read_csv("features.csv")
 print(f"{len(captions)} captions, {features.shape[1] - 1} acoustic features per clip")
+print("what the captioner may know of each clip's source:", run.read_json("caption_accuracy.json"))
 captions.head(10)
 
 # %% [markdown]

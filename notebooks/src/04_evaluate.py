@@ -50,6 +50,23 @@ else:
     display(Markdown("No classifier layer with known class names was dissected."))
 
 # %% [markdown]
+# ## How good must captions be?
+#
+# `metadata+acoustic` captions with the source of a seeded share of clips replaced by a wrong
+# class: last-layer top-1 against caption accuracy (1 − the corruption rate). The measured
+# captioners are points: `tagger+acoustic` at its cross-fitted accuracy, `acoustic` (no source)
+# at 0.
+
+# %%
+sweep = run.read_csv("caption_quality.csv")
+if not sweep.empty:
+    display(
+        sweep.pivot_table(index="method", columns=["captioner", "caption_accuracy"], values="top1")
+        .round(2)
+    )
+    fig = plots.caption_quality(sweep)
+
+# %% [markdown]
 # ## Simulation scores
 #
 # Mean correlation per layer and method (error bars: standard error over the sampled neurons).
