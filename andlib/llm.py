@@ -674,10 +674,10 @@ class ExtractiveLLM(LLM):
         super().__init__(cfg, None)
 
     def summarize_captions(self, captions: Sequence[str]) -> str:
-        """What most ``captions`` share and what only a few have, with counts."""
+        """What at least ``llm.summary_min_share`` of ``captions`` share, with counts."""
         from andlib.summarize import summarize_captions
 
-        return summarize_captions(captions)
+        return summarize_captions(captions, min_share=self.cfg.summary_min_share)
 
     def complete_many(self, batch, labels=None) -> list[str]:
         replies = []
