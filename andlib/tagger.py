@@ -31,6 +31,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from .captioning import ESC50_PHRASES, AcousticCaptioner, Captioner, audio_digest
 from .config import ConfigError, stable_hash
 from .data import ProbingSet
 
@@ -199,8 +200,6 @@ def topk_accuracy(probs: np.ndarray, labels: np.ndarray, k: int) -> float:
 
 def source_phrase(category: str) -> str:
     """``"dog"`` -> ``"a dog barking"`` (the shipped ESC-50 phrase), else the label in words."""
-    from .captioning import ESC50_PHRASES
-
     key = str(category).strip()
     return ESC50_PHRASES.get(key.lower()) or key.replace("_", " ").replace("-", " ").strip()
 
@@ -226,7 +225,7 @@ def source_sentence(phrases: Sequence[str], probs: Sequence[float]) -> str:
 # --------------------------------------------------------------------------------------------
 
 
-class TaggerCaptioner:
+class TaggerCaptioner(Captioner):
     """``tagger+acoustic``: the cross-fitted tagger's source sentence, then the acoustic caption.
 
     ``settings`` (version, C, splits, seed) enter the caption stage key. Probabilities are
@@ -242,8 +241,6 @@ class TaggerCaptioner:
         c: float = 1.0,
         seed: int = 0,
     ):
-        from .captioning import AcousticCaptioner
-
         self.name = "tagger+acoustic"
         self.acoustic = AcousticCaptioner(cache_dir, num_workers)
         self.n_splits = n_splits
@@ -265,8 +262,6 @@ class TaggerCaptioner:
 
     def probabilities(self, ps: ProbingSet) -> tuple[np.ndarray, np.ndarray, list[str]]:
         """Cross-fitted ``(probs [n_clips, n_classes], splits, class names)``."""
-        from .captioning import audio_digest
-
         if "category" not in ps.meta or (ps.labels < 0).any():
             raise ConfigError(
                 "captioner tagger+acoustic needs a labelled probing set (every clip with a "
