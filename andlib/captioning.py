@@ -1267,7 +1267,8 @@ def caption_paths_cli(cfg: Config, paths: Sequence[str | os.PathLike]) -> int:
     captioned, and the exit status is 1. A handful of files has no set distribution to
     compare against: with fewer than :data:`MIN_SET_SIZE` files the acoustic captioners use
     absolute anchors only (so "loud" means loud on any set, not louder than the others).
-    Files carry no labels, so ``metadata+acoustic`` says the acoustic sentence alone.
+    Files carry no labels, so ``metadata+acoustic`` says the acoustic sentence alone, and
+    ``tagger+acoustic`` names sources with a tagger fitted on the whole configured probing set.
     """
     files, errors = _expand(paths)
     for e in errors:
@@ -1289,10 +1290,13 @@ def caption_paths_cli(cfg: Config, paths: Sequence[str | os.PathLike]) -> int:
                 "category": "",
             }
         )
+        files_set = ProbingSet("cli", cfg.data.sample_rate, clips, meta)
+        captioner = get_captioner(cfg)
         try:
-            captions = get_captioner(cfg).caption(
-                ProbingSet("cli", cfg.data.sample_rate, clips, meta)
-            )
+            if hasattr(captioner, "caption_new"):
+                captions = captioner.caption_new(files_set, load_probing_set(cfg))
+            else:
+                captions = captioner.caption(files_set)
         except CaptionError as exc:
             print(f"error: {exc}", file=sys.stderr)
             return 1

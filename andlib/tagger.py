@@ -297,6 +297,30 @@ class TaggerCaptioner(Captioner):
             tmp.replace(path)
         return probs, splits, names
 
+    def caption_new(self, clips: ProbingSet, reference: ProbingSet) -> list[str]:
+        """Captions of clips outside the labelled ``reference`` set (e.g. files on the CLI).
+
+        The tagger is fitted on every clip of ``reference``; ``clips`` carry no labels, so
+        nothing needs cross-fitting.
+        """
+        probs, _, names = self.probabilities(reference)  # validates the reference labels
+        labels = reference.labels.astype(int)
+        ref_digests = [audio_digest(a, reference.sample_rate) for a in reference.audio]
+        x_ref = self._features.get(reference.audio, ref_digests, reference.sample_rate)
+        digests = [audio_digest(a, clips.sample_rate) for a in clips.audio]
+        x = self._features.get(clips.audio, digests, clips.sample_rate)
+        model = _classifier(self.c).fit(x_ref, labels)
+        full = np.zeros((len(clips), len(names)))
+        full[:, model.classes_.astype(int)] = model.predict_proba(x)
+        order = np.argsort(-full, axis=1, kind="stable")
+        acoustic = self.acoustic.caption(clips)
+        out = []
+        for i, text in enumerate(acoustic):
+            top = order[i, :3]
+            phrases = [source_phrase(names[j]) for j in top]
+            out.append(f"{source_sentence(phrases, full[i, top])} {text}")
+        return out
+
     def caption(self, probing_set: ProbingSet) -> list[str]:
         ps = probing_set
         probs, splits, names = self.probabilities(ps)

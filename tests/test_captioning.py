@@ -295,6 +295,8 @@ def test_cli_entry_point(tmp_path):
             "caption",
             str(tone),
             str(tmp_path / "missing.wav"),
+            "--captioner",
+            "acoustic",
             "--set",
             f"cache_dir={tmp_path / 'cache'}",
         ],

@@ -122,3 +122,13 @@ def test_unlabelled_sets_are_a_clear_error(tmp_path):
     ps.meta["label"] = -1
     with pytest.raises(Exception, match="labelled probing set"):
         TaggerCaptioner(tmp_path).caption(ps)
+
+
+def test_new_clips_get_sources_from_a_tagger_fitted_on_the_whole_reference_set(tmp_path):
+    ref = _probing_set()
+    rng = np.random.default_rng(7)
+    meta = pd.DataFrame({"clip_id": ["x", "y"], "path": ["x", "y"], "label": -1, "category": ""})
+    new = ProbingSet("files", SR, [_clip(0, rng), _clip(2, rng)], meta)
+    captions = TaggerCaptioner(tmp_path).caption_new(new, ref)
+    assert captions[0].startswith("Most likely a dog barking")
+    assert "rain" in captions[1].split(".")[0]
