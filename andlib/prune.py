@@ -975,17 +975,7 @@ def bootstrap_ci(
     return float(low), float(high)
 
 
-_MEASURES = [
-    "n_pruned",
-    "delta_a",
-    "delta_r",
-    "delta_a_prob",
-    "delta_r_prob",
-    "acc_a_before",
-    "acc_a_after",
-    "acc_r_before",
-    "acc_r_after",
-]
+_MEASURES = [c for c in COLUMNS if c not in ("strategy", "concept", "draw", "acted")]
 
 
 def average_draws(df: pd.DataFrame) -> pd.DataFrame:

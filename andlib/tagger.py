@@ -225,6 +225,29 @@ def source_sentence(phrases: Sequence[str], probs: Sequence[float]) -> str:
 # --------------------------------------------------------------------------------------------
 
 
+def _labels_and_names(ps: ProbingSet) -> tuple[np.ndarray, list[str]]:
+    """The clips' integer labels and the class name of each label; a clear error if unlabelled."""
+    if "category" not in ps.meta or (ps.labels < 0).any():
+        raise ConfigError(
+            "captioner tagger+acoustic needs a labelled probing set (every clip with a "
+            "label and category); use captioner.name=acoustic for unlabelled audio"
+        )
+    labels = ps.labels.astype(int)
+    names = [""] * (int(labels.max()) + 1)
+    for lab, cat in zip(labels, ps.meta["category"].astype(str), strict=True):
+        names[lab] = cat
+    return labels, names
+
+
+def _with_sources(probs: np.ndarray, names: list[str], acoustic: list[str]) -> list[str]:
+    """Each clip's source sentence (its three most probable classes), then its acoustic caption."""
+    order = np.argsort(-probs, axis=1, kind="stable")[:, :3]
+    return [
+        f"{source_sentence([source_phrase(names[j]) for j in top], probs[i, top])} {text}"
+        for i, (top, text) in enumerate(zip(order, acoustic, strict=True))
+    ]
+
+
 class TaggerCaptioner(Captioner):
     """``tagger+acoustic``: the cross-fitted tagger's source sentence, then the acoustic caption.
 
@@ -262,16 +285,8 @@ class TaggerCaptioner(Captioner):
 
     def probabilities(self, ps: ProbingSet) -> tuple[np.ndarray, np.ndarray, list[str]]:
         """Cross-fitted ``(probs [n_clips, n_classes], splits, class names)``."""
-        if "category" not in ps.meta or (ps.labels < 0).any():
-            raise ConfigError(
-                "captioner tagger+acoustic needs a labelled probing set (every clip with a "
-                "label and category); use captioner.name=acoustic for unlabelled audio"
-            )
-        labels = ps.labels.astype(int)
-        n_classes = int(labels.max()) + 1
-        names = [""] * n_classes
-        for lab, cat in zip(labels, ps.meta["category"].astype(str), strict=True):
-            names[lab] = cat
+        labels, names = _labels_and_names(ps)
+        n_classes = len(names)
         splits = cross_fit_splits(ps.meta, self.n_splits, self.seed)
         digests = [audio_digest(a, ps.sample_rate) for a in ps.audio]
         key = stable_hash(
@@ -303,8 +318,7 @@ class TaggerCaptioner(Captioner):
         The tagger is fitted on every clip of ``reference``; ``clips`` carry no labels, so
         nothing needs cross-fitting.
         """
-        probs, _, names = self.probabilities(reference)  # validates the reference labels
-        labels = reference.labels.astype(int)
+        labels, names = _labels_and_names(reference)
         ref_digests = [audio_digest(a, reference.sample_rate) for a in reference.audio]
         x_ref = self._features.get(reference.audio, ref_digests, reference.sample_rate)
         digests = [audio_digest(a, clips.sample_rate) for a in clips.audio]
@@ -312,26 +326,16 @@ class TaggerCaptioner(Captioner):
         model = _classifier(self.c).fit(x_ref, labels)
         full = np.zeros((len(clips), len(names)))
         full[:, model.classes_.astype(int)] = model.predict_proba(x)
-        order = np.argsort(-full, axis=1, kind="stable")
-        acoustic = self.acoustic.caption(clips)
-        out = []
-        for i, text in enumerate(acoustic):
-            top = order[i, :3]
-            phrases = [source_phrase(names[j]) for j in top]
-            out.append(f"{source_sentence(phrases, full[i, top])} {text}")
-        return out
+        return _with_sources(full, names, self.acoustic.caption(clips))
 
     def caption(self, probing_set: ProbingSet) -> list[str]:
         ps = probing_set
         probs, splits, names = self.probabilities(ps)
-        acoustic = self.acoustic.caption(ps)
+        captions = _with_sources(probs, names, self.acoustic.caption(ps))
         order = np.argsort(-probs, axis=1, kind="stable")
-        captions = []
         rows = []
-        for i, text in enumerate(acoustic):
+        for i in range(len(ps)):
             top = order[i, :3]
-            phrases = [source_phrase(names[j]) for j in top]
-            captions.append(f"{source_sentence(phrases, probs[i, top])} {text}")
             rows.append(
                 {
                     "clip_id": ps.clip_ids[i],
