@@ -44,6 +44,9 @@ from andlib.runs import RunDir, save_npy, write_json
 log = logging.getLogger(__name__)
 
 STAGE = "record"
+VERSION = 1
+"""Algorithm version of the record stage (part of its cache key): raise it when a change of
+the code changes the recorded activations for the same config."""
 ACTIVATIONS = "activations"
 POOLINGS = ("mean", "max", "cls")
 
@@ -161,7 +164,20 @@ def _has_module(model: nn.Module, path: str) -> bool:
     return True
 
 
+PRESET_ALIASES: dict[str, tuple[str, ...]] = {"pitch": ("crepe", "pesto")}
+"""``preset:pitch``: whichever pitch-network preset fits the model (``configs/pitch.yaml``
+records CREPE and PESTO with one ``record.layers``)."""
+
+
 def _resolve_preset(model: nn.Module, name: str, names: list[str]) -> dict[str, str]:
+    if name in PRESET_ALIASES:
+        errors = []
+        for alias in PRESET_ALIASES[name]:
+            try:
+                return _resolve_preset(model, alias, names)
+            except LayerError as exc:
+                errors.append(str(exc))
+        raise LayerError(f"preset:{name} fits no preset of {PRESET_ALIASES[name]}: {errors}")
     if name not in PRESETS:
         raise LayerError(f"unknown preset {name!r}; presets: {', '.join(PRESETS)}")
     p = PRESETS[name]
@@ -502,13 +518,16 @@ def stage_key(cfg: Config) -> str:
     """The record stage's cache key: model, data, layers/pooling and seed, and for a
     project-trained model (``trained:<strategy>``) its cache folder name, which hashes
     exactly the training settings that strategy depends on (not the whole ``train`` section:
-    a setting of another strategy, or any for a hub model, records nothing new)."""
+    a setting of another strategy, or any for a hub model, records nothing new), and
+    :data:`VERSION`. It reads no lexicon or prompt."""
     trained = None
     if cfg.model.name.startswith("trained:"):
         from andlib.train import model_dir
 
         trained = model_dir(cfg, cfg.model.name.split(":", 1)[1] or None).name
-    return cfg.section_hash("model", "data", "record", "seed", extra=trained)
+    return cfg.section_hash(
+        "model", "data", "record", "seed", extra={"trained": trained, "version": VERSION}
+    )
 
 
 def record(

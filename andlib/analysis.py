@@ -15,7 +15,8 @@ through :mod:`andlib.plots` (PNG + PDF in ``figures/``).
   sentences about one clip) is one item, so each clip belongs to exactly one cluster; the
   spread of a neuron is the number of distinct clusters among its top-K clips
   (:func:`cluster_spread`), and a neuron whose spread reaches ``polysemantic_threshold`` is
-  polysemantic (:func:`polysemantic_per_layer`).
+  polysemantic (:func:`polysemantic_per_layer`). ``analysis.cluster_unit: sentence`` clusters
+  caption sentences instead, as AND's code does (:func:`caption_sentences`).
 - **Acoustic features vs concepts** (paper finding i): :func:`description_balance` counts
   acoustic adjectives against open-set concept nouns per neuron (``acoustic`` / ``concept`` /
   ``tie``), :func:`balance_per_layer` gives the three shares per layer; :func:`ridge_cv_r2`
@@ -52,6 +53,8 @@ log = logging.getLogger(__name__)
 
 ANALYSIS_DIR = "analysis"
 STAGE = "analysis"
+VERSION = 1
+"""Algorithm version of the analysis stage (part of its cache key)."""
 KIND_ORDER = {"attn": 0, "attention": 0, "mlp": 1, "intermediate": 1, "out": 2, "output": 2}
 _INT = re.compile(r"(?:^|[._/])(\d+)(?=$|[._/])")
 
@@ -266,13 +269,36 @@ def top_clips_table(
     return pd.DataFrame({"layer": neurons["layer"], "neuron": neurons["neuron"], "clips": clips})
 
 
+def caption_sentences(
+    clip_ids: Iterable[str], captions: Iterable[str]
+) -> tuple[list[str], list[str]]:
+    """Every sentence of every caption as its own item: ``(clip id per sentence, sentences)``
+    (AND's unit of clustering, ``analysis.cluster_unit: sentence``). A caption without a
+    split point is one sentence; empty captions give none."""
+    from andlib.concepts import split_sentences
+
+    ids: list[str] = []
+    texts: list[str] = []
+    for cid, caption in zip(clip_ids, captions, strict=True):
+        for sentence in split_sentences(str(caption)):
+            ids.append(str(cid))
+            texts.append(sentence)
+    return ids, texts
+
+
 def cluster_spread(top_clips: pd.DataFrame, clusters: Mapping[str, int] | pd.Series) -> pd.Series:
     """Number of distinct caption clusters among each neuron's top clips (clips without a
-    cluster, e.g. uncaptioned, are ignored). Aligned with ``top_clips`` rows."""
-    lookup = dict(clusters.items()) if isinstance(clusters, pd.Series) else dict(clusters)
+    cluster, e.g. uncaptioned, are ignored). Aligned with ``top_clips`` rows.
+
+    A ``Series`` may name a clip several times (one row per caption sentence, see
+    :func:`caption_sentences`): the clip then counts with all its sentences' clusters.
+    """
+    lookup: dict[Any, set[int]] = {}
+    for clip, cluster in clusters.items():
+        lookup.setdefault(clip, set()).add(int(cluster))
     return (
         top_clips["clips"]
-        .map(lambda clips: len({lookup[c] for c in clips if c in lookup}))
+        .map(lambda clips: len(set().union(*(lookup.get(c, set()) for c in clips))))
         .astype(int)
     )
 
@@ -586,6 +612,19 @@ def model_name(run: RunDir, cfg: Config | None = None) -> str:
 # --------------------------------------------------------------------------------------------
 
 
+def stage_key(cfg: Config, run: RunDir) -> str:
+    """The analysis stage's cache key: its settings, :data:`VERSION`, the upstream stage keys
+    and the inputs' fingerprints (it reads no lexicon or prompt of its own)."""
+    upstream = {s: run.stage_key(s) for s in ("record", "caption", "concepts")}
+    return cfg.section_hash(
+        "analysis",
+        "k",
+        "seed",
+        "embedder",
+        extra={"inputs": _fingerprint(run, INPUTS), "upstream": upstream, "version": VERSION},
+    )
+
+
 def run_stage(cfg: Config, run: RunDir) -> dict[str, Any]:
     """Compute every analysis whose inputs exist, write ``analysis/*.csv`` and the figures.
 
@@ -594,7 +633,7 @@ def run_stage(cfg: Config, run: RunDir) -> dict[str, Any]:
     """
     if cfg.strategies and not run.exists("neurons.csv"):
         return run_comparison(cfg, run)
-    key = cfg.section_hash("analysis", "k", "seed", "embedder", extra=_fingerprint(run, INPUTS))
+    key = stage_key(cfg, run)
     if run.is_fresh(STAGE, key):
         return {"analysis": "cached", **_summary(run)}
     logger = run.logger(STAGE)
@@ -644,10 +683,12 @@ def compute_tables(cfg: Config, run: RunDir, logger: logging.Logger | None = Non
     if run.exists("captions.csv") and tops is not None:
         captions = run.read_csv("captions.csv")
         captions = captions[captions["caption"].astype(str).str.strip() != ""]
-        emb = caption_embeddings(cfg, run, captions["caption"].astype(str).tolist())
-        clusters = cluster_captions(
-            captions["clip_id"].astype(str), emb, a.n_clusters, cfg.seed, a.kmeans_n_init
-        )
+        ids = captions["clip_id"].astype(str).tolist()
+        texts = captions["caption"].astype(str).tolist()
+        if a.cluster_unit == "sentence":  # AND: every caption sentence is one item
+            ids, texts = caption_sentences(ids, texts)
+        emb = caption_embeddings(cfg, run, texts)
+        clusters = cluster_captions(ids, emb, a.n_clusters, cfg.seed, a.kmeans_n_init)
         write("caption_clusters.csv", clusters.reset_index())
         poly = polysemanticity(tops, clusters, a.polysemantic_threshold)
         write("neuron_polysemanticity.csv", poly)
@@ -684,23 +725,13 @@ def compute_tables(cfg: Config, run: RunDir, logger: logging.Logger | None = Non
 
 
 def caption_embeddings(cfg: Config, run: RunDir, texts: list[str]) -> np.ndarray:
-    """Sentence embeddings of ``texts`` (the captions), cached in
-    ``analysis/caption_embeddings.npz`` under a hash of the embedder name and the texts, so
-    changing only an analysis setting does not embed every caption again."""
+    """Sentence embeddings of ``texts`` (the captions), from the embedder's disk cache
+    (:class:`andlib.embeddings.EmbeddingCache`, shared with the concepts and evaluate stages),
+    so changing only an analysis setting does not embed every caption again."""
     from andlib.embeddings import get_embedder
 
-    key = stable_hash([cfg.embedder.name, texts])
-    path = _analysis_file(run, "caption_embeddings.npz")
-    if path.exists():
-        with np.load(path) as cached:
-            if str(cached["key"]) == key:
-                return cached["embeddings"]
-    emb = np.asarray(get_embedder(cfg.embedder).encode(texts), dtype=np.float32)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp.npz")
-    np.savez(tmp, key=np.array(key), embeddings=emb)
-    tmp.replace(path)
-    return emb
+    _analysis_file(run, "caption_embeddings.npz").unlink(missing_ok=True)  # the older cache
+    return np.asarray(get_embedder(cfg).encode(texts), dtype=np.float32)
 
 
 def _summary(run: RunDir) -> dict[str, Any]:

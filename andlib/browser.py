@@ -1,9 +1,9 @@
 """Explore described neurons: a record per neuron, a search, an ipywidgets app, a static page.
 
 - :func:`neuron_record` assembles everything known about one neuron from the run directory:
-  summaries, calibrated summary, closed-set concepts (``db_*``, ``tab``, ``icl``), open-set
-  concepts, acoustic adjectives, its activation over every clip, and its top-K / bottom-K
-  clips (path, caption, activation).
+  summaries, calibrated summary, closed-set concepts (``db_*``, ``tab``, ``icl`` or
+  ``icl_embedding``), open-set concepts, acoustic adjectives, its activation over every clip,
+  and its top-K / bottom-K clips (path, caption, activation).
 - :func:`search_neurons` finds neurons by a concept or a word of their description.
 - :class:`NeuronBrowser` is the interactive app (layer dropdown, neuron slider, search box;
   each clip with an audio player, a spectrogram and its caption). It builds without a display,
@@ -186,8 +186,13 @@ class RunView:
 # --------------------------------------------------------------------------------------------
 
 
+CLOSED_COLUMNS = ("tab", "tab_top5", "icl", "icl_top5", "icl_embedding", "icl_embedding_top5")
+"""Closed-set concept columns of ``neurons.csv`` besides ``db_*`` (``icl_embedding``: ICL
+ranked by embedding similarity, without an LLM)."""
+
+
 def _closed_concepts(row: dict[str, Any]) -> dict[str, str]:
-    keys = [k for k in row if k.startswith("db_") or k in ("tab", "tab_top5", "icl", "icl_top5")]
+    keys = [k for k in row if k.startswith("db_") or k in CLOSED_COLUMNS]
     return {k: str(row[k]) for k in keys}
 
 
@@ -207,7 +212,7 @@ def neuron_record(
     Keys: ``layer, neuron, described`` (has a ``neurons.csv`` row), ``high_summary,
     low_summary, calibrated_summary, adjectives`` (list),
     ``open_concepts`` (list), ``closed_concepts`` (``{column: value}`` for ``db_*``, ``tab``,
-    ``icl`` and their ``_top5``), ``activations`` (``[n_clips]`` array or ``None``), and
+    ``icl`` or ``icl_embedding`` and their ``_top5``), ``activations`` (``[n_clips]`` array or ``None``), and
     ``top`` / ``bottom``: lists of ``{rank, clip_id, activation, path, caption, category}``.
 
     The top/bottom clips are those of ``neurons.csv`` (the clips the description was made
@@ -303,9 +308,7 @@ def search_neurons(
         return pd.DataFrame(columns=columns)
     pattern = re.compile(rf"(?<![a-z0-9]){re.escape(q)}(?![a-z0-9])")
     df = view.neurons.reset_index(drop=True)
-    closed = [
-        c for c in df.columns if c.startswith("db_") or c in ("tab", "tab_top5", "icl", "icl_top5")
-    ]
+    closed = [c for c in df.columns if c.startswith("db_") or c in CLOSED_COLUMNS]
     score = np.zeros(len(df))
     matched: list[list[str]] = [[] for _ in range(len(df))]
     fields = [(c, _SEARCH_FIELDS["closed"]) for c in closed] + [

@@ -104,6 +104,9 @@ FEATURE_COLUMNS = [
 ]
 
 _FMIN = 50.0
+PRECISE_FMIN = 32.0
+"""YIN's lowest pitch with ``captioner.precise_pitch`` (B0 is 30.9 Hz, E1 41.2 Hz): the 64 ms
+YIN frame at 16 kHz holds periods up to 511 samples (31.3 Hz)."""
 _FLOOR_DB = -120.0
 
 
@@ -132,8 +135,11 @@ def _yin_aperiodicity(frames: np.ndarray, min_period: int, max_period: int) -> n
     return np.clip(cmnd.min(axis=0), 0.0, 2.0)
 
 
-def acoustic_features(audio: np.ndarray, sr: int) -> dict[str, float]:
+def acoustic_features(audio: np.ndarray, sr: int, fmin: float = _FMIN) -> dict[str, float]:
     """Measure one clip: a dict with one finite float per name in :data:`FEATURE_COLUMNS`.
+
+    ``fmin`` is the lowest pitch YIN looks for (50 Hz; :data:`PRECISE_FMIN` with
+    ``captioner.precise_pitch``).
 
     Frames are 32 ms with an 8 ms hop (spectral and onset features), 64 ms with a 32 ms hop
     (pitch, via ``librosa.yin``). "Sounding" frames are those within 35 dB of the clip's
@@ -202,12 +208,12 @@ def acoustic_features(audio: np.ndarray, sr: int) -> dict[str, float]:
     # ---- pitch and periodicity (YIN) ---------------------------------------------------------
     frame_length, yin_hop = 2 * n_fft, 4 * hop
     f0 = librosa.yin(
-        y, fmin=_FMIN, fmax=sr / 2, sr=sr, frame_length=frame_length, hop_length=yin_hop
+        y, fmin=fmin, fmax=sr / 2, sr=sr, frame_length=frame_length, hop_length=yin_hop
     )
     frames = librosa.util.frame(
         np.pad(y, frame_length // 2), frame_length=frame_length, hop_length=yin_hop
     )
-    aper = _yin_aperiodicity(frames, 2, int(np.ceil(sr / _FMIN)))
+    aper = _yin_aperiodicity(frames, 2, int(np.ceil(sr / fmin)))
     yin_sounding = _db(np.mean(frames.astype(np.float64) ** 2, axis=0)) > threshold
     if not yin_sounding.any():
         yin_sounding[:] = True
@@ -284,16 +290,18 @@ def _loudness_db(frames_ms: np.ndarray, freqs: np.ndarray, sr: int) -> float:
     return float(_db(np.mean(per_frame)))
 
 
-def _features_of(audios: Sequence[np.ndarray], sr: int) -> list[dict[str, float]]:
+def _features_of(
+    audios: Sequence[np.ndarray], sr: int, fmin: float = _FMIN
+) -> list[dict[str, float]]:
     """Measure several clips in this process, one BLAS thread (small matrices run faster)."""
     from threadpoolctl import threadpool_limits
 
     with threadpool_limits(1):
-        return [acoustic_features(a, sr) for a in audios]
+        return [acoustic_features(a, sr, fmin) for a in audios]
 
 
 def extract_features(
-    audios: Sequence[np.ndarray], sr: int, num_workers: int = 2
+    audios: Sequence[np.ndarray], sr: int, num_workers: int = 2, fmin: float = _FMIN
 ) -> list[dict[str, float]]:
     """:func:`acoustic_features` of many clips, in order.
 
@@ -302,12 +310,12 @@ def extract_features(
     """
     n = len(audios)
     if num_workers <= 1 or n < SERIAL_BELOW:
-        return _features_of(audios, sr)
+        return _features_of(audios, sr, fmin)
     chunk = max(8, min(64, n // (num_workers * 4) or 1))
     method = "fork" if "fork" in multiprocessing.get_all_start_methods() else "spawn"
     parts = [list(audios[i : i + chunk]) for i in range(0, n, chunk)]
     with ProcessPoolExecutor(num_workers, mp_context=multiprocessing.get_context(method)) as pool:
-        results = pool.map(_features_of, parts, [sr] * len(parts))
+        results = pool.map(_features_of, parts, [sr] * len(parts), [fmin] * len(parts))
         return [f for part in results for f in part]
 
 
@@ -662,9 +670,17 @@ def _join(items: Sequence[str], sep: str = ", ") -> str:
     return sep.join(items[:-1]) + " and " + items[-1]
 
 
-def _compose(w: _Words, variant: int) -> str:
-    """One or two sentences from the chosen words; ``variant`` picks one of three shapes."""
-    pitch = f" (about {_hz_text(w.hz)})" if w.hz else ""
+def _compose(w: _Words, variant: int, precise_pitch: bool = False) -> str:
+    """One or two sentences from the chosen words; ``variant`` picks one of three shapes.
+    ``precise_pitch``: the pitch as " at about 440 Hz (A4)" instead of " (about 440 Hz)"."""
+    if precise_pitch:
+        from andlib.notes import pitch_text
+
+        pitch = f" at about {pitch_text(w.hz)}" if w.hz else ""
+        if w.hz and w.noun == "sound" and "tonal" in w.adjectives:
+            w = _Words(w.adjectives, "tone", w.hz, w.details, w.actions)
+    else:
+        pitch = f" (about {_hz_text(w.hz)})" if w.hz else ""
     head = f"{', '.join(w.adjectives)} {w.noun}".strip()
     head = f"{_article(head)} {head}{pitch}"
     details, actions = _join(w.details), _join(w.actions)
@@ -682,7 +698,12 @@ def _compose(w: _Words, variant: int) -> str:
     return text + "."
 
 
-def describe(features: dict[str, float], norms: SetNorms | None = None, variant: int = 0) -> str:
+def describe(
+    features: dict[str, float],
+    norms: SetNorms | None = None,
+    variant: int = 0,
+    precise_pitch: bool = False,
+) -> str:
     """A caption from one clip's :func:`acoustic_features`.
 
     ``norms`` (a :class:`SetNorms` of the whole probing set) enables set-relative words
@@ -692,7 +713,7 @@ def describe(features: dict[str, float], norms: SetNorms | None = None, variant:
     ``variant`` picks the sentence shape (the acoustic captioner derives it from the audio
     hash, so wording varies across clips but never between runs).
     """
-    text = _compose(_choose_words(features, norms, alt=(variant // 3) % 2), variant)
+    text = _compose(_choose_words(features, norms, alt=(variant // 3) % 2), variant, precise_pitch)
     return text[0].upper() + text[1:]
 
 
@@ -814,6 +835,8 @@ class AcousticCaptioner(Captioner):
     composed afresh from them and the set's :class:`SetNorms`, deterministically: the
     sentence shape of a clip is chosen from its audio hash. With ``with_identity`` (the
     ``metadata+acoustic`` captioner) a clip with a category gets ``"The sound of ..."`` first.
+    ``precise_pitch`` (``captioner.precise_pitch``) measures pitch down to
+    :data:`PRECISE_FMIN` (features cached apart) and states it in Hz and as a note.
     """
 
     def __init__(
@@ -821,24 +844,33 @@ class AcousticCaptioner(Captioner):
         cache_dir: Path | None = None,
         num_workers: int = 2,
         with_identity: bool = False,
+        precise_pitch: bool = False,
     ):
         self.name = "metadata+acoustic" if with_identity else "acoustic"
         self.with_identity = with_identity
         self.num_workers = num_workers
+        self.precise_pitch = precise_pitch
+        self.fmin = PRECISE_FMIN if precise_pitch else _FMIN
         self.settings = {
             "features": FEATURE_VERSION,
             "wording": WORDING_VERSION,
             "min_set_size": MIN_SET_SIZE,
         }
-        path = cache_dir / f"acoustic-features-v{FEATURE_VERSION}.jsonl" if cache_dir else None
-        self._store = _JsonlStore(path)
+        suffix = ""
+        if precise_pitch:  # default settings (and cache file) stay as they were
+            self.settings["precise_pitch"] = {"fmin": PRECISE_FMIN}
+            suffix = f"-fmin{PRECISE_FMIN:g}"
+        name = f"acoustic-features-v{FEATURE_VERSION}{suffix}.jsonl"
+        self._store = _JsonlStore(cache_dir / name if cache_dir else None)
 
     def _measure(self, ps: ProbingSet) -> tuple[list[str], pd.DataFrame]:
         digests = [audio_digest(a, ps.sample_rate) for a in ps.audio]
         idx = self._store.missing(digests)
         if idx:
             log.info("measuring %d of %d clips (%d cached)", len(idx), len(ps), len(ps) - len(idx))
-            feats = extract_features([ps.audio[i] for i in idx], ps.sample_rate, self.num_workers)
+            feats = extract_features(
+                [ps.audio[i] for i in idx], ps.sample_rate, self.num_workers, self.fmin
+            )
             self._store.put_many(
                 [(digests[i], f, ps.clip_ids[i]) for i, f in zip(idx, feats, strict=True)]
             )
@@ -862,7 +894,7 @@ class AcousticCaptioner(Captioner):
         for digest, row, category in zip(
             digests, table[FEATURE_COLUMNS].to_dict("records"), categories, strict=True
         ):
-            text = describe(row, norms, variant=int(digest[:8], 16))
+            text = describe(row, norms, int(digest[:8], 16), self.precise_pitch)
             identity = identity_sentence(category) if self.with_identity else ""
             captions.append(f"{identity} {text}" if identity else text)
         return captions
@@ -1129,7 +1161,9 @@ def get_captioner(cfg: Config) -> Captioner:
     name = c.name.strip()
     cache = cfg.cache_path / "captions"
     if name in ("acoustic", "metadata+acoustic"):
-        return AcousticCaptioner(cache, c.num_workers, with_identity=name != "acoustic")
+        return AcousticCaptioner(
+            cache, c.num_workers, with_identity=name != "acoustic", precise_pitch=c.precise_pitch
+        )
     if name == "tagger+acoustic":
         from .tagger import TaggerCaptioner
 
@@ -1197,6 +1231,19 @@ def caption_accuracy(captioner: Captioner) -> dict[str, Any]:
     return {"captioner": captioner.name, "source": knows}
 
 
+def stage_key(cfg: Config, run: RunDir, captioner: Captioner | None = None) -> str:
+    """The caption stage's cache key: the ``data``, ``captioner`` and ``seed`` settings, the
+    captioner's own settings (its feature and wording versions among them) and the clip
+    order. It reads no lexicon or prompt of :mod:`andlib.prompts`."""
+    captioner = get_captioner(cfg) if captioner is None else captioner
+    return cfg.section_hash(
+        "data",
+        "captioner",
+        "seed",
+        extra={"settings": captioner.settings, "order": stable_hash(_clip_order(run))},
+    )
+
+
 def run_stage(cfg: Config, run: RunDir) -> dict[str, Any]:
     """Caption the probing set: ``captions.csv`` (clip_id, caption) and ``features.csv``.
 
@@ -1207,12 +1254,7 @@ def run_stage(cfg: Config, run: RunDir) -> dict[str, Any]:
     logger = run.logger("caption")
     captioner = get_captioner(cfg)
     order = _clip_order(run)
-    key = cfg.section_hash(
-        "data",
-        "captioner",
-        "seed",
-        extra={"settings": captioner.settings, "order": stable_hash(order)},
-    )
+    key = stage_key(cfg, run, captioner)
     outputs = ["captions.csv", "features.csv"]
     if run.is_fresh("caption", key):
         n = len(run.read_csv("captions.csv"))
@@ -1224,7 +1266,11 @@ def run_stage(cfg: Config, run: RunDir) -> dict[str, Any]:
     acoustic = (
         captioner
         if isinstance(captioner, AcousticCaptioner)
-        else AcousticCaptioner(cfg.cache_path / "captions", cfg.captioner.num_workers)
+        else AcousticCaptioner(
+            cfg.cache_path / "captions",
+            cfg.captioner.num_workers,
+            precise_pitch=cfg.captioner.precise_pitch,
+        )
     )
     features = acoustic.features(ps)
     captions = captioner.caption(ps)

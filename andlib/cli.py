@@ -24,6 +24,7 @@ PROJECT_ERRORS = (
     ("andlib.models", "ModelLoadError"),
     ("andlib.activations", "LayerError"),
     ("andlib.concepts", "TABUnavailable"),
+    ("andlib.concepts", "ClapLoadError"),
     ("andlib.pipeline", "NotebookFailed"),
 )
 """``(module, class)`` of the errors reported as one message; modules are not imported for it
@@ -37,6 +38,7 @@ STAGE_HELP = {
     "evaluate": "last-layer accuracy and simulation scores",
     "prune": "concept-specific pruning (ΔA vs ΔR) against a random baseline",
     "analyze": "analyses and paper figures",
+    "pitch": "pitch networks: descriptions scored against the known bins and tuning curves",
     "reproduce": "run the numbered notebooks in order with papermill",
 }
 

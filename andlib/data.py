@@ -547,5 +547,9 @@ def synthetic_probes(cfg: Config, specs: list[ProbeSpec] | None = None) -> Probi
 
 def load_probing_set(cfg: Config) -> ProbingSet:
     """The probing set the config names."""
+    if cfg.data.dataset == "pitched":  # synthetic notes with known f0 (+ ESC-50 clips)
+        from andlib.pitched import pitched_probes
+
+        return pitched_probes(cfg)
     builders = {"esc50": esc50, "folder": audio_folder, "synthetic": synthetic_probes}
     return builders[cfg.data.dataset](cfg)

@@ -2,9 +2,15 @@
 
 **Last-layer accuracy.** The classifier's output neurons are the classes, so their true concept
 is known. For every concept-identification method in ``neurons.csv`` (DB with each similarity
-function, ``db_<fn>``; TAB; ICL) we score the identified concept against the class name: Top-1
+function, ``db_<fn>``; TAB; ICL: ``icl`` with an LLM, ``icl_embedding`` without one) we score
+the identified concept against the class name: Top-1
 and Top-5 accuracy (:func:`topk_accuracy`) and the mean cosine similarity of the top-1 concept and
-the class name in the sentence embedder's space (:func:`concept_cosine`). Both captioners of
+the class name in the sentence embedder's space (:func:`concept_cosine`). Only the output
+neurons whose class occurs in the probing set are scored: the probing set's labels are mapped
+onto the model's classes by name when the match is certain (``001 - Dog bark`` -> ``dog``,
+:func:`match_class`) or by ``evaluate.label_map``; ``last_layer.json`` then counts the others
+in ``n_left_out`` with a ``left_out_reason``, and a probing set none of whose labels maps is an
+error (:class:`LabelMapError`), as are generic class names (``LABEL_n``) that cannot be mapped. Both captioners of
 ``evaluate.captioners`` are reported: ``neurons.csv`` holds the configured captioner's results;
 for another captioner the classifier layer alone is dissected again in a small sub run directory
 ``<run>/last_layer/<captioner>/`` (its captions, then the summarize and concepts stages). TAB
@@ -53,10 +59,13 @@ from typing import Any, Protocol
 import numpy as np
 import pandas as pd
 
-from andlib.config import Config, dump_config, rng, stable_hash
+from andlib.config import Config, ConfigError, dump_config, rng, stable_hash
 from andlib.runs import RunDir, atomic_write_text
 
 STAGE = "evaluate"
+VERSION = 2
+"""Algorithm version of the evaluate stage (part of its cache key): raise it when a change of
+the code changes its outputs for the same inputs."""
 OUTPUTS = ["last_layer.json", "simulation_scores.csv", "caption_quality.csv"]
 SIMULATION_METHODS = ["description", "random_description", "label", "label_oracle", "llm"]
 
@@ -163,21 +172,38 @@ def _config_labels(source: str) -> list[str] | None:
     return [str(id2label[k]) for k in sorted(id2label, key=int)]
 
 
+GENERIC_CLASS_NAME = re.compile(r"(?:label|class)[ _-]?\d+|\d+", re.I)
+"""A class name that names nothing: ``LABEL_3`` (a hub checkpoint without ``id2label``),
+``class_3``, ``3``."""
+
+
+def generic_names(names: Sequence[Any] | None) -> bool:
+    """Whether every class name is a placeholder (:data:`GENERIC_CLASS_NAME`)."""
+    return bool(names) and all(GENERIC_CLASS_NAME.fullmatch(str(n).strip()) for n in names or ())
+
+
+def _model_json_names(info: dict[str, Any]) -> list[str] | None:
+    for key in ("label_names", "labels", "class_names"):
+        if isinstance(info.get(key), list) and info[key]:
+            return [str(x) for x in info[key]]
+    if isinstance(info.get("id2label"), dict) and info["id2label"]:
+        return [str(info["id2label"][k]) for k in sorted(info["id2label"], key=int)]
+    return None
+
+
 def class_names(run: RunDir, n_classes: int | None = None) -> list[str] | None:
     """The classifier's class names, in output order.
 
     Looked up in ``model.json`` (``label_names``/``id2label``), then the model's own config
     (``model.json``'s ``source``, a local folder or a cached hub id), then ``clips.csv``'s
-    ``label -> category`` mapping (right for a model trained on the probing set's labels).
+    ``label -> category`` mapping (right for a model trained on the probing set's labels; used
+    only when it names every output ``0 .. n_classes - 1``). Generic names (``LABEL_0``,
+    :func:`generic_names`) count as none: they would score 0 against any concept.
     """
     info = run.read_json("model.json") if run.exists("model.json") else {}
-    names: list[str] | None = None
-    for key in ("label_names", "labels", "class_names"):
-        if isinstance(info.get(key), list) and info[key]:
-            names = [str(x) for x in info[key]]
-            break
-    if names is None and isinstance(info.get("id2label"), dict) and info["id2label"]:
-        names = [str(info["id2label"][k]) for k in sorted(info["id2label"], key=int)]
+    names = _model_json_names(info)
+    if generic_names(names):
+        names = None
     if names is None and info.get("source"):
         names = _config_labels(str(info["source"]))
     if names is None and run.exists("clips.csv"):
@@ -195,6 +221,210 @@ def class_names(run: RunDir, n_classes: int | None = None) -> list[str] | None:
         )
         return None
     return names
+
+
+# --------------------------------------------------------------------------------------------
+# Which output neurons the probing set can test: its labels mapped onto the model's classes
+# --------------------------------------------------------------------------------------------
+
+
+class LabelMapError(ConfigError):
+    """The probing set's labels cannot be mapped onto the classifier's classes with certainty;
+    the message says how to supply the mapping (``evaluate.label_map``)."""
+
+
+_NUMERIC_PREFIX = re.compile(r"^\s*\d+(?:\s*[-_.:)\]]\s*|\s+)(?=\S)")
+
+
+def normalize_label(name: Any) -> str:
+    """A class or probing-set label as compared: lowercase, without a numeric prefix, and
+    punctuation and underscores as spaces. ``"001 - Dog bark"`` -> ``"dog bark"``,
+    ``"Crying_Baby"`` -> ``"crying baby"``."""
+    text = _NUMERIC_PREFIX.sub("", str(name).strip(), count=1)
+    return " ".join(re.findall(r"[a-z0-9]+", text.lower()))
+
+
+def _stem(word: str) -> str:
+    """A crude stem so that word forms compare equal: ``crying``/``cry``, ``waves``/``wave``,
+    ``sneezing``/``sneeze``, ``crackling``/``crackle``."""
+    if word.endswith("ing") and len(word) > 5:
+        word = word[:-3]
+    if word.endswith("s") and not word.endswith("ss") and len(word) > 3:
+        word = word[:-1]
+    if word.endswith("e") and len(word) > 3:
+        word = word[:-1]
+    return word
+
+
+def _stems(name: Any) -> frozenset[str]:
+    return frozenset(_stem(w) for w in normalize_label(name).split())
+
+
+def match_class(label: Any, classes: Sequence[str]) -> int | None:
+    """The index of the one class of ``classes`` a probing-set label certainly names, else None.
+
+    Certain means: equal after :func:`normalize_label`; else equal word stems (``baby cry`` /
+    ``crying_baby``); else a unique containment of word stems (``dog bark`` contains ``dog``,
+    and no other class). Two or more candidates at the first level that has any: None.
+    """
+    norm = normalize_label(label)
+    if not norm:
+        return None
+    stems = _stems(label)
+    tests = [
+        lambda c: normalize_label(c) == norm,
+        lambda c: _stems(c) == stems,
+        lambda c: bool(_stems(c)) and (_stems(c) <= stems or stems <= _stems(c)),
+    ]
+    for test in tests:
+        hits = [i for i, c in enumerate(classes) if test(c)]
+        if hits:
+            return hits[0] if len(hits) == 1 else None
+    return None
+
+
+def _class_index(value: Any, names: Sequence[str] | None, n_classes: int, key: str) -> int:
+    """An ``evaluate.label_map`` value as an output index: an index (``3``, ``"3"``,
+    ``"LABEL_3"``) or a class name of the model."""
+    text = str(value).strip()
+    if isinstance(value, int) or GENERIC_CLASS_NAME.fullmatch(text):
+        index = int(re.sub(r"\D", "", text))
+        if not 0 <= index < n_classes:
+            raise LabelMapError(
+                f"evaluate.label_map[{key!r}]: output {index} does not exist (the classifier "
+                f"has {n_classes} outputs)"
+            )
+        return index
+    if names is None:
+        raise LabelMapError(
+            f"evaluate.label_map[{key!r}]: {value!r} names a class, but the classifier's class "
+            f"names are unknown or generic; give its output index instead"
+        )
+    hits = [i for i, c in enumerate(names) if normalize_label(c) == normalize_label(text)]
+    if len(hits) != 1:
+        raise LabelMapError(
+            f"evaluate.label_map[{key!r}]: {value!r} is not a class of the model (classes: "
+            f"{', '.join(names[:8])}{', ...' if len(names) > 8 else ''})"
+        )
+    return hits[0]
+
+
+def probing_labels(run: RunDir) -> list[str]:
+    """The distinct non-empty labels (``category`` of ``clips.csv``) of the probing set, sorted."""
+    if not run.exists("clips.csv"):
+        return []
+    clips = read_clips(run)
+    if "category" not in clips.columns:
+        return []
+    return sorted({str(c) for c in clips["category"].fillna("") if str(c).strip()})
+
+
+@dataclasses.dataclass
+class ClassifierTruth:
+    """The true concept of each classifier output neuron, as far as the probing set can test it.
+
+    ``names[i]`` is output ``i``'s class name, ``None`` when the class does not occur in the
+    probing set (no probing-set label maps to it): such a neuron is left out of the last-layer
+    scores, ``left_out_reason`` says why. ``mapping`` is probing-set label -> output index
+    (``None``: the label is no class of the model).
+    """
+
+    names: list[str | None]
+    left_out_reason: str = ""
+    mapping: dict[str, int | None] = dataclasses.field(default_factory=dict)
+
+    @property
+    def n_left_out(self) -> int:
+        return sum(n is None for n in self.names)
+
+
+def _how_to_map(labels: Sequence[str]) -> str:
+    example = labels[0] if labels else "dog"
+    return (
+        f"set evaluate.label_map, probing-set label -> the model's class name or output index, "
+        f'e.g. in the config `evaluate: {{label_map: {{"{example}": 0}}}}` or '
+        f"--set 'evaluate.label_map={{\"{example}\": 0}}'"
+    )
+
+
+def classifier_truth(cfg: Config, run: RunDir, n_classes: int) -> ClassifierTruth:
+    """Map the probing set's labels onto the classifier's ``n_classes`` outputs.
+
+    The model's class names come from :func:`class_names`. ``evaluate.label_map`` (probing-set
+    label -> the model's class name or output index; ``null``: no class) decides the labels it
+    names; every other label is matched by name (:func:`match_class`). Outputs whose class no
+    label maps to are left out (``None``). Raises :class:`LabelMapError`, saying how to set
+    ``evaluate.label_map``, when the class names are unknown or generic (``LABEL_n``) and no
+    mapping is given, or when the probing set has labels and none maps to a class. A probing
+    set without labels scores every output (which classes occur is unknown).
+    """
+    names = class_names(run, n_classes)
+    labels = probing_labels(run)
+    label_map = dict(cfg.evaluate.label_map or {})
+    by_norm = {normalize_label(lbl): lbl for lbl in labels}
+    mapping: dict[str, int | None] = {}
+    for key, value in label_map.items():
+        label = str(key) if str(key) in labels else by_norm.get(normalize_label(key))
+        if label is None:
+            log.warning("evaluate.label_map: %r is not a label of the probing set", key)
+            continue
+        mapping[label] = None if value is None else _class_index(value, names, n_classes, key)
+    if names is None:
+        if not any(i is not None for i in mapping.values()):
+            info = run.read_json("model.json") if run.exists("model.json") else {}
+            found = _model_json_names(info)
+            what = (
+                f"generic ({', '.join(found[:3])}, ...)"
+                if generic_names(found) and found
+                else "unknown"
+            )
+            raise LabelMapError(
+                f"the class names of the classifier layer {cfg.evaluate.classifier_layer!r} are "
+                f"{what}, and the probing set's labels cannot be matched to its {n_classes} "
+                f"outputs with certainty (they are not its output indices 0..{n_classes - 1}); "
+                + _how_to_map(labels)
+            )
+        truth: list[str | None] = [None] * n_classes
+        for label, index in mapping.items():
+            if index is not None and truth[index] is None:
+                truth[index] = label
+        reason = "no probing-set label is mapped to them (evaluate.label_map)"
+        return ClassifierTruth(truth, reason if None in truth else "", mapping)
+    if not labels:
+        log.warning("the probing set has no labels: every classifier output is scored")
+        return ClassifierTruth(list(names), "", mapping)
+    for label in labels:
+        if label not in mapping:
+            mapping[label] = match_class(label, names)
+    occurring = {i for i in mapping.values() if i is not None}
+    unmapped = [lbl for lbl, i in mapping.items() if i is None]
+    if not occurring:
+        raise LabelMapError(
+            f"none of the probing set's {len(labels)} labels ({', '.join(labels[:4])}"
+            f"{', ...' if len(labels) > 4 else ''}) matches a class of the model "
+            f"({', '.join(names[:4])}{', ...' if len(names) > 4 else ''}), so the last layer "
+            f"cannot be scored; " + _how_to_map(labels)
+        )
+    if unmapped:
+        log.warning(
+            "%d probing-set labels match no class of the model: %s",
+            len(unmapped),
+            ", ".join(unmapped),
+        )
+    renamed = {lbl: names[i] for lbl, i in mapping.items() if i is not None and lbl != names[i]}
+    if renamed:
+        log.info("probing-set labels mapped onto the model's classes: %s", renamed)
+    truth = [n if i in occurring else None for i, n in enumerate(names)]
+    n_out = truth.count(None)
+    reason = ""
+    if n_out:
+        reason = (
+            f"{n_out} of the model's {len(names)} classes do not occur in the probing set "
+            f"(no probing-set label maps to them)"
+        )
+        if unmapped:
+            reason += f"; {len(unmapped)} probing-set labels match no class: {', '.join(unmapped)}"
+    return ClassifierTruth(truth, reason, mapping)
 
 
 # --------------------------------------------------------------------------------------------
@@ -242,10 +472,16 @@ def concept_cosine(predicted: list[str], truth: list[str], embedder: TextEncoder
     return float(np.mean(cos))
 
 
+ICL_METHODS = ("icl", "icl_embedding")
+"""ICL's method names: ``icl`` (an LLM picked), ``icl_embedding`` (no LLM: ranked by embedding
+similarity, :data:`andlib.concepts.ICL_FALLBACK`)."""
+
+
 def concept_methods(neurons: pd.DataFrame) -> list[str]:
-    """The concept columns of ``neurons.csv`` that hold results: ``db_<fn>``..., ``tab``, ``icl``."""
+    """The concept columns of ``neurons.csv`` that hold results: ``db_<fn>``..., ``tab``,
+    ``icl`` or ``icl_embedding``."""
     cols = [c for c in neurons.columns if re.fullmatch(r"db_.+", c) and not c.endswith("_top5")]
-    cols += [c for c in ("tab", "icl") if c in neurons.columns]
+    cols += [c for c in ("tab", *ICL_METHODS) if c in neurons.columns]
     filled = [c for c in cols if (neurons[c].astype(str).str.strip() != "").any()]
     return filled
 
@@ -260,17 +496,38 @@ def ranked_concepts(row: pd.Series | dict, method: str) -> list[str]:
 
 
 def last_layer_scores(
-    layer_rows: pd.DataFrame, names: list[str], embedder: TextEncoder
-) -> dict[str, dict[str, float]]:
-    """``{method: {top1, top5, cos, n_neurons}}`` for the classifier layer's ``neurons.csv`` rows."""
-    rows = layer_rows[layer_rows["neuron"].astype(int) < len(names)].sort_values("neuron")
-    truth = [names[int(n)] for n in rows["neuron"]]
-    out: dict[str, dict[str, float]] = {}
+    layer_rows: pd.DataFrame,
+    names: Sequence[str | None],
+    embedder: TextEncoder,
+    left_out_reason: str = "",
+) -> dict[str, dict[str, Any]]:
+    """``{method: {top1, top5, cos, n_neurons}}`` for the classifier layer's ``neurons.csv`` rows.
+
+    ``names[i]`` is output ``i``'s class; a ``None`` one (a class the probing set does not
+    hold, :class:`ClassifierTruth`) is left out, and then every method also reports
+    ``n_left_out`` and ``left_out_reason``. ``n_neurons`` counts the neurons scored. With an
+    LLM, ``icl`` also reports ``top5_llm_only`` (Top-5 on the concepts the LLM named itself,
+    without the embedding neighbours padding a short reply; ``icl_llm_slots``) and
+    ``n_padded`` (neurons whose top 5 was padded).
+    """
+    scored = layer_rows["neuron"].astype(int).map(lambda n: n < len(names) and names[n] is not None)
+    rows = layer_rows[scored].sort_values("neuron")
+    truth = [str(names[int(n)]) for n in rows["neuron"]]
+    n_left_out = sum(n is None for n in names)
+    out: dict[str, dict[str, Any]] = {}
     for method in concept_methods(rows):
         ranked = [ranked_concepts(r, method) for _, r in rows.iterrows()]
         top1, top5 = topk_accuracy(ranked, truth)
         cos = concept_cosine([r[0] if r else "" for r in ranked], truth, embedder)
         out[method] = {"top1": top1, "top5": top5, "cos": cos, "n_neurons": len(truth)}
+        if method == "icl" and "icl_llm_slots" in rows.columns:
+            slots = pd.to_numeric(rows["icl_llm_slots"], errors="coerce").fillna(0).astype(int)
+            own = [r[:s] for r, s in zip(ranked, slots, strict=True)]
+            out[method]["top5_llm_only"] = topk_accuracy(own, truth)[1]
+            out[method]["n_padded"] = sum(len(o) < len(r) for o, r in zip(own, ranked, strict=True))
+        if n_left_out:
+            out[method]["n_left_out"] = n_left_out
+            out[method]["left_out_reason"] = left_out_reason
     return out
 
 
@@ -396,9 +653,9 @@ SWEEP_COLUMNS = ["captioner", "caption_accuracy", "method", "top1", "top5", "cos
 def caption_quality_sweep(
     cfg: Config,
     run: RunDir,
-    names: list[str],
+    names: Sequence[str | None],
     embedder: TextEncoder,
-    measured: dict[str, dict[str, dict[str, float]]],
+    measured: dict[str, dict[str, dict[str, Any]]],
 ) -> pd.DataFrame:
     """Last-layer accuracy against caption accuracy: ``caption_quality.csv``.
 
@@ -466,14 +723,24 @@ def _caption_report(cfg: Config, run: RunDir, captioner: str) -> dict[str, Any]:
 
 def last_layer_accuracy(
     cfg: Config, run: RunDir, embedder: TextEncoder | None = None
-) -> dict[str, dict[str, dict[str, float]]]:
+) -> dict[str, dict[str, dict[str, Any]]]:
     """``{captioner: {method: {top1, top5, cos, n_neurons}}}`` for the classifier layer.
 
     The configured captioner is read from ``neurons.csv``; every other captioner of
     ``evaluate.captioners`` is recomputed (:func:`classifier_neurons_with_captioner`); one
-    that cannot be run fails the stage. Empty when the classifier layer was
-    not dissected or its class names are unknown.
+    that cannot be run fails the stage. Only the output neurons whose class occurs in the
+    probing set are scored (:func:`classifier_truth`; the others are counted in
+    ``n_left_out`` with a ``left_out_reason``); :class:`LabelMapError` when the class names
+    are unknown or generic and cannot be mapped, or when no probing-set label maps to a
+    class. Empty when the classifier layer was not dissected, and for a pitch network
+    (:mod:`andlib.pitch_models`), whose output neurons are pitch bins, not classes: those are
+    scored against their frequencies by :mod:`andlib.pitch_eval` (``pitch_last_layer.json``).
     """
+    from andlib.pitch_models import is_pitch_model
+
+    if is_pitch_model(cfg.model.name):
+        log.info("pitch network: its output bins are scored by andlib.pitch_eval instead")
+        return {}
     layer = cfg.evaluate.classifier_layer
     neurons = read_neurons(run)
     rows = neurons[neurons["layer"] == layer]
@@ -482,14 +749,13 @@ def last_layer_accuracy(
         return {}
     index = activation_index(run) if run.exists("activations/index.json") else {"layers": {}}
     n_classes = index["layers"].get(layer, {}).get("n_neurons") or int(rows["neuron"].max()) + 1
-    names = class_names(run, n_classes)
-    if not names:
-        log.warning("class names of %r are unknown: no last-layer accuracy", layer)
-        return {}
+    truth = classifier_truth(cfg, run, int(n_classes))  # LabelMapError when nothing maps
+    if truth.n_left_out:
+        log.warning("last layer: %s; they are left out of the scores", truth.left_out_reason)
     if embedder is None:
         from andlib.embeddings import get_embedder
 
-        embedder = get_embedder(cfg.embedder)
+        embedder = get_embedder(cfg)
 
     captioners = [cfg.captioner.name] + [
         c for c in cfg.evaluate.captioners if c != cfg.captioner.name
@@ -507,17 +773,24 @@ def last_layer_accuracy(
                 layer_rows = layer_rows.drop(columns=["tab", "tab_top5"], errors="ignore")
                 layer_rows = layer_rows.join(tab, on="neuron")
                 layer_rows[["tab", "tab_top5"]] = layer_rows[["tab", "tab_top5"]].fillna("")
-        results[captioner] = last_layer_scores(layer_rows, names, embedder)
+        results[captioner] = last_layer_scores(
+            layer_rows, truth.names, embedder, truth.left_out_reason
+        )
     return results
 
 
-def _classifier_names(run: RunDir, cfg: Config) -> list[str] | None:
+def _classifier_names(run: RunDir, cfg: Config) -> list[str | None] | None:
+    """:attr:`ClassifierTruth.names` of the classifier layer (``None`` entries: left out)."""
     layer = cfg.evaluate.classifier_layer
     index = activation_index(run) if run.exists("activations/index.json") else {"layers": {}}
-    return class_names(run, index["layers"].get(layer, {}).get("n_neurons"))
+    n_classes = index["layers"].get(layer, {}).get("n_neurons")
+    if n_classes is None:
+        names = class_names(run)
+        return list(names) if names else None
+    return classifier_truth(cfg, run, int(n_classes)).names
 
 
-def last_layer_frame(results: dict[str, dict[str, dict[str, float]]]) -> pd.DataFrame:
+def last_layer_frame(results: dict[str, dict[str, dict[str, Any]]]) -> pd.DataFrame:
     """``last_layer.json`` as a table: one row per (captioner, method)."""
     records = [
         {"captioner": cap, "method": method, **scores}
@@ -694,7 +967,7 @@ def simulation_scores(
     if embedder is None:
         from andlib.embeddings import get_embedder
 
-        embedder = get_embedder(cfg.embedder)
+        embedder = get_embedder(cfg)
     index = activation_index(run)
     clip_ids = [str(c) for c in index["clip_ids"]]
     neurons = read_neurons(run)
@@ -870,11 +1143,12 @@ def _summary(run: RunDir, cfg: Config) -> dict[str, Any]:
     return out
 
 
-def run_stage(cfg: Config, run: RunDir) -> dict[str, Any]:
-    """Write ``last_layer.json``, ``simulation_scores.csv`` and their figures."""
-    from andlib import plots
-
-    key = cfg.section_hash(
+def stage_key(cfg: Config, run: RunDir) -> str:
+    """The evaluate stage's cache key: the ``evaluate``, ``embedder``, ``seed`` and ``llm``
+    settings, the concepts stage key (which covers the concept set, lexicon and prompts the
+    re-described classifier layer reads too), the inputs' fingerprints, :data:`VERSION` and
+    the text of :data:`SIMULATION_PROMPT`."""
+    return cfg.section_hash(
         "evaluate",
         "embedder",
         "seed",
@@ -882,15 +1156,23 @@ def run_stage(cfg: Config, run: RunDir) -> dict[str, Any]:
         extra=[
             run.stage_key("concepts"),
             input_fingerprint(run, ["neurons.csv", "captions.csv", "activations/index.json"]),
+            {"version": VERSION, "simulation_prompt": stable_hash(SIMULATION_PROMPT)},
         ],
     )
+
+
+def run_stage(cfg: Config, run: RunDir) -> dict[str, Any]:
+    """Write ``last_layer.json``, ``simulation_scores.csv`` and their figures."""
+    from andlib import plots
+
+    key = stage_key(cfg, run)
     logger = run.logger(STAGE)
     if run.is_fresh(STAGE, key):
         logger.info("evaluate: up to date")
         return _summary(run, cfg)
     from andlib.embeddings import get_embedder
 
-    embedder = get_embedder(cfg.embedder)
+    embedder = get_embedder(cfg)
     results = last_layer_accuracy(cfg, run, embedder)
     run.write_json("last_layer.json", results)
     logger.info("last-layer accuracy: %s", json.dumps(results))

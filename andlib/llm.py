@@ -14,10 +14,12 @@
   (:func:`andlib.summarize.summarize_captions`); every other prompt raises
   ``NotImplementedError``. Check :attr:`LLM.generative` to choose a fallback up front.
 
-Every reply of a generative backend is cached under ``<cache_dir>/llm/``, one JSON file per
-call, keyed by the SHA-256 of (backend, model, messages, sampling settings). A file is written
-(atomically) only for a complete, valid reply and as soon as that reply arrives, so a re-run
-makes no calls at all and an interrupted run re-issues only the calls that had not finished.
+Every reply of a generative backend is cached in ``<cache_dir>/llm/replies.sqlite``
+(:class:`ReplyCache`: one SQLite file in WAL mode, safe for threads and processes writing at
+once, read in batches), keyed by the SHA-256 of (backend, model, messages, sampling settings).
+An entry is written only for a complete, valid reply and as soon as that reply arrives, so a
+re-run makes no calls at all and an interrupted run re-issues only the calls that had not
+finished. Caches of the earlier one-JSON-file-per-reply layout are imported on first use.
 A request that fails for good does not stop the others: :meth:`LLM.complete_many` caches every
 reply that arrived and then raises one :class:`LLMError` that lists each failed request.
 """
@@ -26,6 +28,7 @@ from __future__ import annotations
 
 import email.utils
 import hashlib
+import itertools
 import json
 import logging
 import os
@@ -33,15 +36,15 @@ import random
 import threading
 import time
 from collections.abc import Callable, Sequence
-from concurrent.futures import ThreadPoolExecutor, as_completed
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, TypeVar
 
 from andlib.config import LLMConfig
+from andlib.kvstore import SQLiteFile
 from andlib.prompts import Messages, captions_from_summarize_messages
-from andlib.runs import atomic_write_text
 
 log = logging.getLogger(__name__)
 
@@ -232,33 +235,148 @@ def brief_error(exc: BaseException | None) -> str:
 
 
 class ReplyCache:
-    """Replies on disk, one JSON file per request key under ``<cache_dir>/llm/<key[:2]>/``."""
+    """Replies on disk in one SQLite file, ``<cache_dir>/llm/replies.sqlite``.
+
+    Keyed by :meth:`key` (the SHA-256 of the request), as the one-JSON-file-per-reply layout
+    of earlier versions (``<cache_dir>/llm/<key[:2]>/<key>.json``) was: those files are
+    imported into the store the first time it is opened (once; they are left in place), and a
+    key still missing is looked up there too, so an existing cache keeps working. WAL mode:
+    threads and processes (two runs, notebook kernels) read and write it at once (see
+    :mod:`andlib.kvstore`). Only complete replies are ever stored (an empty one reads as a
+    miss).
+    """
+
+    FILE = "replies.sqlite"
+    SCHEMA = """
+        CREATE TABLE IF NOT EXISTS replies (
+            key TEXT PRIMARY KEY, reply TEXT NOT NULL, request TEXT NOT NULL
+        ) WITHOUT ROWID;
+        CREATE TABLE IF NOT EXISTS meta (name TEXT PRIMARY KEY, value TEXT) WITHOUT ROWID;
+    """
 
     def __init__(self, cache_dir: str | os.PathLike):
         self.root = Path(cache_dir) / "llm"
+        self.db = SQLiteFile(self.root / self.FILE, self.SCHEMA)
+        self._legacy: bool | None = None  # whether the old layout is there (looked up once)
 
     @staticmethod
     def key(request: dict[str, Any]) -> str:
         blob = json.dumps(request, sort_keys=True, ensure_ascii=False, separators=(",", ":"))
         return hashlib.sha256(blob.encode("utf-8")).hexdigest()
 
-    def _path(self, key: str) -> Path:
+    # ---- the layout of earlier versions: one JSON file per reply -----------------------------
+
+    def _legacy_dirs(self) -> list[Path]:
+        try:
+            entries = list(os.scandir(self.root))
+        except FileNotFoundError:
+            return []
+        return sorted(
+            Path(e.path)
+            for e in entries
+            if e.is_dir() and len(e.name) == 2 and all(c in "0123456789abcdef" for c in e.name)
+        )
+
+    def _legacy_path(self, key: str) -> Path:
         return self.root / key[:2] / f"{key}.json"
 
-    def get(self, key: str) -> str | None:
-        path = self._path(key)
+    @staticmethod
+    def _read_legacy(path: Path) -> tuple[str, str] | None:
+        """``(reply, request JSON)`` of one old cache file, or ``None`` (missing, unreadable)."""
         try:
-            reply = json.loads(path.read_text(encoding="utf-8"))["reply"]
+            record = json.loads(path.read_text(encoding="utf-8"))
+            reply = record["reply"]
         except FileNotFoundError:
             return None
-        except (ValueError, KeyError, TypeError):
+        except (ValueError, KeyError, TypeError, OSError):
             log.warning("ignoring unreadable LLM cache entry %s", path)
             return None
-        return reply if isinstance(reply, str) and reply.strip() else None
+        if not (isinstance(reply, str) and reply.strip()):
+            return None
+        request = json.dumps(record.get("request"), ensure_ascii=False, separators=(",", ":"))
+        return reply, request
+
+    def _migrate(self) -> None:
+        """Import the old layout's files into the store, once per store (idempotent)."""
+        if self._legacy is not None:
+            return
+        dirs = self._legacy_dirs()
+        self._legacy = bool(dirs)
+        if not dirs:
+            return
+        done = self.db.execute("SELECT value FROM meta WHERE name = 'legacy_imported'").fetchone()
+        if done is not None:
+            return
+        t0 = time.monotonic()
+        rows = []
+        for d in dirs:
+            for path in d.glob("*.json"):
+                got = self._read_legacy(path)
+                if got is not None:
+                    rows.append((path.stem, got[0], got[1]))
+        self.db.executemany("INSERT OR IGNORE INTO replies VALUES (?, ?, ?)", rows)
+        self.db.execute(
+            "INSERT OR REPLACE INTO meta VALUES ('legacy_imported', ?)", (str(len(rows)),)
+        )
+        log.info(
+            "imported %d cached LLM replies from %s/??/*.json into %s (%.1f s)",
+            len(rows),
+            self.root,
+            self.db.path,
+            time.monotonic() - t0,
+        )
+
+    # ---- reads and writes --------------------------------------------------------------------
+
+    def get(self, key: str) -> str | None:
+        return self.get_many([key]).get(key)
+
+    def get_many(self, keys: Sequence[str]) -> dict[str, str]:
+        """``{key: reply}`` for the ``keys`` that are cached, in a few batched queries."""
+        self._migrate()
+        found: dict[str, str] = {}
+        for key, reply in self.db.select_in(
+            "SELECT key, reply FROM replies WHERE key IN ({})", sorted(set(keys))
+        ):
+            if isinstance(reply, str) and reply.strip():
+                found[key] = reply
+        if self._legacy:  # written by an older version after the import
+            for key in set(keys) - set(found):
+                got = self._read_legacy(self._legacy_path(key))
+                if got is not None:
+                    found[key] = got[0]
+                    self.db.execute(
+                        "INSERT OR IGNORE INTO replies VALUES (?, ?, ?)", (key, got[0], got[1])
+                    )
+        return found
 
     def put(self, key: str, request: dict[str, Any], reply: str) -> None:
-        record = {"key": key, "request": request, "reply": reply}
-        atomic_write_text(self._path(key), json.dumps(record, ensure_ascii=False, indent=1))
+        """Store one complete reply (committed at once, so an interrupted run keeps it)."""
+        self.put_many([(key, request, reply)])
+
+    def put_many(self, items: Sequence[tuple[str, dict[str, Any], str]]) -> None:
+        """Store complete replies in one transaction; empty replies are refused."""
+        rows = []
+        for key, request, reply in items:
+            if not (isinstance(reply, str) and reply.strip()):
+                raise ValueError(f"refusing to cache an empty reply under {key}")
+            rows.append((key, reply, json.dumps(request, ensure_ascii=False)))
+        self.db.executemany("INSERT OR REPLACE INTO replies VALUES (?, ?, ?)", rows)
+
+    def __len__(self) -> int:
+        self._migrate()
+        conn = self.db.connect(create=False)
+        return (
+            0 if conn is None else int(conn.execute("SELECT COUNT(*) FROM replies").fetchone()[0])
+        )
+
+    def items(self) -> list[tuple[str, str]]:
+        """Every ``(key, reply)`` stored, by key."""
+        self._migrate()
+        conn = self.db.connect(create=False)
+        if conn is None:
+            return []
+        return [tuple(r) for r in conn.execute("SELECT key, reply FROM replies ORDER BY key")]
 
 
 # --------------------------------------------------------------------------------------------
@@ -322,24 +440,19 @@ class LLM:
             raise ValueError(f"{len(labels)} labels for {len(batch)} requests")
         requests = [self.request(m) for m in batch]
         keys = [ReplyCache.key(r) for r in requests]
-        replies: dict[str, str] = {}
+        replies: dict[str, str] = self.cache.get_many(keys) if self.cache is not None else {}
+        self.cache_hits += len(replies)
         todo: list[int] = []  # first index of each distinct uncached request
         pending: set[str] = set()
         for i, key in enumerate(keys):
-            if key in replies or key in pending:
-                continue
-            hit = self.cache.get(key) if self.cache else None
-            if hit is not None:
-                replies[key] = hit
-                self.cache_hits += 1
-            else:
+            if key not in replies and key not in pending:
                 todo.append(i)
                 pending.add(key)
 
         def on_reply(j: int, text: str) -> None:
             i = todo[j]
             replies[keys[i]] = text
-            if self.cache:
+            if self.cache is not None:
                 self.cache.put(keys[i], requests[i], text)
 
         if todo:
@@ -445,26 +558,39 @@ class OpenAILLM(LLM):
         self.policy = RetryPolicy.from_config(cfg)
 
     def _generate(self, batch, labels, on_reply) -> dict[int, str]:
+        """At most ``llm.concurrency`` requests in flight and twice that many queued: the
+        next request is submitted only as one finishes (backpressure), so 10^5 requests cost
+        no more memory than a few hundred."""
         abort = threading.Event()
         failed: dict[int, str] = {}
         workers = max(1, min(self.cfg.concurrency, len(batch)))
+        window = 3 * workers
+        jobs = iter(enumerate(zip(batch, labels, strict=True)))
         with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="andlib-llm") as pool:
-            futures = {
-                pool.submit(self._ask, messages, label, abort): j
-                for j, (messages, label) in enumerate(zip(batch, labels, strict=True))
-            }
+            futures: dict[Future[str], int] = {}
+
+            def submit(n: int) -> None:
+                for j, (messages, label) in itertools.islice(jobs, n):
+                    futures[pool.submit(self._ask, messages, label, abort)] = j
+
+            submit(window)
+            done_count = 0
             try:
-                for n, future in enumerate(as_completed(futures), 1):
-                    j = futures[future]
-                    try:
-                        text = future.result()
-                    except LLMError as exc:  # this request failed for good; the others go on
-                        failed[j] = str(exc)
-                        log.warning("%s: %s", labels[j], exc)
-                    else:
-                        on_reply(j, text)
-                    if n % 100 == 0:
-                        log.info("%s: %d/%d replies", self, n, len(batch))
+                while futures:
+                    done, _ = wait(futures, return_when=FIRST_COMPLETED)
+                    for future in done:
+                        j = futures.pop(future)
+                        try:
+                            text = future.result()
+                        except LLMError as exc:  # this request failed for good; others go on
+                            failed[j] = str(exc)
+                            log.warning("%s: %s", labels[j], exc)
+                        else:
+                            on_reply(j, text)
+                        done_count += 1
+                        if done_count % 1000 == 0:
+                            log.info("%s: %d/%d replies", self, done_count, len(batch))
+                    submit(window - len(futures))
             except BaseException:
                 abort.set()  # stop queued requests and pending retries; finished ones are cached
                 for future in futures:
@@ -674,10 +800,15 @@ class ExtractiveLLM(LLM):
         super().__init__(cfg, None)
 
     def summarize_captions(self, captions: Sequence[str]) -> str:
-        """What at least ``llm.summary_min_share`` of ``captions`` share, with counts."""
+        """What at least ``llm.summary_min_share`` of ``captions`` share (a source: at least
+        ``llm.summary_source_share``), with counts."""
         from andlib.summarize import summarize_captions
 
-        return summarize_captions(captions, min_share=self.cfg.summary_min_share)
+        return summarize_captions(
+            captions,
+            min_share=self.cfg.summary_min_share,
+            source_share=self.cfg.summary_source_share,
+        )
 
     def complete_many(self, batch, labels=None) -> list[str]:
         replies = []

@@ -29,6 +29,7 @@ STAGES: dict[str, tuple[str, ...]] = {
     "evaluate": ("andlib.evaluate",),
     "prune": ("andlib.prune",),
     "analyze": ("andlib.analysis",),
+    "pitch": ("andlib.pitch_eval",),
 }
 
 NOTEBOOK_DIR = PROJECT_ROOT / "notebooks"
@@ -63,10 +64,14 @@ def reproduction_plan(cfg: Config, overrides: list[str]) -> list[tuple[Path, lis
     A plain config runs every numbered notebook once. A config with ``strategies`` runs every
     notebook once per strategy (its own run directory ``<run_dir>/<strategy>`` and figures
     folder ``<figures_dir>/<strategy>``, target ``strategy_models[strategy]`` or else
-    ``trained:<strategy>``), then the analyses notebook once more on the parent config, whose
-    comparison section reads the per-strategy runs.
+    ``trained:<strategy>``; ``train.strategy`` is set for a training strategy), then the
+    analyses notebook once more on the parent config, whose comparison section reads the
+    per-strategy runs, and for a comparison of pitch networks (``configs/pitch.yaml``) the
+    pitch notebook too. Notebooks whose prefix ``skip_notebooks`` lists are left out.
     """
-    books = notebooks()
+    from andlib.config import _CHOICES
+
+    books = [nb for nb in notebooks() if nb.name[:2] not in set(cfg.skip_notebooks)]
     if not books:
         raise NotebookFailed(f"no numbered notebooks in {NOTEBOOK_DIR}")
     if not cfg.strategies:
@@ -78,15 +83,22 @@ def reproduction_plan(cfg: Config, overrides: list[str]) -> list[tuple[Path, lis
             "strategies=[]",
             "strategy_models={}",
             f"model.name={cfg.strategy_model(strategy)}",
-            f"train.strategy={strategy}",
+            *([f"train.strategy={strategy}"] if strategy in _CHOICES["train.strategy"] else []),
             f"run_dir={cfg.run_path / strategy}",
             f"figures_dir={cfg.figures_path / strategy}",
         ]
         plan += [(nb, sub, cfg.run_path / strategy / "notebooks") for nb in books]
+    compare = ("06_", "08_") if _is_pitch_comparison(cfg) else ("06_",)
     plan += [
-        (nb, overrides, cfg.run_path / "notebooks") for nb in books if nb.name.startswith("06_")
+        (nb, overrides, cfg.run_path / "notebooks") for nb in books if nb.name.startswith(compare)
     ]
     return plan
+
+
+def _is_pitch_comparison(cfg: Config) -> bool:
+    from andlib.pitch_eval import is_pitch_config
+
+    return is_pitch_config(cfg)
 
 
 def reproduce(config_path: str, overrides: list[str] | None = None, out: str | None = None) -> Path:

@@ -66,13 +66,23 @@ def last_layer_table(results: dict) -> plt.Figure:
     """Paper Table 2 as a figure: Top-1 / Top-5 accuracy and cosine per captioner and method.
 
     ``results`` is ``last_layer.json``: ``{captioner: {method: {top1, top5, cos, n_neurons}}}``.
+    An LLM's ``icl`` shows its Top-5 on its own picks (``top5_llm_only``) beside the padded
+    one; the title counts the class neurons left out (``n_left_out``: not in the probing set).
     """
+
+    def top5(s: dict) -> str:
+        text = f"{s['top5'] * 100:.1f}"
+        if s.get("top5_llm_only") is not None:
+            text += f" ({s['top5_llm_only'] * 100:.1f} LLM's own)"
+        return text
+
     rows = [
-        [cap, method, f"{s['top1'] * 100:.1f}", f"{s['top5'] * 100:.1f}", f"{s['cos']:.3f}"]
+        [cap, method, f"{s['top1'] * 100:.1f}", top5(s), f"{s['cos']:.3f}"]
         for cap, methods in results.items()
         for method, s in methods.items()
     ]
     n = next((s["n_neurons"] for m in results.values() for s in m.values()), 0)
+    left_out = next((s.get("n_left_out", 0) for m in results.values() for s in m.values()), 0)
     fig, ax = plt.subplots(figsize=(7.0, 0.45 + 0.3 * max(len(rows), 1)))
     ax.axis("off")
     if rows:
@@ -85,7 +95,10 @@ def last_layer_table(results: dict) -> plt.Figure:
         table.auto_set_font_size(False)
         table.set_fontsize(9)
         table.scale(1.0, 1.25)
-    ax.set_title(f"Last-layer dissection accuracy ({n} class neurons)")
+    scored = f"{n} class neurons" + (
+        f"; {left_out} whose class is not in the probing set left out" if left_out else ""
+    )
+    ax.set_title(f"Last-layer dissection accuracy ({scored})")
     return fig
 
 
@@ -229,6 +242,20 @@ def pruning_concept_bars(rows, concept: str) -> plt.Figure:
     fig.suptitle(f"Pruning the neurons of '{concept}'")
     fig.tight_layout()
     return fig
+
+
+def draw_spectrogram(ax: plt.Axes, audio: Any, sample_rate: int, n_mels: int = 64) -> None:
+    """A clip's log-mel spectrogram (dB below its peak, up to Nyquist) on ``ax``, no ticks."""
+    import librosa
+    import numpy as np
+
+    mel = librosa.feature.melspectrogram(
+        y=np.asarray(audio, dtype=np.float32), sr=sample_rate, n_mels=n_mels, fmax=sample_rate // 2
+    )
+    ax.imshow(librosa.power_to_db(mel, ref=np.max), origin="lower", aspect="auto", cmap="magma")
+    ax.set_xticks([])
+    ax.set_yticks([])
+    ax.grid(False)
 
 
 # --- analysis figures (andlib.analysis) ---

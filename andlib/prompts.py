@@ -61,10 +61,18 @@ PROMPTS: dict[str, dict[str, str]] = {
             "sound, i.e. how something sounds (such as its loudness, pitch, timbre, rhythm or "
             "texture)? Reply with yes or no only."
         ),
+        "user_tone_emotion": (
+            'Can the adjective "{adjective}" be used to describe the tone, emotion or acoustic '
+            "features of audio, music or any other kind of sound? Reply with yes or no only."
+        ),
     },
 }
 """The raw templates: ``PROMPTS[task][part]`` with ``task`` one of ``summarize``, ``icl``,
-``adjective``."""
+``adjective``. ``PROMPTS["adjective"]["user_tone_emotion"]`` is AND's wording
+(``concepts.adjective_prompt: tone_emotion``), which also admits tone and emotion words."""
+
+ADJECTIVE_PROMPTS = {"acoustic": "user", "tone_emotion": "user_tone_emotion"}
+"""``concepts.adjective_prompt`` -> the part of ``PROMPTS["adjective"]`` it asks with."""
 
 
 def _one_line(text: str) -> str:
@@ -111,13 +119,18 @@ def icl_messages(summary: str, concepts: Sequence[str], top: int = 1) -> Message
     return [{"role": "system", "content": t["system"]}, {"role": "user", "content": user}]
 
 
-def adjective_messages(adjective: str) -> Messages:
-    """The chat messages asking whether ``adjective`` describes an acoustic quality (yes/no)."""
+def adjective_messages(adjective: str, wording: str = "acoustic") -> Messages:
+    """The chat messages asking whether ``adjective`` describes an acoustic quality (yes/no).
+
+    ``wording`` is ``concepts.adjective_prompt``: ``acoustic`` or AND's ``tone_emotion``.
+    """
+    if wording not in ADJECTIVE_PROMPTS:
+        raise ValueError(
+            f"unknown adjective prompt {wording!r}; choose from {', '.join(ADJECTIVE_PROMPTS)}"
+        )
     t = PROMPTS["adjective"]
-    return [
-        {"role": "system", "content": t["system"]},
-        {"role": "user", "content": t["user"].format(adjective=_one_line(adjective))},
-    ]
+    user = t[ADJECTIVE_PROMPTS[wording]].format(adjective=_one_line(adjective))
+    return [{"role": "system", "content": t["system"]}, {"role": "user", "content": user}]
 
 
 def parse_yes_no(reply: str) -> bool | None:

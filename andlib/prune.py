@@ -1097,16 +1097,10 @@ def _summary(run: RunDir) -> dict[str, Any]:
     return out
 
 
-def run_stage(cfg: Config, run: RunDir) -> dict[str, Any]:
-    """Write ``pruning.csv`` (columns :data:`COLUMNS`: ``strategy, concept, draw, n_pruned,
-    acted``, the drops ``delta_a, delta_r, delta_a_prob, delta_r_prob`` and the accuracies
-    ``acc_a_before, acc_a_after, acc_r_before, acc_r_after``; one row per strategy, concept and
-    random draw), ``pruning_summary.csv`` (:func:`pruning_summary`, ``prune.bootstrap``
-    resamples seeded by ``seed``) and the figures ``pruning_summary`` and
-    ``pruning_<concept>`` (random draws averaged)."""
-    from andlib import plots
-
-    key = cfg.section_hash(
+def stage_key(cfg: Config, run: RunDir) -> str:
+    """The prune stage's cache key: its settings, :data:`VERSION`, the concepts stage key and
+    the inputs' fingerprints (it reads no lexicon or prompt of its own)."""
+    return cfg.section_hash(
         "prune",
         "seed",
         "model",
@@ -1119,6 +1113,18 @@ def run_stage(cfg: Config, run: RunDir) -> dict[str, Any]:
             input_fingerprint(run, ["neurons.csv", "clips.csv", "activations/index.json"]),
         ],
     )
+
+
+def run_stage(cfg: Config, run: RunDir) -> dict[str, Any]:
+    """Write ``pruning.csv`` (columns :data:`COLUMNS`: ``strategy, concept, draw, n_pruned,
+    acted``, the drops ``delta_a, delta_r, delta_a_prob, delta_r_prob`` and the accuracies
+    ``acc_a_before, acc_a_after, acc_r_before, acc_r_after``; one row per strategy, concept and
+    random draw), ``pruning_summary.csv`` (:func:`pruning_summary`, ``prune.bootstrap``
+    resamples seeded by ``seed``) and the figures ``pruning_summary`` and
+    ``pruning_<concept>`` (random draws averaged)."""
+    from andlib import plots
+
+    key = stage_key(cfg, run)
     logger = run.logger(STAGE)
     if run.is_fresh(STAGE, key) and run.exists("pruning_summary.csv"):
         logger.info("prune: up to date")

@@ -20,6 +20,7 @@ Files a run directory holds (each written by the stage in brackets):
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import os
@@ -32,10 +33,64 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from andlib.config import Config, dump_config
+from andlib.config import Config, dump_config, resolve_path
 
 _UMASK = os.umask(0)
 os.umask(_UMASK)
+
+RESOURCE_DIR = Path(__file__).resolve().parent / "resources"
+"""The lexicons and concept sets shipped with andlib; ``$ANDLIB_RESOURCES`` names another
+folder (a test points it at an edited copy)."""
+PROMPT_PREFIX = "prompts:"
+
+
+def resource_dir() -> Path:
+    """The folder shipped resources are read from: ``$ANDLIB_RESOURCES``, else :data:`RESOURCE_DIR`."""
+    env = os.environ.get("ANDLIB_RESOURCES", "").strip()
+    return Path(env).expanduser() if env else RESOURCE_DIR
+
+
+def resource_path(name: str | os.PathLike) -> Path:
+    """A shipped resource by file name (``"sound_adjectives.txt"``, in :func:`resource_dir`),
+    else a file path: as given when it exists, else relative to the project root."""
+    p = Path(name).expanduser()
+    if len(p.parts) == 1 and (resource_dir() / p).is_file():
+        return resource_dir() / p
+    return p if p.is_absolute() or p.exists() else resolve_path(p)
+
+
+def _digest_bytes(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()[:16]
+
+
+def resource_digest(*names: str) -> dict[str, str]:
+    """What a stage's results depend on besides its config: ``{name: content hash}``.
+
+    Each name is a resource file (a shipped one by file name, ``"sound_adjectives.txt"``, or
+    any path, see :func:`resource_path`), hashed by its bytes, or ``"prompts:<task>"``: the
+    templates of :data:`andlib.prompts.PROMPTS[task] <andlib.prompts.PROMPTS>`, hashed by
+    their text. Stages put this into their cache key (:meth:`RunDir.is_fresh`), so editing a
+    lexicon or a prompt recomputes exactly the stages that read it; the hash depends on
+    contents only (never on where the project lives or on file times), so an unchanged
+    resource leaves the key unchanged. A missing file is a ``FileNotFoundError``.
+    """
+    out: dict[str, str] = {}
+    for name in names:
+        name = str(name)
+        if name.startswith(PROMPT_PREFIX):
+            from andlib.prompts import PROMPTS
+
+            task = name[len(PROMPT_PREFIX) :]
+            if task not in PROMPTS:
+                raise KeyError(f"{name}: no such prompt (tasks: {', '.join(PROMPTS)})")
+            blob = json.dumps(PROMPTS[task], sort_keys=True).encode("utf-8")
+        else:
+            path = resource_path(name)
+            if not path.is_file():
+                raise FileNotFoundError(f"resource {name!r} does not exist ({path})")
+            blob = path.read_bytes()
+        out[name] = _digest_bytes(blob)
+    return out
 
 
 def _publish(tmp: str, path: Path) -> None:
@@ -190,3 +245,9 @@ class RunDir:
             log.addHandler(h)
         log.setLevel(logging.INFO)
         return log
+
+
+def show_logs(level: int = logging.INFO) -> None:
+    """Print andlib's log lines (stage progress, timings, warnings) with their time, for a
+    notebook or a script: ``logging.basicConfig`` at ``level`` (no-op when already set up)."""
+    logging.basicConfig(level=level, format="%(asctime)s %(message)s")

@@ -36,8 +36,10 @@ names (``concepts.similarity``) to the functions.
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 import torch
@@ -262,14 +264,56 @@ SIMILARITY_FUNCTIONS: dict[str, SimilarityFn] = {
 """Config names (``concepts.similarity``) -> similarity functions."""
 
 
-def get_similarity(name: str) -> SimilarityFn:
-    """The similarity function a config names, or a ``ValueError`` listing the valid names."""
+def similarity_kwargs(name: str, params: Any = None) -> dict[str, Any]:
+    """The constants of similarity function ``name`` from ``params`` (a
+    :class:`andlib.config.SimilarityConfig`, ``concepts.similarity_params``; ``None``: none,
+    the functions' own defaults, which equal the config's defaults)."""
+    if params is None:
+        return {}
+    if name not in SIMILARITY_FUNCTIONS:
+        get_similarity(name)  # raises, naming the valid functions
+    if name == "soft_wpmi":
+        return {
+            "top_k": params.soft_wpmi_top_k,
+            "a": params.soft_wpmi_a,
+            "lam": params.soft_wpmi_lam,
+            "min_prob": params.min_prob,
+            "p_start": params.soft_wpmi_p_start,
+            "p_end": params.soft_wpmi_p_end,
+        }
+    if name == "wpmi":
+        return {
+            "top_k": params.wpmi_top_k,
+            "a": params.wpmi_a,
+            "lam": params.wpmi_lam,
+            "min_prob": params.min_prob,
+        }
+    if name == "rank_reorder":
+        return {
+            "top_k": params.rank_reorder_top_k,
+            "top_fraction": params.rank_reorder_top_fraction,
+            "p": params.rank_reorder_p,
+            "scale_p": params.rank_reorder_scale_p,
+        }
+    if name == "cos3":
+        return {"min_norm": params.cos3_min_norm}
+    return {}
+
+
+def get_similarity(name: str, params: Any = None) -> SimilarityFn:
+    """The similarity function a config names, or a ``ValueError`` listing the valid names.
+
+    With ``params`` (``concepts.similarity_params``) its constants are bound
+    (:func:`similarity_kwargs`).
+    """
     try:
-        return SIMILARITY_FUNCTIONS[name]
+        fn = SIMILARITY_FUNCTIONS[name]
     except KeyError:
         raise ValueError(
             f"unknown similarity function {name!r}; choose from {', '.join(SIMILARITY_FUNCTIONS)}"
         ) from None
+    kwargs = similarity_kwargs(name, params)
+    return functools.partial(fn, **kwargs) if kwargs else fn
 
 
 def top_concepts(scores: ArrayLike, concepts: list[str], top: int = 5) -> list[list[str]]:

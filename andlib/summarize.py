@@ -11,15 +11,18 @@ model**: :func:`summarize_captions` counts, deterministically, which sources (th
 caption's source sentence, "Most likely a dog barking, possibly a rooster crowing." or "The
 sound of a dog barking.") and which qualities (adjectives, noun phrases and verbs of the rest)
 the captions share, and states only what at least ``llm.summary_min_share`` of the clips have
-(default: half), the shared source first, then the shared qualities, with counts::
+(default: half), the shared source first, then the shared qualities, each with its count::
 
-    Most clips (4 of 5) are sounds of a dog barking. All 5 clips are loud, sharp sounds with
-    bright high-frequency content; 3 of 5 are impulsive.
+    A dog barking (4 of 5 clips). Loud, sharp sounds with bright high-frequency content
+    (all 5); impulsive (3 of 5).
 
-or, when the clips share little, "The clips share no clear source or quality." Adjectives stay
-adjectives and sources stay nouns, and every sentence opens with a "Most clips (4 of 5)"-like
-subject, so Module B's sentence matching (with the subject stripped), its sentence weights and
-its adjective/noun extraction work on these summaries as on an LLM's.
+or, when the clips share little, "The clips share no clear source or quality." The phrases
+are the captions' own ("a dog barking", "loud, sharp sounds"), with no "Most clips are ..."
+subject before them: a sentence embedder then matches a summary to the captions of clips like
+it rather than to every summary (this raised the simulation score, see the README).
+Adjectives stay adjectives and sources stay nouns, so Module B's sentence matching (counts
+stripped), its sentence weights (the counts) and its adjective/noun extraction work on these
+summaries as on an LLM's.
 """
 
 from __future__ import annotations
@@ -36,12 +39,13 @@ import pandas as pd
 from andlib.config import Config, LLMConfig
 from andlib.llm import LLM, get_llm
 from andlib.prompts import summarize_messages
-from andlib.runs import RunDir
+from andlib.runs import RunDir, resource_digest
 
 STAGE = "summarize"
-SUMMARY_VERSION = 2
+SUMMARY_VERSION = 3
 """Bump when the extractive summaries' rules or wording change: it enters the stage key, so
-cached ``summaries.csv`` files are recomputed (2: only what the clips share, sources first)."""
+cached ``summaries.csv`` files are recomputed (2: only what the clips share, sources first;
+3: the captions' own phrases first, counts after them)."""
 COLUMNS = ["layer", "neuron", "top_clips", "bottom_clips", "high_summary", "low_summary"]
 
 # --------------------------------------------------------------------------------------------
@@ -532,59 +536,91 @@ def _shared(captions: Sequence[str]) -> tuple[list[_Shared], list[_Shared]]:
     return sources, [s for s in found.values() if s.attr.kind != "source"]
 
 
-def _subject(count: int, k: int) -> tuple[str, bool]:
-    """``("Most clips (4 of 5)", True)``: a sentence's subject and whether it is plural."""
-    if k == 1:
-        return "The clip", False
+def _count(count: int, k: int, clips: bool = False) -> str:
+    """ "(4 of 5 clips)", "(all 5)", "(both clips)": how many of the K clips a phrase holds for
+    (``clips``: name the unit, as the first count of a sentence does)."""
+    unit = " clips" if clips else ""
     if count == k:
-        return ("Both clips" if k == 2 else f"All {k} clips"), True
-    if 2 * count > k:
-        return f"Most clips ({count} of {k})", True
-    if count >= 2:
-        return f"Some clips ({count} of {k})", True
-    return f"One clip (1 of {k})", False
+        return "(both clips)" if k == 2 and clips else ("(both)" if k == 2 else f"(all {k}{unit})")
+    return f"({count} of {k}{unit})"
 
 
-def _predicate(attrs: Sequence[Attribute], plural: bool) -> str:
-    """What a group of clips is, has and does: "are loud, sharp sounds with a click"."""
-    be, have, involve = ("are", "have", "involve") if plural else ("is", "has", "involves")
-    texts = {
-        kind: [
-            a.singular if kind == "verb" and not plural else a.text for a in attrs if a.kind == kind
-        ]
-        for kind in KIND_ORDER
-    }
+def _capitalized(text: str) -> str:
+    return text[:1].upper() + text[1:]
+
+
+def _phrase(attrs: Sequence[Attribute], plural: bool, head: bool = True) -> str:
+    """What a group of clips sounds like, in a caption's own words: "loud, sharp sounds with
+    bright high-frequency content that fade away" ("a quiet sound with a hum" for one clip;
+    without the ``head`` noun "sharp, with a click", as a summary's later clauses say it)."""
+    texts = {kind: [a.text for a in attrs if a.kind == kind] for kind in KIND_ORDER}
     adjs, nps = texts["adj"], texts["phrase"]
-    clauses = []
-    if plural and adjs and nps:
-        clauses.append(f"{be} {', '.join(adjs)} sounds with {_series(nps)}")
-    else:
-        if adjs:
-            clauses.append(f"{be} {_series(adjs)}")
-        if nps:
-            clauses.append(f"{have} {_series(nps)}")
-    clauses += texts["verb"]
+    parts = []
+    if head:
+        noun = "sounds" if plural else "sound"
+        noun = f"{', '.join(adjs)} {noun}" if adjs else noun
+        parts.append(noun if plural else ("an " if noun[:1] in "aeiou" else "a ") + noun)
+    elif adjs:
+        parts.append(", ".join(adjs) + ("," if nps or texts["action"] or texts["verb"] else ""))
+    if nps:
+        parts.append(f"with {_series(nps)}")
     if texts["action"]:
-        clauses.append(f"{involve} {_series(texts['action'])}")
-    return _series(clauses)
+        parts.append(f"involving {_series(texts['action'])}")
+    if texts["verb"]:
+        verbs = texts["verb"] if plural else [a.singular for a in attrs if a.kind == "verb"]
+        parts.append(f"that {_series(verbs)}")
+    return " ".join(parts)
 
 
 def _sources_sentence(sources: Sequence[_Shared], k: int) -> str:
-    """ "Most clips (4 of 5) are sounds of a dog barking." / "The clips are sounds of a dog
-    barking (4 of 5) or possibly a rooster crowing (3 of 5)." ("possibly": a source most of
-    whose clips only hedge it)."""
+    """ "A dog barking (4 of 5 clips)." / "A dog barking (3 of 5 clips) or possibly a rooster
+    crowing (3 of 5)." ("possibly": a source most of whose clips only hedge it)."""
 
     def hedge(s: _Shared) -> str:
         return "possibly " if 2 * len(s.leads) < s.n else ""
 
-    if len(sources) == 1:
-        (s,) = sources
-        subject, plural = _subject(s.n, k)
-        if not plural:
-            return f"{subject} is {hedge(s)}the sound of {s.attr.text}."
-        return f"{subject} are {hedge(s)}sounds of {s.attr.text}."
-    named = [f"{hedge(s)}{s.attr.text} ({s.n} of {k})" for s in sources]
-    return f"The clips are sounds of {_series(named, 'or')}."
+    named = [
+        f"{hedge(s)}{s.attr.text}" + ("" if k == 1 else f" {_count(s.n, k, clips=i == 0)}")
+        for i, s in enumerate(sources)
+    ]
+    return _capitalized(_series(named, "or")) + "."
+
+
+_STATED_PITCH = re.compile(r"\babout (\d+(?:\.\d+)?) Hz \(([A-G]#?-?\d)\)")
+"""A precisely stated pitch, as ``captioner.precise_pitch`` words it: "at about 440 Hz (A4)"
+(the default wording, "(about 440 Hz)", names no note and is not matched)."""
+
+
+def shared_pitch(captions: Sequence[str], need: int) -> tuple[float, int] | None:
+    """``(hz, n)``: the pitch that the most captions state within a semitone of each other,
+    when at least ``need`` do (``hz`` the median of theirs), else ``None``. Only precisely
+    stated pitches count (:data:`_STATED_PITCH`)."""
+    import numpy as np
+
+    stated = []
+    for caption in captions:
+        m = _STATED_PITCH.search(str(caption))
+        if m:
+            stated.append(float(m.group(1)))
+    if len(stated) < max(1, need):
+        return None
+    semis = 12.0 * np.log2(np.asarray(stated))
+    close = np.abs(semis[:, None] - semis[None, :]) <= 1.0
+    counts = close.sum(axis=1)
+    spread = np.where(close, np.abs(semis[:, None] - semis[None, :]), 0.0).sum(axis=1)
+    best = int(np.lexsort((spread, -counts))[0])
+    if counts[best] < need:
+        return None
+    return float(np.median(np.asarray(stated)[close[best]])), int(counts[best])
+
+
+def _pitch_sentence(hz: float, n: int, k: int, clips: bool) -> str:
+    """ "A pitch of about 440 Hz, the note A4 (4 of 5 clips)." """
+    from andlib.notes import note_name
+
+    value = f"{hz:.1f}" if hz < 100 else f"{hz:.0f}"
+    count = "" if k == 1 else f" {_count(n, k, clips=clips)}"
+    return f"A pitch of about {value} Hz, the note {note_name(hz)}{count}."
 
 
 def summarize_captions(
@@ -592,15 +628,19 @@ def summarize_captions(
     max_items: int = 5,
     min_share: float | None = None,
     max_sources: int = 2,
+    source_share: float | None = None,
 ) -> str:
     """Deterministic, non-generative summary: the sources, then the qualities, the clips share.
 
     Only what at least ``min_share`` of the K captions have is said (default
-    :attr:`~andlib.config.LLMConfig.summary_min_share`, 0.5: at least half), with honest
-    counts (and never what only one of several clips has), in at most two sentences, e.g.::
+    :attr:`~andlib.config.LLMConfig.summary_min_share`, 0.5: at least half), and a source
+    when at least ``source_share`` of them name it (default ``min_share``; the configured
+    default :attr:`~andlib.config.LLMConfig.summary_source_share` is 0.4, two of five), with
+    honest counts (and never what only one of several clips has), in at most two sentences
+    (three with a shared precise pitch), e.g.::
 
-        Most clips (4 of 5) are sounds of a dog barking. All 5 clips are loud, sharp sounds
-        with bright high-frequency content; 3 of 5 are impulsive.
+        A dog barking (4 of 5 clips). Loud, sharp sounds with bright high-frequency content
+        (all 5); impulsive (3 of 5).
 
     **Sources** come from each caption's opening source sentence (:func:`source_phrases`:
     "Most likely X, possibly Y.", "Perhaps X or Y; ...", "The sound of X."). A clip counts
@@ -608,12 +648,16 @@ def summarize_captions(
     most clips name come first (ties: the one more clips name as their lead), at most
     ``max_sources`` of them, and one that most of its clips only hedge is written "possibly".
     **Qualities** (adjectives, noun phrases, verbs of the rest of the captions) follow, most
-    shared first, one clause per set of clips sharing them ("; 3 of 5 are impulsive sounds
-    with a click": the same three clips are impulsive and have a click), at most ``max_items`` of
+    shared first, one clause per set of clips sharing them ("; impulsive, with a click (3 of
+    5)": the same three clips are impulsive and have a click), at most ``max_items`` of
     them: of those found in equally many clips, longer phrases come first, and a quality
     whose words an earlier one already says ("high-frequency content" after "bright
     high-frequency content" or after "high-frequency"; vague nouns such as "content" do not
-    count) is left out. When nothing is shared enough the summary says so
+    count) is left out. A pitch that enough captions state precisely, within a semitone of
+    each other (``captioner.precise_pitch``: "at about 440 Hz (A4)"), gets its own sentence
+    after the sources (:func:`shared_pitch`: "A pitch of about 440 Hz, the note A4 (4 of 5
+    clips)."); captions without such statements, the default's, are unaffected. When
+    nothing is shared enough the summary says so
     (:data:`NOTHING_SHARED`). An empty caption list gives ``""``.
     """
     share = LLMConfig().summary_min_share if min_share is None else float(min_share)
@@ -624,9 +668,13 @@ def summarize_captions(
     if k == 0:
         return ""
     need = max(min(2, k), math.ceil(share * k - 1e-9))  # what one clip has is not shared
+    src_share = share if source_share is None else float(source_share)
+    if not 0.0 < src_share <= 1.0:
+        raise ValueError(f"llm.summary_source_share: must be in (0, 1], got {source_share!r}")
+    src_need = max(min(2, k), math.ceil(src_share * k - 1e-9))
     sources, qualities = _shared(captions)
     sources = sorted(
-        (s for s in sources if s.n >= need), key=lambda s: (-s.n, -len(s.leads), s.order)
+        (s for s in sources if s.n >= src_need), key=lambda s: (-s.n, -len(s.leads), s.order)
     )[: max(0, max_sources)]
     rank = {kind: i for i, kind in enumerate(KIND_ORDER)}
     candidates = sorted(
@@ -644,17 +692,20 @@ def summarize_captions(
         chosen.append(q)
         said |= words
     sentences = [_sources_sentence(sources, k)] if sources else []
+    pitch = shared_pitch(captions, need)  # only with precisely stated pitches
+    if pitch is not None:
+        sentences.append(_pitch_sentence(*pitch, k, clips=not sources))
     groups: dict[frozenset[int], list[_Shared]] = {}  # one clause per set of clips
     for q in sorted(chosen, key=lambda q: (-q.n, q.order)):
         groups.setdefault(frozenset(q.clips), []).append(q)
     clauses: list[str] = []
     for group in groups.values():
         n = group[0].n
-        subject, plural = _subject(n, k) if not clauses else (f"{n} of {k}", n > 1)
         attrs = [q.attr for q in sorted(group, key=lambda q: q.order)]
-        clauses.append(f"{subject} {_predicate(attrs, plural)}")
+        count = "" if k == 1 else f" {_count(n, k, clips=not clauses and not sources)}"
+        clauses.append(_phrase(attrs, n > 1, head=not clauses) + count)
     if clauses:
-        sentences.append("; ".join(clauses) + ".")
+        sentences.append(_capitalized("; ".join(clauses)) + ".")
     if not sentences:
         return NOTHING_SHARED if k > 1 else "The clip has no clear source or quality."
     return " ".join(sentences)
@@ -685,8 +736,13 @@ def _summarize_pairs(
     if not llm.generative:
         # Parse every caption in one go (without its source sentence, as summarizing does).
         caption_attributes(source_phrases(c)[1] for caps in groups for c in caps)
-        share = getattr(getattr(llm, "cfg", None), "summary_min_share", None)
-        out = [summarize_captions(caps, min_share=share) if caps else "" for caps in groups]
+        cfg = getattr(llm, "cfg", None)
+        share = getattr(cfg, "summary_min_share", None)
+        src = getattr(cfg, "summary_source_share", None)
+        out = [
+            summarize_captions(caps, min_share=share, source_share=src) if caps else ""
+            for caps in groups
+        ]
     else:
         names = [f"{label} ({end})" for label in labels for end in ("high", "low")]
         asked = [i for i, caps in enumerate(groups) if caps]
@@ -751,24 +807,31 @@ def summarize_all(
     return pd.DataFrame(rows, columns=COLUMNS)
 
 
-def run_stage(cfg: Config, run: RunDir) -> dict[str, Any]:
-    """Write ``summaries.csv``: high and low summaries of every neuron in ``neuron_topk.csv``.
-
-    Reads ``neuron_topk.csv`` (record stage) and ``captions.csv`` (caption stage). Keyed by the
-    ``llm`` settings (``llm.summary_min_share`` among them), ``k``, :data:`SUMMARY_VERSION` and
-    both upstream stage keys; reused when none changed. Every LLM
-    reply is cached on disk as soon as it arrives, so after an interruption (or an
-    :class:`~andlib.llm.LLMError`) a re-run re-issues only the calls that had not finished.
-    """
-    key = cfg.section_hash(
+def stage_key(cfg: Config, run: RunDir) -> str:
+    """The summarize stage's cache key (see :func:`run_stage`)."""
+    return cfg.section_hash(
         "llm",
         "k",
         extra={
             "record": run.stage_key("record"),
             "caption": run.stage_key("caption"),
             "summary_version": SUMMARY_VERSION,
+            "resources": resource_digest("prompts:summarize"),
         },
     )
+
+
+def run_stage(cfg: Config, run: RunDir) -> dict[str, Any]:
+    """Write ``summaries.csv``: high and low summaries of every neuron in ``neuron_topk.csv``.
+
+    Reads ``neuron_topk.csv`` (record stage) and ``captions.csv`` (caption stage). Keyed by the
+    ``llm`` settings (``llm.summary_min_share`` among them), ``k``, :data:`SUMMARY_VERSION`,
+    the summarize prompt (:func:`andlib.runs.resource_digest`) and both upstream stage keys;
+    reused when none changed. Every LLM
+    reply is cached on disk as soon as it arrives, so after an interruption (or an
+    :class:`~andlib.llm.LLMError`) a re-run re-issues only the calls that had not finished.
+    """
+    key = stage_key(cfg, run)
     if run.is_fresh(STAGE, key):
         return {"summaries": len(run.read_csv("summaries.csv")), "reused": True}
     log = run.logger(STAGE)

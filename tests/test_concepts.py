@@ -143,9 +143,14 @@ def test_tab_skipped_without_a_clap_model(capsys):
     assert "no CLAP model is configured" in capsys.readouterr().out
 
 
-def test_tab_skipped_when_the_model_cannot_load(tmp_path, capsys):
-    assert tab_concepts(["x.wav"], ESC50, np.zeros((1, 2)), clap=str(tmp_path / "none")) is None
-    assert "cannot load CLAP model" in capsys.readouterr().out
+def test_tab_a_configured_clap_model_that_cannot_load_is_an_error_naming_it(tmp_path):
+    from andlib.cli import project_error
+
+    missing = str(tmp_path / "no-such-clap")
+    with pytest.raises(C.ClapLoadError, match="no-such-clap") as err:
+        tab_concepts(["x.wav"], ESC50, np.zeros((1, 2)), clap=missing)
+    assert "concepts.clap_model" in str(err.value)
+    assert project_error(err.value)  # the CLI reports it in one line
 
 
 class PlantedClap(ClapScorer):
@@ -225,6 +230,116 @@ def test_tab_runs_a_clap_model_on_files_and_waveforms(tiny_clap, tmp_path):
     assert len(out) == 2 and all(len(r) == 3 and set(r) <= set(ESC50[:4]) for r in out)
 
 
+def test_tab_leaves_an_unreadable_clip_out_instead_of_scoring_silence(tiny_clap, tmp_path):
+    from tests.conftest import write_tone
+
+    model, processor = tiny_clap
+    good = [write_tone(tmp_path / f"t{i}.wav", freq=300 * (i + 1), seconds=0.5) for i in range(2)]
+    broken = tmp_path / "broken.wav"
+    broken.write_bytes(b"not audio at all")
+    scorer = ClapScorer(model, processor, name="tiny", batch_size=2)
+    skipped: list = []
+    emb = scorer.audio_embeddings([good[0], broken, good[1]], skipped)
+    assert [i for i, _ in skipped] == [1] and skipped[0][1]  # (row, reason)
+    assert np.isnan(emb[1]).all() and np.isfinite(emb[[0, 2]]).all()
+    silence = scorer.audio_embeddings([np.zeros(48000, np.float32)])[0]
+    assert not np.allclose(np.nan_to_num(emb[1]), silence)  # not the embedding of silence
+    np.testing.assert_allclose(emb[[0, 2]], scorer.audio_embeddings(good), rtol=1e-5)
+    # tab_concepts scores the readable clips only: as if the broken one were not there.
+    acts = np.array([[1.0, 0.0], [5.0, 5.0], [0.0, 1.0]], dtype=np.float32)
+    with_broken = tab_concepts([good[0], broken, good[1]], ESC50[:4], acts, scorer, "cos", 3)
+    assert with_broken == tab_concepts(good, ESC50[:4], acts[[0, 2]], scorer, "cos", 3)
+
+
+class _NaNRowClap(ClapScorer):
+    """CLAP probabilities planted per clip path; the clip ``"broken"`` cannot be read."""
+
+    def __init__(self, probs_of):
+        self.probs_of = probs_of
+
+    def concept_probs(self, clips, concepts, logit_scale=None, skipped=None):
+        rows = []
+        for i, clip in enumerate(clips):
+            if str(clip).endswith("broken.wav"):
+                if skipped is not None:
+                    skipped.append((i, "cannot decode audio"))
+                rows.append(np.full(len(concepts), np.nan, np.float32))
+            else:
+                rows.append(self.probs_of(str(clip), concepts))
+        return np.stack(rows)
+
+
+def test_run_stage_records_unreadable_clips_and_leaves_them_out_of_tab(
+    tmp_path, tmp_cfg, monkeypatch
+):
+    cfg, run = make_run(tmp_path, tmp_cfg)
+    cfg = tmp_cfg({"concepts.clap_model": "planted-clap"})
+    clips = run.read_csv("clips.csv", dtype=str)
+    broken_id = clips.loc[3, "clip_id"]
+    clips.loc[3, "path"] = str(tmp_path / "broken.wav")
+    run.write_csv("clips.csv", clips)
+
+    def probs_of(path, concepts):  # each clip is about its kind
+        kind = path.rsplit("/", 1)[-1].split("-")[0]
+        p = np.full(len(concepts), 0.01, np.float32)
+        p[concepts.index(kind)] = 1.0
+        return p / p.sum()
+
+    scorer = _NaNRowClap(probs_of)
+    monkeypatch.setattr(C, "load_clap", lambda name, *a, **k: scorer)
+    info = C.run_stage(cfg, run)
+    assert info["tab"].startswith("CLAP planted-clap") and C.TAB_SKIPPED_CLIPS in info["tab"]
+    record = run.read_csv(C.TAB_SKIPPED_CLIPS, dtype=str)
+    assert record.to_dict("records") == [
+        {
+            "clip_id": broken_id,
+            "path": str(tmp_path / "broken.wav"),
+            "reason": "cannot decode audio",
+        }
+    ]
+    assert (
+        C.TAB_SKIPPED_CLIPS
+        in json.loads((run / ".stages" / "concepts.json").read_text())["outputs"]
+    )
+    # TAB equals TAB computed on the readable clips alone.
+    from andlib.activations import ActivationCache
+    from andlib.similarity import get_similarity, top_concepts
+
+    cache = ActivationCache.load(run)
+    keep = [i for i, cid in enumerate(cache.clip_ids) if cid != broken_id]
+    paths = dict(zip(clips["clip_id"], clips["path"], strict=True))
+    probs = np.stack([probs_of(paths[cache.clip_ids[i]], ESC50) for i in keep])
+    acts = np.asarray(cache["classifier"], dtype=np.float32)[keep]
+    scores = get_similarity(cfg.concepts.tab_similarity, cfg.concepts.similarity_params)(
+        probs, acts
+    )
+    expected = [";".join(r) for r in top_concepts(scores, ESC50, 5)]
+    df = run.read_csv("neurons.csv")
+    assert df[df["layer"] == "classifier"]["tab_top5"].tolist() == expected
+
+
+def test_run_stage_with_a_configured_clap_model_that_cannot_load_fails(tmp_path, tmp_cfg):
+    cfg, run = make_run(tmp_path, tmp_cfg)
+    cfg = tmp_cfg({"concepts.clap_model": str(tmp_path / "missing-clap")})
+    with pytest.raises(C.ClapLoadError, match="missing-clap"):
+        C.run_stage(cfg, run)
+    assert not run.exists("neurons.csv")
+
+
+def test_tab_clips_render_synthetic_probes_without_a_file(tmp_cfg):
+    from andlib.data import load_probing_set
+
+    cfg = tmp_cfg({"data.dataset": "synthetic", "data.limit": 2})
+    probing = load_probing_set(cfg)
+    clips = probing.meta[["clip_id", "path"]].astype(str)
+    out = C._tab_clips(cfg, clips, probing.clip_ids)
+    assert all(isinstance(w, np.ndarray) for w in out)
+    seconds = len(probing.audio[0]) / probing.sample_rate
+    assert len(out[0]) == pytest.approx(seconds * C.CLAP_SAMPLE_RATE, abs=2)
+    with pytest.raises(ValueError, match="no audio file"):
+        C._tab_clips(cfg, pd.DataFrame({"clip_id": ["x"], "path": [""]}), ["x"])
+
+
 # --------------------------------------------------------------------------------------------
 # Module A: ICL
 # --------------------------------------------------------------------------------------------
@@ -288,10 +403,32 @@ def test_icl_with_a_generative_llm(embedder):
     assert "water drops" in llm.requests[0][-1]["content"]  # concepts shown as display names
 
 
+def test_icl_counts_the_slots_the_llm_named_and_those_padded_by_embeddings(embedder):
+    replies = {  # by a word of the summary that the prompt does not hold otherwise
+        "woof": "Answer: dog",
+        "sky": "1. rain\n2. thunderstorm",
+        "zzz": ", ".join(ESC50[:6]),
+    }
+    llm = FakeLLM(lambda m: next(r for k, r in replies.items() if k in m[-1]["content"]))
+    summaries = ["A woof sound.", "Water from the sky.", "zzz", ""]
+    res = icl_concepts(summaries, ESC50, llm, 5, embedder)
+    assert res.method == "icl"
+    assert res.llm_slots == [1, 2, 5, 0]
+    assert res.concepts[0][0] == "dog" and len(res.concepts[0]) == 5  # 4 slots padded
+    assert res.concepts[1][:2] == ["rain", "thunderstorm"] and len(res.concepts[1]) == 5
+    assert res.concepts[2] == ESC50[:5] and res.concepts[3] == []
+    assert C.map_to_concepts_marked(["dog"], ESC50, embedder, 5)[1] == 1
+    assert C.map_to_concepts_marked(["dog", "dog"], ESC50, embedder, 5)[1] == 1  # one concept
+
+
 def test_fallback_weighs_sentences_by_the_clips_they_speak_for(embedder):
     assert C.sentence_weight("Most clips (4 of 5) are loud.") == 4
     assert C.sentence_weight("All 5 clips are loud.") == 5
     assert C.sentence_weight("Only one clip is the sound of wind.") == 1
+    # The extractive summarizer's own wording: the first count of the sentence.
+    assert C.sentence_weight("A dog barking (4 of 5 clips).") == 4
+    assert C.sentence_weight("Loud sounds (all 5); sharp (3 of 5).") == 5
+    assert C.sentence_weight("Loud sounds with a hum (both clips).") == 2
     hen = "Most clips (4 of 5) are sounds of a hen clucking. Only one clip is the sound of wind."
     wind = "Only one clip is the sound of a hen clucking. Most clips (4 of 5) are sounds of wind."
     ranked = C.rank_by_embedding([hen, wind], ESC50, embedder)
@@ -305,7 +442,7 @@ def test_icl_falls_back_to_embeddings_without_a_generative_llm(embedder):
     summaries = ["Most clips are the sound of a dog barking.", "A siren wails loudly.", ""]
     for llm in (NonGenerativeLLM(), None):
         res = icl_concepts(summaries, ESC50, llm, top=5, embedder=embedder)
-        assert res.method == "icl-embedding-fallback"
+        assert res.method == "icl_embedding" and res.llm_slots is None
         assert res.concepts[0][0] == "dog" and res.concepts[1][0] == "siren"
         assert res.concepts[2] == []
 
@@ -326,6 +463,9 @@ def test_split_sentences_and_subject():
     assert comparable("All 5 clips are loud.") == "are loud."
     assert comparable("The audio clips feature a dog.") == "feature a dog."
     assert comparable("Dogs bark.") == "Dogs bark."
+    # Counts never make two sentences alike: "(4 of 5 clips)", "(all 5)", "(both)" go.
+    assert comparable("Loud sounds (4 of 5 clips); sharp (all 5).") == "Loud sounds; sharp."
+    assert comparable("A dog barking (both clips).") == "A dog barking."
 
 
 def test_calibration_drops_shared_sentences_and_keeps_distinct_ones(embedder):
@@ -488,14 +628,14 @@ def test_run_stage_on_a_small_run(tmp_path, tmp_cfg):
     info = C.run_stage(cfg, run)
     assert info["neurons"] == 8
     assert "no CLAP model" in info["tab"]
-    assert info["icl"] == "icl-embedding-fallback"
+    assert info["icl"] == "icl_embedding"
     df = run.read_csv("neurons.csv")
     expected = [
         "layer", "neuron", "top_clips", "bottom_clips", "high_summary", "low_summary",
         "calibrated_summary", "adjectives",
         *[f"db_{fn}{s}" for fn in cfg.concepts.similarity for s in ("", "_top5")],
-        "tab", "tab_top5", "icl", "icl_top5", "icl_method", "open_concepts",
-    ]  # fmt: skip
+        "tab", "tab_top5", "icl_embedding", "icl_embedding_top5", "icl_method", "open_concepts",
+    ]  # fmt: skip  # without an LLM, ICL is reported as icl_embedding, never as icl
     assert list(df.columns) == expected
     cls = df[df["layer"] == "classifier"].set_index("neuron")
     for fn in cfg.concepts.similarity:
@@ -504,8 +644,9 @@ def test_run_stage_on_a_small_run(tmp_path, tmp_cfg):
         if fn != "cos":  # plain cosine is blind to column scale: see test_db_finds...
             assert cls.loc[[0, 1, 2], f"db_{fn}"].tolist() == ["dog", "rain", "engine"], fn
     assert (df["tab"] == "").all()
-    assert cls.loc[0, "icl"] == "dog" and cls.loc[1, "icl"] == "rain"
-    assert (df["icl_method"] == "icl-embedding-fallback").all()
+    assert cls.loc[0, "icl_embedding"] == "dog" and cls.loc[1, "icl_embedding"] == "rain"
+    assert (df["icl_method"] == "icl_embedding").all()
+    assert not (run / C.TAB_SKIPPED_CLIPS).exists()
     assert (
         cls.loc[0, "calibrated_summary"] == "All 5 clips are loud, sharp sounds of a dog barking."
     )
@@ -516,6 +657,25 @@ def test_run_stage_on_a_small_run(tmp_path, tmp_cfg):
     assert mlp.loc[3, "calibrated_summary"] == "" and mlp.loc[3, "adjectives"] == ""
     # Unchanged inputs: reused.
     assert C.run_stage(cfg, run) == {"neurons": "up to date"}
+
+
+def test_run_stage_with_an_llm_reports_icl_and_the_slots_it_named(tmp_path, tmp_cfg, monkeypatch):
+    import andlib.llm
+
+    cfg, run = make_run(tmp_path, tmp_cfg)
+    llm = FakeLLM(lambda m: "Answer: dog" if "Class names:" in m[-1]["content"] else "yes")
+    monkeypatch.setattr(andlib.llm, "get_llm", lambda *a, **k: llm)
+    info = C.run_stage(cfg, run)
+    assert info["icl"] == "icl" and info["icl_padded_neurons"] == 6  # 6 summaries, 1 name each
+    df = run.read_csv("neurons.csv")
+    assert {"icl", "icl_top5", "icl_llm_slots"} <= set(df.columns)
+    assert not {"icl_embedding", "icl_embedding_top5"} & set(df.columns)
+    asked = df["high_summary"] != ""
+    assert (df.loc[asked, "icl"] == "dog").all()
+    assert (df.loc[asked, "icl_llm_slots"] == 1).all() and (
+        df.loc[~asked, "icl_llm_slots"] == 0
+    ).all()
+    assert (df.loc[asked, "icl_top5"].str.split(";").str.len() == 5).all()  # 4 padded
 
 
 def test_run_stage_reports_a_missing_input(tmp_path, tmp_cfg):

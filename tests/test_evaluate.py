@@ -232,6 +232,148 @@ def test_last_layer_scores_on_hand_made_rows(tmp_path):
     assert scores["icl"]["cos"] == pytest.approx(0.5)
 
 
+def test_icl_without_an_llm_is_scored_under_its_own_name(tmp_path):
+    run = make_run(tmp_path / "run", tmp_path / "audio")
+    rows = evaluate.read_neurons(run)
+    rows = rows[rows.layer == "classifier"].rename(
+        columns={"icl": "icl_embedding", "icl_top5": "icl_embedding_top5"}
+    )
+    scores = last_layer_scores(rows, CLASSES, FakeEmbedder())
+    assert "icl_embedding" in scores and "icl" not in scores
+    assert scores["icl_embedding"]["top1"] == 0.5
+
+
+def test_icl_top5_on_the_llms_own_picks_beside_the_padded_figure(tmp_path):
+    run = make_run(tmp_path / "run", tmp_path / "audio")
+    rows = evaluate.read_neurons(run)
+    rows = rows[rows.layer == "classifier"].copy()
+    # Each neuron's class is 2nd of its top 5; the LLM named 2 concepts for neurons 0 and 1,
+    # one for neurons 2 and 3 (the class sits in a padded slot there).
+    rows["icl_top5"] = [";".join(["rain" if c != "rain" else "dog", c, "siren"]) for c in CLASSES]
+    rows["icl"] = [t.split(";")[0] for t in rows["icl_top5"]]
+    rows["icl_llm_slots"] = [2, 2, 1, 1]
+    s = last_layer_scores(rows, CLASSES, FakeEmbedder())["icl"]
+    assert s["top1"] == 0.0 and s["top5"] == 1.0
+    assert s["top5_llm_only"] == 0.5 and s["n_padded"] == 4
+    assert "top5_llm_only" not in last_layer_scores(rows, CLASSES, FakeEmbedder())["db_cos"]
+
+
+@pytest.mark.parametrize(
+    "label, expected",
+    [
+        ("001 - Dog bark", "dog"),  # ESC-10's original folder names
+        ("004 - Baby cry", "crying_baby"),
+        ("006 - Person sneeze", "sneezing"),
+        ("010 - Fire crackling", "crackling_fire"),
+        ("Sea_Waves", "sea_waves"),
+        ("water", None),  # water_drops or pouring_water: not certain
+        ("engine idling loudly", "engine"),
+        ("spaceship", None),
+    ],
+)
+def test_probing_labels_map_onto_the_models_classes_only_when_certain(label, expected):
+    from andlib.concepts import load_concept_set
+
+    esc50 = load_concept_set("esc50")
+    i = evaluate.match_class(label, esc50)
+    assert (esc50[i] if i is not None else None) == expected
+    assert evaluate.normalize_label("001 - Dog bark") == "dog bark"
+
+
+def _relabel(run: RunDir, categories: dict[str, str], label_names: list[str] | None) -> None:
+    """Rename the probing set's categories (dropped when mapped to ""), set model.json names."""
+    clips = evaluate.read_clips(run)
+    clips["category"] = clips["category"].map(lambda c: categories.get(c, c))
+    run.write_csv("clips.csv", clips)
+    info = run.read_json("model.json")
+    if label_names is not None:
+        info["label_names"] = label_names
+    run.write_json("model.json", info)
+
+
+def test_generic_label_names_map_to_the_probing_set_when_certain(tmp_path):
+    run = make_run(tmp_path / "run", tmp_path / "audio")
+    _relabel(run, {}, [f"LABEL_{i}" for i in range(4)])
+    assert evaluate.class_names(run, 4) == CLASSES  # clips.csv names every output 0..3
+
+
+def test_generic_label_names_without_a_certain_mapping_say_how_to_supply_one(tmp_path, tmp_cfg):
+    from andlib.cli import error_message, project_error
+    from andlib.config import ConfigError
+
+    run = make_run(tmp_path / "run", tmp_path / "audio")
+    _relabel(run, {"crying_baby": ""}, [f"LABEL_{i}" for i in range(4)])  # output 3: no label
+    cfg = tmp_cfg({"evaluate.captioners": []})
+    with pytest.raises(evaluate.LabelMapError, match="evaluate.label_map") as err:
+        evaluate.last_layer_accuracy(cfg, run, FakeEmbedder())
+    assert "LABEL_0" in str(err.value)
+    assert isinstance(err.value, ConfigError) and project_error(err.value)
+    assert "\n" not in error_message(err.value)
+    # With the mapping supplied (probing label -> output index), those outputs are scored.
+    mapped = tmp_cfg(
+        {"evaluate.captioners": [], "evaluate.label_map": {"dog": 0, "rain": "LABEL_1"}}
+    )
+    truth = evaluate.classifier_truth(mapped, run, 4)
+    assert truth.names == ["dog", "rain", None, None] and truth.n_left_out == 2
+    results = evaluate.last_layer_accuracy(mapped, run, FakeEmbedder())
+    s = results[mapped.captioner.name]["db_soft_wpmi"]
+    assert s["n_neurons"] == 2 and s["top1"] == 1.0 and s["n_left_out"] == 2
+
+
+def test_probing_set_with_other_class_names_scores_only_the_classes_it_holds(tmp_path, tmp_cfg):
+    """ESC-10's original release against an ESC-50 model: "001 - Dog bark" is the model's dog;
+    a class without clips is left out and counted, not scored as a miss."""
+    run = make_run(tmp_path / "run", tmp_path / "audio")
+    _relabel(
+        run,
+        {"dog": "001 - Dog bark", "rain": "002 - Rain", "crying_baby": "004 - Baby cry",
+         "water_drops": "011 - Spaceship"},
+        CLASSES,
+    )  # fmt: skip
+    cfg = tmp_cfg({"evaluate.captioners": []})
+    truth = evaluate.classifier_truth(cfg, run, 4)
+    assert truth.names == ["dog", "rain", None, "crying_baby"]
+    assert truth.mapping["011 - Spaceship"] is None
+    results = evaluate.last_layer_accuracy(cfg, run, FakeEmbedder())
+    s = results[cfg.captioner.name]["db_soft_wpmi"]
+    assert s["n_neurons"] == 3 and s["top1"] == 1.0 and s["n_left_out"] == 1
+    assert "do not occur in the probing set" in s["left_out_reason"]
+    assert "011 - Spaceship" in s["left_out_reason"]
+    from andlib import plots
+
+    fig = plots.last_layer_table(results)
+    title = fig.axes[0].get_title()
+    plots.plt.close(fig)
+    assert "3 class neurons; 1 whose class is not in the probing set left out" in title
+    # evaluate.label_map overrides the match: "002 - Rain" declared no class of the model.
+    cfg = tmp_cfg({"evaluate.captioners": [], "evaluate.label_map": {"002 - Rain": None}})
+    assert evaluate.classifier_truth(cfg, run, 4).names == ["dog", None, None, "crying_baby"]
+
+
+def test_probing_set_whose_labels_match_no_class_is_an_error(tmp_path, tmp_cfg):
+    run = make_run(tmp_path / "run", tmp_path / "audio")
+    _relabel(
+        run,
+        {"dog": "spaceship", "rain": "laser", "water_drops": "robot", "crying_baby": "alien"},
+        CLASSES,
+    )
+    cfg = tmp_cfg({"evaluate.captioners": []})
+    with pytest.raises(evaluate.LabelMapError, match="none of the probing set's 4 labels"):
+        evaluate.last_layer_accuracy(cfg, run, FakeEmbedder())
+
+
+def test_label_map_values_must_name_a_class_or_an_output(tmp_path, tmp_cfg):
+    from andlib.config import ConfigError
+
+    run = make_run(tmp_path / "run", tmp_path / "audio")
+    for bad, message in (({"dog": "cat"}, "not a class"), ({"dog": 7}, "does not exist")):
+        cfg = tmp_cfg({"evaluate.label_map": bad})
+        with pytest.raises(evaluate.LabelMapError, match=message):
+            evaluate.classifier_truth(cfg, run, 4)
+    with pytest.raises(ConfigError, match="evaluate.label_map"):
+        tmp_cfg({"evaluate.label_map": {"dog": [1, 2]}})
+
+
 def test_last_layer_with_a_second_captioner_uses_the_upstream_stages(
     tmp_path, tmp_cfg, monkeypatch
 ):

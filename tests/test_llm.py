@@ -3,16 +3,14 @@ the extractive backend, and the reply cache."""
 
 from __future__ import annotations
 
-import json
-import threading
 import time
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
 
 from andlib.config import LLMConfig
-from andlib.llm import ExtractiveLLM, LLMError, get_llm
+from andlib.llm import ExtractiveLLM, LLMError, ReplyCache, get_llm
+from andlib.loopback import LoopbackServer, completion
 from andlib.prompts import (
     PROMPTS,
     adjective_messages,
@@ -23,87 +21,14 @@ from andlib.prompts import (
 )
 
 
-def completion(content: str | None) -> dict:
-    return {
-        "id": "chatcmpl-test",
-        "object": "chat.completion",
-        "created": 0,
-        "model": "fake",
-        "choices": [
-            {
-                "index": 0,
-                "message": {"role": "assistant", "content": content},
-                "finish_reason": "stop",
-            }
-        ],
-    }
-
-
 def echo(n: int, body: dict) -> tuple[int, dict]:
     """The default reply: names the last user message, so replies differ per request."""
     return 200, completion("summary of: " + body["messages"][-1]["content"][-40:])
 
 
-class FakeServer:
-    """An OpenAI-compatible ``POST /v1/chat/completions`` on 127.0.0.1 that counts requests.
-
-    ``respond(n, body) -> (status, json)`` answers the ``n``-th request (0-based).
-    """
-
-    def __init__(self, respond=echo, delay: float = 0.0):
-        self.respond = respond
-        self.delay = delay
-        self.bodies: list[dict] = []
-        self.inflight = 0
-        self.max_inflight = 0
-        self.lock = threading.Lock()
-        server = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self):
-                body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
-                with server.lock:
-                    n = len(server.bodies)
-                    server.bodies.append(body)
-                    server.inflight += 1
-                    server.max_inflight = max(server.max_inflight, server.inflight)
-                try:
-                    if self.path != "/v1/chat/completions":
-                        status, payload = 404, {"error": {"message": f"no route {self.path}"}}
-                    else:
-                        time.sleep(server.delay)
-                        status, payload = server.respond(n, body)
-                    data = json.dumps(payload).encode()
-                    self.send_response(status)
-                    self.send_header("Content-Type", "application/json")
-                    self.send_header("Content-Length", str(len(data)))
-                    self.end_headers()
-                    self.wfile.write(data)
-                except (BrokenPipeError, ConnectionResetError):
-                    pass  # the client gave up (a timeout test)
-                finally:
-                    with server.lock:
-                        server.inflight -= 1
-
-            def log_message(self, *args):
-                pass
-
-        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.httpd.daemon_threads = True
-        self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
-        self.thread.start()
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.httpd.server_address[1]}/v1"
-
-    @property
-    def count(self) -> int:
-        return len(self.bodies)
-
-    def close(self) -> None:
-        self.httpd.shutdown()
-        self.httpd.server_close()
+FakeServer = LoopbackServer
+"""The project's loopback server (:mod:`andlib.loopback`); ``respond`` returns ``(status,
+json)`` here."""
 
 
 @pytest.fixture
@@ -129,8 +54,9 @@ def chats(n: int) -> list[list[dict]]:
     return [[{"role": "user", "content": f"question number {i}"}] for i in range(n)]
 
 
-def cache_files(root: Path) -> list[Path]:
-    return sorted((root / "llm").rglob("*.json"))
+def cache_files(root: Path) -> list[tuple[str, str]]:
+    """Every ``(key, reply)`` in the reply cache under ``root``."""
+    return ReplyCache(root).items()
 
 
 # ---- openai backend --------------------------------------------------------------------------
@@ -347,7 +273,7 @@ def test_extractive_backend_answers_only_the_summarize_prompt(tmp_path):
     assert isinstance(llm, ExtractiveLLM) and not llm.generative
     caps = ["A loud, bright sound.", "A loud, dark sound.", "A quiet hum."]
     assert llm.complete(summarize_messages(caps)) == llm.summarize_captions(caps)
-    assert "Most clips (2 of 3) are loud" in llm.summarize_captions(caps)
+    assert "Loud sounds (2 of 3 clips)" in llm.summarize_captions(caps)
     with pytest.raises(NotImplementedError, match="not a language model"):
         llm.complete(icl_messages("loud barking", ["dog", "rain"], top=1))
     with pytest.raises(NotImplementedError):

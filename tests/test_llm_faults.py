@@ -1,8 +1,8 @@
 """LLM replies under faults, against a real loopback OpenAI-compatible server.
 
-The server (:class:`FaultServer`) is ``http.server`` on 127.0.0.1 at a free port, in a thread;
-it answers a bounded number of requests and stops by itself after that or after a few seconds.
-Each test scripts the faults: 429 with ``Retry-After`` in seconds and as an HTTP-date, 500
+The server (:func:`FaultServer`, the project's :class:`andlib.loopback.LoopbackServer`) is
+``http.server`` on 127.0.0.1 at a free port, in threads; it answers a bounded number of
+requests and stops by itself after that or after a few seconds. Each test scripts the faults: 429 with ``Retry-After`` in seconds and as an HTTP-date, 500
 then success, empty content, malformed bodies, ``finish_reason == "length"``, and a
 permanent 400 for one request among several.
 """
@@ -11,13 +11,8 @@ from __future__ import annotations
 
 import dataclasses
 import email.utils
-import json
-import threading
-import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
-from http.server import BaseHTTPRequestHandler, HTTPServer
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -28,40 +23,10 @@ import pytest
 from andlib.captioning import CaptionError, OpenAICaptioner
 from andlib.config import LLMConfig
 from andlib.data import ProbingSet
-from andlib.llm import LLMError, RetryPolicy, get_llm, retry_after
+from andlib.llm import LLMError, ReplyCache, RetryPolicy, get_llm, retry_after
+from andlib.loopback import LoopbackServer, Reply, completion, question
 
 LABELS = [f"layers.0.mlp neuron {i} (high)" for i in range(8)]
-
-
-@dataclass
-class Reply:
-    """One scripted answer: a status, a JSON payload (or raw bytes) and extra headers."""
-
-    status: int = 200
-    body: dict | bytes = b""
-    headers: dict[str, str] = field(default_factory=dict)
-
-
-def completion(content: str | None, finish: str = "stop") -> dict:
-    return {
-        "id": "chatcmpl-fault",
-        "object": "chat.completion",
-        "created": 0,
-        "model": "fake",
-        "choices": [
-            {
-                "index": 0,
-                "message": {"role": "assistant", "content": content},
-                "finish_reason": finish,
-            }
-        ],
-    }
-
-
-def question(body: dict) -> str:
-    """The last user turn's text (a list of parts for the captioner)."""
-    content = body["messages"][-1]["content"]
-    return content if isinstance(content, str) else content[0]["text"]
 
 
 def ok(body: dict) -> Reply:
@@ -72,83 +37,12 @@ def error(status: int, headers: dict[str, str] | None = None) -> Reply:
     return Reply(status, {"error": {"message": f"scripted {status}"}}, headers or {})
 
 
-class FaultServer:
-    """``POST /v1/chat/completions`` answered by ``respond(n, body) -> Reply`` (n: 0-based).
-
-    Serves at most ``max_requests`` requests, for at most ``lifetime`` seconds, then closes its
-    socket (later requests are refused). ``times`` holds when each request arrived.
-    """
-
-    def __init__(
-        self,
-        respond: Callable[[int, dict], Reply],
-        max_requests: int = 24,
-        lifetime: float = 20.0,
-    ):
-        self.respond = respond
-        self.max_requests = max_requests
-        self.lifetime = lifetime
-        self.bodies: list[dict] = []
-        self.times: list[float] = []
-        self._stop = threading.Event()
-        server = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:
-                body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
-                n = len(server.bodies)
-                server.bodies.append(body)
-                server.times.append(time.monotonic())
-                if self.path != "/v1/chat/completions":
-                    reply = error(404)
-                else:
-                    reply = server.respond(n, body)
-                data = reply.body if isinstance(reply.body, bytes) else json.dumps(reply.body)
-                data = data.encode() if isinstance(data, str) else data
-                self.send_response(reply.status)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(data)))
-                for k, v in reply.headers.items():
-                    self.send_header(k, v)
-                self.end_headers()
-                self.wfile.write(data)
-
-            def log_message(self, *args: object) -> None:
-                pass
-
-        self.httpd = HTTPServer(("127.0.0.1", 0), Handler)
-        self.httpd.timeout = 0.05  # handle_request returns this often to check the bounds
-        self.port = self.httpd.server_address[1]
-        self.thread = threading.Thread(target=self._serve, daemon=True)
-        self.thread.start()
-
-    def _serve(self) -> None:
-        deadline = time.monotonic() + self.lifetime
-        try:
-            while (
-                not self._stop.is_set()
-                and len(self.bodies) < self.max_requests
-                and time.monotonic() < deadline
-            ):
-                self.httpd.handle_request()
-        finally:
-            self.httpd.server_close()
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}/v1"
-
-    @property
-    def count(self) -> int:
-        return len(self.bodies)
-
-    def gap(self, i: int) -> float:
-        """Seconds between request ``i - 1`` and request ``i``."""
-        return self.times[i] - self.times[i - 1]
-
-    def close(self) -> None:
-        self._stop.set()
-        self.thread.join(timeout=5)
+def FaultServer(  # noqa: N802  (a server class in all but name)
+    respond: Callable[[int, dict], Reply], max_requests: int = 24, lifetime: float = 20.0
+) -> LoopbackServer:
+    """The loopback server that answers at most ``max_requests`` requests, for at most
+    ``lifetime`` seconds, then closes its socket (later requests are refused)."""
+    return LoopbackServer(respond, max_requests=max_requests, lifetime=lifetime)
 
 
 @pytest.fixture
@@ -183,12 +77,13 @@ def chats(n: int) -> list[list[dict]]:
     return [[{"role": "user", "content": f"question number {i}"}] for i in range(n)]
 
 
-def cache_files(root: Path) -> list[Path]:
-    return sorted((root / "llm").rglob("*.json"))
+def cache_files(root: Path) -> list[tuple[str, str]]:
+    """Every ``(key, reply)`` in the reply cache under ``root``."""
+    return ReplyCache(root).items()
 
 
 def cached_replies(root: Path) -> list[str]:
-    return sorted(json.loads(p.read_text())["reply"] for p in cache_files(root))
+    return sorted(reply for _, reply in cache_files(root))
 
 
 # ---- the retry policy on its own -------------------------------------------------------------

@@ -1,5 +1,6 @@
 """Notebooks: built from their sources, parameters cell first, only call andlib."""
 
+import ast
 import json
 import subprocess
 import sys
@@ -9,6 +10,67 @@ import pytest
 from andlib.config import PROJECT_ROOT
 
 NOTEBOOKS = sorted((PROJECT_ROOT / "notebooks").glob("[0-9][0-9]_*.ipynb"))
+# What a notebook may import: the package itself, and plotting, display and table libraries.
+# Anything else (numerics, audio, the standard library) belongs in andlib, where it is tested.
+ALLOWED_IMPORTS = {"andlib", "matplotlib", "IPython", "ipywidgets", "numpy", "pandas"}
+
+
+def imported_modules(source: str) -> list[tuple[int, str]]:
+    """``(line, module)`` of every import statement in ``source`` (relative ones as ``.x``)."""
+    found = []
+    for node in ast.walk(ast.parse(source)):
+        if isinstance(node, ast.Import):
+            found += [(node.lineno, alias.name) for alias in node.names]
+        elif isinstance(node, ast.ImportFrom):
+            found.append((node.lineno, "." * node.level + (node.module or "")))
+        elif (
+            isinstance(node, ast.Call)
+            and isinstance(node.func, ast.Name | ast.Attribute)
+            and getattr(node.func, "id", getattr(node.func, "attr", None))
+            in ("__import__", "import_module")
+        ):
+            found.append((node.lineno, f"<dynamic import: {ast.unparse(node)}>"))
+    return found
+
+
+def disallowed_imports(source: str) -> list[str]:
+    return [
+        f"line {line}: {module}"
+        for line, module in imported_modules(source)
+        if module.split(".")[0] not in ALLOWED_IMPORTS
+    ]
+
+
+def test_import_check_names_what_is_not_allowed():
+    src = "import numpy as np\nfrom andlib.plots import save_figure\nimport os, librosa\n"
+    assert disallowed_imports(src) == ["line 3: os", "line 3: librosa"]
+    assert disallowed_imports("from . import x") == ["line 1: ."]
+    assert disallowed_imports("m = __import__('torch')") == [
+        "line 1: <dynamic import: __import__('torch')>"
+    ]
+    allowed = "import matplotlib.pyplot as plt\nfrom IPython.display import Audio\n"
+    assert disallowed_imports(allowed) == []
+
+
+def test_every_notebook_source_is_built():
+    sources = sorted((PROJECT_ROOT / "notebooks" / "src").glob("[0-9][0-9]_*.py"))
+    assert sources and [p.stem for p in NOTEBOOKS] == [p.stem for p in sources]
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=[p.name for p in NOTEBOOKS])
+def test_notebook_imports_only_andlib_and_display_libraries(path):
+    nb = json.loads(path.read_text())
+    cells = [c for c in nb["cells"] if c["cell_type"] == "code"]
+    assert cells, f"{path.name} has no code cells"
+    bad = []
+    for i, cell in enumerate(nb["cells"]):
+        if cell["cell_type"] != "code":
+            continue
+        try:
+            bad += [f"cell {i} {b}" for b in disallowed_imports("".join(cell["source"]))]
+        except SyntaxError as exc:  # e.g. a shell escape or magic, which hides what it runs
+            bad.append(f"cell {i} is not plain Python ({exc.msg}, line {exc.lineno})")
+    assert not bad, f"{path.name} imports beyond {sorted(ALLOWED_IMPORTS)}: " + "; ".join(bad)
 
 
 def test_notebooks_are_in_sync_with_their_sources():

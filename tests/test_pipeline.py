@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import pandas as pd
@@ -51,11 +52,119 @@ def test_reproduction_plan_targets_the_checkpoint_a_strategy_maps_to():
     assert strategies_to_train(cfg) == ["ssl-frozen", "ssl-finetuned"]
 
 
+# Every stage that writes ``.stages/<stage>.json``; model training records itself in model.json.
+STAGES = {"record", "caption", "summarize", "concepts", "evaluate", "prune", "analysis"}
+SKIP_WORDS = re.compile(r"\bskip(s|ped|ping)?\b|\bleft out\b|\bnot computed\b", re.I)
+
+
+def skip_notices(out: Path, allowed: list[str]) -> list[str]:
+    """Lines of the executed notebooks' printed output and of ``run.log`` that report work
+    skipped or left out, except those matching one of the ``allowed`` patterns."""
+    lines = []
+    for nb_path in sorted((out / "notebooks").glob("*.ipynb")):
+        for cell in json.loads(nb_path.read_text())["cells"]:
+            for output in cell.get("outputs", []):
+                text = output.get("text", "")
+                text = "".join(text) if isinstance(text, list) else text
+                lines += [f"{nb_path.name}: {line}" for line in text.splitlines()]
+    if (out / "run.log").exists():
+        lines += [f"run.log: {line}" for line in (out / "run.log").read_text().splitlines()]
+    return [
+        line
+        for line in lines
+        if SKIP_WORDS.search(line) and not any(re.search(a, line) for a in allowed)
+    ]
+
+
+def test_skip_notices_finds_skipped_work_in_notebooks_and_the_run_log(tmp_path):
+    import nbformat
+
+    (tmp_path / "notebooks").mkdir()
+    nb = nbformat.v4.new_notebook()
+    cell = nbformat.v4.new_code_cell("x")
+    cell.outputs = [
+        nbformat.v4.new_output(
+            "stream", name="stderr", text="prune: the tab strategy is skipped\n"
+        ),
+        nbformat.v4.new_output("stream", name="stdout", text="TAB skipped: no CLAP model\nok\n"),
+    ]
+    nb.cells = [cell]
+    nbformat.write(nb, str(tmp_path / "notebooks" / "05_prune.ipynb"))
+    (tmp_path / "run.log").write_text("INFO fine\nWARNING LLM simulator skipped for layer x\n")
+    assert skip_notices(tmp_path, [r"TAB skipped: no CLAP"]) == [
+        "05_prune.ipynb: prune: the tab strategy is skipped",
+        "run.log: WARNING LLM simulator skipped for layer x",
+    ]
+    assert len(skip_notices(tmp_path, [])) == 3
+
+
+def assert_nothing_asked_for_was_skipped(cfg, out: Path) -> None:
+    """Every piece of work the config asks for was done, and no stage says it skipped any."""
+    # data: every clip asked for was read
+    clips = pd.read_csv(out / "clips.csv")
+    skipped = pd.read_csv(out / "skipped.csv")
+    assert skipped.empty, f"clips skipped: {skipped.to_dict('records')}"
+    assert len(clips) == cfg.data.limit, f"{len(clips)} clips, asked for {cfg.data.limit}"
+    # training ran every epoch asked for (not cut short by max_steps or max_minutes)
+    model = json.loads((out / "model.json").read_text())
+    assert model["epochs"] == cfg.train.epochs, model
+    # every stage finished, and every output it lists exists
+    stages = {p.stem: json.loads(p.read_text()) for p in (out / ".stages").glob("*.json")}
+    assert STAGES <= set(stages), f"stages without a record: {STAGES - set(stages)}"
+    for stage, record in stages.items():
+        missing = [o for o in record["outputs"] if not (out / o).exists()]
+        assert not missing, f"{stage} lists outputs it did not write: {missing}"
+    captions = pd.read_csv(out / "captions.csv", keep_default_na=False)
+    assert set(captions["clip_id"]) == set(clips["clip_id"]) and (captions["caption"] != "").all()
+    # Module A: TAB runs when (and only when) a CLAP model is configured; ICL when asked
+    concepts = stages["concepts"]
+    if cfg.concepts.clap_model:
+        assert concepts["tab"].startswith("CLAP"), concepts["tab"]
+    else:
+        assert "no CLAP model is configured" in concepts["tab"], concepts["tab"]
+    assert (concepts["icl"] != "off") == cfg.concepts.icl, concepts["icl"]
+    # last layer: every configured captioner, with every similarity function (and ICL, TAB)
+    last = json.loads((out / "last_layer.json").read_text())
+    for captioner in cfg.evaluate.captioners:
+        methods = set(last[captioner])
+        assert {f"db_{fn}" for fn in cfg.concepts.similarity} <= methods, (captioner, methods)
+        assert any(m.startswith("icl") for m in methods) == cfg.concepts.icl, methods
+        assert ("tab" in methods) == bool(cfg.concepts.clap_model), methods
+    sweep = pd.read_csv(out / "caption_quality.csv")
+    corrupted = sweep[sweep["captioner"] == "metadata+acoustic (corrupted)"]
+    assert (corrupted.groupby("method").size() == len(cfg.evaluate.caption_sweep_rates)).all()
+    # simulation: every recorded layer, the asked-for number of neurons, every method
+    index = json.loads((out / "activations" / "index.json").read_text())
+    layers = cfg.evaluate.simulation_layers or list(index["layers"])
+    sim = pd.read_csv(out / "simulation_scores.csv")
+    for layer in layers:
+        n = int(index["layers"][layer]["n_neurons"])
+        expected = min(n, cfg.evaluate.simulation_max_neurons or n)
+        per_method = sim[sim["layer"] == layer].groupby("method").size().to_dict()
+        assert per_method.get("description") == expected, (layer, per_method)
+        assert per_method.get("random_description") == expected, (layer, per_method)
+    generative = cfg.llm.backend != "extractive"
+    assert ("llm" in set(sim["method"])) == (generative and cfg.evaluate.llm_simulation)
+    # pruning: every configured strategy, on at least the asked-for number of classes
+    pruning = pd.read_csv(out / "pruning.csv")
+    done = set(pruning["strategy"])
+    assert done == set(cfg.prune.strategies), f"pruned with {done}, asked {cfg.prune.strategies}"
+    for strategy, rows in pruning.groupby("strategy"):
+        assert rows["concept"].nunique() >= cfg.prune.max_concepts, strategy
+    # and no stage printed or logged that it skipped something
+    allowed = [] if cfg.concepts.clap_model else [r"TAB (was )?skipped: no CLAP model"]
+    notices = skip_notices(out, allowed)
+    assert not notices, "work reported skipped:\n" + "\n".join(notices)
+
+
+# Every stage end to end takes 5-7 min on two busy cores: the suite's 600 s leaves no margin.
 @pytest.mark.slow
+@pytest.mark.timeout(1800)
 @requires_esc50
 def test_reproduce_executes_every_notebook_on_the_smoke_config(tmp_path):
     overrides = [f"cache_dir={tmp_path / 'cache'}", f"figures_dir={tmp_path / 'figures'}"]
     out = reproduce("configs/smoke.yaml", overrides, out=str(tmp_path / "run"))
+    cfg = load_config("configs/smoke.yaml", [*overrides, f"run_dir={out}"])
     executed = sorted(p.name for p in (out / "notebooks").glob("*.ipynb"))
     assert executed == [p.name for p in notebooks()]
     model = json.loads((out / "model.json").read_text())
@@ -63,8 +172,6 @@ def test_reproduce_executes_every_notebook_on_the_smoke_config(tmp_path):
     neurons = pd.read_csv(out / "neurons.csv")
     topk = pd.read_csv(out / "neuron_topk.csv")
     assert len(neurons) == len(topk[["layer", "neuron"]].drop_duplicates())
-    assert (out / "last_layer.json").exists() and (out / "pruning.csv").exists()
-    assert (out / "simulation_scores.csv").exists()
     figures = {p.stem for p in (tmp_path / "figures").glob("*.png")}
     assert {
         "adjective_distribution",
@@ -72,6 +179,18 @@ def test_reproduce_executes_every_notebook_on_the_smoke_config(tmp_path):
         "polysemantic_neurons",
         "last_layer_accuracy",
     } <= figures
+
+    # The descriptions carry information: they predict held-out activations better than
+    # another neuron's description does.
+    sim = pd.read_csv(out / "simulation_scores.csv")
+    pearson = sim.groupby("method")["pearson"].mean()
+    assert pearson["description"] > pearson["random_description"], pearson.to_dict()
+    # Captions that name the source make the class neurons readable: metadata+acoustic (it
+    # reads the label) beats acoustic (names no source) on the classifier layer.
+    last = json.loads((out / "last_layer.json").read_text())
+    named, unnamed = last["metadata+acoustic"]["db_soft_wpmi"], last["acoustic"]["db_soft_wpmi"]
+    assert named["top1"] > unnamed["top1"], (named, unnamed)
+    assert_nothing_asked_for_was_skipped(cfg, out)
 
 
 def test_reproduce_names_the_failing_notebook_and_cell(tmp_path, monkeypatch):

@@ -67,8 +67,26 @@ def test_analysis_figures_draw_from_tables():
     poly = _per_layer(n_polysemantic=[1, 2, 0], fraction=[0.25, 0.5, 0.0])
     spread = pd.DataFrame({"n_clusters": [1, 2, 3, 4, 4]})
     assert len(plots.plot_polysemantic_neurons(poly, spread, 4).axes) == 2
+
+
+def test_acoustic_vs_concepts_stacks_three_shares_per_layer():
     balance = _per_layer(acoustic=[0.5, 0.2, 0.0], concept=[0.25, 0.6, 1.0], tie=[0.25, 0.2, 0.0])
-    plots.plot_acoustic_vs_concepts(balance)
+    (ax,) = plots.plot_acoustic_vs_concepts(balance).axes
+    bars = ax.patches
+    assert len(bars) == 3 * len(LAYERS)  # acoustic, concept, tie per layer
+    # stacked in that order: each layer's column reaches 1 (the shares add up)
+    tops = {}
+    for bar in bars:
+        x = round(bar.get_x() + bar.get_width() / 2, 6)
+        tops[x] = max(tops.get(x, 0.0), bar.get_y() + bar.get_height())
+    assert sorted(tops) == [0, 1, 2] and np.allclose(list(tops.values()), 1.0)
+    assert [b.get_height() for b in bars[:3]] == [0.5, 0.2, 0.0]  # the acoustic shares first
+    legend = [t.get_text() for t in ax.get_legend().get_texts()]
+    assert legend == ["acoustic adjectives", "concept nouns", "tie"]
+    assert [t.get_text() for t in ax.get_xticklabels()] == ["0.mlp", "1.mlp", "classifier"]
+
+
+def test_acoustic_feature_r2_draws_a_box_and_a_mean_per_layer():
     r2 = pd.DataFrame(
         {
             "layer": np.repeat(LAYERS, 4),
@@ -76,7 +94,18 @@ def test_analysis_figures_draw_from_tables():
             "r2": np.linspace(-0.1, 0.9, 12),
         }
     )
-    plots.plot_acoustic_feature_r2(r2)
+    r2.loc[0, "r2"] = np.nan  # an unscored neuron is left out, not drawn as 0
+    (ax,) = plots.plot_acoustic_feature_r2(r2).axes
+    (means,) = [line for line in ax.get_lines() if line.get_marker() == "D"]
+    expected = r2.dropna().groupby("depth")["r2"].mean().to_numpy()
+    assert means.get_xdata().tolist() == [0, 1, 2]
+    assert np.allclose(means.get_ydata(), expected)
+    boxes = [line for line in ax.get_lines() if len(line.get_xdata()) == 5]  # closed outlines
+    quartiles = [np.percentile(g, [25, 75]) for _, g in r2.dropna().groupby("depth")["r2"]]
+    assert len(boxes) == 3
+    for box, (q1, q3) in zip(boxes, quartiles, strict=True):
+        assert np.allclose([min(box.get_ydata()), max(box.get_ydata())], [q1, q3])
+    assert ax.get_ylabel() == "cross-validated R²"
 
 
 def test_strategies_comparison_figure_has_six_panels():
@@ -123,20 +152,55 @@ def test_empty_tables_give_placeholder_figures():
         columns=["layer", "depth", "n_neurons", "mean_adjectives", "sem", "n_polysemantic"]
         + ["fraction", "acoustic", "concept", "tie", "r2"]
     )
-    plots.plot_adjective_distribution(pd.DataFrame(columns=["adjective", "count"]))
-    plots.plot_adjectives_per_layer(empty)
-    plots.plot_polysemantic_neurons(empty)
-    plots.plot_acoustic_vs_concepts(empty)
-    plots.plot_acoustic_feature_r2(empty)
-    plots.plot_class_purity(
-        pd.DataFrame(columns=["layer", "depth", "mean_purity", "share_pure", "chance"])
-    )
-    plots.plot_strategies_comparison(
+    figures = {
+        "adjectives": plots.plot_adjective_distribution(
+            pd.DataFrame(columns=["adjective", "count"])
+        ),
+        "described neurons": plots.plot_adjectives_per_layer(empty),
+        "neurons": plots.plot_polysemantic_neurons(empty),
+        "described neurons ": plots.plot_acoustic_vs_concepts(empty),
+        "R² values": plots.plot_acoustic_feature_r2(empty),
+        "layers": plots.plot_class_purity(
+            pd.DataFrame(columns=["layer", "depth", "mean_purity", "share_pure", "chance"])
+        ),
+    }
+    for what, fig in figures.items():
+        (ax,) = fig.axes
+        assert [t.get_text() for t in ax.texts] == [f"no {what.strip()}"], what
+        assert not ax.patches and not ax.get_lines(), what  # a placeholder, nothing drawn
+    fig = plots.plot_strategies_comparison(
         pd.DataFrame(columns=["model", "metric", "layer", "depth", "value"])
     )
+    assert len(fig.axes) == 6
+    for ax in fig.axes:
+        (note,) = ax.texts
+        assert note.get_text().startswith("no ") and not ax.patches and not ax.get_lines()
 
 
-def test_show_figures_closes_them():
-    figs = {"a": plt.figure(), "b": plt.figure()}
+def test_show_figures_displays_each_as_a_png_and_closes_them(monkeypatch):
+    import IPython.display
+
+    shown = []
+    monkeypatch.setattr(IPython.display, "display", shown.append)
+    figs = {"a": plt.figure(figsize=(2, 1), dpi=50), "b": plt.figure(figsize=(3, 1), dpi=50)}
     plots.show_figures(figs)
     assert not plt.get_fignums()
+    assert [img.data[:4] for img in shown] == [b"\x89PNG"] * 2
+    assert [img.format for img in shown] == ["png", "png"]
+    widths = [int.from_bytes(img.data[16:20], "big") for img in shown]  # PNG IHDR width
+    assert widths[1] - widths[0] == 50  # each figure at its own size (1 inch wider, 50 dpi)
+
+
+def test_draw_spectrogram_images_the_clip_up_to_nyquist():
+    sr = 16000
+    t = np.arange(sr) / sr
+    tone = (0.5 * np.sin(2 * np.pi * 4000 * t)).astype(np.float32)
+    fig, ax = plt.subplots()
+    plots.draw_spectrogram(ax, tone, sr, n_mels=32)
+    (image,) = ax.get_images()
+    db = image.get_array()
+    assert db.shape[0] == 32 and db.shape[1] > 10  # mel bands x frames
+    assert np.isclose(db.max(), 0.0)  # dB below the clip's peak
+    loudest_band = int(np.argmax(db.mean(axis=1)))
+    assert 32 // 2 <= loudest_band < 32 - 2  # 4 kHz sits in the upper half of 0..8 kHz mels
+    assert not ax.get_xticks().size and not ax.get_yticks().size

@@ -23,17 +23,15 @@ config_path = "configs/default.yaml"
 overrides = []
 
 # %%
-import logging
-
 import matplotlib.pyplot as plt
 import pandas as pd
 from IPython.display import Markdown, display
 
 from andlib import plots, train
 from andlib.config import load_config
-from andlib.runs import RunDir
+from andlib.runs import RunDir, show_logs
 
-logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
+show_logs()
 cfg = load_config(config_path, overrides)
 run = RunDir.from_config(cfg)
 

@@ -16,7 +16,6 @@ config_path = "configs/default.yaml"
 overrides = []
 
 # %%
-import librosa
 import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
@@ -122,15 +121,9 @@ for row, (layer, neuron) in enumerate(neurons):
         zip(high["clip_id"][:n_show], high["activation"][:n_show], strict=True)
     ):
         audio = probing_set.audio[probing_set.index_of(clip_id)]
-        mel = librosa.feature.melspectrogram(
-            y=audio, sr=probing_set.sample_rate, n_mels=64, fmax=probing_set.sample_rate // 2
-        )
         ax = axes[row, col]
-        ax.imshow(librosa.power_to_db(mel, ref=np.max), origin="lower", aspect="auto", cmap="magma")
+        plots.draw_spectrogram(ax, audio, probing_set.sample_rate)
         ax.set_title(f"{name}\n{clip_id} ({clips.loc[clip_id, 'category']}) {act:.2f}", fontsize=8)
-        ax.set_xticks([])
-        ax.set_yticks([])
-        ax.grid(False)
         display(Markdown(f"rank {col}: `{clip_id}` ({clips.loc[clip_id, 'category']}), {act:.3f}"))
         display(Audio(audio, rate=probing_set.sample_rate))
 fig.tight_layout()

@@ -10,7 +10,7 @@
 #   similarity function of `concepts.similarity`), TAB (CLAP audio-text retrieval; only when
 #   `concepts.clap_model` names a CLAP model) and ICL (the LLM picks from the summary; with the
 #   non-generative extractive backend the concepts are ranked by embedding similarity to the
-#   summary instead, recorded as `icl-embedding-fallback`).
+#   summary instead, reported as its own method, `icl_embedding`, never as `icl`).
 # - **B, calibration**: high-summary sentences that the low summary repeats are dropped; the
 #   remaining adjectives that describe sound are kept.
 # - **C, open-set concepts**: the nouns and verbs of the calibrated summary.
@@ -47,13 +47,11 @@ if not cfg.concepts.clap_model:
         "TAB was skipped: no CLAP model is configured (set concepts.clap_model, e.g. "
         "laion/clap-htsat-unfused); the tab columns of neurons.csv are empty."
     )
-elif str(info.get("tab", "")).startswith("TAB skipped"):
-    print(f"TAB was skipped: {info['tab']}")
 if cfg.llm.backend == "extractive":
     print(
         "ICL: the extractive backend is not a language model, so the ICL concepts are the "
-        "concepts most similar (sentence embeddings) to each high summary "
-        "(icl_method = icl-embedding-fallback)."
+        "concepts most similar (sentence embeddings) to each high summary, reported as "
+        "icl_embedding (columns icl_embedding, icl_embedding_top5)."
     )
 
 # %%
@@ -69,8 +67,8 @@ neurons.groupby("layer", sort=False).agg(
 # ## A few neurons end to end
 #
 # For each neuron: its high and low summaries, the calibrated summary, the acoustic
-# adjectives, the closed-set concepts (DB per similarity function, TAB, ICL), the open-set
-# concepts, and its top clips with their captions.
+# adjectives, the closed-set concepts (DB per similarity function, TAB, ICL or, without an
+# LLM, `icl_embedding`), the open-set concepts, and its top clips with their captions.
 
 # %%
 clips = run.read_csv("clips.csv", dtype={"clip_id": str}).set_index("clip_id")
@@ -79,7 +77,7 @@ described = neurons[neurons["calibrated_summary"] != ""]
 shown = (described if len(described) else neurons).groupby("layer", sort=False).head(2)
 shown = shown.sample(n=min(4, len(shown)), random_state=cfg.seed).sort_index()
 closed = [c for c in neurons.columns if c.startswith("db_") and not c.endswith("_top5")]
-closed += ["tab", "icl"]
+closed += ["tab"] + [c for c in ("icl", "icl_embedding") if c in neurons.columns]
 n_clips_shown = 3
 
 for _, row in shown.iterrows():
@@ -98,7 +96,7 @@ for _, row in shown.iterrows():
             "top-1": [row[c] for c in closed],
             "top-5": [row.get(f"{c}_top5", "").replace(";", ", ") for c in closed],
         },
-        index=[c if c != "icl" else f"icl ({row['icl_method']})" for c in closed],
+        index=closed,
     )
     display(table)
     for clip_id in str(row["top_clips"]).split()[:n_clips_shown]:

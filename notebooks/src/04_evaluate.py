@@ -5,9 +5,11 @@
 #
 # 1. **Last-layer dissection accuracy** (paper Table 2). The classifier's output neurons are
 #    the classes, so their true concept is known. For each concept-identification method (DB
-#    with each similarity function, TAB, ICL) we report Top-1 / Top-5 accuracy of the
+#    with each similarity function, TAB, ICL: `icl` with an LLM, `icl_embedding` without one)
+#    we report Top-1 / Top-5 accuracy of the
 #    identified concept against the class name and the mean cosine similarity of the two in the
-#    sentence embedder's space. Both captioners are reported: `metadata+acoustic` captions
+#    sentence embedder's space. Only the output neurons whose class occurs in the probing set
+#    are scored (`n_left_out` and `left_out_reason` in `last_layer.json` count the others). Both captioners are reported: `metadata+acoustic` captions
 #    contain the class name, so their accuracy measures label leakage as much as description
 #    quality; `acoustic` captions describe only what is heard.
 # 2. **Explanation scoring by simulation** (beyond the paper). From a neuron's description

@@ -25,15 +25,13 @@ config_path = "configs/default.yaml"
 overrides = []
 
 # %%
-import logging
-
 from IPython.display import Markdown, display
 
 from andlib import analysis, plots
 from andlib.config import load_config
-from andlib.runs import RunDir
+from andlib.runs import RunDir, show_logs
 
-logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
+show_logs()
 cfg = load_config(config_path, overrides)
 run = RunDir.from_config(cfg)
 

@@ -4,7 +4,7 @@
 # Explore the described neurons of a run: pick a layer and a neuron, or search neurons by a
 # concept or a word of their description. For each neuron: the summaries of its highly and
 # lowly activating clips, the calibrated summary, its closed-set concepts (description-based
-# `db_*`, text-audio `tab`, in-context `icl`), open-set concepts and acoustic adjectives, the
+# `db_*`, text-audio `tab`, in-context `icl` or embedding-ranked `icl_embedding`), open-set concepts and acoustic adjectives, the
 # histogram of its activation over all probing clips, and its top-K and bottom-K clips, each
 # with an audio player, a spectrogram and its caption.
 #
