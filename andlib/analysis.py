@@ -29,6 +29,10 @@ through :mod:`andlib.plots` (PNG + PDF in ``figures/``).
   independently of the captioner.
 - **Training strategies** (issue 8): :func:`compare_runs` gathers per-layer metrics of several
   runs (one per model) into one tidy table for :func:`andlib.plots.plot_strategies_comparison`.
+  Over training seeds (issue 18, ``seeds``): :func:`seed_measures` gives each run's scalar
+  measures with their within-run intervals, :func:`seed_summary` the mean and spread between
+  seeds per model and measure, :func:`seed_orderings` which orderings hold in every seed, and
+  :func:`seed_verdict` says so in words (:func:`run_comparison` writes them all).
 """
 
 from __future__ import annotations
@@ -46,8 +50,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from andlib.config import Config, stable_hash
-from andlib.runs import RunDir
+from andlib.config import Config
+from andlib.runs import RunDir, atomic_write_text
 
 log = logging.getLogger(__name__)
 
@@ -798,10 +802,33 @@ def make_figures(cfg: Config, run: RunDir, prefix: str = "") -> dict[str, Any]:
 # --------------------------------------------------------------------------------------------
 
 
+def seed_runs(cfg: Config) -> dict[str, dict[int | None, RunDir]]:
+    """``{strategy: {seed: RunDir}}``: the run directories of ``cfg.strategies`` that exist.
+
+    With ``cfg.seeds``, a trained strategy has one run per training seed
+    (``<run_dir>/<strategy>/seed<k>``) and a strategy mapped to a checkpoint one run under the
+    seed ``None`` (``<run_dir>/<strategy>``); without, every strategy has that one run.
+    Missing runs (and strategies with none) are left out.
+    """
+    from andlib.pipeline import strategy_run_path
+
+    out: dict[str, dict[int | None, RunDir]] = {}
+    for s in cfg.strategies:
+        seeds: list[int | None] = [None]
+        if cfg.seeds and cfg.strategy_model(s).startswith("trained:"):
+            seeds = list(cfg.seeds)
+        paths = {k: strategy_run_path(cfg, s, k) for k in seeds}
+        found = {k: RunDir(p) for k, p in paths.items() if p.is_dir()}
+        if found:
+            out[s] = found
+    return out
+
+
 def strategy_runs(cfg: Config) -> dict[str, RunDir]:
     """``{strategy: RunDir}`` for each of ``cfg.strategies`` whose run directory
-    (``cfg.run_path / strategy``) exists; missing ones are left out."""
-    return {s: RunDir(cfg.run_path / s) for s in cfg.strategies if (cfg.run_path / s).is_dir()}
+    (``cfg.run_path / strategy``) exists; missing ones are left out. With ``cfg.seeds``: each
+    strategy's first seed found (:func:`seed_runs` has them all)."""
+    return {s: next(iter(by_seed.values())) for s, by_seed in seed_runs(cfg).items()}
 
 
 def run_metrics(run: RunDir) -> pd.DataFrame:
@@ -899,10 +926,15 @@ def compare_runs(run_dirs: Mapping[str, RunDir]) -> pd.DataFrame:
         frames.append(m)
     if not frames:
         return pd.DataFrame(columns=["model", "metric", "layer", "depth", "value"])
-    df = pd.concat(frames, ignore_index=True)
+    return _add_depth(pd.concat(frames, ignore_index=True))
+
+
+def _add_depth(df: pd.DataFrame) -> pd.DataFrame:
+    """Insert ``depth`` before ``value``: the layer's position in the depth order of all the
+    table's per-layer rows (NaN for the other metrics)."""
     per_layer = df["metric"].isin(PER_LAYER_METRICS)
     depths = layer_depths(df.loc[per_layer, "layer"])
-    df.insert(3, "depth", df["layer"].map(depths).where(per_layer))
+    df.insert(df.columns.get_loc("value"), "depth", df["layer"].map(depths).where(per_layer))
     return df
 
 
@@ -920,11 +952,9 @@ def depth_trends(run_dirs: Mapping[str, RunDir], confidence: float = 0.95) -> pd
             ("class_purity", "class_purity.csv", "purity"),
             ("polysemantic", "neuron_polysemanticity.csv", "polysemantic"),
         ):
-            df = read_table(run, table)
+            df = _per_neuron(run, table, column)
             if df is None:
                 continue
-            block = df["layer"].astype(str).str.extract(r"^layers\.(\d+)\.", expand=False)
-            df = df.assign(block=pd.to_numeric(block), value=df[column].astype(float))
             df = df.dropna(subset=["block", "value"])
             fit = linear_trend(df["block"], df["value"], confidence)
             rows.append(
@@ -939,39 +969,96 @@ def depth_trends(run_dirs: Mapping[str, RunDir], confidence: float = 0.95) -> pd
     return pd.DataFrame(rows, columns=columns)
 
 
+def seed_comparison(cfg: Config) -> dict[str, Any]:
+    """The strategies over their seeds (:func:`seed_runs`), computed (nothing written):
+    ``runs``, ``comparison`` (:func:`compare_runs`, with a ``seed`` column when ``cfg.seeds``
+    is set), ``trends`` (likewise), ``per_seed`` (:func:`seed_measures`), ``summary``
+    (:func:`seed_summary`), ``orderings`` (:func:`seed_orderings`) and ``verdict``
+    (:func:`seed_verdict`)."""
+    runs = seed_runs(cfg)
+    confidence = cfg.analysis.confidence
+    if cfg.seeds:
+        comparison = compare_seed_runs(runs)
+        trends = seed_trends(runs, confidence)
+    else:
+        single = {model: next(iter(by_seed.values())) for model, by_seed in runs.items()}
+        comparison = compare_runs(single)
+        trends = depth_trends(single, confidence)
+    per_seed = seed_measures(runs, confidence)
+    orderings = seed_orderings(per_seed)
+    summary = seed_summary(per_seed, orderings)
+    return {
+        "runs": runs,
+        "comparison": comparison,
+        "trends": trends,
+        "per_seed": per_seed,
+        "orderings": orderings,
+        "summary": summary,
+        "verdict": seed_verdict(summary, orderings),
+    }
+
+
+SEED_TABLES = {
+    "per_seed": "strategies_seed_measures.csv",
+    "summary": "strategies_seed_summary.csv",
+    "orderings": "strategies_orderings.csv",
+}
+"""The seed tables :func:`run_comparison` writes under ``<run>/analysis/``."""
+
+
 def run_comparison(cfg: Config, run: RunDir) -> dict[str, Any]:
-    """Compare the per-strategy runs of ``cfg.strategies``: write
-    ``analysis/strategies_comparison.csv`` and the ``strategies_comparison`` figures."""
+    """Compare the per-strategy runs of ``cfg.strategies`` (each of ``cfg.seeds``, when set):
+    write ``analysis/strategies_comparison.csv``, ``strategies_trends.csv``, the seed tables
+    (:data:`SEED_TABLES`), ``strategies_verdict.txt`` and the ``strategies_*`` figures."""
     import matplotlib.pyplot as plt
 
-    runs = strategy_runs(cfg)
+    result = seed_comparison(cfg)
+    runs = result["runs"]
     if not runs:
         log.warning("no per-strategy run directories under %s", cfg.run_path)
         return {"comparison": "no strategy runs", "missing": list(cfg.strategies)}
-    comparison = compare_runs(runs)
-    run.write_csv(f"{ANALYSIS_DIR}/strategies_comparison.csv", comparison)
-    run.write_csv(
-        f"{ANALYSIS_DIR}/strategies_trends.csv", depth_trends(runs, cfg.analysis.confidence)
-    )
-    figs = comparison_figures(cfg, runs, comparison)
+    run.write_csv(f"{ANALYSIS_DIR}/strategies_comparison.csv", result["comparison"])
+    run.write_csv(f"{ANALYSIS_DIR}/strategies_trends.csv", result["trends"])
+    for key, name in SEED_TABLES.items():
+        run.write_csv(f"{ANALYSIS_DIR}/{name}", result[key])
+    atomic_write_text(_analysis_file(run, "strategies_verdict.txt"), result["verdict"] + "\n")
+    first = {model: next(iter(by_seed.values())) for model, by_seed in runs.items()}
+    figs = comparison_figures(cfg, first, result["comparison"], result["per_seed"])
     for fig in figs.values():
         plt.close(fig)
+    missing = [
+        f"{s}/seed{k}" if k is not None else s
+        for s in cfg.strategies
+        for k in (
+            cfg.seeds if cfg.seeds and cfg.strategy_model(s).startswith("trained:") else [None]
+        )
+        if k not in runs.get(s, {})
+    ]
     return {
         "comparison_models": list(runs),
-        "missing": [s for s in cfg.strategies if s not in runs],
+        "seeds": {m: [k for k in by_seed if k is not None] for m, by_seed in runs.items()},
+        "missing": missing,
         "figures": sorted(figs),
+        "verdict": result["verdict"],
     }
 
 
 def comparison_figures(
-    cfg: Config, runs: Mapping[str, RunDir], comparison: pd.DataFrame | None = None
+    cfg: Config,
+    runs: Mapping[str, RunDir],
+    comparison: pd.DataFrame | None = None,
+    per_seed: pd.DataFrame | None = None,
 ) -> dict[str, Any]:
-    """The comparison figures (saved): ``strategies_comparison`` (four panels) and
-    ``strategies_adjective_distribution`` (one bar chart per model)."""
+    """The comparison figures (saved): ``strategies_comparison`` (four panels; one line per
+    seed when ``comparison`` has a ``seed`` column), ``strategies_adjective_distribution``
+    (one bar chart per model) and, given ``per_seed`` (:func:`seed_measures`),
+    ``strategies_seeds`` (one panel per measure, one marker per seed)."""
     from andlib import plots
 
     comparison = compare_runs(runs) if comparison is None else comparison
     figs = {"strategies_comparison": plots.plot_strategies_comparison(comparison)}
+    if per_seed is not None and not per_seed.empty:
+        figs["strategies_seeds"] = plots.plot_seed_measures(per_seed)
     counts = []
     for model, run in runs.items():
         table = read_table(run, "adjective_counts.csv")
@@ -986,6 +1073,350 @@ def comparison_figures(
     for name, fig in figs.items():
         plots.save_figure(fig, name, cfg)
     return figs
+
+
+# --------------------------------------------------------------------------------------------
+# The strategies over training seeds (issue 18): does an ordering survive a retrain?
+# --------------------------------------------------------------------------------------------
+
+MEASURES = {
+    "heldout_accuracy": "held-out classification accuracy",
+    "class_purity_hidden": "class purity of the top-K clips, hidden layers",
+    "class_purity_slope": "class purity, slope per block (hidden layers)",
+    "class_purity_classifier": "class purity, classifier neurons",
+    "polysemantic_hidden": "polysemantic fraction, hidden layers",
+    "polysemantic_slope": "polysemantic fraction, slope per block (hidden layers)",
+    "simulation_pearson": "simulation score (mean Pearson r of descriptions), all layers",
+}
+"""The scalar measures of one run (:func:`run_measures`) and their labels; the run's
+last-layer accuracies add ``last_layer_top1: <captioner> / <method>``."""
+MIN_SEEDS = 2
+"""An ordering is stated only when at least one of the two models has this many seeds."""
+
+
+def _per_neuron(run: RunDir, table: str, column: str) -> pd.DataFrame | None:
+    """A per-neuron analysis table with ``block`` (the ``layers.<i>`` index, NaN for the
+    classifier and other layers) and ``value`` (``column`` as float)."""
+    df = read_table(run, table)
+    if df is None:
+        return None
+    block = df["layer"].astype(str).str.extract(r"^layers\.(\d+)\.", expand=False)
+    return df.assign(block=pd.to_numeric(block), value=df[column].astype(float))
+
+
+def _mean_interval(values: Iterable[float], confidence: float) -> dict[str, Any]:
+    """Mean with a t interval over the values (``n`` of them; NaN bounds below two)."""
+    from scipy import stats
+
+    v = np.asarray([x for x in values if np.isfinite(x)], dtype=float)
+    n = len(v)
+    mean = float(v.mean()) if n else float("nan")
+    half = float("nan")
+    if n > 1:
+        half = float(stats.t.ppf((1 + confidence) / 2, n - 1) * v.std(ddof=1) / np.sqrt(n))
+    return {"value": mean, "ci_low": mean - half, "ci_high": mean + half, "n": n}
+
+
+def _wilson(p: float, n: int | None, confidence: float) -> dict[str, Any]:
+    """A proportion ``p`` of ``n`` trials with its Wilson score interval."""
+    from scipy import stats
+
+    if not n or not np.isfinite(p):
+        return {"value": p, "ci_low": float("nan"), "ci_high": float("nan"), "n": n or 0}
+    z = float(stats.norm.ppf((1 + confidence) / 2))
+    centre = (p + z * z / (2 * n)) / (1 + z * z / n)
+    half = z * np.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / (1 + z * z / n)
+    return {"value": p, "ci_low": centre - half, "ci_high": centre + half, "n": int(n)}
+
+
+def run_measures(run: RunDir, confidence: float = 0.95) -> pd.DataFrame:
+    """One run's scalar measures, each with its within-run interval:
+    ``measure, value, ci_low, ci_high, n, interval``.
+
+    :data:`MEASURES`: held-out accuracy (Wilson interval over the held-out clips of
+    ``model.json``), mean class purity and polysemantic fraction of the hidden-layer neurons
+    (``layers.<i>.*``; t interval over neurons) and their slopes per block (the regression
+    interval of :func:`depth_trends`), class purity of the classifier neurons, the mean
+    simulation score of the descriptions (t interval over the scored neurons); and per
+    captioner and method the last-layer top-1 accuracy (Wilson over the class neurons).
+    Missing inputs add no rows.
+    """
+    rows: list[dict[str, Any]] = []
+
+    def add(measure: str, interval: str, stats_: dict[str, Any]) -> None:
+        rows.append({"measure": measure, **stats_, "interval": interval})
+
+    if run.exists("model.json"):
+        info = run.read_json("model.json")
+        held = info.get("heldout_accuracy")
+        if held is not None:
+            add(
+                "heldout_accuracy",
+                "wilson",
+                _wilson(float(held), info.get("n_heldout"), confidence),
+            )
+    for name, table, column in (
+        ("class_purity", "class_purity.csv", "purity"),
+        ("polysemantic", "neuron_polysemanticity.csv", "polysemantic"),
+    ):
+        df = _per_neuron(run, table, column)
+        if df is None:
+            continue
+        hidden = df.dropna(subset=["block", "value"])
+        add(f"{name}_hidden", "t over neurons", _mean_interval(hidden["value"], confidence))
+        fit = linear_trend(hidden["block"], hidden["value"], confidence)
+        add(
+            f"{name}_slope",
+            "regression",
+            {
+                "value": fit["slope"],
+                "ci_low": fit["ci_low"],
+                "ci_high": fit["ci_high"],
+                "n": fit["n"],
+            },
+        )
+        if name == "class_purity":
+            classifier = df.loc[df["layer"].astype(str) == "classifier", "value"]
+            if len(classifier):
+                add(
+                    "class_purity_classifier",
+                    "t over neurons",
+                    _mean_interval(classifier, confidence),
+                )
+    if run.exists("simulation_scores.csv"):
+        sim = run.read_csv("simulation_scores.csv")
+        sim = sim[sim["method"].astype(str) == "description"]
+        pearson = pd.to_numeric(sim["pearson"], errors="coerce")
+        add("simulation_pearson", "t over neurons", _mean_interval(pearson, confidence))
+    if run.exists("last_layer.json"):
+        for captioner, methods in run.read_json("last_layer.json").items():
+            for method, scores in methods.items():
+                if isinstance(scores, dict) and scores.get("top1") is not None:
+                    add(
+                        f"last_layer_top1: {captioner} / {method}",
+                        "wilson",
+                        _wilson(float(scores["top1"]), scores.get("n_neurons"), confidence),
+                    )
+    columns = ["measure", "value", "ci_low", "ci_high", "n", "interval"]
+    return pd.DataFrame(rows, columns=columns)
+
+
+def seed_measures(
+    runs: Mapping[str, Mapping[int | None, RunDir]], confidence: float = 0.95
+) -> pd.DataFrame:
+    """:func:`run_measures` of every run of every model: ``model, seed, measure, value,
+    ci_low, ci_high, n, interval`` (``seed`` empty for a model with one run that no seed
+    changes, e.g. a checkpoint)."""
+    frames = []
+    for model, by_seed in runs.items():
+        for seed, run in by_seed.items():
+            m = run_measures(run, confidence)
+            m.insert(0, "model", model)
+            m.insert(1, "seed", pd.array([seed] * len(m), dtype="Int64"))
+            frames.append(m)
+    columns = ["model", "seed", "measure", "value", "ci_low", "ci_high", "n", "interval"]
+    if not frames:
+        return pd.DataFrame(columns=columns)
+    return pd.concat(frames, ignore_index=True)[columns]
+
+
+def measure_label(measure: str) -> str:
+    """A plain-language name of a measure of :func:`run_measures`."""
+    if measure.startswith("last_layer_top1: "):
+        return f"last-layer description accuracy (top-1), {measure.split(': ', 1)[1]}"
+    return MEASURES.get(measure, measure)
+
+
+def _measure_order(measures: Iterable[str]) -> list[str]:
+    known = list(MEASURES)
+    return sorted(set(measures), key=lambda m: (known.index(m) if m in known else len(known), m))
+
+
+def seed_orderings(per_seed: pd.DataFrame) -> pd.DataFrame:
+    """Per measure and pair of models, which is higher and whether that holds in every seed.
+
+    ``measure, higher, lower, higher_mean, lower_mean, n_higher, n_lower, share_of_pairs,
+    holds_in_every_seed``: ``higher`` is the model with the larger mean over its seeds;
+    ``share_of_pairs`` the share of (seed of ``higher``, seed of ``lower``) pairs in which
+    ``higher`` is above. The ordering holds in every seed when every seed of ``higher`` is
+    above every seed of ``lower`` (their seed ranges do not overlap, so it holds however
+    the seeds are paired) and at least one of the two has :data:`MIN_SEEDS` seeds.
+    """
+    rows = []
+    data = per_seed.dropna(subset=["value"])
+    for measure in _measure_order(data["measure"]):
+        sub = data[data["measure"] == measure]
+        values = {m: g["value"].to_numpy(dtype=float) for m, g in sub.groupby("model", sort=False)}
+        models = list(values)
+        for i, a in enumerate(models):
+            for b in models[i + 1 :]:
+                hi, lo = (a, b) if values[a].mean() >= values[b].mean() else (b, a)
+                above = values[hi][:, None] > values[lo][None, :]
+                enough = max(len(values[hi]), len(values[lo])) >= MIN_SEEDS
+                rows.append(
+                    {
+                        "measure": measure,
+                        "higher": hi,
+                        "lower": lo,
+                        "higher_mean": float(values[hi].mean()),
+                        "lower_mean": float(values[lo].mean()),
+                        "n_higher": len(values[hi]),
+                        "n_lower": len(values[lo]),
+                        "share_of_pairs": float(above.mean()),
+                        "holds_in_every_seed": bool(enough and above.all()),
+                    }
+                )
+    columns = [
+        "measure",
+        "higher",
+        "lower",
+        "higher_mean",
+        "lower_mean",
+        "n_higher",
+        "n_lower",
+        "share_of_pairs",
+        "holds_in_every_seed",
+    ]
+    return pd.DataFrame(rows, columns=columns)
+
+
+def _format_values(values: Iterable[float]) -> str:
+    return " ".join(f"{v:.4g}" for v in values)
+
+
+def seed_summary(per_seed: pd.DataFrame, orderings: pd.DataFrame | None = None) -> pd.DataFrame:
+    """One row per model and measure: the mean over its seeds, the spread between seeds and
+    the within-run interval beside it.
+
+    ``model, measure, n_seeds, seeds, values, mean, sd, min, max, spread, within_half_width,
+    holds_in_every_seed, rank``: ``sd`` is the standard deviation between seeds (NaN for one),
+    ``spread`` = ``max - min``, ``within_half_width`` the mean half-width of the seeds'
+    within-run intervals (:func:`run_measures`); ``holds_in_every_seed``: the model's order
+    against every other model on this measure holds in every seed (:func:`seed_orderings`),
+    and then ``rank`` is its place (1 = highest), else NaN.
+    """
+    orderings = seed_orderings(per_seed) if orderings is None else orderings
+    rows = []
+    data = per_seed.dropna(subset=["value"])
+    for measure in _measure_order(data["measure"]):
+        sub = data[data["measure"] == measure]
+        pairs = orderings[orderings["measure"] == measure]
+        for model, g in sub.groupby("model", sort=False):
+            v = g["value"].to_numpy(dtype=float)
+            mine = pairs[(pairs["higher"] == model) | (pairs["lower"] == model)]
+            holds = bool(len(mine)) and bool(mine["holds_in_every_seed"].all())
+            half = ((g["ci_high"] - g["ci_low"]) / 2).astype(float)
+            seeds = g["seed"]
+            rows.append(
+                {
+                    "model": model,
+                    "measure": measure,
+                    "n_seeds": len(v),
+                    "seeds": " ".join(str(s) for s in seeds.dropna()) or "one run",
+                    "values": _format_values(v),
+                    "mean": float(v.mean()),
+                    "sd": float(v.std(ddof=1)) if len(v) > 1 else float("nan"),
+                    "min": float(v.min()),
+                    "max": float(v.max()),
+                    "spread": float(v.max() - v.min()),
+                    "within_half_width": float(half.mean()) if half.notna().any() else np.nan,
+                    "holds_in_every_seed": holds,
+                    "rank": float(1 + (mine["lower"] == model).sum()) if holds else np.nan,
+                }
+            )
+    columns = [
+        "model",
+        "measure",
+        "n_seeds",
+        "seeds",
+        "values",
+        "mean",
+        "sd",
+        "min",
+        "max",
+        "spread",
+        "within_half_width",
+        "holds_in_every_seed",
+        "rank",
+    ]
+    return pd.DataFrame(rows, columns=columns)
+
+
+def seed_verdict(summary: pd.DataFrame, orderings: pd.DataFrame) -> str:
+    """The comparison in plain language: per measure, the orderings that hold in every seed
+    (with each model's mean and range over its seeds), or that none does."""
+    if summary.empty:
+        return "No strategy runs to compare yet."
+    n_max = int(summary["n_seeds"].max())
+    if n_max < MIN_SEEDS:
+        return (
+            "One run per model: no ordering is stated, since one retrain can reverse effects "
+            "this small. Run the strategies over several training seeds (seeds: [0, 1, 2])."
+        )
+    stats_ = summary.set_index(["model", "measure"])
+
+    def describe(model: str, measure: str) -> str:
+        row = stats_.loc[(model, measure)]
+        if row["n_seeds"] < 2:
+            return f"{model} ({row['mean']:.3g}, one run)"
+        return (
+            f"{model} (mean {row['mean']:.3g}, seeds {row['min']:.3g} to {row['max']:.3g}, "
+            f"SD {row['sd']:.2g})"
+        )
+
+    seeds = sorted({s for text in summary["seeds"] for s in text.split() if s.isdigit()}, key=int)
+    lines = [
+        f"Over training seeds {', '.join(seeds)} (an ordering is stated only where it holds "
+        "in every seed):"
+    ]
+    for measure in _measure_order(summary["measure"]):
+        pairs = orderings[orderings["measure"] == measure]
+        held = pairs[pairs["holds_in_every_seed"]]
+        label = measure_label(measure)
+        if held.empty:
+            lines.append(f"- {label}: no ordering holds in every seed.")
+            continue
+        stated = "; ".join(
+            f"{describe(r.higher, measure)} > {describe(r.lower, measure)}"
+            for r in held.itertuples()
+        )
+        rest = pairs[~pairs["holds_in_every_seed"]]
+        tail = ""
+        if len(rest):
+            tail = "; not in every seed: " + ", ".join(
+                f"{r.higher} vs {r.lower}" for r in rest.itertuples()
+            )
+        lines.append(f"- {label}: {stated}{tail}.")
+    return "\n".join(lines)
+
+
+def compare_seed_runs(runs: Mapping[str, Mapping[int | None, RunDir]]) -> pd.DataFrame:
+    """:func:`compare_runs` over every seed: ``model, seed, metric, layer, depth, value``."""
+    frames = []
+    for model, by_seed in runs.items():
+        for seed, run in by_seed.items():
+            m = run_metrics(run)
+            m.insert(0, "model", model)
+            m.insert(1, "seed", pd.array([seed] * len(m), dtype="Int64"))
+            frames.append(m)
+    if not frames:
+        return pd.DataFrame(columns=["model", "seed", "metric", "layer", "depth", "value"])
+    return _add_depth(pd.concat(frames, ignore_index=True))
+
+
+def seed_trends(
+    runs: Mapping[str, Mapping[int | None, RunDir]], confidence: float = 0.95
+) -> pd.DataFrame:
+    """:func:`depth_trends` of every seed, with a ``seed`` column after ``model``."""
+    frames = []
+    for model, by_seed in runs.items():
+        for seed, run in by_seed.items():
+            t = depth_trends({model: run}, confidence)
+            t.insert(1, "seed", pd.array([seed] * len(t), dtype="Int64"))
+            frames.append(t)
+    if not frames:
+        return depth_trends({}, confidence).assign(seed=pd.Series(dtype="Int64"))
+    return pd.concat(frames, ignore_index=True)
 
 
 def _empty(*columns: str) -> pd.DataFrame:

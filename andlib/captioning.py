@@ -139,7 +139,8 @@ def acoustic_features(audio: np.ndarray, sr: int, fmin: float = _FMIN) -> dict[s
     """Measure one clip: a dict with one finite float per name in :data:`FEATURE_COLUMNS`.
 
     ``fmin`` is the lowest pitch YIN looks for (50 Hz; :data:`PRECISE_FMIN` with
-    ``captioner.precise_pitch``).
+    ``captioner.precise_pitch``, which also stops a spectral peak below 8 STFT bins from
+    overruling YIN: at 16 kHz those bins are 31 Hz wide, several semitones at low pitches).
 
     Frames are 32 ms with an 8 ms hop (spectral and onset features), 64 ms with a 32 ms hop
     (pitch, via ``librosa.yin``). "Sounding" frames are those within 35 dB of the clip's
@@ -226,6 +227,8 @@ def acoustic_features(audio: np.ndarray, sr: int, fmin: float = _FMIN) -> dict[s
     idx = np.minimum(np.arange(len(f0)) * (yin_hop // hop), power.shape[1] - 1)
     peak_hz = np.maximum(freqs[peaks[idx]], 1.0)
     wrong = (purity[idx] >= 0.5) & (np.abs(np.log2(f0 / peak_hz)) > 0.3)
+    if fmin < _FMIN:  # precise pitch: a peak in the lowest 8 bins (31 Hz wide) is too coarse
+        wrong &= peaks[idx] >= 8
     f0 = np.where(wrong, peak_hz, f0)
     out["f0_hz"] = float(np.median(f0[voiced])) if voiced.any() else 0.0
     if voiced.sum() >= 6:

@@ -88,6 +88,16 @@ def build_parser() -> argparse.ArgumentParser:
             p.add_argument(
                 "--strategy", default=None, help="supervised, ssl-frozen or ssl-finetuned"
             )
+        if name in ("train", "analyze", "reproduce"):
+            p.add_argument(
+                "--seeds",
+                type=int,
+                nargs="+",
+                default=None,
+                metavar="K",
+                help="a strategies config: train (and dissect) every strategy once per "
+                "training seed and compare over the seeds (overrides seeds): --seeds 0 1 2",
+            )
     return parser
 
 
@@ -131,13 +141,15 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _run(args: argparse.Namespace) -> int:
-    overrides = list(args.overrides)
+    seeds = getattr(args, "seeds", None)
+    given = [*args.overrides, *([f"seeds={list(seeds)}"] if seeds is not None else [])]
+    overrides = list(given)
     if args.out:
         overrides.append(f"run_dir={args.out}")
     if args.command == "reproduce":
         from andlib.pipeline import main_reproduce
 
-        return main_reproduce(args.config, args.overrides, args.out)
+        return main_reproduce(args.config, given, args.out)
     if getattr(args, "captioner", None):
         overrides.append(f"captioner.name={args.captioner}")
     if getattr(args, "strategy", None):

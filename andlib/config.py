@@ -153,6 +153,11 @@ class TrainConfig:
     head on it frozen, ``ssl-finetuned`` fine-tunes it end to end (no masked-spectrogram
     pretraining: the checkpoint is the pretraining), ``supervised`` trains its architecture
     from random weights. ``None``: the offline AST built from the settings above."""
+    seed: int | None = None
+    """The training seed (initialization, batch order, augmentation, mixup, SSL masks;
+    ``None``: the config's ``seed``). Only the model changes with it: the probing set and the
+    dissection's own random choices keep the config's ``seed``. ``reproduce`` sets it per
+    entry of ``seeds``."""
 
 
 @dataclass
@@ -437,7 +442,8 @@ class Config:
 
     name: str = "default"
     seed: int = 0
-    """The one seed behind every random choice (training, sampling, baselines)."""
+    """The one seed behind every random choice (training, sampling, baselines); training
+    draws from ``train.seed`` instead when that is set."""
     k: int = 5
     """Top-K highly and lowly activating clips per neuron."""
     run_dir: str | None = None
@@ -454,6 +460,12 @@ class Config:
     """``model.name`` of a strategy's run (default ``trained:<strategy>``): e.g. a hub
     checkpoint already trained that way, such as a supervised AST, instead of training one;
     required for an entry of ``strategies`` that is not a training strategy."""
+    seeds: list[int] = field(default_factory=list)
+    """With ``strategies``: train and dissect every trained strategy once per training seed
+    (``train.seed``), into ``<run_dir>/<strategy>/seed<k>/``, and compare the strategies over
+    the seeds (mean, spread, orderings that hold in every seed). A strategy that
+    ``strategy_models`` maps to a checkpoint runs once (``<run_dir>/<strategy>/``). Empty:
+    one run per strategy, in ``<run_dir>/<strategy>/``."""
     skip_notebooks: list[str] = field(default_factory=list)
     """Numbered notebooks ``reproduce`` leaves out, by their two-digit prefix (``["00",
     "05"]`` in ``configs/pitch.yaml``: pretrained pitch networks need no training, and
@@ -701,6 +713,12 @@ def validate(cfg: Config) -> None:
                 f"strategies: {s!r} is not one of {', '.join(_CHOICES['train.strategy'])} "
                 f"(or a name that strategy_models maps to a model)"
             )
+    if cfg.seeds and not cfg.strategies:
+        raise ConfigError("seeds: needs strategies (the seeds of a strategies comparison)")
+    if len(set(cfg.seeds)) != len(cfg.seeds) or any(k < 0 for k in cfg.seeds):
+        raise ConfigError(f"seeds: expected distinct non-negative integers, got {cfg.seeds}")
+    if cfg.train.seed is not None and cfg.train.seed < 0:
+        raise ConfigError(f"train.seed: must be non-negative (or null), got {cfg.train.seed}")
     for prefix in cfg.skip_notebooks:
         if not (len(prefix) == 2 and prefix.isdigit()):
             raise ConfigError(f"skip_notebooks: {prefix!r} is not a two-digit notebook prefix")

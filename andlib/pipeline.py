@@ -68,6 +68,11 @@ def reproduction_plan(cfg: Config, overrides: list[str]) -> list[tuple[Path, lis
     analyses notebook once more on the parent config, whose comparison section reads the
     per-strategy runs, and for a comparison of pitch networks (``configs/pitch.yaml``) the
     pitch notebook too. Notebooks whose prefix ``skip_notebooks`` lists are left out.
+
+    With ``seeds`` as well, every trained strategy runs once per seed (seed by seed: all
+    strategies of the first seed, then the next), with ``train.seed=<k>`` into
+    ``<run_dir>/<strategy>/seed<k>`` (figures ``<figures_dir>/<strategy>/seed<k>``); a strategy
+    mapped to a checkpoint (nothing to train) runs once, in the first round.
     """
     from andlib.config import _CHOICES
 
@@ -77,22 +82,37 @@ def reproduction_plan(cfg: Config, overrides: list[str]) -> list[tuple[Path, lis
     if not cfg.strategies:
         return [(nb, overrides, cfg.run_path / "notebooks") for nb in books]
     plan = []
-    for strategy in cfg.strategies:
-        sub = [
-            *overrides,
-            "strategies=[]",
-            "strategy_models={}",
-            f"model.name={cfg.strategy_model(strategy)}",
-            *([f"train.strategy={strategy}"] if strategy in _CHOICES["train.strategy"] else []),
-            f"run_dir={cfg.run_path / strategy}",
-            f"figures_dir={cfg.figures_path / strategy}",
-        ]
-        plan += [(nb, sub, cfg.run_path / strategy / "notebooks") for nb in books]
+    seeds: list[int | None] = list(cfg.seeds) if cfg.seeds else [None]
+    for i, seed in enumerate(seeds):
+        for strategy in cfg.strategies:
+            trained = cfg.strategy_model(strategy).startswith("trained:")
+            if seed is not None and not trained and i > 0:
+                continue  # a checkpoint is the same model whatever the seed: one run
+            folder = strategy_run_path(cfg, strategy, seed if trained else None)
+            sub = [
+                *overrides,
+                "strategies=[]",
+                "strategy_models={}",
+                *(["seeds=[]"] if seed is not None else []),
+                f"model.name={cfg.strategy_model(strategy)}",
+                *([f"train.strategy={strategy}"] if strategy in _CHOICES["train.strategy"] else []),
+                *([f"train.seed={seed}"] if seed is not None and trained else []),
+                f"run_dir={folder}",
+                f"figures_dir={cfg.figures_path / folder.relative_to(cfg.run_path)}",
+            ]
+            plan += [(nb, sub, folder / "notebooks") for nb in books]
     compare = ("06_", "08_") if _is_pitch_comparison(cfg) else ("06_",)
     plan += [
         (nb, overrides, cfg.run_path / "notebooks") for nb in books if nb.name.startswith(compare)
     ]
     return plan
+
+
+def strategy_run_path(cfg: Config, strategy: str, seed: int | None = None) -> Path:
+    """The run directory of one strategy of a strategies config: ``<run_dir>/<strategy>``, or
+    for one training seed ``<run_dir>/<strategy>/seed<k>``."""
+    path = cfg.run_path / strategy
+    return path if seed is None else path / f"seed{seed}"
 
 
 def _is_pitch_comparison(cfg: Config) -> bool:

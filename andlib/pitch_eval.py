@@ -234,7 +234,8 @@ def _description_methods(rows: pd.DataFrame) -> dict[str, list[str]]:
         "high_summary": rows.get("high_summary", pd.Series([""] * len(rows))).astype(str).tolist(),
     }
     for col in rows.columns:
-        if (col.startswith("db_") and not col.endswith("_top5")) or col in ("icl", "tab"):
+        closed = col in ("tab", "icl", "icl_embedding")  # icl_embedding: ICL without an LLM
+        if (col.startswith("db_") and not col.endswith("_top5")) or closed:
             texts = rows[col].astype(str).tolist()
             if any(np.isfinite(stated_pitch(t)) for t in texts):
                 out[col] = texts

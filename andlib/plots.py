@@ -475,16 +475,45 @@ def plot_class_purity(per_layer: pd.DataFrame, title: str | None = None) -> plt.
     return fig
 
 
+SEED_MARKERS = ["o", "s", "^", "D", "v", "P", "X", "*"]
+
+
+def _seeds_of(df: pd.DataFrame) -> list[Any]:
+    """The distinct ``seed`` values of a table (``[None]`` without the column)."""
+    if "seed" not in df:
+        return [None]
+    return list(dict.fromkeys(None if _isna(s) else s for s in df["seed"]))
+
+
+def _isna(value: Any) -> bool:
+    import pandas as pd
+
+    return bool(pd.isna(value))
+
+
+def _rows_of_seed(df: pd.DataFrame, seed: Any) -> pd.DataFrame:
+    if "seed" not in df:
+        return df
+    return df[df["seed"].isna()] if seed is None else df[df["seed"] == seed]
+
+
 def plot_strategies_comparison(comparison: pd.DataFrame, title: str | None = None) -> plt.Figure:
     """Issue 8: models side by side (``model, metric, layer, depth, value`` from
     :func:`andlib.analysis.compare_runs`). Per layer, one line per model: polysemantic
     fraction, acoustic adjectives per neuron, mean simulation score and class purity of the
     top-K clips (chance dashed). Bars: last-layer description accuracy (top-1) and the
-    model's own held-out classification accuracy."""
+    model's own held-out classification accuracy.
+
+    With a ``seed`` column (:func:`andlib.analysis.compare_seed_runs`) every seed is drawn: one
+    thin line per seed, one marker shape per seed, in its model's colour, and the bars are
+    the mean over seeds with one marker per seed on them."""
     import numpy as np
 
     models = list(dict.fromkeys(comparison["model"]))
     colors = {m: PALETTE[i % len(PALETTE)] for i, m in enumerate(models)}
+    seeds = _seeds_of(comparison)
+    markers = {s: SEED_MARKERS[i % len(SEED_MARKERS)] for i, s in enumerate(seeds)}
+    several = len(seeds) > 1
     fig, axes = plt.subplots(2, 3, figsize=(15, 7.5))
     lines = [
         (axes[0, 0], "polysemantic_fraction", "polysemantic fraction"),
@@ -498,9 +527,22 @@ def plot_strategies_comparison(comparison: pd.DataFrame, title: str | None = Non
             _no_data(ax, label)
         else:
             for model in models:
-                m = sub[sub["model"] == model].sort_values("depth")
-                if len(m):
-                    ax.plot(m["depth"], m["value"], "o-", ms=4, label=model, color=colors[model])
+                labelled = False
+                for seed in seeds:
+                    m = _rows_of_seed(sub[sub["model"] == model], seed).sort_values("depth")
+                    if not len(m):
+                        continue
+                    ax.plot(
+                        m["depth"],
+                        m["value"],
+                        marker=markers[seed],
+                        ms=4,
+                        lw=1 if several else 1.5,
+                        alpha=0.75 if several else 1.0,
+                        label=None if labelled else model,
+                        color=colors[model],
+                    )
+                    labelled = True
             if metric == "class_purity":
                 chance = comparison.loc[comparison["metric"] == "class_purity_chance", "value"]
                 if len(chance):
@@ -522,9 +564,17 @@ def plot_strategies_comparison(comparison: pd.DataFrame, title: str | None = Non
         groups = list(dict.fromkeys(acc["layer"]))
         width = 0.8 / max(len(models), 1)
         for i, model in enumerate(models):
-            m = acc[acc["model"] == model].set_index("layer")["value"].reindex(groups)
+            rows = acc[acc["model"] == model]
+            mean = rows.groupby("layer")["value"].mean().reindex(groups)
             x = np.arange(len(groups)) + (i - (len(models) - 1) / 2) * width
-            ax.bar(x, m.to_numpy(), width=width, label=model, color=colors[model])
+            ax.bar(x, mean.to_numpy(), width=width, label=model, color=colors[model])
+            if several:
+                for seed in seeds:
+                    per = _rows_of_seed(rows, seed).set_index("layer")["value"]
+                    per = per[~per.index.duplicated()].reindex(groups)
+                    ax.scatter(
+                        x, per.to_numpy(), marker=markers[seed], s=14, color="black", zorder=3
+                    )
         ax.set_axisbelow(True)
         ax.set_xticks(np.arange(len(groups)))
         ax.set_xticklabels(
@@ -536,7 +586,93 @@ def plot_strategies_comparison(comparison: pd.DataFrame, title: str | None = Non
         ax.set_ylim(0, 1)
         ax.legend(fontsize=8)
         ax.set_title(label)
-    fig.suptitle(title or "Training strategies compared")
+    if several:
+        named = [s for s in seeds if s is not None]
+        subtitle = f"seeds {', '.join(str(s) for s in named)}: one marker shape per seed"
+        fig.suptitle(f"{title or 'Training strategies compared'} ({subtitle})")
+    else:
+        fig.suptitle(title or "Training strategies compared")
+    fig.tight_layout()
+    return fig
+
+
+def plot_seed_measures(
+    per_seed: pd.DataFrame, measures: list[str] | None = None, title: str | None = None
+) -> plt.Figure:
+    """Issue 18: each model's scalar measures over its training seeds (``model, seed,
+    measure, value, ci_low, ci_high`` from :func:`andlib.analysis.seed_measures`). One panel
+    per measure, the models along x: one marker per seed (its shape names the seed) with
+    that run's within-run interval as an error bar, and a horizontal line at the mean over
+    the seeds. ``measures``: which (default: every measure but the last-layer accuracies of
+    methods other than ``soft_wpmi``)."""
+    import math
+
+    import numpy as np
+    from matplotlib.lines import Line2D
+
+    from andlib.analysis import _measure_order, measure_label
+
+    if measures is None:
+        measures = [
+            m
+            for m in _measure_order(per_seed["measure"])
+            if not m.startswith("last_layer_top1") or m.endswith("/ soft_wpmi")
+        ]
+    models = list(dict.fromkeys(per_seed["model"]))
+    colors = {m: PALETTE[i % len(PALETTE)] for i, m in enumerate(models)}
+    seeds = _seeds_of(per_seed)
+    markers = {s: SEED_MARKERS[i % len(SEED_MARKERS)] for i, s in enumerate(seeds)}
+    n_cols = min(4, max(1, len(measures)))
+    n_rows = max(1, math.ceil(len(measures) / n_cols))
+    fig, axes = plt.subplots(n_rows, n_cols, figsize=(4 * n_cols, 3.4 * n_rows), squeeze=False)
+    for ax in axes.flat[len(measures) :]:
+        ax.set_visible(False)
+    offsets = {s: (j - (len(seeds) - 1) / 2) * 0.12 for j, s in enumerate(seeds)}
+    for ax, measure in zip(axes.flat, measures, strict=False):
+        sub = per_seed[per_seed["measure"] == measure]
+        for i, model in enumerate(models):
+            rows = sub[sub["model"] == model]
+            if rows.empty:
+                continue
+            for seed in seeds:
+                r = _rows_of_seed(rows, seed)
+                if r.empty:
+                    continue
+                value = float(r["value"].iloc[0])
+                low, high = float(r["ci_low"].iloc[0]), float(r["ci_high"].iloc[0])
+                err = None
+                if np.isfinite(low) and np.isfinite(high):
+                    err = [[max(value - low, 0.0)], [max(high - value, 0.0)]]
+                ax.errorbar(
+                    [i + offsets[seed]],
+                    [value],
+                    yerr=err,
+                    fmt=markers[seed],
+                    ms=5,
+                    color=colors[model],
+                    ecolor=colors[model],
+                    elinewidth=0.8,
+                    capsize=2,
+                )
+            mean = float(rows["value"].mean())
+            ax.hlines(mean, i - 0.3, i + 0.3, color=colors[model], lw=1.5)
+        if "slope" in measure:
+            ax.axhline(0.0, color="grey", lw=0.8, ls=":")
+        ax.set_xticks(range(len(models)))
+        ax.set_xticklabels(models, rotation=20, ha="right", fontsize=8)
+        ax.set_title(measure_label(measure), fontsize=9)
+    handles = [
+        Line2D([], [], ls="", marker=markers[s], color="black", label=f"seed {s}")
+        for s in seeds
+        if s is not None
+    ]
+    if handles:
+        fig.legend(handles=handles, loc="lower right", fontsize=8)
+    fig.suptitle(
+        title
+        or "Training strategies over seeds: one marker per seed (bar: its within-run "
+        "interval; line: mean over seeds)"
+    )
     fig.tight_layout()
     return fig
 

@@ -11,8 +11,11 @@ Three strategies share one architecture, a transformers ``ASTConfig`` built from
 How it trains: the log-mel features are computed once per clip with the model's own
 ``ASTFeatureExtractor`` (its mean/std set from the training folds), and training runs on those
 spectrogram tensors, augmented on the fly (random gain, circular time shift, SpecAugment-style
-frequency/time masks, mixup). Every random draw comes from the config seed, so the same config
-trains the same weights.
+frequency/time masks, mixup). Every random draw (initialization, batch order, augmentation,
+mixup, the SSL patch masks, dropout) comes from the training seed (``train.seed``, else the
+config's ``seed``), so the same config trains the same weights on the same thread count (the
+thread count and device are recorded with the metrics: float sums, and so the weights, can
+differ between thread counts).
 
 Results are cached in ``<cache_dir>/models/<strategy>-<hash>/``: a ``save_pretrained`` folder
 (model + feature extractor, ESC-50 category names as labels) plus ``andlib_training.json``
@@ -22,7 +25,8 @@ place, so an interrupted run never leaves a half model. The pretrained encoder i
 them (``ssl-pretrained-<hash>/``) and shared by both ssl strategies.
 
 Public surface: :data:`STRATEGIES`, :func:`ensure_trained`, :func:`train_model`,
-:func:`model_dir`, :func:`read_metrics`, :func:`read_history`, :func:`run_stage`; the pieces
+:func:`model_dir`, :func:`train_seed`, :func:`with_train_seed`, :func:`read_metrics`,
+:func:`read_history`, :func:`run_stage`; the pieces
 used by the tests: :func:`load_features`, :func:`build_model`, :func:`augment`,
 :class:`MaskedSpectrogramModel`, :func:`fit_classifier`, :func:`linear_probe`, :func:`accuracy`.
 """
@@ -60,7 +64,9 @@ FORMAT_VERSION = 1
 
 # Which ``cfg.train`` keys a cached model depends on. Everything else in the section counts,
 # except these, which do not change the weights (or are in the folder name already).
-_NOT_IN_KEY = ("strategy", "num_threads", "eval_every")
+_NOT_IN_KEY = ("strategy", "num_threads", "eval_every", "seed")
+"""``seed`` is keyed as the training seed itself (:func:`train_seed`), not as a setting: an
+unset ``train.seed`` and ``train.seed`` equal to the config's ``seed`` are one model."""
 _SSL_ONLY = ("pretrain_epochs", "pretrain_lr", "mask_ratio")
 _LINEAR_ONLY = ("linear_epochs", "linear_lr")
 _FINETUNE_ONLY = ("epochs", "mixup_alpha", "freq_mask", "time_mask", "num_masks")
@@ -109,6 +115,18 @@ def _check_strategy(strategy: str | None, cfg: Config) -> str:
     return strategy
 
 
+def train_seed(cfg: Config) -> int:
+    """The seed training draws from: ``train.seed``, else the config's ``seed``."""
+    return cfg.seed if cfg.train.seed is None else cfg.train.seed
+
+
+def with_train_seed(cfg: Config, seed: int | None) -> Config:
+    """``cfg`` with ``train.seed = seed`` (``None``: ``cfg`` unchanged)."""
+    if seed is None:
+        return cfg
+    return dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, seed=seed))
+
+
 def _key(cfg: Config, keys: list[str] | tuple[str, ...], purpose: str) -> str:
     train = dataclasses.asdict(cfg.train)
     data = cfg.data
@@ -116,16 +134,17 @@ def _key(cfg: Config, keys: list[str] | tuple[str, ...], purpose: str) -> str:
         {
             "purpose": purpose,
             "version": FORMAT_VERSION,
-            "train": {k: train[k] for k in sorted(keys)},
+            "train": {k: train[k] for k in sorted(keys) if k not in _NOT_IN_KEY},
             "data": [data.sample_rate, data.duration, data.limit],
-            "seed": cfg.seed,
+            "seed": train_seed(cfg),
         }
     )
 
 
 def model_dir(cfg: Config, strategy: str | None = None) -> Path:
     """``<cache_dir>/models/<strategy>-<hash>``: the hash covers every ``cfg.train`` setting the
-    strategy depends on, the data sample rate, clip duration and limit, and the seed."""
+    strategy depends on, the data sample rate, clip duration and limit, and the training seed
+    (:func:`train_seed`)."""
     strategy = _check_strategy(strategy, cfg)
     ignored = set(_NOT_IN_KEY)
     if strategy == "supervised":
@@ -769,10 +788,13 @@ def _ensure_pretrained(cfg: Config, feats: Features) -> tuple[Path, dict[str, An
     path = _pretrained_dir(cfg)
     if not (path / METRICS_FILE).exists():
         t0 = time.time()
-        model: Any = build_model(cfg.train, feats.class_names, cfg.seed).to(_train_device(cfg))
-        history = pretrain(model, feats, cfg.train, rng(cfg, "train", "pretrain"))
+        seed = train_seed(cfg)
+        model: Any = build_model(cfg.train, feats.class_names, seed).to(_train_device(cfg))
+        history = pretrain(model, feats, cfg.train, rng(seed, "train", "pretrain"))
         model.cpu()
         meta = {
+            "pretrain_seed": seed,
+            "pretrain_num_threads": torch.get_num_threads(),
             "pretrain_seconds": round(time.time() - t0, 1),
             "pretrain_epochs": len(history),
             "pretrain_steps": history[-1]["step"],
@@ -815,20 +837,21 @@ def train_model(cfg: Config, strategy: str | None = None) -> Path:
     torch.set_num_threads(tc.num_threads or os.cpu_count() or 1)
     try:
         t0 = time.time()
-        seed_everything(cfg.seed)
+        seed = train_seed(cfg)
+        seed_everything(seed)
         feats = load_features(cfg)
-        gen = rng(cfg, "train", strategy)
+        gen = rng(seed, "train", strategy)
         history: dict[str, list[dict[str, Any]]] = {}
         pre: dict[str, Any] = {}
         model: Any  # a transformers audio classifier
         device = _train_device(cfg)
         if tc.init is not None:  # a pretrained checkpoint replaces the project's AST
             model = model_from_init(
-                tc.init, feats.class_names, random_weights=strategy == "supervised", seed=cfg.seed
+                tc.init, feats.class_names, random_weights=strategy == "supervised", seed=seed
             )
             pre = {"init": tc.init}
         elif strategy == "supervised":
-            model = build_model(tc, feats.class_names, cfg.seed)
+            model = build_model(tc, feats.class_names, seed)
         else:
             # pretraining counts with its recorded time, as it may come from the cache
             t_pre = time.time()
@@ -859,7 +882,9 @@ def train_model(cfg: Config, strategy: str | None = None) -> Path:
             "n_parameters": int(sum(p.numel() for p in model.parameters())),
             **pre,
             "train_config": dataclasses.asdict(tc),
-            "seed": cfg.seed,
+            "seed": seed,
+            "num_threads": torch.get_num_threads(),
+            "device": str(device),
         }
     finally:
         torch.set_num_threads(threads)
@@ -913,7 +938,8 @@ def run_stage(cfg: Config, run: RunDir) -> dict[str, Any]:
     """Train (or reuse) the model(s) the config needs; return their metrics.
 
     One strategy: its metrics and ``model_dir``. Several (``cfg.strategies``): the same keys
-    prefixed ``<strategy>.``.
+    prefixed ``<strategy>.``; with ``cfg.seeds``, every strategy once per training seed,
+    prefixed ``<strategy>.seed<k>.``.
     """
     strategies = strategies_to_train(cfg)
     if not strategies:
@@ -921,10 +947,14 @@ def run_stage(cfg: Config, run: RunDir) -> dict[str, Any]:
             "train": f"nothing to train: model.name={cfg.model.name!r} is not trained:<strategy>"
         }
     summary: dict[str, Any] = {}
-    for strategy in strategies:
-        path = ensure_trained(cfg, strategy)
-        metrics = read_metrics(path)
-        row = {"model_dir": str(path), **{k: metrics.get(k) for k in SUMMARY_KEYS}}
-        prefix = f"{strategy}." if len(strategies) > 1 else ""
-        summary.update({f"{prefix}{k}": v for k, v in row.items()})
+    seeds: list[int | None] = list(cfg.seeds) if cfg.seeds else [None]
+    for seed in seeds:
+        seeded = with_train_seed(cfg, seed)
+        for strategy in strategies:
+            path = ensure_trained(seeded, strategy)
+            metrics = read_metrics(path)
+            row = {"model_dir": str(path), **{k: metrics.get(k) for k in SUMMARY_KEYS}}
+            prefix = f"{strategy}." if len(strategies) > 1 or seed is not None else ""
+            prefix += f"seed{seed}." if seed is not None else ""
+            summary.update({f"{prefix}{k}": v for k, v in row.items()})
     return summary

@@ -15,19 +15,64 @@ from tests.conftest import requires_esc50
 
 
 def test_reproduction_plan_runs_each_strategy_then_the_comparison():
-    cfg = load_config("configs/strategies.yaml")
-    plan = reproduction_plan(cfg, [])
+    cfg = load_config("configs/strategies.yaml", ["seeds=[]"])
+    plan = reproduction_plan(cfg, ["seeds=[]"])
     books = notebooks()
     assert len(plan) == 3 * len(books) + 1
     first = plan[0][1]
     assert "model.name=trained:supervised" in first and "strategies=[]" in first
     assert any(o.startswith("run_dir=") and o.endswith("/supervised") for o in first)
+    assert not any(o.startswith("train.seed=") for _, ov, _ in plan for o in ov)
     last_nb, last_overrides, last_folder = plan[-1]
     assert (
         last_nb.name.startswith("06_")
-        and last_overrides == []
+        and last_overrides == ["seeds=[]"]
         and last_folder == cfg.run_path / "notebooks"
     )
+
+
+def test_reproduction_plan_runs_every_trained_strategy_once_per_seed():
+    from andlib.train import model_dir
+
+    cfg = load_config("configs/strategies.yaml")
+    assert cfg.seeds == [0, 1, 2]
+    plan = reproduction_plan(cfg, [])
+    books = notebooks()
+    assert len(plan) == 3 * 3 * len(books) + 1
+    runs = {}
+    for _, ov, folder in plan[:-1]:
+        sub = load_config("configs/strategies.yaml", ov)
+        assert sub.strategies == [] and sub.seeds == [] and folder == sub.run_path / "notebooks"
+        runs[sub.run_path.relative_to(cfg.run_path).as_posix()] = sub
+    assert sorted(runs) == sorted(
+        f"{s}/seed{k}" for s in ("supervised", "ssl-frozen", "ssl-finetuned") for k in (0, 1, 2)
+    )
+    assert runs["ssl-frozen/seed2"].train.seed == 2
+    assert runs["ssl-frozen/seed2"].figures_path == cfg.figures_path / "ssl-frozen" / "seed2"
+    # seed by seed: every strategy of seed 0 runs before any of seed 1
+    order = [Path(o.split("=", 1)[1]).name for _, ov, _ in plan[:-1] for o in ov if "run_dir=" in o]
+    assert order.index("seed1") > max(i for i, name in enumerate(order) if name == "seed0")
+    # one model per strategy and seed; seed 0 is the model of the config without seeds
+    dirs = {(s, k): model_dir(runs[f"{s}/seed{k}"], s) for s in cfg.strategies for k in (0, 1, 2)}
+    assert len(set(dirs.values())) == 9
+    single = load_config("configs/strategies.yaml", ["seeds=[]"])
+    assert dirs[("supervised", 0)] == model_dir(single, "supervised")
+    assert plan[-1][0].name.startswith("06_") and plan[-1][2] == cfg.run_path / "notebooks"
+
+
+def test_a_checkpoint_strategy_runs_once_among_seeded_ones():
+    cfg = load_config("configs/strategies-online.yaml", ["seeds=[0, 1]"])
+    folders = sorted(
+        {f.parent.relative_to(cfg.run_path).as_posix() for _, _, f in reproduction_plan(cfg, [])}
+    )
+    assert folders == [
+        ".",
+        "ssl-finetuned/seed0",
+        "ssl-finetuned/seed1",
+        "ssl-frozen/seed0",
+        "ssl-frozen/seed1",
+        "supervised",
+    ]
 
 
 def test_reproduction_plan_targets_the_checkpoint_a_strategy_maps_to():

@@ -67,6 +67,8 @@ columns = [
     "epochs",
     "steps",
     "n_parameters",
+    "seed",
+    "num_threads",
 ]
 metrics = pd.DataFrame(
     [{"strategy": s, **train.read_metrics(train.model_dir(cfg, s))} for s in strategies],

@@ -131,27 +131,36 @@ show("class_purity")
 # ## Supervised vs self-supervised training strategies (finding ii)
 #
 # Runs only for a config with `strategies` (`configs/strategies.yaml`): `reproduce` first runs
-# every notebook once per strategy into `<run_dir>/<strategy>/`, then this notebook once more
-# on the parent config, which reads those runs.
+# every notebook once per strategy into `<run_dir>/<strategy>/` (with `seeds`: once per
+# strategy and training seed, into `<run_dir>/<strategy>/seed<k>/`), then this notebook once
+# more on the parent config, which reads those runs. With several seeds the figure draws
+# every seed (one marker shape per seed).
 
 # %%
+seed_runs = analysis.seed_runs(cfg)
 strategy_runs = analysis.strategy_runs(cfg)
+result = None
 if not cfg.strategies:
     print(
         "The training-strategy comparison needs configs/strategies.yaml: "
         "python -m andlib reproduce --config configs/strategies.yaml"
     )
-elif not strategy_runs:
+elif not seed_runs:
     print(f"No per-strategy runs under {cfg.run_path} yet (expected {cfg.strategies}).")
 else:
     display(analysis.run_comparison(cfg, run))
-    comparison = analysis.compare_runs(strategy_runs)
+    result = analysis.seed_comparison(cfg)
+    comparison = result["comparison"]
     display(
         comparison.fillna({"depth": -1}).pivot_table(
-            index=["metric", "depth", "layer"], columns="model", values="value"
+            index=["metric", "depth", "layer"],
+            columns=["model", "seed"] if "seed" in comparison else "model",
+            values="value",
         )
     )
-    plots.show_figures(analysis.comparison_figures(cfg, strategy_runs, comparison))
+    plots.show_figures(
+        analysis.comparison_figures(cfg, strategy_runs, comparison, result["per_seed"])
+    )
 
 # %% [markdown]
 # Does training narrow neurons layer by layer? Per neuron, class purity and the polysemantic
@@ -159,5 +168,21 @@ else:
 # positive purity slope and a negative polysemantic slope mean neurons narrow with depth.
 
 # %%
-if strategy_runs:
-    display(analysis.depth_trends(strategy_runs, cfg.analysis.confidence))
+if result is not None:
+    display(result["trends"])
+
+# %% [markdown]
+# ## Does an ordering survive a retrain? (the strategies over training seeds)
+#
+# Per model and measure: the mean over the training seeds, the spread between seeds (`min`,
+# `max`, `spread` = max − min, `sd`) beside the within-run interval (`within_half_width`: the
+# mean half-width of each run's own interval: regression for slopes, t over neurons for
+# means, Wilson for accuracies). An ordering of two models is stated only where it holds in
+# every seed (`holds_in_every_seed`: every seed of one above every seed of the other); with a
+# single run per model none is stated.
+
+# %%
+if result is not None:
+    display(result["summary"])
+    display(result["orderings"])
+    print(result["verdict"])
