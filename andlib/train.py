@@ -130,15 +130,16 @@ def with_train_seed(cfg: Config, seed: int | None) -> Config:
 def _key(cfg: Config, keys: list[str] | tuple[str, ...], purpose: str) -> str:
     train = dataclasses.asdict(cfg.train)
     data = cfg.data
-    return stable_hash(
-        {
-            "purpose": purpose,
-            "version": FORMAT_VERSION,
-            "train": {k: train[k] for k in sorted(keys) if k not in _NOT_IN_KEY},
-            "data": [data.sample_rate, data.duration, data.limit],
-            "seed": train_seed(cfg),
-        }
-    )
+    key: dict[str, Any] = {
+        "purpose": purpose,
+        "version": FORMAT_VERSION,
+        "train": {k: train[k] for k in sorted(keys) if k not in _NOT_IN_KEY},
+        "data": [data.sample_rate, data.duration, data.limit],
+        "seed": train_seed(cfg),
+    }
+    if train_seed(cfg) != cfg.seed:  # the clips data.limit keeps are drawn from the config seed
+        key["data_seed"] = cfg.seed
+    return stable_hash(key)
 
 
 def model_dir(cfg: Config, strategy: str | None = None) -> Path:
