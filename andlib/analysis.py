@@ -1350,8 +1350,9 @@ def seed_verdict(summary: pd.DataFrame, orderings: pd.DataFrame) -> str:
     n_max = int(summary["n_seeds"].max())
     if n_max < MIN_SEEDS:
         return (
-            "One run per model: no ordering is stated, since one retrain can reverse effects "
-            "this small. Run the strategies over several training seeds (seeds: [0, 1, 2])."
+            "One run per model: no ordering is stated, since a single run cannot tell an "
+            "effect from the spread between retrains. Set seeds (e.g. seeds: [0, 1, 2]) to "
+            "train and dissect every trained strategy several times."
         )
     stats_ = summary.set_index(["model", "measure"])
 

@@ -1135,7 +1135,8 @@ def _summary(run: RunDir, cfg: Config) -> dict[str, Any]:
     if run.exists("simulation_scores.csv"):
         scores = run.read_csv("simulation_scores.csv")
         if not scores.empty:
-            means = scores.groupby("method")["pearson"].mean()
+            pearson = pd.to_numeric(scores["pearson"], errors="coerce")  # "" for a constant neuron
+            means = pearson.groupby(scores["method"]).mean()
             for method in SIMULATION_METHODS:
                 if method in means:
                     out[f"simulation.{method}.pearson"] = f"{means[method]:.3f}"

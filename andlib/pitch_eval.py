@@ -27,9 +27,9 @@ of bins so that chance is about 0) says which attribute drives the neuron
 
 - whether the neuron's description names that attribute (:data:`ATTRIBUTE_WORDS`; chance:
   the descriptions shuffled within the layer);
-- **pitch selectivity**: the spread (standard deviation, in semitones) of the f0 of the
-  neuron's top-K notes (the K synthetic notes it responds to most); chance is the spread of
-  random K-sets of notes.
+- **pitch selectivity**: the spread (median absolute deviation from the median, in
+  semitones; :func:`spread`) of the f0 of the neuron's top-K notes (the K synthetic notes it
+  responds to most); chance is the spread of random K-sets of notes.
 
 Written per neuron to ``pitch_tuning.csv`` (and the binned curves to
 ``pitch_tuning_curves.csv``), per layer to ``pitch_layers.csv`` together with the run's
@@ -87,7 +87,7 @@ PRIMARY = "description"
 
 ATTRIBUTE_WORDS: dict[str, re.Pattern[str]] = {
     "f0": re.compile(
-        r"\b(?:pitch\w*|[a-z]+-pitched|k?hz|note|hum|whistle|tone|octave)\b|\b[A-G]#?-?\d\b",
+        r"\b(?:pitch\w*|[a-z]+-pitched|k?hz|note|octave)\b|\b[A-G]#?-?\d\b",
         re.I,
     ),
     "rolloff": re.compile(
@@ -334,20 +334,26 @@ def names_attribute(description: str, attribute: str) -> bool:
     return bool(pattern and pattern.search(str(description or "")))
 
 
+def spread(midi: np.ndarray, axis: int = 0) -> np.ndarray:
+    """The spread of a set of pitches in semitones: the median absolute deviation from their
+    median (robust: one note an octave off among five moves it little, unlike the std)."""
+    centre = np.median(midi, axis=axis, keepdims=True)
+    return np.median(np.abs(midi - centre), axis=axis)
+
+
 def _selectivity(acts: np.ndarray, midi: np.ndarray, k: int) -> np.ndarray:
-    """Std (semitones) of the f0 of each neuron's top-``k`` notes."""
+    """:func:`spread` (semitones) of the f0 of each neuron's top-``k`` notes."""
     k = max(1, min(k, len(midi)))
     top = np.argsort(-acts, axis=0, kind="stable")[:k]
-    return midi[top].std(axis=0)
+    return spread(midi[top], axis=0)
 
 
 def chance_selectivity(midi: np.ndarray, k: int, seed: int, draws: int = 2000) -> float:
-    """Mean spread of ``draws`` random ``k``-sets of notes."""
+    """Mean :func:`spread` of ``draws`` random ``k``-sets of notes."""
     gen = np.random.default_rng(seed)
     k = max(1, min(k, len(midi)))
-    return float(
-        np.mean([midi[gen.choice(len(midi), k, replace=False)].std() for _ in range(draws)])
-    )
+    picks = np.stack([gen.choice(len(midi), k, replace=False) for _ in range(draws)], axis=1)
+    return float(np.mean(spread(midi[picks], axis=0)))
 
 
 def relative_depths(layers: Sequence[str]) -> dict[str, float]:
@@ -604,7 +610,7 @@ def comparison_figures(
 
     comparison = comparison_tables(runs)[0] if comparison is None else comparison
     titles = {
-        "selectivity_semitones": "pitch selectivity\n(spread of top-K notes' f0, semitones)",
+        "selectivity_semitones": "pitch selectivity\n(spread of the top-K notes' f0, semitones)",
         "polysemantic_fraction": "polysemantic fraction",
         "simulation_pearson": "simulation score (mean Pearson r)",
     }

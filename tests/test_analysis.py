@@ -490,9 +490,7 @@ def _seed_run(path, purity_slope: float, heldout: float, sim: float) -> RunDir:
     )
     run.write_csv(
         "analysis/neuron_polysemanticity.csv",
-        pd.DataFrame(
-            {"layer": layers, "neuron": range(10), "polysemantic": [True, False] * 5}
-        ),
+        pd.DataFrame({"layer": layers, "neuron": range(10), "polysemantic": [True, False] * 5}),
     )
     run.write_json(
         "model.json", {"model_id": "trained:x", "heldout_accuracy": heldout, "n_heldout": 400}

@@ -36,6 +36,23 @@ def test_stage_flags_parse_config_out_and_repeated_set():
     assert (args.config, args.out, args.overrides) == ("c.yaml", "o", ["k=3", "seed=1"])
 
 
+def test_seeds_flag_reaches_reproduce_as_an_override(monkeypatch):
+    import andlib.pipeline
+
+    seen = {}
+
+    def fake(config, overrides, out):
+        seen.update(config=config, overrides=overrides, out=out)
+        return 0
+
+    monkeypatch.setattr(andlib.pipeline, "main_reproduce", fake)
+    argv = ["reproduce", "--config", "configs/strategies.yaml", "--seeds", "0", "4"]
+    assert main([*argv, "--set", "k=3"]) == 0
+    assert seen["overrides"] == ["k=3", "seeds=[0, 4]"] and seen["out"] is None
+    with pytest.raises(SystemExit):
+        build_parser().parse_args(["record", "--seeds", "1"])  # only where seeds mean something
+
+
 def test_bad_override_exits_2_with_the_key_named(capsys):
     assert main(["record", "--set", "data.nope=1"]) == 2
     assert "data.nope" in capsys.readouterr().err

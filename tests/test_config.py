@@ -161,6 +161,16 @@ def test_strategy_models_must_name_one_of_the_strategies():
         load_config(None, {"strategies": ["supervised"], "strategy_models": {"ssl": "x/y"}})
 
 
+def test_seeds_need_strategies_and_must_be_distinct():
+    assert load_config(None, {"strategies": ["supervised"], "seeds": [0, 1]}).seeds == [0, 1]
+    with pytest.raises(ConfigError, match="seeds: needs strategies"):
+        load_config(None, {"seeds": [0, 1]})
+    with pytest.raises(ConfigError, match="seeds: expected distinct"):
+        load_config(None, {"strategies": ["supervised"], "seeds": [1, 1]})
+    with pytest.raises(ConfigError, match="train.seed: must be non-negative"):
+        load_config(None, {"train.seed": -1})
+
+
 def test_paper_config_fails_with_a_clear_message_when_the_hub_model_is_unreachable(monkeypatch):
     from andlib.models import ModelLoadError, load_target
 

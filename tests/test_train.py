@@ -129,6 +129,65 @@ def test_cache_key_follows_the_settings_that_change_the_model(tiny_cfg):
     assert base.name.startswith("supervised-")
 
 
+def test_the_training_seed_keys_the_model_and_an_unset_one_keeps_the_config_seeds_key(tiny_cfg):
+    base = train.model_dir(tiny_cfg(), "ssl-finetuned")
+    seeded = tiny_cfg(**{"train.seed": 1})
+    assert train.train_seed(seeded) == 1 and train.train_seed(tiny_cfg(seed=3)) == 3
+    assert train.model_dir(tiny_cfg(**{"train.seed": 0}), "ssl-finetuned") == base
+    assert train.model_dir(seeded, "ssl-finetuned") != base
+    assert train._pretrained_dir(seeded) != train._pretrained_dir(tiny_cfg())
+    # the config seed still draws the clips data.limit keeps, so it stays in the key
+    assert train.model_dir(tiny_cfg(seed=5, **{"train.seed": 1}), "ssl-finetuned") != (
+        train.model_dir(seeded, "ssl-finetuned")
+    )
+    assert train.with_train_seed(tiny_cfg(), 2).train.seed == 2
+    assert train.with_train_seed(seeded, None) is seeded
+
+
+def test_run_stage_trains_every_strategy_once_per_seed(tiny_cfg, monkeypatch, tmp_path):
+    cfg = tiny_cfg(strategies=["supervised", "ssl-frozen"], seeds=[0, 3])
+    trained = []
+
+    def fake_ensure_trained(c, strategy):
+        trained.append((strategy, c.train.seed))
+        path = tmp_path / f"{strategy}-{c.train.seed}"
+        path.mkdir()
+        (path / train.METRICS_FILE).write_text(json.dumps({"heldout_accuracy": 0.5}))
+        return path
+
+    monkeypatch.setattr(train, "ensure_trained", fake_ensure_trained)
+    summary = train.run_stage(cfg, None)
+    assert sorted(trained) == [
+        ("ssl-frozen", 0),
+        ("ssl-frozen", 3),
+        ("supervised", 0),
+        ("supervised", 3),
+    ]
+    assert summary["ssl-frozen.seed3.model_dir"] == str(tmp_path / "ssl-frozen-3")
+    assert summary["supervised.seed0.heldout_accuracy"] == 0.5
+
+
+@requires_esc50
+def test_two_training_seeds_give_two_models_and_record_seed_and_threads(tiny_cfg):
+    """Every phase draws from the training seed: the SSL pretraining (initialization, patch
+    masks, gain and shift), then the fine-tuning (batch order, augmentation, mixup)."""
+    cfgs = [tiny_cfg(**{"train.seed": k, "train.mixup_alpha": 0.5}) for k in (0, 1)]
+    paths = [train.ensure_trained(c, "ssl-finetuned") for c in cfgs]
+    assert paths[0] != paths[1]
+    a, b = (load_pretrained(p, device="cpu").module.state_dict() for p in paths)
+    assert a.keys() == b.keys()
+    same = [k for k in a if torch.equal(a[k], b[k])]
+    assert not same  # every weight, the encoder's and the classifier's, differs
+    pre = [train.read_history(p)["pretrain"][-1]["loss"] for p in paths]
+    assert pre[0] != pre[1]  # a different pretraining, not only a different head
+    for path, seed in zip(paths, (0, 1), strict=True):
+        metrics = train.read_metrics(path)
+        assert metrics["seed"] == seed and metrics["pretrain_seed"] == seed
+        assert metrics["num_threads"] == 1 and metrics["pretrain_num_threads"] == 1
+        assert metrics["train_config"]["seed"] == seed
+        assert load_pretrained(path, device="cpu").info["num_threads"] == 1  # -> model.json
+
+
 def test_unknown_strategy_is_a_clear_error(tiny_cfg):
     with pytest.raises(ValueError, match="unknown training strategy 'contrastive'"):
         train.model_dir(tiny_cfg(), "contrastive")
