@@ -26,6 +26,7 @@ config_path = "configs/default.yaml"
 overrides = []
 
 # %%
+import pandas as pd
 from IPython.display import Markdown, display
 
 from andlib import evaluate, plots
@@ -77,6 +78,8 @@ if not sweep.empty:
 
 # %%
 scores = run.read_csv("simulation_scores.csv")
+for column in ("pearson", "spearman"):  # empty for a neuron whose activation is constant
+    scores[column] = pd.to_numeric(scores[column], errors="coerce")
 display(
     scores.groupby("method", sort=False)[["pearson", "spearman"]].agg(["mean", "median"]).round(3)
 )
