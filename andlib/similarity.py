@@ -272,32 +272,28 @@ def similarity_kwargs(name: str, params: Any = None) -> dict[str, Any]:
         return {}
     if name not in SIMILARITY_FUNCTIONS:
         get_similarity(name)  # raises, naming the valid functions
-    if name == "soft_wpmi":
-        return {
-            "top_k": params.soft_wpmi_top_k,
-            "a": params.soft_wpmi_a,
-            "lam": params.soft_wpmi_lam,
-            "min_prob": params.min_prob,
-            "p_start": params.soft_wpmi_p_start,
-            "p_end": params.soft_wpmi_p_end,
-        }
-    if name == "wpmi":
-        return {
-            "top_k": params.wpmi_top_k,
-            "a": params.wpmi_a,
-            "lam": params.wpmi_lam,
-            "min_prob": params.min_prob,
-        }
-    if name == "rank_reorder":
-        return {
-            "top_k": params.rank_reorder_top_k,
-            "top_fraction": params.rank_reorder_top_fraction,
-            "p": params.rank_reorder_p,
-            "scale_p": params.rank_reorder_scale_p,
-        }
-    if name == "cos3":
-        return {"min_norm": params.cos3_min_norm}
-    return {}
+    return {arg: getattr(params, field) for arg, field in _PARAM_FIELDS.get(name, {}).items()}
+
+
+_PARAM_FIELDS: dict[str, dict[str, str]] = {
+    "soft_wpmi": {
+        "top_k": "soft_wpmi_top_k",
+        "a": "soft_wpmi_a",
+        "lam": "soft_wpmi_lam",
+        "min_prob": "min_prob",
+        "p_start": "soft_wpmi_p_start",
+        "p_end": "soft_wpmi_p_end",
+    },
+    "wpmi": {"top_k": "wpmi_top_k", "a": "wpmi_a", "lam": "wpmi_lam", "min_prob": "min_prob"},
+    "rank_reorder": {
+        "top_k": "rank_reorder_top_k",
+        "top_fraction": "rank_reorder_top_fraction",
+        "p": "rank_reorder_p",
+        "scale_p": "rank_reorder_scale_p",
+    },
+    "cos3": {"min_norm": "cos3_min_norm"},
+}
+"""Each similarity function's keyword arguments -> their ``SimilarityConfig`` fields."""
 
 
 def get_similarity(name: str, params: Any = None) -> SimilarityFn:
