@@ -11,7 +11,7 @@ export TOKENIZERS_PARALLELISM ?= false
 export NUMBA_CACHE_DIR ?= $(CURDIR)/.cache/numba
 export MPLBACKEND ?= Agg
 
-.PHONY: setup reproduce test test-fast lint format typecheck bench clean
+.PHONY: setup reproduce test test-fast browser-test lint format typecheck bench clean
 
 # Idempotent: the stamp is rebuilt only when pyproject.toml or constraints.txt change.
 setup: $(VENV)/.installed
@@ -34,6 +34,19 @@ test: setup
 
 test-fast: setup
 	$(PY) -m pytest -q -m "not slow"
+
+# The atlas in a real browser: Debian's chromium + chromium-driver (installed when missing) and
+# selenium (a dev extra). Builds the smoke run's stages (reused once done), writes its atlas to
+# runs/smoke/atlas/, and saves screenshots of every page it opens to runs/browser-test/.
+SMOKE_STAGES := train record caption summarize evaluate analyze
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+browser-test: setup
+	command -v chromium >/dev/null && command -v chromedriver >/dev/null || \
+	  { $(SUDO) apt-get update && $(SUDO) apt-get install -y chromium chromium-driver; }
+	$(PY) -c "import selenium" 2>/dev/null || $(PIP) install -q -c constraints.txt "selenium==4.51.0"
+	for s in $(SMOKE_STAGES); do $(PY) -m andlib $$s --config configs/smoke.yaml >/dev/null || exit 1; done
+	ANDLIB_ATLAS_RUN=runs/smoke ANDLIB_SCREENSHOT_DIR=runs/browser-test \
+	  $(PY) -m pytest -q -s -m browser tests/test_atlas_browser.py
 
 lint: setup
 	$(PY) -m ruff check andlib tests benchmarks

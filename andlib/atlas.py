@@ -27,7 +27,7 @@ Layout::
     atlas/spec/<clip>.png        each clip's log-mel spectrogram once, a small palette PNG
     atlas/media.json             what each media file was made from (reused when unchanged)
 
-Only the clips some neuron shows get media. Media are made in worker processes and reused
+Only the clips some neuron shows get media. Media are made in worker threads and reused
 on the next build when the clip's source file and the settings are unchanged; the data files
 are rewritten every time (seconds).
 """
@@ -43,7 +43,7 @@ import os
 import re
 import time
 from collections.abc import Iterable
-from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -138,7 +138,10 @@ def _records(df: pd.DataFrame | None) -> list[dict[str, Any]]:
     out = []
     for row in df.to_dict("records"):
         out.append(
-            {k: (_num(v) if isinstance(v, (int, float, np.number)) else _text(v)) for k, v in row.items()}
+            {
+                k: (_num(v) if isinstance(v, (int, float, np.number)) else _text(v))
+                for k, v in row.items()
+            }
         )
     return out
 
@@ -156,6 +159,8 @@ def primary_concept_column(columns: Iterable[str], cfg: Config | None = None) ->
         first = f"db_{cfg.concepts.similarity[0]}"
         if first in cols:
             return first
+    if "db_soft_wpmi" in cols:  # the default config's first similarity function
+        return "db_soft_wpmi"
     for c in cols:
         if c.startswith("db_"):
             return c
@@ -186,6 +191,10 @@ def headline(run: RunDir | str | os.PathLike, cfg: Config | None = None) -> dict
     ``simulation`` (``{method: mean pearson}``: description and its baselines) and
     ``pruning`` (``{strategy: mean ΔA−ΔR}``)."""
     run = run if isinstance(run, RunDir) else RunDir(run)
+    if cfg is None and run.exists("config.yaml"):
+        from andlib.browser import RunView
+
+        cfg = RunView(run).config
     model = _read_json(run, "model.json") or {}
     caption = _read_json(run, "caption_accuracy.json") or {}
     last = _read_json(run, "last_layer.json") or {}
@@ -427,13 +436,15 @@ def neuron_records(
 
 def table_row(layer: str, neuron: int, rec: dict[str, Any], primary: str | None) -> list[Any]:
     """A neuron table row: ``[layer, neuron, concept, calibrated summary, adjectives (;),
-    description simulation score, other concepts (space-joined, for search), high summary]``."""
+    description simulation score, other concepts (space-joined, for search), high summary]``.
+
+    The other concepts are every method's top-1 and the open-set concepts, not the top-5
+    lists: with six methods those name most of the concept set, and a search for ``wind``
+    would keep nearly every neuron."""
     concept = rec["closed"].get(primary, [""])[0] if primary else ""
     if not concept and rec["closed"]:
         concept = next(iter(rec["closed"].values()))[0]
-    others = sorted(
-        {v for c, (top1, top5) in rec["closed"].items() for v in [top1, *top5]} | set(rec["open"])
-    )
+    others = sorted({top1 for top1, _ in rec["closed"].values() if top1} | set(rec["open"]))
     return [
         layer,
         neuron,
@@ -449,8 +460,6 @@ def table_row(layer: str, neuron: int, rec: dict[str, Any], primary: str | None)
 # --------------------------------------------------------------------------------------------
 # Media: audio (OGG Vorbis) and spectrograms (palette PNG), each clip once
 # --------------------------------------------------------------------------------------------
-
-_WORKER_VIEW: Any = None
 
 
 def _palette() -> bytes:
@@ -493,17 +502,12 @@ def ogg_bytes(audio: np.ndarray, sample_rate: int, quality: float = OGG_QUALITY)
     return buf.getvalue()
 
 
-def _make_media(task: tuple[str, str, str, str]) -> tuple[str, float | None, str]:
-    """Worker: ``(run_path, clip_id, audio_path, image_path)`` -> ``(clip_id, seconds or
-    None, error)``."""
-    global _WORKER_VIEW
-    run_path, clip_id, audio_path, image_path = task
-    from andlib.browser import RunView
-
-    if _WORKER_VIEW is None or str(_WORKER_VIEW.run.path) != run_path:
-        _WORKER_VIEW = RunView(RunDir(run_path))
+def _make_media(
+    view: Any, clip_id: str, audio_path: str, image_path: str
+) -> tuple[str, float | None, str]:
+    """One clip's OGG and PNG -> ``(clip_id, seconds or None, error)``."""
     try:
-        loaded = _WORKER_VIEW.clip_audio(clip_id)
+        loaded = view.clip_audio(clip_id)
     except Exception as exc:  # one unreadable clip must not stop the atlas
         return clip_id, None, f"{type(exc).__name__}: {exc}"
     if loaded is None:
@@ -548,7 +552,7 @@ def write_media(
     (out / "audio").mkdir(parents=True, exist_ok=True)
     (out / "spec").mkdir(parents=True, exist_ok=True)
     result: dict[str, dict[str, Any]] = {}
-    todo: list[tuple[str, str, str, str]] = []
+    todo: list[tuple[str, str, str]] = []
     fingerprints = {}
     for clip_id in clip_ids:
         name = media_name(clip_id)
@@ -565,9 +569,7 @@ def write_media(
             result[clip_id] = {**entry, "seconds": prev.get("seconds")}
         else:
             result[clip_id] = entry
-            todo.append(
-                (str(view.run.path), clip_id, str(out / entry["audio"]), str(out / entry["image"]))
-            )
+            todo.append((clip_id, str(out / entry["audio"]), str(out / entry["image"])))
     n_workers = max(1, min(workers or os.cpu_count() or 1, 8, len(todo) or 1))
     log_.info(
         "atlas: media for %d clips (%d reused, %d to make, %d worker(s))",
@@ -595,17 +597,20 @@ def write_media(
                 "atlas: media %d/%d clips (%.1f clips/s, ETA %.0f s)", done, len(todo), rate, eta
             )
 
-    if todo and n_workers == 1:
-        for task in todo:
-            note(*_make_media(task))
-    elif todo:
-        import multiprocessing as mp
+    from threadpoolctl import threadpool_limits
 
-        # spawn: a notebook kernel may hold torch threads that a fork would copy mid-use
-        with ProcessPoolExecutor(n_workers, mp_context=mp.get_context("spawn")) as pool:
-            chunk = max(1, min(32, len(todo) // (n_workers * 8) or 1))
-            for res in pool.map(_make_media, todo, chunksize=chunk):
-                note(*res)
+    # one BLAS thread: the spectrogram's small mel projection is ~40x slower when OpenBLAS
+    # spreads it over busy cores
+    with threadpool_limits(limits=1, user_api="blas"):
+        if todo and n_workers == 1:
+            for task in todo:
+                note(*_make_media(view, *task))
+        elif todo:
+            # threads: libsndfile, the FFT and PNG encoding release the GIL; no process
+            # start-up, nothing to pickle, and safe in a notebook kernel
+            with ThreadPoolExecutor(n_workers) as pool:
+                for res in pool.map(lambda task: _make_media(view, *task), todo):
+                    note(*res)
     manifest = {
         c: {**r, "src": fingerprints[c]} for c, r in result.items() if not r.get("error")
     } | {c: {"error": r["error"]} for c, r in result.items() if r.get("error")}
@@ -643,7 +648,7 @@ def build_atlas(
     """Write the atlas of ``run`` into ``out`` (default ``<run>/atlas``).
 
     ``cfg`` defaults to the run's ``config.yaml``; ``k`` (clips per end) to ``cfg.k``;
-    ``workers`` (media processes) to the CPU count. Returns ``{atlas, index, n_neurons,
+    ``workers`` (media threads) to the CPU count. Returns ``{atlas, index, n_neurons,
     n_layers, n_clips, n_media_errors, size_mb, seconds}``."""
     from andlib.browser import RunView
 
@@ -692,9 +697,7 @@ def build_atlas(
     t_data = time.time() - t0
     log_.info("atlas: %d neurons of %d layers in %.1f s", len(table), len(layers), t_data)
 
-    media = write_media(
-        view, dest, list(shown), workers=workers, progress=progress, logger=log_
-    )
+    media = write_media(view, dest, list(shown), workers=workers, progress=progress, logger=log_)
     clips = view.clips
     clip_data = {}
     for clip_id in shown:
@@ -715,13 +718,24 @@ def build_atlas(
 
     facts = run_facts(run, view, cfg)
     facts["primary"] = primary
-    facts["closed_labels"] = closed_labels(closed_columns(neurons_df.columns) if neurons_df is not None else [])
+    facts["closed_labels"] = closed_labels(
+        closed_columns(neurons_df.columns) if neurons_df is not None else []
+    )
     index = {
         "version": VERSION,
         "facts": facts,
         "layers": layer_overview(run, layers, n_neurons, neurons_df),
         "layer_files": layer_files,
-        "columns": ["layer", "neuron", "concept", "description", "adjectives", "sim", "concepts", "high"],
+        "columns": [
+            "layer",
+            "neuron",
+            "concept",
+            "description",
+            "adjectives",
+            "sim",
+            "concepts",
+            "high",
+        ],
         "neurons": table,
     }
     atomic_write_text(dest / "data/index.js", _js_assign("window.ATLAS_INDEX", index))

@@ -39,6 +39,7 @@ STAGE_HELP = {
     "prune": "concept-specific pruning (ΔA vs ΔR) against a random baseline",
     "analyze": "analyses and paper figures",
     "pitch": "pitch networks: descriptions scored against the known bins and tuning curves",
+    "atlas": "write the run's static neuron atlas (runs/<name>/atlas/index.html): no server",
     "reproduce": "run the numbered notebooks in order with papermill",
 }
 

@@ -751,11 +751,32 @@ def icl_concepts(
         [icl_messages(str(summaries[i]), [display_name(c) for c in concepts], top) for i in asked],
         [f"{names[i]} (icl)" for i in asked],
     )
+    embedder = _prewarm_icl(replies, concepts, embedder, top)
     out: list[list[str]] = [[] for _ in summaries]
     slots = [0 for _ in summaries]
     for i, reply in zip(asked, replies, strict=True):
         out[i], slots[i] = icl_answer_marked(reply, concepts, embedder, top)
     return ICLResult(out, "icl", slots)
+
+
+def _prewarm_icl(replies: Sequence[str], concepts: list[str], embedder: Any, top: int) -> Any:
+    """Embed, in one call, every phrase :func:`map_to_concepts_marked` will embed for these
+    replies (those of replies that do not name ``top`` concepts outright), so mapping 10^4
+    replies costs one embedder call, not one per neuron; the mapping then finds them in the
+    embedder's memory. Returns the embedder (the default one when ``embedder`` is None)."""
+    by_norm = {_norm(c): c for c in concepts}
+    need: set[str] = set()
+    for reply in replies:
+        phrases = parse_icl_reply(reply, concepts)
+        picked = [_match_exact(p, by_norm) for p in phrases]
+        if phrases and not (all(m is not None for m in picked) and len(set(picked)) >= top):
+            need.update(ICL_TEMPLATE.format(p) for p in phrases)
+    if not need:
+        return embedder
+    embedder = _default_embedder(embedder)
+    embedder.encode([ICL_TEMPLATE.format(display_name(c)) for c in concepts])
+    embedder.encode(sorted(need))
+    return embedder
 
 
 # --------------------------------------------------------------------------------------------

@@ -8,10 +8,11 @@ Each distinct text is embedded once: results are remembered in memory per embedd
 a cache directory, on disk (:class:`EmbeddingCache`, ``<cache_dir>/embeddings/embeddings.sqlite``
 keyed by embedder name and text), so stages and notebook kernels share them. A cached vector is
 the one first computed: re-computing a text in another batch can differ in the last bits of
-float32 (padding to a batch's longest text), never more.
+float32 (padding to a batch's longest text), never more. ``ANDLIB_EMBEDDING_CACHE=off`` keeps
+them in memory only.
 
-The embedder runs on the GPU when ``model.device`` resolves to one (``auto`` with CUDA present,
-or ``cuda``), else on the CPU.
+The embedder runs on the GPU when ``model.device`` resolves to one (``auto`` with CUDA
+present, or ``cuda``), else on the CPU.
 
 Public surface: :class:`Embedder`, :class:`EmbeddingCache`, :func:`get_embedder`.
 """
@@ -178,4 +179,11 @@ def get_embedder(cfg: Config | EmbedderConfig | None = None) -> Embedder:
         e = cfg or EmbedderConfig()
         return _cached(e.name, e.batch_size, None, "cpu")
     e = cfg.embedder
-    return _cached(e.name, e.batch_size, str(cfg.cache_path), embedder_device(cfg.model.device))
+    disk = None if _disk_cache_off() else str(cfg.cache_path)
+    return _cached(e.name, e.batch_size, disk, embedder_device(cfg.model.device))
+
+
+def _disk_cache_off() -> bool:
+    """``ANDLIB_EMBEDDING_CACHE=off`` (or ``0``, ``false``): remember embeddings in memory
+    only (e.g. on a read-only cache directory)."""
+    return os.environ.get("ANDLIB_EMBEDDING_CACHE", "").strip().lower() in ("0", "off", "false")

@@ -30,6 +30,7 @@ STAGES: dict[str, tuple[str, ...]] = {
     "prune": ("andlib.prune",),
     "analyze": ("andlib.analysis",),
     "pitch": ("andlib.pitch_eval",),
+    "atlas": ("andlib.atlas",),
 }
 
 NOTEBOOK_DIR = PROJECT_ROOT / "notebooks"
@@ -124,11 +125,15 @@ def _is_pitch_comparison(cfg: Config) -> bool:
 def reproduce(config_path: str, overrides: list[str] | None = None, out: str | None = None) -> Path:
     """Execute the numbered notebooks in order with papermill into ``<run_dir>/notebooks/``.
 
-    Prints a progress line per notebook; on error, stops with the failing notebook's path and
-    cell. Every notebook reuses the stages whose inputs have not changed, so a second run
-    with a cached model only recomputes what changed.
+    Prints a progress line per notebook and streams each kernel's log lines and progress bars
+    to the terminal as they come (:mod:`andlib.progress`; ``ANDLIB_PROGRESS=0``: off), then
+    a closing summary (outputs, figures, atlas, headline numbers); on error, stops with the
+    failing notebook's path and cell. Every notebook reuses the stages whose inputs have not
+    changed, so a second run with a cached model only recomputes what changed.
     """
     import papermill as pm
+
+    from andlib import progress
 
     overrides = list(overrides or [])
     if out:
@@ -143,6 +148,8 @@ def reproduce(config_path: str, overrides: list[str] | None = None, out: str | N
         dest = folder / nb.name
         print(f"[{i}/{len(plan)}] {nb.name} -> {dest.parent} ...", flush=True)
         t0 = time.time()
+        # the kernel's log lines and tqdm bars, as they come
+        streams: dict[str, Any] = progress.streams(nb.name) if progress.enabled() else {}
         try:
             pm.execute_notebook(
                 str(nb),
@@ -151,6 +158,7 @@ def reproduce(config_path: str, overrides: list[str] | None = None, out: str | N
                 cwd=str(NOTEBOOK_DIR),
                 kernel_name="python3",
                 progress_bar=False,
+                **streams,
             )
         except pm.PapermillExecutionError as exc:
             raise NotebookFailed(
@@ -158,9 +166,7 @@ def reproduce(config_path: str, overrides: list[str] | None = None, out: str | N
                 f"executed notebook with the traceback: {dest}"
             ) from exc
         print(f"[{i}/{len(plan)}] {nb.name} done in {time.time() - t0:.0f} s", flush=True)
-    print(
-        f"reproduce: {len(plan)} notebooks in {time.time() - t_all:.0f} s; outputs in {cfg.run_path}"
-    )
+    print(progress.closing_summary(plan, cfg.figures_path, time.time() - t_all), flush=True)
     return cfg.run_path
 
 

@@ -20,13 +20,17 @@ chance_within_1_semitone, n_neurons`` of the primary description, plus every met
 
 **Every layer** (tuning curves): over the synthetic notes only, each neuron's mean-pooled
 activation against each attribute of :data:`andlib.pitched.ATTRIBUTES` (f0 in semitones and
-the timbre parameters), binned into :data:`N_BINS` quantile bins; the share of the
+the timbre parameters), binned into quantile bins (:data:`N_BINS` for each timbre parameter,
+a semitone each for f0: :data:`F0_BIN_SEMITONES`); the share of the
 activation's variance the bins explain (the correlation ratio eta², adjusted for the number
 of bins so that chance is about 0) says which attribute drives the neuron
 (``top_attribute``, when its adjusted eta² is at least :data:`MIN_ETA2`, else ``none``). Then:
 
 - whether the neuron's description names that attribute (:data:`ATTRIBUTE_WORDS`; chance:
   the descriptions shuffled within the layer);
+- for the neurons f0 drives, whether the description states their *preferred* pitch (the
+  median f0 of their top-K notes) within +-1 semitone, as for the output layer
+  (``states_preferred_f0``; chance: the stated pitches shuffled across those neurons);
 - **pitch selectivity**: the spread (median absolute deviation from the median, in
   semitones; :func:`spread`) of the f0 of the neuron's top-K notes (the K synthetic notes it
   responds to most); chance is the spread of random K-sets of notes.
@@ -66,7 +70,7 @@ from andlib.runs import RunDir
 log = logging.getLogger(__name__)
 
 STAGE = "pitch"
-VERSION = 1
+VERSION = 4
 """Part of the stage key: raise it when a change of the code changes the outputs."""
 OUTPUTS = [
     "pitch_last_layer.json",
@@ -76,6 +80,10 @@ OUTPUTS = [
     "pitch_layers.csv",
 ]
 N_BINS = 10
+F0_BIN_SEMITONES = 1.0
+"""f0 is binned finer than the timbre parameters, a semitone a bin (68 bins of 5 notes on the
+default set; at least 4 notes a bin and at least :data:`N_BINS` bins): a pitch network's
+neurons can be tuned to a semitone, which a 7-semitone bin averages away."""
 """Quantile bins per attribute for the tuning curves (34 notes a bin on the default set)."""
 MIN_ETA2 = 0.1
 """A neuron is driven by an attribute when the bins of that attribute explain at least this
@@ -291,16 +299,22 @@ def last_layer_report(cfg: Config, run: RunDir, layer: str = "classifier") -> di
 def _quantile_bins(values: np.ndarray, n_bins: int) -> np.ndarray:
     """Bin index ``0..b-1`` of each value (quantile edges; ties kept together)."""
     edges = np.unique(np.quantile(values, np.linspace(0, 1, n_bins + 1)[1:-1]))
-    return np.searchsorted(edges, values, side="right")
+    idx = np.searchsorted(edges, values, side="right")
+    return np.unique(idx, return_inverse=True)[1].reshape(-1)  # no empty bins
 
 
 def tuning(
-    acts: np.ndarray, attributes: pd.DataFrame, n_bins: int = N_BINS
+    acts: np.ndarray,
+    attributes: pd.DataFrame,
+    n_bins: int = N_BINS,
+    bins: Mapping[str, int] | None = None,
 ) -> tuple[pd.DataFrame, dict[str, tuple[np.ndarray, np.ndarray]]]:
     """Adjusted eta² of every neuron against every attribute, and the binned curves.
 
     ``acts`` is ``[notes, neurons]``, ``attributes`` has one column per attribute (one row
-    per note). Returns ``(eta2, curves)``: ``eta2`` a frame ``[neurons, attributes]`` (NaN for
+    per note); each attribute is cut into ``bins[attribute]`` (else ``n_bins``) quantile
+    bins. The adjustment (``1 - (1 - eta²)(n - 1)/(n - b)``) puts chance at about 0 for any
+    number of bins ``b``, so attributes binned differently compare. Returns ``(eta2, curves)``: ``eta2`` a frame ``[neurons, attributes]`` (NaN for
     a constant neuron) and ``curves[attribute] = (bin centres, mean activation [bins,
     neurons])``.
     """
@@ -312,7 +326,7 @@ def tuning(
     curves: dict[str, tuple[np.ndarray, np.ndarray]] = {}
     for name in attributes.columns:
         values = attributes[name].to_numpy(dtype=np.float64)
-        idx = _quantile_bins(values, n_bins)
+        idx = _quantile_bins(values, (bins or {}).get(name, n_bins))
         b = int(idx.max()) + 1
         onehot = np.zeros((n, b))
         onehot[np.arange(n), idx] = 1.0
@@ -377,13 +391,15 @@ def tuning_tables(cfg: Config, run: RunDir) -> tuple[pd.DataFrame, pd.DataFrame]
         raise ValueError(f"{run.path}: {int(notes.sum())} synthetic notes; tuning needs more")
     attrs = pd.DataFrame({a: clips.loc[notes, col].to_numpy() for a, col in ATTRIBUTES.items()})
     midi = clips.loc[notes, "midi"].to_numpy(dtype=np.float64)
+    span = float(midi.max() - midi.min()) / F0_BIN_SEMITONES
+    f0_bins = max(N_BINS, min(int(round(span)), len(midi) // 4))
     neurons = read_neurons(run)
     desc = {(str(r["layer"]), int(r["neuron"])): description_of(r) for _, r in neurons.iterrows()}
     depths = relative_depths(list(index["layers"]))
     rows, curve_rows = [], []
     for layer in index["layers"]:
         acts = np.asarray(load_activations(run, layer, index), dtype=np.float64)[notes]
-        eta2, curves = tuning(acts, attrs)
+        eta2, curves = tuning(acts, attrs, bins={"f0": f0_bins})
         best = eta2.fillna(-np.inf).to_numpy()
         top = np.array(list(attrs.columns))[best.argmax(axis=1)]
         top_eta = best.max(axis=1)
@@ -398,6 +414,7 @@ def tuning_tables(cfg: Config, run: RunDir) -> tuple[pd.DataFrame, pd.DataFrame]
                 "top_eta2": np.where(np.isfinite(top_eta), top_eta, np.nan),
                 "best_f0_hz": 440.0 * 2 ** ((f0_centres[f0_means.argmax(axis=0)] - 69) / 12),
                 "selectivity_semitones": _selectivity(acts, midi, cfg.k),
+                "preferred_f0_hz": 440.0 * 2 ** ((_preferred(acts, midi, cfg.k) - 69) / 12),
             }
         )
         for a in attrs.columns:
@@ -407,6 +424,10 @@ def tuning_tables(cfg: Config, run: RunDir) -> tuple[pd.DataFrame, pd.DataFrame]
             names_attribute(d, a) if a != "none" else False
             for d, a in zip(table["description"], table["top_attribute"], strict=True)
         ]
+        table["stated_hz"] = [stated_pitch(d) for d in table["description"]]
+        table["states_preferred_f0"] = (
+            _errors(table["stated_hz"].to_numpy(), table["preferred_f0_hz"].to_numpy()) <= 1.0
+        )
         rows.append(table)
         for a, (centres, means) in curves.items():
             b, m = means.shape
@@ -423,6 +444,23 @@ def tuning_tables(cfg: Config, run: RunDir) -> tuple[pd.DataFrame, pd.DataFrame]
                 )
             )
     return pd.concat(rows, ignore_index=True), pd.concat(curve_rows, ignore_index=True)
+
+
+def _preferred(acts: np.ndarray, midi: np.ndarray, k: int) -> np.ndarray:
+    """The median f0 (MIDI) of each neuron's top-``k`` notes: the pitch it prefers."""
+    k = max(1, min(k, len(midi)))
+    top = np.argsort(-acts, axis=0, kind="stable")[:k]
+    return np.median(midi[top], axis=0)
+
+
+def _preferred_chance(f0_driven: pd.DataFrame, seed: int, shuffles: int = N_SHUFFLES) -> float:
+    """:func:`output_layer_scores`' chance for the f0-driven neurons of a layer: stated
+    pitches permuted across them, against each one's preferred f0."""
+    if f0_driven.empty:
+        return float("nan")
+    return output_layer_scores(
+        f0_driven["stated_hz"].to_numpy(), f0_driven["preferred_f0_hz"].to_numpy(), seed, shuffles
+    )["chance_within_1_semitone"]
 
 
 def _naming_chance(table: pd.DataFrame, seed: int, shuffles: int = 50) -> float:
@@ -474,6 +512,7 @@ def layer_table(cfg: Config, run: RunDir, tuning_table: pd.DataFrame) -> pd.Data
     for layer, t in tuning_table.groupby("layer", sort=False):
         t = t.reset_index(drop=True)
         driven = t[t["top_attribute"] != "none"]
+        f0_driven = t[t["top_attribute"] == "f0"]
         shares = t["top_attribute"].value_counts(normalize=True)
         rows.append(
             {
@@ -482,12 +521,18 @@ def layer_table(cfg: Config, run: RunDir, tuning_table: pd.DataFrame) -> pd.Data
                 "n_neurons": len(t),
                 "selectivity_semitones": float(t["selectivity_semitones"].median()),
                 "selectivity_chance": chance_sel,
-                "mean_eta2_f0": float(t["eta2_f0"].mean()),
+                **{f"mean_eta2_{a}": float(t[f"eta2_{a}"].mean()) for a in ATTRIBUTES},
                 "top_attribute": str(t["top_attribute"].mode().iloc[0]),
                 **{f"share_{a}": float(shares.get(a, 0.0)) for a in [*ATTRIBUTES, "none"]},
                 "names_top_attribute": float(driven["names_top"].mean()) if len(driven) else np.nan,
                 "names_top_attribute_chance": _naming_chance(
                     t, int(rng(cfg, "pitch", "naming", layer).integers(2**31))
+                ),
+                "states_preferred_f0": (
+                    float(f0_driven["states_preferred_f0"].mean()) if len(f0_driven) else np.nan
+                ),
+                "states_preferred_f0_chance": _preferred_chance(
+                    f0_driven, int(rng(cfg, "pitch", "preferred", layer).integers(2**31))
                 ),
                 "polysemantic_fraction": poly_of.get(layer, np.nan),
                 "simulation_pearson": float(sim_of.get(layer, np.nan)),
@@ -512,7 +557,12 @@ def stage_key(cfg: Config, run: RunDir) -> str:
             run.stage_key("concepts"),
             run.stage_key("analysis"),
             run.stage_key("evaluate"),
-            {"version": VERSION, "n_bins": N_BINS, "min_eta2": MIN_ETA2},
+            {
+                "version": VERSION,
+                "n_bins": N_BINS,
+                "f0_bin": F0_BIN_SEMITONES,
+                "min_eta2": MIN_ETA2,
+            },
         ],
     )
 
@@ -553,7 +603,12 @@ def _summary(run: RunDir) -> dict[str, Any]:
 # Comparison of several pitch networks
 # --------------------------------------------------------------------------------------------
 
-COMPARED = ("selectivity_semitones", "polysemantic_fraction", "simulation_pearson")
+COMPARED = (
+    "selectivity_semitones",
+    "polysemantic_fraction",
+    "simulation_pearson",
+    "states_preferred_f0",
+)
 
 
 def compare(cfg: Config, run: RunDir) -> dict[str, Any]:
@@ -613,16 +668,23 @@ def comparison_figures(
         "selectivity_semitones": "pitch selectivity\n(spread of the top-K notes' f0, semitones)",
         "polysemantic_fraction": "polysemantic fraction",
         "simulation_pearson": "simulation score (mean Pearson r)",
+        "states_preferred_f0": "description states the preferred f0\n(f0-driven neurons, ±1 semitone)",
     }
-    fig, axes = plt.subplots(1, len(COMPARED), figsize=(4.2 * len(COMPARED), 3.4))
+    chance_of = {
+        "selectivity_semitones": ("selectivity_chance", "random K notes"),
+        "states_preferred_f0": ("states_preferred_f0_chance", "shuffled descriptions"),
+    }
+    fig, axes = plt.subplots(1, len(COMPARED), figsize=(3.9 * len(COMPARED), 3.4))
     for ax, metric in zip(axes, COMPARED, strict=True):
         for model, rows in comparison[comparison["metric"] == metric].groupby("model", sort=False):
             rows = rows.sort_values("depth")
             ax.plot(rows["depth"], rows["value"], marker="o", label=model)
-        if metric == "selectivity_semitones":
-            chance = comparison[comparison["metric"] == "selectivity_chance"]["value"]
+        if metric in chance_of:
+            name, label = chance_of[metric]
+            chance = comparison[comparison["metric"] == name]["value"].dropna()
             if len(chance):
-                ax.axhline(float(chance.mean()), color="grey", ls=":", lw=1, label="random K notes")
+                ax.axhline(float(chance.mean()), color="grey", ls=":", lw=1, label=label)
+                ax.legend(fontsize=7)
         ax.set(xlabel="relative depth (0 = first layer, 1 = output)", title=titles[metric])
     axes[0].legend(fontsize=8)
     fig.tight_layout()

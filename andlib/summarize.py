@@ -507,6 +507,30 @@ def _normalized(a: Attribute) -> Attribute:
     return Attribute(key, a.text, a.kind, frozenset(key.split()), a.singular)
 
 
+_items: dict[str, tuple[str, tuple[tuple[Attribute, bool], ...]]] = {}
+"""caption -> (the rest after its source sentence, its sources and qualities with their lead
+flags): what :func:`_shared` counts, worked out once per distinct caption."""
+
+
+def _caption_items(captions: Sequence[str]) -> list[tuple[tuple[Attribute, bool], ...]]:
+    """Each caption's sources (its source sentence's first) and normalized qualities, in
+    order, each with whether it counts as a lead; remembered per caption while its parse is
+    (:data:`_parsed`), so a caption is split and normalized once, not once per neuron."""
+    new = [c for c in dict.fromkeys(captions) if c not in _items or _items[c][0] not in _parsed]
+    if new:
+        split = [source_phrases(c) for c in new]
+        parsed = caption_attributes(rest for _, rest in split)
+        for caption, (named, rest), attrs in zip(new, split, parsed, strict=True):
+            items: list[tuple[Attribute, bool]] = []
+            for phrase, lead in named:
+                key = _source_key(phrase)
+                if key:
+                    items.append((Attribute(key, phrase, "source", frozenset(key.split())), lead))
+            items.extend((_normalized(a), a.kind == "source") for a in attrs)
+            _items[caption] = (rest, tuple(items))
+    return [_items[c][1] for c in captions]
+
+
 def _shared(captions: Sequence[str]) -> tuple[list[_Shared], list[_Shared]]:
     """``(sources, qualities)`` of ``captions`` with the clips having each, in first-seen order.
 
@@ -514,7 +538,6 @@ def _shared(captions: Sequence[str]) -> tuple[list[_Shared], list[_Shared]]:
     sources :func:`caption_attributes` finds in the rest ("the sound of X" mid-caption, "dog
     sounds"; counted as leads); qualities are the rest's adjectives, noun phrases and verbs.
     """
-    split = [source_phrases(c) for c in captions]
     found: dict[str, _Shared] = {}
 
     def add(a: Attribute, clip: int, lead: bool) -> None:
@@ -523,15 +546,9 @@ def _shared(captions: Sequence[str]) -> tuple[list[_Shared], list[_Shared]]:
         if lead:
             s.leads.add(clip)
 
-    for i, ((named, _), attrs) in enumerate(
-        zip(split, caption_attributes(rest for _, rest in split), strict=True)
-    ):
-        for phrase, lead in named:
-            key = _source_key(phrase)
-            if key:
-                add(Attribute(key, phrase, "source", frozenset(key.split())), i, lead)
-        for a in attrs:
-            add(_normalized(a), i, a.kind == "source")
+    for i, items in enumerate(_caption_items(captions)):
+        for a, lead in items:
+            add(a, i, lead)
     sources = [s for s in found.values() if s.attr.kind == "source"]
     return sources, [s for s in found.values() if s.attr.kind != "source"]
 

@@ -3,7 +3,7 @@
 Skipped (with the reason) unless ``chromium``, ``chromedriver`` and the ``selenium`` package
 are there; ``make browser-test`` installs them and runs this file. The atlas is built from a
 small hand-made run (always) and from the run directory ``$ANDLIB_ATLAS_RUN`` (``make
-browser-test`` points it at the smoke run). Each page is opened from ``file://`` without any
+browser-test`` points it at the smoke run; its atlas is written into ``<run>/atlas/``). Each page is opened from ``file://`` without any
 flag that relaxes file access, as someone who downloaded the folder would. Screenshots of every
 page go to ``$ANDLIB_SCREENSHOT_DIR`` (else a temporary folder); the test prints where.
 """
@@ -18,13 +18,13 @@ import time
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import pandas as pd
 import pytest
 
 from andlib.atlas import build_atlas
 from andlib.runs import RunDir
-from tests.test_browser import LAYERS, make_run_dir
+from tests.test_atlas import enrich_run
+from tests.test_browser import make_run_dir
 
 
 def _find(*names: str) -> str | None:
@@ -58,67 +58,6 @@ pytestmark = [
 # --------------------------------------------------------------------------------------------
 
 
-def enrich_run(run: RunDir) -> None:
-    """Add what the later stages write (model facts, accuracies, simulation scores, per-layer
-    analyses, pruning) to a :func:`make_run_dir` run, so every part of the pages shows."""
-    run.write_json(
-        "model.json",
-        {
-            "model_id": "trained:supervised",
-            "model_type": "audio-spectrogram-transformer",
-            "kind": "classification",
-            "n_parameters": 12345,
-            "heldout_accuracy": 0.5,
-            "train_accuracy": 0.9,
-            "heldout_fold": 5,
-        },
-    )
-    run.write_json(
-        "caption_accuracy.json",
-        {"captioner": "tagger+acoustic", "tagger": "logistic regression", "top1": 0.7, "top3": 0.9},
-    )
-    run.write_json(
-        "last_layer.json",
-        {
-            cap: {"db_soft_wpmi": {"top1": t, "top5": 1.0, "cos": 0.9, "n_neurons": 3}}
-            for cap, t in (("tagger+acoustic", 0.67), ("acoustic", 0.33))
-        },
-    )
-    g = np.random.default_rng(1)
-    rows = [
-        (layer, j, m, float(g.uniform(-0.2, 0.6)), 0.1, 5)
-        for layer, n in LAYERS.items()
-        for j in range(n)
-        for m in ("description", "random_description", "label", "label_oracle")
-    ]
-    run.write_csv(
-        "simulation_scores.csv",
-        pd.DataFrame(rows, columns=["layer", "neuron", "method", "pearson", "spearman", "n_clips"]),
-    )
-    layers = list(LAYERS)
-    run.write_csv(
-        "analysis/polysemantic_per_layer.csv",
-        pd.DataFrame({"layer": layers, "fraction": [0.25, 0.5, 0.0]}),
-    )
-    run.write_csv(
-        "analysis/class_purity_per_layer.csv",
-        pd.DataFrame({"layer": layers, "mean_purity": [0.6, 0.7, 1.0], "chance": 0.5}),
-    )
-    run.write_csv(
-        "pruning_summary.csv",
-        pd.DataFrame(
-            {
-                "strategy": ["db", "random"],
-                "n_concepts": [2, 2],
-                "n_pruned_mean": [3.0, 3.0],
-                "delta_a_minus_r_mean": [0.4, 0.05],
-                "ci_low": [0.1, -0.1],
-                "ci_high": [0.7, 0.2],
-            }
-        ),
-    )
-
-
 def _runs() -> list[Any]:
     params: list[Any] = ["handmade"]
     given = os.environ.get("ANDLIB_ATLAS_RUN", "").strip()
@@ -137,8 +76,8 @@ def atlas(request, tmp_cfg, tmp_path) -> dict[str, Any]:
     src = Path(request.param)
     if not (src / "neurons.csv").exists():
         pytest.fail(f"ANDLIB_ATLAS_RUN={src}: not a described run (no neurons.csv)")
-    out = tmp_path / "atlas"
-    return {"name": src.name, **build_atlas(RunDir(src), out=out)}
+    # into the run's own atlas/ (what `make browser-test` leaves to look at); media reused
+    return {"name": src.name, **build_atlas(RunDir(src))}
 
 
 # --------------------------------------------------------------------------------------------
@@ -217,8 +156,20 @@ def expected_matches(table: list[list[Any]], query: str) -> set[tuple[str, str]]
     return {
         (str(r[0]), str(r[1]))
         for r in table
-        if pattern.search(_norm(" ".join(str(r[i] or "") for i in (2, 6, 3, 7, 4)).replace(";", " ")))
+        if pattern.search(
+            _norm(" ".join(str(r[i] or "") for i in (2, 6, 3, 7, 4)).replace(";", " "))
+        )
     }
+
+
+def pick_query(table: list[list[Any]]) -> tuple[str, set[tuple[str, str]]]:
+    """The table's most frequent concept that a search narrows (matches some, not all)."""
+    counts = pd.Series([r[2] for r in table if r[2]]).value_counts()
+    for concept in counts.index:
+        expected = expected_matches(table, concept)
+        if 0 < len(expected) < len(table):
+            return str(concept), expected
+    raise AssertionError("no concept narrows the table")
 
 
 def visible_rows(driver) -> list[dict[str, str]]:
@@ -240,25 +191,20 @@ def test_atlas_index_search_and_neuron_page_in_chromium(driver, atlas):
     wait_for(driver, "document.body.dataset.ready === 'index'")
     total = len(driver.execute_script("return window.ATLAS_INDEX.neurons;"))
     assert total == atlas["n_neurons"] > 0
-    assert "of %d neurons" % total in driver.find_element(By.ID, "count").text
+    assert f"of {total} neurons" in driver.find_element(By.ID, "count").text
     assert driver.find_elements(By.CSS_SELECTOR, "#charts svg"), "no overview charts"
     layer_rows = driver.find_elements(By.CSS_SELECTOR, "#layers tbody tr")
     assert len(layer_rows) == atlas["n_layers"]
     full_page_screenshot(driver, shots / "index.png")
 
     # search a concept that some but not all neurons have: the table filters to them
-    concept = driver.execute_script(
-        "var n = window.ATLAS_INDEX.neurons, c = {};"
-        "n.forEach(r => { if (r[2]) c[r[2]] = (c[r[2]] || 0) + 1; });"
-        "var k = Object.keys(c).filter(x => c[x] < n.length).sort((a, b) => c[b] - c[a]);"
-        "return k[0];"
-    )
-    assert concept, "no concept to search for"
-    expected = expected_matches(driver.execute_script("return window.ATLAS_INDEX.neurons;"), concept)
-    assert 0 < len(expected) < total
+    table = driver.execute_script("return window.ATLAS_INDEX.neurons;")
+    concept, expected = pick_query(table)
     box = driver.find_element(By.ID, "search")
     box.send_keys(concept.replace("_", " "))
-    wait_for(driver, f"document.getElementById('count').textContent.startsWith('{len(expected)} of ')")
+    wait_for(
+        driver, f"document.getElementById('count').textContent.startsWith('{len(expected)} of ')"
+    )
     rows = visible_rows(driver)
     assert len(rows) == min(len(expected), 100)
     assert {(r["layer"], r["neuron"]) for r in rows} <= expected
@@ -268,7 +214,7 @@ def test_atlas_index_search_and_neuron_page_in_chromium(driver, atlas):
     wait_for(driver, "document.querySelectorAll('#neurons tbody tr').length === 0")
     box.send_keys(Keys.CONTROL, "a")
     box.send_keys(Keys.DELETE)
-    wait_for(driver, "document.querySelectorAll('#neurons tbody tr').length === %d" % min(total, 100))
+    wait_for(driver, f"document.querySelectorAll('#neurons tbody tr').length === {min(total, 100)}")
     # sorting by simulation score: descending, numbers first
     driver.find_element(By.CSS_SELECTOR, "th[data-sort='sim']").click()
     sims = driver.execute_script(
@@ -281,7 +227,9 @@ def test_atlas_index_search_and_neuron_page_in_chromium(driver, atlas):
 
     # open a neuron page from the table (the search result's first neuron)
     box.send_keys(concept.replace("_", " "))
-    wait_for(driver, f"document.getElementById('count').textContent.startsWith('{len(expected)} of ')")
+    wait_for(
+        driver, f"document.getElementById('count').textContent.startsWith('{len(expected)} of ')"
+    )
     first = visible_rows(driver)[0]
     driver.find_element(By.CSS_SELECTOR, "#neurons tbody tr a.neuron-link").click()
     target = f"{first['layer']}/{first['neuron']}"
@@ -292,7 +240,9 @@ def test_atlas_index_search_and_neuron_page_in_chromium(driver, atlas):
     nxt = driver.find_elements(By.ID, "next") or driver.find_elements(By.ID, "prev")
     if nxt:
         nxt[0].click()
-        wait_for(driver, f"document.body.dataset.ready && document.body.dataset.ready !== {target!r}")
+        wait_for(
+            driver, f"document.body.dataset.ready && document.body.dataset.ready !== {target!r}"
+        )
         check_neuron_page(driver, atlas, shots / "neuron-2.png")
     print("\n".join(f"  {p}" for p in sorted(shots.glob("*.png"))))
 

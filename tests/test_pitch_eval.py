@@ -195,6 +195,7 @@ def test_two_pitch_networks_compared_on_a_tiny_probing_set(tmp_path):
     assert summary["models"] == ["crepe-tiny", "pesto"]
     comparison = pd.read_csv(parent.run_path / "analysis" / "pitch_comparison.csv")
     assert set(comparison["model"]) == {"crepe-tiny", "pesto"}
+    assert set(pitch_eval.COMPARED) <= set(comparison["metric"])
     sel = comparison[comparison["metric"] == "selectivity_semitones"]
     chance = comparison[comparison["metric"] == "selectivity_chance"]["value"].mean()
     for model, rows in sel.groupby("model"):

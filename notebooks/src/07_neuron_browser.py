@@ -53,3 +53,22 @@ for query in ["dog", "water drops", "high-pitched"]:
 # %%
 app = browser.NeuronBrowser(view)
 display(app)
+
+# %% [markdown]
+# ## Atlas: the run as a static website
+#
+# `andlib.atlas.build_atlas` (also `python -m andlib atlas --config ...`) writes
+# `<run_dir>/atlas/`: open `index.html` in any browser, from disk or from any static host; no
+# server, no kernel, nothing fetched from the internet. The index page has the model, the probing
+# set, each captioner's accuracy, a per-layer overview with small charts and a searchable,
+# sortable table of every neuron; each neuron's page has its summaries, concepts, simulation
+# scores, activation histogram and its top-K and bottom-K clips with audio players and
+# spectrograms. Each clip's audio (OGG Vorbis) and spectrogram (PNG) is stored once, and reused
+# when the atlas is rebuilt.
+
+# %%
+from andlib.atlas import build_atlas
+
+atlas = build_atlas(run, cfg, logger=run.logger("atlas"))
+for key in ("index", "n_neurons", "n_layers", "n_clips", "n_media_errors", "size_mb", "seconds"):
+    print(f"{key}: {atlas[key]}")

@@ -1,0 +1,96 @@
+"""The speed-ups of issue #16 change no result: on the smoke config, ``neurons.csv``,
+``last_layer.json`` and ``simulation_scores.csv`` are byte for byte the same
+
+- from the reference code path (embeddings remembered in memory only, as before the disk
+  cache; every caption's sources and qualities worked out again for every neuron, as before
+  the per-caption memo of the extractive summarizer),
+- from the fast path with a cold cache directory,
+- and from the fast path again in a "new kernel" (nothing in memory) that reads every
+  embedding from the disk cache the previous run filled, embedding nothing itself.
+"""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pytest
+
+from andlib.config import load_config
+from andlib.runs import RunDir
+from tests.conftest import requires_esc50
+
+OUTPUTS = ("neurons.csv", "last_layer.json", "simulation_scores.csv")
+UPSTREAM = ("record", "caption")
+DOWNSTREAM = ("summarize", "concepts", "evaluate")
+
+
+def _fresh_memory() -> None:
+    """What a new process starts with: no embedder objects, no remembered parses."""
+    import andlib.embeddings as emb
+    import andlib.summarize as summ
+
+    emb._cached.cache_clear()
+    summ._parsed.clear()
+    summ._items.clear()
+
+
+def _describe(cfg_of, name: str, up: Path) -> dict[str, bytes]:
+    import importlib
+
+    dest = up.parent / name
+    shutil.copytree(up, dest)
+    cfg = cfg_of(dest)
+    run = RunDir.from_config(cfg)
+    for stage in DOWNSTREAM:
+        run.invalidate(stage)
+        importlib.import_module(f"andlib.{stage}").run_stage(cfg, run)
+    return {o: (dest / o).read_bytes() for o in OUTPUTS}
+
+
+@pytest.mark.slow
+@requires_esc50
+def test_outputs_are_identical_before_and_after_the_speedups(tmp_path, monkeypatch):
+    import andlib.embeddings as emb
+    import andlib.summarize as summ
+    from andlib.pipeline import run_stage
+
+    def cfg_of(run_dir: Path):
+        return load_config(
+            "configs/smoke.yaml",
+            {
+                "run_dir": str(run_dir),
+                "cache_dir": str(tmp_path / "cache"),
+                "figures_dir": str(run_dir / "figures"),
+            },
+        )
+
+    up = tmp_path / "upstream"
+    for stage in UPSTREAM:
+        run_stage(stage, cfg_of(up))
+
+    # The reference path: the code as it was before the disk cache and the memo.
+    memo = summ._caption_items
+
+    def every_time(captions):
+        summ._items.clear()
+        return memo(captions)
+
+    with monkeypatch.context() as m:
+        m.setenv("ANDLIB_EMBEDDING_CACHE", "off")
+        m.setattr(summ, "_caption_items", every_time)
+        _fresh_memory()
+        reference = _describe(cfg_of, "reference", up)
+    assert not (tmp_path / "cache" / "embeddings").exists()
+
+    _fresh_memory()
+    cold = _describe(cfg_of, "cold", up)
+    assert (tmp_path / "cache" / "embeddings" / emb.EmbeddingCache.FILE).exists()
+
+    _fresh_memory()
+    warm = _describe(cfg_of, "warm", up)
+    assert emb.get_embedder(cfg_of(up)).computed == 0  # every vector came from the disk
+
+    for name in OUTPUTS:
+        assert cold[name] == reference[name], f"{name}: the fast path changed it"
+        assert warm[name] == reference[name], f"{name}: the disk cache changed it"
