@@ -518,6 +518,7 @@ def _optimize(
     phase: str,
     on_epoch_end: Callable[[int, bool], dict[str, Any]] | None = None,
     frozen: nn.Module | None = None,
+    checkpoint: Path | None = None,
 ) -> list[dict[str, Any]]:
     """AdamW with linear warmup then cosine decay over ``epochs`` passes of shuffled batches.
 
@@ -528,6 +529,12 @@ def _optimize(
     still ends at a low learning rate (such a run is not bit-reproducible). ``frozen`` (a
     frozen encoder) stays in eval mode: no dropout or layer drop. Returns one history row per
     epoch.
+
+    ``checkpoint``: a file that holds, after every epoch, everything the remaining epochs
+    depend on (weights, optimizer, the step and clock, ``gen``'s and torch's random states, the
+    history so far). When it exists at the start, training resumes after its epoch, and ends
+    with the same weights as an uninterrupted run for the same thread count (without
+    ``tc.max_minutes``).
     """
     named = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
     if not named:
@@ -565,9 +572,20 @@ def _optimize(
             frozen.eval()
 
     history: list[dict[str, Any]] = []
-    step, t_start = 0, time.time()
+    step, t_start, first = 0, time.time(), 1
+    if checkpoint is not None and checkpoint.exists():
+        state = torch.load(checkpoint, map_location="cpu", weights_only=False)
+        model.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        gen.bit_generator.state = state["gen"]
+        torch.set_rng_state(state["torch_rng"])
+        history, step, first = state["history"], state["step"], state["epoch"] + 1
+        t_start -= state["seconds"]
+        log.info(
+            "%s: resuming after epoch %d of %d (%s)", phase, state["epoch"], epochs, checkpoint
+        )
     train_mode()
-    for epoch in range(1, epochs + 1):
+    for epoch in range(first, epochs + 1):
         t_epoch, losses = time.time(), []
         order = gen.permutation(n_items)
         for i in range(steps_per_epoch):
@@ -596,6 +614,8 @@ def _optimize(
             row.update(on_epoch_end(epoch, stop))
             train_mode()
         history.append(row)
+        if checkpoint is not None:
+            _save_checkpoint(checkpoint, model, optimizer, gen, history, epoch, step, elapsed)
         extra = " ".join(f"{k} {v:.3f}" for k, v in row.items() if k.endswith("accuracy"))
         log.info(
             "%s epoch %d/%d: loss %.4f %s(%.1f s, %.0f s total)",
@@ -615,6 +635,40 @@ def _optimize(
     return history
 
 
+def _save_checkpoint(
+    path: Path,
+    model: nn.Module,
+    optimizer: torch.optim.Optimizer,
+    gen: np.random.Generator,
+    history: list[dict[str, Any]],
+    epoch: int,
+    step: int,
+    seconds: float,
+) -> None:
+    """Write :func:`_optimize`'s resume state atomically (a crash mid-write keeps the last)."""
+    state = {
+        "model": model.state_dict(),
+        "optimizer": optimizer.state_dict(),
+        "gen": gen.bit_generator.state,
+        "torch_rng": torch.get_rng_state(),
+        "history": history,
+        "epoch": epoch,
+        "step": step,
+        "seconds": seconds,
+    }
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp")
+    torch.save(state, tmp)
+    os.replace(tmp, path)
+
+
+def checkpoint_dir(dest: Path) -> Path:
+    """Where the per-epoch resume states of the model to be saved at ``dest`` live until it is
+    saved (``<cache>/models/.<name>.checkpoints/``): keyed like the model, so only the same
+    settings resume from them."""
+    return dest.parent / f".{dest.name}.checkpoints"
+
+
 # --------------------------------------------------------------------------------------------
 # Supervised training and the linear probe
 # --------------------------------------------------------------------------------------------
@@ -626,6 +680,7 @@ def fit_classifier(
     tc: TrainConfig,
     gen: np.random.Generator,
     epochs: int | None = None,
+    checkpoint: Path | None = None,
 ) -> list[dict[str, Any]]:
     """Train ``model`` end to end on the training folds with augmentation, mixup and label
     smoothing; held-out accuracy is logged every ``tc.eval_every`` epochs (never used to pick
@@ -653,7 +708,16 @@ def fit_classifier(
         return {}
 
     return _optimize(
-        model, loss_fn, len(x), epochs or tc.epochs, tc.lr, tc, gen, "finetune", on_epoch_end
+        model,
+        loss_fn,
+        len(x),
+        epochs or tc.epochs,
+        tc.lr,
+        tc,
+        gen,
+        "finetune",
+        on_epoch_end,
+        checkpoint=checkpoint,
     )
 
 
@@ -766,7 +830,11 @@ class MaskedSpectrogramModel(nn.Module):
 
 
 def pretrain(
-    model: nn.Module, feats: Features, tc: TrainConfig, gen: np.random.Generator
+    model: nn.Module,
+    feats: Features,
+    tc: TrainConfig,
+    gen: np.random.Generator,
+    checkpoint: Path | None = None,
 ) -> list[dict[str, Any]]:
     """Masked spectrogram modelling on every clip's audio (all folds, labels unused), with the
     fine-tuning augmentation minus the SpecAugment masks; updates ``model``'s encoder in place."""
@@ -780,7 +848,15 @@ def pretrain(
         return msm.loss(xb.to(device), msm.random_mask(len(idx), n_patches, gen).to(device))
 
     return _optimize(
-        msm, loss_fn, len(feats.x), tc.pretrain_epochs, tc.pretrain_lr, tc, gen, "pretrain"
+        msm,
+        loss_fn,
+        len(feats.x),
+        tc.pretrain_epochs,
+        tc.pretrain_lr,
+        tc,
+        gen,
+        "pretrain",
+        checkpoint=checkpoint,
     )
 
 
@@ -791,7 +867,8 @@ def _ensure_pretrained(cfg: Config, feats: Features) -> tuple[Path, dict[str, An
         t0 = time.time()
         seed = train_seed(cfg)
         model: Any = build_model(cfg.train, feats.class_names, seed).to(_train_device(cfg))
-        history = pretrain(model, feats, cfg.train, rng(seed, "train", "pretrain"))
+        ckpt = checkpoint_dir(path) / "pretrain.pt"
+        history = pretrain(model, feats, cfg.train, rng(seed, "train", "pretrain"), ckpt)
         model.cpu()
         meta = {
             "pretrain_seed": seed,
@@ -809,6 +886,7 @@ def _ensure_pretrained(cfg: Config, feats: Features) -> tuple[Path, dict[str, An
             write_json(tmp / METRICS_FILE, meta)
 
         _save_atomic(path, write)
+        shutil.rmtree(checkpoint_dir(path), ignore_errors=True)
         log.info("pretrained encoder saved to %s (%.0f s)", path, meta["pretrain_seconds"])
     return path, read_metrics(path)
 
@@ -864,7 +942,8 @@ def train_model(cfg: Config, strategy: str | None = None) -> Path:
         if strategy == "ssl-frozen":
             history["linear"] = linear_probe(model, feats, tc, gen)
         else:
-            history["finetune"] = fit_classifier(model, feats, tc, gen)
+            ckpt = checkpoint_dir(dest) / "finetune.pt"
+            history["finetune"] = fit_classifier(model, feats, tc, gen, checkpoint=ckpt)
         seconds = time.time() - t0 + pre.get("pretrain_seconds", 0.0)
         last = history["linear" if strategy == "ssl-frozen" else "finetune"][-1]
         x_tr, y_tr = feats.split(tc.train_folds)
@@ -898,6 +977,7 @@ def train_model(cfg: Config, strategy: str | None = None) -> Path:
         write_json(tmp / METRICS_FILE, metrics)
 
     _save_atomic(dest, write)
+    shutil.rmtree(checkpoint_dir(dest), ignore_errors=True)
     held = metrics["heldout_accuracy"]
     log.info(
         "%s: train accuracy %.3f, held-out (fold %d) accuracy %s, %.0f s -> %s",

@@ -193,6 +193,58 @@ def test_unknown_strategy_is_a_clear_error(tiny_cfg):
         train.model_dir(tiny_cfg(), "contrastive")
 
 
+def test_an_interrupted_training_resumes_from_its_checkpoint_to_the_same_weights(
+    tiny_cfg, tmp_path, monkeypatch
+):
+    cfg = tiny_cfg(**{"train.epochs": 4, "train.eval_every": 0, "train.max_steps": None})
+    feats = fake_features(cfg)
+
+    def fresh():
+        return train.build_model(cfg.train, feats.class_names, 0), np.random.default_rng(7)
+
+    model, gen = fresh()
+    plain = train.fit_classifier(model, feats, cfg.train, gen)
+    expected = {k: v.clone() for k, v in model.state_dict().items()}
+
+    real_save = train._save_checkpoint
+
+    def save_then_crash(path, model, optimizer, gen, history, epoch, step, seconds):
+        real_save(path, model, optimizer, gen, history, epoch, step, seconds)
+        if epoch == 2:
+            raise KeyboardInterrupt("interrupted after epoch 2")
+
+    ckpt = tmp_path / "ckpt" / "finetune.pt"
+    monkeypatch.setattr(train, "_save_checkpoint", save_then_crash)
+    model, gen = fresh()
+    with pytest.raises(KeyboardInterrupt):
+        train.fit_classifier(model, feats, cfg.train, gen, checkpoint=ckpt)
+    monkeypatch.setattr(train, "_save_checkpoint", real_save)
+    assert torch.load(ckpt, weights_only=False)["epoch"] == 2
+
+    saved: list[int] = []
+
+    def record(path, model, optimizer, gen, history, epoch, step, seconds):
+        saved.append(epoch)
+        real_save(path, model, optimizer, gen, history, epoch, step, seconds)
+
+    monkeypatch.setattr(train, "_save_checkpoint", record)
+    model, gen = fresh()  # a new process: fresh weights and generator, then the checkpoint
+    resumed = train.fit_classifier(model, feats, cfg.train, gen, checkpoint=ckpt)
+    assert saved == [3, 4]  # only the epochs after the checkpoint ran
+    got = model.state_dict()
+    assert all(torch.equal(expected[k], got[k]) for k in expected)
+    assert [r["epoch"] for r in resumed] == [1, 2, 3, 4]
+    assert [r["loss"] for r in resumed] == [r["loss"] for r in plain]
+
+
+@requires_esc50
+def test_train_model_removes_its_checkpoints_once_the_model_is_saved(tiny_cfg):
+    cfg = tiny_cfg()
+    dest = train.train_model(cfg, "supervised")
+    assert (dest / train.METRICS_FILE).exists()
+    assert not train.checkpoint_dir(dest).exists()
+
+
 @requires_esc50
 def test_same_seed_trains_identical_weights(tiny_cfg, tmp_path):
     first = train.train_model(tiny_cfg(cache_dir=str(tmp_path / "a")), "supervised")
