@@ -288,13 +288,20 @@ def test_run_stage_writes_tables_and_figures_then_is_cached(tmp_cfg, fake_embedd
     assert trend["n"] == sum(LAYERS.values()) and trend["confidence"] == cfg.analysis.confidence
     assert an.run_stage(cfg, run)["analysis"] == "cached"
 
-    # another clustering setting reuses the cached caption embeddings
-    def no_embedder(cfg=None):
-        raise AssertionError("captions embedded again")
+    # another clustering setting asks the embedder for exactly the same captions again (its
+    # disk cache answers them: tests/test_embeddings_cache.py), and nothing else
+    asked: list[list[str]] = []
+    real = an.caption_embeddings
 
-    monkeypatch.setattr("andlib.embeddings.get_embedder", no_embedder)
+    def recording(cfg, run, texts):
+        asked.append(list(texts))
+        return real(cfg, run, texts)
+
+    monkeypatch.setattr(an, "caption_embeddings", recording)
     cfg3 = tmp_cfg({"k": 3, "analysis.n_clusters": 3, "analysis.polysemantic_threshold": 2})
     an.compute_tables(cfg3, run)
+    captions = pd.read_csv(run / "captions.csv", keep_default_na=False)["caption"].tolist()
+    assert len(asked) == 1 and sorted(asked[0]) == sorted(captions)
     assert set(pd.read_csv(run / "analysis" / "caption_clusters.csv")["cluster"]) == {0, 1, 2}
 
 
