@@ -680,8 +680,6 @@ def _compose(w: _Words, variant: int, precise_pitch: bool = False) -> str:
         from andlib.notes import pitch_text
 
         pitch = f" at about {pitch_text(w.hz)}" if w.hz else ""
-        if w.hz and w.noun == "sound" and "tonal" in w.adjectives:
-            w = _Words(w.adjectives, "tone", w.hz, w.details, w.actions)
     else:
         pitch = f" (about {_hz_text(w.hz)})" if w.hz else ""
     head = f"{', '.join(w.adjectives)} {w.noun}".strip()

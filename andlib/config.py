@@ -202,8 +202,8 @@ class CaptionerConfig:
     """``openai`` captioner: seconds per request."""
     precise_pitch: bool = False
     """Acoustic captioners: state the pitch of a voiced clip precisely, in Hz and as the
-    nearest note ("a steady tone at about 440 Hz (A4)"), measured down to 31 Hz (YIN's
-    floor is 50 Hz otherwise). Off (default): "(about 440 Hz)", rounded to 10 Hz or 0.1 kHz.
+    nearest note ("a steady, mid-pitched, tonal sound at about 440 Hz (A4)"), measured down
+    to 32 Hz (YIN's floor is 50 Hz otherwise). Off (default): "(about 440 Hz)", rounded to 10 Hz or 0.1 kHz.
     On in ``configs/pitch.yaml``."""
 
 

@@ -35,6 +35,7 @@ import os
 import random
 import threading
 import time
+import zlib
 from collections.abc import Callable, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass
@@ -243,13 +244,14 @@ class ReplyCache:
     key still missing is looked up there too, so an existing cache keeps working. WAL mode:
     threads and processes (two runs, notebook kernels) read and write it at once (see
     :mod:`andlib.kvstore`). Only complete replies are ever stored (an empty one reads as a
-    miss).
+    miss). Each reply's request is kept too, zlib-compressed (:meth:`request`), so an entry
+    says what was asked.
     """
 
     FILE = "replies.sqlite"
     SCHEMA = """
         CREATE TABLE IF NOT EXISTS replies (
-            key TEXT PRIMARY KEY, reply TEXT NOT NULL, request TEXT NOT NULL
+            key TEXT PRIMARY KEY, reply TEXT NOT NULL, request BLOB NOT NULL
         ) WITHOUT ROWID;
         CREATE TABLE IF NOT EXISTS meta (name TEXT PRIMARY KEY, value TEXT) WITHOUT ROWID;
     """
@@ -281,7 +283,7 @@ class ReplyCache:
         return self.root / key[:2] / f"{key}.json"
 
     @staticmethod
-    def _read_legacy(path: Path) -> tuple[str, str] | None:
+    def _read_legacy(path: Path) -> tuple[str, bytes] | None:
         """``(reply, request JSON)`` of one old cache file, or ``None`` (missing, unreadable)."""
         try:
             record = json.loads(path.read_text(encoding="utf-8"))
@@ -293,8 +295,7 @@ class ReplyCache:
             return None
         if not (isinstance(reply, str) and reply.strip()):
             return None
-        request = json.dumps(record.get("request"), ensure_ascii=False, separators=(",", ":"))
-        return reply, request
+        return reply, _pack(record.get("request"))
 
     def _migrate(self) -> None:
         """Import the old layout's files into the store, once per store (idempotent)."""
@@ -360,8 +361,17 @@ class ReplyCache:
         for key, request, reply in items:
             if not (isinstance(reply, str) and reply.strip()):
                 raise ValueError(f"refusing to cache an empty reply under {key}")
-            rows.append((key, reply, json.dumps(request, ensure_ascii=False)))
+            rows.append((key, reply, _pack(request)))
         self.db.executemany("INSERT OR REPLACE INTO replies VALUES (?, ?, ?)", rows)
+
+    def request(self, key: str) -> dict[str, Any] | None:
+        """What was asked for the reply stored under ``key`` (``None`` when there is none)."""
+        self._migrate()
+        rows = list(self.db.select_in("SELECT request FROM replies WHERE key IN ({})", [key]))
+        if not rows:
+            return None
+        blob = rows[0][0]
+        return json.loads(zlib.decompress(blob) if isinstance(blob, bytes) else blob)
 
     def __len__(self) -> int:
         self._migrate()
@@ -377,6 +387,12 @@ class ReplyCache:
         if conn is None:
             return []
         return [tuple(r) for r in conn.execute("SELECT key, reply FROM replies ORDER BY key")]
+
+
+def _pack(request: Any) -> bytes:
+    """A request as compressed JSON (the summarize prompts of 10^5 neurons shrink ~10x)."""
+    blob = json.dumps(request, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
+    return zlib.compress(blob, 6)
 
 
 # --------------------------------------------------------------------------------------------

@@ -102,6 +102,10 @@ class Attribute:
     """For verbs: the third-person singular form ("fades away")."""
 
 
+_PITCH_PHRASE = re.compile(r"\s*\bat about \d+(?:\.\d+)? Hz \([A-G]#?-?\d\)")
+"""The precise pitch phrase of ``captioner.precise_pitch`` ("... tone at about 440 Hz (A4)")."""
+
+
 def _spacy():
     global _nlp
     if _nlp is None:
@@ -114,16 +118,17 @@ def _spacy():
 def caption_attributes(captions: Iterable[str]) -> list[tuple[Attribute, ...]]:
     """The attributes of each caption (parsed once per distinct caption, then remembered).
 
-    A caption is lower-cased, stripped of parenthetical asides ("(about 120 Hz)") and cut
-    into clauses at ``. ; : ! ?`` before parsing: the small spaCy parser attaches words
-    across a semicolon, and captions are often terse fragments.
+    A caption is lower-cased, stripped of parenthetical asides ("(about 120 Hz)") and of
+    precisely stated pitches ("at about 440 Hz (A4)", which :func:`shared_pitch` counts
+    instead), and cut into clauses at ``. ; : ! ?`` before parsing: the small spaCy parser
+    attaches words across a semicolon, and captions are often terse fragments.
     """
     captions = [str(c) for c in captions]
     new = list(dict.fromkeys(c for c in captions if c not in _parsed))
     if new:
         owners, clauses = [], []
         for caption in new:
-            text = re.sub(r"\([^)]*\)", " ", caption)
+            text = re.sub(r"\([^)]*\)", " ", _PITCH_PHRASE.sub("", caption))
             for clause in re.split(r"[.;:!?]+(?:\s+|$)", " ".join(text.split()).lower()):
                 if clause.strip(" ,"):
                     owners.append(caption)

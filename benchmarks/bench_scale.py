@@ -355,7 +355,12 @@ def worker(out: Path, size: str, profile: bool, rerun: bool) -> dict[str, Any]:
         if stage == "concepts" and isinstance(info, dict) and "timings" in info:
             result["concept_timings"] = info["timings"]
     result["functions"] = {k: [int(n), round(s, 2)] for k, (n, s) in totals.items() if n}
-    if rerun:  # the same stages again with every cache warm (a new kernel would read them)
+    if rerun:  # the stages again as a new kernel runs them: nothing in memory, caches warm
+        import andlib.embeddings
+
+        andlib.embeddings._cached.cache_clear()
+        summarize._parsed.clear()
+        summarize._items.clear()
         for stage in STAGES:
             run.invalidate(stage)
         t = time.perf_counter()

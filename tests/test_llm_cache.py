@@ -35,6 +35,7 @@ def test_round_trip_and_batched_reads(tmp_path):
     got = again.get_many(keys + keys[:3] + ["missing"])
     assert len(got) == 1200 and got[keys[0]] == "replaced" and got[keys[7]] == "reply 7 — ü"
     assert again.get(keys[5]) == "reply 5 — ü" and again.get("missing") is None
+    assert again.request(keys[3]) == request(3) and again.request("missing") is None
     assert len(again) == 1200
     with pytest.raises(ValueError, match="empty reply"):
         cache.put("k", request(0), "  ")
@@ -122,6 +123,7 @@ def test_the_old_layout_is_imported_and_still_read(tmp_path):
     assert cache.get_many(keys) == {k: f"old {i}" for i, k in enumerate(keys)}
     assert cache.get(ReplyCache.key(request(99))) is None
     assert len(cache) == 20  # imported once, into the SQLite file
+    assert cache.request(keys[4]) == request(4)
     # written by an older version after the import: found on a miss, and imported too
     late = write_legacy(tmp_path, request(50), "late")
     assert ReplyCache(tmp_path).get(late) == "late"

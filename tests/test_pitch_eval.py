@@ -164,10 +164,12 @@ def test_the_pitch_config_compares_two_pitch_networks_without_training_or_prunin
 @pytest.mark.slow
 def test_two_pitch_networks_compared_on_a_tiny_probing_set(tmp_path):
     """crepe-tiny and pesto through record, caption, summarize, concepts, evaluate, analysis
-    and the pitch stage on 24 notes (no ESC-50 clips), then the comparison."""
+    and the pitch stage on 25 notes a semitone apart (A3 to A5, no ESC-50 clips), then the
+    comparison."""
     from andlib.pipeline import run_stage
 
-    base = ["data.limit=24", "data.mix_esc50=0", "data.duration=0.5", f"cache_dir={tmp_path}/c"]
+    base = ["data.pitched_midi=[57, 81]", "data.pitched_step_cents=100", "data.mix_esc50=0"]
+    base += ["data.duration=0.5", f"cache_dir={tmp_path}/c"]
     base += ["evaluate.simulation_max_neurons=8", "analysis.n_clusters=4"]
     parent = load_config(
         "configs/pitch.yaml", [*base, f"run_dir={tmp_path}/run", f"figures_dir={tmp_path}/f"]
@@ -203,9 +205,14 @@ def test_two_pitch_networks_compared_on_a_tiny_probing_set(tmp_path):
         assert depths[0] == 0.0 and depths[-1] == 1.0, model
         n_layers = {"crepe-tiny": 7, "pesto": 8}[model]
         assert len(depths) == n_layers
-        # an output bin's top notes cluster in pitch: far narrower than random notes
-        out = rows[rows["depth"] == 1.0]["value"].iloc[0]
-        assert out < 0.5 * chance, (model, out, chance)
+        # an in-range output bin's top notes cluster in pitch: far narrower than random notes
+        run = parent.run_path / model
+        tuning = pd.read_csv(run / "pitch_tuning.csv")
+        bins = pd.read_csv(run / "pitch_output_neurons.csv")
+        inside = bins.loc[bins["in_range"], "neuron"]
+        out = tuning[(tuning["layer"] == "classifier") & tuning["neuron"].isin(inside)]
+        spread = out["selectivity_semitones"].median()
+        assert spread < 0.5 * chance, (model, spread, chance)
     assert {"pitch_comparison.png", "pitch_output_layer.png"} <= {
         p.name for p in (tmp_path / "f").glob("*.png")
     }

@@ -241,9 +241,9 @@ def test_precise_captions_state_hz_and_note_and_the_default_wording_is_unchanged
 
 def test_summaries_state_the_pitch_most_captions_share():
     caps = [
-        "A quiet, steady tone at about 440 Hz (A4) with rich harmonics.",
-        "A steady tone at about 446 Hz (A4) with rich harmonics.",
-        "A steady tone at about 452 Hz (A4).",
+        "A quiet, steady, tonal sound at about 440 Hz (A4) with rich harmonics.",
+        "A steady, mid-pitched at about 446 Hz (A4) and tonal sound with rich harmonics.",
+        "A sound that is steady, mid-pitched at about 452 Hz (A4) and tonal.",
         "A steady tone at about 1760 Hz (A6).",
         "A loud, noisy sound with low-frequency content.",
     ]
@@ -251,6 +251,9 @@ def test_summaries_state_the_pitch_most_captions_share():
     assert shared_pitch(caps, 4) is None
     summary = summarize_captions(caps)
     assert "A pitch of about 446 Hz, the note A4 (3 of 5 clips)." in summary, summary
+    # the pitch phrase is counted only there: the qualities read as without it
+    bare = [re.sub(r" at about \d+ Hz \([A-G]#?\d\)", "", c) for c in caps]
+    assert summary.split(" clips). ", 1)[1] == summarize_captions(bare), summary
     # the default wording, "(about 440 Hz)", is no precise statement: no pitch sentence
     plain = [re.sub(r" at about (\d+) Hz \([A-G]#?\d\)", r" (about \1 Hz)", c) for c in caps]
     assert plain[3] == "A steady tone (about 1760 Hz)."
