@@ -43,7 +43,7 @@ import re
 import sys
 import warnings
 from collections import Counter
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -948,13 +948,7 @@ def depth_trends(run_dirs: Mapping[str, RunDir], confidence: float = 0.95) -> pd
     """
     rows = []
     for model, run in run_dirs.items():
-        for metric, table, column in (
-            ("class_purity", "class_purity.csv", "purity"),
-            ("polysemantic", "neuron_polysemanticity.csv", "polysemantic"),
-        ):
-            df = _per_neuron(run, table, column)
-            if df is None:
-                continue
+        for metric, df in _per_neuron_measures(run):
             df = df.dropna(subset=["block", "value"])
             fit = linear_trend(df["block"], df["value"], confidence)
             rows.append(
@@ -1104,6 +1098,22 @@ def _per_neuron(run: RunDir, table: str, column: str) -> pd.DataFrame | None:
     return df.assign(block=pd.to_numeric(block), value=df[column].astype(float))
 
 
+PER_NEURON_MEASURES = (
+    ("class_purity", "class_purity.csv", "purity"),
+    ("polysemantic", "neuron_polysemanticity.csv", "polysemantic"),
+)
+"""``(measure, table, column)``: the per-neuron measures the depth trends regress on depth."""
+
+
+def _per_neuron_measures(run: RunDir) -> Iterator[tuple[str, pd.DataFrame]]:
+    """``(measure, table)`` of each of :data:`PER_NEURON_MEASURES` the run has (tables as
+    :func:`_per_neuron` reads them; hidden-layer rows are those with a ``block``)."""
+    for measure, table, column in PER_NEURON_MEASURES:
+        df = _per_neuron(run, table, column)
+        if df is not None:
+            yield measure, df
+
+
 def _mean_interval(values: Iterable[float], confidence: float) -> dict[str, Any]:
     """Mean with a t interval over the values (``n`` of them; NaN bounds below two)."""
     from scipy import stats
@@ -1155,13 +1165,7 @@ def run_measures(run: RunDir, confidence: float = 0.95) -> pd.DataFrame:
                 "wilson",
                 _wilson(float(held), info.get("n_heldout"), confidence),
             )
-    for name, table, column in (
-        ("class_purity", "class_purity.csv", "purity"),
-        ("polysemantic", "neuron_polysemanticity.csv", "polysemantic"),
-    ):
-        df = _per_neuron(run, table, column)
-        if df is None:
-            continue
+    for name, df in _per_neuron_measures(run):
         hidden = df.dropna(subset=["block", "value"])
         add(f"{name}_hidden", "t over neurons", _mean_interval(hidden["value"], confidence))
         fit = linear_trend(hidden["block"], hidden["value"], confidence)

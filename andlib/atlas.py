@@ -506,9 +506,11 @@ def _make_media(
     view: Any, clip_id: str, audio_path: str, image_path: str
 ) -> tuple[str, float | None, str]:
     """One clip's OGG and PNG -> ``(clip_id, seconds or None, error)``."""
+    from andlib.data import AudioError
+
     try:
         loaded = view.clip_audio(clip_id)
-    except Exception as exc:  # one unreadable clip must not stop the atlas
+    except (AudioError, OSError) as exc:  # one unreadable clip must not stop the atlas
         return clip_id, None, f"{type(exc).__name__}: {exc}"
     if loaded is None:
         return clip_id, None, "audio not available"

@@ -36,6 +36,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 import numpy as np
 import torch
+from peak_rss import reset_peak_rss, status_mib
 
 from andlib.activations import ActivationRecorder, record_target, resolve_layers
 from andlib.config import load_config
@@ -82,25 +83,6 @@ def probing_clips(n: int, synthetic: bool) -> ProbingSet:
         {"clip_id": [f"noise{i}" for i in range(n)], "path": "", "label": -1, "category": ""}
     )
     return ProbingSet("noise", 16000, audio, meta)
-
-
-def reset_peak_rss() -> bool:
-    try:
-        Path("/proc/self/clear_refs").write_text("5")
-        return True
-    except OSError:
-        return False
-
-
-def status_mib(field: str) -> float | None:
-    """``VmRSS`` (resident now) or ``VmHWM`` (peak resident) from /proc, in MiB."""
-    try:
-        for line in Path("/proc/self/status").read_text().splitlines():
-            if line.startswith(field + ":"):
-                return int(line.split()[1]) / 1024
-    except OSError:
-        pass
-    return None
 
 
 def main() -> None:

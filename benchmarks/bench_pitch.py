@@ -28,28 +28,12 @@ import tempfile
 import time
 from pathlib import Path
 
+from peak_rss import reset_peak_rss, status_mib
+
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 DEFAULT_MODELS = ["crepe-tiny", "pesto", "crepe-full"]
 ROOT = Path(__file__).resolve().parent.parent
-
-
-def _status_mib(field: str) -> float | None:
-    try:
-        for line in Path("/proc/self/status").read_text().splitlines():
-            if line.startswith(field + ":"):
-                return int(line.split()[1]) / 1024.0
-    except OSError:
-        pass
-    return None
-
-
-def _reset_peak() -> bool:
-    try:
-        Path("/proc/self/clear_refs").write_text("5")
-        return True
-    except OSError:
-        return False
 
 
 def measure(name: str, clips: int, duration: float, batch_size: int, threads: int) -> dict:
@@ -82,14 +66,14 @@ def measure(name: str, clips: int, duration: float, batch_size: int, threads: in
         layers = resolve_layers(target.module, [preset])
         warm = RunDir(Path(tmp) / "warm")
         record_target(target, ps.subset([0]), layers, "mean", 1, warm, progress=False)
-        rss_ok = _reset_peak()
+        rss_ok = reset_peak_rss()
         start, cpu_start = time.perf_counter(), time.process_time()
         record_target(
             target, ps, layers, "mean", batch_size, RunDir(Path(tmp) / "run"), progress=False
         )
         seconds = time.perf_counter() - start
         cpu = time.process_time() - cpu_start
-        peak = _status_mib("VmHWM") if rss_ok else None
+        peak = status_mib("VmHWM") if rss_ok else None
     return {
         "model": name,
         "clips": len(ps),

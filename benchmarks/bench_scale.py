@@ -119,11 +119,13 @@ class PeakMemory:
         self.peak = 0
 
     def _rss(self) -> int:
+        import psutil
+
         total = self.proc.memory_info().rss
         for child in self.proc.children(recursive=True):
             try:
                 total += child.memory_info().rss
-            except Exception:  # gone meanwhile
+            except (psutil.NoSuchProcess, psutil.AccessDenied):  # gone meanwhile
                 pass
         return total
 

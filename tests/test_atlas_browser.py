@@ -120,12 +120,14 @@ def screenshot_dir(name: str) -> Path:
 
 def full_page_screenshot(driver, path: Path) -> None:
     """The whole page, beyond the viewport (Chrome DevTools), else the viewport."""
+    from selenium.common.exceptions import WebDriverException
+
     try:
         shot = driver.execute_cdp_cmd(
             "Page.captureScreenshot", {"format": "png", "captureBeyondViewport": True}
         )
         path.write_bytes(base64.b64decode(shot["data"]))
-    except Exception:
+    except WebDriverException:  # no DevTools command: the visible part
         driver.save_screenshot(str(path))
 
 
