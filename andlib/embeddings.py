@@ -121,7 +121,8 @@ class Embedder:
 
     @property
     def dim(self) -> int:
-        dim = self.model.get_sentence_embedding_dimension()
+        get_dim = getattr(self.model, "get_embedding_dimension", None)
+        dim = (get_dim or self.model.get_sentence_embedding_dimension)()
         if dim is None:
             raise RuntimeError(f"sentence embedder {self.name!r} reports no embedding size")
         return int(dim)
