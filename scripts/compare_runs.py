@@ -34,7 +34,7 @@ def outputs(root: Path) -> set[str]:
 
 def first_difference(a: bytes, b: bytes) -> str:
     la, lb = a.decode(errors="replace").splitlines(), b.decode(errors="replace").splitlines()
-    for i, (x, y) in enumerate(zip(la, lb), 1):
+    for i, (x, y) in enumerate(zip(la, lb, strict=False), 1):
         if x != y:
             return f"line {i}:\n    - {x[:200]}\n    + {y[:200]}"
     return f"{len(la)} lines against {len(lb)}"
