@@ -13,8 +13,8 @@ import pandas as pd
 import pytest
 from scipy import stats
 
-from andlib import evaluate
-from andlib.evaluate import (
+from andlib.evaluate import scores as evaluate
+from andlib.evaluate.scores import (
     concept_cosine,
     heldout_mask,
     label_oracle,
@@ -24,7 +24,7 @@ from andlib.evaluate import (
     spearman,
     topk_accuracy,
 )
-from andlib.runs import RunDir
+from andlib.store import RunDir
 from tests.conftest import write_tone
 
 CLASSES = ["dog", "rain", "water_drops", "crying_baby"]
@@ -272,7 +272,7 @@ def test_icl_top5_on_the_llms_own_picks_beside_the_padded_figure(tmp_path):
     ],
 )
 def test_probing_labels_map_onto_the_models_classes_only_when_certain(label, expected):
-    from andlib.concepts import load_concept_set
+    from andlib.describe.concepts import load_concept_set
 
     esc50 = load_concept_set("esc50")
     i = evaluate.match_class(label, esc50)
@@ -339,7 +339,7 @@ def test_probing_set_with_other_class_names_scores_only_the_classes_it_holds(tmp
     assert s["n_neurons"] == 3 and s["top1"] == 1.0 and s["n_left_out"] == 1
     assert "do not occur in the probing set" in s["left_out_reason"]
     assert "011 - Spaceship" in s["left_out_reason"]
-    from andlib import plots
+    from andlib.report import plots
 
     fig = plots.last_layer_table(results)
     title = fig.axes[0].get_title()
@@ -411,9 +411,12 @@ def test_last_layer_with_a_second_captioner_uses_the_upstream_stages(
         )
 
     fakes = {
-        "andlib.captioning": {"get_captioner": get_captioner, "caption_accuracy": lambda c: {}},
-        "andlib.summarize": {"run_stage": summarize_stage},
-        "andlib.concepts": {"run_stage": concepts_stage},
+        "andlib.describe.captioning": {
+            "get_captioner": get_captioner,
+            "caption_accuracy": lambda c: {},
+        },
+        "andlib.describe.summarize": {"run_stage": summarize_stage},
+        "andlib.describe.concepts": {"run_stage": concepts_stage},
     }
     for name, attrs in fakes.items():
         monkeypatch.setitem(sys.modules, name, types.SimpleNamespace(**attrs))
@@ -422,12 +425,12 @@ def test_last_layer_with_a_second_captioner_uses_the_upstream_stages(
     for name in fakes:
         monkeypatch.setattr(andlib, name.split(".")[1], sys.modules[name], raising=False)
 
-    from andlib import data
+    from andlib.data import probing as data
 
     def fake_probing(c):
         clips = evaluate.read_clips(run)
         audio = [np.zeros(10, np.float32) for _ in range(len(clips))]
-        return data.ProbingSet("fake", 16000, audio, clips.iloc[::-1].reset_index(drop=True))
+        return audio.ProbingSet("fake", 16000, audio, clips.iloc[::-1].reset_index(drop=True))
 
     monkeypatch.setattr(data, "load_probing_set", fake_probing)
     results = evaluate.last_layer_accuracy(cfg, run, FakeEmbedder())
@@ -523,10 +526,10 @@ def test_llm_simulator_with_a_fake_generative_backend(tmp_path, tmp_cfg):
 def test_run_stage_end_to_end(tmp_path, tmp_cfg, monkeypatch):
     run = make_run(tmp_path / "run", tmp_path / "audio")
     cfg = tmp_cfg({"evaluate.captioners": ["acoustic"], "evaluate.simulation_max_neurons": 8})
-    import andlib.embeddings
+    import andlib.text.embeddings
 
     emb = FakeEmbedder()
-    monkeypatch.setattr(andlib.embeddings, "get_embedder", lambda c=None: emb)
+    monkeypatch.setattr(andlib.text.embeddings, "get_embedder", lambda c=None: emb)
     summary = evaluate.run_stage(cfg, run)
     assert "last_layer[acoustic].db_soft_wpmi" in summary
     last = run.read_json("last_layer.json")
@@ -544,7 +547,7 @@ def test_run_stage_end_to_end(tmp_path, tmp_cfg, monkeypatch):
 
 
 def test_caption_corruption_rate_is_exact_seeded_and_always_wrong():
-    from andlib.evaluate import corrupt_sources
+    from andlib.evaluate.scores import corrupt_sources
 
     classes = [f"c{i}" for i in range(10)]
     cats = [classes[i % 10] for i in range(200)]

@@ -42,7 +42,7 @@ def disallowed_imports(source: str) -> list[str]:
 
 
 def test_import_check_names_what_is_not_allowed():
-    src = "import numpy as np\nfrom andlib.plots import save_figure\nimport os, librosa\n"
+    src = "import numpy as np\nfrom andlib.report.plots import save_figure\nimport os, librosa\n"
     assert disallowed_imports(src) == ["line 3: os", "line 3: librosa"]
     assert disallowed_imports("from . import x") == ["line 1: ."]
     assert disallowed_imports("m = __import__('torch')") == [

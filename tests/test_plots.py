@@ -12,7 +12,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from andlib import plots
+from andlib.report import plots
 
 LAYERS = ["layers.0.mlp", "layers.1.mlp", "classifier"]
 

@@ -21,10 +21,12 @@ import numpy as np
 import pandas as pd
 from IPython.display import Audio, Markdown, display
 
-from andlib import activations, plots
+from andlib.models import activations
+
+from andlib.report import plots
 from andlib.config import load_config
-from andlib.data import load_probing_set
-from andlib.runs import RunDir
+from andlib.data.probing import load_probing_set
+from andlib.store import RunDir
 
 cfg = load_config(config_path, overrides)
 run = RunDir.from_config(cfg)

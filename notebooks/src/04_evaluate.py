@@ -29,9 +29,11 @@ overrides = []
 import pandas as pd
 from IPython.display import Markdown, display
 
-from andlib import evaluate, plots
+from andlib.evaluate import scores as evaluate
+
+from andlib.report import plots
 from andlib.config import load_config
-from andlib.runs import RunDir
+from andlib.store import RunDir
 
 cfg = load_config(config_path, overrides)
 run = RunDir.from_config(cfg)
