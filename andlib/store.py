@@ -20,13 +20,15 @@ Files a run directory holds (each written by the stage in brackets):
 
 from __future__ import annotations
 
+import difflib
 import hashlib
 import json
 import logging
 import os
 import tempfile
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -258,3 +260,187 @@ def strategy_run_path(cfg: Config, strategy: str, seed: int | None = None) -> Pa
     for one training seed ``<run_dir>/<strategy>/seed<k>``."""
     path = cfg.run_path / strategy
     return path if seed is None else path / f"seed{seed}"
+
+
+# --------------------------------------------------------------------------------------------
+# Readers of the artifacts: one per artifact
+# --------------------------------------------------------------------------------------------
+
+ACTIVATIONS = "activations"
+"""The folder of a run directory that holds the recorded activations."""
+
+
+@dataclass
+class TopK:
+    """The top-``k`` clips of every neuron of one layer at both ends.
+
+    Arrays are ``[n_neurons, k]``; column 0 is the most extreme clip (``high``: largest
+    activation first, ``low``: smallest first). ``high``/``low`` hold clip row indices.
+    """
+
+    high: np.ndarray
+    high_values: np.ndarray
+    low: np.ndarray
+    low_values: np.ndarray
+
+
+def _extreme_rows(a: np.ndarray, k: int, largest: bool) -> np.ndarray:
+    """Row indices ``[k, n_cols]`` of each column's ``k`` most extreme values, most extreme
+    first; equal values keep clip order."""
+    s = -a if largest else a
+    cand = np.argpartition(s, k - 1, axis=0)[:k] if k < len(a) else np.argsort(s, axis=0)
+    order = np.lexsort((cand, np.take_along_axis(s, cand, axis=0)), axis=0)
+    return np.take_along_axis(cand, order, axis=0)
+
+
+class ActivationCache:
+    """A finished recording: ``cache[layer]`` is a float32 ``[n_clips, n_neurons]`` array.
+
+    Arrays are memory-mapped on first access. Row ``i`` is clip ``cache.clip_ids[i]`` (the
+    row order of ``clips.csv``); column ``j`` is neuron ``j`` of the layer.
+    """
+
+    def __init__(self, folder: str | Path):
+        self.folder = Path(folder)
+        index_file = self.folder / "index.json"
+        if not index_file.exists():
+            raise FileNotFoundError(f"{index_file} is missing: run the 'record' stage first")
+        self.index: dict[str, Any] = json.loads(index_file.read_text())
+        self._arrays: dict[str, np.ndarray] = {}
+
+    @classmethod
+    def load(cls, run: RunDir | str | Path) -> ActivationCache:
+        """The recording stored in a run directory (``run/activations/``)."""
+        path = run.path if isinstance(run, RunDir) else Path(run)
+        return cls(path / ACTIVATIONS)
+
+    @staticmethod
+    def is_complete(folder: Path, key: str) -> bool:
+        """True when ``folder`` holds a finished recording with this key."""
+        index_file = folder / "index.json"
+        if not index_file.exists():
+            return False
+        index = json.loads(index_file.read_text())
+        return index.get("key") == key and all(
+            (folder / entry["file"]).exists() for entry in index["layers"].values()
+        )
+
+    @property
+    def layers(self) -> list[str]:
+        """Layer keys in recording order."""
+        return list(self.index["layers"])
+
+    @property
+    def clip_ids(self) -> list[str]:
+        return list(self.index["clip_ids"])
+
+    @property
+    def n_clips(self) -> int:
+        return len(self.index["clip_ids"])
+
+    @property
+    def pooling(self) -> str | None:
+        return self.index.get("pooling")
+
+    def _entry(self, layer: str) -> dict[str, Any]:
+        if layer not in self.index["layers"]:
+            close = difflib.get_close_matches(layer, self.layers, n=5, cutoff=0.5)
+            raise KeyError(
+                f"layer {layer!r} was not recorded; "
+                + (f"close matches: {', '.join(close)}" if close else f"layers: {self.layers}")
+            )
+        return self.index["layers"][layer]
+
+    def __getitem__(self, layer: str) -> np.ndarray:
+        if layer not in self._arrays:
+            self._arrays[layer] = np.load(self.folder / self._entry(layer)["file"], mmap_mode="r")
+        return self._arrays[layer]
+
+    def __contains__(self, layer: object) -> bool:
+        return layer in self.index["layers"]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self.layers)
+
+    def __len__(self) -> int:
+        return len(self.index["layers"])
+
+    def n_neurons(self, layer: str) -> int:
+        return int(self._entry(layer)["n_neurons"])
+
+    def module_path(self, layer: str) -> str:
+        return str(self._entry(layer)["module"])
+
+    def topk(self, layer: str, k: int) -> TopK:
+        """Each neuron's ``k`` highest and ``k`` lowest activating clips (all neurons at once)."""
+        a = np.asarray(self[layer])
+        k = max(1, min(k, len(a)))
+        high, low = _extreme_rows(a, k, largest=True), _extreme_rows(a, k, largest=False)
+        return TopK(
+            high=high.T,
+            high_values=np.take_along_axis(a, high, axis=0).T,
+            low=low.T,
+            low_values=np.take_along_axis(a, low, axis=0).T,
+        )
+
+    def __repr__(self) -> str:
+        total = sum(self.n_neurons(la) for la in self.layers)
+        return f"ActivationCache({self.n_clips} clips, {len(self)} layers, {total} neurons)"
+
+
+def split_list(cell: Any) -> list[str]:
+    """A list cell of ``neurons.csv`` (``"dog;rain;wind"``) as a list; empty cells give ``[]``.
+
+    Lists are ``;``-joined; ``|`` and ``,`` are accepted too (concept names contain none).
+    """
+    if cell is None or (isinstance(cell, float) and np.isnan(cell)):
+        return []
+    text = str(cell).strip()
+    if not text:
+        return []
+    sep = next((s for s in (";", "|", ",") if s in text), None)
+    parts = text.split(sep) if sep else [text]
+    return [p.strip() for p in parts if p.strip()]
+
+
+def activation_index(run: RunDir) -> dict[str, Any]:
+    """``activations/index.json``: ``{"clip_ids": [...], "layers": {key: {file, module, n_neurons}}}``."""
+    return run.read_json("activations/index.json", stage="record")
+
+
+def load_activations(run: RunDir, layer: str, index: dict[str, Any] | None = None) -> np.ndarray:
+    """``[n_clips, n_neurons]`` float32 activations of one recorded layer."""
+    index = index or activation_index(run)
+    if layer not in index["layers"]:
+        raise KeyError(f"layer {layer!r} was not recorded; recorded: {', '.join(index['layers'])}")
+    return np.load(run / "activations" / index["layers"][layer]["file"], mmap_mode="r")
+
+
+def read_neurons(run: RunDir) -> pd.DataFrame:
+    """``neurons.csv``: ``layer`` as text, ``neuron`` as int, every other column as written
+    (empty cells as ""); ``adjectives`` and ``open_concepts`` are "" when absent."""
+    df = run.read_csv("neurons.csv", stage="summarize")
+    df["layer"] = df["layer"].astype(str)
+    df["neuron"] = df["neuron"].astype(int)
+    for col in ("adjectives", "open_concepts"):
+        if col not in df:
+            df[col] = ""
+    return df
+
+
+def read_clips(run: RunDir, clip_ids: Sequence[str] | None = None) -> pd.DataFrame:
+    """``clips.csv`` (ids as str), in the activation arrays' row order when ``clip_ids`` is given."""
+    clips = run.read_csv("clips.csv", stage="record", dtype={"clip_id": str})
+    if clip_ids is not None:
+        clips = clips.set_index("clip_id").reindex(list(clip_ids)).reset_index()
+    return clips
+
+
+def input_fingerprint(run: RunDir, names: Iterable[str]) -> dict[str, list[int] | None]:
+    """Size and modification time of input files: part of a stage key, so a stage reruns when
+    an upstream file is rewritten even if the upstream stage key is unknown."""
+    out: dict[str, list[int] | None] = {}
+    for name in names:
+        p = run / name
+        out[name] = [p.stat().st_size, p.stat().st_mtime_ns] if p.exists() else None
+    return out

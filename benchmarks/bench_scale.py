@@ -244,8 +244,8 @@ def layer_activations(z: np.ndarray, width: int, kind: str, seed: int) -> np.nda
 
 def build_run(out: Path, size: str, k: int) -> tuple[Path, float]:
     """``<out>/run-<size>``: the base run's captions plus synthetic record-stage outputs."""
-    from andlib.models.activations import ActivationCache, topk_table
-    from andlib.store import RunDir, save_npy
+    from andlib.models.activations import topk_table
+    from andlib.store import ActivationCache, RunDir, save_npy
 
     t0 = time.perf_counter()
     base = out / "base"

@@ -12,7 +12,6 @@ from torch import nn
 
 from andlib.data.audio import ProbingSet
 from andlib.models.activations import (
-    ActivationCache,
     ActivationRecorder,
     LayerError,
     pool_output,
@@ -23,7 +22,7 @@ from andlib.models.activations import (
 )
 from andlib.models.base import TargetModel
 from andlib.models.registry import _hf_preprocess
-from andlib.store import RunDir
+from andlib.store import ActivationCache, RunDir
 from tests.conftest import tiny_speech_config
 
 SR = 16000

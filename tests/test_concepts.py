@@ -303,7 +303,7 @@ def test_run_stage_records_unreadable_clips_and_leaves_them_out_of_tab(
     )
     # TAB equals TAB computed on the readable clips alone.
     from andlib.describe.similarity import get_similarity, top_concepts
-    from andlib.models.activations import ActivationCache
+    from andlib.store import ActivationCache
 
     cache = ActivationCache.load(run)
     keep = [i for i, cid in enumerate(cache.clip_ids) if cid != broken_id]

@@ -13,6 +13,7 @@ import pandas as pd
 import pytest
 from scipy import stats
 
+from andlib import store
 from andlib.evaluate import scores as evaluate
 from andlib.evaluate.scores import (
     concept_cosine,
@@ -213,7 +214,7 @@ def test_parse_ratings_tolerates_reply_styles():
 
 def test_last_layer_scores_on_hand_made_rows(tmp_path):
     run = make_run(tmp_path / "run", tmp_path / "audio")
-    neurons = evaluate.read_neurons(run)
+    neurons = store.read_neurons(run)
     rows = neurons[neurons.layer == "classifier"]
     names = evaluate.class_names(run, 4)
     assert names == CLASSES  # from clips.csv label -> category
@@ -234,7 +235,7 @@ def test_last_layer_scores_on_hand_made_rows(tmp_path):
 
 def test_icl_without_an_llm_is_scored_under_its_own_name(tmp_path):
     run = make_run(tmp_path / "run", tmp_path / "audio")
-    rows = evaluate.read_neurons(run)
+    rows = store.read_neurons(run)
     rows = rows[rows.layer == "classifier"].rename(
         columns={"icl": "icl_embedding", "icl_top5": "icl_embedding_top5"}
     )
@@ -245,7 +246,7 @@ def test_icl_without_an_llm_is_scored_under_its_own_name(tmp_path):
 
 def test_icl_top5_on_the_llms_own_picks_beside_the_padded_figure(tmp_path):
     run = make_run(tmp_path / "run", tmp_path / "audio")
-    rows = evaluate.read_neurons(run)
+    rows = store.read_neurons(run)
     rows = rows[rows.layer == "classifier"].copy()
     # Each neuron's class is 2nd of its top 5; the LLM named 2 concepts for neurons 0 and 1,
     # one for neurons 2 and 3 (the class sits in a padded slot there).
@@ -282,7 +283,7 @@ def test_probing_labels_map_onto_the_models_classes_only_when_certain(label, exp
 
 def _relabel(run: RunDir, categories: dict[str, str], label_names: list[str] | None) -> None:
     """Rename the probing set's categories (dropped when mapped to ""), set model.json names."""
-    clips = evaluate.read_clips(run)
+    clips = store.read_clips(run)
     clips["category"] = clips["category"].map(lambda c: categories.get(c, c))
     run.write_csv("clips.csv", clips)
     info = run.read_json("model.json")
@@ -428,7 +429,7 @@ def test_last_layer_with_a_second_captioner_uses_the_upstream_stages(
     from andlib.data import probing as data
 
     def fake_probing(c):
-        clips = evaluate.read_clips(run)
+        clips = store.read_clips(run)
         audio = [np.zeros(10, np.float32) for _ in range(len(clips))]
         return audio.ProbingSet("fake", 16000, audio, clips.iloc[::-1].reset_index(drop=True))
 
@@ -436,7 +437,7 @@ def test_last_layer_with_a_second_captioner_uses_the_upstream_stages(
     results = evaluate.last_layer_accuracy(cfg, run, FakeEmbedder())
     assert list(results) == ["acoustic", "metadata+acoustic"]
     assert seen["captioner"] == "metadata+acoustic" and seen["layers"] == ["classifier"]
-    clips = evaluate.read_clips(run)
+    clips = store.read_clips(run)
     assert seen["captions"] == [f"the sound of a {c}" for c in clips.category]  # run order
     assert results["metadata+acoustic"]["db_soft_wpmi"]["top1"] == 1.0
     assert results["acoustic"]["db_cos"]["top1"] == 0.0
@@ -453,10 +454,10 @@ def test_simulation_scores_only_held_out_clips(tmp_path, tmp_cfg):
     run = make_run(tmp_path / "run", tmp_path / "audio", k=2)
     cfg = tmp_cfg({"evaluate.simulation_layers": ["layers.0.attn"]})
     emb = FakeEmbedder()
-    index = evaluate.activation_index(run)
+    index = store.activation_index(run)
     ids = index["clip_ids"]
     caps = run.read_csv("captions.csv")["caption"].tolist()
-    neurons = evaluate.read_neurons(run)
+    neurons = store.read_neurons(run)
     rows = neurons[neurons.layer == "layers.0.attn"].set_index("neuron")
     acts = np.zeros((len(ids), 32), np.float32)
     for n, row in rows.iterrows():

@@ -77,6 +77,7 @@ from andlib.config import Config, stable_hash
 from andlib.describe.extractive import hyphenated_spans
 from andlib.describe.similarity import get_similarity, top_concepts
 from andlib.store import RESOURCE_DIR, RunDir, resource_digest, resource_path
+from andlib.text.names import normalize_concept
 from andlib.text.nlp import load_spacy
 
 log = logging.getLogger(__name__)
@@ -166,11 +167,6 @@ def load_concept_set(name_or_path: str | os.PathLike) -> list[str]:
 def display_name(concept: str) -> str:
     """How a concept is shown and embedded: ``water_drops`` -> ``water drops``."""
     return " ".join(re.sub(r"[_]+", " ", str(concept)).split())
-
-
-def _norm(text: str) -> str:
-    """Case- and separator-insensitive form: ``Water_Drops`` / ``water-drops`` -> ``water drops``."""
-    return " ".join(w for w in re.split(r"[\s_\-]+", str(text).strip().lower()) if w)
 
 
 def _softmax(x: np.ndarray, scale: float) -> np.ndarray:
@@ -540,7 +536,7 @@ def _clean_item(item: str) -> str:
     item = item.strip(" \t\"'“”‘’`*.,;:!?()[]{}")
     item = _LEAD.sub("", item)
     item = re.sub(r"^(?:a|an|the)\s+", "", item, flags=re.I)
-    return _norm(item)
+    return normalize_concept(item)
 
 
 def _split_items(segment: str, known: Mapping[str, str]) -> list[str]:
@@ -572,7 +568,7 @@ def parse_icl_reply(reply: str, concepts: Sequence[str] = ()) -> list[str]:
     text = str(reply or "").strip()
     if not text:
         return []
-    known = {_norm(c): c for c in concepts}
+    known = {normalize_concept(c): c for c in concepts}
     answers = list(_ANSWER.finditer(text))
     if answers:
         items = _split_items(text[answers[-1].end() :], known)
@@ -581,7 +577,7 @@ def parse_icl_reply(reply: str, concepts: Sequence[str] = ()) -> list[str]:
     elif _QUOTED.search(text):
         items = _QUOTED.findall(text)
     else:  # prose: the concepts it mentions, in order
-        words = f" {_norm(re.sub(r'[^A-Za-z0-9_ -]+', ' ', text))} "
+        words = f" {normalize_concept(re.sub(r'[^A-Za-z0-9_ -]+', ' ', text))} "
         found = []
         for norm in known:
             hits = [p for form in (norm, norm + "s") if (p := words.find(f" {form} ")) >= 0]
@@ -625,7 +621,7 @@ def map_to_concepts_marked(
     """:func:`map_to_concepts` and the number of its leading slots the phrases named; the
     slots after them are padding (the concepts nearest to the phrases on average)."""
     concepts = list(concepts)
-    by_norm = {_norm(c): c for c in concepts}
+    by_norm = {normalize_concept(c): c for c in concepts}
     picked = [_match_exact(p, by_norm) for p in phrases]
     if all(m is not None for m in picked) and len(set(picked)) >= top:
         out = list(dict.fromkeys(m for m in picked if m is not None))[:top]
@@ -764,7 +760,7 @@ def _prewarm_icl(replies: Sequence[str], concepts: list[str], embedder: Any, top
     replies (those of replies that do not name ``top`` concepts outright), so mapping 10^4
     replies costs one embedder call, not one per neuron; the mapping then finds them in the
     embedder's memory. Returns the embedder (the default one when ``embedder`` is None)."""
-    by_norm = {_norm(c): c for c in concepts}
+    by_norm = {normalize_concept(c): c for c in concepts}
     need: set[str] = set()
     for reply in replies:
         phrases = parse_icl_reply(reply, concepts)
@@ -835,7 +831,7 @@ def contrast_vocabulary(
 ) -> frozenset[str]:
     """Words whose presence makes a sentence distinct for calibration's ``keep_contrasts``:
     the sound adjectives of the lexicon and the words of the concept names (singular too)."""
-    words = {w for c in concepts for w in _norm(c).split() if len(w) > 2}
+    words = {w for c in concepts for w in normalize_concept(c).split() if len(w) > 2}
     words |= {w[:-1] for w in words if w.endswith("s") and not w.endswith("ss")}
     return (load_adjective_lexicon() if lexicon is None else lexicon) | frozenset(words)
 
@@ -1221,7 +1217,7 @@ def run_stage(cfg: Config, run: RunDir) -> dict[str, Any]:
         return {"neurons": "up to date"}
     logger = run.logger(STAGE)
     t0 = time.time()
-    from andlib.models.activations import ActivationCache
+    from andlib.store import ActivationCache
     from andlib.text.embeddings import get_embedder
     from andlib.text.llm import get_llm
 

@@ -252,7 +252,7 @@ def _description_methods(rows: pd.DataFrame) -> dict[str, list[str]]:
 
 def last_layer_report(cfg: Config, run: RunDir, layer: str = "classifier") -> dict[str, Any]:
     """``pitch_last_layer.json``'s content; also writes ``pitch_output_neurons.csv``."""
-    from andlib.evaluate.scores import read_neurons
+    from andlib.store import read_neurons
 
     freqs = bin_hz(run)
     lo, hi = note_range_hz(run)
@@ -381,12 +381,8 @@ def relative_depths(layers: Sequence[str]) -> dict[str, float]:
 
 def tuning_tables(cfg: Config, run: RunDir) -> tuple[pd.DataFrame, pd.DataFrame]:
     """``pitch_tuning.csv`` and ``pitch_tuning_curves.csv`` of every recorded layer."""
-    from andlib.evaluate.scores import (
-        activation_index,
-        description_of,
-        load_activations,
-        read_neurons,
-    )
+    from andlib.evaluate.scores import description_of
+    from andlib.store import activation_index, load_activations, read_neurons
 
     index = activation_index(run)
     clip_ids = [str(c) for c in index["clip_ids"]]

@@ -88,16 +88,16 @@ import torch
 from torch import nn
 
 from andlib.config import Config, rng
-from andlib.evaluate.scores import (
+from andlib.evaluate.scores import ranked_concepts
+from andlib.store import (
+    RunDir,
     activation_index,
     input_fingerprint,
-    normalize_concept,
-    ranked_concepts,
     read_clips,
     read_neurons,
     split_list,
 )
-from andlib.store import RunDir
+from andlib.text.names import normalize_concept
 
 STAGE = "prune"
 STRATEGIES = ("ocp", "db", "tab", "random")

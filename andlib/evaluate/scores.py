@@ -61,7 +61,17 @@ import pandas as pd
 
 from andlib.config import Config, ConfigError, dump_config, rng, stable_hash
 from andlib.describe import wording
-from andlib.store import RunDir, atomic_write_text
+from andlib.store import (
+    RunDir,
+    activation_index,
+    atomic_write_text,
+    input_fingerprint,
+    load_activations,
+    read_clips,
+    read_neurons,
+    split_list,
+)
+from andlib.text.names import normalize_concept
 
 STAGE = "evaluate"
 VERSION = 2
@@ -82,65 +92,6 @@ class TextEncoder(Protocol):
 # --------------------------------------------------------------------------------------------
 # Reading the run directory (documented formats; shared with andlib.evaluate.prune)
 # --------------------------------------------------------------------------------------------
-
-
-def split_list(cell: Any) -> list[str]:
-    """A list cell of ``neurons.csv`` (``"dog;rain;wind"``) as a list; empty cells give ``[]``.
-
-    Lists are ``;``-joined; ``|`` and ``,`` are accepted too (concept names contain none).
-    """
-    if cell is None or (isinstance(cell, float) and np.isnan(cell)):
-        return []
-    text = str(cell).strip()
-    if not text:
-        return []
-    sep = next((s for s in (";", "|", ",") if s in text), None)
-    parts = text.split(sep) if sep else [text]
-    return [p.strip() for p in parts if p.strip()]
-
-
-def normalize_concept(name: Any) -> str:
-    """Concept names compared case- and separator-insensitively: ``Water_Drops`` -> ``water drops``."""
-    return " ".join(w for w in re.split(r"[\s_\-]+", str(name).strip().lower()) if w)
-
-
-def activation_index(run: RunDir) -> dict[str, Any]:
-    """``activations/index.json``: ``{"clip_ids": [...], "layers": {key: {file, module, n_neurons}}}``."""
-    return run.read_json("activations/index.json", stage="record")
-
-
-def load_activations(run: RunDir, layer: str, index: dict[str, Any] | None = None) -> np.ndarray:
-    """``[n_clips, n_neurons]`` float32 activations of one recorded layer."""
-    index = index or activation_index(run)
-    if layer not in index["layers"]:
-        raise KeyError(f"layer {layer!r} was not recorded; recorded: {', '.join(index['layers'])}")
-    return np.load(run / "activations" / index["layers"][layer]["file"], mmap_mode="r")
-
-
-def read_neurons(run: RunDir) -> pd.DataFrame:
-    """``neurons.csv`` with ``neuron`` as int."""
-    df = run.read_csv("neurons.csv", stage="summarize")
-    df["neuron"] = df["neuron"].astype(int)
-    df["layer"] = df["layer"].astype(str)
-    return df
-
-
-def read_clips(run: RunDir, clip_ids: Sequence[str] | None = None) -> pd.DataFrame:
-    """``clips.csv`` (ids as str), in the activation arrays' row order when ``clip_ids`` is given."""
-    clips = run.read_csv("clips.csv", stage="record", dtype={"clip_id": str})
-    if clip_ids is not None:
-        clips = clips.set_index("clip_id").reindex(list(clip_ids)).reset_index()
-    return clips
-
-
-def input_fingerprint(run: RunDir, names: Iterable[str]) -> dict[str, list[int] | None]:
-    """Size and modification time of input files: part of a stage key, so a stage reruns when
-    an upstream file is rewritten even if the upstream stage key is unknown."""
-    out: dict[str, list[int] | None] = {}
-    for name in names:
-        p = run / name
-        out[name] = [p.stat().st_size, p.stat().st_mtime_ns] if p.exists() else None
-    return out
 
 
 def description_of(row: pd.Series | dict) -> str:

@@ -40,7 +40,6 @@ from __future__ import annotations
 import json
 import logging
 import re
-import sys
 import warnings
 from collections import Counter
 from collections.abc import Iterable, Iterator, Mapping
@@ -52,7 +51,7 @@ import pandas as pd
 
 from andlib.config import Config
 from andlib.report.measures import _measure_order, measure_label
-from andlib.store import RunDir, atomic_write_text
+from andlib.store import ActivationCache, RunDir, atomic_write_text, input_fingerprint, read_neurons
 
 log = logging.getLogger(__name__)
 
@@ -515,43 +514,11 @@ def r2_per_layer(r2: pd.DataFrame) -> pd.DataFrame:
 # --------------------------------------------------------------------------------------------
 
 
-class _NpyActivations:
-    """``activations/index.json`` + ``<layer>.npy`` read directly (memory-mapped)."""
-
-    def __init__(self, folder: Path):
-        self.folder = folder
-        self.index = json.loads((folder / "index.json").read_text())
-        self.clip_ids = [str(c) for c in self.index["clip_ids"]]
-        self.layers = list(self.index["layers"])
-
-    def __getitem__(self, layer: str) -> np.ndarray:
-        entry = self.index["layers"][layer]
-        return np.load(self.folder / entry.get("file", f"{layer}.npy"), mmap_mode="r")
-
-
-def open_activations(run: RunDir) -> Any:
-    """The run's activations: an object with ``layers``, ``clip_ids`` and ``[layer]`` arrays.
-
-    Reuses :class:`andlib.models.activations.ActivationCache` when that module is already imported;
-    otherwise reads ``activations/index.json`` and the ``.npy`` files directly (the documented
-    format), so analyses and the browser do not pay for importing torch and transformers.
-    """
+def open_activations(run: RunDir) -> ActivationCache:
+    """The run's activations (:class:`andlib.store.ActivationCache`: ``layers``, ``clip_ids``
+    and memory-mapped ``[layer]`` arrays), read without torch."""
     run.require("activations/index.json", "record")
-    module = sys.modules.get("andlib.models.activations")
-    if module is not None and hasattr(module, "ActivationCache"):
-        return module.ActivationCache.load(run)
-    return _NpyActivations(run.path / "activations")
-
-
-def read_neurons(run: RunDir) -> pd.DataFrame:
-    """``neurons.csv`` (every string column kept as text, empty cells as "")."""
-    df = run.read_csv("neurons.csv", stage="concepts")
-    df["layer"] = df["layer"].astype(str)
-    df["neuron"] = df["neuron"].astype(int)
-    for col in ("adjectives", "open_concepts"):
-        if col not in df:
-            df[col] = ""
-    return df
+    return ActivationCache.load(run)
 
 
 def _analysis_file(run: RunDir, name: str) -> Path:
@@ -568,14 +535,6 @@ def read_trend(run: RunDir) -> dict[str, Any] | None:
     """The adjectives-per-layer regression (``analysis/adjective_trend.json``), if computed."""
     p = _analysis_file(run, "adjective_trend.json")
     return json.loads(p.read_text()) if p.exists() else None
-
-
-def _fingerprint(run: RunDir, names: Iterable[str]) -> dict[str, Any]:
-    out = {}
-    for name in names:
-        p = run.path / name
-        out[name] = [p.stat().st_size, p.stat().st_mtime_ns] if p.exists() else None
-    return out
 
 
 TABLES = (
@@ -626,7 +585,7 @@ def stage_key(cfg: Config, run: RunDir) -> str:
         "k",
         "seed",
         "embedder",
-        extra={"inputs": _fingerprint(run, INPUTS), "upstream": upstream, "version": VERSION},
+        extra={"inputs": input_fingerprint(run, INPUTS), "upstream": upstream, "version": VERSION},
     )
 
 

@@ -21,6 +21,7 @@ import numpy as np
 import pandas as pd
 from IPython.display import Audio, Markdown, display
 
+from andlib import store
 from andlib.models import activations
 
 from andlib.report import plots
@@ -39,7 +40,7 @@ display(summary)
 # ## What was recorded
 
 # %%
-cache = activations.ActivationCache.load(run)
+cache = store.ActivationCache.load(run)
 model_info = run.read_json("model.json")
 display(
     Markdown(

@@ -20,6 +20,7 @@ import matplotlib.pyplot as plt
 from IPython.display import Audio, Markdown, display
 
 import andlib.describe.captioning
+import andlib.describe.wording
 from andlib.config import load_config
 from andlib.data.probing import load_probing_set
 from andlib.report.plots import save_figure, show_figures
@@ -66,14 +67,14 @@ for clip_id, caption in zip(sample["clip_id"], sample["caption"], strict=True):
 # few words about every clip cannot tell neurons apart.
 
 # %%
-vocabulary = andlib.describe.captioning.caption_vocabulary(captions["caption"], top=40)
+vocabulary = andlib.describe.wording.caption_vocabulary(captions["caption"], top=40)
 fig, ax = plt.subplots(figsize=(8, 7))
 ax.barh(vocabulary.index[::-1], vocabulary.to_numpy()[::-1])
 ax.set(xlabel="captions using the word", title=f"Caption vocabulary ({cfg.captioner.name})")
 save_figure(fig, "caption_vocabulary", cfg)
 show_figures([fig])
 print(
-    f"{len(andlib.describe.captioning.caption_vocabulary(captions['caption']))} distinct words; "
+    f"{len(andlib.describe.wording.caption_vocabulary(captions['caption']))} distinct words; "
     f"{captions['caption'].nunique()} distinct captions out of {len(captions)}"
 )
 

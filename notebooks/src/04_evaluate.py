@@ -29,6 +29,7 @@ overrides = []
 import pandas as pd
 from IPython.display import Markdown, display
 
+from andlib import store
 from andlib.evaluate import scores as evaluate
 
 from andlib.report import plots
@@ -96,7 +97,7 @@ fig = plots.simulation_by_layer(scores)
 
 # %%
 desc = scores[scores["method"] == "description"].dropna(subset=["pearson"])
-neurons = evaluate.read_neurons(run).set_index(["layer", "neuron"])
+neurons = store.read_neurons(run).set_index(["layer", "neuron"])
 for title, rows in [("best", desc.nlargest(5, "pearson")), ("worst", desc.nsmallest(5, "pearson"))]:
     rows = rows.assign(
         description=[

@@ -30,7 +30,7 @@ from andlib.report import plots
 
 from andlib.evaluate import prune
 from andlib.config import load_config
-from andlib.evaluate.scores import normalize_concept
+from andlib.text.names import normalize_concept
 from andlib.store import RunDir
 
 cfg = load_config(config_path, overrides)
