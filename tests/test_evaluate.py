@@ -421,17 +421,21 @@ def test_last_layer_with_a_second_captioner_uses_the_upstream_stages(
     }
     for name, attrs in fakes.items():
         monkeypatch.setitem(sys.modules, name, types.SimpleNamespace(**attrs))
-    import andlib
+    import importlib
 
     for name in fakes:
-        monkeypatch.setattr(andlib, name.split(".")[1], sys.modules[name], raising=False)
+        package, _, leaf = name.rpartition(".")
+        monkeypatch.setattr(
+            importlib.import_module(package), leaf, sys.modules[name], raising=False
+        )
 
     from andlib.data import probing as data
+    from andlib.data.audio import ProbingSet
 
     def fake_probing(c):
         clips = store.read_clips(run)
         audio = [np.zeros(10, np.float32) for _ in range(len(clips))]
-        return audio.ProbingSet("fake", 16000, audio, clips.iloc[::-1].reset_index(drop=True))
+        return ProbingSet("fake", 16000, audio, clips.iloc[::-1].reset_index(drop=True))
 
     monkeypatch.setattr(data, "load_probing_set", fake_probing)
     results = evaluate.last_layer_accuracy(cfg, run, FakeEmbedder())
