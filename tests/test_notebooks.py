@@ -82,7 +82,8 @@ def out_of_sync(source_py, notebook) -> list[str]:
     import jupytext
 
     src, nb = cell_contents(jupytext.read(source_py)), cell_contents(jupytext.read(notebook))
-    diffs = [f"cell {i}: {a!r} != {b!r}" for i, (a, b) in enumerate(zip(src, nb)) if a != b]
+    pairs = enumerate(zip(src, nb, strict=False))
+    diffs = [f"cell {i}: {a!r} != {b!r}" for i, (a, b) in pairs if a != b]
     if len(src) != len(nb):
         diffs.append(f"{len(src)} cells in the source, {len(nb)} in the notebook")
     return diffs
