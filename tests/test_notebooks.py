@@ -116,3 +116,9 @@ def test_notebook_has_a_parameters_cell_mapping_onto_the_config(path):
     assert "config_path" in src and "overrides" in src
     code = "\n".join("".join(c["source"]) for c in nb["cells"] if c["cell_type"] == "code")
     assert "load_config(config_path, overrides)" in code
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=[p.name for p in NOTEBOOKS])
+def test_notebook_names_its_kernel_language_for_papermill(path):
+    kernelspec = json.loads(path.read_text())["metadata"].get("kernelspec", {})
+    assert kernelspec.get("language") == "python" and kernelspec.get("name") == "python3"

@@ -258,6 +258,56 @@ def draw_spectrogram(ax: plt.Axes, audio: Any, sample_rate: int, n_mels: int = 6
     ax.grid(False)
 
 
+# --- recording and captioning figures (notebooks 01 and 02) ---
+
+
+def activation_histograms(layers: dict[str, Any]) -> plt.Figure:
+    """One log-count histogram per layer of all its activations (every clip and neuron);
+    ``layers``: layer key -> ``[clips, neurons]`` array."""
+    import numpy as np
+
+    fig, axes = plt.subplots(1, len(layers), figsize=(3.3 * len(layers), 2.8), squeeze=False)
+    for ax, (layer, acts) in zip(axes[0], layers.items(), strict=True):
+        values = np.asarray(acts)
+        ax.hist(values.ravel(), bins=80, log=True)
+        ax.set_title(f"{layer} ({values.shape[1]} neurons)")
+        ax.set_xlabel("activation")
+    axes[0, 0].set_ylabel("count (clips × neurons)")
+    fig.tight_layout()
+    return fig
+
+
+def neuron_top_clips(rows: list[list[tuple[str, Any]]], sample_rate: int) -> plt.Figure:
+    """A grid of spectrograms: one row per neuron, one ``(title, audio)`` panel per top clip."""
+    n_cols = max((len(r) for r in rows), default=1)
+    fig, axes = plt.subplots(
+        len(rows), n_cols, figsize=(3.3 * n_cols, 2.4 * len(rows)), squeeze=False
+    )
+    for row, panels in enumerate(rows):
+        for col, (title, audio) in enumerate(panels):
+            draw_spectrogram(axes[row, col], audio, sample_rate)
+            axes[row, col].set_title(title, fontsize=8)
+    fig.tight_layout()
+    return fig
+
+
+def clip_spectrogram(audio: Any, sample_rate: int, title: str) -> plt.Figure:
+    """A wide linear-frequency spectrogram of one clip (time in s, Hz)."""
+    fig, ax = plt.subplots(figsize=(7, 1.8))
+    ax.specgram(audio, Fs=sample_rate, NFFT=512, noverlap=384, cmap="magma")
+    ax.set(xlabel="time (s)", ylabel="Hz", title=title)
+    ax.grid(False)
+    return fig
+
+
+def caption_vocabulary(vocabulary: pd.Series, captioner: str) -> plt.Figure:
+    """Horizontal bars: how many captions use each word (most used on top)."""
+    fig, ax = plt.subplots(figsize=(8, 7))
+    ax.barh(vocabulary.index[::-1], vocabulary.to_numpy()[::-1])
+    ax.set(xlabel="captions using the word", title=f"Caption vocabulary ({captioner})")
+    return fig
+
+
 # --- analysis figures (andlib.report.analysis) ---
 
 

@@ -16,13 +16,13 @@ config_path = "configs/default.yaml"
 overrides = []
 
 # %%
-import matplotlib.pyplot as plt
 from IPython.display import Audio, Markdown, display
 
 import andlib.describe.captioning
 import andlib.describe.wording
 from andlib.config import load_config
 from andlib.data.probing import load_probing_set
+from andlib.report import plots
 from andlib.report.plots import save_figure, show_figures
 from andlib.store import RunDir
 
@@ -54,11 +54,7 @@ for clip_id, caption in zip(sample["clip_id"], sample["caption"], strict=True):
     category = probing_set.meta.loc[probing_set.index_of(clip_id), "category"]
     display(Markdown(f"**{clip_id}** ({category or 'no label'}): {caption}"))
     display(Audio(audio, rate=probing_set.sample_rate))
-    fig, ax = plt.subplots(figsize=(7, 1.8))
-    ax.specgram(audio, Fs=probing_set.sample_rate, NFFT=512, noverlap=384, cmap="magma")
-    ax.set(xlabel="time (s)", ylabel="Hz", title=clip_id)
-    ax.grid(False)
-    show_figures([fig])
+    show_figures([plots.clip_spectrogram(audio, probing_set.sample_rate, clip_id)])
 
 # %% [markdown]
 # ## The vocabulary
@@ -68,9 +64,7 @@ for clip_id, caption in zip(sample["clip_id"], sample["caption"], strict=True):
 
 # %%
 vocabulary = andlib.describe.wording.caption_vocabulary(captions["caption"], top=40)
-fig, ax = plt.subplots(figsize=(8, 7))
-ax.barh(vocabulary.index[::-1], vocabulary.to_numpy()[::-1])
-ax.set(xlabel="captions using the word", title=f"Caption vocabulary ({cfg.captioner.name})")
+fig = plots.caption_vocabulary(vocabulary, cfg.captioner.name)
 save_figure(fig, "caption_vocabulary", cfg)
 show_figures([fig])
 print(
