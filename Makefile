@@ -11,7 +11,7 @@ export TOKENIZERS_PARALLELISM ?= false
 export NUMBA_CACHE_DIR ?= $(CURDIR)/.cache/numba
 export MPLBACKEND ?= Agg
 
-.PHONY: setup reproduce test test-fast browser-test lint format typecheck bench clean
+.PHONY: setup reproduce test test-fast browser-test lint format typecheck bench notebooks clean
 
 # Idempotent: the stamp is rebuilt only when pyproject.toml or constraints.txt change.
 setup: $(VENV)/.installed
@@ -58,6 +58,11 @@ format: setup
 
 typecheck: setup
 	$(PY) -m mypy andlib --ignore-missing-imports
+
+# notebooks/NN_name.ipynb <-> notebooks/src/NN_name.py, paired by jupytext (notebooks/jupytext.toml):
+# the newer side of each pair is written onto the other.
+notebooks: setup
+	$(PY) -m jupytext --sync notebooks/src/[0-9][0-9]_*.py
 
 bench: setup
 	for b in benchmarks/*.py; do echo "== $$b"; $(PY) $$b || exit 1; done

@@ -18,13 +18,13 @@ from andlib.config import ConfigError, load_config
 
 PROJECT_ERRORS = (
     ("andlib.config", "ConfigError"),
-    ("andlib.data", "AudioError"),
-    ("andlib.llm", "LLMError"),
-    ("andlib.captioning", "CaptionError"),
-    ("andlib.models", "ModelLoadError"),
-    ("andlib.activations", "LayerError"),
-    ("andlib.concepts", "TABUnavailable"),
-    ("andlib.concepts", "ClapLoadError"),
+    ("andlib.data.audio", "AudioError"),
+    ("andlib.text.llm", "LLMError"),
+    ("andlib.describe.captioners", "CaptionError"),
+    ("andlib.models.base", "ModelLoadError"),
+    ("andlib.models.activations", "LayerError"),
+    ("andlib.describe.concepts", "TABUnavailable"),
+    ("andlib.describe.concepts", "ClapLoadError"),
     ("andlib.pipeline", "NotebookFailed"),
 )
 """``(module, class)`` of the errors reported as one message; modules are not imported for it
@@ -158,7 +158,7 @@ def _run(args: argparse.Namespace) -> int:
         overrides.append(f"model.name=trained:{args.strategy}")
     cfg = load_config(args.config, overrides)
     if args.command == "caption" and args.paths:
-        from andlib.captioning import caption_paths_cli
+        from andlib.describe.captioning import caption_paths_cli
 
         return caption_paths_cli(cfg, args.paths)
     from andlib.pipeline import run_stage

@@ -43,7 +43,7 @@ class DataConfig:
     dataset: str = "esc50"
     """``esc50`` (official layout), ``folder`` (any directory of audio), ``synthetic`` (a
     battery of probes) or ``pitched`` (seeded synthetic notes with known f0 and timbre,
-    :mod:`andlib.pitched`)."""
+    :mod:`andlib.data.pitched`)."""
     root: str | None = None
     """Data root. ``None``: ``$ANDLIB_DATA_DIR``, else ``../shared/data/esc50-16k`` when it
     exists, else ``<cache_dir>/esc50`` (downloaded when online)."""
@@ -253,7 +253,7 @@ class EmbedderConfig:
 
 @dataclass
 class SimilarityConfig:
-    """Constants of the similarity functions (:mod:`andlib.similarity`).
+    """Constants of the similarity functions (:mod:`andlib.describe.similarity`).
 
     The defaults are CLIP-Dissect's (Oikarinen & Weng, 2023), which AND's code reuses
     unchanged, so they are also the paper's values. CLIP-Dissect tuned them on Broden's ~63k

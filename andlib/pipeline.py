@@ -18,19 +18,19 @@ from pathlib import Path
 from typing import Any
 
 from andlib.config import PROJECT_ROOT, Config, find_config_file, load_config
-from andlib.runs import RunDir
+from andlib.store import RunDir, strategy_run_path
 
 # CLI stage name -> modules whose run_stage(cfg, run) it calls, in order.
 STAGES: dict[str, tuple[str, ...]] = {
-    "train": ("andlib.train",),
-    "record": ("andlib.activations",),
-    "caption": ("andlib.captioning",),
-    "summarize": ("andlib.summarize", "andlib.concepts"),
-    "evaluate": ("andlib.evaluate",),
-    "prune": ("andlib.prune",),
-    "analyze": ("andlib.analysis",),
-    "pitch": ("andlib.pitch_eval",),
-    "atlas": ("andlib.atlas",),
+    "train": ("andlib.models.train",),
+    "record": ("andlib.models.activations",),
+    "caption": ("andlib.describe.captioning",),
+    "summarize": ("andlib.describe.summarize", "andlib.describe.concepts"),
+    "evaluate": ("andlib.evaluate.scores",),
+    "prune": ("andlib.evaluate.prune",),
+    "analyze": ("andlib.report.analysis",),
+    "pitch": ("andlib.evaluate.pitch",),
+    "atlas": ("andlib.report.atlas",),
 }
 
 NOTEBOOK_DIR = PROJECT_ROOT / "notebooks"
@@ -109,15 +109,8 @@ def reproduction_plan(cfg: Config, overrides: list[str]) -> list[tuple[Path, lis
     return plan
 
 
-def strategy_run_path(cfg: Config, strategy: str, seed: int | None = None) -> Path:
-    """The run directory of one strategy of a strategies config: ``<run_dir>/<strategy>``, or
-    for one training seed ``<run_dir>/<strategy>/seed<k>``."""
-    path = cfg.run_path / strategy
-    return path if seed is None else path / f"seed{seed}"
-
-
 def _is_pitch_comparison(cfg: Config) -> bool:
-    from andlib.pitch_eval import is_pitch_config
+    from andlib.evaluate.pitch import is_pitch_config
 
     return is_pitch_config(cfg)
 
@@ -126,14 +119,14 @@ def reproduce(config_path: str, overrides: list[str] | None = None, out: str | N
     """Execute the numbered notebooks in order with papermill into ``<run_dir>/notebooks/``.
 
     Prints a progress line per notebook and streams each kernel's log lines and progress bars
-    to the terminal as they come (:mod:`andlib.progress`; ``ANDLIB_PROGRESS=0``: off), then
+    to the terminal as they come (:mod:`andlib.report.progress`; ``ANDLIB_PROGRESS=0``: off), then
     a closing summary (outputs, figures, atlas, headline numbers); on error, stops with the
     failing notebook's path and cell. Every notebook reuses the stages whose inputs have not
     changed, so a second run with a cached model only recomputes what changed.
     """
     import papermill as pm
 
-    from andlib import progress
+    from andlib.report import progress
 
     overrides = list(overrides or [])
     if out:

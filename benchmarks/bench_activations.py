@@ -38,11 +38,13 @@ import numpy as np
 import torch
 from peak_rss import reset_peak_rss, status_mib
 
-from andlib.activations import ActivationRecorder, record_target, resolve_layers
 from andlib.config import load_config
-from andlib.data import ProbingSet, load_probing_set
-from andlib.models import TargetModel, _hf_preprocess
-from andlib.runs import RunDir
+from andlib.data.audio import ProbingSet
+from andlib.data.probing import load_probing_set
+from andlib.models.activations import ActivationRecorder, record_target, resolve_layers
+from andlib.models.base import TargetModel
+from andlib.models.registry import _hf_preprocess
+from andlib.store import RunDir
 
 
 def default_shaped_target(seed: int = 0) -> TargetModel:

@@ -15,9 +15,10 @@ import time
 
 os.environ.setdefault("NUMBA_CACHE_DIR", str(os.path.join(".cache", "numba")))
 
-from andlib.captioning import FEATURE_COLUMNS, SetNorms, describe, extract_features  # noqa: E402
 from andlib.config import load_config  # noqa: E402
-from andlib.data import load_probing_set  # noqa: E402
+from andlib.data.probing import load_probing_set  # noqa: E402
+from andlib.describe.features import FEATURE_COLUMNS, extract_features  # noqa: E402
+from andlib.describe.wording import SetNorms, describe  # noqa: E402
 
 
 def main() -> None:

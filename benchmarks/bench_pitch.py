@@ -40,11 +40,11 @@ def measure(name: str, clips: int, duration: float, batch_size: int, threads: in
     """Record one model's preset layers on ``clips`` pitched notes; return the figures."""
     import torch
 
-    from andlib.activations import record_target, resolve_layers
     from andlib.config import load_config
-    from andlib.data import load_probing_set
-    from andlib.models import load_target
-    from andlib.runs import RunDir
+    from andlib.data.probing import load_probing_set
+    from andlib.models.activations import record_target, resolve_layers
+    from andlib.models.registry import load_target
+    from andlib.store import RunDir
 
     torch.set_num_threads(threads)
     with tempfile.TemporaryDirectory() as tmp:

@@ -11,8 +11,8 @@ Selections are synthetic but shaped like real ones over the ``preset:ast`` hidde
 ``tab`` each pick every hidden neuron with probability ``--ocp`` / ``--db`` / ``--tab`` over
 the total (so most selections reach block 0 and little can be skipped: a pessimistic case),
 and ``random`` draws ``prune.random_draws`` selections with the per-layer counts of the
-largest, as :func:`andlib.prune.plan_selections` does. All of them go through
-:func:`andlib.prune.masked_logits` and :func:`andlib.prune.concept_metrics`, exactly as the
+largest, as :func:`andlib.evaluate.prune.plan_selections` does. All of them go through
+:func:`andlib.evaluate.prune.masked_logits` and :func:`andlib.evaluate.prune.concept_metrics`, exactly as the
 stage does.
 
 The cached AST path (``prune.fast``) is timed on every class; the full-forward path only on
@@ -35,10 +35,10 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 import numpy as np
 import torch
 
-from andlib.activations import resolve_layers
 from andlib.config import load_config, rng
-from andlib.prune import NeuronPruner, concept_metrics, masked_logits, random_neurons
-from andlib.train import _ARCHITECTURE
+from andlib.evaluate.prune import NeuronPruner, concept_metrics, masked_logits, random_neurons
+from andlib.models.activations import resolve_layers
+from andlib.models.train import _ARCHITECTURE
 
 SHAPE = tuple(k for k in _ARCHITECTURE if k != "dropout")
 """The ``TrainConfig`` fields a cached model must share to stand for the default model."""

@@ -22,7 +22,7 @@ notebook kernel sees) through the real stages with the offline backends: summari
 (Modules A/B/C), evaluate (last-layer accuracy with every captioner of ``evaluate.captioners``,
 the caption-quality sweep, simulation scoring) and analysis. Then the LLM path at the largest
 size: the summarize requests sent to a loopback OpenAI-compatible server that answers at once
-(:mod:`andlib.loopback`, in its own process): client-side requests per second, the reply cache
+(:mod:`andlib.text.loopback`, in its own process): client-side requests per second, the reply cache
 filled to every request of the stage, and a fully cached re-run of the stage.
 
 The last line is exactly ``scale: <N> neurons, <S> s, <M> ms/neuron, peak <G> GB, growth <R>x``:
@@ -48,6 +48,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+import andlib.describe.extractive as extractive
+
 ROOT = Path(__file__).resolve().parents[1]
 SIZES: dict[str, tuple[int, int, int]] = {
     "3k": (4, 128, 512),
@@ -57,8 +59,8 @@ SIZES: dict[str, tuple[int, int, int]] = {
 N_CLASSES = 50
 STAGES = ("summarize", "concepts", "evaluate", "analysis")
 FUNCTIONS = {  # module -> functions timed inside the stages (when the module has them)
-    "andlib.summarize": ["summarize_all", "caption_attributes"],
-    "andlib.concepts": [
+    "andlib.describe.summarize": ["summarize_all", "caption_attributes"],
+    "andlib.describe.concepts": [
         "calibrate_many",
         "_analyse",
         "judge_adjectives",
@@ -67,13 +69,13 @@ FUNCTIONS = {  # module -> functions timed inside the stages (when the module ha
         "top_concepts",
         "icl_concepts",
     ],
-    "andlib.evaluate": [
+    "andlib.evaluate.scores": [
         "last_layer_accuracy",
         "classifier_neurons_with_captioner",
         "caption_quality_sweep",
         "simulation_scores",
     ],
-    "andlib.analysis": [
+    "andlib.report.analysis": [
         "compute_tables",
         "make_figures",
         "top_clips_table",
@@ -183,11 +185,11 @@ def time_functions() -> dict[str, list[float]]:
 
 def prepare(out: Path) -> dict[str, Any]:
     """``<out>/base``: clips.csv, captions.csv, features.csv of the 2,000 clips (cached)."""
-    from andlib import captioning
-    from andlib.activations import clips_frame
-    from andlib.captioning import AcousticCaptioner
-    from andlib.data import load_probing_set
-    from andlib.runs import RunDir
+    from andlib.data.probing import load_probing_set
+    from andlib.describe import captioning
+    from andlib.describe.captioners import AcousticCaptioner
+    from andlib.models.activations import clips_frame
+    from andlib.store import RunDir
 
     cfg = config(out, "base", out / "cache")
     run = RunDir.from_config(cfg)
@@ -242,8 +244,8 @@ def layer_activations(z: np.ndarray, width: int, kind: str, seed: int) -> np.nda
 
 def build_run(out: Path, size: str, k: int) -> tuple[Path, float]:
     """``<out>/run-<size>``: the base run's captions plus synthetic record-stage outputs."""
-    from andlib.activations import ActivationCache, topk_table
-    from andlib.runs import RunDir, save_npy
+    from andlib.models.activations import topk_table
+    from andlib.store import ActivationCache, RunDir, save_npy
 
     t0 = time.perf_counter()
     base = out / "base"
@@ -311,8 +313,10 @@ def build_run(out: Path, size: str, k: int) -> tuple[Path, float]:
 
 
 def worker(out: Path, size: str, profile: bool, rerun: bool) -> dict[str, Any]:
-    from andlib import analysis, concepts, evaluate, summarize
-    from andlib.runs import RunDir
+    from andlib.describe import concepts, summarize
+    from andlib.evaluate import scores as evaluate
+    from andlib.report import analysis
+    from andlib.store import RunDir
 
     cache = out / f"cache-{size}"  # a fresh cache (embeddings, LLM) ...
     if cache.exists():
@@ -326,7 +330,7 @@ def worker(out: Path, size: str, profile: bool, rerun: bool) -> dict[str, Any]:
     cfg = config(out, f"run-{size}", cache)
     run = RunDir(dest)
     from andlib.config import dump_config
-    from andlib.runs import atomic_write_text
+    from andlib.store import atomic_write_text
 
     atomic_write_text(dest / "config.yaml", dump_config(cfg))
     totals = time_functions()
@@ -358,11 +362,11 @@ def worker(out: Path, size: str, profile: bool, rerun: bool) -> dict[str, Any]:
             result["concept_timings"] = info["timings"]
     result["functions"] = {k: [int(n), round(s, 2)] for k, (n, s) in totals.items() if n}
     if rerun:  # the stages again as a new kernel runs them: nothing in memory, caches warm
-        import andlib.embeddings
+        import andlib.text.embeddings
 
-        andlib.embeddings._cached.cache_clear()
-        summarize._parsed.clear()
-        summarize._items.clear()
+        andlib.text.embeddings._cached.cache_clear()
+        extractive._parsed.clear()
+        extractive._items.clear()
         for stage in STAGES:
             run.invalidate(stage)
         t = time.perf_counter()
@@ -396,10 +400,10 @@ def _digest(path: Path) -> str | None:
 def llm_worker(out: Path, size: str, requests: int, concurrency: int) -> dict[str, Any]:
     """Requests per second of the summarize stage through the openai backend, the reply
     cache filled to every request of the stage, and a fully cached re-run."""
-    from andlib import summarize
-    from andlib.llm import LLM, OpenAILLM, ReplyCache, get_llm
-    from andlib.loopback import loopback_process
-    from andlib.runs import RunDir
+    from andlib.describe import summarize
+    from andlib.store import RunDir
+    from andlib.text.llm import LLM, OpenAILLM, ReplyCache, get_llm
+    from andlib.text.loopback import loopback_process
 
     src = out / f"run-{size}"
     dest = out / f"llm-run-{size}"

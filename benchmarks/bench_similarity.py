@@ -16,7 +16,7 @@ from collections.abc import Callable
 
 import torch
 
-from andlib.similarity import SIMILARITY_FUNCTIONS
+from andlib.describe.similarity import SIMILARITY_FUNCTIONS
 
 
 def _wpmi_normalise(log_p: torch.Tensor, lam: float) -> torch.Tensor:

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
-import andlib.summarize as summ
+import andlib.describe.extractive as extractive
 from andlib.config import PROJECT_ROOT
 
 POOL = [
@@ -49,9 +49,9 @@ def main() -> None:
     pool, source = load_pool(args.captions)
     rs = np.random.default_rng(0)
     neurons = [[pool[i] for i in rs.integers(0, len(pool), args.k)] for _ in range(args.neurons)]
-    summ._spacy()  # load the pipeline outside the timings
+    extractive._spacy()  # load the pipeline outside the timings
     parses = 0
-    real = summ._spacy
+    real = extractive._spacy
 
     class Counting:
         def __init__(self, nlp):
@@ -64,19 +64,19 @@ def main() -> None:
             return self.nlp.pipe(texts, batch_size=batch_size)
 
     nlp = real()
-    summ._spacy = lambda: Counting(nlp)  # type: ignore[assignment]
+    extractive._spacy = lambda: Counting(nlp)  # type: ignore[assignment]
     try:
-        summ._parsed.clear()
+        extractive._parsed.clear()
         print(f"{len(pool)} captions from {source}; {args.neurons} neurons of {args.k} captions")
         for label in ("cold (parsing on first use)", "warm (every caption parsed)"):
             before = parses
             t0 = time.perf_counter()
             for captions in neurons:
-                summ.summarize_captions(captions)
+                extractive.summarize_captions(captions)
             ms = (time.perf_counter() - t0) / len(neurons) * 1000
             print(f"{label:30s} {ms:7.2f} ms/neuron, {parses - before} clauses parsed")
     finally:
-        summ._spacy = real  # type: ignore[assignment]
+        extractive._spacy = real  # type: ignore[assignment]
 
 
 if __name__ == "__main__":

@@ -2,7 +2,7 @@
 
 For each variant (``min_share``, ``max_items``, ``max_sources``) the high and low summaries of
 every neuron are rebuilt from the run's own ``neuron_topk.csv`` and ``captions.csv``, Module B
-calibrates them as the concepts stage does, and :func:`andlib.evaluate.simulation_scores`
+calibrates them as the concepts stage does, and :func:`andlib.evaluate.scores.simulation_scores`
 scores the calibrated descriptions in a scratch copy of the run (the run itself is not
 touched). Prints one line a variant: mean Pearson r of ``description`` and of
 ``random_description``, and the mean words of the descriptions.
@@ -24,17 +24,17 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 import pandas as pd
 
-from andlib.concepts import (
+from andlib.config import load_config
+from andlib.describe.concepts import (
     calibrate_many,
     contrast_vocabulary,
     load_adjective_lexicon,
     load_concept_set,
 )
-from andlib.config import load_config
-from andlib.embeddings import get_embedder
-from andlib.evaluate import simulation_scores
-from andlib.runs import RunDir
-from andlib.summarize import summarize_captions
+from andlib.describe.extractive import summarize_captions
+from andlib.evaluate.scores import simulation_scores
+from andlib.store import RunDir
+from andlib.text.embeddings import get_embedder
 
 
 def main() -> None:

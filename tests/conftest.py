@@ -16,7 +16,7 @@ import pytest
 import soundfile as sf
 
 from andlib.config import Config, load_config
-from andlib.data import SHARED_ESC50
+from andlib.data.esc50 import SHARED_ESC50
 
 requires_esc50 = pytest.mark.skipif(
     not (SHARED_ESC50 / "meta" / "esc50.csv").exists(), reason="shared ESC-50 copy not present"

@@ -10,8 +10,8 @@ import pytest
 import torch
 from torch import nn
 
-from andlib.activations import (
-    ActivationCache,
+from andlib.data.audio import ProbingSet
+from andlib.models.activations import (
     ActivationRecorder,
     LayerError,
     pool_output,
@@ -20,9 +20,9 @@ from andlib.activations import (
     run_stage,
     topk_table,
 )
-from andlib.data import ProbingSet
-from andlib.models import TargetModel, _hf_preprocess
-from andlib.runs import RunDir
+from andlib.models.base import TargetModel
+from andlib.models.registry import _hf_preprocess
+from andlib.store import ActivationCache, RunDir
 from tests.conftest import tiny_speech_config
 
 SR = 16000
@@ -364,14 +364,14 @@ def test_run_stage_on_a_save_pretrained_directory(tmp_path, tmp_cfg, tiny_ast, m
     assert set(topk["clip_id"]) <= set(clips["clip_id"])
     assert run.exists("skipped.csv")
 
-    import andlib.activations as act
+    import andlib.models.activations as act
 
     monkeypatch.setattr(act, "load_target", lambda cfg: pytest.fail("stage not reused"))
     assert run_stage(cfg, run)["reused"]
 
 
 def test_record_key_follows_the_trained_model_not_unrelated_training_settings(tmp_cfg):
-    from andlib.activations import stage_key
+    from andlib.models.activations import stage_key
 
     base = stage_key(tmp_cfg())
     assert stage_key(tmp_cfg({"train.linear_lr": 0.01})) == base  # an ssl-only setting

@@ -9,8 +9,9 @@ import pandas as pd
 import pytest
 from scipy import stats
 
-from andlib import analysis as an
-from andlib.runs import RunDir
+from andlib.report import analysis as an
+from andlib.report import measures
+from andlib.store import RunDir
 from tests.test_browser import LAYERS, make_run_dir
 
 
@@ -243,9 +244,9 @@ class FakeEmbedder:
 
 @pytest.fixture
 def fake_embedder(monkeypatch):
-    import andlib.embeddings
+    import andlib.text.embeddings
 
-    monkeypatch.setattr(andlib.embeddings, "get_embedder", lambda cfg=None: FakeEmbedder())
+    monkeypatch.setattr(andlib.text.embeddings, "get_embedder", lambda cfg=None: FakeEmbedder())
 
 
 def test_run_stage_writes_tables_and_figures_then_is_cached(tmp_cfg, fake_embedder, monkeypatch):
@@ -560,9 +561,9 @@ def test_seed_runs_are_aggregated_with_their_spread_and_orderings_that_hold_in_e
     verdict = (out / "strategies_verdict.txt").read_text()
     assert verdict == result["verdict"] + "\n"
     lines = {line.split(":")[0].lstrip("- "): line for line in verdict.splitlines()[1:]}
-    assert "supervised (mean 0.25" in lines[an.MEASURES["class_purity_slope"]]
-    assert "> ssl-frozen (mean 0.075" in lines[an.MEASURES["class_purity_slope"]]
-    assert lines[an.MEASURES["heldout_accuracy"]].endswith("no ordering holds in every seed.")
+    assert "supervised (mean 0.25" in lines[measures.MEASURES["class_purity_slope"]]
+    assert "> ssl-frozen (mean 0.075" in lines[measures.MEASURES["class_purity_slope"]]
+    assert lines[measures.MEASURES["heldout_accuracy"]].endswith("no ordering holds in every seed.")
     # the per-seed tables keep every seed
     per_seed = pd.read_csv(out / "strategies_seed_measures.csv")
     assert len(per_seed[per_seed["measure"] == "class_purity_slope"]) == 4
@@ -576,7 +577,7 @@ def test_seed_runs_are_aggregated_with_their_spread_and_orderings_that_hold_in_e
 def test_the_comparison_figures_show_every_seed(tmp_cfg):
     import matplotlib.pyplot as plt
 
-    from andlib import plots
+    from andlib.report import plots
 
     cfg = tmp_cfg({"strategies": ["supervised", "ssl-frozen"], "seeds": [0, 1]})
     for (model, seed), args in SEED_RUNS.items():
@@ -589,7 +590,7 @@ def test_the_comparison_figures_show_every_seed(tmp_cfg):
     plt.close(fig)
     fig = plots.plot_seed_measures(result["per_seed"])
     titles = [ax.get_title() for ax in fig.axes if ax.get_visible()]
-    slope_ax = fig.axes[titles.index(an.MEASURES["class_purity_slope"])]
+    slope_ax = fig.axes[titles.index(measures.MEASURES["class_purity_slope"])]
     points = [ln for ln in slope_ax.get_lines() if ln.get_marker() not in ("None", "", None)]
     points = [ln for ln in points if ln.get_marker() in plots.SEED_MARKERS]
     assert len(points) == 4  # two models x two seeds, one marker each

@@ -1,4 +1,4 @@
-"""The atlas (``andlib.atlas``): the static site's files, its data, its media and their reuse.
+"""The atlas (``andlib.report.atlas``): the static site's files, its data, its media and their reuse.
 
 The pages themselves are tested in a real browser by ``tests/test_atlas_browser.py``.
 """
@@ -15,8 +15,8 @@ import pandas as pd
 import pytest
 import soundfile as sf
 
-from andlib.atlas import build_atlas, headline, media_name
-from andlib.runs import RunDir
+from andlib.report.atlas import build_atlas, headline, media_name
+from andlib.store import RunDir
 from tests.test_browser import LAYERS, N_CLIPS, K, make_run_dir
 
 
@@ -204,7 +204,7 @@ def test_atlas_is_a_cli_stage(tmp_cfg, capsys):
     from andlib.cli import main
     from andlib.pipeline import STAGES
 
-    assert STAGES["atlas"] == ("andlib.atlas",)
+    assert STAGES["atlas"] == ("andlib.report.atlas",)
     run = make_run_dir(tmp_cfg({"k": K}))
     assert main(["atlas", "--config", "configs/default.yaml", "--out", str(run.path)]) == 0
     printed = capsys.readouterr().out

@@ -21,8 +21,8 @@ from typing import Any
 import pandas as pd
 import pytest
 
-from andlib.atlas import build_atlas
-from andlib.runs import RunDir
+from andlib.report.atlas import build_atlas
+from andlib.store import RunDir
 from tests.test_atlas import enrich_run
 from tests.test_browser import make_run_dir
 

@@ -13,7 +13,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from andlib.runs import RunDir, save_npy
+from andlib.store import RunDir, save_npy
 from tests.conftest import write_tone
 
 LAYERS = {"layers.0.mlp": 4, "layers.1.mlp": 4, "classifier": 3}
@@ -116,7 +116,7 @@ def _acts(run: RunDir, layer: str) -> np.ndarray:
 
 
 def test_neuron_record_assembles_text_concepts_and_clips(run):
-    from andlib.browser import neuron_record
+    from andlib.report.browser import neuron_record
 
     rec = neuron_record(run, "layers.1.mlp", 1)
     neurons = pd.read_csv(run / "neurons.csv", keep_default_na=False)
@@ -141,7 +141,7 @@ def test_neuron_record_assembles_text_concepts_and_clips(run):
 
 
 def test_neuron_record_without_descriptions_uses_topk_then_activations(tmp_cfg):
-    from andlib.browser import neuron_record
+    from andlib.report.browser import neuron_record
 
     run = make_run_dir(tmp_cfg({"k": K, "data.duration": 0.5}), with_neurons=False)
     rec = neuron_record(run, "layers.0.mlp", 2)
@@ -154,7 +154,7 @@ def test_neuron_record_without_descriptions_uses_topk_then_activations(tmp_cfg):
 
 
 def test_search_neurons_by_concept_or_description_word(run):
-    from andlib.browser import search_neurons
+    from andlib.report.browser import search_neurons
 
     hits = search_neurons(run, "water drops")  # matches the closed-set concept water_drops
     assert set(zip(hits.layer, hits.neuron, strict=True)) == {(layer, 1) for layer in LAYERS}
@@ -175,7 +175,7 @@ def test_search_neurons_by_concept_or_description_word(run):
 def test_browser_builds_and_navigates_without_a_display(run):
     import ipywidgets as w
 
-    from andlib.browser import NeuronBrowser
+    from andlib.report.browser import NeuronBrowser
 
     app = NeuronBrowser(run)
     assert list(app.layer.options) == ["layers.0.mlp", "layers.1.mlp", "classifier"]
@@ -204,7 +204,7 @@ def _walk(widget):
 
 
 def test_static_overview_renders_html(run):
-    from andlib.browser import pick_neurons, static_overview
+    from andlib.report.browser import pick_neurons, static_overview
 
     picked = pick_neurons(run, n=3)
     assert [layer for layer, _ in picked] == ["layers.0.mlp", "layers.1.mlp", "classifier"]
@@ -214,7 +214,7 @@ def test_static_overview_renders_html(run):
 
 
 def test_synthetic_clips_without_a_path_are_rendered(tmp_cfg):
-    from andlib.browser import RunView
+    from andlib.report.browser import RunView
 
     run = RunDir.from_config(tmp_cfg({"data.dataset": "synthetic", "data.duration": 0.5}))
     run.write_csv("clips.csv", pd.DataFrame({"clip_id": ["tone_100hz", "mystery"], "path": ""}))
@@ -225,7 +225,7 @@ def test_synthetic_clips_without_a_path_are_rendered(tmp_cfg):
 
 
 def test_empty_run_gives_an_empty_browser(tmp_cfg):
-    from andlib.browser import NeuronBrowser, static_overview
+    from andlib.report.browser import NeuronBrowser, static_overview
 
     run = RunDir.from_config(tmp_cfg())
     app = NeuronBrowser(run)

@@ -17,22 +17,15 @@ import pandas as pd
 import pytest
 import soundfile as sf
 
-from andlib import captioning
-from andlib.captioning import (
-    FEATURE_COLUMNS,
-    AcousticCaptioner,
-    CaptionError,
-    SetNorms,
-    acoustic_features,
-    caption_paths_cli,
-    describe,
-    get_captioner,
-    identity_sentence,
-    run_stage,
-)
 from andlib.config import PROJECT_ROOT, ConfigError, load_config
-from andlib.data import ProbingSet, probe_specs, synthetic_probes
-from andlib.runs import RunDir
+from andlib.data.audio import ProbingSet
+from andlib.data.probing import probe_specs, synthetic_probes
+from andlib.describe import captioners, features, wording
+from andlib.describe.captioners import AcousticCaptioner, CaptionError
+from andlib.describe.captioning import caption_paths_cli, get_captioner, run_stage
+from andlib.describe.features import FEATURE_COLUMNS, acoustic_features
+from andlib.describe.wording import SetNorms, describe, identity_sentence
+from andlib.store import RunDir
 from tests.conftest import write_tone
 
 SR = 16000
@@ -171,8 +164,8 @@ def test_captions_are_deterministic_and_varied(probes):
 def test_parallel_extraction_matches_serial():
     rng = np.random.default_rng(0)
     audios = [(0.1 * rng.standard_normal(SR // 2)).astype(np.float32) for _ in range(50)]
-    parallel = captioning.extract_features(audios, SR, num_workers=2)
-    serial = captioning.extract_features(audios[:3], SR, num_workers=1)
+    parallel = features.extract_features(audios, SR, num_workers=2)
+    serial = features.extract_features(audios[:3], SR, num_workers=1)
     assert len(parallel) == 50 and parallel[:3] == serial
 
 
@@ -209,7 +202,7 @@ def test_metadata_prefix(tmp_cfg):
     plain = get_captioner(tmp_cfg({"captioner.name": "acoustic"})).caption(ps)
     assert caps[0].endswith(plain[0])
     assert identity_sentence("") == ""
-    assert len(captioning.ESC50_PHRASES) == 50
+    assert len(wording.ESC50_PHRASES) == 50
 
 
 def test_unknown_captioner_is_a_config_error(tmp_cfg):
@@ -227,9 +220,9 @@ def test_stage_writes_outputs_follows_clips_csv_and_reuses_the_cache(tmp_cfg, mo
     run.write_csv("clips.csv", pd.DataFrame({"clip_id": order, "path": ""}))
 
     calls = []
-    real = captioning.extract_features
+    real = features.extract_features
     monkeypatch.setattr(
-        captioning, "extract_features", lambda a, *rest: calls.append(len(a)) or real(a, *rest)
+        captioners, "extract_features", lambda a, *rest: calls.append(len(a)) or real(a, *rest)
     )
     summary = run_stage(cfg, run)
     assert summary["captions"] == 15 and sum(calls) == 15

@@ -64,10 +64,10 @@ def test_bad_override_exits_2_with_the_key_named(capsys):
 
 
 def _errors():
-    from andlib.captioning import CaptionError
-    from andlib.data import AudioError
-    from andlib.llm import LLMError
-    from andlib.models import ModelLoadError
+    from andlib.data.audio import AudioError
+    from andlib.describe.captioners import CaptionError
+    from andlib.models.base import ModelLoadError
+    from andlib.text.llm import LLMError
 
     return [
         LLMError("2 of 6 requests failed:\n  - n1: HTTP 400\n  - n4: cut off at 800 tokens"),
@@ -98,7 +98,7 @@ def test_project_errors_end_with_one_message_and_status_1(monkeypatch, capsys, t
 
 def test_debug_flag_or_env_shows_the_traceback(monkeypatch, tmp_path):
     import andlib.pipeline
-    from andlib.llm import LLMError
+    from andlib.text.llm import LLMError
 
     def fail(stage, cfg):
         raise LLMError("n1: HTTP 400")

@@ -8,8 +8,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from andlib import concepts as C
-from andlib.concepts import (
+from andlib.describe import concepts as C
+from andlib.describe.concepts import (
     ClapScorer,
     acoustic_adjectives,
     acoustic_adjectives_many,
@@ -26,7 +26,7 @@ from andlib.concepts import (
     split_sentences,
     tab_concepts,
 )
-from andlib.runs import RunDir
+from andlib.store import RunDir
 from tests.conftest import requires_esc50
 
 ESC50 = load_concept_set("esc50")
@@ -34,7 +34,7 @@ ESC50 = load_concept_set("esc50")
 
 @pytest.fixture(scope="module")
 def embedder():
-    from andlib.embeddings import get_embedder
+    from andlib.text.embeddings import get_embedder
 
     return get_embedder()
 
@@ -74,7 +74,7 @@ def test_shipped_esc50_set():
 
 @requires_esc50
 def test_esc50_set_is_in_target_order():
-    from andlib.data import SHARED_ESC50
+    from andlib.data.esc50 import SHARED_ESC50
 
     meta = pd.read_csv(SHARED_ESC50 / "meta" / "esc50.csv")
     by_target = meta.drop_duplicates("target").set_index("target")["category"].sort_index()
@@ -302,8 +302,8 @@ def test_run_stage_records_unreadable_clips_and_leaves_them_out_of_tab(
         in json.loads((run / ".stages" / "concepts.json").read_text())["outputs"]
     )
     # TAB equals TAB computed on the readable clips alone.
-    from andlib.activations import ActivationCache
-    from andlib.similarity import get_similarity, top_concepts
+    from andlib.describe.similarity import get_similarity, top_concepts
+    from andlib.store import ActivationCache
 
     cache = ActivationCache.load(run)
     keep = [i for i, cid in enumerate(cache.clip_ids) if cid != broken_id]
@@ -327,7 +327,7 @@ def test_run_stage_with_a_configured_clap_model_that_cannot_load_fails(tmp_path,
 
 
 def test_tab_clips_render_synthetic_probes_without_a_file(tmp_cfg):
-    from andlib.data import load_probing_set
+    from andlib.data.probing import load_probing_set
 
     cfg = tmp_cfg({"data.dataset": "synthetic", "data.limit": 2})
     probing = load_probing_set(cfg)
@@ -660,11 +660,11 @@ def test_run_stage_on_a_small_run(tmp_path, tmp_cfg):
 
 
 def test_run_stage_with_an_llm_reports_icl_and_the_slots_it_named(tmp_path, tmp_cfg, monkeypatch):
-    import andlib.llm
+    import andlib.text.llm
 
     cfg, run = make_run(tmp_path, tmp_cfg)
     llm = FakeLLM(lambda m: "Answer: dog" if "Class names:" in m[-1]["content"] else "yes")
-    monkeypatch.setattr(andlib.llm, "get_llm", lambda *a, **k: llm)
+    monkeypatch.setattr(andlib.text.llm, "get_llm", lambda *a, **k: llm)
     info = C.run_stage(cfg, run)
     assert info["icl"] == "icl" and info["icl_padded_neurons"] == 6  # 6 summaries, 1 name each
     df = run.read_csv("neurons.csv")

@@ -172,7 +172,8 @@ def test_seeds_need_strategies_and_must_be_distinct():
 
 
 def test_paper_config_fails_with_a_clear_message_when_the_hub_model_is_unreachable(monkeypatch):
-    from andlib.models import ModelLoadError, load_target
+    from andlib.models.base import ModelLoadError
+    from andlib.models.registry import load_target
 
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     cfg = load_config("configs/paper.yaml")

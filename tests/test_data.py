@@ -5,14 +5,8 @@ import pandas as pd
 import pytest
 import soundfile as sf
 
-from andlib.data import (
-    AudioError,
-    DataNotFoundError,
-    load_audio,
-    load_probing_set,
-    probe_specs,
-    synthetic_probes,
-)
+from andlib.data.audio import AudioError, DataNotFoundError, load_audio
+from andlib.data.probing import load_probing_set, probe_specs, synthetic_probes
 from tests.conftest import requires_esc50, write_tone
 
 
@@ -78,7 +72,7 @@ def test_esc50_missing_offline_says_where_to_put_it(tmp_path, tmp_cfg):
 
 
 def test_esc50_download_failure_offline_is_a_clear_error(tmp_path, tmp_cfg, monkeypatch):
-    monkeypatch.setattr("andlib.data.SHARED_ESC50", tmp_path / "absent")
+    monkeypatch.setattr("andlib.data.esc50.SHARED_ESC50", tmp_path / "absent")
     monkeypatch.delenv("ANDLIB_DATA_DIR", raising=False)
     cfg = tmp_cfg({"data.download_url": "http://127.0.0.1:9/ESC-50-master.zip"})
     with pytest.raises(DataNotFoundError, match="downloading .* failed"):
@@ -200,7 +194,7 @@ def test_synthetic_probes_carry_tags_and_have_known_spectra(tmp_cfg):
 
 
 def test_probing_set_requires_unique_clip_ids():
-    from andlib.data import ProbingSet
+    from andlib.data.audio import ProbingSet
 
     with pytest.raises(ValueError, match="not unique"):
         ProbingSet(

@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 
 from andlib.config import load_config
-from andlib.embeddings import Embedder, EmbeddingCache, embedder_device, get_embedder
+from andlib.text.embeddings import Embedder, EmbeddingCache, embedder_device, get_embedder
 
 TEXTS = ["a dog barks", "rain on a tin roof", "This is an audio about wind", "a dog barks"]
 

@@ -13,8 +13,9 @@ import pandas as pd
 import pytest
 from scipy import stats
 
-from andlib import evaluate
-from andlib.evaluate import (
+from andlib import store
+from andlib.evaluate import scores as evaluate
+from andlib.evaluate.scores import (
     concept_cosine,
     heldout_mask,
     label_oracle,
@@ -24,7 +25,7 @@ from andlib.evaluate import (
     spearman,
     topk_accuracy,
 )
-from andlib.runs import RunDir
+from andlib.store import RunDir
 from tests.conftest import write_tone
 
 CLASSES = ["dog", "rain", "water_drops", "crying_baby"]
@@ -213,7 +214,7 @@ def test_parse_ratings_tolerates_reply_styles():
 
 def test_last_layer_scores_on_hand_made_rows(tmp_path):
     run = make_run(tmp_path / "run", tmp_path / "audio")
-    neurons = evaluate.read_neurons(run)
+    neurons = store.read_neurons(run)
     rows = neurons[neurons.layer == "classifier"]
     names = evaluate.class_names(run, 4)
     assert names == CLASSES  # from clips.csv label -> category
@@ -234,7 +235,7 @@ def test_last_layer_scores_on_hand_made_rows(tmp_path):
 
 def test_icl_without_an_llm_is_scored_under_its_own_name(tmp_path):
     run = make_run(tmp_path / "run", tmp_path / "audio")
-    rows = evaluate.read_neurons(run)
+    rows = store.read_neurons(run)
     rows = rows[rows.layer == "classifier"].rename(
         columns={"icl": "icl_embedding", "icl_top5": "icl_embedding_top5"}
     )
@@ -245,7 +246,7 @@ def test_icl_without_an_llm_is_scored_under_its_own_name(tmp_path):
 
 def test_icl_top5_on_the_llms_own_picks_beside_the_padded_figure(tmp_path):
     run = make_run(tmp_path / "run", tmp_path / "audio")
-    rows = evaluate.read_neurons(run)
+    rows = store.read_neurons(run)
     rows = rows[rows.layer == "classifier"].copy()
     # Each neuron's class is 2nd of its top 5; the LLM named 2 concepts for neurons 0 and 1,
     # one for neurons 2 and 3 (the class sits in a padded slot there).
@@ -272,7 +273,7 @@ def test_icl_top5_on_the_llms_own_picks_beside_the_padded_figure(tmp_path):
     ],
 )
 def test_probing_labels_map_onto_the_models_classes_only_when_certain(label, expected):
-    from andlib.concepts import load_concept_set
+    from andlib.describe.concepts import load_concept_set
 
     esc50 = load_concept_set("esc50")
     i = evaluate.match_class(label, esc50)
@@ -282,7 +283,7 @@ def test_probing_labels_map_onto_the_models_classes_only_when_certain(label, exp
 
 def _relabel(run: RunDir, categories: dict[str, str], label_names: list[str] | None) -> None:
     """Rename the probing set's categories (dropped when mapped to ""), set model.json names."""
-    clips = evaluate.read_clips(run)
+    clips = store.read_clips(run)
     clips["category"] = clips["category"].map(lambda c: categories.get(c, c))
     run.write_csv("clips.csv", clips)
     info = run.read_json("model.json")
@@ -339,7 +340,7 @@ def test_probing_set_with_other_class_names_scores_only_the_classes_it_holds(tmp
     assert s["n_neurons"] == 3 and s["top1"] == 1.0 and s["n_left_out"] == 1
     assert "do not occur in the probing set" in s["left_out_reason"]
     assert "011 - Spaceship" in s["left_out_reason"]
-    from andlib import plots
+    from andlib.report import plots
 
     fig = plots.last_layer_table(results)
     title = fig.axes[0].get_title()
@@ -411,29 +412,36 @@ def test_last_layer_with_a_second_captioner_uses_the_upstream_stages(
         )
 
     fakes = {
-        "andlib.captioning": {"get_captioner": get_captioner, "caption_accuracy": lambda c: {}},
-        "andlib.summarize": {"run_stage": summarize_stage},
-        "andlib.concepts": {"run_stage": concepts_stage},
+        "andlib.describe.captioning": {
+            "get_captioner": get_captioner,
+            "caption_accuracy": lambda c: {},
+        },
+        "andlib.describe.summarize": {"run_stage": summarize_stage},
+        "andlib.describe.concepts": {"run_stage": concepts_stage},
     }
     for name, attrs in fakes.items():
         monkeypatch.setitem(sys.modules, name, types.SimpleNamespace(**attrs))
-    import andlib
+    import importlib
 
     for name in fakes:
-        monkeypatch.setattr(andlib, name.split(".")[1], sys.modules[name], raising=False)
+        package, _, leaf = name.rpartition(".")
+        monkeypatch.setattr(
+            importlib.import_module(package), leaf, sys.modules[name], raising=False
+        )
 
-    from andlib import data
+    from andlib.data import probing as data
+    from andlib.data.audio import ProbingSet
 
     def fake_probing(c):
-        clips = evaluate.read_clips(run)
+        clips = store.read_clips(run)
         audio = [np.zeros(10, np.float32) for _ in range(len(clips))]
-        return data.ProbingSet("fake", 16000, audio, clips.iloc[::-1].reset_index(drop=True))
+        return ProbingSet("fake", 16000, audio, clips.iloc[::-1].reset_index(drop=True))
 
     monkeypatch.setattr(data, "load_probing_set", fake_probing)
     results = evaluate.last_layer_accuracy(cfg, run, FakeEmbedder())
     assert list(results) == ["acoustic", "metadata+acoustic"]
     assert seen["captioner"] == "metadata+acoustic" and seen["layers"] == ["classifier"]
-    clips = evaluate.read_clips(run)
+    clips = store.read_clips(run)
     assert seen["captions"] == [f"the sound of a {c}" for c in clips.category]  # run order
     assert results["metadata+acoustic"]["db_soft_wpmi"]["top1"] == 1.0
     assert results["acoustic"]["db_cos"]["top1"] == 0.0
@@ -450,10 +458,10 @@ def test_simulation_scores_only_held_out_clips(tmp_path, tmp_cfg):
     run = make_run(tmp_path / "run", tmp_path / "audio", k=2)
     cfg = tmp_cfg({"evaluate.simulation_layers": ["layers.0.attn"]})
     emb = FakeEmbedder()
-    index = evaluate.activation_index(run)
+    index = store.activation_index(run)
     ids = index["clip_ids"]
     caps = run.read_csv("captions.csv")["caption"].tolist()
-    neurons = evaluate.read_neurons(run)
+    neurons = store.read_neurons(run)
     rows = neurons[neurons.layer == "layers.0.attn"].set_index("neuron")
     acts = np.zeros((len(ids), 32), np.float32)
     for n, row in rows.iterrows():
@@ -523,10 +531,10 @@ def test_llm_simulator_with_a_fake_generative_backend(tmp_path, tmp_cfg):
 def test_run_stage_end_to_end(tmp_path, tmp_cfg, monkeypatch):
     run = make_run(tmp_path / "run", tmp_path / "audio")
     cfg = tmp_cfg({"evaluate.captioners": ["acoustic"], "evaluate.simulation_max_neurons": 8})
-    import andlib.embeddings
+    import andlib.text.embeddings
 
     emb = FakeEmbedder()
-    monkeypatch.setattr(andlib.embeddings, "get_embedder", lambda c=None: emb)
+    monkeypatch.setattr(andlib.text.embeddings, "get_embedder", lambda c=None: emb)
     summary = evaluate.run_stage(cfg, run)
     assert "last_layer[acoustic].db_soft_wpmi" in summary
     last = run.read_json("last_layer.json")
@@ -544,7 +552,7 @@ def test_run_stage_end_to_end(tmp_path, tmp_cfg, monkeypatch):
 
 
 def test_caption_corruption_rate_is_exact_seeded_and_always_wrong():
-    from andlib.evaluate import corrupt_sources
+    from andlib.evaluate.scores import corrupt_sources
 
     classes = [f"c{i}" for i in range(10)]
     cats = [classes[i % 10] for i in range(200)]

@@ -9,9 +9,9 @@ from pathlib import Path
 import pytest
 
 from andlib.config import LLMConfig
-from andlib.llm import ExtractiveLLM, LLMError, ReplyCache, get_llm
-from andlib.loopback import LoopbackServer, completion
-from andlib.prompts import (
+from andlib.text.llm import ExtractiveLLM, LLMError, ReplyCache, get_llm
+from andlib.text.loopback import LoopbackServer, completion
+from andlib.text.prompts import (
     PROMPTS,
     adjective_messages,
     captions_from_summarize_messages,
@@ -27,7 +27,7 @@ def echo(n: int, body: dict) -> tuple[int, dict]:
 
 
 FakeServer = LoopbackServer
-"""The project's loopback server (:mod:`andlib.loopback`); ``respond`` returns ``(status,
+"""The project's loopback server (:mod:`andlib.text.loopback`); ``respond`` returns ``(status,
 json)`` here."""
 
 

@@ -14,8 +14,8 @@ from pathlib import Path
 import pytest
 
 from andlib.config import LLMConfig
-from andlib.llm import ReplyCache, get_llm
-from andlib.loopback import LoopbackServer
+from andlib.text.llm import ReplyCache, get_llm
+from andlib.text.loopback import LoopbackServer
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 
@@ -75,7 +75,7 @@ def test_threads_write_at_once(tmp_path):
 WRITER = textwrap.dedent(
     """
     import sys
-    from andlib.llm import ReplyCache
+    from andlib.text.llm import ReplyCache
     root, first = sys.argv[1], int(sys.argv[2])
     cache = ReplyCache(root)
     for n in range(first, first + 300):

@@ -1,6 +1,6 @@
 """LLM replies under faults, against a real loopback OpenAI-compatible server.
 
-The server (:func:`FaultServer`, the project's :class:`andlib.loopback.LoopbackServer`) is
+The server (:func:`FaultServer`, the project's :class:`andlib.text.loopback.LoopbackServer`) is
 ``http.server`` on 127.0.0.1 at a free port, in threads; it answers a bounded number of
 requests and stops by itself after that or after a few seconds. Each test scripts the faults: 429 with ``Retry-After`` in seconds and as an HTTP-date, 500
 then success, empty content, malformed bodies, ``finish_reason == "length"``, and a
@@ -20,11 +20,11 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from andlib.captioning import CaptionError, OpenAICaptioner
 from andlib.config import LLMConfig
-from andlib.data import ProbingSet
-from andlib.llm import LLMError, ReplyCache, RetryPolicy, get_llm, retry_after
-from andlib.loopback import LoopbackServer, Reply, completion, question
+from andlib.data.audio import ProbingSet
+from andlib.describe.captioners import CaptionError, OpenAICaptioner
+from andlib.text.llm import LLMError, ReplyCache, RetryPolicy, get_llm, retry_after
+from andlib.text.loopback import LoopbackServer, Reply, completion, question
 
 LABELS = [f"layers.0.mlp neuron {i} (high)" for i in range(8)]
 

@@ -7,8 +7,10 @@ import pytest
 import torch
 from torch import nn
 
-from andlib import models, train
-from andlib.models import ModelLoadError, TargetModel, load_pretrained, load_target
+from andlib.models import registry as models
+from andlib.models import train
+from andlib.models.base import ModelLoadError, TargetModel
+from andlib.models.registry import load_pretrained, load_target
 from tests.conftest import tiny_speech_config
 
 

@@ -1,9 +1,7 @@
-"""Notebooks: built from their sources, parameters cell first, only call andlib."""
+"""Notebooks: paired with their sources by jupytext, parameters cell first, only call andlib."""
 
 import ast
 import json
-import subprocess
-import sys
 
 import pytest
 
@@ -42,7 +40,7 @@ def disallowed_imports(source: str) -> list[str]:
 
 
 def test_import_check_names_what_is_not_allowed():
-    src = "import numpy as np\nfrom andlib.plots import save_figure\nimport os, librosa\n"
+    src = "import numpy as np\nfrom andlib.report.plots import save_figure\nimport os, librosa\n"
     assert disallowed_imports(src) == ["line 3: os", "line 3: librosa"]
     assert disallowed_imports("from . import x") == ["line 1: ."]
     assert disallowed_imports("m = __import__('torch')") == [
@@ -73,14 +71,40 @@ def test_notebook_imports_only_andlib_and_display_libraries(path):
     assert not bad, f"{path.name} imports beyond {sorted(ALLOWED_IMPORTS)}: " + "; ".join(bad)
 
 
-def test_notebooks_are_in_sync_with_their_sources():
-    res = subprocess.run(
-        [sys.executable, "scripts/build_notebooks.py", "--check"],
-        cwd=PROJECT_ROOT,
-        capture_output=True,
-        text=True,
+def cell_contents(nb) -> list[tuple[str, str, list[str]]]:
+    """What a jupytext pair must agree on: each cell's type, source and tags, in order."""
+    return [(c.cell_type, c.source, list(c.metadata.get("tags", []))) for c in nb.cells]
+
+
+def out_of_sync(source_py, notebook) -> list[str]:
+    """The differences between a percent-format source and its paired notebook (empty when in
+    sync), read both through jupytext as `make notebooks` (``jupytext --sync``) writes them."""
+    import jupytext
+
+    src, nb = cell_contents(jupytext.read(source_py)), cell_contents(jupytext.read(notebook))
+    pairs = enumerate(zip(src, nb, strict=False))
+    diffs = [f"cell {i}: {a!r} != {b!r}" for i, (a, b) in pairs if a != b]
+    if len(src) != len(nb):
+        diffs.append(f"{len(src)} cells in the source, {len(nb)} in the notebook")
+    return diffs
+
+
+def test_the_sync_check_notices_an_edited_source(tmp_path):
+    path = NOTEBOOKS[0]
+    source = PROJECT_ROOT / "notebooks" / "src" / f"{path.stem}.py"
+    edited = tmp_path / source.name
+    edited.write_text(source.read_text() + "\n# %%\nprint('a cell the notebook lacks')\n")
+    assert out_of_sync(source, path) == []
+    assert out_of_sync(edited, path)
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=[p.name for p in NOTEBOOKS])
+def test_notebook_is_in_sync_with_its_jupytext_source(path):
+    source = PROJECT_ROOT / "notebooks" / "src" / f"{path.stem}.py"
+    diffs = out_of_sync(source, path)
+    assert not diffs, f"{path.name} is out of sync with {source.name} (run make notebooks): " + (
+        "; ".join(diffs[:3])
     )
-    assert res.returncode == 0, res.stdout + res.stderr
 
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=[p.name for p in NOTEBOOKS])
@@ -92,3 +116,9 @@ def test_notebook_has_a_parameters_cell_mapping_onto_the_config(path):
     assert "config_path" in src and "overrides" in src
     code = "\n".join("".join(c["source"]) for c in nb["cells"] if c["cell_type"] == "code")
     assert "load_config(config_path, overrides)" in code
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=[p.name for p in NOTEBOOKS])
+def test_notebook_names_its_kernel_language_for_papermill(path):
+    kernelspec = json.loads(path.read_text())["metadata"].get("kernelspec", {})
+    assert kernelspec.get("language") == "python" and kernelspec.get("name") == "python3"

@@ -12,12 +12,12 @@ import pandas as pd
 import pytest
 import torch
 
-from andlib import analysis as an
-from andlib import concepts as C
-from andlib import similarity as S
 from andlib.config import ConfigError, SimilarityConfig, load_config
-from andlib.prompts import adjective_messages
-from andlib.runs import RunDir
+from andlib.describe import concepts as C
+from andlib.describe import similarity as S
+from andlib.report import analysis as an
+from andlib.store import RunDir
+from andlib.text.prompts import adjective_messages
 
 PAPER = {
     "concepts.db_clips": "top_k",

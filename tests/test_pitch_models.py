@@ -17,11 +17,17 @@ import numpy as np
 import pytest
 import torch
 
-from andlib import pitch_models as pm
-from andlib.activations import ActivationRecorder, model_record, record_target, resolve_layers
-from andlib.data import ProbingSet
-from andlib.models import ModelLoadError, load_target
-from andlib.runs import RunDir
+from andlib.data.audio import ProbingSet
+from andlib.models import pitch as pm
+from andlib.models.activations import (
+    ActivationRecorder,
+    model_record,
+    record_target,
+    resolve_layers,
+)
+from andlib.models.base import ModelLoadError
+from andlib.models.registry import load_target
+from andlib.store import RunDir
 
 SR = 16000
 

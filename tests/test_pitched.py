@@ -9,12 +9,13 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from andlib import notes
-from andlib.captioning import AcousticCaptioner
-from andlib.concepts import calibrate
-from andlib.data import ProbingSet, load_probing_set
-from andlib.pitched import TIMBRE_COLUMNS, note_specs, render_note
-from andlib.summarize import shared_pitch, summarize_captions
+from andlib.data import notes
+from andlib.data.audio import ProbingSet
+from andlib.data.pitched import TIMBRE_COLUMNS, note_specs, render_note
+from andlib.data.probing import load_probing_set
+from andlib.describe.captioners import AcousticCaptioner
+from andlib.describe.concepts import calibrate
+from andlib.describe.extractive import shared_pitch, summarize_captions
 from tests.conftest import requires_esc50
 
 SR = 16000
@@ -188,7 +189,7 @@ def test_mix_esc50_adds_real_clips_cut_to_their_loudest_second(tmp_cfg):
     assert esc["f0_hz"].isna().all() and (esc["note"] == "").all()
     assert (meta.loc[meta["source"] == "synthetic", "label"] == 0).all()
     assert (esc["label"] > 0).all()
-    from andlib.data import load_audio
+    from andlib.data.audio import load_audio
 
     for i in esc.index:
         assert len(ps.audio[i]) == SR
@@ -199,7 +200,7 @@ def test_mix_esc50_adds_real_clips_cut_to_their_loudest_second(tmp_cfg):
 
 
 def _esc50_path(meta: pd.DataFrame, i: int) -> str:
-    from andlib.data import SHARED_ESC50
+    from andlib.data.esc50 import SHARED_ESC50
 
     stem = meta.loc[i, "clip_id"].removeprefix("esc50-")
     return str(next((SHARED_ESC50 / "audio").glob(f"{stem}.*")))

@@ -12,7 +12,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from andlib import plots
+from andlib.report import plots
 
 LAYERS = ["layers.0.mlp", "layers.1.mlp", "classifier"]
 
@@ -204,3 +204,28 @@ def test_draw_spectrogram_images_the_clip_up_to_nyquist():
     loudest_band = int(np.argmax(db.mean(axis=1)))
     assert 32 // 2 <= loudest_band < 32 - 2  # 4 kHz sits in the upper half of 0..8 kHz mels
     assert not ax.get_xticks().size and not ax.get_yticks().size
+
+
+def test_recording_and_caption_figures_draw_what_they_are_given():
+    rng = np.random.default_rng(0)
+    fig = plots.activation_histograms(
+        {"a": rng.normal(size=(20, 4)), "b": rng.normal(size=(20, 3))}
+    )
+    assert [ax.get_title() for ax in fig.axes] == ["a (4 neurons)", "b (3 neurons)"]
+    plt.close(fig)
+
+    audio = rng.normal(size=8000).astype(np.float32)
+    fig = plots.neuron_top_clips([[("n0 top", audio), ("n0 next", audio)], [("n1", audio)]], 8000)
+    assert [ax.get_title() for ax in fig.axes if ax.images] == ["n0 top", "n0 next", "n1"]
+    plt.close(fig)
+
+    fig = plots.clip_spectrogram(audio, 8000, "clip-1")
+    assert fig.axes[0].get_title() == "clip-1" and fig.axes[0].images
+    plt.close(fig)
+
+    vocab = pd.Series({"loud": 9, "sharp": 4, "low": 1})
+    fig = plots.caption_vocabulary(vocab, "acoustic")
+    bars = fig.axes[0].patches
+    assert [b.get_width() for b in bars] == [1, 4, 9]  # most used on top
+    assert fig.axes[0].get_title() == "Caption vocabulary (acoustic)"
+    plt.close(fig)

@@ -8,7 +8,7 @@ import logging
 import nbformat
 import pytest
 
-from andlib import progress
+from andlib.report import progress
 from tests.test_atlas import enrich_run
 from tests.test_browser import make_run_dir
 

@@ -9,9 +9,9 @@ import pandas as pd
 import pytest
 import torch
 
-from andlib import prune
 from andlib.config import rng
-from andlib.prune import (
+from andlib.evaluate import prune
+from andlib.evaluate.prune import (
     ASTSuffix,
     NeuronPruner,
     bootstrap_ci,

@@ -7,10 +7,14 @@ from pathlib import Path
 
 import pytest
 
-from andlib import activations, analysis, captioning, concepts, evaluate, prune, summarize
 from andlib.config import load_config
-from andlib.prompts import PROMPTS
-from andlib.runs import RESOURCE_DIR, RunDir, resource_digest, resource_path
+from andlib.describe import captioning, concepts, summarize
+from andlib.evaluate import prune
+from andlib.evaluate import scores as evaluate
+from andlib.models import activations
+from andlib.report import analysis
+from andlib.store import RESOURCE_DIR, RunDir, resource_digest, resource_path
+from andlib.text.prompts import PROMPTS
 
 STAGES = ("record", "caption", "summarize", "concepts", "evaluate", "prune", "analysis")
 UPSTREAM_OF_CONCEPTS = {"record", "caption", "summarize"}

@@ -7,8 +7,8 @@ import hashlib
 
 import numpy as np
 
-import andlib.summarize as summ
-from andlib.concepts import icl_answer_marked, icl_concepts
+import andlib.describe.extractive as extractive
+from andlib.describe.concepts import icl_answer_marked, icl_concepts
 
 CONCEPTS = ["dog", "rain", "water_drops", "church_bells", "clock_tick", "wind"]
 
@@ -63,22 +63,22 @@ def test_each_caption_is_split_and_normalized_once(monkeypatch):
     ] + [f"A sharp click repeated {n} times, with bright high-frequency content." for n in range(9)]
     rs = np.random.default_rng(0)
     groups = [[pool[i] for i in rs.integers(0, len(pool), 5)] for _ in range(300)]
-    summ._items.clear()
-    fast = [summ.summarize_captions(g) for g in groups]
+    extractive._items.clear()
+    fast = [extractive.summarize_captions(g) for g in groups]
 
     calls = []
-    real = summ.source_phrases
-    monkeypatch.setattr(summ, "source_phrases", lambda c: calls.append(c) or real(c))
-    summ._items.clear()
-    again = [summ.summarize_captions(g) for g in groups]
+    real = extractive.source_phrases
+    monkeypatch.setattr(extractive, "source_phrases", lambda c: calls.append(c) or real(c))
+    extractive._items.clear()
+    again = [extractive.summarize_captions(g) for g in groups]
     assert again == fast and len(calls) == len(set(calls)) == len(pool)
 
     # the code path before the memo: every caption worked out again for every group
-    memo = summ._caption_items
+    memo = extractive._caption_items
 
     def every_time(captions):
-        summ._items.clear()
+        extractive._items.clear()
         return memo(captions)
 
-    monkeypatch.setattr(summ, "_caption_items", every_time)
-    assert [summ.summarize_captions(g) for g in groups] == fast
+    monkeypatch.setattr(extractive, "_caption_items", every_time)
+    assert [extractive.summarize_captions(g) for g in groups] == fast

@@ -16,8 +16,9 @@ from pathlib import Path
 
 import pytest
 
+import andlib.describe.extractive as extractive
 from andlib.config import load_config
-from andlib.runs import RunDir
+from andlib.store import RunDir
 from tests.conftest import requires_esc50
 
 OUTPUTS = ("neurons.csv", "last_layer.json", "simulation_scores.csv")
@@ -27,12 +28,11 @@ DOWNSTREAM = ("summarize", "concepts", "evaluate")
 
 def _fresh_memory() -> None:
     """What a new process starts with: no embedder objects, no remembered parses."""
-    import andlib.embeddings as emb
-    import andlib.summarize as summ
+    import andlib.text.embeddings as emb
 
     emb._cached.cache_clear()
-    summ._parsed.clear()
-    summ._items.clear()
+    extractive._parsed.clear()
+    extractive._items.clear()
 
 
 def _describe(cfg_of, name: str, up: Path) -> dict[str, bytes]:
@@ -51,8 +51,7 @@ def _describe(cfg_of, name: str, up: Path) -> dict[str, bytes]:
 @pytest.mark.slow
 @requires_esc50
 def test_outputs_are_identical_before_and_after_the_speedups(tmp_path, monkeypatch):
-    import andlib.embeddings as emb
-    import andlib.summarize as summ
+    import andlib.text.embeddings as emb
     from andlib.pipeline import run_stage
 
     def cfg_of(run_dir: Path):
@@ -70,15 +69,15 @@ def test_outputs_are_identical_before_and_after_the_speedups(tmp_path, monkeypat
         run_stage(stage, cfg_of(up))
 
     # The reference path: the code as it was before the disk cache and the memo.
-    memo = summ._caption_items
+    memo = extractive._caption_items
 
     def every_time(captions):
-        summ._items.clear()
+        extractive._items.clear()
         return memo(captions)
 
     with monkeypatch.context() as m:
         m.setenv("ANDLIB_EMBEDDING_CACHE", "off")
-        m.setattr(summ, "_caption_items", every_time)
+        m.setattr(extractive, "_caption_items", every_time)
         _fresh_memory()
         reference = _describe(cfg_of, "reference", up)
     assert not (tmp_path / "cache" / "embeddings").exists()

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from andlib.similarity import (
+from andlib.describe.similarity import (
     SIMILARITY_FUNCTIONS,
     cos_similarity,
     cos_similarity_cubed,

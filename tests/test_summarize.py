@@ -8,20 +8,16 @@ import numpy as np
 import pandas as pd
 import pytest
 
-import andlib.summarize as summ
-from andlib.captioning import FEATURE_COLUMNS, SetNorms, describe
-from andlib.concepts import comparable, sentence_weight, split_sentences
+import andlib.describe.extractive as extractive
+import andlib.describe.summarize as summ
 from andlib.config import LLMConfig
-from andlib.llm import LLM, LLMError, get_llm
-from andlib.runs import RunDir
-from andlib.summarize import (
-    NOTHING_SHARED,
-    run_stage,
-    source_phrases,
-    summarize_all,
-    summarize_captions,
-    summarize_neuron,
-)
+from andlib.describe.concepts import comparable, sentence_weight, split_sentences
+from andlib.describe.extractive import NOTHING_SHARED, source_phrases, summarize_captions
+from andlib.describe.features import FEATURE_COLUMNS
+from andlib.describe.summarize import run_stage, summarize_all, summarize_neuron
+from andlib.describe.wording import SetNorms, describe
+from andlib.store import RunDir
+from andlib.text.llm import LLM, LLMError, get_llm
 from tests.test_llm import FakeServer, cache_files, echo
 
 # Captions in the style of the acoustic, metadata+acoustic and tagger+acoustic captioners.
@@ -65,7 +61,7 @@ def words(text: str) -> int:
     return len(text.split())
 
 
-# ---- realistic captions: andlib.captioning.describe on varied measurements -------------------
+# ---- realistic captions: andlib.describe.captioning.describe on varied measurements -------------------
 
 BASE = {c: 0.0 for c in FEATURE_COLUMNS} | {
     "duration_s": 5.0, "loudness_db": -20.0, "n_events": 1.0, "event_s": 5.0,
@@ -287,7 +283,7 @@ def test_extractive_summaries_of_realistic_captions_are_short():
 
 def test_extractive_summary_is_deterministic():
     first = summarize_captions(METADATA + TAGGER)
-    summ._parsed.clear()  # parse again from scratch
+    extractive._parsed.clear()  # parse again from scratch
     assert summarize_captions(METADATA + TAGGER) == first
     assert summarize_captions(list(METADATA + TAGGER)) == first
 
@@ -296,7 +292,7 @@ def test_extractive_summary_reads_as_english_for_module_b():
     """Attributes stay adjectives and sources stay nouns for the POS tagger downstream, and
     every sentence has the clip count Module B strips and weighs."""
     summary = summarize_captions(METADATA)
-    doc = summ._spacy()(summary)
+    doc = extractive._spacy()(summary)
     pos = {t.lower_: t.pos_ for t in doc}
     assert pos["loud"] == "ADJ" and pos["sharp"] == "ADJ" and pos["bright"] == "ADJ"
     assert pos["dog"] == "NOUN"
@@ -306,7 +302,7 @@ def test_extractive_summary_reads_as_english_for_module_b():
 
 def test_extractive_summary_parses_each_caption_once(monkeypatch):
     """Cost in operations, not seconds: one parse per distinct caption clause, ever."""
-    real = summ._spacy()
+    real = extractive._spacy()
     parsed: list[str] = []
 
     class Counting:
@@ -315,8 +311,8 @@ def test_extractive_summary_parses_each_caption_once(monkeypatch):
             parsed.extend(texts)
             return real.pipe(texts, batch_size=batch_size)
 
-    monkeypatch.setattr(summ, "_spacy", lambda: Counting())
-    monkeypatch.setattr(summ, "_parsed", {})
+    monkeypatch.setattr(extractive, "_spacy", lambda: Counting())
+    monkeypatch.setattr(extractive, "_parsed", {})
     pool = (
         ACOUSTIC + METADATA + TAGGER + [f"A loud sound with {n} short bursts." for n in range(40)]
     )

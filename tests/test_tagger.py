@@ -6,9 +6,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from andlib import tagger
-from andlib.data import ProbingSet
-from andlib.tagger import (
+from andlib.data.audio import ProbingSet
+from andlib.describe import tagger
+from andlib.describe.tagger import (
     TaggerCaptioner,
     cross_fit_splits,
     cross_fitted_probabilities,

@@ -8,9 +8,9 @@ import numpy as np
 import pytest
 import torch
 
-from andlib import train
 from andlib.config import rng
-from andlib.models import load_pretrained
+from andlib.models import train
+from andlib.models.registry import load_pretrained
 from tests.conftest import requires_esc50, tiny_speech_config
 
 TINY = {

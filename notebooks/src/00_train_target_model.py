@@ -27,9 +27,11 @@ import matplotlib.pyplot as plt
 import pandas as pd
 from IPython.display import Markdown, display
 
-from andlib import plots, train
+from andlib.report import plots
+
+from andlib.models import train
 from andlib.config import load_config
-from andlib.runs import RunDir, show_logs
+from andlib.store import RunDir, show_logs
 
 show_logs()
 cfg = load_config(config_path, overrides)

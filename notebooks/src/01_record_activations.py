@@ -16,15 +16,17 @@ config_path = "configs/default.yaml"
 overrides = []
 
 # %%
-import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 from IPython.display import Audio, Markdown, display
 
-from andlib import activations, plots
+from andlib import store
+from andlib.models import activations
+
+from andlib.report import plots
 from andlib.config import load_config
-from andlib.data import load_probing_set
-from andlib.runs import RunDir
+from andlib.data.probing import load_probing_set
+from andlib.store import RunDir
 
 cfg = load_config(config_path, overrides)
 run = RunDir.from_config(cfg)
@@ -37,7 +39,7 @@ display(summary)
 # ## What was recorded
 
 # %%
-cache = activations.ActivationCache.load(run)
+cache = store.ActivationCache.load(run)
 model_info = run.read_json("model.json")
 display(
     Markdown(
@@ -67,16 +69,9 @@ hidden_layers = [layer for layer in cache.layers if layer != "classifier"]
 mlp_layers = [layer for layer in hidden_layers if layer.endswith(".mlp")] or hidden_layers
 heads = [layer for layer in cache.layers if layer == "classifier"]
 picks = list(dict.fromkeys(mlp_layers[:1] + mlp_layers[-1:] + hidden_layers[-1:] + heads))
-fig, axes = plt.subplots(1, len(picks), figsize=(3.3 * len(picks), 2.8), squeeze=False)
-for ax, layer in zip(axes[0], picks, strict=True):
-    values = np.asarray(cache[layer])
-    ax.hist(values.ravel(), bins=80, log=True)
-    ax.set_title(f"{layer} ({values.shape[1]} neurons)")
-    ax.set_xlabel("activation")
-axes[0, 0].set_ylabel("count (clips × neurons)")
-fig.tight_layout()
+fig = plots.activation_histograms({layer: cache[layer] for layer in picks})
 plots.save_figure(fig, "activation_histograms", cfg)
-plt.show()
+plots.show_figures([fig])
 
 # %% [markdown]
 # ## Top clips of a few neurons
@@ -97,9 +92,7 @@ if "classifier" in cache and hidden != "classifier":
 probing_set = load_probing_set(cfg)  # decoded clips, in the recorded order
 assert probing_set.clip_ids == cache.clip_ids
 n_show = min(3, cfg.k)
-fig, axes = plt.subplots(
-    len(neurons), n_show, figsize=(3.3 * n_show, 2.4 * len(neurons)), squeeze=False
-)
+panels = []
 for row, (layer, neuron) in enumerate(neurons):
     rows = topk[(topk["layer"] == layer) & (topk["neuron"] == neuron)]
     high = rows[rows["end"] == "high"].sort_values("rank")
@@ -117,15 +110,15 @@ for row, (layer, neuron) in enumerate(neurons):
             )
         )
     )
+    panels.append([])
     for col, (clip_id, act) in enumerate(
         zip(high["clip_id"][:n_show], high["activation"][:n_show], strict=True)
     ):
         audio = probing_set.audio[probing_set.index_of(clip_id)]
-        ax = axes[row, col]
-        plots.draw_spectrogram(ax, audio, probing_set.sample_rate)
-        ax.set_title(f"{name}\n{clip_id} ({clips.loc[clip_id, 'category']}) {act:.2f}", fontsize=8)
+        title = f"{name}\n{clip_id} ({clips.loc[clip_id, 'category']}) {act:.2f}"
+        panels[-1].append((title, audio))
         display(Markdown(f"rank {col}: `{clip_id}` ({clips.loc[clip_id, 'category']}), {act:.3f}"))
         display(Audio(audio, rate=probing_set.sample_rate))
-fig.tight_layout()
+fig = plots.neuron_top_clips(panels, probing_set.sample_rate)
 plots.save_figure(fig, "neuron_top_clips", cfg)
-plt.show()
+plots.show_figures([fig])

@@ -16,21 +16,22 @@ config_path = "configs/default.yaml"
 overrides = []
 
 # %%
-import matplotlib.pyplot as plt
 from IPython.display import Audio, Markdown, display
 
-import andlib.captioning
+import andlib.describe.captioning
+import andlib.describe.wording
 from andlib.config import load_config
-from andlib.data import load_probing_set
-from andlib.plots import save_figure, show_figures
-from andlib.runs import RunDir
+from andlib.data.probing import load_probing_set
+from andlib.report import plots
+from andlib.report.plots import save_figure, show_figures
+from andlib.store import RunDir
 
 cfg = load_config(config_path, overrides)
 run = RunDir.from_config(cfg)
 print(f"captioner: {cfg.captioner.name}   run directory: {run.path}")
 
 # %%
-summary = andlib.captioning.run_stage(cfg, run)
+summary = andlib.describe.captioning.run_stage(cfg, run)
 print(summary)
 
 # %%
@@ -53,11 +54,7 @@ for clip_id, caption in zip(sample["clip_id"], sample["caption"], strict=True):
     category = probing_set.meta.loc[probing_set.index_of(clip_id), "category"]
     display(Markdown(f"**{clip_id}** ({category or 'no label'}): {caption}"))
     display(Audio(audio, rate=probing_set.sample_rate))
-    fig, ax = plt.subplots(figsize=(7, 1.8))
-    ax.specgram(audio, Fs=probing_set.sample_rate, NFFT=512, noverlap=384, cmap="magma")
-    ax.set(xlabel="time (s)", ylabel="Hz", title=clip_id)
-    ax.grid(False)
-    show_figures([fig])
+    show_figures([plots.clip_spectrogram(audio, probing_set.sample_rate, clip_id)])
 
 # %% [markdown]
 # ## The vocabulary
@@ -66,14 +63,12 @@ for clip_id, caption in zip(sample["clip_id"], sample["caption"], strict=True):
 # few words about every clip cannot tell neurons apart.
 
 # %%
-vocabulary = andlib.captioning.caption_vocabulary(captions["caption"], top=40)
-fig, ax = plt.subplots(figsize=(8, 7))
-ax.barh(vocabulary.index[::-1], vocabulary.to_numpy()[::-1])
-ax.set(xlabel="captions using the word", title=f"Caption vocabulary ({cfg.captioner.name})")
+vocabulary = andlib.describe.wording.caption_vocabulary(captions["caption"], top=40)
+fig = plots.caption_vocabulary(vocabulary, cfg.captioner.name)
 save_figure(fig, "caption_vocabulary", cfg)
 show_figures([fig])
 print(
-    f"{len(andlib.captioning.caption_vocabulary(captions['caption']))} distinct words; "
+    f"{len(andlib.describe.wording.caption_vocabulary(captions['caption']))} distinct words; "
     f"{captions['caption'].nunique()} distinct captions out of {len(captions)}"
 )
 

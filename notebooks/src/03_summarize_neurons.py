@@ -25,22 +25,22 @@ overrides = []
 import pandas as pd
 from IPython.display import Audio, Markdown, display
 
-import andlib.concepts
-import andlib.summarize
+import andlib.describe.concepts
+import andlib.describe.summarize
 from andlib.config import load_config
-from andlib.data import AudioError, load_audio
-from andlib.runs import RunDir
+from andlib.data.audio import AudioError, load_audio
+from andlib.store import RunDir
 
 cfg = load_config(config_path, overrides)
 run = RunDir.from_config(cfg)
 print(f"LLM backend: {cfg.llm.backend}   embedder: {cfg.embedder.name}   run directory: {run.path}")
 
 # %%
-summary = andlib.summarize.run_stage(cfg, run)
+summary = andlib.describe.summarize.run_stage(cfg, run)
 print(summary)
 
 # %%
-info = andlib.concepts.run_stage(cfg, run)
+info = andlib.describe.concepts.run_stage(cfg, run)
 print(info)
 if not cfg.concepts.clap_model:
     print(

@@ -29,9 +29,12 @@ overrides = []
 import pandas as pd
 from IPython.display import Markdown, display
 
-from andlib import evaluate, plots
+from andlib import store
+from andlib.evaluate import scores as evaluate
+
+from andlib.report import plots
 from andlib.config import load_config
-from andlib.runs import RunDir
+from andlib.store import RunDir
 
 cfg = load_config(config_path, overrides)
 run = RunDir.from_config(cfg)
@@ -94,7 +97,7 @@ fig = plots.simulation_by_layer(scores)
 
 # %%
 desc = scores[scores["method"] == "description"].dropna(subset=["pearson"])
-neurons = evaluate.read_neurons(run).set_index(["layer", "neuron"])
+neurons = store.read_neurons(run).set_index(["layer", "neuron"])
 for title, rows in [("best", desc.nlargest(5, "pearson")), ("worst", desc.nsmallest(5, "pearson"))]:
     rows = rows.assign(
         description=[

@@ -26,10 +26,12 @@ overrides = []
 # %%
 from IPython.display import Markdown, display
 
-from andlib import plots, prune
+from andlib.report import plots
+
+from andlib.evaluate import prune
 from andlib.config import load_config
-from andlib.evaluate import normalize_concept
-from andlib.runs import RunDir
+from andlib.text.names import normalize_concept
+from andlib.store import RunDir
 
 cfg = load_config(config_path, overrides)
 run = RunDir.from_config(cfg)

@@ -27,9 +27,11 @@ overrides = []
 # %%
 from IPython.display import Markdown, display
 
-from andlib import analysis, plots
+from andlib.report import analysis
+
+from andlib.report import plots
 from andlib.config import load_config
-from andlib.runs import RunDir, show_logs
+from andlib.store import RunDir, show_logs
 
 show_logs()
 cfg = load_config(config_path, overrides)

@@ -18,9 +18,9 @@ overrides = []
 # %%
 from IPython.display import display
 
-from andlib import browser
+from andlib.report import browser
 from andlib.config import load_config
-from andlib.runs import RunDir
+from andlib.store import RunDir
 
 cfg = load_config(config_path, overrides)
 run = RunDir.from_config(cfg)
@@ -57,7 +57,7 @@ display(app)
 # %% [markdown]
 # ## Atlas: the run as a static website
 #
-# `andlib.atlas.build_atlas` (also `python -m andlib atlas --config ...`) writes
+# `andlib.report.atlas.build_atlas` (also `python -m andlib atlas --config ...`) writes
 # `<run_dir>/atlas/`: open `index.html` in any browser, from disk or from any static host; no
 # server, no kernel, nothing fetched from the internet. The index page has the model, the probing
 # set, each captioner's accuracy, a per-layer overview with small charts and a searchable,
@@ -67,7 +67,7 @@ display(app)
 # when the atlas is rebuilt.
 
 # %%
-from andlib.atlas import build_atlas
+from andlib.report.atlas import build_atlas
 
 atlas = build_atlas(run, cfg, logger=run.logger("atlas"))
 for key in ("index", "n_neurons", "n_layers", "n_clips", "n_media_errors", "size_mb", "seconds"):

@@ -25,9 +25,11 @@ import matplotlib.pyplot as plt
 import pandas as pd
 from IPython.display import Markdown, display
 
-from andlib import pitch_eval, plots
+from andlib.evaluate import pitch as pitch_eval
+
+from andlib.report import plots
 from andlib.config import load_config
-from andlib.runs import RunDir, show_logs
+from andlib.store import RunDir, show_logs
 
 show_logs()
 cfg = load_config(config_path, overrides)

@@ -1,0 +1,2 @@
+"""Evaluation: last-layer accuracy and simulation scores, concept-specific pruning, and the
+pitch networks' evaluation against known bins."""

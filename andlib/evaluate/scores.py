@@ -1,0 +1,1147 @@
+"""Evaluation: last-layer dissection accuracy (paper Table 2) and explanation scoring by simulation.
+
+**Last-layer accuracy.** The classifier's output neurons are the classes, so their true concept
+is known. For every concept-identification method in ``neurons.csv`` (DB with each similarity
+function, ``db_<fn>``; TAB; ICL: ``icl`` with an LLM, ``icl_embedding`` without one) we score
+the identified concept against the class name: Top-1
+and Top-5 accuracy (:func:`topk_accuracy`) and the mean cosine similarity of the top-1 concept and
+the class name in the sentence embedder's space (:func:`concept_cosine`). Only the output
+neurons whose class occurs in the probing set are scored: the probing set's labels are mapped
+onto the model's classes by name when the match is certain (``001 - Dog bark`` -> ``dog``,
+:func:`match_class`) or by ``evaluate.label_map``; ``last_layer.json`` then counts the others
+in ``n_left_out`` with a ``left_out_reason``, and a probing set none of whose labels maps is an
+error (:class:`LabelMapError`), as are generic class names (``LABEL_n``) that cannot be mapped. Both captioners of
+``evaluate.captioners`` are reported: ``neurons.csv`` holds the configured captioner's results;
+for another captioner the classifier layer alone is dissected again in a small sub run directory
+``<run>/last_layer/<captioner>/`` (its captions, then the summarize and concepts stages). TAB
+uses CLAP audio embeddings, not captions, so its scores are shared by every captioner.
+
+**Simulation scoring** (beyond the paper). A description is good when it predicts the neuron.
+From a neuron's description alone (its calibrated high summary, else its high summary) we
+predict its activation on *held-out* clips -- every clip except the top-K and bottom-K clips the
+description was built from -- and correlate the prediction with the true activation (Pearson
+and Spearman, per neuron). Simulators and baselines (the ``method`` column):
+
+- ``description``: cosine similarity of each clip's caption and the description (sentence
+  embedder);
+- ``random_description``: the same with the description of a random other neuron of the same
+  layer (seeded) -- what a description that does not belong to the neuron scores;
+- ``label``: the clip's class name in place of its caption, scored against the neuron's own
+  description -- what the label alone carries, without the caption's acoustic words;
+- ``label_oracle``: the mean activation of the neuron over the other held-out clips of the
+  clip's class (leave-one-out). No description is involved: a reference for how much of the
+  neuron any predictor that sees only the label can explain (leave-one-out means are biased
+  slightly negative when the neuron barely depends on the class);
+- ``llm`` (when ``llm.backend`` is generative): an LLM rates 0-10 how well each caption matches
+  the description, on a seeded random sample of the held-out clips.
+
+Outputs: ``last_layer.json``, ``simulation_scores.csv`` (``layer, neuron, method, pearson,
+spearman`` plus ``n_clips``, the clips each correlation is computed on) and the figures
+``last_layer_accuracy`` and ``simulation_scores``.
+
+Public surface: :func:`topk_accuracy`, :func:`concept_cosine`, :func:`last_layer_scores`,
+:func:`last_layer_accuracy`, :func:`last_layer_frame`, :func:`pearson`, :func:`spearman`,
+:func:`heldout_mask`, :func:`simulation_scores`, :func:`simulation_summary`,
+:func:`parse_ratings`, :func:`run_stage`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import re
+import shutil
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+from typing import Any, Protocol
+
+import numpy as np
+import pandas as pd
+
+from andlib.config import Config, ConfigError, dump_config, rng, stable_hash
+from andlib.describe import wording
+from andlib.store import (
+    RunDir,
+    activation_index,
+    atomic_write_text,
+    input_fingerprint,
+    load_activations,
+    read_clips,
+    read_neurons,
+    split_list,
+)
+from andlib.text.names import normalize_concept
+
+STAGE = "evaluate"
+VERSION = 2
+"""Algorithm version of the evaluate stage (part of its cache key): raise it when a change of
+the code changes its outputs for the same inputs."""
+OUTPUTS = ["last_layer.json", "simulation_scores.csv", "caption_quality.csv"]
+SIMULATION_METHODS = ["description", "random_description", "label", "label_oracle", "llm"]
+
+log = logging.getLogger(__name__)
+
+
+class TextEncoder(Protocol):
+    """Anything with ``encode(texts) -> [n, d]`` unit-norm vectors (an :class:`Embedder`)."""
+
+    def encode(self, texts: list[str]) -> np.ndarray: ...
+
+
+# --------------------------------------------------------------------------------------------
+# Reading the run directory (documented formats; shared with andlib.evaluate.prune)
+# --------------------------------------------------------------------------------------------
+
+
+def description_of(row: pd.Series | dict) -> str:
+    """The text a neuron is judged by: the calibrated high summary, else the high summary."""
+    for col in ("calibrated_summary", "high_summary"):
+        text = str(row.get(col, "") or "").strip()
+        if text:
+            return text
+    return ""
+
+
+def _config_labels(source: str) -> list[str] | None:
+    """``id2label`` of a model's ``config.json`` (local folder or Hugging Face cache), if named."""
+    path: Any = Path(source) / "config.json"
+    if not path.exists():
+        try:
+            from huggingface_hub import try_to_load_from_cache
+
+            path = try_to_load_from_cache(source, "config.json")
+        except Exception:
+            path = None
+        if not isinstance(path, str | Path) or not Path(path).exists():
+            return None
+    try:
+        id2label = json.loads(Path(path).read_text()).get("id2label") or {}
+    except (OSError, ValueError):
+        return None
+    if not id2label or all(re.fullmatch(r"LABEL_\d+", str(v)) for v in id2label.values()):
+        return None
+    return [str(id2label[k]) for k in sorted(id2label, key=int)]
+
+
+GENERIC_CLASS_NAME = re.compile(r"(?:label|class)[ _-]?\d+|\d+", re.I)
+"""A class name that names nothing: ``LABEL_3`` (a hub checkpoint without ``id2label``),
+``class_3``, ``3``."""
+
+
+def generic_names(names: Sequence[Any] | None) -> bool:
+    """Whether every class name is a placeholder (:data:`GENERIC_CLASS_NAME`)."""
+    return bool(names) and all(GENERIC_CLASS_NAME.fullmatch(str(n).strip()) for n in names or ())
+
+
+def _model_json_names(info: dict[str, Any]) -> list[str] | None:
+    for key in ("label_names", "labels", "class_names"):
+        if isinstance(info.get(key), list) and info[key]:
+            return [str(x) for x in info[key]]
+    if isinstance(info.get("id2label"), dict) and info["id2label"]:
+        return [str(info["id2label"][k]) for k in sorted(info["id2label"], key=int)]
+    return None
+
+
+def class_names(run: RunDir, n_classes: int | None = None) -> list[str] | None:
+    """The classifier's class names, in output order.
+
+    Looked up in ``model.json`` (``label_names``/``id2label``), then the model's own config
+    (``model.json``'s ``source``, a local folder or a cached hub id), then ``clips.csv``'s
+    ``label -> category`` mapping (right for a model trained on the probing set's labels; used
+    only when it names every output ``0 .. n_classes - 1``). Generic names (``LABEL_0``,
+    :func:`generic_names`) count as none: they would score 0 against any concept.
+    """
+    info = run.read_json("model.json") if run.exists("model.json") else {}
+    names = _model_json_names(info)
+    if generic_names(names):
+        names = None
+    if names is None and info.get("source"):
+        names = _config_labels(str(info["source"]))
+    if names is None and run.exists("clips.csv"):
+        clips = read_clips(run)
+        if {"label", "category"} <= set(clips.columns):
+            pairs = clips[(clips["category"].astype(str) != "")][["label", "category"]]
+            pairs = pairs[pd.to_numeric(pairs["label"], errors="coerce") >= 0]
+            mapping = {int(a): str(b) for a, b in pairs.drop_duplicates("label").values}
+            n = n_classes or (max(mapping) + 1 if mapping else 0)
+            if mapping and all(i in mapping for i in range(n)):
+                names = [mapping[i] for i in range(n)]
+    if names is not None and n_classes is not None and len(names) != n_classes:
+        log.warning(
+            "%d class names for %d classifier neurons; ignoring them", len(names), n_classes
+        )
+        return None
+    return names
+
+
+# --------------------------------------------------------------------------------------------
+# Which output neurons the probing set can test: its labels mapped onto the model's classes
+# --------------------------------------------------------------------------------------------
+
+
+class LabelMapError(ConfigError):
+    """The probing set's labels cannot be mapped onto the classifier's classes with certainty;
+    the message says how to supply the mapping (``evaluate.label_map``)."""
+
+
+_NUMERIC_PREFIX = re.compile(r"^\s*\d+(?:\s*[-_.:)\]]\s*|\s+)(?=\S)")
+
+
+def normalize_label(name: Any) -> str:
+    """A class or probing-set label as compared: lowercase, without a numeric prefix, and
+    punctuation and underscores as spaces. ``"001 - Dog bark"`` -> ``"dog bark"``,
+    ``"Crying_Baby"`` -> ``"crying baby"``."""
+    text = _NUMERIC_PREFIX.sub("", str(name).strip(), count=1)
+    return " ".join(re.findall(r"[a-z0-9]+", text.lower()))
+
+
+def _stem(word: str) -> str:
+    """A crude stem so that word forms compare equal: ``crying``/``cry``, ``waves``/``wave``,
+    ``sneezing``/``sneeze``, ``crackling``/``crackle``."""
+    if word.endswith("ing") and len(word) > 5:
+        word = word[:-3]
+    if word.endswith("s") and not word.endswith("ss") and len(word) > 3:
+        word = word[:-1]
+    if word.endswith("e") and len(word) > 3:
+        word = word[:-1]
+    return word
+
+
+def _stems(name: Any) -> frozenset[str]:
+    return frozenset(_stem(w) for w in normalize_label(name).split())
+
+
+def match_class(label: Any, classes: Sequence[str]) -> int | None:
+    """The index of the one class of ``classes`` a probing-set label certainly names, else None.
+
+    Certain means: equal after :func:`normalize_label`; else equal word stems (``baby cry`` /
+    ``crying_baby``); else a unique containment of word stems (``dog bark`` contains ``dog``,
+    and no other class). Two or more candidates at the first level that has any: None.
+    """
+    norm = normalize_label(label)
+    if not norm:
+        return None
+    stems = _stems(label)
+    tests = [
+        lambda c: normalize_label(c) == norm,
+        lambda c: _stems(c) == stems,
+        lambda c: bool(_stems(c)) and (_stems(c) <= stems or stems <= _stems(c)),
+    ]
+    for test in tests:
+        hits = [i for i, c in enumerate(classes) if test(c)]
+        if hits:
+            return hits[0] if len(hits) == 1 else None
+    return None
+
+
+def _class_index(value: Any, names: Sequence[str] | None, n_classes: int, key: str) -> int:
+    """An ``evaluate.label_map`` value as an output index: an index (``3``, ``"3"``,
+    ``"LABEL_3"``) or a class name of the model."""
+    text = str(value).strip()
+    if isinstance(value, int) or GENERIC_CLASS_NAME.fullmatch(text):
+        index = int(re.sub(r"\D", "", text))
+        if not 0 <= index < n_classes:
+            raise LabelMapError(
+                f"evaluate.label_map[{key!r}]: output {index} does not exist (the classifier "
+                f"has {n_classes} outputs)"
+            )
+        return index
+    if names is None:
+        raise LabelMapError(
+            f"evaluate.label_map[{key!r}]: {value!r} names a class, but the classifier's class "
+            f"names are unknown or generic; give its output index instead"
+        )
+    hits = [i for i, c in enumerate(names) if normalize_label(c) == normalize_label(text)]
+    if len(hits) != 1:
+        raise LabelMapError(
+            f"evaluate.label_map[{key!r}]: {value!r} is not a class of the model (classes: "
+            f"{', '.join(names[:8])}{', ...' if len(names) > 8 else ''})"
+        )
+    return hits[0]
+
+
+def probing_labels(run: RunDir) -> list[str]:
+    """The distinct non-empty labels (``category`` of ``clips.csv``) of the probing set, sorted."""
+    if not run.exists("clips.csv"):
+        return []
+    clips = read_clips(run)
+    if "category" not in clips.columns:
+        return []
+    return sorted({str(c) for c in clips["category"].fillna("") if str(c).strip()})
+
+
+@dataclasses.dataclass
+class ClassifierTruth:
+    """The true concept of each classifier output neuron, as far as the probing set can test it.
+
+    ``names[i]`` is output ``i``'s class name, ``None`` when the class does not occur in the
+    probing set (no probing-set label maps to it): such a neuron is left out of the last-layer
+    scores, ``left_out_reason`` says why. ``mapping`` is probing-set label -> output index
+    (``None``: the label is no class of the model).
+    """
+
+    names: list[str | None]
+    left_out_reason: str = ""
+    mapping: dict[str, int | None] = dataclasses.field(default_factory=dict)
+
+    @property
+    def n_left_out(self) -> int:
+        return sum(n is None for n in self.names)
+
+
+def _how_to_map(labels: Sequence[str]) -> str:
+    example = labels[0] if labels else "dog"
+    return (
+        f"set evaluate.label_map, probing-set label -> the model's class name or output index, "
+        f'e.g. in the config `evaluate: {{label_map: {{"{example}": 0}}}}` or '
+        f"--set 'evaluate.label_map={{\"{example}\": 0}}'"
+    )
+
+
+def classifier_truth(cfg: Config, run: RunDir, n_classes: int) -> ClassifierTruth:
+    """Map the probing set's labels onto the classifier's ``n_classes`` outputs.
+
+    The model's class names come from :func:`class_names`. ``evaluate.label_map`` (probing-set
+    label -> the model's class name or output index; ``null``: no class) decides the labels it
+    names; every other label is matched by name (:func:`match_class`). Outputs whose class no
+    label maps to are left out (``None``). Raises :class:`LabelMapError`, saying how to set
+    ``evaluate.label_map``, when the class names are unknown or generic (``LABEL_n``) and no
+    mapping is given, or when the probing set has labels and none maps to a class. A probing
+    set without labels scores every output (which classes occur is unknown).
+    """
+    names = class_names(run, n_classes)
+    labels = probing_labels(run)
+    label_map = dict(cfg.evaluate.label_map or {})
+    by_norm = {normalize_label(lbl): lbl for lbl in labels}
+    mapping: dict[str, int | None] = {}
+    for key, value in label_map.items():
+        label = str(key) if str(key) in labels else by_norm.get(normalize_label(key))
+        if label is None:
+            log.warning("evaluate.label_map: %r is not a label of the probing set", key)
+            continue
+        mapping[label] = None if value is None else _class_index(value, names, n_classes, key)
+    if names is None:
+        if not any(i is not None for i in mapping.values()):
+            info = run.read_json("model.json") if run.exists("model.json") else {}
+            found = _model_json_names(info)
+            what = (
+                f"generic ({', '.join(found[:3])}, ...)"
+                if generic_names(found) and found
+                else "unknown"
+            )
+            raise LabelMapError(
+                f"the class names of the classifier layer {cfg.evaluate.classifier_layer!r} are "
+                f"{what}, and the probing set's labels cannot be matched to its {n_classes} "
+                f"outputs with certainty (they are not its output indices 0..{n_classes - 1}); "
+                + _how_to_map(labels)
+            )
+        truth: list[str | None] = [None] * n_classes
+        for label, index in mapping.items():
+            if index is not None and truth[index] is None:
+                truth[index] = label
+        reason = "no probing-set label is mapped to them (evaluate.label_map)"
+        return ClassifierTruth(truth, reason if None in truth else "", mapping)
+    if not labels:
+        log.warning("the probing set has no labels: every classifier output is scored")
+        return ClassifierTruth(list(names), "", mapping)
+    for label in labels:
+        if label not in mapping:
+            mapping[label] = match_class(label, names)
+    occurring = {i for i in mapping.values() if i is not None}
+    unmapped = [lbl for lbl, i in mapping.items() if i is None]
+    if not occurring:
+        raise LabelMapError(
+            f"none of the probing set's {len(labels)} labels ({', '.join(labels[:4])}"
+            f"{', ...' if len(labels) > 4 else ''}) matches a class of the model "
+            f"({', '.join(names[:4])}{', ...' if len(names) > 4 else ''}), so the last layer "
+            f"cannot be scored; " + _how_to_map(labels)
+        )
+    if unmapped:
+        log.warning(
+            "%d probing-set labels match no class of the model: %s",
+            len(unmapped),
+            ", ".join(unmapped),
+        )
+    renamed = {lbl: names[i] for lbl, i in mapping.items() if i is not None and lbl != names[i]}
+    if renamed:
+        log.info("probing-set labels mapped onto the model's classes: %s", renamed)
+    truth = [n if i in occurring else None for i, n in enumerate(names)]
+    n_out = truth.count(None)
+    reason = ""
+    if n_out:
+        reason = (
+            f"{n_out} of the model's {len(names)} classes do not occur in the probing set "
+            f"(no probing-set label maps to them)"
+        )
+        if unmapped:
+            reason += f"; {len(unmapped)} probing-set labels match no class: {', '.join(unmapped)}"
+    return ClassifierTruth(truth, reason, mapping)
+
+
+# --------------------------------------------------------------------------------------------
+# Last-layer dissection accuracy
+# --------------------------------------------------------------------------------------------
+
+
+def topk_accuracy(predicted_top5: list[list[str]], truth: list[str]) -> tuple[float, float]:
+    """Top-1 and Top-5 accuracy of ranked concept lists against the true concept names.
+
+    ``predicted_top5[i]`` is neuron *i*'s ranked concepts (best first; may be empty or
+    shorter than 5). Names are compared by :func:`normalize_concept`. Empty input gives NaN.
+    """
+    if len(predicted_top5) != len(truth):
+        raise ValueError(f"{len(predicted_top5)} predictions for {len(truth)} true concepts")
+    if not truth:
+        return float("nan"), float("nan")
+    hits1 = hits5 = 0
+    for preds, true in zip(predicted_top5, truth, strict=True):
+        norm = [normalize_concept(p) for p in preds[:5]]
+        t = normalize_concept(true)
+        hits1 += bool(norm) and norm[0] == t
+        hits5 += t in norm
+    return hits1 / len(truth), hits5 / len(truth)
+
+
+def concept_cosine(predicted: list[str], truth: list[str], embedder: TextEncoder) -> float:
+    """Mean cosine similarity of each predicted concept and its true concept.
+
+    Both are embedded as words (``water_drops`` -> ``water drops``). A missing prediction
+    (empty string) scores 0. The embedder must return unit-norm vectors.
+    """
+    if len(predicted) != len(truth):
+        raise ValueError(f"{len(predicted)} predictions for {len(truth)} true concepts")
+    if not truth:
+        return float("nan")
+    pred = [normalize_concept(p) for p in predicted]
+    true = [normalize_concept(t) for t in truth]
+    texts = sorted({*pred, *true} - {""})
+    vecs = dict(zip(texts, np.asarray(embedder.encode(texts), dtype=np.float64), strict=True))
+    cos = [
+        float(np.clip(vecs[p] @ vecs[t], -1.0, 1.0)) if p and t else 0.0
+        for p, t in zip(pred, true, strict=True)
+    ]
+    return float(np.mean(cos))
+
+
+ICL_METHODS = ("icl", "icl_embedding")
+"""ICL's method names: ``icl`` (an LLM picked), ``icl_embedding`` (no LLM: ranked by embedding
+similarity, :data:`andlib.describe.concepts.ICL_FALLBACK`)."""
+
+
+def concept_methods(neurons: pd.DataFrame) -> list[str]:
+    """The concept columns of ``neurons.csv`` that hold results: ``db_<fn>``..., ``tab``,
+    ``icl`` or ``icl_embedding``."""
+    cols = [c for c in neurons.columns if re.fullmatch(r"db_.+", c) and not c.endswith("_top5")]
+    cols += [c for c in ("tab", *ICL_METHODS) if c in neurons.columns]
+    filled = [c for c in cols if (neurons[c].astype(str).str.strip() != "").any()]
+    return filled
+
+
+def ranked_concepts(row: pd.Series | dict, method: str) -> list[str]:
+    """A neuron's ranked concepts for one method: its top-1 column first, then its ``_top5``."""
+    top1 = str(row.get(method, "") or "").strip()
+    rest = split_list(row.get(f"{method}_top5", ""))
+    ranked = [top1] if top1 else []
+    ranked += [c for c in rest if normalize_concept(c) not in map(normalize_concept, ranked)]
+    return ranked[:5]
+
+
+def last_layer_scores(
+    layer_rows: pd.DataFrame,
+    names: Sequence[str | None],
+    embedder: TextEncoder,
+    left_out_reason: str = "",
+) -> dict[str, dict[str, Any]]:
+    """``{method: {top1, top5, cos, n_neurons}}`` for the classifier layer's ``neurons.csv`` rows.
+
+    ``names[i]`` is output ``i``'s class; a ``None`` one (a class the probing set does not
+    hold, :class:`ClassifierTruth`) is left out, and then every method also reports
+    ``n_left_out`` and ``left_out_reason``. ``n_neurons`` counts the neurons scored. With an
+    LLM, ``icl`` also reports ``top5_llm_only`` (Top-5 on the concepts the LLM named itself,
+    without the embedding neighbours padding a short reply; ``icl_llm_slots``) and
+    ``n_padded`` (neurons whose top 5 was padded).
+    """
+    scored = layer_rows["neuron"].astype(int).map(lambda n: n < len(names) and names[n] is not None)
+    rows = layer_rows[scored].sort_values("neuron")
+    truth = [str(names[int(n)]) for n in rows["neuron"]]
+    n_left_out = sum(n is None for n in names)
+    out: dict[str, dict[str, Any]] = {}
+    for method in concept_methods(rows):
+        ranked = [ranked_concepts(r, method) for _, r in rows.iterrows()]
+        top1, top5 = topk_accuracy(ranked, truth)
+        cos = concept_cosine([r[0] if r else "" for r in ranked], truth, embedder)
+        out[method] = {"top1": top1, "top5": top5, "cos": cos, "n_neurons": len(truth)}
+        if method == "icl" and "icl_llm_slots" in rows.columns:
+            slots = pd.to_numeric(rows["icl_llm_slots"], errors="coerce").fillna(0).astype(int)
+            own = [r[:s] for r, s in zip(ranked, slots, strict=True)]
+            out[method]["top5_llm_only"] = topk_accuracy(own, truth)[1]
+            out[method]["n_padded"] = sum(len(o) < len(r) for o, r in zip(own, ranked, strict=True))
+        if n_left_out:
+            out[method]["n_left_out"] = n_left_out
+            out[method]["left_out_reason"] = left_out_reason
+    return out
+
+
+def _slug(name: str) -> str:
+    return re.sub(r"[^A-Za-z0-9._-]+", "_", name).strip("_") or "captioner"
+
+
+def _classifier_sub_run(cfg: Config, run: RunDir, name: str) -> tuple[RunDir, Config, list[str]]:
+    """``<run>/last_layer/<name>/``: a run directory holding the classifier layer only.
+
+    Copies ``clips.csv``, ``model.json``, the layer's activations and top-K table from the
+    parent; returns ``(sub run, its config, clip ids)``. TAB is off there (it reads no
+    captions).
+    """
+    layer = cfg.evaluate.classifier_layer
+    sub = RunDir(run.path / "last_layer" / _slug(name))
+    sub_cfg = dataclasses.replace(
+        cfg, run_dir=str(sub.path), concepts=dataclasses.replace(cfg.concepts, clap_model=None)
+    )
+    for fname in ("clips.csv", "model.json", "features.csv", "skipped.csv"):
+        if run.exists(fname):
+            shutil.copyfile(run / fname, sub / fname)
+    index = activation_index(run)
+    entry = index["layers"][layer]
+    (sub / "activations").mkdir(exist_ok=True)
+    shutil.copyfile(run / "activations" / entry["file"], sub / "activations" / entry["file"])
+    sub.write_json(
+        "activations/index.json", {"clip_ids": index["clip_ids"], "layers": {layer: entry}}
+    )
+    if run.exists("neuron_topk.csv"):
+        topk = run.read_csv("neuron_topk.csv", dtype={"clip_id": str})
+        sub.write_csv("neuron_topk.csv", topk[topk["layer"].astype(str) == layer])
+    return sub, sub_cfg, [str(c) for c in index["clip_ids"]]
+
+
+def _describe_classifier(sub_cfg: Config, sub: RunDir, layer: str) -> pd.DataFrame:
+    """Summaries and concepts of the sub run's captions: its classifier rows of ``neurons.csv``."""
+    from andlib.describe import concepts, summarize
+
+    atomic_write_text(sub / "config.yaml", dump_config(sub_cfg))
+    # The parent's inputs may have changed: always rebuild summaries and concepts (50-odd
+    # neurons; LLM replies are cached by the llm module).
+    for fname in ("summaries.csv", "neurons.csv"):
+        (sub / fname).unlink(missing_ok=True)
+    summarize.run_stage(sub_cfg, sub)
+    concepts.run_stage(sub_cfg, sub)
+    rows = read_neurons(sub)
+    return rows[rows["layer"] == layer]
+
+
+def captions_with_captioner(cfg: Config, run: RunDir, captioner: str) -> RunDir:
+    """The sub run ``<run>/last_layer/<captioner>/`` with ``captions.csv`` from ``captioner``.
+
+    Captions are reused while the data, the captioner (its settings included) and the clip
+    order are unchanged.
+    """
+    from andlib.data.probing import load_probing_set
+    from andlib.describe import captioning
+
+    sub, sub_cfg, clip_ids = _classifier_sub_run(cfg, run, captioner)
+    sub_cfg = dataclasses.replace(
+        sub_cfg, captioner=dataclasses.replace(cfg.captioner, name=captioner)
+    )
+    cap = captioning.get_captioner(sub_cfg)
+    key = sub_cfg.section_hash(
+        "data", "captioner", "seed", extra=[stable_hash(clip_ids), getattr(cap, "settings", {})]
+    )
+    if not sub.is_fresh("caption", key):
+        probing = load_probing_set(sub_cfg)
+        probing = probing.subset([probing.index_of(c) for c in clip_ids])
+        caps = cap.caption(probing)
+        sub.write_csv("captions.csv", pd.DataFrame({"clip_id": clip_ids, "caption": caps}))
+        sub.write_json("caption_accuracy.json", captioning.caption_accuracy(cap))
+        sub.mark_done("caption", key, outputs=["captions.csv", "caption_accuracy.json"])
+    atomic_write_text(sub / "config.yaml", dump_config(sub_cfg))
+    return sub
+
+
+def classifier_neurons_with_captioner(cfg: Config, run: RunDir, captioner: str) -> pd.DataFrame:
+    """The classifier layer's ``neurons.csv`` rows, dissected again from another captioner.
+
+    Captions the probing set with ``captioner`` in ``<run>/last_layer/<captioner>/``
+    (:func:`captions_with_captioner`), then runs the summarize and concepts stages there.
+    """
+    sub = captions_with_captioner(cfg, run, captioner)
+    sub_cfg = dataclasses.replace(
+        cfg,
+        run_dir=str(sub.path),
+        captioner=dataclasses.replace(cfg.captioner, name=captioner),
+        concepts=dataclasses.replace(cfg.concepts, clap_model=None),
+    )
+    return _describe_classifier(sub_cfg, sub, cfg.evaluate.classifier_layer)
+
+
+# --------------------------------------------------------------------------------------------
+# How good must captions be? (the caption-quality sweep)
+# --------------------------------------------------------------------------------------------
+
+
+def corrupt_sources(
+    categories: Sequence[str], classes: Sequence[str], rate: float, seed: int
+) -> tuple[list[str], np.ndarray]:
+    """Replace the source of exactly ``round(rate * n)`` clips by a wrong class.
+
+    The clips are a seeded random choice; each replacement is drawn uniformly from the classes
+    other than the clip's own. Returns the new categories and the mask of replaced clips.
+    """
+    rng = np.random.default_rng([seed, int(round(rate * 1000))])
+    n = len(categories)
+    n_wrong = int(round(rate * n))
+    wrong = np.zeros(n, dtype=bool)
+    wrong[rng.permutation(n)[:n_wrong]] = True
+    out = [str(c) for c in categories]
+    for i in np.flatnonzero(wrong):
+        others = [c for c in classes if c != out[i]]
+        out[i] = others[int(rng.integers(len(others)))]
+    return out, wrong
+
+
+SWEEP_COLUMNS = ["captioner", "caption_accuracy", "method", "top1", "top5", "cos"]
+
+
+def caption_quality_sweep(
+    cfg: Config,
+    run: RunDir,
+    names: Sequence[str | None],
+    embedder: TextEncoder,
+    measured: dict[str, dict[str, dict[str, Any]]],
+) -> pd.DataFrame:
+    """Last-layer accuracy against caption accuracy: ``caption_quality.csv``.
+
+    For each rate p of ``evaluate.caption_sweep_rates``, the ``metadata+acoustic`` captions with
+    the source of a seeded share p of the clips replaced by a wrong class
+    (:func:`corrupt_sources`) are summarized and named on the classifier layer; caption
+    accuracy is 1 - p. The measured captioners of ``measured`` (``last_layer.json``) join as
+    points: ``tagger+acoustic`` at its cross-fitted top-1, ``acoustic`` (no source) at 0.
+    """
+
+    layer = cfg.evaluate.classifier_layer
+    rates = cfg.evaluate.caption_sweep_rates
+    if not rates:
+        return pd.DataFrame(columns=SWEEP_COLUMNS)
+    acoustic = captions_with_captioner(cfg, run, "acoustic")
+    base = acoustic.read_csv("captions.csv", dtype={"clip_id": str})
+    clips = read_clips(run, base["clip_id"].tolist())
+    categories = clips["category"].fillna("").astype(str).tolist()
+    classes = sorted({c for c in categories if c})
+    records = []
+    for rate in rates:
+        wrong_cats, _ = corrupt_sources(categories, classes, float(rate), cfg.seed)
+        sub, sub_cfg, clip_ids = _classifier_sub_run(cfg, run, f"sweep-{rate:g}")
+        caps = [
+            f"{wording.identity_sentence(c)} {t}".strip()
+            for c, t in zip(wrong_cats, base["caption"].astype(str), strict=True)
+        ]
+        sub.write_csv("captions.csv", pd.DataFrame({"clip_id": clip_ids, "caption": caps}))
+        sub_cfg = dataclasses.replace(
+            sub_cfg,
+            captioner=dataclasses.replace(cfg.captioner, name=f"metadata+acoustic@{rate:g}"),
+        )
+        rows = _describe_classifier(sub_cfg, sub, layer)
+        for method, s in last_layer_scores(rows, names, embedder).items():
+            records.append(
+                {"captioner": "metadata+acoustic (corrupted)", "caption_accuracy": 1 - rate}
+                | {"method": method, "top1": s["top1"], "top5": s["top5"], "cos": s["cos"]}
+            )
+    for captioner, methods in measured.items():
+        if captioner == "acoustic":
+            acc = 0.0
+        elif captioner == "tagger+acoustic":
+            report = _caption_report(cfg, run, captioner)
+            acc = float(report.get("top1", np.nan))
+        else:
+            continue
+        for method, s in methods.items():
+            records.append(
+                {"captioner": captioner, "caption_accuracy": acc, "method": method}
+                | {"top1": s["top1"], "top5": s["top5"], "cos": s["cos"]}
+            )
+    return pd.DataFrame(records, columns=SWEEP_COLUMNS)
+
+
+def _caption_report(cfg: Config, run: RunDir, captioner: str) -> dict[str, Any]:
+    """``caption_accuracy.json`` of ``captioner``: the run's own, or its last-layer sub run's."""
+    if captioner == cfg.captioner.name and run.exists("caption_accuracy.json"):
+        return dict(run.read_json("caption_accuracy.json"))
+    sub = RunDir(run.path / "last_layer" / _slug(captioner))
+    if sub.exists("caption_accuracy.json"):
+        return dict(sub.read_json("caption_accuracy.json"))
+    return {}
+
+
+def last_layer_accuracy(
+    cfg: Config, run: RunDir, embedder: TextEncoder | None = None
+) -> dict[str, dict[str, dict[str, Any]]]:
+    """``{captioner: {method: {top1, top5, cos, n_neurons}}}`` for the classifier layer.
+
+    The configured captioner is read from ``neurons.csv``; every other captioner of
+    ``evaluate.captioners`` is recomputed (:func:`classifier_neurons_with_captioner`); one
+    that cannot be run fails the stage. Only the output neurons whose class occurs in the
+    probing set are scored (:func:`classifier_truth`; the others are counted in
+    ``n_left_out`` with a ``left_out_reason``); :class:`LabelMapError` when the class names
+    are unknown or generic and cannot be mapped, or when no probing-set label maps to a
+    class. Empty when the classifier layer was not dissected, and for a pitch network
+    (:mod:`andlib.models.pitch`), whose output neurons are pitch bins, not classes: those are
+    scored against their frequencies by :mod:`andlib.evaluate.pitch` (``pitch_last_layer.json``).
+    """
+    from andlib.models.pitch import is_pitch_model
+
+    if is_pitch_model(cfg.model.name):
+        log.info("pitch network: its output bins are scored by andlib.evaluate.pitch instead")
+        return {}
+    layer = cfg.evaluate.classifier_layer
+    neurons = read_neurons(run)
+    rows = neurons[neurons["layer"] == layer]
+    if rows.empty:
+        log.warning("no neurons of layer %r in neurons.csv: no last-layer accuracy", layer)
+        return {}
+    index = activation_index(run) if run.exists("activations/index.json") else {"layers": {}}
+    n_classes = index["layers"].get(layer, {}).get("n_neurons") or int(rows["neuron"].max()) + 1
+    truth = classifier_truth(cfg, run, int(n_classes))  # LabelMapError when nothing maps
+    if truth.n_left_out:
+        log.warning("last layer: %s; they are left out of the scores", truth.left_out_reason)
+    if embedder is None:
+        from andlib.text.embeddings import get_embedder
+
+        embedder = get_embedder(cfg)
+
+    captioners = [cfg.captioner.name] + [
+        c for c in cfg.evaluate.captioners if c != cfg.captioner.name
+    ]
+    results: dict[str, dict[str, dict[str, float]]] = {}
+    for captioner in captioners:
+        if captioner == cfg.captioner.name:
+            layer_rows = rows
+        else:
+            # The leakage control and the ablations are part of the result: a failure fails
+            # the stage (no silent drop).
+            layer_rows = classifier_neurons_with_captioner(cfg, run, captioner)
+            if "tab" in rows.columns:  # TAB reads no captions: the configured run's result
+                tab = rows.set_index("neuron")[["tab", "tab_top5"]]
+                layer_rows = layer_rows.drop(columns=["tab", "tab_top5"], errors="ignore")
+                layer_rows = layer_rows.join(tab, on="neuron")
+                layer_rows[["tab", "tab_top5"]] = layer_rows[["tab", "tab_top5"]].fillna("")
+        results[captioner] = last_layer_scores(
+            layer_rows, truth.names, embedder, truth.left_out_reason
+        )
+    return results
+
+
+def _classifier_names(run: RunDir, cfg: Config) -> list[str | None] | None:
+    """:attr:`ClassifierTruth.names` of the classifier layer (``None`` entries: left out)."""
+    layer = cfg.evaluate.classifier_layer
+    index = activation_index(run) if run.exists("activations/index.json") else {"layers": {}}
+    n_classes = index["layers"].get(layer, {}).get("n_neurons")
+    if n_classes is None:
+        names = class_names(run)
+        return list(names) if names else None
+    return classifier_truth(cfg, run, int(n_classes)).names
+
+
+def last_layer_frame(results: dict[str, dict[str, dict[str, Any]]]) -> pd.DataFrame:
+    """``last_layer.json`` as a table: one row per (captioner, method)."""
+    records = [
+        {"captioner": cap, "method": method, **scores}
+        for cap, methods in results.items()
+        for method, scores in methods.items()
+    ]
+    cols = ["captioner", "method", "top1", "top5", "cos", "n_neurons"]
+    return pd.DataFrame(records, columns=cols)
+
+
+# --------------------------------------------------------------------------------------------
+# Correlations (column-wise, with a mask of usable entries)
+# --------------------------------------------------------------------------------------------
+
+
+def _prepare(pred: Any, true: Any, mask: Any) -> tuple[np.ndarray, np.ndarray, np.ndarray, bool]:
+    x = np.asarray(pred, dtype=np.float64)
+    y = np.asarray(true, dtype=np.float64)
+    if x.shape != y.shape:
+        raise ValueError(f"prediction shape {x.shape} != activation shape {y.shape}")
+    vector = x.ndim == 1
+    if vector:
+        x, y = x[:, None], y[:, None]
+    m = np.isfinite(x) & np.isfinite(y)
+    if mask is not None:
+        m &= np.asarray(mask, dtype=bool).reshape(x.shape)
+    return x, y, m, vector
+
+
+def _pearson(x: np.ndarray, y: np.ndarray, m: np.ndarray) -> np.ndarray:
+    n = m.sum(axis=0)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        xc = np.where(m, x - np.where(m, x, 0).sum(axis=0) / n, 0.0)
+        yc = np.where(m, y - np.where(m, y, 0).sum(axis=0) / n, 0.0)
+        den = np.sqrt((xc**2).sum(axis=0) * (yc**2).sum(axis=0))
+        r = (xc * yc).sum(axis=0) / den
+    r[(n < 3) | ~(den > 1e-12)] = np.nan
+    return np.clip(r, -1.0, 1.0)
+
+
+def pearson(pred: Any, true: Any, mask: Any = None) -> np.ndarray | float:
+    """Pearson correlation per column of ``[n_clips, n_neurons]`` (or of two vectors).
+
+    Only entries where ``mask`` is true and both values are finite count. Fewer than three
+    usable entries or a constant column give NaN.
+    """
+    x, y, m, vector = _prepare(pred, true, mask)
+    r = _pearson(x, y, m)
+    return float(r[0]) if vector else r
+
+
+def spearman(pred: Any, true: Any, mask: Any = None) -> np.ndarray | float:
+    """Spearman rank correlation per column (ties get average ranks); see :func:`pearson`."""
+    from scipy.stats import rankdata
+
+    x, y, m, vector = _prepare(pred, true, mask)
+    # Unused entries rank last (+inf), so the used ones get exactly the ranks 1..n among themselves.
+    rx = rankdata(np.where(m, x, np.inf), axis=0, method="average")
+    ry = rankdata(np.where(m, y, np.inf), axis=0, method="average")
+    r = _pearson(rx, ry, m)
+    return float(r[0]) if vector else r
+
+
+# --------------------------------------------------------------------------------------------
+# Simulation
+# --------------------------------------------------------------------------------------------
+
+
+def heldout_mask(clip_ids: Sequence[str], excluded: Sequence[Iterable[str]]) -> np.ndarray:
+    """``[n_clips, n_neurons]`` bool: true where clip *i* was not used to describe neuron *j*."""
+    pos = {str(c): i for i, c in enumerate(clip_ids)}
+    mask = np.ones((len(clip_ids), len(excluded)), dtype=bool)
+    for j, clips in enumerate(excluded):
+        idx = [pos[str(c)] for c in clips if str(c) in pos]
+        mask[idx, j] = False
+    return mask
+
+
+def description_clips(row: pd.Series | dict) -> list[str]:
+    """The clip ids a neuron's description was built from (its top-K and bottom-K clips)."""
+    return (
+        str(row.get("top_clips", "") or "").split() + str(row.get("bottom_clips", "") or "").split()
+    )
+
+
+def sample_neurons(cfg: Config, layer: str, neurons: Sequence[int], n: int | None) -> list[int]:
+    """A seeded sample of ``n`` neurons of a layer (all when ``n`` is None or large enough)."""
+    neurons = sorted(int(x) for x in neurons)
+    if n is None or n >= len(neurons):
+        return neurons
+    picked = rng(cfg, "simulation", layer).choice(len(neurons), size=n, replace=False)
+    return sorted(neurons[i] for i in picked)
+
+
+def label_oracle(acts: np.ndarray, labels: Sequence[Any], mask: np.ndarray) -> np.ndarray:
+    """Leave-one-out class-mean activation over the usable (``mask``) clips; NaN without a label."""
+    codes, uniques = pd.factorize(pd.Series(list(labels)).replace("", np.nan))
+    pred = np.full(acts.shape, np.nan)
+    valid = codes >= 0
+    if not valid.any():
+        return pred
+    onehot = np.zeros((len(codes), len(uniques)))
+    onehot[np.flatnonzero(valid), codes[valid]] = 1.0
+    used = mask & valid[:, None]
+    a = np.where(used, acts, 0.0)
+    sums = onehot.T @ a  # [n_classes, n_neurons]
+    counts = onehot.T @ used.astype(np.float64)
+    c = np.where(valid, codes, 0)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        loo = (sums[c] - a) / (counts[c] - used)
+    pred[valid] = loo[valid]
+    pred[~np.isfinite(pred)] = np.nan
+    return pred
+
+
+SIMULATION_PROMPT = """A neuron of an audio classifier is described as:
+"{description}"
+
+Below are captions of sound clips. For each clip, rate from 0 to 10 how strongly the neuron
+should fire for it, i.e. how well the sound matches the description (0 = not at all, 10 =
+perfectly). Reply with one line per clip in the form "<number>: <rating>" and nothing else.
+
+{captions}"""
+
+
+def parse_ratings(reply: str, n: int) -> np.ndarray:
+    """Ratings ``[n]`` from an LLM reply of ``"<number>: <rating>"`` lines (1-based); NaN if missing."""
+    out = np.full(n, np.nan)
+    for m in re.finditer(r"^\W*(\d+)\s*[:.)\-=]\s*(-?\d+(?:\.\d+)?)", reply, flags=re.M):
+        i, value = int(m.group(1)) - 1, float(m.group(2))
+        if 0 <= i < n and np.isnan(out[i]):
+            out[i] = min(max(value, 0.0), 10.0)
+    return out
+
+
+def llm_simulate(
+    llm: Any,
+    descriptions: list[str],
+    captions: list[list[str]],
+    labels: list[str] | None = None,
+) -> list[np.ndarray]:
+    """LLM ratings (0-10) of each neuron's captions against its description, one batch call.
+
+    ``llm`` is an :class:`andlib.text.llm.LLM`; ``labels`` name the requests in error messages.
+    """
+    prompts = [
+        [
+            {
+                "role": "user",
+                "content": SIMULATION_PROMPT.format(
+                    description=desc,
+                    captions="\n".join(f"{i + 1}. {c}" for i, c in enumerate(caps)),
+                ),
+            }
+        ]
+        for desc, caps in zip(descriptions, captions, strict=True)
+    ]
+    replies = llm.complete_many(prompts, labels)
+    return [parse_ratings(r, len(c)) for r, c in zip(replies, captions, strict=True)]
+
+
+def _use_llm(cfg: Config) -> bool:
+    return cfg.evaluate.llm_simulation and cfg.llm.backend != "extractive"
+
+
+def simulation_scores(
+    cfg: Config, run: RunDir, embedder: TextEncoder | None = None, llm: Any = None
+) -> pd.DataFrame:
+    """Explain -> simulate -> score: ``layer, neuron, method, pearson, spearman, n_clips``.
+
+    See the module docstring for the methods. Captions, descriptions and class names are
+    embedded once each; each layer's predictions are one matrix product.
+    """
+    if embedder is None:
+        from andlib.text.embeddings import get_embedder
+
+        embedder = get_embedder(cfg)
+    index = activation_index(run)
+    clip_ids = [str(c) for c in index["clip_ids"]]
+    neurons = read_neurons(run)
+    clips = read_clips(run, clip_ids)
+    caps = run.read_csv("captions.csv", stage="caption", dtype={"clip_id": str})
+    caption_of = dict(zip(caps["clip_id"].astype(str), caps["caption"].astype(str), strict=True))
+    captions = [caption_of.get(c, "").strip() for c in clip_ids]
+    has_caption = np.array([bool(c) for c in captions])
+    categories = (
+        clips["category"].fillna("").astype(str).tolist()
+        if "category" in clips
+        else [""] * len(clip_ids)
+    )
+
+    layers = cfg.evaluate.simulation_layers or list(index["layers"])
+    plan: list[tuple[str, list[int], list[str], list[str], list[list[str]]]] = []
+    for layer in layers:
+        if layer not in index["layers"]:
+            raise KeyError(f"evaluate.simulation_layers: {layer!r} was not recorded")
+        rows = neurons[neurons["layer"] == layer].set_index("neuron")
+        desc_of = {int(n): description_of(r) for n, r in rows.iterrows()}
+        described = [n for n, d in desc_of.items() if d]
+        if len(described) < 2:
+            continue
+        picked = sample_neurons(cfg, layer, described, cfg.evaluate.simulation_max_neurons)
+        gen = rng(cfg, "simulation", layer, "random_description")
+        others = []
+        for n in picked:
+            choice = described[int(gen.integers(len(described) - 1))]
+            others.append(choice if choice != n else described[-1])
+        plan.append(
+            (
+                layer,
+                picked,
+                [desc_of[n] for n in picked],
+                [desc_of[n] for n in others],
+                [description_clips(rows.loc[n]) for n in picked],
+            )
+        )
+    if not plan:
+        return pd.DataFrame(columns=["layer", "neuron", "method", "pearson", "spearman", "n_clips"])
+
+    # Embed every text once.
+    cap_emb = np.asarray(embedder.encode([c or " " for c in captions]), dtype=np.float64)
+    cap_emb[~has_caption] = np.nan
+    texts = sorted({d for p in plan for d in (*p[2], *p[3])})
+    desc_emb = dict(zip(texts, np.asarray(embedder.encode(texts), dtype=np.float64), strict=True))
+    cat_names = sorted({c for c in categories if c})
+    cat_vecs: Any = embedder.encode([normalize_concept(c) for c in cat_names]) if cat_names else []
+    cat_emb = dict(zip(cat_names, np.asarray(cat_vecs, dtype=np.float64), strict=True))
+    dim = cap_emb.shape[1]
+    label_emb = np.stack([cat_emb.get(c, np.full(dim, np.nan)) for c in categories])
+
+    use_llm = _use_llm(cfg)
+    if use_llm and llm is None:
+        from andlib.text.llm import get_llm
+
+        llm = get_llm(cfg.llm, cfg.cache_path)
+
+    frames = []
+    for layer, picked, descs, rand_descs, used in plan:
+        acts = np.asarray(load_activations(run, layer, index)[:, picked], dtype=np.float64)
+        mask = heldout_mask(clip_ids, used) & has_caption[:, None]
+        d = np.stack([desc_emb[t] for t in descs])
+        preds = {
+            "description": cap_emb @ d.T,
+            "random_description": cap_emb @ np.stack([desc_emb[t] for t in rand_descs]).T,
+            "label": label_emb @ d.T,
+            "label_oracle": label_oracle(acts, categories, mask),
+        }
+        for method, pred in preds.items():
+            usable = mask & np.isfinite(pred)
+            frames.append(
+                pd.DataFrame(
+                    {
+                        "layer": layer,
+                        "neuron": picked,
+                        "method": method,
+                        "pearson": pearson(pred, acts, usable),
+                        "spearman": spearman(pred, acts, usable),
+                        "n_clips": usable.sum(axis=0),
+                    }
+                )
+            )
+        if use_llm:
+            try:
+                frames.append(_llm_scores(cfg, llm, layer, picked, descs, acts, mask, captions))
+            except Exception as exc:  # an unreachable server must not cost the other scores
+                from andlib.text.llm import LLMError
+
+                if not isinstance(exc, LLMError):
+                    raise
+                log.warning("LLM simulator skipped for %s: %s", layer, exc)
+    return pd.concat(frames, ignore_index=True)
+
+
+def _llm_scores(
+    cfg: Config,
+    llm: Any,
+    layer: str,
+    picked: list[int],
+    descs: list[str],
+    acts: np.ndarray,
+    mask: np.ndarray,
+    captions: list[str],
+) -> pd.DataFrame:
+    """The LLM simulator on a seeded subset of neurons and of each one's held-out clips."""
+    gen = rng(cfg, "simulation", layer, "llm")
+    n_neurons = min(cfg.evaluate.llm_simulation_max_neurons, len(picked))
+    cols = sorted(gen.choice(len(picked), size=n_neurons, replace=False).tolist())
+    clip_sets = []
+    for j in cols:
+        pool = np.flatnonzero(mask[:, j])
+        size = min(cfg.evaluate.llm_simulation_clips, len(pool))
+        clip_sets.append(np.sort(gen.choice(pool, size=size, replace=False)))
+    ratings = llm_simulate(
+        llm,
+        [descs[j] for j in cols],
+        [[captions[i] for i in s] for s in clip_sets],
+        [f"{layer} neuron {picked[j]} (simulation)" for j in cols],
+    )
+    rows = []
+    for j, s, r in zip(cols, clip_sets, ratings, strict=True):
+        rows.append(
+            {
+                "layer": layer,
+                "neuron": picked[j],
+                "method": "llm",
+                "pearson": pearson(r, acts[s, j]),
+                "spearman": spearman(r, acts[s, j]),
+                "n_clips": int(np.isfinite(r).sum()),
+            }
+        )
+    return pd.DataFrame(rows)
+
+
+def simulation_summary(scores: pd.DataFrame) -> pd.DataFrame:
+    """Mean Pearson and Spearman per layer and method (layers in recording order)."""
+    order = list(dict.fromkeys(scores["layer"]))
+    out = (
+        scores.groupby(["layer", "method"], sort=False)[["pearson", "spearman"]]
+        .mean()
+        .reset_index()
+    )
+    out["n_neurons"] = scores.groupby(["layer", "method"], sort=False).size().values
+    out["layer"] = pd.Categorical(out["layer"], categories=order, ordered=True)
+    methods = [m for m in SIMULATION_METHODS if m in set(out["method"])]
+    out["method"] = pd.Categorical(out["method"], categories=methods, ordered=True)
+    return out.sort_values(["layer", "method"]).reset_index(drop=True)
+
+
+# --------------------------------------------------------------------------------------------
+# Stage
+# --------------------------------------------------------------------------------------------
+
+
+def _summary(run: RunDir, cfg: Config) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    results = run.read_json("last_layer.json") if run.exists("last_layer.json") else {}
+    for cap, methods in results.items():
+        for method, s in methods.items():
+            out[f"last_layer[{cap}].{method}"] = (
+                f"top1={s['top1']:.3f} top5={s['top5']:.3f} cos={s['cos']:.3f}"
+            )
+    if run.exists("simulation_scores.csv"):
+        scores = run.read_csv("simulation_scores.csv")
+        if not scores.empty:
+            pearson = pd.to_numeric(scores["pearson"], errors="coerce")  # "" for a constant neuron
+            means = pearson.groupby(scores["method"]).mean()
+            for method in SIMULATION_METHODS:
+                if method in means:
+                    out[f"simulation.{method}.pearson"] = f"{means[method]:.3f}"
+    out["outputs"] = ", ".join(str(run / o) for o in OUTPUTS)
+    return out
+
+
+def stage_key(cfg: Config, run: RunDir) -> str:
+    """The evaluate stage's cache key: the ``evaluate``, ``embedder``, ``seed`` and ``llm``
+    settings, the concepts stage key (which covers the concept set, lexicon and prompts the
+    re-described classifier layer reads too), the inputs' fingerprints, :data:`VERSION` and
+    the text of :data:`SIMULATION_PROMPT`."""
+    return cfg.section_hash(
+        "evaluate",
+        "embedder",
+        "seed",
+        "llm",
+        extra=[
+            run.stage_key("concepts"),
+            input_fingerprint(run, ["neurons.csv", "captions.csv", "activations/index.json"]),
+            {"version": VERSION, "simulation_prompt": stable_hash(SIMULATION_PROMPT)},
+        ],
+    )
+
+
+def run_stage(cfg: Config, run: RunDir) -> dict[str, Any]:
+    """Write ``last_layer.json``, ``simulation_scores.csv`` and their figures."""
+    from andlib.report import plots
+
+    key = stage_key(cfg, run)
+    logger = run.logger(STAGE)
+    if run.is_fresh(STAGE, key):
+        logger.info("evaluate: up to date")
+        return _summary(run, cfg)
+    from andlib.text.embeddings import get_embedder
+
+    embedder = get_embedder(cfg)
+    results = last_layer_accuracy(cfg, run, embedder)
+    run.write_json("last_layer.json", results)
+    logger.info("last-layer accuracy: %s", json.dumps(results))
+    if results:
+        plots.save_and_close(plots.last_layer_table(results), "last_layer_accuracy", cfg)
+    sweep = pd.DataFrame(columns=SWEEP_COLUMNS)
+    names = _classifier_names(run, cfg) if results else None
+    if results and names and "metadata+acoustic" in cfg.evaluate.captioners + [cfg.captioner.name]:
+        sweep = caption_quality_sweep(cfg, run, names, embedder, results)
+        if not sweep.empty:
+            plots.save_and_close(plots.caption_quality(sweep), "caption_quality", cfg)
+    run.write_csv("caption_quality.csv", sweep)
+
+    scores = simulation_scores(cfg, run, embedder)
+    run.write_csv("simulation_scores.csv", scores)
+    logger.info("simulation: %d scores over %d layers", len(scores), scores["layer"].nunique())
+    if not scores.empty:
+        plots.save_and_close(plots.simulation_by_layer(scores), "simulation_scores", cfg)
+    run.mark_done(STAGE, key, outputs=OUTPUTS)
+    return _summary(run, cfg)

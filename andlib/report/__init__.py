@@ -1,0 +1,2 @@
+"""Reports: analyses, plots, the widget neuron browser, the static atlas and the progress of
+``reproduce``."""

@@ -1,0 +1,798 @@
+"""The neuron atlas: a static, shareable website of a run (``python -m andlib atlas``).
+
+:func:`build_atlas` writes ``<run_dir>/atlas/``, a site that works from ``file://`` and from any
+static host, with no server, no CDN and no build step: two HTML pages, one JavaScript file and
+one stylesheet (copied from ``andlib/resources/atlas/``), and the data as ``.js`` files that
+assign globals (Chromium refuses ``fetch()`` of local JSON under ``file://``; a ``<script>``
+works everywhere).
+
+- ``index.html``: the model, the probing set, each captioner's and the tagger's accuracy, the
+  pruning result, a per-layer overview (neurons, mean simulation score beside its random
+  baseline, polysemantic fraction, adjectives per neuron, class purity beside chance, pitch
+  selectivity for pitch networks) with small inline-SVG charts, and a searchable, sortable
+  table of every neuron.
+- ``neuron.html#<layer>/<neuron>``: one neuron (hash routing; the page loads the layer's data
+  file on demand): its summaries, calibrated summary, adjectives, DB/TAB/ICL and open
+  concepts, simulation score with its baselines, activation histogram, and its top-K and
+  bottom-K clips, each with an ``<audio>`` player, a spectrogram, its caption, label and
+  activation.
+
+Layout::
+
+    atlas/index.html  neuron.html  atlas.js  atlas.css
+    atlas/data/index.js          window.ATLAS_INDEX: run facts, layers, the neuron table
+    atlas/data/clips.js          window.ATLAS_CLIPS: {clip_id: [label, caption, audio, image]}
+    atlas/data/layer-<i>.js      window.ATLAS_LAYERS[<layer>]: every neuron's record
+    atlas/audio/<clip>.ogg       each clip once, OGG Vorbis (as the model heard it)
+    atlas/spec/<clip>.png        each clip's log-mel spectrogram once, a small palette PNG
+    atlas/media.json             what each media file was made from (reused when unchanged)
+
+Only the clips some neuron shows get media. Media are made in worker threads and reused
+on the next build when the clip's source file and the settings are unchanged; the data files
+are rewritten every time (seconds).
+"""
+
+from __future__ import annotations
+
+import html
+import io
+import json
+import logging
+import math
+import os
+import re
+import time
+from collections.abc import Iterable
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from andlib.config import Config
+from andlib.store import RunDir, atomic_write_bytes, atomic_write_text
+
+STAGE = "atlas"
+VERSION = 1
+ATLAS_DIR = "atlas"
+TEMPLATE_DIR = Path(__file__).resolve().parent.parent / "resources" / "atlas"
+TEMPLATES = ("index.html", "neuron.html", "atlas.js", "atlas.css")
+HIST_BINS = 40
+SPEC_N_FFT, SPEC_HOP, SPEC_MELS = 512, 320, 64
+"""Spectrogram images: 64 mel bands by one column per 20 ms (at 16 kHz), one palette byte per
+pixel; the page stretches them."""
+OGG_QUALITY = 0.4
+"""Vorbis quality 0..1 (libsndfile's compression level is ``1 - quality``)."""
+MEDIA_VERSION = 1
+
+log = logging.getLogger("andlib.report.atlas")
+
+
+# --------------------------------------------------------------------------------------------
+# Small helpers
+# --------------------------------------------------------------------------------------------
+
+
+def _num(value: Any, digits: int = 4) -> float | None:
+    """A finite float rounded to ``digits`` significant-ish decimals, else ``None``."""
+    try:
+        x = float(value)
+    except (TypeError, ValueError):
+        return None
+    if not math.isfinite(x):
+        return None
+    return round(x, digits)
+
+
+def _text(value: Any) -> str:
+    if value is None or (isinstance(value, float) and not math.isfinite(value)):
+        return ""
+    return str(value).strip()
+
+
+def _split(value: Any, sep: str = ";") -> list[str]:
+    return [s.strip() for s in _text(value).split(sep) if s.strip()]
+
+
+_UNSAFE = re.compile(r"[^A-Za-z0-9._-]")
+
+
+def media_name(clip_id: str) -> str:
+    """A file-name stem for a clip id: the id when it is plain, else a cleaned id plus a short
+    hash (two ids never share a stem)."""
+    clean = _UNSAFE.sub("_", clip_id)[:80]
+    if clean == clip_id and clean and not clean.startswith("."):
+        return clean
+    import hashlib
+
+    return f"{clean.strip('.') or 'clip'}-{hashlib.sha1(clip_id.encode()).hexdigest()[:8]}"
+
+
+def _js_assign(target: str, obj: Any) -> str:
+    """``<target> = <json>;`` as a JavaScript file (JSON is valid JavaScript)."""
+    return f"{target} = {json.dumps(obj, ensure_ascii=False, separators=(',', ':'))};\n"
+
+
+def _read_csv(run: RunDir, name: str) -> pd.DataFrame | None:
+    if not run.exists(name):
+        return None
+    try:
+        return run.read_csv(name)
+    except (pd.errors.EmptyDataError, pd.errors.ParserError):
+        return None
+
+
+def _read_json(run: RunDir, name: str) -> Any:
+    if not run.exists(name):
+        return None
+    try:
+        return run.read_json(name)
+    except (json.JSONDecodeError, OSError):
+        return None
+
+
+def _records(df: pd.DataFrame | None) -> list[dict[str, Any]]:
+    if df is None:
+        return []
+    out = []
+    for row in df.to_dict("records"):
+        out.append(
+            {
+                k: (_num(v) if isinstance(v, (int, float, np.number)) else _text(v))
+                for k, v in row.items()
+            }
+        )
+    return out
+
+
+# --------------------------------------------------------------------------------------------
+# Run facts (index header) and the headline numbers
+# --------------------------------------------------------------------------------------------
+
+
+def primary_concept_column(columns: Iterable[str], cfg: Config | None = None) -> str | None:
+    """The closed-set column the table shows: ``db_<first similarity>`` of the config, else
+    the first ``db_*`` column, else ``icl``/``icl_embedding``/``tab``."""
+    cols = [c for c in columns if not c.endswith("_top5")]
+    if cfg is not None and cfg.concepts.similarity:
+        first = f"db_{cfg.concepts.similarity[0]}"
+        if first in cols:
+            return first
+    if "db_soft_wpmi" in cols:  # the default config's first similarity function
+        return "db_soft_wpmi"
+    for c in cols:
+        if c.startswith("db_"):
+            return c
+    for c in ("icl", "icl_embedding", "tab"):
+        if c in cols:
+            return c
+    return None
+
+
+def _simulation_means(sim: pd.DataFrame | None) -> dict[str, dict[str, float | None]]:
+    """``{layer: {method: mean pearson}}`` plus ``"all"``."""
+    if sim is None or not len(sim) or "method" not in sim:
+        return {}
+    sim = sim.copy()
+    sim["pearson"] = pd.to_numeric(sim["pearson"], errors="coerce")
+    out: dict[str, dict[str, float | None]] = {}
+    for (layer, method), v in sim.groupby(["layer", "method"])["pearson"].mean().items():
+        out.setdefault(str(layer), {})[str(method)] = _num(v)
+    for method, v in sim.groupby("method")["pearson"].mean().items():
+        out.setdefault("all", {})[str(method)] = _num(v)
+    return out
+
+
+def headline(run: RunDir | str | os.PathLike, cfg: Config | None = None) -> dict[str, Any]:
+    """The run's headline numbers (each ``None`` when its stage has not run):
+    ``heldout_accuracy`` (model.json), ``caption_top1`` (the tagger's cross-fitted top-1),
+    ``last_layer_top1`` (``{captioner: top-1 of the primary DB method}``), ``primary_method``,
+    ``simulation`` (``{method: mean pearson}``: description and its baselines) and
+    ``pruning`` (``{strategy: mean ΔA−ΔR}``)."""
+    run = run if isinstance(run, RunDir) else RunDir(run)
+    if cfg is None and run.exists("config.yaml"):
+        from andlib.report.browser import RunView
+
+        cfg = RunView(run).config
+    model = _read_json(run, "model.json") or {}
+    caption = _read_json(run, "caption_accuracy.json") or {}
+    last = _read_json(run, "last_layer.json") or {}
+    methods = sorted({m for v in last.values() if isinstance(v, dict) for m in v})
+    primary = primary_concept_column(methods, cfg)
+    last_top1 = {}
+    for captioner, by_method in last.items():
+        if isinstance(by_method, dict) and primary in by_method:
+            last_top1[captioner] = _num(by_method[primary].get("top1"))
+    sim = _simulation_means(_read_csv(run, "simulation_scores.csv")).get("all", {})
+    pruning = {}
+    summary = _read_csv(run, "pruning_summary.csv")
+    if summary is not None and "delta_a_minus_r_mean" in summary:
+        for r in summary.itertuples():
+            pruning[str(r.strategy)] = _num(r.delta_a_minus_r_mean)
+    return {
+        "heldout_accuracy": _num(model.get("heldout_accuracy")),
+        "caption_top1": _num(caption.get("top1")),
+        "primary_method": primary,
+        "last_layer_top1": last_top1,
+        "simulation": sim,
+        "pruning": pruning,
+    }
+
+
+def run_facts(run: RunDir, view: Any, cfg: Config) -> dict[str, Any]:
+    """Everything the index page's header shows."""
+    model = _read_json(run, "model.json") or {}
+    clips = view.clips
+    probing: dict[str, Any] = {
+        "dataset": cfg.data.dataset,
+        "n_clips": len(view.clip_ids) or len(clips),
+        "sample_rate": cfg.data.sample_rate,
+        "duration": cfg.data.duration,
+    }
+    if "category" in clips and len(clips):
+        probing["n_classes"] = int(clips["category"].nunique())
+    if "fold" in clips and len(clips):
+        probing["folds"] = sorted({_text(f) for f in clips["fold"]})
+    skipped = _read_csv(run, "skipped.csv")
+    probing["n_skipped"] = 0 if skipped is None else len(skipped)
+    model_facts = {
+        k: model.get(k)
+        for k in (
+            "model_id",
+            "model_type",
+            "kind",
+            "strategy",
+            "n_parameters",
+            "train_accuracy",
+            "heldout_accuracy",
+            "heldout_fold",
+            "epochs",
+            "pooling",
+        )
+        if model.get(k) is not None
+    }
+    last = _read_json(run, "last_layer.json") or {}
+    captioners = {
+        str(c): {
+            str(m): {k: _num(v.get(k)) for k in ("top1", "top5", "cos", "n_neurons")}
+            for m, v in by_method.items()
+            if isinstance(v, dict)
+        }
+        for c, by_method in last.items()
+        if isinstance(by_method, dict)
+    }
+    caption = _read_json(run, "caption_accuracy.json") or {}
+    tagger = {
+        k: (_num(v) if isinstance(v, (int, float)) else v)
+        for k, v in caption.items()
+        if k in ("captioner", "tagger", "cross_fitting", "top1", "top3", "n_clips", "source")
+    }
+    pruning = _records(_read_csv(run, "pruning_summary.csv"))
+    keep = ("strategy", "n_concepts", "n_pruned_mean", "delta_a_minus_r_mean", "ci_low", "ci_high")
+    return {
+        "name": cfg.name,
+        "captioner": cfg.captioner.name,
+        "k": cfg.k,
+        "model": model_facts,
+        "probing": probing,
+        "last_layer": captioners,
+        "tagger": tagger,
+        "pruning": [{k: r.get(k) for k in keep if k in r} for r in pruning],
+        "headline": headline(run, cfg),
+        "built": time.strftime("%Y-%m-%d %H:%M"),
+    }
+
+
+def layer_overview(
+    run: RunDir, layers: list[str], n_neurons: dict[str, int], neurons: pd.DataFrame | None
+) -> list[dict[str, Any]]:
+    """One row per layer: ``layer, n_neurons, n_described, sim_description, sim_random,
+    polysemantic, adjectives, purity, purity_chance`` (+ ``pitch_selectivity``)."""
+    sim = _simulation_means(_read_csv(run, "simulation_scores.csv"))
+    poly = _read_csv(run, "analysis/polysemantic_per_layer.csv")
+    purity = _read_csv(run, "analysis/class_purity_per_layer.csv")
+    adjectives = _read_csv(run, "analysis/adjectives_per_layer.csv")
+    pitch = _read_csv(run, "pitch_layers.csv")
+
+    def lookup(df: pd.DataFrame | None, layer: str, column: str) -> float | None:
+        if df is None or column not in df or "layer" not in df:
+            return None
+        hit = df.loc[df["layer"].astype(str) == layer, column]
+        return _num(hit.iloc[0]) if len(hit) else None
+
+    rows = []
+    for layer in layers:
+        described = neurons[neurons["layer"] == layer] if neurons is not None else None
+        adj = lookup(adjectives, layer, "mean_adjectives")
+        if adj is None and described is not None and len(described) and "adjectives" in described:
+            adj = _num(np.mean([len(_split(v)) for v in described["adjectives"]]))
+        row = {
+            "layer": layer,
+            "n_neurons": n_neurons.get(layer, 0),
+            "n_described": 0 if described is None else len(described),
+            "sim_description": sim.get(layer, {}).get("description"),
+            "sim_random": sim.get(layer, {}).get("random_description"),
+            "polysemantic": lookup(poly, layer, "fraction"),
+            "adjectives": adj,
+            "purity": lookup(purity, layer, "mean_purity"),
+            "purity_chance": lookup(purity, layer, "chance"),
+        }
+        if pitch is not None:
+            row["pitch_selectivity"] = lookup(pitch, layer, "selectivity_semitones")
+        rows.append(row)
+    return rows
+
+
+# --------------------------------------------------------------------------------------------
+# Neurons
+# --------------------------------------------------------------------------------------------
+
+CLOSED_EXTRA = ("tab", "icl", "icl_embedding")
+
+
+def closed_columns(columns: Iterable[str]) -> list[str]:
+    """Top-1 closed-set columns of ``neurons.csv``: ``db_*`` then TAB then ICL."""
+    cols = list(columns)
+    db = [c for c in cols if c.startswith("db_") and not c.endswith("_top5")]
+    return db + [c for c in CLOSED_EXTRA if c in cols]
+
+
+def _histogram(values: np.ndarray, bins: int) -> dict[str, Any]:
+    finite = values[np.isfinite(values)]
+    if not len(finite):
+        return {"lo": None, "hi": None, "counts": []}
+    lo, hi = float(finite.min()), float(finite.max())
+    if hi <= lo:
+        hi = lo + 1e-6
+    counts, _ = np.histogram(finite, bins=bins, range=(lo, hi))
+    return {"lo": _num(lo, 5), "hi": _num(hi, 5), "counts": counts.astype(int).tolist()}
+
+
+def _topk_lookup(view: Any) -> dict[tuple[str, int, str], list[tuple[str, float]]]:
+    t = view.topk
+    if t is None or not len(t):
+        return {}
+    t = t.sort_values(["layer", "neuron", "end", "rank"])
+    out: dict[tuple[str, int, str], list[tuple[str, float]]] = {}
+    for (layer, neuron, end), g in t.groupby(["layer", "neuron", "end"], sort=False):
+        out[(str(layer), int(neuron), str(end))] = list(
+            zip(g["clip_id"].astype(str), g["activation"].astype(float), strict=True)
+        )
+    return out
+
+
+def neuron_records(
+    view: Any,
+    layer: str,
+    k: int,
+    topk: dict[tuple[str, int, str], list[tuple[str, float]]] | None = None,
+    sims: dict[tuple[str, int], dict[str, float | None]] | None = None,
+    bins: int = HIST_BINS,
+) -> dict[int, dict[str, Any]]:
+    """``{neuron: record}`` of one layer, the neuron page's data.
+
+    A record: ``h, l, c`` (high, low, calibrated summary), ``adj``, ``open`` (lists),
+    ``closed`` (``{column: [top-1, top-5 list]}``), ``sim`` (``{method: pearson}``), ``hist``
+    (``{lo, hi, counts}``), ``top`` / ``bot`` (``[[clip_id, activation], ...]``, most extreme
+    first; the clips the description was made from, else ``neuron_topk.csv``, else the
+    activation extremes)."""
+    acts = view.layer_activations(layer)
+    described = view.neurons
+    rows: dict[int, dict[str, Any]] = {}
+    if described is not None:
+        sub = described[described["layer"] == layer]
+        for r in sub.to_dict("records"):
+            rows[int(r["neuron"])] = r
+    n = int(acts.shape[1]) if acts is not None else (max(rows) + 1 if rows else 0)
+    index = view.clip_index
+    topk = topk or {}
+    sims = sims or {}
+    closed = closed_columns(described.columns) if described is not None else []
+    out: dict[int, dict[str, Any]] = {}
+    for j in range(n):
+        row = rows.get(j, {})
+        values = acts[:, j] if acts is not None else None
+
+        def activation(clip_id: str, fallback: float | None, values=values) -> float | None:
+            if values is not None and clip_id in index:
+                return _num(values[index[clip_id]])
+            return _num(fallback)
+
+        def ends(end: str, row=row, j=j, values=values) -> list[list[Any]]:
+            column = "top_clips" if end == "high" else "bottom_clips"
+            ids = _text(row.get(column)).split()
+            if ids:
+                return [[c, activation(c, None)] for c in ids[:k]]
+            hit = topk.get((layer, j, end))
+            if hit:
+                return [[c, activation(c, a)] for c, a in hit[:k]]
+            if values is not None:
+                order = np.argsort(-values if end == "high" else values, kind="stable")[:k]
+                return [[view.clip_ids[i], _num(values[i])] for i in order]
+            return []
+
+        rec: dict[str, Any] = {
+            "d": bool(row),
+            "h": _text(row.get("high_summary")),
+            "l": _text(row.get("low_summary")),
+            "c": _text(row.get("calibrated_summary")),
+            "adj": _split(row.get("adjectives")),
+            "open": _split(row.get("open_concepts")),
+            "closed": {
+                c: [_text(row.get(c)), _split(row.get(f"{c}_top5"))]
+                for c in closed
+                if _text(row.get(c))
+            },
+            "sim": sims.get((layer, j), {}),
+            "top": ends("high"),
+            "bot": ends("low"),
+        }
+        if values is not None:
+            rec["hist"] = _histogram(np.asarray(values, dtype=np.float64), bins)
+        out[j] = rec
+    return out
+
+
+def table_row(layer: str, neuron: int, rec: dict[str, Any], primary: str | None) -> list[Any]:
+    """A neuron table row: ``[layer, neuron, concept, calibrated summary, adjectives (;),
+    description simulation score, other concepts (space-joined, for search), high summary]``.
+
+    The other concepts are every method's top-1 and the open-set concepts, not the top-5
+    lists: with six methods those name most of the concept set, and a search for ``wind``
+    would keep nearly every neuron."""
+    concept = rec["closed"].get(primary, [""])[0] if primary else ""
+    if not concept and rec["closed"]:
+        concept = next(iter(rec["closed"].values()))[0]
+    others = sorted({top1 for top1, _ in rec["closed"].values() if top1} | set(rec["open"]))
+    return [
+        layer,
+        neuron,
+        concept,
+        rec["c"] or rec["h"],
+        ";".join(rec["adj"]),
+        rec["sim"].get("description"),
+        " ".join(others),
+        rec["h"] if rec["c"] and rec["h"] != rec["c"] else "",
+    ]
+
+
+# --------------------------------------------------------------------------------------------
+# Media: audio (OGG Vorbis) and spectrograms (palette PNG), each clip once
+# --------------------------------------------------------------------------------------------
+
+
+def _palette() -> bytes:
+    import matplotlib
+
+    rgb = matplotlib.colormaps["magma"](np.linspace(0, 1, 256))[:, :3]
+    return (rgb * 255).round().astype(np.uint8).tobytes()
+
+
+def spectrogram_image(audio: np.ndarray, sample_rate: int) -> bytes:
+    """A clip's log-mel spectrogram (``[-80, 0]`` dB, magma palette, low bands at the bottom)
+    as a palette PNG, one pixel per band and frame."""
+    from PIL import Image
+
+    from andlib.report.browser import log_mel
+
+    db = log_mel(audio, sample_rate, n_fft=SPEC_N_FFT, hop=SPEC_HOP, n_mels=SPEC_MELS)
+    idx = np.clip((db + 80.0) / 80.0 * 255.0, 0, 255).astype(np.uint8)[::-1]
+    img = Image.fromarray(np.ascontiguousarray(idx), mode="P")
+    img.putpalette(_palette())
+    buf = io.BytesIO()
+    img.save(buf, format="PNG", optimize=True)
+    return buf.getvalue()
+
+
+def ogg_bytes(audio: np.ndarray, sample_rate: int, quality: float = OGG_QUALITY) -> bytes:
+    """OGG Vorbis bytes of a mono clip (through soundfile / libsndfile)."""
+    import soundfile as sf
+
+    x = np.clip(np.asarray(audio, dtype=np.float32), -1.0, 1.0)
+    buf = io.BytesIO()
+    sf.write(
+        buf,
+        x,
+        sample_rate,
+        format="OGG",
+        subtype="VORBIS",
+        compression_level=float(np.clip(1.0 - quality, 0.0, 1.0)),
+    )
+    return buf.getvalue()
+
+
+def _make_media(
+    view: Any, clip_id: str, audio_path: str, image_path: str
+) -> tuple[str, float | None, str]:
+    """One clip's OGG and PNG -> ``(clip_id, seconds or None, error)``."""
+    from andlib.data.audio import AudioError
+
+    try:
+        loaded = view.clip_audio(clip_id)
+    except (AudioError, OSError) as exc:  # one unreadable clip must not stop the atlas
+        return clip_id, None, f"{type(exc).__name__}: {exc}"
+    if loaded is None:
+        return clip_id, None, "audio not available"
+    audio, sr = loaded
+    atomic_write_bytes(audio_path, ogg_bytes(audio, sr))
+    atomic_write_bytes(image_path, spectrogram_image(audio, sr))
+    return clip_id, len(audio) / sr, ""
+
+
+def _fingerprint(view: Any, clip_id: str) -> str:
+    cfg = view.config
+    path = view.clip_path(clip_id)
+    try:
+        st = os.stat(path) if path else None
+    except OSError:
+        st = None
+    where = f"{path}|{st.st_size}|{st.st_mtime_ns}" if st else f"synthetic:{clip_id}|{cfg.seed}"
+    return (
+        f"{where}|{cfg.data.sample_rate}|{cfg.data.duration}|v{MEDIA_VERSION}"
+        f"|q{OGG_QUALITY}|{SPEC_N_FFT}/{SPEC_HOP}/{SPEC_MELS}"
+    )
+
+
+def write_media(
+    view: Any,
+    out: Path,
+    clip_ids: list[str],
+    workers: int | None = None,
+    progress: bool = True,
+    logger: logging.Logger | None = None,
+) -> dict[str, dict[str, Any]]:
+    """Each clip's ``audio/<name>.ogg`` and ``spec/<name>.png`` (reused when ``media.json``
+    says they were made from the same source with the same settings); returns
+    ``{clip_id: {audio, image, seconds} or {error}}``. Stale media files are removed."""
+    log_ = logger or log
+    manifest_path = out / "media.json"
+    try:
+        old = json.loads(manifest_path.read_text()) if manifest_path.exists() else {}
+    except json.JSONDecodeError:
+        old = {}
+    (out / "audio").mkdir(parents=True, exist_ok=True)
+    (out / "spec").mkdir(parents=True, exist_ok=True)
+    result: dict[str, dict[str, Any]] = {}
+    todo: list[tuple[str, str, str]] = []
+    fingerprints = {}
+    for clip_id in clip_ids:
+        name = media_name(clip_id)
+        entry = {"audio": f"audio/{name}.ogg", "image": f"spec/{name}.png"}
+        fp = _fingerprint(view, clip_id)
+        fingerprints[clip_id] = fp
+        prev = old.get(clip_id) or {}
+        if (
+            prev.get("src") == fp
+            and not prev.get("error")
+            and (out / entry["audio"]).exists()
+            and (out / entry["image"]).exists()
+        ):
+            result[clip_id] = {**entry, "seconds": prev.get("seconds")}
+        else:
+            result[clip_id] = entry
+            todo.append((clip_id, str(out / entry["audio"]), str(out / entry["image"])))
+    n_workers = max(1, min(workers or os.cpu_count() or 1, 8, len(todo) or 1))
+    log_.info(
+        "atlas: media for %d clips (%d reused, %d to make, %d worker(s))",
+        len(clip_ids),
+        len(clip_ids) - len(todo),
+        len(todo),
+        n_workers,
+    )
+    t0 = time.time()
+    done = 0
+    step = max(1, len(todo) // 10)
+
+    def note(clip_id: str, seconds: float | None, error: str) -> None:
+        nonlocal done
+        done += 1
+        if error:
+            result[clip_id] = {"error": error}
+            log_.warning("atlas: clip %s has no media: %s", clip_id, error)
+        else:
+            result[clip_id]["seconds"] = _num(seconds, 3)
+        if progress and (done % step == 0 or done == len(todo)):
+            rate = done / max(time.time() - t0, 1e-9)
+            eta = (len(todo) - done) / max(rate, 1e-9)
+            log_.info(
+                "atlas: media %d/%d clips (%.1f clips/s, ETA %.0f s)", done, len(todo), rate, eta
+            )
+
+    from threadpoolctl import threadpool_limits
+
+    # one BLAS thread: the spectrogram's small mel projection is ~40x slower when OpenBLAS
+    # spreads it over busy cores
+    with threadpool_limits(limits=1, user_api="blas"):
+        if todo and n_workers == 1:
+            for task in todo:
+                note(*_make_media(view, *task))
+        elif todo:
+            # threads: libsndfile, the FFT and PNG encoding release the GIL; no process
+            # start-up, nothing to pickle, and safe in a notebook kernel
+            with ThreadPoolExecutor(n_workers) as pool:
+                for res in pool.map(lambda task: _make_media(view, *task), todo):
+                    note(*res)
+    manifest = {
+        c: {**r, "src": fingerprints[c]} for c, r in result.items() if not r.get("error")
+    } | {c: {"error": r["error"]} for c, r in result.items() if r.get("error")}
+    atomic_write_text(manifest_path, json.dumps(manifest, indent=0, sort_keys=True))
+    keep = {r.get(k) for r in result.values() for k in ("audio", "image") if r.get(k)}
+    for folder in ("audio", "spec"):
+        for f in (out / folder).iterdir():
+            if f"{folder}/{f.name}" not in keep:
+                f.unlink(missing_ok=True)
+    return result
+
+
+# --------------------------------------------------------------------------------------------
+# The site
+# --------------------------------------------------------------------------------------------
+
+
+def atlas_path(run: RunDir) -> Path:
+    return run.path / ATLAS_DIR
+
+
+def _dir_size(path: Path) -> int:
+    return sum(f.stat().st_size for f in path.rglob("*") if f.is_file())
+
+
+def build_atlas(
+    run: RunDir | str | os.PathLike,
+    cfg: Config | None = None,
+    out: str | os.PathLike | None = None,
+    k: int | None = None,
+    workers: int | None = None,
+    progress: bool = True,
+    logger: logging.Logger | None = None,
+) -> dict[str, Any]:
+    """Write the atlas of ``run`` into ``out`` (default ``<run>/atlas``).
+
+    ``cfg`` defaults to the run's ``config.yaml``; ``k`` (clips per end) to ``cfg.k``;
+    ``workers`` (media threads) to the CPU count. Returns ``{atlas, index, n_neurons,
+    n_layers, n_clips, n_media_errors, size_mb, seconds}``."""
+    from andlib.report.browser import RunView
+
+    t0 = time.time()
+    run = run if isinstance(run, RunDir) else RunDir(run)
+    log_ = logger or log
+    view = RunView(run)
+    cfg = cfg or view.config
+    k = int(k or cfg.k)
+    dest = Path(out) if out else atlas_path(run)
+    dest.mkdir(parents=True, exist_ok=True)
+    (dest / "data").mkdir(exist_ok=True)
+
+    # what every layer's records need, read once
+    sim = _read_csv(run, "simulation_scores.csv")
+    sims: dict[tuple[str, int], dict[str, float | None]] = {}
+    if sim is not None and len(sim):
+        for r in sim.itertuples():
+            sims.setdefault((str(r.layer), int(r.neuron)), {})[str(r.method)] = _num(r.pearson)
+    topk = _topk_lookup(view)
+
+    layers = view.layers
+    neurons_df = view.neurons
+    primary = primary_concept_column(neurons_df.columns, cfg) if neurons_df is not None else None
+    table: list[list[Any]] = []
+    layer_files: dict[str, str] = {}
+    n_neurons: dict[str, int] = {}
+    shown: dict[str, None] = {}
+    for i, layer in enumerate(layers):
+        records = neuron_records(view, layer, k, topk, sims)
+        n_neurons[layer] = len(records)
+        for j, rec in records.items():
+            table.append(table_row(layer, j, rec, primary))
+            for c, _ in rec["top"] + rec["bot"]:
+                shown[c] = None
+        name = f"data/layer-{i}.js"
+        layer_files[layer] = name
+        atomic_write_text(
+            dest / name,
+            "window.ATLAS_LAYERS = window.ATLAS_LAYERS || {};\n"
+            + _js_assign(f"window.ATLAS_LAYERS[{json.dumps(layer)}]", records),
+        )
+    for f in (dest / "data").glob("layer-*.js"):
+        if f"data/{f.name}" not in layer_files.values():
+            f.unlink()
+    t_data = time.time() - t0
+    log_.info("atlas: %d neurons of %d layers in %.1f s", len(table), len(layers), t_data)
+
+    media = write_media(view, dest, list(shown), workers=workers, progress=progress, logger=log_)
+    clips = view.clips
+    clip_data = {}
+    for clip_id in shown:
+        label = ""
+        if clip_id in clips.index:
+            label = _text(clips.at[clip_id, "category"]) if "category" in clips else ""
+            if not label and "label" in clips:
+                label = _text(clips.at[clip_id, "label"])
+        m = media.get(clip_id, {})
+        clip_data[clip_id] = [
+            label,
+            view.captions.get(clip_id, ""),
+            m.get("audio", ""),
+            m.get("image", ""),
+            m.get("seconds"),
+        ]
+    atomic_write_text(dest / "data/clips.js", _js_assign("window.ATLAS_CLIPS", clip_data))
+
+    facts = run_facts(run, view, cfg)
+    facts["primary"] = primary
+    facts["closed_labels"] = closed_labels(
+        closed_columns(neurons_df.columns) if neurons_df is not None else []
+    )
+    index = {
+        "version": VERSION,
+        "facts": facts,
+        "layers": layer_overview(run, layers, n_neurons, neurons_df),
+        "layer_files": layer_files,
+        "columns": [
+            "layer",
+            "neuron",
+            "concept",
+            "description",
+            "adjectives",
+            "sim",
+            "concepts",
+            "high",
+        ],
+        "neurons": table,
+    }
+    atomic_write_text(dest / "data/index.js", _js_assign("window.ATLAS_INDEX", index))
+    for name in TEMPLATES:
+        text = (TEMPLATE_DIR / name).read_text(encoding="utf-8")
+        if name.endswith(".html"):
+            text = text.replace("{{title}}", html.escape(f"AND atlas · {cfg.name}"))
+        atomic_write_text(dest / name, text)
+    errors = sum(1 for m in media.values() if m.get("error"))
+    seconds = time.time() - t0
+    size = _dir_size(dest)
+    log_.info(
+        "atlas: %s (%.1f MB, %d clips, %d without media) in %.0f s",
+        dest / "index.html",
+        size / 1e6,
+        len(shown),
+        errors,
+        seconds,
+    )
+    return {
+        "atlas": str(dest),
+        "index": str(dest / "index.html"),
+        "n_neurons": len(table),
+        "n_layers": len(layers),
+        "n_clips": len(shown),
+        "n_media_errors": errors,
+        "size_mb": round(size / 1e6, 1),
+        "seconds": round(seconds, 1),
+    }
+
+
+def closed_labels(columns: list[str]) -> dict[str, str]:
+    """Readable names of the closed-set columns (``db_soft_wpmi`` -> ``DB · soft-WPMI``)."""
+    names = {
+        "soft_wpmi": "soft-WPMI",
+        "wpmi": "WPMI",
+        "cos": "cos",
+        "cos3": "cos³",
+        "rank_reorder": "rank reorder",
+    }
+    out = {}
+    for c in columns:
+        if c.startswith("db_"):
+            out[c] = f"DB · {names.get(c[3:], c[3:])}"
+        elif c == "tab":
+            out[c] = "TAB (CLAP)"
+        elif c == "icl":
+            out[c] = "ICL (LLM)"
+        elif c == "icl_embedding":
+            out[c] = "ICL (embedding, no LLM)"
+        else:
+            out[c] = c
+    return out
+
+
+def run_stage(cfg: Config, run: RunDir) -> dict[str, Any]:
+    """``python -m andlib atlas``: write ``<run_dir>/atlas/`` (see :func:`build_atlas`)."""
+    return build_atlas(run, cfg, logger=run.logger(STAGE))

@@ -1,0 +1,30 @@
+"""The scalar measures of a run (:func:`andlib.report.analysis.run_measures`), their
+plain-language labels and their order: shared by the analyses and the plots."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+MEASURES = {
+    "heldout_accuracy": "held-out classification accuracy",
+    "class_purity_hidden": "class purity of the top-K clips, hidden layers",
+    "class_purity_slope": "class purity, slope per block (hidden layers)",
+    "class_purity_classifier": "class purity, classifier neurons",
+    "polysemantic_hidden": "polysemantic fraction, hidden layers",
+    "polysemantic_slope": "polysemantic fraction, slope per block (hidden layers)",
+    "simulation_pearson": "simulation score (mean Pearson r of descriptions), all layers",
+}
+"""The scalar measures of one run (:func:`run_measures`) and their labels; the run's
+last-layer accuracies add ``last_layer_top1: <captioner> / <method>``."""
+
+
+def measure_label(measure: str) -> str:
+    """A plain-language name of a measure of :func:`run_measures`."""
+    if measure.startswith("last_layer_top1: "):
+        return f"last-layer description accuracy (top-1), {measure.split(': ', 1)[1]}"
+    return MEASURES.get(measure, measure)
+
+
+def _measure_order(measures: Iterable[str]) -> list[str]:
+    known = list(MEASURES)
+    return sorted(set(measures), key=lambda m: (known.index(m) if m in known else len(known), m))

@@ -1,0 +1,841 @@
+"""Language-model backends behind one small interface, with a disk cache for every reply.
+
+:func:`get_llm` picks the backend named by ``LLMConfig.backend``:
+
+- ``openai``: any OpenAI-compatible chat server (OpenAI, vLLM, llama.cpp server, Ollama) through
+  the ``openai`` client: bounded concurrency, timeouts, and the shared :class:`RetryPolicy`
+  (jittered exponential backoff that honours ``Retry-After``) on 429/5xx, timeouts, connection
+  errors and empty or malformed replies. A reply cut off at ``llm.max_tokens``
+  (``finish_reason == "length"``) is asked once more with twice the tokens and is never cached.
+- ``transformers:<id or path>``: a local chat model with its chat template, batched with left
+  padding, on the GPU when there is one, greedy when ``temperature == 0``.
+- ``extractive``: **not a language model and not generative.** It answers only the summarize
+  task, by counting which attributes and phrases the captions share
+  (:func:`andlib.describe.summarize.summarize_captions`); every other prompt raises
+  ``NotImplementedError``. Check :attr:`LLM.generative` to choose a fallback up front.
+
+Every reply of a generative backend is cached in ``<cache_dir>/llm/replies.sqlite``
+(:class:`ReplyCache`: one SQLite file in WAL mode, safe for threads and processes writing at
+once, read in batches), keyed by the SHA-256 of (backend, model, messages, sampling settings).
+An entry is written only for a complete, valid reply and as soon as that reply arrives, so a
+re-run makes no calls at all and an interrupted run re-issues only the calls that had not
+finished. Caches of the earlier one-JSON-file-per-reply layout are imported on first use.
+A request that fails for good does not stop the others: :meth:`LLM.complete_many` caches every
+reply that arrived and then raises one :class:`LLMError` that lists each failed request.
+"""
+
+from __future__ import annotations
+
+import email.utils
+import hashlib
+import itertools
+import json
+import logging
+import os
+import random
+import threading
+import time
+import zlib
+from collections.abc import Callable, Sequence
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, TypeVar
+
+from andlib.config import LLMConfig
+from andlib.text.kvstore import SQLiteFile
+from andlib.text.prompts import Messages, captions_from_summarize_messages
+
+log = logging.getLogger(__name__)
+
+DEFAULT_OPENAI_URL = "https://api.openai.com/v1"
+MAX_BACKOFF_S = 30.0
+"""The longest backoff between two attempts when the server sends no ``Retry-After``."""
+RETRYABLE_STATUS = (408, 409, 429)
+"""HTTP statuses below 500 that are worth another attempt (every 5xx is too)."""
+
+T = TypeVar("T")
+
+
+class LLMError(RuntimeError):
+    """A language-model call failed for good; the message names the request and the server.
+
+    Raised by :meth:`LLM.complete_many` after every other request was answered (and cached):
+    ``failures`` then holds ``(label, reason)`` for each request that failed.
+    """
+
+    def __init__(self, message: str, failures: Sequence[tuple[str, str]] = ()):
+        super().__init__(message)
+        self.failures: list[tuple[str, str]] = list(failures)
+
+
+# --------------------------------------------------------------------------------------------
+# Retries: one policy for every OpenAI-compatible call (LLM replies and audio captions)
+# --------------------------------------------------------------------------------------------
+
+
+class BadReply(Exception):
+    """The server answered, but with an empty or malformed reply: worth another attempt."""
+
+
+class GaveUp(Exception):
+    """:meth:`RetryPolicy.call` stopped: ``last`` is the final error after ``attempts`` tries.
+
+    ``transient`` is False when ``last`` was not worth retrying (e.g. HTTP 400), so it was
+    tried once.
+    """
+
+    def __init__(self, last: BaseException, attempts: int, transient: bool):
+        super().__init__(f"after {attempts} attempt(s): {brief_error(last)}")
+        self.last, self.attempts, self.transient = last, attempts, transient
+
+
+def is_transient(exc: BaseException) -> bool:
+    """Whether ``exc`` is worth another attempt: timeouts, connection errors, 408/409/429,
+    5xx, and empty or malformed replies (:class:`BadReply`, unparsable bodies)."""
+    import openai
+
+    if isinstance(exc, openai.APIStatusError):
+        return exc.status_code in RETRYABLE_STATUS or exc.status_code >= 500
+    return isinstance(
+        exc, (openai.APIConnectionError, openai.APIResponseValidationError, BadReply, ValueError)
+    )
+
+
+def retry_after(exc: BaseException | None) -> float | None:
+    """Seconds the server asked to wait (uncapped), when its reply to ``exc`` said so.
+
+    Reads ``retry-after-ms`` (OpenAI's), then ``Retry-After`` in either form: delay-seconds
+    (``"7"``) or an HTTP-date (``"Wed, 21 Oct 2015 07:28:00 GMT"``, the seconds until then).
+    """
+    headers = getattr(getattr(exc, "response", None), "headers", None)
+    if headers is None:
+        return None
+    try:
+        return max(float(headers.get("retry-after-ms")) / 1000.0, 0.0)
+    except (TypeError, ValueError):
+        pass
+    value = headers.get("retry-after")
+    if not isinstance(value, str) or not value.strip():
+        return None
+    try:
+        return max(float(value), 0.0)
+    except ValueError:
+        pass
+    try:
+        when = email.utils.parsedate_to_datetime(value.strip())
+    except (TypeError, ValueError, IndexError):
+        return None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=timezone.utc)
+    return max((when - datetime.now(timezone.utc)).total_seconds(), 0.0)
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    """Bounded retries with jittered exponential backoff that honour ``Retry-After``.
+
+    Attempt ``n + 1`` waits what the server asked for (``Retry-After`` / ``retry-after-ms``,
+    capped at ``max_retry_after``), else a random time between half and all of
+    ``min(backoff * 2**(n-1), max_backoff)`` seconds. Built on ``tenacity``; shared by
+    :class:`OpenAILLM` and :class:`andlib.describe.captioning.OpenAICaptioner`.
+    """
+
+    max_retries: int = 5
+    """Retries after the first attempt (0: one attempt)."""
+    backoff: float = 1.0
+    """Ceiling of the first wait, in seconds; doubled for each further retry."""
+    max_backoff: float = MAX_BACKOFF_S
+    max_retry_after: float = 60.0
+    """The longest wait a server's ``Retry-After`` may impose."""
+
+    @classmethod
+    def from_config(cls, cfg: LLMConfig) -> RetryPolicy:
+        """The policy of the ``llm`` settings."""
+        return cls(cfg.max_retries, cfg.retry_backoff, MAX_BACKOFF_S, cfg.max_retry_after)
+
+    def wait(self, retry: int, exc: BaseException | None) -> float:
+        """Seconds to wait before retry number ``retry`` (1-based) after ``exc``."""
+        asked = retry_after(exc)
+        if asked is not None:
+            return min(asked, self.max_retry_after)
+        ceiling = min(self.backoff * 2 ** (retry - 1), self.max_backoff)
+        return max(ceiling, 0.0) * random.uniform(0.5, 1.0)
+
+    def call(
+        self,
+        fn: Callable[[], T],
+        label: str,
+        abort: threading.Event | None = None,
+        transient: Callable[[BaseException], bool] = is_transient,
+    ) -> T:
+        """``fn()``, retried while it raises a ``transient`` error and retries are left.
+
+        Raises :class:`GaveUp` (with the last error) when it never succeeded. Setting
+        ``abort`` cuts the current wait short and stops further attempts.
+        """
+        import tenacity
+
+        attempts = 0
+
+        def attempt() -> T:
+            nonlocal attempts
+            attempts += 1
+            return fn()
+
+        def before_sleep(state: tenacity.RetryCallState) -> None:
+            exc = state.outcome.exception() if state.outcome else None
+            delay = state.next_action.sleep if state.next_action else 0.0
+            log.info(
+                "%s: %s; retry %d/%d in %.2f s",
+                label,
+                brief_error(exc),
+                state.attempt_number,
+                self.max_retries,
+                delay,
+            )
+
+        def sleep(seconds: float) -> None:
+            if abort is None:
+                time.sleep(seconds)
+            else:
+                abort.wait(seconds)  # returns early when the run is interrupted
+
+        stop: Any = tenacity.stop_after_attempt(max(self.max_retries, 0) + 1)
+        if abort is not None:
+            stop = stop | tenacity.stop_when_event_set(abort)
+        retrying = tenacity.Retrying(
+            stop=stop,
+            wait=lambda state: self.wait(
+                state.attempt_number, state.outcome.exception() if state.outcome else None
+            ),
+            retry=tenacity.retry_if_exception(transient),
+            sleep=sleep,
+            before_sleep=before_sleep,
+            reraise=True,
+        )
+        try:
+            return retrying(attempt)
+        except Exception as exc:
+            raise GaveUp(exc, attempts, transient(exc)) from exc
+
+
+def brief_error(exc: BaseException | None) -> str:
+    """``Type (HTTP status): message`` of an error, on one line."""
+    if exc is None:
+        return "no error recorded"
+    status = getattr(exc, "status_code", None)
+    text = " ".join(str(exc).split())
+    return f"{type(exc).__name__}" + (f" (HTTP {status})" if status else "") + f": {text}"
+
+
+# --------------------------------------------------------------------------------------------
+# Disk cache
+# --------------------------------------------------------------------------------------------
+
+
+class ReplyCache:
+    """Replies on disk in one SQLite file, ``<cache_dir>/llm/replies.sqlite``.
+
+    Keyed by :meth:`key` (the SHA-256 of the request), as the one-JSON-file-per-reply layout
+    of earlier versions (``<cache_dir>/llm/<key[:2]>/<key>.json``) was: those files are
+    imported into the store the first time it is opened (once; they are left in place), and a
+    key still missing is looked up there too, so an existing cache keeps working. WAL mode:
+    threads and processes (two runs, notebook kernels) read and write it at once (see
+    :mod:`andlib.text.kvstore`). Only complete replies are ever stored (an empty one reads as a
+    miss). Each reply's request is kept too, zlib-compressed (:meth:`request`), so an entry
+    says what was asked.
+    """
+
+    FILE = "replies.sqlite"
+    SCHEMA = """
+        CREATE TABLE IF NOT EXISTS replies (
+            key TEXT PRIMARY KEY, reply TEXT NOT NULL, request BLOB NOT NULL
+        ) WITHOUT ROWID;
+        CREATE TABLE IF NOT EXISTS meta (name TEXT PRIMARY KEY, value TEXT) WITHOUT ROWID;
+    """
+
+    def __init__(self, cache_dir: str | os.PathLike):
+        self.root = Path(cache_dir) / "llm"
+        self.db = SQLiteFile(self.root / self.FILE, self.SCHEMA)
+        self._legacy: bool | None = None  # whether the old layout is there (looked up once)
+
+    @staticmethod
+    def key(request: dict[str, Any]) -> str:
+        blob = json.dumps(request, sort_keys=True, ensure_ascii=False, separators=(",", ":"))
+        return hashlib.sha256(blob.encode("utf-8")).hexdigest()
+
+    # ---- the layout of earlier versions: one JSON file per reply -----------------------------
+
+    def _legacy_dirs(self) -> list[Path]:
+        try:
+            entries = list(os.scandir(self.root))
+        except FileNotFoundError:
+            return []
+        return sorted(
+            Path(e.path)
+            for e in entries
+            if e.is_dir() and len(e.name) == 2 and all(c in "0123456789abcdef" for c in e.name)
+        )
+
+    def _legacy_path(self, key: str) -> Path:
+        return self.root / key[:2] / f"{key}.json"
+
+    @staticmethod
+    def _read_legacy(path: Path) -> tuple[str, bytes] | None:
+        """``(reply, request JSON)`` of one old cache file, or ``None`` (missing, unreadable)."""
+        try:
+            record = json.loads(path.read_text(encoding="utf-8"))
+            reply = record["reply"]
+        except FileNotFoundError:
+            return None
+        except (ValueError, KeyError, TypeError, OSError):
+            log.warning("ignoring unreadable LLM cache entry %s", path)
+            return None
+        if not (isinstance(reply, str) and reply.strip()):
+            return None
+        return reply, _pack(record.get("request"))
+
+    def _migrate(self) -> None:
+        """Import the old layout's files into the store, once per store (idempotent)."""
+        if self._legacy is not None:
+            return
+        dirs = self._legacy_dirs()
+        self._legacy = bool(dirs)
+        if not dirs:
+            return
+        done = self.db.execute("SELECT value FROM meta WHERE name = 'legacy_imported'").fetchone()
+        if done is not None:
+            return
+        t0 = time.monotonic()
+        rows = []
+        for d in dirs:
+            for path in d.glob("*.json"):
+                got = self._read_legacy(path)
+                if got is not None:
+                    rows.append((path.stem, got[0], got[1]))
+        self.db.executemany("INSERT OR IGNORE INTO replies VALUES (?, ?, ?)", rows)
+        self.db.execute(
+            "INSERT OR REPLACE INTO meta VALUES ('legacy_imported', ?)", (str(len(rows)),)
+        )
+        log.info(
+            "imported %d cached LLM replies from %s/??/*.json into %s (%.1f s)",
+            len(rows),
+            self.root,
+            self.db.path,
+            time.monotonic() - t0,
+        )
+
+    # ---- reads and writes --------------------------------------------------------------------
+
+    def get(self, key: str) -> str | None:
+        return self.get_many([key]).get(key)
+
+    def get_many(self, keys: Sequence[str]) -> dict[str, str]:
+        """``{key: reply}`` for the ``keys`` that are cached, in a few batched queries."""
+        self._migrate()
+        found: dict[str, str] = {}
+        for key, reply in self.db.select_in(
+            "SELECT key, reply FROM replies WHERE key IN ({})", sorted(set(keys))
+        ):
+            if isinstance(reply, str) and reply.strip():
+                found[key] = reply
+        if self._legacy:  # written by an older version after the import
+            for key in set(keys) - set(found):
+                got = self._read_legacy(self._legacy_path(key))
+                if got is not None:
+                    found[key] = got[0]
+                    self.db.execute(
+                        "INSERT OR IGNORE INTO replies VALUES (?, ?, ?)", (key, got[0], got[1])
+                    )
+        return found
+
+    def put(self, key: str, request: dict[str, Any], reply: str) -> None:
+        """Store one complete reply (committed at once, so an interrupted run keeps it)."""
+        self.put_many([(key, request, reply)])
+
+    def put_many(self, items: Sequence[tuple[str, dict[str, Any], str]]) -> None:
+        """Store complete replies in one transaction; empty replies are refused."""
+        rows = []
+        for key, request, reply in items:
+            if not (isinstance(reply, str) and reply.strip()):
+                raise ValueError(f"refusing to cache an empty reply under {key}")
+            rows.append((key, reply, _pack(request)))
+        self.db.executemany("INSERT OR REPLACE INTO replies VALUES (?, ?, ?)", rows)
+
+    def request(self, key: str) -> dict[str, Any] | None:
+        """What was asked for the reply stored under ``key`` (``None`` when there is none)."""
+        self._migrate()
+        rows = list(self.db.select_in("SELECT request FROM replies WHERE key IN ({})", [key]))
+        if not rows:
+            return None
+        blob = rows[0][0]
+        return json.loads(zlib.decompress(blob) if isinstance(blob, bytes) else blob)
+
+    def __len__(self) -> int:
+        self._migrate()
+        conn = self.db.connect(create=False)
+        return (
+            0 if conn is None else int(conn.execute("SELECT COUNT(*) FROM replies").fetchone()[0])
+        )
+
+    def items(self) -> list[tuple[str, str]]:
+        """Every ``(key, reply)`` stored, by key."""
+        self._migrate()
+        conn = self.db.connect(create=False)
+        if conn is None:
+            return []
+        return [tuple(r) for r in conn.execute("SELECT key, reply FROM replies ORDER BY key")]
+
+
+def _pack(request: Any) -> bytes:
+    """A request as compressed JSON (the summarize prompts of 10^5 neurons shrink ~10x)."""
+    blob = json.dumps(request, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
+    return zlib.compress(blob, 6)
+
+
+# --------------------------------------------------------------------------------------------
+# The interface
+# --------------------------------------------------------------------------------------------
+
+
+class LLM:
+    """A chat model: ``complete(messages) -> str`` and ``complete_many(batch) -> list[str]``.
+
+    Subclasses implement :meth:`_generate`; this class handles labels, the disk cache and
+    de-duplication of identical requests.
+    """
+
+    backend: str = ""
+    model: str = ""
+    generative: bool = True
+    """False for the extractive backend, which answers only the summarize task."""
+
+    def __init__(self, cfg: LLMConfig, cache_dir: str | os.PathLike | None):
+        self.cfg = cfg
+        self.cache = ReplyCache(cache_dir) if cache_dir is not None else None
+        self.calls = 0
+        """Requests sent to the model by this object (cache hits not counted)."""
+        self.cache_hits = 0
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(backend={self.backend!r}, model={self.model!r})"
+
+    def sampling(self) -> dict[str, Any]:
+        """The settings besides the prompt that change a reply (part of the cache key)."""
+        return {"temperature": self.cfg.temperature, "max_tokens": self.cfg.max_tokens}
+
+    def request(self, messages: Messages) -> dict[str, Any]:
+        """Everything that identifies one call: what the cache key is computed from."""
+        return {
+            "backend": self.backend,
+            "model": self.model,
+            "messages": messages,
+            "sampling": self.sampling(),
+        }
+
+    def complete(self, messages: Messages, label: str | None = None) -> str:
+        """The reply to one chat (a list of ``{"role", "content"}`` dicts)."""
+        return self.complete_many([messages], None if label is None else [label])[0]
+
+    def complete_many(
+        self, batch: Sequence[Messages], labels: Sequence[str] | None = None
+    ) -> list[str]:
+        """Replies to many chats, in order; cached ones are read, the rest sent concurrently.
+
+        ``labels`` name the requests (e.g. ``"layers.3.mlp neuron 17 (high)"``) in error
+        messages. A request that fails for good does not stop the others: once every request
+        is answered or has failed, the replies that arrived are cached and one
+        :class:`LLMError` lists each failed request with its reason (``.failures``), so calling
+        again asks only those.
+        """
+        batch = [_check_messages(m) for m in batch]
+        labels = [f"request {i}" for i in range(len(batch))] if labels is None else list(labels)
+        if len(labels) != len(batch):
+            raise ValueError(f"{len(labels)} labels for {len(batch)} requests")
+        requests = [self.request(m) for m in batch]
+        keys = [ReplyCache.key(r) for r in requests]
+        replies: dict[str, str] = self.cache.get_many(keys) if self.cache is not None else {}
+        self.cache_hits += len(replies)
+        todo: list[int] = []  # first index of each distinct uncached request
+        pending: set[str] = set()
+        for i, key in enumerate(keys):
+            if key not in replies and key not in pending:
+                todo.append(i)
+                pending.add(key)
+
+        def on_reply(j: int, text: str) -> None:
+            i = todo[j]
+            replies[keys[i]] = text
+            if self.cache is not None:
+                self.cache.put(keys[i], requests[i], text)
+
+        if todo:
+            log.info("%s: %d calls (%d cached)", self, len(todo), len(batch) - len(todo))
+            self.calls += len(todo)
+            failed = self._generate([batch[i] for i in todo], [labels[i] for i in todo], on_reply)
+            if failed:
+                raise _failures_error(
+                    self, [(labels[todo[j]], failed[j]) for j in sorted(failed)], len(todo)
+                )
+        return [replies[k] for k in keys]
+
+    def _generate(
+        self,
+        batch: list[Messages],
+        labels: list[str],
+        on_reply: Callable[[int, str], None],
+    ) -> dict[int, str]:
+        """Send every request; call ``on_reply(index, text)`` for each valid reply as it comes.
+
+        Returns ``{index: reason}`` for the requests that failed for good.
+        """
+        raise NotImplementedError
+
+
+def _failures_error(llm: LLM, failures: list[tuple[str, str]], asked: int) -> LLMError:
+    """One error naming every failed request: ``label: reason``, one per line."""
+    if asked == 1:
+        (label, reason), *_ = failures
+        return LLMError(f"{label}: {reason}", failures)
+    lines = "\n".join(f"  - {label}: {reason}" for label, reason in failures)
+    return LLMError(
+        f"{len(failures)} of {asked} requests to {llm!r} failed (the {asked - len(failures)} "
+        f"replies that arrived are cached; a re-run asks only the failed ones):\n{lines}",
+        failures,
+    )
+
+
+def _check_messages(messages: Messages) -> Messages:
+    if not isinstance(messages, list) or not messages:
+        raise TypeError(f"messages must be a non-empty list of dicts, got {messages!r}")
+    for m in messages:
+        if not (isinstance(m, dict) and isinstance(m.get("role"), str) and "content" in m):
+            raise TypeError(f"each message needs 'role' and 'content', got {m!r}")
+    return [{"role": m["role"], "content": str(m["content"])} for m in messages]
+
+
+def get_llm(cfg: LLMConfig, cache_dir: str | os.PathLike | None) -> LLM:
+    """The backend that ``cfg.backend`` names; replies are cached under ``cache_dir/llm``.
+
+    ``cache_dir`` is normally ``Config.cache_path``; ``None`` turns the disk cache off.
+    Raises :class:`LLMError` for an unknown backend or incomplete ``openai`` settings.
+    """
+    backend = cfg.backend.strip()
+    if backend == "extractive":
+        return ExtractiveLLM(cfg, cache_dir)
+    if backend == "openai":
+        return OpenAILLM(cfg, cache_dir)
+    if backend.startswith("transformers:") and backend.split(":", 1)[1].strip():
+        return TransformersLLM(cfg, cache_dir, backend.split(":", 1)[1].strip())
+    raise LLMError(
+        f"llm.backend: unknown backend {cfg.backend!r}; use extractive, openai or "
+        "transformers:<model id or path>"
+    )
+
+
+# --------------------------------------------------------------------------------------------
+# OpenAI-compatible servers
+# --------------------------------------------------------------------------------------------
+
+
+class OpenAILLM(LLM):
+    """Any OpenAI-compatible ``/chat/completions`` server, ``cfg.concurrency`` calls at a time.
+
+    The server is ``cfg.base_url``, else ``$OPENAI_BASE_URL``, else OpenAI's. The key is read
+    from ``$<cfg.api_key_env>``; local servers that need none get a dummy key.
+    """
+
+    backend = "openai"
+
+    def __init__(self, cfg: LLMConfig, cache_dir: str | os.PathLike | None):
+        super().__init__(cfg, cache_dir)
+        from openai import OpenAI
+
+        if not cfg.model:
+            raise LLMError("llm.model: name the model to ask (the openai backend needs one)")
+        self.model = cfg.model
+        self.base_url = (
+            cfg.base_url or os.environ.get("OPENAI_BASE_URL") or DEFAULT_OPENAI_URL
+        ).rstrip("/")
+        key = os.environ.get(cfg.api_key_env)
+        if not key:
+            if self.base_url == DEFAULT_OPENAI_URL:
+                raise LLMError(
+                    f"${cfg.api_key_env} is not set: the openai backend needs an API key for "
+                    f"{self.base_url} (or set llm.base_url to a local OpenAI-compatible server)"
+                )
+            key = "no-key-needed"
+        # max_retries=0: :attr:`policy` makes the retries, so llm.max_retries means what it says.
+        self.client = OpenAI(
+            base_url=self.base_url, api_key=key, timeout=cfg.timeout, max_retries=0
+        )
+        self.policy = RetryPolicy.from_config(cfg)
+
+    def _generate(self, batch, labels, on_reply) -> dict[int, str]:
+        """At most ``llm.concurrency`` requests in flight and twice that many queued: the
+        next request is submitted only as one finishes (backpressure), so 10^5 requests cost
+        no more memory than a few hundred."""
+        abort = threading.Event()
+        failed: dict[int, str] = {}
+        workers = max(1, min(self.cfg.concurrency, len(batch)))
+        window = 3 * workers
+        jobs = iter(enumerate(zip(batch, labels, strict=True)))
+        with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="andlib-llm") as pool:
+            futures: dict[Future[str], int] = {}
+
+            def submit(n: int) -> None:
+                for j, (messages, label) in itertools.islice(jobs, n):
+                    futures[pool.submit(self._ask, messages, label, abort)] = j
+
+            submit(window)
+            done_count = 0
+            try:
+                while futures:
+                    done, _ = wait(futures, return_when=FIRST_COMPLETED)
+                    for future in done:
+                        j = futures.pop(future)
+                        try:
+                            text = future.result()
+                        except LLMError as exc:  # this request failed for good; others go on
+                            failed[j] = str(exc)
+                            log.warning("%s: %s", labels[j], exc)
+                        else:
+                            on_reply(j, text)
+                        done_count += 1
+                        if done_count % 1000 == 0:
+                            log.info("%s: %d/%d replies", self, done_count, len(batch))
+                    submit(window - len(futures))
+            except BaseException:
+                abort.set()  # stop queued requests and pending retries; finished ones are cached
+                for future in futures:
+                    future.cancel()
+                raise
+        return failed
+
+    def _ask(self, messages: Messages, label: str, abort: threading.Event) -> str:
+        """One reply, or :class:`LLMError` with the reason (without the label) it failed.
+
+        A reply cut off at ``llm.max_tokens`` is asked once more with twice the tokens; the
+        complete reply is then cached under the original request.
+        """
+        tokens = self.cfg.max_tokens
+        text, finish = self._ask_once(messages, label, abort, tokens)
+        if finish == "length":
+            log.info(
+                "%s: reply cut off at %d tokens; asking again with %d", label, tokens, 2 * tokens
+            )
+            tokens *= 2
+            text, finish = self._ask_once(messages, label, abort, tokens)
+        if finish == "length":
+            raise LLMError(
+                f"reply from {self._where()} cut off at {tokens} tokens (not cached; raise "
+                f"llm.max_tokens, now {self.cfg.max_tokens})"
+            )
+        return text
+
+    def _where(self) -> str:
+        return f"{self.base_url} (model {self.model!r})"
+
+    def _ask_once(
+        self, messages: Messages, label: str, abort: threading.Event, max_tokens: int
+    ) -> tuple[str, str | None]:
+        """``(text, finish_reason)`` of one request under :attr:`policy`, or :class:`LLMError`."""
+        import openai
+
+        def send() -> tuple[str, str | None]:
+            if abort.is_set():
+                raise _Cancelled
+            response = self.client.chat.completions.create(
+                model=self.model,
+                messages=messages,  # type: ignore[arg-type]  # plain role/content dicts
+                temperature=self.cfg.temperature,
+                max_tokens=max_tokens,
+            )
+            return _reply_text(response)
+
+        where = self._where()
+        try:
+            return self.policy.call(send, label, abort)
+        except GaveUp as gave_up:
+            exc = gave_up.last
+            if isinstance(exc, _Cancelled):
+                raise LLMError("cancelled: the run was interrupted") from exc
+            if isinstance(exc, openai.APIStatusError) and not gave_up.transient:
+                raise LLMError(
+                    f"{where} refused the request (HTTP {exc.status_code}): {exc}"
+                ) from exc
+            if not gave_up.transient:
+                raise exc from None  # not a fault of the server or the network: a bug
+            if isinstance(exc, (BadReply, openai.APIResponseValidationError, ValueError)):
+                raise LLMError(
+                    f"malformed reply from {where} after {gave_up.attempts} attempt(s): "
+                    f"{brief_error(exc)}"
+                ) from exc
+            raise LLMError(
+                f"no reply from {where} after {gave_up.attempts} attempt(s): {brief_error(exc)}"
+            ) from exc
+
+
+class _Cancelled(Exception):
+    """A queued request or retry stopped because the run was interrupted."""
+
+
+def _reply_text(response: Any) -> tuple[str, str | None]:
+    """``(text, finish_reason)`` of a chat completion; :class:`BadReply` when it has no text.
+
+    A cut-off reply (``finish_reason == "length"``) is returned as is, even empty.
+    """
+    choices = getattr(response, "choices", None)
+    if not choices:
+        raise BadReply(f"no choices in the reply ({str(response)[:120]!r})")
+    message = getattr(choices[0], "message", None)
+    content = getattr(message, "content", None)
+    finish = getattr(choices[0], "finish_reason", None)
+    if finish == "length":
+        return (content if isinstance(content, str) else "").strip(), finish
+    if not isinstance(content, str) or not content.strip():
+        raise BadReply(f"empty message content (finish_reason {finish!r})")
+    return content.strip(), finish
+
+
+# --------------------------------------------------------------------------------------------
+# Local transformers chat models
+# --------------------------------------------------------------------------------------------
+
+
+class TransformersLLM(LLM):
+    """A local causal LM with a chat template, ``cfg.batch_size`` chats per ``generate``.
+
+    The model is loaded on the first request that is not cached, so a fully cached re-run does
+    not load it at all.
+    """
+
+    backend = "transformers"
+
+    def __init__(self, cfg: LLMConfig, cache_dir: str | os.PathLike | None, model_id: str):
+        super().__init__(cfg, cache_dir)
+        self.model = model_id
+        self._tok: Any = None
+        self._lm: Any = None
+
+    def _load(self) -> None:
+        if self._lm is not None:
+            return
+        import torch
+        from transformers import AutoModelForCausalLM, AutoTokenizer
+
+        try:
+            tok = AutoTokenizer.from_pretrained(self.model)
+            lm = AutoModelForCausalLM.from_pretrained(self.model, dtype="auto")
+        except OSError as exc:
+            raise LLMError(
+                f"cannot load the chat model {self.model!r} (a local path, or a hub id that "
+                f"must be reachable or already cached): {exc}"
+            ) from exc
+        if not getattr(tok, "chat_template", None):
+            raise LLMError(f"{self.model!r} has no chat template: use an instruction/chat model")
+        tok.padding_side = "left"
+        if tok.pad_token is None:
+            tok.pad_token = tok.eos_token
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+        self._tok, self._lm = tok, lm.to(device).eval()  # type: ignore[arg-type]
+
+    def _prompt(self, messages: Messages) -> str:
+        tok = self._tok
+        try:
+            return tok.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+        except Exception:  # some templates reject a system turn: fold it into the first user turn
+            if messages[0]["role"] != "system" or len(messages) < 2:
+                raise
+            merged = [
+                {
+                    "role": messages[1]["role"],
+                    "content": messages[0]["content"] + "\n\n" + messages[1]["content"],
+                }
+            ]
+            return tok.apply_chat_template(
+                merged + messages[2:], tokenize=False, add_generation_prompt=True
+            )
+
+    def _generate(self, batch, labels, on_reply) -> dict[int, str]:
+        import torch
+
+        self._load()
+        failed: dict[int, str] = {}
+        tok, lm = self._tok, self._lm
+        greedy = self.cfg.temperature <= 0
+        options: dict[str, Any] = {
+            "max_new_tokens": self.cfg.max_tokens,
+            "pad_token_id": tok.pad_token_id,
+            "do_sample": not greedy,
+        }
+        if greedy:  # silence warnings about sampling settings in the model's generation config
+            options.update(temperature=None, top_p=None, top_k=None)
+        else:
+            options["temperature"] = self.cfg.temperature
+        size = max(1, self.cfg.batch_size)
+        for start in range(0, len(batch), size):
+            texts = [self._prompt(m) for m in batch[start : start + size]]
+            enc = tok(texts, return_tensors="pt", padding=True, add_special_tokens=False)
+            enc = enc.to(lm.device)
+            with torch.inference_mode():
+                out = lm.generate(**enc, **options)
+            new_tokens = out[:, enc["input_ids"].shape[1] :]
+            for j, text in enumerate(tok.batch_decode(new_tokens, skip_special_tokens=True)):
+                if not text.strip():
+                    failed[start + j] = f"the local model {self.model!r} replied with empty text"
+                    continue
+                on_reply(start + j, text.strip())
+            log.info("%s: %d/%d replies", self, min(start + size, len(batch)), len(batch))
+        return failed
+
+
+# --------------------------------------------------------------------------------------------
+# Extractive: no language model at all
+# --------------------------------------------------------------------------------------------
+
+
+class ExtractiveLLM(LLM):
+    """Not a language model: a deterministic, non-generative caption counter.
+
+    :meth:`summarize_captions` says which attributes and phrases most of the captions share,
+    with counts ("Most clips (4 of 5) are loud ..."). Through the chat interface it answers
+    only prompts built by :func:`andlib.text.prompts.summarize_messages`; any other prompt (ICL
+    concept picking, the acoustic-adjective question) raises ``NotImplementedError``, so
+    callers fall back to embedding similarity or the shipped adjective lexicon. Nothing is
+    cached: it is fast and deterministic.
+    """
+
+    backend = "extractive"
+    model = "extractive-caption-counter"
+    generative = False
+
+    def __init__(self, cfg: LLMConfig, cache_dir: str | os.PathLike | None = None):
+        super().__init__(cfg, None)
+
+    def summarize_captions(self, captions: Sequence[str]) -> str:
+        """What at least ``llm.summary_min_share`` of ``captions`` share (a source: at least
+        ``llm.summary_source_share``), with counts."""
+        from andlib.describe.extractive import summarize_captions
+
+        return summarize_captions(
+            captions,
+            min_share=self.cfg.summary_min_share,
+            source_share=self.cfg.summary_source_share,
+        )
+
+    def complete_many(self, batch, labels=None) -> list[str]:
+        replies = []
+        for i, messages in enumerate(batch):
+            captions = captions_from_summarize_messages(_check_messages(messages))
+            if captions is None:
+                label = labels[i] if labels is not None else f"request {i}"
+                raise NotImplementedError(
+                    f"{label}: the extractive backend is not a language model and answers only "
+                    "the summarize prompt; use embedding similarity (ICL) or the adjective "
+                    "lexicon instead, or set llm.backend to openai or transformers:<model>"
+                )
+            replies.append(self.summarize_captions(captions))
+        return replies
