@@ -286,8 +286,10 @@ def test_run_stage_records_unreadable_clips_and_leaves_them_out_of_tab(
         return p / p.sum()
 
     scorer = _NaNRowClap(probs_of)
-    monkeypatch.setattr(C, "load_clap", lambda name, *a, **k: scorer)
+    asked: list = []
+    monkeypatch.setattr(C, "load_clap", lambda name, *a, **k: asked.append(a) or scorer)
     info = C.run_stage(cfg, run)
+    assert asked and asked[0][-1] == C.embedder_device(cfg.model.device)  # CLAP on model.device
     assert info["tab"].startswith("CLAP planted-clap") and C.TAB_SKIPPED_CLIPS in info["tab"]
     record = run.read_csv(C.TAB_SKIPPED_CLIPS, dtype=str)
     assert record.to_dict("records") == [
@@ -683,3 +685,22 @@ def test_run_stage_reports_a_missing_input(tmp_path, tmp_cfg):
     run = RunDir.from_config(cfg)
     with pytest.raises(FileNotFoundError, match="summarize"):
         C.run_stage(cfg, run)
+
+
+def test_clap_scorer_runs_its_model_on_the_device_it_is_given(tiny_clap, tmp_path):
+    from tests.conftest import write_tone
+
+    model, processor = tiny_clap
+    moved: list[str] = []
+    real_to = model.to
+
+    def to(device):
+        moved.append(str(device))
+        return real_to(device)
+
+    model.to = to  # type: ignore[method-assign]
+    scorer = ClapScorer(model, processor, name="tiny", device="cpu")
+    assert moved == ["cpu"] and scorer.device == "cpu"
+    wav = write_tone(tmp_path / "t.wav", freq=300, seconds=0.5)
+    emb = scorer.audio_embeddings([wav])
+    assert isinstance(emb, np.ndarray) and emb.shape == (1, 16)  # back on the host

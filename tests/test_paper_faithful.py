@@ -179,6 +179,9 @@ class _StubClap:
     def eval(self):
         return self
 
+    def to(self, device):
+        return self
+
 
 def _scorer():
     scorer = C.ClapScorer(_StubClap(), processor=None)

@@ -77,6 +77,7 @@ from andlib.config import Config, stable_hash
 from andlib.describe.extractive import hyphenated_spans
 from andlib.describe.similarity import get_similarity, top_concepts
 from andlib.store import RESOURCE_DIR, RunDir, resource_digest, resource_path
+from andlib.text.embeddings import embedder_device
 from andlib.text.names import normalize_concept
 from andlib.text.nlp import load_spacy
 
@@ -287,7 +288,8 @@ class ClapScorer:
     Audio is resampled to 48 kHz and processed with ``truncation="rand_trunc"`` under a fixed
     NumPy seed (clips longer than the model's 10 s window are cropped reproducibly). Audio
     embeddings are remembered per clip in memory and, with ``cache_dir``, on disk
-    (``<cache_dir>/clap/``, keyed by model, file, size and modification time).
+    (``<cache_dir>/clap/``, keyed by model, file, size and modification time). ``device``: where
+    the model runs (a torch device name; the stage passes what ``model.device`` resolves to).
     """
 
     def __init__(
@@ -298,8 +300,10 @@ class ClapScorer:
         batch_size: int = 8,
         cache_dir: str | os.PathLike | None = None,
         seed: int = 0,
+        device: str = "cpu",
     ):
-        self.model = model.eval()
+        self.device = device
+        self.model = model.to(device).eval()
         self.processor = processor
         self.name = name
         self.batch_size = max(1, int(batch_size))
@@ -391,8 +395,12 @@ class ClapScorer:
                     truncation="rand_trunc",
                     return_tensors="pt",
                 )
-                inputs = {k: v for k, v in inputs.items() if k in ("input_features", "is_longer")}
-                feats = self._features(self.model.get_audio_features(**inputs)).numpy()
+                inputs = {
+                    k: v.to(self.device)
+                    for k, v in inputs.items()
+                    if k in ("input_features", "is_longer")
+                }
+                feats = self._features(self.model.get_audio_features(**inputs)).cpu().numpy()
                 for i, v in zip(idx, feats, strict=True):
                     out[i] = v
                     key = keys[i]
@@ -414,8 +422,10 @@ class ClapScorer:
     def text_embeddings(self, texts: Sequence[str]) -> np.ndarray:
         """``[n, d]`` unit-norm CLAP text embeddings."""
         inputs = self.processor(text=list(texts), return_tensors="pt", padding=True)
-        inputs = {k: v for k, v in inputs.items() if k in ("input_ids", "attention_mask")}
-        return self._features(self.model.get_text_features(**inputs)).numpy()
+        inputs = {
+            k: v.to(self.device) for k, v in inputs.items() if k in ("input_ids", "attention_mask")
+        }
+        return self._features(self.model.get_text_features(**inputs)).cpu().numpy()
 
     def concept_probs(
         self,
@@ -442,21 +452,28 @@ class ClapScorer:
 
 
 @lru_cache(maxsize=2)
-def _cached_clap(name: str, batch_size: int, cache_dir: str | None) -> ClapScorer:
-    return ClapScorer.from_pretrained(name, batch_size=batch_size, cache_dir=cache_dir)
+def _cached_clap(name: str, batch_size: int, cache_dir: str | None, device: str) -> ClapScorer:
+    return ClapScorer.from_pretrained(
+        name, batch_size=batch_size, cache_dir=cache_dir, device=device
+    )
 
 
 def load_clap(
-    name: str | None, batch_size: int = 8, cache_dir: str | os.PathLike | None = None
+    name: str | None,
+    batch_size: int = 8,
+    cache_dir: str | os.PathLike | None = None,
+    device: str = "cpu",
 ) -> ClapScorer:
-    """The (process-wide, shared) :class:`ClapScorer` for ``name``: :class:`TABUnavailable`
-    (TAB is skipped) when ``name`` is empty, :class:`ClapLoadError` (an error naming the
-    model) when it cannot be loaded."""
+    """The (process-wide, shared) :class:`ClapScorer` for ``name`` on ``device``:
+    :class:`TABUnavailable` (TAB is skipped) when ``name`` is empty, :class:`ClapLoadError`
+    (an error naming the model) when it cannot be loaded."""
     if not name:
         raise TABUnavailable(
             "TAB skipped: no CLAP model is configured (concepts.clap_model is null)"
         )
-    return _cached_clap(str(name), int(batch_size), str(cache_dir) if cache_dir else None)
+    return _cached_clap(
+        str(name), int(batch_size), str(cache_dir) if cache_dir else None, str(device)
+    )
 
 
 def tab_concepts(
@@ -1273,7 +1290,9 @@ def run_stage(cfg: Config, run: RunDir) -> dict[str, Any]:
     tab_skipped: list[tuple[int, str]] = []  # (row, reason) of clips CLAP cannot read
     tab_keep: np.ndarray | None = None
     try:  # only an unset clap_model skips TAB; one that cannot load raises ClapLoadError
-        scorer = load_clap(c.clap_model, c.clap_batch_size, cfg.cache_path)
+        scorer = load_clap(
+            c.clap_model, c.clap_batch_size, cfg.cache_path, embedder_device(cfg.model.device)
+        )
         tab_clips = _tab_clips(cfg, clips, cache.clip_ids)
         tab_probs = scorer.concept_probs(tab_clips, concepts, c.tab_logit_scale, tab_skipped)
         tab_status = f"CLAP {c.clap_model}"
