@@ -59,7 +59,8 @@ SIZES: dict[str, tuple[int, int, int]] = {
 N_CLASSES = 50
 STAGES = ("summarize", "concepts", "evaluate", "analysis")
 FUNCTIONS = {  # module -> functions timed inside the stages (when the module has them)
-    "andlib.describe.summarize": ["summarize_all", "caption_attributes"],
+    "andlib.describe.summarize": ["summarize_all"],
+    "andlib.describe.extractive": ["caption_attributes"],
     "andlib.describe.concepts": [
         "calibrate_many",
         "_analyse",

@@ -23,7 +23,12 @@ from tests.conftest import requires_esc50
 
 OUTPUTS = ("neurons.csv", "last_layer.json", "simulation_scores.csv")
 UPSTREAM = ("record", "caption")
-DOWNSTREAM = ("summarize", "concepts", "evaluate")
+# (the stage's cache record in .stages/, the module whose run_stage computes it)
+DOWNSTREAM = (
+    ("summarize", "andlib.describe.summarize"),
+    ("concepts", "andlib.describe.concepts"),
+    ("evaluate", "andlib.evaluate.scores"),
+)
 
 
 def _fresh_memory() -> None:
@@ -42,9 +47,9 @@ def _describe(cfg_of, name: str, up: Path) -> dict[str, bytes]:
     shutil.copytree(up, dest)
     cfg = cfg_of(dest)
     run = RunDir.from_config(cfg)
-    for stage in DOWNSTREAM:
+    for stage, module in DOWNSTREAM:
         run.invalidate(stage)
-        importlib.import_module(f"andlib.{stage}").run_stage(cfg, run)
+        importlib.import_module(module).run_stage(cfg, run)
     return {o: (dest / o).read_bytes() for o in OUTPUTS}
 
 
