@@ -1,8 +1,12 @@
-"""The pipeline: stages in order, each ``run_stage(cfg, run) -> dict`` in its own module.
+"""The pipeline: the stages in order, each ``run_stage(cfg, run) -> dict`` in its own module.
 
-Data flows one way: data -> models/train -> activations -> captioning -> summarize ->
-concepts -> evaluate / prune -> analysis. Each stage reads its inputs from the run directory,
-writes its outputs there, and is skipped when the hash of what it depends on is unchanged.
+Data flows one way: data -> models/train -> record -> caption -> summarize -> concepts ->
+(control runs) -> evaluate / prune -> analysis. Each stage reads its inputs from the run
+directory, writes its outputs there, and is skipped when the hash of what it depends on is
+unchanged (its :class:`andlib.store.Stage`, ``SPEC`` in its module). This module alone knows
+that order, and it owns the evaluate stage's control runs (:func:`run_controls`): ordinary runs
+of the caption, summarize and concepts stages on the classifier layer, in sibling run
+directories ``<run>/last_layer/<name>/``, made before the evaluate stage reads them.
 
 ``reproduce`` executes the numbered notebooks with papermill instead: the notebooks call the
 same stage functions and add the tables and figures.
@@ -14,41 +18,136 @@ import importlib
 import sys
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from andlib.config import PROJECT_ROOT, Config, find_config_file, load_config
-from andlib.store import RunDir, strategy_run_path
+from andlib.config import PROJECT_ROOT, Config, find_config_file, load_config, stable_hash
+from andlib.store import RunDir, control_run_path, strategy_run_path
 
-# CLI stage name -> modules whose run_stage(cfg, run) it calls, in order.
-STAGES: dict[str, tuple[str, ...]] = {
-    "train": ("andlib.models.train",),
-    "record": ("andlib.models.activations",),
-    "caption": ("andlib.describe.captioning",),
-    "summarize": ("andlib.describe.summarize", "andlib.describe.concepts"),
-    "evaluate": ("andlib.evaluate.scores",),
-    "prune": ("andlib.evaluate.prune",),
-    "analyze": ("andlib.report.analysis",),
-    "pitch": ("andlib.evaluate.pitch",),
-    "atlas": ("andlib.report.atlas",),
+StageFunction = Callable[[Config, RunDir], dict[str, Any]]
+
+MODULES: dict[str, str] = {
+    "train": "andlib.models.train",
+    "record": "andlib.models.activations",
+    "caption": "andlib.describe.captioning",
+    "summarize": "andlib.describe.summarize",
+    "concepts": "andlib.describe.concepts",
+    "evaluate": "andlib.evaluate.scores",
+    "prune": "andlib.evaluate.prune",
+    "analysis": "andlib.report.analysis",
+    "pitch": "andlib.evaluate.pitch",
+    "atlas": "andlib.report.atlas",
 }
+"""Stage (the name of its record in ``.stages/``) -> the module whose ``run_stage`` runs it."""
+
+STAGES: dict[str, tuple[str, ...]] = {
+    "train": ("train",),
+    "record": ("record",),
+    "caption": ("caption",),
+    "summarize": ("summarize", "concepts"),
+    "evaluate": ("controls", "evaluate"),
+    "prune": ("prune",),
+    "analyze": ("analysis",),
+    "pitch": ("pitch",),
+    "atlas": ("atlas",),
+}
+"""CLI stage -> the stages it runs, in order (``controls``: :func:`run_controls`)."""
+
+DESCRIBE = ("caption", "summarize", "concepts")
+"""The stages a captioner's control run runs after its ``record``."""
 
 NOTEBOOK_DIR = PROJECT_ROOT / "notebooks"
 
 
-def stage_functions(stage: str) -> list[Callable[[Config, RunDir], dict[str, Any]]]:
+def stage_function(stage: str) -> StageFunction:
+    """``run_stage`` of a stage of :data:`MODULES` (``controls``: :func:`run_controls`)."""
+    if stage == "controls":
+        return run_controls
+    if stage not in MODULES:
+        raise ValueError(f"unknown stage {stage!r}; stages: {', '.join(['controls', *MODULES])}")
+    return importlib.import_module(MODULES[stage]).run_stage
+
+
+def stage_functions(stage: str) -> list[StageFunction]:
+    """The functions a CLI stage (:data:`STAGES`) calls, in order."""
     if stage not in STAGES:
         raise ValueError(f"unknown stage {stage!r}; stages: {', '.join(STAGES)}")
-    return [importlib.import_module(m).run_stage for m in STAGES[stage]]
+    return [stage_function(s) for s in STAGES[stage]]
 
 
 def run_stage(stage: str, cfg: Config) -> dict[str, Any]:
-    """Run one stage (and nothing else) on the config's run directory."""
+    """Run one CLI stage (and nothing else) on the config's run directory."""
     run = RunDir.from_config(cfg)
     summary: dict[str, Any] = {}
     for fn in stage_functions(stage):
         summary.update(fn(cfg, run) or {})
     return summary
+
+
+# --------------------------------------------------------------------------------------------
+# The evaluate stage's control runs
+# --------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Control:
+    """One control run: ``<run>/last_layer/<name>/`` with ``captioner.name = captioner``; after
+    its ``record`` (the run's classifier layer) it runs ``stages``. A sweep's control run
+    (``rate`` set) gets its captions from :func:`andlib.controls.sweep_caption_stage`."""
+
+    name: str
+    captioner: str
+    stages: tuple[str, ...]
+    rate: float | None = None
+
+
+def control_plan(cfg: Config, run: RunDir) -> list[Control]:
+    """The control runs the evaluate stage reads, in the order they are made.
+
+    Every captioner of :func:`andlib.evaluate.scores.control_captioners` (the classifier layer
+    described again from another captioner's captions); with a caption-quality sweep
+    (:func:`andlib.evaluate.scores.sweep_rates`) the ``acoustic`` captions it starts from, then
+    one control run per rate. None when the classifier layer was not recorded.
+    """
+    from andlib.controls import SWEEP_BASE
+    from andlib.evaluate.scores import control_captioners, sweep_control, sweep_rates
+    from andlib.store import activation_index
+
+    layer = cfg.evaluate.classifier_layer
+    if not run.exists("activations/index.json") or layer not in activation_index(run)["layers"]:
+        return []
+    plan = [Control(c, c, DESCRIBE) for c in control_captioners(cfg)]
+    rates = sweep_rates(cfg)
+    if rates and SWEEP_BASE not in {c.name for c in plan}:
+        plan.append(Control(SWEEP_BASE, SWEEP_BASE, ("caption",)))
+    for rate in rates:
+        name = sweep_control(rate)
+        plan.append(Control(name, f"metadata+acoustic@{rate:g}", DESCRIBE[1:], rate))
+    return plan
+
+
+def run_controls(cfg: Config, run: RunDir) -> dict[str, Any]:
+    """Make the evaluate stage's control runs (:func:`control_plan`), each stage skipped when
+    fresh, and record them as the run's ``controls`` stage (its key: their last stages' keys,
+    an upstream key of the evaluate stage)."""
+    from andlib import controls
+
+    keys: dict[str, str | None] = {}
+    outputs = []
+    for c in control_plan(cfg, run):
+        sub_cfg = controls.control_config(cfg, run, c.name, c.captioner)
+        sub = RunDir.from_config(sub_cfg)
+        controls.record_stage(sub_cfg, sub)
+        if c.rate is not None:
+            controls.sweep_caption_stage(sub_cfg, sub, c.rate)
+        for stage in c.stages:
+            stage_function(stage)(sub_cfg, sub)
+        keys[c.name] = sub.stage_key(c.stages[-1])
+        last = "neurons.csv" if c.stages[-1] == "concepts" else "captions.csv"
+        outputs.append(str(control_run_path(run, c.name).relative_to(run.path) / last))
+    run.mark_done("controls", stable_hash(keys), outputs=outputs)
+    return {"control_runs": ", ".join(keys) or "none"}
 
 
 def notebooks() -> list[Path]:

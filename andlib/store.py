@@ -25,9 +25,10 @@ import hashlib
 import json
 import logging
 import os
+import re
 import tempfile
 import time
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -249,6 +250,50 @@ class RunDir:
         return log
 
 
+@dataclass(frozen=True)
+class Stage:
+    """What a stage's outputs depend on, declared once; :meth:`key` hashes it.
+
+    A stage is skipped when its key is unchanged (:meth:`RunDir.is_fresh`). The key covers
+
+    - ``sections``: the config keys it reads (dotted: ``"train.heldout_fold"``);
+    - ``upstream``: the stages whose outputs it reads in the same run directory (their keys,
+      so a recomputed upstream stage recomputes this one);
+    - ``resources``: the lexicons, concept sets and prompt templates it reads
+      (:func:`resource_digest` names; a callable ``cfg -> names`` when the config picks them);
+    - ``version``: the algorithm version, raised when the code changes its outputs;
+    - ``inputs``: run files fingerprinted by size and time (:func:`input_fingerprint`), for
+      inputs whose writer may not record a key;
+    - ``settings``: anything else, a callable ``(cfg, run) -> JSON-able`` (a captioner's own
+      settings, the clip order).
+    """
+
+    name: str
+    sections: tuple[str, ...] = ()
+    upstream: tuple[str, ...] = ()
+    resources: tuple[str, ...] | Callable[[Config], Iterable[str]] = ()
+    version: Any = 1
+    inputs: tuple[str, ...] = ()
+    settings: Callable[[Config, RunDir], Any] | None = None
+
+    def resource_names(self, cfg: Config) -> list[str]:
+        names = self.resources(cfg) if callable(self.resources) else self.resources
+        return [str(n) for n in names]
+
+    def key(self, cfg: Config, run: RunDir) -> str:
+        """The hash of everything the stage's outputs depend on (see the class docstring)."""
+        return cfg.section_hash(
+            *self.sections,
+            extra={
+                "upstream": {s: run.stage_key(s) for s in self.upstream},
+                "resources": resource_digest(*self.resource_names(cfg)),
+                "version": self.version,
+                "inputs": input_fingerprint(run, self.inputs),
+                "settings": self.settings(cfg, run) if self.settings else None,
+            },
+        )
+
+
 def show_logs(level: int = logging.INFO) -> None:
     """Print andlib's log lines (stage progress, timings, warnings) with their time, for a
     notebook or a script: ``logging.basicConfig`` at ``level`` (no-op when already set up)."""
@@ -386,6 +431,18 @@ class ActivationCache:
     def __repr__(self) -> str:
         total = sum(self.n_neurons(la) for la in self.layers)
         return f"ActivationCache({self.n_clips} clips, {len(self)} layers, {total} neurons)"
+
+
+CONTROLS = "last_layer"
+"""The folder of a run directory that holds the evaluate stage's control runs (made by
+:mod:`andlib.pipeline`): ``<run>/last_layer/<name>/``, each a run directory of its own."""
+
+
+def control_run_path(run: RunDir, name: str) -> Path:
+    """``<run>/last_layer/<name>/`` (``name`` made file-safe: ``tagger+acoustic`` ->
+    ``tagger_acoustic``): the control run ``name`` of the evaluate stage."""
+    slug = re.sub(r"[^A-Za-z0-9._-]+", "_", name).strip("_") or "captioner"
+    return run.path / CONTROLS / slug
 
 
 def split_list(cell: Any) -> list[str]:

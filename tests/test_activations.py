@@ -370,8 +370,14 @@ def test_run_stage_on_a_save_pretrained_directory(tmp_path, tmp_cfg, tiny_ast, m
     assert run_stage(cfg, run)["reused"]
 
 
-def test_record_key_follows_the_trained_model_not_unrelated_training_settings(tmp_cfg):
-    from andlib.models.activations import stage_key
+def test_record_key_follows_the_trained_model_not_unrelated_training_settings(tmp_cfg, tmp_path):
+    from andlib.models.activations import SPEC
+    from andlib.store import RunDir
+
+    run = RunDir(tmp_path / "run")
+
+    def stage_key(cfg):
+        return SPEC.key(cfg, run)
 
     base = stage_key(tmp_cfg())
     assert stage_key(tmp_cfg({"train.linear_lr": 0.01})) == base  # an ssl-only setting

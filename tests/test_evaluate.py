@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import json
-import sys
-import types
 import zlib
 from pathlib import Path
 
@@ -375,16 +373,28 @@ def test_label_map_values_must_name_a_class_or_an_output(tmp_path, tmp_cfg):
         tmp_cfg({"evaluate.label_map": {"dog": [1, 2]}})
 
 
-def test_last_layer_with_a_second_captioner_uses_the_upstream_stages(
-    tmp_path, tmp_cfg, monkeypatch
-):
-    """The other captioner's classifier concepts come from a sub run dir with only that layer."""
+def test_last_layer_with_a_second_captioner_reads_its_control_run(tmp_path, tmp_cfg, monkeypatch):
+    """The other captioner's classifier concepts come from a control run the pipeline makes:
+    the caption, summarize and concepts stages in a run dir with only that layer."""
+    from andlib import pipeline
+    from andlib.data.audio import ProbingSet
+    from andlib.describe import captioning, concepts, summarize
+
     run = make_run(tmp_path / "run", tmp_path / "audio")
-    cfg = tmp_cfg({"evaluate.captioners": ["acoustic", "metadata+acoustic"]})
-    seen = {}
+    cfg = tmp_cfg(
+        {
+            "evaluate.captioners": ["acoustic", "metadata+acoustic"],
+            "evaluate.caption_sweep_rates": [],
+        }
+    )
+    seen: dict = {"captioned": 0}
 
     class Captioner:
+        name = "fake"
+        settings: dict = {}
+
         def caption(self, probing):
+            seen["captioned"] += 1
             return [f"the sound of a {c}" for c in probing.meta["category"]]
 
     def get_captioner(c):
@@ -411,40 +421,34 @@ def test_last_layer_with_a_second_captioner_uses_the_upstream_stages(
             ),
         )
 
-    fakes = {
-        "andlib.describe.captioning": {
-            "get_captioner": get_captioner,
-            "caption_accuracy": lambda c: {},
-        },
-        "andlib.describe.summarize": {"run_stage": summarize_stage},
-        "andlib.describe.concepts": {"run_stage": concepts_stage},
-    }
-    for name, attrs in fakes.items():
-        monkeypatch.setitem(sys.modules, name, types.SimpleNamespace(**attrs))
-    import importlib
+    def fake_probing(c):  # the probing set in another order than the run's clips
+        clips = store.read_clips(run).iloc[::-1].reset_index(drop=True)
+        t = np.arange(16000) / 16000
+        audio = [
+            (0.3 * np.sin(2 * np.pi * 300 * (1 + i) * t)).astype(np.float32) for i in clips.label
+        ]
+        return ProbingSet("fake", 16000, audio, clips)
 
-    for name in fakes:
-        package, _, leaf = name.rpartition(".")
-        monkeypatch.setattr(
-            importlib.import_module(package), leaf, sys.modules[name], raising=False
-        )
-
-    from andlib.data import probing as data
-    from andlib.data.audio import ProbingSet
-
-    def fake_probing(c):
-        clips = store.read_clips(run)
-        audio = [np.zeros(10, np.float32) for _ in range(len(clips))]
-        return ProbingSet("fake", 16000, audio, clips.iloc[::-1].reset_index(drop=True))
-
-    monkeypatch.setattr(data, "load_probing_set", fake_probing)
-    results = evaluate.last_layer_accuracy(cfg, run, FakeEmbedder())
+    monkeypatch.setattr(captioning, "get_captioner", get_captioner)
+    monkeypatch.setattr(captioning, "load_probing_set", fake_probing)
+    monkeypatch.setattr(summarize, "run_stage", summarize_stage)
+    monkeypatch.setattr(concepts, "run_stage", concepts_stage)
+    with pytest.raises(FileNotFoundError, match=r"control run 'metadata\+acoustic'.*pipeline"):
+        evaluate.last_layer_accuracy(cfg, run, FakeEmbedder(), evaluate.read_controls(cfg, run))
+    pipeline.run_controls(cfg, run)
+    controls = evaluate.read_controls(cfg, run)
+    results = evaluate.last_layer_accuracy(cfg, run, FakeEmbedder(), controls)
     assert list(results) == ["acoustic", "metadata+acoustic"]
     assert seen["captioner"] == "metadata+acoustic" and seen["layers"] == ["classifier"]
     clips = store.read_clips(run)
     assert seen["captions"] == [f"the sound of a {c}" for c in clips.category]  # run order
     assert results["metadata+acoustic"]["db_soft_wpmi"]["top1"] == 1.0
     assert results["acoustic"]["db_cos"]["top1"] == 0.0
+    control = RunDir(run / "last_layer" / "metadata_acoustic")
+    assert control.stage_key("record") and control.stage_key("caption")
+    assert run.stage_key("controls")
+    pipeline.run_controls(cfg, run)  # fresh: not captioned again
+    assert seen["captioned"] == 1
 
 
 # --------------------------------------------------------------------------------------------
@@ -552,7 +556,7 @@ def test_run_stage_end_to_end(tmp_path, tmp_cfg, monkeypatch):
 
 
 def test_caption_corruption_rate_is_exact_seeded_and_always_wrong():
-    from andlib.evaluate.scores import corrupt_sources
+    from andlib.controls import corrupt_sources
 
     classes = [f"c{i}" for i in range(10)]
     cats = [classes[i % 10] for i in range(200)]

@@ -357,7 +357,7 @@ def test_the_concepts_stage_runs_with_every_paper_switch(tmp_path, tmp_cfg):
     assert only["calibrated_summary"].tolist() == default["calibrated_summary"].tolist()
 
     cfg = tmp_cfg({k: v for k, v in PAPER.items() if k.startswith("concepts.")})
-    assert C.stage_key(cfg, run) != C.stage_key(default_cfg, run)
+    assert C.SPEC.key(cfg, run) != C.SPEC.key(default_cfg, run)
     assert C.run_stage(cfg, run)["neurons"] == 8
     paper = run.read_csv("neurons.csv").set_index(["layer", "neuron"]).loc["classifier"]
     # WPMI on each neuron's own top 5 clips still finds the classes ...

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+import importlib
 import shutil
 from pathlib import Path
 
@@ -13,27 +15,29 @@ from andlib.evaluate import prune
 from andlib.evaluate import scores as evaluate
 from andlib.models import activations
 from andlib.report import analysis
-from andlib.store import RESOURCE_DIR, RunDir, resource_digest, resource_path
+from andlib.store import RESOURCE_DIR, RunDir, Stage, resource_digest, resource_path
 from andlib.text.prompts import PROMPTS
 
 STAGES = ("record", "caption", "summarize", "concepts", "evaluate", "prune", "analysis")
 UPSTREAM_OF_CONCEPTS = {"record", "caption", "summarize"}
 
 
+MODULES = {
+    "record": activations,
+    "caption": captioning,
+    "summarize": summarize,
+    "concepts": concepts,
+    "evaluate": evaluate,
+    "prune": prune,
+    "analysis": analysis,
+}
+
+
 def stage_keys(cfg, run: RunDir) -> dict[str, str]:
     """Every stage's key in pipeline order, each recorded as done so the next one sees it."""
-    makers = {
-        "record": lambda: activations.stage_key(cfg),
-        "caption": lambda: captioning.stage_key(cfg, run),
-        "summarize": lambda: summarize.stage_key(cfg, run),
-        "concepts": lambda: concepts.stage_key(cfg, run),
-        "evaluate": lambda: evaluate.stage_key(cfg, run),
-        "prune": lambda: prune.stage_key(cfg, run),
-        "analysis": lambda: analysis.stage_key(cfg, run),
-    }
     keys = {}
     for stage in STAGES:
-        keys[stage] = makers[stage]()
+        keys[stage] = MODULES[stage].SPEC.key(cfg, run)
         run.mark_done(stage, keys[stage], outputs=[])
     return keys
 
@@ -146,9 +150,26 @@ def test_editing_a_concepts_prompt_leaves_the_summaries_alone(run_and_cfg, monke
 def test_a_stage_version_bump_recomputes_that_stage_and_what_follows(run_and_cfg, monkeypatch):
     run, cfg = run_and_cfg
     before = stage_keys(cfg, run)
-    monkeypatch.setattr(concepts, "VERSION", concepts.VERSION + 1)
+    bumped = dataclasses.replace(concepts.SPEC, version=concepts.VERSION + 1)
+    monkeypatch.setattr(concepts, "SPEC", bumped)
     assert changed(before, stage_keys(cfg, run)) == set(STAGES) - UPSTREAM_OF_CONCEPTS
     monkeypatch.undo()
     assert stage_keys(cfg, run) == before
-    monkeypatch.setattr(evaluate, "SIMULATION_PROMPT", evaluate.SIMULATION_PROMPT + " ")
+    monkeypatch.setitem(PROMPTS["simulate"], "user", PROMPTS["simulate"]["user"] + " ")
     assert changed(before, stage_keys(cfg, run)) == {"evaluate"}
+
+
+def test_every_keyed_stage_declares_its_spec():
+    """The pipeline's stages that are skipped when fresh declare one :class:`Stage` each,
+    named as the stage, whose upstream stages come before it in the pipeline."""
+    from andlib import pipeline
+
+    order = [s for stages in pipeline.STAGES.values() for s in stages]
+    for stage, module_name in pipeline.MODULES.items():
+        module = importlib.import_module(module_name)
+        if stage in ("train", "atlas"):  # train caches models by its own key; atlas always runs
+            assert not hasattr(module, "SPEC"), stage
+            continue
+        spec = module.SPEC
+        assert isinstance(spec, Stage) and spec.name == stage
+        assert all(order.index(u) < order.index(stage) for u in spec.upstream), stage

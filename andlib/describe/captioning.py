@@ -47,9 +47,11 @@ from andlib.describe.captioners import (
     OpenAICaptioner,
     TransformersCaptioner,
 )
-from andlib.store import RunDir
+from andlib.store import RunDir, Stage
 
 log = logging.getLogger(__name__)
+
+STAGE = "caption"
 
 
 def get_captioner(cfg: Config) -> Captioner:
@@ -128,17 +130,15 @@ def caption_accuracy(captioner: Captioner) -> dict[str, Any]:
     return {"captioner": captioner.name, "source": knows}
 
 
-def stage_key(cfg: Config, run: RunDir, captioner: Captioner | None = None) -> str:
-    """The caption stage's cache key: the ``data``, ``captioner`` and ``seed`` settings, the
-    captioner's own settings (its feature and wording versions among them) and the clip
-    order. It reads no lexicon or prompt of :mod:`andlib.text.prompts`."""
-    captioner = get_captioner(cfg) if captioner is None else captioner
-    return cfg.section_hash(
-        "data",
-        "captioner",
-        "seed",
-        extra={"settings": captioner.settings, "order": stable_hash(_clip_order(run))},
-    )
+def _captioner_settings(cfg: Config, run: RunDir) -> dict[str, Any]:
+    """The captioner's own settings (its feature and wording versions among them) and the
+    clip order."""
+    return {"settings": get_captioner(cfg).settings, "order": stable_hash(_clip_order(run))}
+
+
+SPEC = Stage(STAGE, sections=("data", "captioner", "seed"), settings=_captioner_settings)
+"""The caption stage's cache key: the ``data``, ``captioner`` and ``seed`` settings and
+:func:`_captioner_settings`. It reads no lexicon or prompt of :mod:`andlib.text.prompts`."""
 
 
 def run_stage(cfg: Config, run: RunDir) -> dict[str, Any]:
@@ -148,12 +148,12 @@ def run_stage(cfg: Config, run: RunDir) -> dict[str, Any]:
     every activation array), else the probing set's order. Features are always written, for
     any captioner: later analyses regress activations on them.
     """
-    logger = run.logger("caption")
+    logger = run.logger(STAGE)
     captioner = get_captioner(cfg)
     order = _clip_order(run)
-    key = stage_key(cfg, run, captioner)
+    key = SPEC.key(cfg, run)
     outputs = ["captions.csv", "features.csv"]
-    if run.is_fresh("caption", key):
+    if run.is_fresh(STAGE, key):
         n = len(run.read_csv("captions.csv"))
         return {"captioner": captioner.name, "captions": n, "reused": True}
     ps = load_probing_set(cfg)
@@ -180,7 +180,7 @@ def run_stage(cfg: Config, run: RunDir) -> dict[str, Any]:
     if predictions is not None:
         run.write_csv("tagger_predictions.csv", predictions)
         outputs.append("tagger_predictions.csv")
-    run.mark_done("caption", key, outputs, captioner=captioner.name, seconds=round(seconds, 2))
+    run.mark_done(STAGE, key, outputs, captioner=captioner.name, seconds=round(seconds, 2))
     logger.info("captioned %d clips with %s in %.1f s", len(ps), captioner.name, seconds)
     return {"captioner": captioner.name, "captions": len(ps), "seconds": round(seconds, 1)}
 

@@ -76,7 +76,7 @@ import torch
 from andlib.config import Config, stable_hash
 from andlib.describe.extractive import hyphenated_spans
 from andlib.describe.similarity import get_similarity, top_concepts
-from andlib.store import RESOURCE_DIR, RunDir, resource_digest, resource_path
+from andlib.store import RESOURCE_DIR, RunDir, Stage, resource_path
 from andlib.text.embeddings import embedder_device
 from andlib.text.names import normalize_concept
 from andlib.text.nlp import load_spacy
@@ -134,14 +134,14 @@ def concept_set_path(name_or_path: str | os.PathLike) -> Path:
     return resource_path(_concept_set_resource(name_or_path))
 
 
-def stage_resources(c: Any) -> dict[str, str]:
-    """Content hashes of everything outside the config the concepts stage reads (``c`` is
-    ``cfg.concepts``): the concept set, the adjective lexicon and the ICL and adjective
-    prompts. Part of the stage key, so editing any of them recomputes ``neurons.csv``."""
+def stage_resources(cfg: Config) -> list[str]:
+    """Everything outside the config the concepts stage reads, as
+    :func:`andlib.store.resource_digest` names: the concept set, the adjective lexicon and the
+    ICL and adjective prompts. Part of the stage key, so editing any of them recomputes
+    ``neurons.csv``."""
+    c = cfg.concepts
     lexicon = ADJECTIVE_LEXICON if c.adjective_lexicon is None else str(c.adjective_lexicon)
-    return resource_digest(
-        _concept_set_resource(c.concept_set), lexicon, "prompts:icl", "prompts:adjective"
-    )
+    return [_concept_set_resource(c.concept_set), lexicon, "prompts:icl", "prompts:adjective"]
 
 
 def load_concept_set(name_or_path: str | os.PathLike) -> list[str]:
@@ -1213,23 +1213,26 @@ def _tab_clips(cfg: Config, clips: Any, clip_ids: Sequence[str]) -> list[Any]:
     return out
 
 
-def stage_key(cfg: Config, run: RunDir) -> str:
-    """The concepts stage's cache key: the ``concepts``, ``embedder``, ``llm`` and ``k``
-    settings, the record, caption and summarize stage keys, :data:`VERSION` and the contents
-    of the concept set, the adjective lexicon and the ICL and adjective prompts
-    (:func:`stage_resources`)."""
-    upstream = {s: run.stage_key(s) for s in ("record", "caption", "summarize")}
-    extra = {"upstream": upstream, "resources": stage_resources(cfg.concepts), "version": VERSION}
-    return cfg.section_hash("concepts", "embedder", "llm", "k", extra=extra)
+SPEC = Stage(
+    STAGE,
+    sections=("concepts", "embedder", "llm", "k"),
+    upstream=("record", "caption", "summarize"),
+    resources=stage_resources,
+    version=VERSION,
+)
+"""The concepts stage's cache key: the ``concepts``, ``embedder``, ``llm`` and ``k``
+settings, the record, caption and summarize stage keys, :data:`VERSION` and the contents of
+the concept set, the adjective lexicon and the ICL and adjective prompts
+(:func:`stage_resources`)."""
 
 
 def run_stage(cfg: Config, run: RunDir) -> dict[str, Any]:
     """Modules A, B, C for every neuron of ``summaries.csv``; writes ``neurons.csv``.
 
     Reads ``summaries.csv`` (summarize), ``captions.csv`` (caption), ``clips.csv`` and the
-    activations (record). Keyed by :func:`stage_key`; reused when nothing in it changed.
+    activations (record). Keyed by :data:`SPEC`; reused when nothing in it changed.
     """
-    key = stage_key(cfg, run)
+    key = SPEC.key(cfg, run)
     if run.is_fresh(STAGE, key):
         return {"neurons": "up to date"}
     logger = run.logger(STAGE)

@@ -35,7 +35,7 @@ import pandas as pd
 
 from andlib.config import Config
 from andlib.describe.extractive import caption_attributes, source_phrases, summarize_captions
-from andlib.store import RunDir, resource_digest
+from andlib.store import RunDir, Stage
 from andlib.text.llm import LLM, get_llm
 from andlib.text.prompts import summarize_messages
 
@@ -142,18 +142,14 @@ def summarize_all(
     return pd.DataFrame(rows, columns=COLUMNS)
 
 
-def stage_key(cfg: Config, run: RunDir) -> str:
-    """The summarize stage's cache key (see :func:`run_stage`)."""
-    return cfg.section_hash(
-        "llm",
-        "k",
-        extra={
-            "record": run.stage_key("record"),
-            "caption": run.stage_key("caption"),
-            "summary_version": SUMMARY_VERSION,
-            "resources": resource_digest("prompts:summarize"),
-        },
-    )
+SPEC = Stage(
+    STAGE,
+    sections=("llm", "k"),
+    upstream=("record", "caption"),
+    resources=("prompts:summarize",),
+    version=SUMMARY_VERSION,
+)
+"""The summarize stage's cache key (see :func:`run_stage`)."""
 
 
 def run_stage(cfg: Config, run: RunDir) -> dict[str, Any]:
@@ -166,7 +162,7 @@ def run_stage(cfg: Config, run: RunDir) -> dict[str, Any]:
     reply is cached on disk as soon as it arrives, so after an interruption (or an
     :class:`~andlib.text.llm.LLMError`) a re-run re-issues only the calls that had not finished.
     """
-    key = stage_key(cfg, run)
+    key = SPEC.key(cfg, run)
     if run.is_fresh(STAGE, key):
         return {"summaries": len(run.read_csv("summaries.csv")), "reused": True}
     log = run.logger(STAGE)

@@ -65,7 +65,7 @@ import pandas as pd
 from andlib.config import Config, rng
 from andlib.data.notes import hz_to_midi, parse_pitches
 from andlib.data.pitched import ATTRIBUTES
-from andlib.store import RunDir
+from andlib.store import RunDir, Stage
 
 log = logging.getLogger(__name__)
 
@@ -547,25 +547,20 @@ def layer_table(cfg: Config, run: RunDir, tuning_table: pd.DataFrame) -> pd.Data
 # --------------------------------------------------------------------------------------------
 
 
-def stage_key(cfg: Config, run: RunDir) -> str:
-    """Keyed by ``k``, ``seed``, the concepts stage key (which covers the recording, captions
-    and summaries), the analysis and evaluate stage keys (the polysemantic fraction and the
-    simulation scores it copies) and :data:`VERSION`."""
-    return cfg.section_hash(
-        "k",
-        "seed",
-        extra=[
-            run.stage_key("concepts"),
-            run.stage_key("analysis"),
-            run.stage_key("evaluate"),
-            {
-                "version": VERSION,
-                "n_bins": N_BINS,
-                "f0_bin": F0_BIN_SEMITONES,
-                "min_eta2": MIN_ETA2,
-            },
-        ],
-    )
+SPEC = Stage(
+    STAGE,
+    sections=("k", "seed"),
+    upstream=("concepts", "analysis", "evaluate"),
+    version={
+        "version": VERSION,
+        "n_bins": N_BINS,
+        "f0_bin": F0_BIN_SEMITONES,
+        "min_eta2": MIN_ETA2,
+    },
+)
+"""Keyed by ``k``, ``seed``, the concepts stage key (which covers the recording, captions
+and summaries), the analysis and evaluate stage keys (the polysemantic fraction and the
+simulation scores it copies) and :data:`VERSION` with the binning constants."""
 
 
 def run_stage(cfg: Config, run: RunDir) -> dict[str, Any]:
@@ -573,7 +568,7 @@ def run_stage(cfg: Config, run: RunDir) -> dict[str, Any]:
     the parent run of a comparison config (``strategies``): :func:`compare`."""
     if cfg.strategies:
         return compare(cfg, run)
-    key = stage_key(cfg, run)
+    key = SPEC.key(cfg, run)
     logger = run.logger(STAGE)
     if run.is_fresh(STAGE, key):
         logger.info("pitch: up to date")

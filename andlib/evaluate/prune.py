@@ -91,8 +91,8 @@ from andlib.config import Config, rng
 from andlib.evaluate.scores import ranked_concepts
 from andlib.store import (
     RunDir,
+    Stage,
     activation_index,
-    input_fingerprint,
     read_clips,
     read_neurons,
     split_list,
@@ -1097,22 +1097,15 @@ def _summary(run: RunDir) -> dict[str, Any]:
     return out
 
 
-def stage_key(cfg: Config, run: RunDir) -> str:
-    """The prune stage's cache key: its settings, :data:`VERSION`, the concepts stage key and
-    the inputs' fingerprints (it reads no lexicon or prompt of its own)."""
-    return cfg.section_hash(
-        "prune",
-        "seed",
-        "model",
-        "data",
-        "train.heldout_fold",
-        "evaluate.classifier_layer",
-        extra=[
-            VERSION,
-            run.stage_key("concepts"),
-            input_fingerprint(run, ["neurons.csv", "clips.csv", "activations/index.json"]),
-        ],
-    )
+SPEC = Stage(
+    STAGE,
+    sections=("prune", "seed", "model", "data", "train.heldout_fold", "evaluate.classifier_layer"),
+    upstream=("concepts",),
+    inputs=("neurons.csv", "clips.csv", "activations/index.json"),
+    version=VERSION,
+)
+"""The prune stage's cache key: its settings, :data:`VERSION`, the concepts stage key and
+the inputs' fingerprints (it reads no lexicon or prompt of its own)."""
 
 
 def run_stage(cfg: Config, run: RunDir) -> dict[str, Any]:
@@ -1124,7 +1117,7 @@ def run_stage(cfg: Config, run: RunDir) -> dict[str, Any]:
     ``pruning_<concept>`` (random draws averaged)."""
     from andlib.report import plots
 
-    key = stage_key(cfg, run)
+    key = SPEC.key(cfg, run)
     logger = run.logger(STAGE)
     if run.is_fresh(STAGE, key) and run.exists("pruning_summary.csv"):
         logger.info("prune: up to date")

@@ -12,9 +12,11 @@ onto the model's classes by name when the match is certain (``001 - Dog bark`` -
 in ``n_left_out`` with a ``left_out_reason``, and a probing set none of whose labels maps is an
 error (:class:`LabelMapError`), as are generic class names (``LABEL_n``) that cannot be mapped. Both captioners of
 ``evaluate.captioners`` are reported: ``neurons.csv`` holds the configured captioner's results;
-for another captioner the classifier layer alone is dissected again in a small sub run directory
-``<run>/last_layer/<captioner>/`` (its captions, then the summarize and concepts stages). TAB
-uses CLAP audio embeddings, not captions, so its scores are shared by every captioner.
+for another captioner the classifier layer alone was dissected again in a control run
+``<run>/last_layer/<captioner>/``, an ordinary run of the caption, summarize and concepts stages
+that :mod:`andlib.pipeline` makes before this stage (:func:`control_captioners`,
+:func:`read_controls`); this module runs no other stage. TAB uses CLAP audio embeddings, not
+captions, so its scores are shared by every captioner.
 
 **Simulation scoring** (beyond the paper). A description is good when it predicts the neuron.
 From a neuron's description alone (its calibrated high summary, else its high summary) we
@@ -42,7 +44,8 @@ spearman`` plus ``n_clips``, the clips each correlation is computed on) and the 
 Public surface: :func:`topk_accuracy`, :func:`concept_cosine`, :func:`last_layer_scores`,
 :func:`last_layer_accuracy`, :func:`last_layer_frame`, :func:`pearson`, :func:`spearman`,
 :func:`heldout_mask`, :func:`simulation_scores`, :func:`simulation_summary`,
-:func:`parse_ratings`, :func:`run_stage`.
+:func:`parse_ratings`, :func:`control_captioners`, :func:`sweep_rates`, :func:`read_controls`,
+:func:`caption_quality_sweep`, :data:`SPEC`, :func:`run_stage`.
 """
 
 from __future__ import annotations
@@ -51,27 +54,27 @@ import dataclasses
 import json
 import logging
 import re
-import shutil
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any, Protocol
 
 import numpy as np
 import pandas as pd
 
-from andlib.config import Config, ConfigError, dump_config, rng, stable_hash
-from andlib.describe import wording
+from andlib.config import Config, ConfigError, rng
 from andlib.store import (
+    CONTROLS,
     RunDir,
+    Stage,
     activation_index,
-    atomic_write_text,
-    input_fingerprint,
+    control_run_path,
     load_activations,
     read_clips,
     read_neurons,
     split_list,
 )
 from andlib.text.names import normalize_concept
+from andlib.text.prompts import simulation_messages
 
 STAGE = "evaluate"
 VERSION = 2
@@ -483,120 +486,68 @@ def last_layer_scores(
     return out
 
 
-def _slug(name: str) -> str:
-    return re.sub(r"[^A-Za-z0-9._-]+", "_", name).strip("_") or "captioner"
+# --------------------------------------------------------------------------------------------
+# The control runs the evaluate stage reads (made by andlib.pipeline before this stage)
+# --------------------------------------------------------------------------------------------
 
 
-def _classifier_sub_run(cfg: Config, run: RunDir, name: str) -> tuple[RunDir, Config, list[str]]:
-    """``<run>/last_layer/<name>/``: a run directory holding the classifier layer only.
+def control_captioners(cfg: Config) -> list[str]:
+    """The captioners of ``evaluate.captioners`` other than the configured one: the classifier
+    layer of each is read from its control run ``<run>/last_layer/<captioner>/``. None for a
+    pitch network (its output bins are scored by :mod:`andlib.evaluate.pitch`)."""
+    from andlib.models.pitch import is_pitch_model
 
-    Copies ``clips.csv``, ``model.json``, the layer's activations and top-K table from the
-    parent; returns ``(sub run, its config, clip ids)``. TAB is off there (it reads no
-    captions).
-    """
+    if is_pitch_model(cfg.model.name):
+        return []
+    return list(dict.fromkeys(c for c in cfg.evaluate.captioners if c != cfg.captioner.name))
+
+
+def sweep_rates(cfg: Config) -> list[float]:
+    """The caption-quality sweep's rates (``evaluate.caption_sweep_rates``), each read from the
+    control run ``<run>/last_layer/sweep-<rate>/``; empty when ``metadata+acoustic`` is
+    neither the configured captioner nor one of ``evaluate.captioners``, and for a pitch
+    network."""
+    from andlib.models.pitch import is_pitch_model
+
+    if is_pitch_model(cfg.model.name):
+        return []
+    if "metadata+acoustic" not in [*cfg.evaluate.captioners, cfg.captioner.name]:
+        return []
+    return list(cfg.evaluate.caption_sweep_rates)
+
+
+def sweep_control(rate: float) -> str:
+    """The name of the sweep's control run at ``rate`` (``sweep-0.25``)."""
+    return f"sweep-{rate:g}"
+
+
+def read_controls(cfg: Config, run: RunDir) -> dict[str, pd.DataFrame]:
+    """``{control name: its classifier-layer rows of neurons.csv}`` of the control runs of
+    :func:`control_captioners` and :func:`sweep_rates` that hold a ``neurons.csv``."""
     layer = cfg.evaluate.classifier_layer
-    sub = RunDir(run.path / "last_layer" / _slug(name))
-    sub_cfg = dataclasses.replace(
-        cfg, run_dir=str(sub.path), concepts=dataclasses.replace(cfg.concepts, clap_model=None)
-    )
-    for fname in ("clips.csv", "model.json", "features.csv", "skipped.csv"):
-        if run.exists(fname):
-            shutil.copyfile(run / fname, sub / fname)
-    index = activation_index(run)
-    entry = index["layers"][layer]
-    (sub / "activations").mkdir(exist_ok=True)
-    shutil.copyfile(run / "activations" / entry["file"], sub / "activations" / entry["file"])
-    sub.write_json(
-        "activations/index.json", {"clip_ids": index["clip_ids"], "layers": {layer: entry}}
-    )
-    if run.exists("neuron_topk.csv"):
-        topk = run.read_csv("neuron_topk.csv", dtype={"clip_id": str})
-        sub.write_csv("neuron_topk.csv", topk[topk["layer"].astype(str) == layer])
-    return sub, sub_cfg, [str(c) for c in index["clip_ids"]]
+    names = [*control_captioners(cfg), *map(sweep_control, sweep_rates(cfg))]
+    out = {}
+    for name in names:
+        path = control_run_path(run, name)
+        if (path / "neurons.csv").exists():
+            rows = read_neurons(RunDir(path))
+            out[name] = rows[rows["layer"] == layer]
+    return out
 
 
-def _describe_classifier(sub_cfg: Config, sub: RunDir, layer: str) -> pd.DataFrame:
-    """Summaries and concepts of the sub run's captions: its classifier rows of ``neurons.csv``."""
-    from andlib.describe import concepts, summarize
-
-    atomic_write_text(sub / "config.yaml", dump_config(sub_cfg))
-    # The parent's inputs may have changed: always rebuild summaries and concepts (50-odd
-    # neurons; LLM replies are cached by the llm module).
-    for fname in ("summaries.csv", "neurons.csv"):
-        (sub / fname).unlink(missing_ok=True)
-    summarize.run_stage(sub_cfg, sub)
-    concepts.run_stage(sub_cfg, sub)
-    rows = read_neurons(sub)
-    return rows[rows["layer"] == layer]
-
-
-def captions_with_captioner(cfg: Config, run: RunDir, captioner: str) -> RunDir:
-    """The sub run ``<run>/last_layer/<captioner>/`` with ``captions.csv`` from ``captioner``.
-
-    Captions are reused while the data, the captioner (its settings included) and the clip
-    order are unchanged.
-    """
-    from andlib.data.probing import load_probing_set
-    from andlib.describe import captioning
-
-    sub, sub_cfg, clip_ids = _classifier_sub_run(cfg, run, captioner)
-    sub_cfg = dataclasses.replace(
-        sub_cfg, captioner=dataclasses.replace(cfg.captioner, name=captioner)
-    )
-    cap = captioning.get_captioner(sub_cfg)
-    key = sub_cfg.section_hash(
-        "data", "captioner", "seed", extra=[stable_hash(clip_ids), getattr(cap, "settings", {})]
-    )
-    if not sub.is_fresh("caption", key):
-        probing = load_probing_set(sub_cfg)
-        probing = probing.subset([probing.index_of(c) for c in clip_ids])
-        caps = cap.caption(probing)
-        sub.write_csv("captions.csv", pd.DataFrame({"clip_id": clip_ids, "caption": caps}))
-        sub.write_json("caption_accuracy.json", captioning.caption_accuracy(cap))
-        sub.mark_done("caption", key, outputs=["captions.csv", "caption_accuracy.json"])
-    atomic_write_text(sub / "config.yaml", dump_config(sub_cfg))
-    return sub
-
-
-def classifier_neurons_with_captioner(cfg: Config, run: RunDir, captioner: str) -> pd.DataFrame:
-    """The classifier layer's ``neurons.csv`` rows, dissected again from another captioner.
-
-    Captions the probing set with ``captioner`` in ``<run>/last_layer/<captioner>/``
-    (:func:`captions_with_captioner`), then runs the summarize and concepts stages there.
-    """
-    sub = captions_with_captioner(cfg, run, captioner)
-    sub_cfg = dataclasses.replace(
-        cfg,
-        run_dir=str(sub.path),
-        captioner=dataclasses.replace(cfg.captioner, name=captioner),
-        concepts=dataclasses.replace(cfg.concepts, clap_model=None),
-    )
-    return _describe_classifier(sub_cfg, sub, cfg.evaluate.classifier_layer)
+def _control_rows(controls: Mapping[str, pd.DataFrame] | None, name: str) -> pd.DataFrame:
+    if not controls or name not in controls:
+        raise FileNotFoundError(
+            f"the control run {name!r} of the evaluate stage has no classifier rows "
+            f"({CONTROLS}/{name}/neurons.csv is missing): run the evaluate stage through "
+            "andlib.pipeline (python -m andlib evaluate), which makes its control runs first"
+        )
+    return controls[name]
 
 
 # --------------------------------------------------------------------------------------------
 # How good must captions be? (the caption-quality sweep)
 # --------------------------------------------------------------------------------------------
-
-
-def corrupt_sources(
-    categories: Sequence[str], classes: Sequence[str], rate: float, seed: int
-) -> tuple[list[str], np.ndarray]:
-    """Replace the source of exactly ``round(rate * n)`` clips by a wrong class.
-
-    The clips are a seeded random choice; each replacement is drawn uniformly from the classes
-    other than the clip's own. Returns the new categories and the mask of replaced clips.
-    """
-    rng = np.random.default_rng([seed, int(round(rate * 1000))])
-    n = len(categories)
-    n_wrong = int(round(rate * n))
-    wrong = np.zeros(n, dtype=bool)
-    wrong[rng.permutation(n)[:n_wrong]] = True
-    out = [str(c) for c in categories]
-    for i in np.flatnonzero(wrong):
-        others = [c for c in classes if c != out[i]]
-        out[i] = others[int(rng.integers(len(others)))]
-    return out, wrong
 
 
 SWEEP_COLUMNS = ["captioner", "caption_accuracy", "method", "top1", "top5", "cos"]
@@ -608,39 +559,23 @@ def caption_quality_sweep(
     names: Sequence[str | None],
     embedder: TextEncoder,
     measured: dict[str, dict[str, dict[str, Any]]],
+    controls: Mapping[str, pd.DataFrame] | None = None,
 ) -> pd.DataFrame:
     """Last-layer accuracy against caption accuracy: ``caption_quality.csv``.
 
-    For each rate p of ``evaluate.caption_sweep_rates``, the ``metadata+acoustic`` captions with
-    the source of a seeded share p of the clips replaced by a wrong class
-    (:func:`corrupt_sources`) are summarized and named on the classifier layer; caption
-    accuracy is 1 - p. The measured captioners of ``measured`` (``last_layer.json``) join as
-    points: ``tagger+acoustic`` at its cross-fitted top-1, ``acoustic`` (no source) at 0.
+    For each rate p of :func:`sweep_rates`, ``controls[sweep-<p>]`` holds the classifier
+    concepts named from the ``metadata+acoustic`` captions with the source of a seeded share p
+    of the clips replaced by a wrong class (the control run ``last_layer/sweep-<p>/``, made by
+    :mod:`andlib.pipeline`); caption accuracy is 1 - p. The measured captioners of ``measured``
+    (``last_layer.json``) join as points: ``tagger+acoustic`` at its cross-fitted top-1,
+    ``acoustic`` (no source) at 0.
     """
-
-    layer = cfg.evaluate.classifier_layer
-    rates = cfg.evaluate.caption_sweep_rates
+    rates = sweep_rates(cfg)
     if not rates:
         return pd.DataFrame(columns=SWEEP_COLUMNS)
-    acoustic = captions_with_captioner(cfg, run, "acoustic")
-    base = acoustic.read_csv("captions.csv", dtype={"clip_id": str})
-    clips = read_clips(run, base["clip_id"].tolist())
-    categories = clips["category"].fillna("").astype(str).tolist()
-    classes = sorted({c for c in categories if c})
     records = []
     for rate in rates:
-        wrong_cats, _ = corrupt_sources(categories, classes, float(rate), cfg.seed)
-        sub, sub_cfg, clip_ids = _classifier_sub_run(cfg, run, f"sweep-{rate:g}")
-        caps = [
-            f"{wording.identity_sentence(c)} {t}".strip()
-            for c, t in zip(wrong_cats, base["caption"].astype(str), strict=True)
-        ]
-        sub.write_csv("captions.csv", pd.DataFrame({"clip_id": clip_ids, "caption": caps}))
-        sub_cfg = dataclasses.replace(
-            sub_cfg,
-            captioner=dataclasses.replace(cfg.captioner, name=f"metadata+acoustic@{rate:g}"),
-        )
-        rows = _describe_classifier(sub_cfg, sub, layer)
+        rows = _control_rows(controls, sweep_control(rate))
         for method, s in last_layer_scores(rows, names, embedder).items():
             records.append(
                 {"captioner": "metadata+acoustic (corrupted)", "caption_accuracy": 1 - rate}
@@ -666,20 +601,21 @@ def _caption_report(cfg: Config, run: RunDir, captioner: str) -> dict[str, Any]:
     """``caption_accuracy.json`` of ``captioner``: the run's own, or its last-layer sub run's."""
     if captioner == cfg.captioner.name and run.exists("caption_accuracy.json"):
         return dict(run.read_json("caption_accuracy.json"))
-    sub = RunDir(run.path / "last_layer" / _slug(captioner))
-    if sub.exists("caption_accuracy.json"):
-        return dict(sub.read_json("caption_accuracy.json"))
-    return {}
+    report = control_run_path(run, captioner) / "caption_accuracy.json"
+    return dict(json.loads(report.read_text())) if report.exists() else {}
 
 
 def last_layer_accuracy(
-    cfg: Config, run: RunDir, embedder: TextEncoder | None = None
+    cfg: Config,
+    run: RunDir,
+    embedder: TextEncoder | None = None,
+    controls: Mapping[str, pd.DataFrame] | None = None,
 ) -> dict[str, dict[str, dict[str, Any]]]:
     """``{captioner: {method: {top1, top5, cos, n_neurons}}}`` for the classifier layer.
 
     The configured captioner is read from ``neurons.csv``; every other captioner of
-    ``evaluate.captioners`` is recomputed (:func:`classifier_neurons_with_captioner`); one
-    that cannot be run fails the stage. Only the output neurons whose class occurs in the
+    ``evaluate.captioners`` (:func:`control_captioners`) from ``controls[captioner]``, the
+    classifier rows of its control run (:func:`read_controls`); a missing one is an error. Only the output neurons whose class occurs in the
     probing set are scored (:func:`classifier_truth`; the others are counted in
     ``n_left_out`` with a ``left_out_reason``); :class:`LabelMapError` when the class names
     are unknown or generic and cannot be mapped, or when no probing-set label maps to a
@@ -716,9 +652,9 @@ def last_layer_accuracy(
         if captioner == cfg.captioner.name:
             layer_rows = rows
         else:
-            # The leakage control and the ablations are part of the result: a failure fails
-            # the stage (no silent drop).
-            layer_rows = classifier_neurons_with_captioner(cfg, run, captioner)
+            # The leakage control and the ablations are part of the result: a missing one
+            # fails the stage (no silent drop).
+            layer_rows = _control_rows(controls, captioner)
             if "tab" in rows.columns:  # TAB reads no captions: the configured run's result
                 tab = rows.set_index("neuron")[["tab", "tab_top5"]]
                 layer_rows = layer_rows.drop(columns=["tab", "tab_top5"], errors="ignore")
@@ -857,16 +793,6 @@ def label_oracle(acts: np.ndarray, labels: Sequence[Any], mask: np.ndarray) -> n
     return pred
 
 
-SIMULATION_PROMPT = """A neuron of an audio classifier is described as:
-"{description}"
-
-Below are captions of sound clips. For each clip, rate from 0 to 10 how strongly the neuron
-should fire for it, i.e. how well the sound matches the description (0 = not at all, 10 =
-perfectly). Reply with one line per clip in the form "<number>: <rating>" and nothing else.
-
-{captions}"""
-
-
 def parse_ratings(reply: str, n: int) -> np.ndarray:
     """Ratings ``[n]`` from an LLM reply of ``"<number>: <rating>"`` lines (1-based); NaN if missing."""
     out = np.full(n, np.nan)
@@ -888,16 +814,7 @@ def llm_simulate(
     ``llm`` is an :class:`andlib.text.llm.LLM`; ``labels`` name the requests in error messages.
     """
     prompts = [
-        [
-            {
-                "role": "user",
-                "content": SIMULATION_PROMPT.format(
-                    description=desc,
-                    captions="\n".join(f"{i + 1}. {c}" for i, c in enumerate(caps)),
-                ),
-            }
-        ]
-        for desc, caps in zip(descriptions, captions, strict=True)
+        simulation_messages(desc, caps) for desc, caps in zip(descriptions, captions, strict=True)
     ]
     replies = llm.complete_many(prompts, labels)
     return [parse_ratings(r, len(c)) for r, c in zip(replies, captions, strict=True)]
@@ -1095,29 +1012,25 @@ def _summary(run: RunDir, cfg: Config) -> dict[str, Any]:
     return out
 
 
-def stage_key(cfg: Config, run: RunDir) -> str:
-    """The evaluate stage's cache key: the ``evaluate``, ``embedder``, ``seed`` and ``llm``
-    settings, the concepts stage key (which covers the concept set, lexicon and prompts the
-    re-described classifier layer reads too), the inputs' fingerprints, :data:`VERSION` and
-    the text of :data:`SIMULATION_PROMPT`."""
-    return cfg.section_hash(
-        "evaluate",
-        "embedder",
-        "seed",
-        "llm",
-        extra=[
-            run.stage_key("concepts"),
-            input_fingerprint(run, ["neurons.csv", "captions.csv", "activations/index.json"]),
-            {"version": VERSION, "simulation_prompt": stable_hash(SIMULATION_PROMPT)},
-        ],
-    )
+SPEC = Stage(
+    STAGE,
+    sections=("evaluate", "embedder", "seed", "llm"),
+    upstream=("concepts", "controls"),
+    resources=("prompts:simulate",),
+    version=VERSION,
+    inputs=("neurons.csv", "captions.csv", "activations/index.json"),
+)
+"""The evaluate stage's cache key: the ``evaluate``, ``embedder``, ``seed`` and ``llm``
+settings, the concepts stage key (which covers the concept set, lexicon and prompts), the
+``controls`` record of its control runs (:func:`andlib.pipeline.run_controls`), the inputs'
+fingerprints, :data:`VERSION` and the simulation prompt."""
 
 
 def run_stage(cfg: Config, run: RunDir) -> dict[str, Any]:
     """Write ``last_layer.json``, ``simulation_scores.csv`` and their figures."""
     from andlib.report import plots
 
-    key = stage_key(cfg, run)
+    key = SPEC.key(cfg, run)
     logger = run.logger(STAGE)
     if run.is_fresh(STAGE, key):
         logger.info("evaluate: up to date")
@@ -1125,7 +1038,8 @@ def run_stage(cfg: Config, run: RunDir) -> dict[str, Any]:
     from andlib.text.embeddings import get_embedder
 
     embedder = get_embedder(cfg)
-    results = last_layer_accuracy(cfg, run, embedder)
+    controls = read_controls(cfg, run)
+    results = last_layer_accuracy(cfg, run, embedder, controls)
     run.write_json("last_layer.json", results)
     logger.info("last-layer accuracy: %s", json.dumps(results))
     if results:
@@ -1133,7 +1047,7 @@ def run_stage(cfg: Config, run: RunDir) -> dict[str, Any]:
     sweep = pd.DataFrame(columns=SWEEP_COLUMNS)
     names = _classifier_names(run, cfg) if results else None
     if results and names and "metadata+acoustic" in cfg.evaluate.captioners + [cfg.captioner.name]:
-        sweep = caption_quality_sweep(cfg, run, names, embedder, results)
+        sweep = caption_quality_sweep(cfg, run, names, embedder, results, controls)
         if not sweep.empty:
             plots.save_and_close(plots.caption_quality(sweep), "caption_quality", cfg)
     run.write_csv("caption_quality.csv", sweep)

@@ -15,7 +15,7 @@ top-K highly and lowly activating clips (``neuron_topk.csv``).
 Public surface: :func:`resolve_layers`, :data:`PRESETS`, :class:`LayerError`,
 :func:`pool_output`, :class:`ActivationRecorder`, :func:`record_target`, :func:`record`,
 :class:`ActivationCache`, :class:`TopK`, :func:`topk_table`, :func:`clips_frame`,
-:func:`model_record`, :func:`stage_key`, :func:`run_stage`.
+:func:`model_record`, :data:`SPEC` (the stage's cache key), :func:`run_stage`.
 """
 
 from __future__ import annotations
@@ -41,7 +41,7 @@ from andlib.data.audio import ProbingSet
 from andlib.data.probing import load_probing_set
 from andlib.models.base import TargetModel
 from andlib.models.registry import load_target
-from andlib.store import ACTIVATIONS, ActivationCache, RunDir, save_npy, write_json
+from andlib.store import ACTIVATIONS, ActivationCache, RunDir, Stage, save_npy, write_json
 
 log = logging.getLogger(__name__)
 
@@ -515,20 +515,22 @@ def _progress_bar(total: int, initial: int, enabled: bool) -> Any:
     return tqdm(total=total, initial=initial, unit="clip", desc="record", disable=not enabled)
 
 
-def stage_key(cfg: Config) -> str:
-    """The record stage's cache key: model, data, layers/pooling and seed, and for a
-    project-trained model (``trained:<strategy>``) its cache folder name, which hashes
+def _trained_model(cfg: Config, run: RunDir) -> str | None:
+    """For a project-trained model (``trained:<strategy>``) its cache folder name, which hashes
     exactly the training settings that strategy depends on (not the whole ``train`` section:
-    a setting of another strategy, or any for a hub model, records nothing new), and
-    :data:`VERSION`. It reads no lexicon or prompt."""
-    trained = None
-    if cfg.model.name.startswith("trained:"):
-        from andlib.models.train import model_dir
+    a setting of another strategy, or any for a hub model, records nothing new)."""
+    if not cfg.model.name.startswith("trained:"):
+        return None
+    from andlib.models.train import model_dir
 
-        trained = model_dir(cfg, cfg.model.name.split(":", 1)[1] or None).name
-    return cfg.section_hash(
-        "model", "data", "record", "seed", extra={"trained": trained, "version": VERSION}
-    )
+    return model_dir(cfg, cfg.model.name.split(":", 1)[1] or None).name
+
+
+SPEC = Stage(
+    STAGE, sections=("model", "data", "record", "seed"), version=VERSION, settings=_trained_model
+)
+"""The record stage's cache key: model, data, layers/pooling and seed, the trained model's
+cache folder (:func:`_trained_model`) and :data:`VERSION`. It reads no lexicon or prompt."""
 
 
 def record(
@@ -542,7 +544,7 @@ def record(
         cfg.record.pooling,
         cfg.model.batch_size,
         run,
-        key=stage_key(cfg),
+        key=SPEC.key(cfg, run),
     )
 
 
@@ -617,7 +619,7 @@ def model_record(target: TargetModel, cache: ActivationCache) -> dict[str, Any]:
 def run_stage(cfg: Config, run: RunDir) -> dict[str, Any]:
     """Record the configured layers on the probing set; write ``clips.csv``, ``skipped.csv``,
     ``activations/``, ``neuron_topk.csv`` and ``model.json``. Reused when nothing changed."""
-    key = stage_key(cfg)
+    key = SPEC.key(cfg, run)
     if run.is_fresh(STAGE, key):
         info = run.read_json("model.json")
         return _summary(info, reused=True)

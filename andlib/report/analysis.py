@@ -51,7 +51,7 @@ import pandas as pd
 
 from andlib.config import Config
 from andlib.report.measures import _measure_order, measure_label
-from andlib.store import ActivationCache, RunDir, atomic_write_text, input_fingerprint, read_neurons
+from andlib.store import ActivationCache, RunDir, Stage, atomic_write_text, read_neurons
 
 log = logging.getLogger(__name__)
 
@@ -576,17 +576,15 @@ def model_name(run: RunDir, cfg: Config | None = None) -> str:
 # --------------------------------------------------------------------------------------------
 
 
-def stage_key(cfg: Config, run: RunDir) -> str:
-    """The analysis stage's cache key: its settings, :data:`VERSION`, the upstream stage keys
-    and the inputs' fingerprints (it reads no lexicon or prompt of its own)."""
-    upstream = {s: run.stage_key(s) for s in ("record", "caption", "concepts")}
-    return cfg.section_hash(
-        "analysis",
-        "k",
-        "seed",
-        "embedder",
-        extra={"inputs": input_fingerprint(run, INPUTS), "upstream": upstream, "version": VERSION},
-    )
+SPEC = Stage(
+    STAGE,
+    sections=("analysis", "k", "seed", "embedder"),
+    upstream=("record", "caption", "concepts"),
+    inputs=INPUTS,
+    version=VERSION,
+)
+"""The analysis stage's cache key: its settings, :data:`VERSION`, the upstream stage keys
+and the inputs' fingerprints (it reads no lexicon or prompt of its own)."""
 
 
 def run_stage(cfg: Config, run: RunDir) -> dict[str, Any]:
@@ -597,7 +595,7 @@ def run_stage(cfg: Config, run: RunDir) -> dict[str, Any]:
     """
     if cfg.strategies and not run.exists("neurons.csv"):
         return run_comparison(cfg, run)
-    key = stage_key(cfg, run)
+    key = SPEC.key(cfg, run)
     if run.is_fresh(STAGE, key):
         return {"analysis": "cached", **_summary(run)}
     logger = run.logger(STAGE)

@@ -66,9 +66,24 @@ PROMPTS: dict[str, dict[str, str]] = {
             "features of audio, music or any other kind of sound? Reply with yes or no only."
         ),
     },
+    "simulate": {
+        "user": (
+            "A neuron of an audio classifier is described as:\n"
+            '"{description}"\n'
+            "\n"
+            "Below are captions of sound clips. For each clip, rate from 0 to 10 how strongly "
+            "the neuron\n"
+            "should fire for it, i.e. how well the sound matches the description (0 = not at "
+            "all, 10 =\n"
+            'perfectly). Reply with one line per clip in the form "<number>: <rating>" and '
+            "nothing else.\n"
+            "\n"
+            "{captions}"
+        ),
+    },
 }
 """The raw templates: ``PROMPTS[task][part]`` with ``task`` one of ``summarize``, ``icl``,
-``adjective``. ``PROMPTS["adjective"]["user_tone_emotion"]`` is AND's wording
+``adjective``, ``simulate`` (the evaluate stage's LLM simulator). ``PROMPTS["adjective"]["user_tone_emotion"]`` is AND's wording
 (``concepts.adjective_prompt: tone_emotion``), which also admits tone and emotion words."""
 
 ADJECTIVE_PROMPTS = {"acoustic": "user", "tone_emotion": "user_tone_emotion"}
@@ -131,6 +146,14 @@ def adjective_messages(adjective: str, wording: str = "acoustic") -> Messages:
     t = PROMPTS["adjective"]
     user = t[ADJECTIVE_PROMPTS[wording]].format(adjective=_one_line(adjective))
     return [{"role": "system", "content": t["system"]}, {"role": "user", "content": user}]
+
+
+def simulation_messages(description: str, captions: Sequence[str]) -> Messages:
+    """The chat message asking for a 0-10 rating of each caption against a neuron's
+    description (one ``"<number>: <rating>"`` line per clip)."""
+    listing = "\n".join(f"{i}. {c}" for i, c in enumerate(captions, 1))
+    content = PROMPTS["simulate"]["user"].format(description=description, captions=listing)
+    return [{"role": "user", "content": content}]
 
 
 def parse_yes_no(reply: str) -> bool | None:
