@@ -61,7 +61,10 @@ def parent_run(control: RunDir) -> RunDir:
 def _parent_record(cfg: Config, control: RunDir) -> dict[str, Any]:
     parent = parent_run(control)
     names = [*COPIED, "neuron_topk.csv", "activations/index.json"]
-    return {"record": parent.stage_key("record"), "inputs": input_fingerprint(parent, names)}
+    return {
+        "parent_record": parent.stage_key("record"),
+        "parent_inputs": input_fingerprint(parent, names),
+    }
 
 
 RECORD = Stage("record", sections=("evaluate.classifier_layer",), settings=_parent_record)

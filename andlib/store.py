@@ -264,17 +264,20 @@ class Stage:
     - ``version``: the algorithm version, raised when the code changes its outputs;
     - ``inputs``: run files fingerprinted by size and time (:func:`input_fingerprint`), for
       inputs whose writer may not record a key;
-    - ``settings``: anything else, a callable ``(cfg, run) -> JSON-able`` (a captioner's own
-      settings, the clip order).
+    - ``settings``: anything else, a callable ``(cfg, run) -> {name: JSON-able}`` of further
+      named parts (a captioner's own settings, the clip order).
+
+    Parts a stage does not declare are left out of the hash, so declaring a new kind of part
+    for one stage leaves the other stages' keys as they were.
     """
 
     name: str
     sections: tuple[str, ...] = ()
     upstream: tuple[str, ...] = ()
     resources: tuple[str, ...] | Callable[[Config], Iterable[str]] = ()
-    version: Any = 1
+    version: Any = None
     inputs: tuple[str, ...] = ()
-    settings: Callable[[Config, RunDir], Any] | None = None
+    settings: Callable[[Config, RunDir], dict[str, Any]] | None = None
 
     def resource_names(self, cfg: Config) -> list[str]:
         names = self.resources(cfg) if callable(self.resources) else self.resources
@@ -282,29 +285,22 @@ class Stage:
 
     def key(self, cfg: Config, run: RunDir) -> str:
         """The hash of everything the stage's outputs depend on (see the class docstring)."""
-        return cfg.section_hash(
-            *self.sections,
-            extra={
-                "upstream": {s: run.stage_key(s) for s in self.upstream},
-                "resources": resource_digest(*self.resource_names(cfg)),
-                "version": self.version,
-                "inputs": input_fingerprint(run, self.inputs),
-                "settings": self.settings(cfg, run) if self.settings else None,
-            },
-        )
-
-
-def show_logs(level: int = logging.INFO) -> None:
-    """Print andlib's log lines (stage progress, timings, warnings) with their time, for a
-    notebook or a script: ``logging.basicConfig`` at ``level`` (no-op when already set up)."""
-    logging.basicConfig(level=level, format="%(asctime)s %(message)s")
-
-
-def strategy_run_path(cfg: Config, strategy: str, seed: int | None = None) -> Path:
-    """The run directory of one strategy of a strategies config: ``<run_dir>/<strategy>``, or
-    for one training seed ``<run_dir>/<strategy>/seed<k>``."""
-    path = cfg.run_path / strategy
-    return path if seed is None else path / f"seed{seed}"
+        extra: dict[str, Any] = {}
+        if self.upstream:
+            extra["upstream"] = {s: run.stage_key(s) for s in self.upstream}
+        if self.resources:
+            extra["resources"] = resource_digest(*self.resource_names(cfg))
+        if self.version is not None:
+            extra["version"] = self.version
+        if self.inputs:
+            extra["inputs"] = input_fingerprint(run, self.inputs)
+        if self.settings is not None:
+            own = self.settings(cfg, run)
+            clash = set(own) & set(extra)
+            if clash:
+                raise ValueError(f"stage {self.name!r}: settings {sorted(clash)} name key parts")
+            extra.update(own)
+        return cfg.section_hash(*self.sections, extra=extra)
 
 
 # --------------------------------------------------------------------------------------------

@@ -70,9 +70,9 @@ FUNCTIONS = {  # module -> functions timed inside the stages (when the module ha
         "top_concepts",
         "icl_concepts",
     ],
+    "andlib.pipeline": ["run_controls"],
     "andlib.evaluate.scores": [
         "last_layer_accuracy",
-        "classifier_neurons_with_captioner",
         "caption_quality_sweep",
         "simulation_scores",
     ],
@@ -314,10 +314,7 @@ def build_run(out: Path, size: str, k: int) -> tuple[Path, float]:
 
 
 def worker(out: Path, size: str, profile: bool, rerun: bool) -> dict[str, Any]:
-    from andlib.describe import concepts, summarize
-    from andlib.evaluate import scores as evaluate
-    from andlib.report import analysis
-    from andlib.store import RunDir
+    from andlib.store import CONTROLS, RunDir
 
     cache = out / f"cache-{size}"  # a fresh cache (embeddings, LLM) ...
     if cache.exists():
@@ -335,8 +332,17 @@ def worker(out: Path, size: str, profile: bool, rerun: bool) -> dict[str, Any]:
 
     atomic_write_text(dest / "config.yaml", dump_config(cfg))
     totals = time_functions()
-    modules = {"summarize": summarize, "concepts": concepts, "evaluate": evaluate}
-    modules["analysis"] = analysis
+    from andlib.pipeline import stage_function
+
+    # benchmark stage -> pipeline stages (evaluate: its control runs, then the stage itself)
+    parts = {"evaluate": ("controls", "evaluate")}
+
+    def run_stage(stage: str) -> Any:
+        info = None
+        for part in parts.get(stage, (stage,)):
+            info = stage_function(part)(cfg, run)
+        return info
+
     result: dict[str, Any] = {
         "size": size,
         "neurons": n_neurons(size),
@@ -353,7 +359,7 @@ def worker(out: Path, size: str, profile: bool, rerun: bool) -> dict[str, Any]:
             t = time.perf_counter()
             if profiler:
                 profiler.enable()
-            info = modules[stage].run_stage(cfg, run)
+            info = run_stage(stage)
             if profiler:
                 profiler.disable()
             seconds = time.perf_counter() - t
@@ -370,9 +376,10 @@ def worker(out: Path, size: str, profile: bool, rerun: bool) -> dict[str, Any]:
         extractive._items.clear()
         for stage in STAGES:
             run.invalidate(stage)
+        shutil.rmtree(dest / CONTROLS, ignore_errors=True)  # the control runs too
         t = time.perf_counter()
         for stage in STAGES:
-            modules[stage].run_stage(cfg, run)
+            run_stage(stage)
         result["rerun_s"] = round(time.perf_counter() - t, 1)
     if profiler:
         import io

@@ -202,9 +202,9 @@ def test_media_names_are_safe_and_distinct():
 
 def test_atlas_is_a_cli_stage(tmp_cfg, capsys):
     from andlib.cli import main
-    from andlib.pipeline import STAGES
+    from andlib.pipeline import MODULES, STAGES
 
-    assert STAGES["atlas"] == ("andlib.report.atlas",)
+    assert STAGES["atlas"] == ("atlas",) and MODULES["atlas"] == "andlib.report.atlas"
     run = make_run_dir(tmp_cfg({"k": K}))
     assert main(["atlas", "--config", "configs/default.yaml", "--out", str(run.path)]) == 0
     printed = capsys.readouterr().out

@@ -98,7 +98,7 @@ def test_reproduction_plan_targets_the_checkpoint_a_strategy_maps_to():
 
 
 # Every stage that writes ``.stages/<stage>.json``; model training records itself in model.json.
-STAGES = {"record", "caption", "summarize", "concepts", "evaluate", "prune", "analysis"}
+STAGES = {"record", "caption", "summarize", "concepts", "controls", "evaluate", "prune", "analysis"}
 SKIP_WORDS = re.compile(r"\bskip(s|ped|ping)?\b|\bleft out\b|\bnot computed\b", re.I)
 
 

@@ -23,12 +23,8 @@ from tests.conftest import requires_esc50
 
 OUTPUTS = ("neurons.csv", "last_layer.json", "simulation_scores.csv")
 UPSTREAM = ("record", "caption")
-# (the stage's cache record in .stages/, the module whose run_stage computes it)
-DOWNSTREAM = (
-    ("summarize", "andlib.describe.summarize"),
-    ("concepts", "andlib.describe.concepts"),
-    ("evaluate", "andlib.evaluate.scores"),
-)
+# the stages (their cache records in .stages/) run by andlib.pipeline.stage_function
+DOWNSTREAM = ("summarize", "concepts", "controls", "evaluate")
 
 
 def _fresh_memory() -> None:
@@ -41,15 +37,15 @@ def _fresh_memory() -> None:
 
 
 def _describe(cfg_of, name: str, up: Path) -> dict[str, bytes]:
-    import importlib
+    from andlib.pipeline import stage_function
 
     dest = up.parent / name
     shutil.copytree(up, dest)
     cfg = cfg_of(dest)
     run = RunDir.from_config(cfg)
-    for stage, module in DOWNSTREAM:
+    for stage in DOWNSTREAM:
         run.invalidate(stage)
-        importlib.import_module(module).run_stage(cfg, run)
+        stage_function(stage)(cfg, run)
     return {o: (dest / o).read_bytes() for o in OUTPUTS}
 
 

@@ -515,15 +515,16 @@ def _progress_bar(total: int, initial: int, enabled: bool) -> Any:
     return tqdm(total=total, initial=initial, unit="clip", desc="record", disable=not enabled)
 
 
-def _trained_model(cfg: Config, run: RunDir) -> str | None:
-    """For a project-trained model (``trained:<strategy>``) its cache folder name, which hashes
-    exactly the training settings that strategy depends on (not the whole ``train`` section:
-    a setting of another strategy, or any for a hub model, records nothing new)."""
+def _trained_model(cfg: Config, run: RunDir) -> dict[str, str | None]:
+    """``trained``: for a project-trained model (``trained:<strategy>``) its cache folder name,
+    which hashes exactly the training settings that strategy depends on (not the whole
+    ``train`` section: a setting of another strategy, or any for a hub model, records nothing
+    new); ``None`` for any other model."""
     if not cfg.model.name.startswith("trained:"):
-        return None
+        return {"trained": None}
     from andlib.models.train import model_dir
 
-    return model_dir(cfg, cfg.model.name.split(":", 1)[1] or None).name
+    return {"trained": model_dir(cfg, cfg.model.name.split(":", 1)[1] or None).name}
 
 
 SPEC = Stage(

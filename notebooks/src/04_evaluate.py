@@ -29,7 +29,7 @@ overrides = []
 import pandas as pd
 from IPython.display import Markdown, display
 
-from andlib import store
+from andlib import pipeline, store
 from andlib.evaluate import scores as evaluate
 
 from andlib.report import plots
@@ -39,8 +39,13 @@ from andlib.store import RunDir
 cfg = load_config(config_path, overrides)
 run = RunDir.from_config(cfg)
 
+# %% [markdown]
+# The pipeline first makes the control runs the evaluate stage reads (`last_layer/<name>/`:
+# the classifier layer described again from the other captioners' captions, and from
+# captions with a wrong source at the sweep's rates), then runs the stage.
+
 # %%
-summary = evaluate.run_stage(cfg, run)
+summary = pipeline.run_stage("evaluate", cfg)
 display(summary)
 
 # %% [markdown]
