@@ -303,6 +303,19 @@ class Stage:
         return cfg.section_hash(*self.sections, extra=extra)
 
 
+def show_logs(level: int = logging.INFO) -> None:
+    """Print andlib's log lines (stage progress, timings, warnings) with their time, for a
+    notebook or a script: ``logging.basicConfig`` at ``level`` (no-op when already set up)."""
+    logging.basicConfig(level=level, format="%(asctime)s %(message)s")
+
+
+def strategy_run_path(cfg: Config, strategy: str, seed: int | None = None) -> Path:
+    """The run directory of one strategy of a strategies config: ``<run_dir>/<strategy>``, or
+    for one training seed ``<run_dir>/<strategy>/seed<k>``."""
+    path = cfg.run_path / strategy
+    return path if seed is None else path / f"seed{seed}"
+
+
 # --------------------------------------------------------------------------------------------
 # Readers of the artifacts: one per artifact
 # --------------------------------------------------------------------------------------------
