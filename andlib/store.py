@@ -14,8 +14,14 @@ Files a run directory holds (each written by the stage in brackets):
 - ``neuron_topk.csv`` (record)
 - ``captions.csv``, ``features.csv`` (caption)
 - ``summaries.csv`` (summarize), ``neurons.csv`` (concepts)
-- ``last_layer.json``, ``simulation_scores.csv`` (evaluate), ``pruning.csv`` (prune)
+- ``last_layer/<name>/`` (the evaluate stage's control runs, made by :mod:`andlib.pipeline`:
+  run directories of their own)
+- ``last_layer.json``, ``caption_quality.csv``, ``simulation_scores.csv`` (evaluate),
+  ``pruning.csv`` (prune)
 - ``notebooks/`` (reproduce: executed notebooks)
+
+What a stage's key covers is declared once per stage, as a :class:`Stage` (``SPEC`` in the
+stage's module).
 """
 
 from __future__ import annotations

@@ -150,6 +150,7 @@ def test_editing_a_concepts_prompt_leaves_the_summaries_alone(run_and_cfg, monke
 def test_a_stage_version_bump_recomputes_that_stage_and_what_follows(run_and_cfg, monkeypatch):
     run, cfg = run_and_cfg
     before = stage_keys(cfg, run)
+    assert concepts.SPEC.version == concepts.VERSION
     bumped = dataclasses.replace(concepts.SPEC, version=concepts.VERSION + 1)
     monkeypatch.setattr(concepts, "SPEC", bumped)
     assert changed(before, stage_keys(cfg, run)) == set(STAGES) - UPSTREAM_OF_CONCEPTS

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import re
 
 import numpy as np
@@ -436,7 +437,9 @@ def test_run_stage_is_keyed_by_the_share_and_the_summary_version(tmp_cfg, monkey
     assert strict.llm.summary_min_share == 1.0
     assert not run_stage(strict, run).get("reused")  # the share enters the key
     assert run_stage(strict, run).get("reused")
-    monkeypatch.setattr(summ, "SUMMARY_VERSION", summ.SUMMARY_VERSION + 1)
+    assert summ.SPEC.version == summ.SUMMARY_VERSION
+    bumped = dataclasses.replace(summ.SPEC, version=summ.SUMMARY_VERSION + 1)
+    monkeypatch.setattr(summ, "SPEC", bumped)
     assert not run_stage(strict, run).get("reused")  # so does the summarizer's version
 
 
