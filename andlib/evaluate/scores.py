@@ -538,9 +538,9 @@ def read_controls(cfg: Config, run: RunDir) -> dict[str, pd.DataFrame]:
 def _control_rows(controls: Mapping[str, pd.DataFrame] | None, name: str) -> pd.DataFrame:
     if not controls or name not in controls:
         raise FileNotFoundError(
-            f"the control run {name!r} of the evaluate stage has no classifier rows "
-            f"({CONTROLS}/{name}/neurons.csv is missing): run the evaluate stage through "
-            "andlib.pipeline (python -m andlib evaluate), which makes its control runs first"
+            f"the control run {name!r} of the evaluate stage (in {CONTROLS}/) has no "
+            "neurons.csv: run the evaluate stage through andlib.pipeline (python -m andlib "
+            "evaluate, or pipeline.run_stage('evaluate', cfg)), which makes its control runs first"
         )
     return controls[name]
 
@@ -598,7 +598,7 @@ def caption_quality_sweep(
 
 
 def _caption_report(cfg: Config, run: RunDir, captioner: str) -> dict[str, Any]:
-    """``caption_accuracy.json`` of ``captioner``: the run's own, or its last-layer sub run's."""
+    """``caption_accuracy.json`` of ``captioner``: the run's own, or its control run's."""
     if captioner == cfg.captioner.name and run.exists("caption_accuracy.json"):
         return dict(run.read_json("caption_accuracy.json"))
     report = control_run_path(run, captioner) / "caption_accuracy.json"
@@ -615,8 +615,8 @@ def last_layer_accuracy(
 
     The configured captioner is read from ``neurons.csv``; every other captioner of
     ``evaluate.captioners`` (:func:`control_captioners`) from ``controls[captioner]``, the
-    classifier rows of its control run (:func:`read_controls`); a missing one is an error. Only the output neurons whose class occurs in the
-    probing set are scored (:func:`classifier_truth`; the others are counted in
+    classifier rows of its control run (:func:`read_controls`); a missing one is an error.
+    Only the output neurons whose class occurs in the probing set are scored (:func:`classifier_truth`; the others are counted in
     ``n_left_out`` with a ``left_out_reason``); :class:`LabelMapError` when the class names
     are unknown or generic and cannot be mapped, or when no probing-set label maps to a
     class. Empty when the classifier layer was not dissected, and for a pitch network
@@ -1027,7 +1027,9 @@ fingerprints, :data:`VERSION` and the simulation prompt."""
 
 
 def run_stage(cfg: Config, run: RunDir) -> dict[str, Any]:
-    """Write ``last_layer.json``, ``simulation_scores.csv`` and their figures."""
+    """Write ``last_layer.json``, ``caption_quality.csv``, ``simulation_scores.csv`` and their
+    figures. Reads the control runs as they are (:func:`read_controls`): run it through
+    :mod:`andlib.pipeline`, which makes them (or finds them fresh) first."""
     from andlib.report import plots
 
     key = SPEC.key(cfg, run)
@@ -1046,7 +1048,7 @@ def run_stage(cfg: Config, run: RunDir) -> dict[str, Any]:
         plots.save_and_close(plots.last_layer_table(results), "last_layer_accuracy", cfg)
     sweep = pd.DataFrame(columns=SWEEP_COLUMNS)
     names = _classifier_names(run, cfg) if results else None
-    if results and names and "metadata+acoustic" in cfg.evaluate.captioners + [cfg.captioner.name]:
+    if results and names:  # empty without a sweep (sweep_rates)
         sweep = caption_quality_sweep(cfg, run, names, embedder, results, controls)
         if not sweep.empty:
             plots.save_and_close(plots.caption_quality(sweep), "caption_quality", cfg)
