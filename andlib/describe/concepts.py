@@ -68,7 +68,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 import numpy as np
 import torch
@@ -76,10 +76,13 @@ import torch
 from andlib.config import Config, stable_hash
 from andlib.describe.extractive import hyphenated_spans
 from andlib.describe.similarity import get_similarity, top_concepts
-from andlib.store import RESOURCE_DIR, RunDir, Stage, resource_path
+from andlib.store import RESOURCE_DIR, ActivationCache, RunDir, Stage, resource_path
 from andlib.text.embeddings import embedder_device
 from andlib.text.names import normalize_concept
 from andlib.text.nlp import load_spacy
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 log = logging.getLogger(__name__)
 
@@ -1226,27 +1229,32 @@ the concept set, the adjective lexicon and the ICL and adjective prompts
 (:func:`stage_resources`)."""
 
 
-def run_stage(cfg: Config, run: RunDir) -> dict[str, Any]:
-    """Modules A, B, C for every neuron of ``summaries.csv``; writes ``neurons.csv``.
+class Described(NamedTuple):
+    """What :func:`describe_neurons` found: ``neurons`` (the rows of ``neurons.csv``),
+    ``tab_skipped`` (``clip_id, path, reason`` of the clips CLAP could not read, ``None`` when
+    it read every clip) and ``info`` (the stage's summary)."""
 
-    Reads ``summaries.csv`` (summarize), ``captions.csv`` (caption), ``clips.csv`` and the
-    activations (record). Keyed by :data:`SPEC`; reused when nothing in it changed.
-    """
-    key = SPEC.key(cfg, run)
-    if run.is_fresh(STAGE, key):
-        return {"neurons": "up to date"}
-    logger = run.logger(STAGE)
+    neurons: pd.DataFrame
+    tab_skipped: pd.DataFrame | None
+    info: dict[str, Any]
+
+
+def describe_neurons(
+    cfg: Config,
+    summaries: pd.DataFrame,
+    captions: pd.DataFrame,
+    clips: pd.DataFrame,
+    cache: ActivationCache,
+    logger: logging.Logger = log,
+) -> Described:
+    """Modules A, B, C for every neuron of ``summaries`` (``summaries.csv``, ``neuron`` as int)
+    from the clips' ``captions`` (``captions.csv``), ``clips`` (``clips.csv``) and the
+    recorded activations ``cache``."""
     t0 = time.time()
-    from andlib.store import ActivationCache
     from andlib.text.embeddings import get_embedder
     from andlib.text.llm import get_llm
 
     c = cfg.concepts
-    summaries = run.read_csv("summaries.csv", stage="summarize", dtype=str)
-    summaries["neuron"] = summaries["neuron"].astype(int)
-    captions = run.read_csv("captions.csv", stage="caption", dtype=str)
-    clips = run.read_csv("clips.csv", stage="record", dtype=str)
-    cache = ActivationCache.load(run)
     concepts = load_concept_set(c.concept_set)
     params = c.similarity_params
     for fn in [*c.similarity, c.tab_similarity]:
@@ -1354,8 +1362,7 @@ def run_stage(cfg: Config, run: RunDir) -> dict[str, Any]:
         out["icl_llm_slots"] = icl_slots
     out["icl_method"] = icl_method if c.icl else ""
     out["open_concepts"] = [_join(o) for o in opened]
-    run.write_csv("neurons.csv", out)
-    outputs = ["neurons.csv"]
+    frame = None
     if tab_skipped:
         import pandas as pd
 
@@ -1363,10 +1370,6 @@ def run_stage(cfg: Config, run: RunDir) -> dict[str, Any]:
         path_of = dict(zip(clips["clip_id"], clips["path"], strict=True))
         skipped_rows = [(ids[i], path_of.get(ids[i], ""), why) for i, why in tab_skipped]
         frame = pd.DataFrame(skipped_rows, columns=["clip_id", "path", "reason"])
-        run.write_csv(TAB_SKIPPED_CLIPS, frame)
-        outputs.append(TAB_SKIPPED_CLIPS)
-    else:
-        (run / TAB_SKIPPED_CLIPS).unlink(missing_ok=True)
 
     seconds = round(time.time() - t0, 1)
     dropped = sum(len(split_sentences(h)) for h in highs) - sum(
@@ -1382,5 +1385,31 @@ def run_stage(cfg: Config, run: RunDir) -> dict[str, Any]:
         "seconds": seconds,
     }
     logger.info("concepts: %s; timings %s", info, {k: round(v, 1) for k, v in timings.items()})
-    run.mark_done(STAGE, key, outputs=outputs, **info)
-    return info
+    return Described(out, frame, info)
+
+
+def run_stage(cfg: Config, run: RunDir) -> dict[str, Any]:
+    """Modules A, B, C for every neuron of ``summaries.csv`` (:func:`describe_neurons`);
+    writes ``neurons.csv`` and, when CLAP could not read some clips, ``tab_skipped_clips.csv``.
+
+    Reads ``summaries.csv`` (summarize), ``captions.csv`` (caption), ``clips.csv`` and the
+    activations (record). Keyed by :data:`SPEC`; reused when nothing in it changed.
+    """
+    key = SPEC.key(cfg, run)
+    if run.is_fresh(STAGE, key):
+        return {"neurons": "up to date"}
+    summaries = run.read_csv("summaries.csv", stage="summarize", dtype=str)
+    summaries["neuron"] = summaries["neuron"].astype(int)
+    captions = run.read_csv("captions.csv", stage="caption", dtype=str)
+    clips = run.read_csv("clips.csv", stage="record", dtype=str)
+    cache = ActivationCache.load(run)
+    found = describe_neurons(cfg, summaries, captions, clips, cache, run.logger(STAGE))
+    run.write_csv("neurons.csv", found.neurons)
+    outputs = ["neurons.csv"]
+    if found.tab_skipped is not None:
+        run.write_csv(TAB_SKIPPED_CLIPS, found.tab_skipped)
+        outputs.append(TAB_SKIPPED_CLIPS)
+    else:
+        (run / TAB_SKIPPED_CLIPS).unlink(missing_ok=True)
+    run.mark_done(STAGE, key, outputs=outputs, **found.info)
+    return found.info
