@@ -17,6 +17,7 @@ from andlib.text.prompts import (
     captions_from_summarize_messages,
     icl_messages,
     parse_yes_no,
+    simulation_messages,
     summarize_messages,
 )
 
@@ -294,6 +295,11 @@ def test_prompts_build_messages():
     assert "dog, rain" in top1 and "exactly one class name" in top1
     assert "5 class names" in top5
     assert '"crisp"' in adjective_messages("crisp")[1]["content"]
-    assert set(PROMPTS) == {"summarize", "icl", "adjective"}
+    sim = simulation_messages("Loud barking.", ["a dog", "rain"])
+    assert [m["role"] for m in sim] == ["user"]
+    assert '"Loud barking."' in sim[0]["content"] and sim[0]["content"].endswith(
+        "1. a dog\n2. rain"
+    )
+    assert set(PROMPTS) == {"summarize", "icl", "adjective", "simulate"}
     assert parse_yes_no("Yes.") is True and parse_yes_no(" no, it is not") is False
     assert parse_yes_no("Maybe") is None
