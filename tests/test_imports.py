@@ -107,3 +107,17 @@ def test_package_inits_are_light():
             tree = ast.parse(path.read_text(encoding="utf-8"))
             imports = [n for n in ast.walk(tree) if isinstance(n, ast.Import | ast.ImportFrom)]
             assert not imports, f"{module}: keep the package __init__ free of imports"
+
+
+def test_only_the_pipeline_runs_the_describe_stages_for_evaluate():
+    """The evaluate stage's control runs are the pipeline's: no module of ``andlib.evaluate``
+    imports a describe stage (caption, summarize, concepts) to run it itself."""
+    describe_stages = {
+        "andlib.describe.captioning",
+        "andlib.describe.summarize",
+        "andlib.describe.concepts",
+    }
+    graph = import_graph()
+    for module, targets in graph.items():
+        if module.startswith("andlib.evaluate"):
+            assert not targets & describe_stages, f"{module} imports {targets & describe_stages}"
