@@ -703,17 +703,21 @@ def embed_summaries(texts: Sequence[str], embedder: Any = None) -> np.ndarray:
     them), so this costs almost nothing in the stage. An empty text gives a zero row.
     """
     embedder = _default_embedder(embedder)
-    sentences = [split_sentences(t) for t in texts]
-    flat = sorted({comparable(x) for group in sentences for x in group})
+    texts = list(texts)
+    row = {t: i for i, t in enumerate(dict.fromkeys(texts))}  # each distinct text once
+    sentences = [split_sentences(t) for t in row]
+    form = {x: comparable(x) for group in sentences for x in group}
+    flat = sorted(set(form.values()))
     vec = dict(zip(flat, embedder.encode(flat), strict=True)) if flat else {}
     dim = next(iter(vec.values())).shape[0] if vec else 0
-    out = np.zeros((len(texts), dim), dtype=np.float32)
+    weight = {x: sentence_weight(x) for x in form}
+    distinct = np.zeros((len(row), dim), dtype=np.float32)
     for i, group in enumerate(sentences):
         if group:
-            weights = np.array([sentence_weight(x) for x in group], dtype=np.float32)
-            m = weights @ np.stack([vec[comparable(x)] for x in group])
-            out[i] = m / max(float(np.linalg.norm(m)), 1e-12)
-    return out
+            weights = np.array([weight[x] for x in group], dtype=np.float32)
+            m = weights @ np.stack([vec[form[x]] for x in group])
+            distinct[i] = m / max(float(np.linalg.norm(m)), 1e-12)
+    return distinct[[row[t] for t in texts]] if texts else distinct
 
 
 def rank_by_embedding(
@@ -872,9 +876,13 @@ def calibrate_many(
     if len(high_summaries) != len(low_summaries):
         raise ValueError(f"{len(high_summaries)} high summaries for {len(low_summaries)} low")
     comparable_form = comparable if strip_counts else str.strip
-    highs = [[s for s in split_sentences(h) if not _CHATTER.match(s)] for h in high_summaries]
-    lows = [split_sentences(lo) for lo in low_summaries]
-    texts = sorted({comparable_form(s) for group in (*highs, *lows) for s in group})
+    # Summaries of 10^4 neurons repeat their sentences: split each distinct summary, and
+    # work out each distinct sentence's comparable form and telling words, once.
+    split = {t: split_sentences(t) for t in dict.fromkeys((*high_summaries, *low_summaries))}
+    highs = [[s for s in split[h] if not _CHATTER.match(s)] for h in high_summaries]
+    lows = [split[lo] for lo in low_summaries]
+    form = {s: comparable_form(s) for group in split.values() for s in group}
+    texts = sorted({form[s] for group in (*highs, *lows) for s in group})
     if not texts:
         return ["" for _ in highs]
     embedder = _default_embedder(embedder)
@@ -882,19 +890,26 @@ def calibrate_many(
     words: frozenset[str] = frozenset()
     if keep_contrasts:
         words = contrast_vocabulary() if vocabulary is None else vocabulary
+    telling: dict[str, frozenset[str]] = {}
+
+    def telling_words(sentence: str) -> frozenset[str]:
+        found = telling.get(sentence)
+        if found is None:
+            found = telling[sentence] = _telling_words(sentence, words)
+        return found
+
     out = []
     for hs, ls in zip(highs, lows, strict=True):
         if hs and ls:
             sims = (
-                np.stack([vec[comparable_form(s)] for s in hs])
-                @ np.stack([vec[comparable_form(s)] for s in ls]).T
+                np.stack([vec[form[s]] for s in hs]) @ np.stack([vec[form[s]] for s in ls]).T
             )
             kept = []
             for s, row in zip(hs, sims, strict=True):
                 matches = [lo for lo, sim in zip(ls, row, strict=True) if sim >= threshold]
                 if matches and keep_contrasts:
-                    said = frozenset().union(*(_telling_words(m, words) for m in matches))
-                    if _telling_words(s, words) - said:
+                    said = frozenset().union(*(telling_words(m) for m in matches))
+                    if telling_words(s) - said:
                         matches = []  # it names a quality or a source they do not
                 if not matches:
                     kept.append(s)
