@@ -65,6 +65,7 @@ import os
 import re
 import time
 from collections.abc import Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
@@ -901,9 +902,7 @@ def calibrate_many(
     out = []
     for hs, ls in zip(highs, lows, strict=True):
         if hs and ls:
-            sims = (
-                np.stack([vec[form[s]] for s in hs]) @ np.stack([vec[form[s]] for s in ls]).T
-            )
+            sims = np.stack([vec[form[s]] for s in hs]) @ np.stack([vec[form[s]] for s in ls]).T
             kept = []
             for s, row in zip(hs, sims, strict=True):
                 matches = [lo for lo, sim in zip(ls, row, strict=True) if sim >= threshold]
@@ -1281,13 +1280,14 @@ def run_stage(cfg: Config, run: RunDir) -> dict[str, Any]:
         contrast_vocabulary(lexicon, concepts),
         c.calibration_strip_counts,
     )
-    words = _analyse(calibrated, lexicon, c.open_concepts_verbs)
-    verdict = judge_adjectives(
-        [a for w in words for a in w.adjectives], llm, lexicon, c.adjective_prompt
-    )
-    adjectives = [[a for a in w.adjectives if verdict[a]] for w in words]
-    opened = [list(w.concepts) for w in words]
-    timings["calibration_adjectives_open"] = time.time() - t
+    timings["calibration"] = time.time() - t
+    # spaCy's parse of the calibrated summaries (one pass over the distinct ones, for Modules
+    # B and C) runs in a thread while DB and TAB embed and score: at 10^4 neurons each takes
+    # minutes, spaCy keeps one core busy and torch releases the GIL. Neither reads what the
+    # other computes, so the results are those of running them one after the other.
+    parser = ThreadPoolExecutor(max_workers=1, thread_name_prefix="andlib-spacy")
+    parsing = parser.submit(_analyse, calibrated, lexicon, c.open_concepts_verbs)
+    parser.shutdown(wait=False)  # no further work; the parse submitted above still runs
 
     # Module A: DB and TAB, one layer at a time over the whole activation matrix.
     t = time.time()
@@ -1338,6 +1338,18 @@ def run_stage(cfg: Config, run: RunDir) -> dict[str, Any]:
             for r, names in zip(rows, top_concepts(scores, concepts, 5), strict=True):
                 tab[r], tab5[r] = names[0], _join(names)
     timings["db_tab"] = time.time() - t
+
+    # Modules B and C on the parse (done meanwhile), before ICL as always: with a generative
+    # LLM the adjective questions are asked first.
+    t = time.time()
+    words = parsing.result()
+    timings["adjectives_open_wait"] = time.time() - t
+    verdict = judge_adjectives(
+        [a for w in words for a in w.adjectives], llm, lexicon, c.adjective_prompt
+    )
+    adjectives = [[a for a in w.adjectives if verdict[a]] for w in words]
+    opened = [list(w.concepts) for w in words]
+    timings["adjectives_open"] = time.time() - t
 
     # Module A: ICL on the high summaries.
     t = time.time()
