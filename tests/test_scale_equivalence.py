@@ -3,7 +3,9 @@
 
 - from the reference code path (embeddings remembered in memory only, as before the disk
   cache; every caption's sources and qualities worked out again for every neuron, as before
-  the per-caption memo of the extractive summarizer),
+  the per-caption memo of the extractive summarizer; rank reorder with torch's stable sort,
+  as before :func:`~andlib.describe.similarity.stable_argsort`; spaCy's parse of the
+  calibrated summaries run before Module A, not in a thread beside it),
 - from the fast path with a cold cache directory,
 - and from the fast path again in a "new kernel" (nothing in memory) that reads every
   embedding from the disk cache the previous run filled, embedding nothing itself.
@@ -12,11 +14,15 @@
 from __future__ import annotations
 
 import shutil
+from concurrent.futures import Future
 from pathlib import Path
 
 import pytest
+import torch
 
+import andlib.describe.concepts as concepts
 import andlib.describe.extractive as extractive
+import andlib.describe.similarity as similarity
 from andlib.config import load_config
 from andlib.store import RunDir
 from tests.conftest import requires_esc50
@@ -25,6 +31,21 @@ OUTPUTS = ("neurons.csv", "last_layer.json", "simulation_scores.csv")
 UPSTREAM = ("record", "caption")
 # the stages (their cache records in .stages/) run by andlib.pipeline.stage_function
 DOWNSTREAM = ("summarize", "concepts", "controls", "evaluate")
+
+
+class _RightAway:
+    """An executor that runs each task when it is submitted, in the calling thread."""
+
+    def __init__(self, *args, **kwargs) -> None:
+        pass
+
+    def submit(self, fn, *args, **kwargs) -> Future:
+        done: Future = Future()
+        done.set_result(fn(*args, **kwargs))
+        return done
+
+    def shutdown(self, wait: bool = True) -> None:
+        pass
 
 
 def _fresh_memory() -> None:
@@ -79,6 +100,8 @@ def test_outputs_are_identical_before_and_after_the_speedups(tmp_path, monkeypat
     with monkeypatch.context() as m:
         m.setenv("ANDLIB_EMBEDDING_CACHE", "off")
         m.setattr(extractive, "_caption_items", every_time)
+        m.setattr(similarity, "stable_argsort", lambda x: torch.argsort(x, dim=-1, stable=True))
+        m.setattr(concepts, "ThreadPoolExecutor", _RightAway)
         _fresh_memory()
         reference = _describe(cfg_of, "reference", up)
     assert not (tmp_path / "cache" / "embeddings").exists()

@@ -15,6 +15,7 @@ from andlib.describe.similarity import (
     get_similarity,
     rank_reorder,
     soft_wpmi,
+    stable_argsort,
     top_concepts,
     wpmi,
 )
@@ -281,3 +282,24 @@ def test_top_concepts():
     scores = torch.tensor([[0.1, 0.9, 0.5], [3.0, 1.0, 2.0]])
     assert top_concepts(scores, ["a", "b", "c"], top=2) == [["b", "c"], ["a", "c"]]
     assert top_concepts(scores, ["a", "b", "c"], top=5) == [["b", "c", "a"], ["a", "c", "b"]]
+
+
+@pytest.mark.parametrize(
+    "x",
+    [
+        torch.randn(6, 7, 100, generator=torch.Generator().manual_seed(0)),  # negatives
+        torch.randint(-3, 4, (40, 30)).float(),  # many ties
+        torch.softmax(100 * torch.randn(8, 50, generator=torch.Generator().manual_seed(1)), 1),
+        torch.tensor([[0.0, -0.0, 1.0, -0.0, 0.0, math.inf, -math.inf, -1.0, 1e-45, -1e-45]]),
+        torch.rand(5, 4, 9).transpose(0, 1),  # not contiguous
+        torch.tensor([[1.0, math.nan, 0.0, math.nan]]),  # NaN: torch's own sort
+        torch.randn(4, 6, dtype=torch.float64),  # float64: torch's own sort
+        torch.randn(0, 5),
+    ],
+)
+def test_stable_argsort_is_torchs_stable_argsort(x):
+    """Rank reorder's fast sort: the same indices as torch's stable sort, ties (-0.0 = 0.0
+    included) in their original order."""
+    expected = torch.argsort(x, dim=-1, stable=True)
+    got = stable_argsort(x)
+    assert got.dtype == expected.dtype and torch.equal(got, expected)

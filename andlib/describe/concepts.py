@@ -65,6 +65,7 @@ import os
 import re
 import time
 from collections.abc import Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
@@ -706,17 +707,21 @@ def embed_summaries(texts: Sequence[str], embedder: Any = None) -> np.ndarray:
     them), so this costs almost nothing in the stage. An empty text gives a zero row.
     """
     embedder = _default_embedder(embedder)
-    sentences = [split_sentences(t) for t in texts]
-    flat = sorted({comparable(x) for group in sentences for x in group})
+    texts = list(texts)
+    row = {t: i for i, t in enumerate(dict.fromkeys(texts))}  # each distinct text once
+    sentences = [split_sentences(t) for t in row]
+    form = {x: comparable(x) for group in sentences for x in group}
+    flat = sorted(set(form.values()))
     vec = dict(zip(flat, embedder.encode(flat), strict=True)) if flat else {}
     dim = next(iter(vec.values())).shape[0] if vec else 0
-    out = np.zeros((len(texts), dim), dtype=np.float32)
+    weight = {x: sentence_weight(x) for x in form}
+    distinct = np.zeros((len(row), dim), dtype=np.float32)
     for i, group in enumerate(sentences):
         if group:
-            weights = np.array([sentence_weight(x) for x in group], dtype=np.float32)
-            m = weights @ np.stack([vec[comparable(x)] for x in group])
-            out[i] = m / max(float(np.linalg.norm(m)), 1e-12)
-    return out
+            weights = np.array([weight[x] for x in group], dtype=np.float32)
+            m = weights @ np.stack([vec[form[x]] for x in group])
+            distinct[i] = m / max(float(np.linalg.norm(m)), 1e-12)
+    return distinct[[row[t] for t in texts]] if texts else distinct
 
 
 def rank_by_embedding(
@@ -875,9 +880,13 @@ def calibrate_many(
     if len(high_summaries) != len(low_summaries):
         raise ValueError(f"{len(high_summaries)} high summaries for {len(low_summaries)} low")
     comparable_form = comparable if strip_counts else str.strip
-    highs = [[s for s in split_sentences(h) if not _CHATTER.match(s)] for h in high_summaries]
-    lows = [split_sentences(lo) for lo in low_summaries]
-    texts = sorted({comparable_form(s) for group in (*highs, *lows) for s in group})
+    # Summaries of 10^4 neurons repeat their sentences: split each distinct summary, and
+    # work out each distinct sentence's comparable form and telling words, once.
+    split = {t: split_sentences(t) for t in dict.fromkeys((*high_summaries, *low_summaries))}
+    highs = [[s for s in split[h] if not _CHATTER.match(s)] for h in high_summaries]
+    lows = [split[lo] for lo in low_summaries]
+    form = {s: comparable_form(s) for group in split.values() for s in group}
+    texts = sorted({form[s] for group in (*highs, *lows) for s in group})
     if not texts:
         return ["" for _ in highs]
     embedder = _default_embedder(embedder)
@@ -885,19 +894,24 @@ def calibrate_many(
     words: frozenset[str] = frozenset()
     if keep_contrasts:
         words = contrast_vocabulary() if vocabulary is None else vocabulary
+    telling: dict[str, frozenset[str]] = {}
+
+    def telling_words(sentence: str) -> frozenset[str]:
+        found = telling.get(sentence)
+        if found is None:
+            found = telling[sentence] = _telling_words(sentence, words)
+        return found
+
     out = []
     for hs, ls in zip(highs, lows, strict=True):
         if hs and ls:
-            sims = (
-                np.stack([vec[comparable_form(s)] for s in hs])
-                @ np.stack([vec[comparable_form(s)] for s in ls]).T
-            )
+            sims = np.stack([vec[form[s]] for s in hs]) @ np.stack([vec[form[s]] for s in ls]).T
             kept = []
             for s, row in zip(hs, sims, strict=True):
                 matches = [lo for lo, sim in zip(ls, row, strict=True) if sim >= threshold]
                 if matches and keep_contrasts:
-                    said = frozenset().union(*(_telling_words(m, words) for m in matches))
-                    if _telling_words(s, words) - said:
+                    said = frozenset().union(*(telling_words(m) for m in matches))
+                    if telling_words(s) - said:
                         matches = []  # it names a quality or a source they do not
                 if not matches:
                     kept.append(s)
@@ -1277,13 +1291,14 @@ def describe_neurons(
         contrast_vocabulary(lexicon, concepts),
         c.calibration_strip_counts,
     )
-    words = _analyse(calibrated, lexicon, c.open_concepts_verbs)
-    verdict = judge_adjectives(
-        [a for w in words for a in w.adjectives], llm, lexicon, c.adjective_prompt
-    )
-    adjectives = [[a for a in w.adjectives if verdict[a]] for w in words]
-    opened = [list(w.concepts) for w in words]
-    timings["calibration_adjectives_open"] = time.time() - t
+    timings["calibration"] = time.time() - t
+    # spaCy's parse of the calibrated summaries (one pass over the distinct ones, for Modules
+    # B and C) runs in a thread while DB and TAB embed and score: at 10^4 neurons each takes
+    # minutes, spaCy keeps one core busy and torch releases the GIL. Neither reads what the
+    # other computes, so the results are those of running them one after the other.
+    parser = ThreadPoolExecutor(max_workers=1, thread_name_prefix="andlib-spacy")
+    parsing = parser.submit(_analyse, calibrated, lexicon, c.open_concepts_verbs)
+    parser.shutdown(wait=False)  # no further work; the parse submitted above still runs
 
     # Module A: DB and TAB, one layer at a time over the whole activation matrix.
     t = time.time()
@@ -1334,6 +1349,18 @@ def describe_neurons(
             for r, names in zip(rows, top_concepts(scores, concepts, 5), strict=True):
                 tab[r], tab5[r] = names[0], _join(names)
     timings["db_tab"] = time.time() - t
+
+    # Modules B and C on the parse (done meanwhile), before ICL as always: with a generative
+    # LLM the adjective questions are asked first.
+    t = time.time()
+    words = parsing.result()
+    timings["adjectives_open_wait"] = time.time() - t
+    verdict = judge_adjectives(
+        [a for w in words for a in w.adjectives], llm, lexicon, c.adjective_prompt
+    )
+    adjectives = [[a for a in w.adjectives if verdict[a]] for w in words]
+    opened = [list(w.concepts) for w in words]
+    timings["adjectives_open"] = time.time() - t
 
     # Module A: ICL on the high summaries.
     t = time.time()

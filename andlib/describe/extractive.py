@@ -420,7 +420,7 @@ SYNONYMS = (
 NOTHING_SHARED = "The clips share no clear source or quality."
 
 
-@dataclass
+@dataclass(slots=True)
 class _Shared:
     """One source or quality and the clips (caption indices) that have it."""
 
@@ -508,16 +508,16 @@ def _shared(captions: Sequence[str]) -> tuple[list[_Shared], list[_Shared]]:
     sounds"; counted as leads); qualities are the rest's adjectives, noun phrases and verbs.
     """
     found: dict[str, _Shared] = {}
-
-    def add(a: Attribute, clip: int, lead: bool) -> None:
-        s = found.setdefault(a.key, _Shared(a, len(found), set(), set()))
-        s.clips.add(clip)
-        if lead:
-            s.leads.add(clip)
-
+    get = found.get
     for i, items in enumerate(_caption_items(captions)):
         for a, lead in items:
-            add(a, i, lead)
+            s = get(a.key)
+            if s is None:  # first seen: its order is the number of keys before it
+                s = found[a.key] = _Shared(a, len(found), {i}, {i} if lead else set())
+            else:
+                s.clips.add(i)
+                if lead:
+                    s.leads.add(i)
     sources = [s for s in found.values() if s.attr.kind == "source"]
     return sources, [s for s in found.values() if s.attr.kind != "source"]
 

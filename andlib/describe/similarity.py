@@ -194,6 +194,33 @@ def soft_wpmi(
     return _wpmi_normalise(out, lam)
 
 
+def stable_argsort(x: torch.Tensor) -> torch.Tensor:
+    """``torch.argsort(x, dim=-1, stable=True)``, faster for float32 on the CPU.
+
+    Rank reorder sorts ``n_neurons x n_concepts`` short rows (10^6 of them at 10^4 neurons),
+    where torch's stable sort costs ~20 us a row. Each float32 becomes an integer with the
+    same order (``-0.0`` counted as ``0.0``, as comparisons do), its position in the row goes
+    in the low 32 bits, and NumPy's (vectorized) sort of these distinct int64 keys gives
+    exactly the stable order: equal values keep their positions. Other dtypes or devices,
+    rows of 2^31 or more, and NaNs take torch's stable sort.
+    """
+    n = x.shape[-1] if x.ndim else 0
+    if x.dtype != torch.float32 or x.device.type != "cpu" or x.numel() == 0 or n >= 2**31:
+        return torch.argsort(x, dim=-1, stable=True)
+    a = np.add(x.numpy(), np.float32(0.0))  # a contiguous copy, -0.0 made 0.0
+    low = a.min()
+    if np.isnan(low):
+        return torch.argsort(x, dim=-1, stable=True)
+    bits = a.view(np.int32)
+    if low < 0:  # negative floats: reverse their order (non-negative ones sort as they are)
+        bits ^= (bits >> 31) & 0x7FFFFFFF
+    keys = np.left_shift(bits, 32, dtype=np.int64)
+    keys |= np.arange(n, dtype=np.int64)
+    keys.sort(axis=-1)
+    keys &= 0xFFFFFFFF
+    return torch.from_numpy(keys)
+
+
 @torch.no_grad()
 def rank_reorder(
     concept_probs: ArrayLike,
@@ -241,7 +268,7 @@ def rank_reorder(
         c = v.shape[0]
         idx = top[:, start : start + step].T.reshape(-1)
         scores = probs_t.index_select(1, idx).view(n_concepts, c, k).transpose(0, 1)  # [c, C, k]
-        order = torch.argsort(scores, dim=-1, stable=True)
+        order = stable_argsort(scores)
         err = torch.gather(v.unsqueeze(1).expand(c, n_concepts, k), 2, order)
         err = err.sub_(asc.unsqueeze(1)).abs_().pow_(p).mean(dim=-1)  # [c, n_concepts]
         baseline = (v.unsqueeze(1) - v.unsqueeze(2)).abs_().pow_(p).mean(dim=(1, 2))

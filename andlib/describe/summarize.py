@@ -69,8 +69,10 @@ def _summarize_pairs(
 ) -> list[tuple[str, str]]:
     groups = [caps for pair in pairs for caps in pair]
     if not llm.generative:
-        # Parse every caption in one go (without its source sentence, as summarizing does).
-        caption_attributes(source_phrases(c)[1] for caps in groups for c in caps)
+        # Parse every distinct caption in one go (without its source sentence, as summarizing
+        # does): 10^5 groups of K captions hold only as many captions as the probing set.
+        distinct = dict.fromkeys(c for caps in groups for c in caps)
+        caption_attributes(source_phrases(c)[1] for c in distinct)
         cfg = getattr(llm, "cfg", None)
         share = getattr(cfg, "summary_min_share", None)
         src = getattr(cfg, "summary_source_share", None)

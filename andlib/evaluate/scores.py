@@ -855,8 +855,18 @@ def simulation_scores(
     for layer in layers:
         if layer not in index["layers"]:
             raise KeyError(f"evaluate.simulation_layers: {layer!r} was not recorded")
-        rows = neurons[neurons["layer"] == layer].set_index("neuron")
-        desc_of = {int(n): description_of(r) for n, r in rows.iterrows()}
+        rows = neurons[neurons["layer"] == layer]
+        # Plain columns, not a Series per row (10^4 neurons): what description_of and
+        # description_clips read of each row.
+        cells = {
+            col: rows[col].tolist() if col in rows else [""] * len(rows)
+            for col in ("calibrated_summary", "high_summary", "top_clips", "bottom_clips")
+        }
+        records = [
+            dict(zip(cells, values, strict=True)) for values in zip(*cells.values(), strict=True)
+        ]
+        row_of = dict(zip([int(n) for n in rows["neuron"]], records, strict=True))
+        desc_of = {n: description_of(r) for n, r in row_of.items()}
         described = [n for n, d in desc_of.items() if d]
         if len(described) < 2:
             continue
@@ -872,7 +882,7 @@ def simulation_scores(
                 picked,
                 [desc_of[n] for n in picked],
                 [desc_of[n] for n in others],
-                [description_clips(rows.loc[n]) for n in picked],
+                [description_clips(row_of[n]) for n in picked],
             )
         )
     if not plan:
