@@ -271,12 +271,23 @@ class SimilarityConfig:
     """Soft-WPMI: probability that the most activating clip is in the top set."""
     soft_wpmi_p_end: float = 0.97
     """Soft-WPMI: the same for the last clip of the top set (linear in between)."""
+    soft_wpmi_top_fraction: float | None = None
+    """Soft-WPMI: when set, the top set is this share of the probing set's clips (rounded,
+    at least 1) in place of ``soft_wpmi_top_k``."""
+    soft_wpmi_prior: str = "neurons"
+    """Soft-WPMI: ``log p(c)`` as the mean of ``p(c | top)`` over the layer's neurons
+    (``neurons``, CLIP-Dissect's) or as the expected ``log p(c | top)`` of random clips of the
+    probing set (``clips``)."""
     wpmi_top_k: int = 28
     """WPMI: a neuron's top clips."""
     wpmi_a: float = 2.0
     """WPMI: sharpening ``softmax(a * p)``."""
     wpmi_lam: float = 0.6
     """WPMI: weight of the ``log p(c)`` normalisation."""
+    wpmi_top_fraction: float | None = None
+    """WPMI: when set, the top set is this share of the clips in place of ``wpmi_top_k``."""
+    wpmi_prior: str = "neurons"
+    """WPMI: ``neurons`` or ``clips``, as ``soft_wpmi_prior``."""
     min_prob: float = 1e-7
     """WPMI and soft-WPMI: added to probabilities before the logarithm."""
     rank_reorder_top_k: int | None = None
@@ -303,6 +314,11 @@ class ConceptsConfig:
     similarity: list[str] = field(
         default_factory=lambda: ["soft_wpmi", "wpmi", "cos", "cos3", "rank_reorder"]
     )
+    """The DB similarity functions scored (``db_<fn>`` columns of ``neurons.csv``)."""
+    db_default: str = "soft_wpmi"
+    """The DB similarity function whose concept is a neuron's DB concept: the one the atlas,
+    the notebooks and the reports show, and the one DB pruning selects on. One of
+    ``similarity``."""
     clap_model: str | None = None
     """A transformers ``ClapModel`` id or path for TAB; ``None`` skips TAB."""
     tab_similarity: str = "soft_wpmi"
@@ -365,6 +381,8 @@ class EvaluateConfig:
     """Layers scored by simulation (``None``: all recorded layers)."""
     simulation_max_neurons: int | None = 256
     """Neurons scored per layer (seeded sample; ``None``: all)."""
+    hidden_shuffles: int = 100
+    """Hidden-layer accuracy: seeded permutations of the shared classes for its chance level."""
     llm_simulation: bool = True
     """Also score with an LLM simulator when ``llm.backend`` is generative (not ``extractive``)."""
     llm_simulation_max_neurons: int = 16
@@ -388,9 +406,12 @@ class PruneConfig:
     layers: list[str] | None = None
     """Layers whose neurons may be pruned (``None``: every recorded hidden layer)."""
     strategies: list[str] = field(default_factory=lambda: ["ocp", "db", "tab", "random"])
-    db_similarity: str = "soft_wpmi"
     top_n: int = 3
-    """DB/TAB: a neuron is pruned for a concept among its top-N concepts."""
+    """DB/TAB: a neuron is pruned for a concept among its top-N concepts (DB: those of
+    ``concepts.db_default``)."""
+    max_share: float | None = 0.05
+    """DB/TAB: at most this share of each prunable layer's neurons is pruned for one concept;
+    when more qualify, those with the concept's highest score are kept. ``None``: no cap."""
     concept: str = "water_drops"
     """The single named concept of the paper's example."""
     ocp_match: str = "all"
@@ -695,6 +716,8 @@ _CHOICES = {
     "train.strategy": ("supervised", "ssl-frozen", "ssl-finetuned"),
     "record.pooling": ("mean", "max", "cls"),
     "concepts.db_clips": ("all", "top_k"),
+    "concepts.similarity_params.soft_wpmi_prior": ("neurons", "clips"),
+    "concepts.similarity_params.wpmi_prior": ("neurons", "clips"),
     "concepts.adjective_prompt": ("acoustic", "tone_emotion"),
     "analysis.cluster_unit": ("caption", "sentence"),
 }
@@ -755,6 +778,20 @@ def validate(cfg: Config) -> None:
         raise ConfigError("record.layers: name at least one layer")
     if not cfg.model.name:
         raise ConfigError("model.name: must not be empty")
+    if cfg.concepts.db_default not in cfg.concepts.similarity:
+        raise ConfigError(
+            f"concepts.db_default: {cfg.concepts.db_default!r} is not one of concepts.similarity "
+            f"({', '.join(cfg.concepts.similarity)})"
+        )
+    sp = cfg.concepts.similarity_params
+    for name in ("soft_wpmi_top_fraction", "wpmi_top_fraction"):
+        value = getattr(sp, name)
+        if value is not None and not 0 < value <= 1:
+            raise ConfigError(f"concepts.similarity_params.{name}: must be in (0, 1], got {value}")
+    if cfg.prune.max_share is not None and not 0 < cfg.prune.max_share <= 1:
+        raise ConfigError(
+            f"prune.max_share: must be in (0, 1] (or null), got {cfg.prune.max_share}"
+        )
     if cfg.concepts.tab_logit_scale is not None and cfg.concepts.tab_logit_scale <= 0:
         raise ConfigError(
             f"concepts.tab_logit_scale: must be positive (or null), got {cfg.concepts.tab_logit_scale}"

@@ -500,6 +500,23 @@ def read_neurons(run: RunDir) -> pd.DataFrame:
     return df
 
 
+CLOSED_SET_EXTRA = ("tab", "icl", "icl_embedding")
+"""The closed-set concept columns of ``neurons.csv`` besides ``db_<fn>``: TAB and ICL
+(``icl_embedding``: ICL ranked by embedding similarity, without an LLM)."""
+
+
+def concept_columns(columns: Iterable[str], with_top5: bool = False) -> list[str]:
+    """The top-1 closed-set concept columns among ``columns`` (of ``neurons.csv``): every
+    ``db_<fn>`` in order, then ``tab``, ``icl``, ``icl_embedding``. ``with_top5``: each
+    followed by its ``_top5`` list when present. Never the ``_top5_scores`` columns."""
+    cols = list(columns)
+    top1 = [c for c in cols if re.fullmatch(r"db_(?!.*_top5(?:_scores)?$).+", c)]
+    top1 += [c for c in CLOSED_SET_EXTRA if c in cols]
+    if not with_top5:
+        return top1
+    return [x for c in top1 for x in (c, f"{c}_top5") if x in cols]
+
+
 def read_clips(run: RunDir, clip_ids: Sequence[str] | None = None) -> pd.DataFrame:
     """``clips.csv`` (ids as str), in the activation arrays' row order when ``clip_ids`` is given."""
     clips = run.read_csv("clips.csv", stage="record", dtype={"clip_id": str})

@@ -59,7 +59,9 @@ def compare(before: Path, after: Path, ignore: tuple[str, ...]) -> int:
     same = len((a & b) - set(skipped)) - sum(
         1 for n in (a & b) - set(skipped) if (before / n).read_bytes() != (after / n).read_bytes()
     )
-    print(f"{same} files identical, {bad} differ or are missing; not compared: {', '.join(skipped)}")
+    print(
+        f"{same} files identical, {bad} differ or are missing; not compared: {', '.join(skipped)}"
+    )
     return 1 if bad else 0
 
 

@@ -113,8 +113,13 @@ def make_run(
                     "db_soft_wpmi_top5": ";".join([concept, *others]),
                     "db_cos": others[0],
                     "db_cos_top5": ";".join([others[0], concept, *others[1:]]),
+                    "db_soft_wpmi_top5_scores": ";".join(
+                        f"{(4 - r) + neuron / 1000:.6g}" for r in range(4)
+                    ),
+                    "db_cos_top5_scores": "0.9;0.8;0.7;0.6",
                     "tab": "",
                     "tab_top5": "",
+                    "tab_top5_scores": "",
                     "icl": concept if neuron % 2 == 0 else "",
                     "icl_top5": "",
                     "open_concepts": "water;drop" if concept == "water_drops" else concept,

@@ -17,6 +17,7 @@ from andlib.evaluate.prune import (
     bootstrap_ci,
     concept_metrics,
     concept_words,
+    layer_cap,
     masked_logits,
     matches_open_concepts,
     pruning_summary,
@@ -367,3 +368,32 @@ def test_cached_suffix_equals_a_full_masked_forward(tiny_ast):
     # not an AST, or a layer at no known point: full forwards
     assert ASTSuffix.build(model, {"x": "audio_spectrogram_transformer.layernorm"}) is None
     assert ASTSuffix.build(model.train(), LAYERS) is None
+
+
+def test_db_selection_is_capped_per_layer_keeping_the_best_scores():
+    neurons = pd.DataFrame(
+        {
+            "layer": ["a"] * 5 + ["b"] * 2,
+            "neuron": [0, 1, 2, 3, 4, 0, 1],
+            "db_cos": ["dog"] * 7,
+            "db_cos_top5": ["dog;rain"] * 7,
+            "db_cos_top5_scores": ["0.1;0", "0.5;0", "0.3;0", "0.5;0", "0.2;0", "0.4;0", "0.9;0"],
+        }
+    )
+    sizes = {"a": 5, "b": 2}
+    kw = {"db_similarity": "cos", "layer_sizes": sizes}
+    assert select_neurons(neurons, "dog", "db", **kw) == {"a": [0, 1, 2, 3, 4], "b": [0, 1]}
+    # 40 % of 5 = 2 in a (the two best: 1 and 3 tie at 0.5, kept in neuron order), 0.8 -> 1 in b
+    assert select_neurons(neurons, "dog", "db", max_share=0.4, **kw) == {"a": [1, 3], "b": [1]}
+    assert select_neurons(neurons, "dog", "db", max_share=0.01, **kw) == {"a": [1], "b": [1]}
+    assert layer_cap(512, 0.05) == 25 and layer_cap(10, 0.05) == 1 and layer_cap(5, None) is None
+
+
+def test_the_cap_needs_the_concept_scores():
+    neurons = pd.DataFrame(
+        {"layer": ["a"], "neuron": [0], "db_cos": ["dog"], "db_cos_top5": ["dog"]}
+    )
+    with pytest.raises(KeyError, match="db_cos_top5_scores"):
+        select_neurons(
+            neurons, "dog", "db", db_similarity="cos", max_share=0.5, layer_sizes={"a": 1}
+        )

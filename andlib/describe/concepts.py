@@ -76,8 +76,14 @@ import torch
 
 from andlib.config import Config, stable_hash
 from andlib.describe.extractive import hyphenated_spans
-from andlib.describe.similarity import get_similarity, top_concepts
+from andlib.describe.similarity import get_similarity, top_concepts, top_concepts_scored
+from andlib.describe.spread import concept_spread, log_collapses
 from andlib.store import RESOURCE_DIR, ActivationCache, RunDir, Stage, resource_path
+from andlib.text.concept_sets import (
+    concept_set_resource,
+    display_name,
+    load_concept_set,
+)
 from andlib.text.embeddings import embedder_device
 from andlib.text.names import normalize_concept
 from andlib.text.nlp import load_spacy
@@ -88,12 +94,10 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 STAGE = "concepts"
-VERSION = 2
+VERSION = 3
 """Algorithm version of the concepts stage (part of its cache key): raise it when a change of
 the code changes ``neurons.csv`` for the same inputs."""
 RESOURCES = RESOURCE_DIR
-SHIPPED_CONCEPT_SETS = {"esc50": "esc50_concepts.txt"}
-"""Concept sets shipped with andlib: name -> file in :func:`andlib.store.resource_dir`."""
 ADJECTIVE_LEXICON = "sound_adjectives.txt"
 """The shipped sound-adjective lexicon (a file in :func:`andlib.store.resource_dir`)."""
 
@@ -107,6 +111,8 @@ ICL_FALLBACK = "icl_embedding"
 """The method name of ICL without a generative LLM (concepts ranked by embedding similarity)."""
 TAB_SKIPPED_CLIPS = "tab_skipped_clips.csv"
 """Clips TAB left out because CLAP could not read them: ``clip_id, path, reason``."""
+CONCEPT_SPREAD = "concept_spread.csv"
+"""Per layer and closed-set method, how evenly the top-1 concepts spread over the neurons."""
 
 ArrayLike = np.ndarray | torch.Tensor
 
@@ -119,25 +125,6 @@ def _default_embedder(embedder: Any) -> Any:
     return get_embedder()
 
 
-# --------------------------------------------------------------------------------------------
-# Concept sets
-# --------------------------------------------------------------------------------------------
-
-
-def _concept_set_resource(name_or_path: str | os.PathLike) -> str:
-    """The name :func:`andlib.store.resource_digest` hashes a concept set under: a shipped
-    set's file name, else the path as configured."""
-    key = str(name_or_path).strip()
-    return SHIPPED_CONCEPT_SETS.get(key.lower(), key)
-
-
-def concept_set_path(name_or_path: str | os.PathLike) -> Path:
-    """The file of a shipped set (``"esc50"``) or of a concept-set path
-    (:func:`andlib.store.resource_path`: relative ones in the working directory, then the
-    project root)."""
-    return resource_path(_concept_set_resource(name_or_path))
-
-
 def stage_resources(cfg: Config) -> list[str]:
     """Everything outside the config the concepts stage reads, as
     :func:`andlib.store.resource_digest` names: the concept set, the adjective lexicon and the
@@ -145,33 +132,7 @@ def stage_resources(cfg: Config) -> list[str]:
     ``neurons.csv``."""
     c = cfg.concepts
     lexicon = ADJECTIVE_LEXICON if c.adjective_lexicon is None else str(c.adjective_lexicon)
-    return [_concept_set_resource(c.concept_set), lexicon, "prompts:icl", "prompts:adjective"]
-
-
-def load_concept_set(name_or_path: str | os.PathLike) -> list[str]:
-    """The concepts of a shipped set (``"esc50"``) or of a text file, one concept per line.
-
-    Blank lines and lines starting with ``#`` are ignored; duplicates are dropped (first kept).
-    A relative path is looked up in the working directory, then in the project root. Names
-    are returned as written (``water_drops``); :func:`display_name` gives ``water drops``.
-    """
-    key = str(name_or_path).strip()
-    path = concept_set_path(key)
-    if not path.is_file():
-        raise FileNotFoundError(
-            f"concept set {key!r}: no such file ({path}); use a shipped set "
-            f"({', '.join(SHIPPED_CONCEPT_SETS)}) or a text file with one concept per line"
-        )
-    lines = (ln.strip() for ln in path.read_text(encoding="utf-8").splitlines())
-    concepts = list(dict.fromkeys(ln for ln in lines if ln and not ln.startswith("#")))
-    if not concepts:
-        raise ValueError(f"concept set {key!r} ({path}) holds no concepts")
-    return concepts
-
-
-def display_name(concept: str) -> str:
-    """How a concept is shown and embedded: ``water_drops`` -> ``water drops``."""
-    return " ".join(re.sub(r"[_]+", " ", str(concept)).split())
+    return [concept_set_resource(c.concept_set), lexicon, "prompts:icl", "prompts:adjective"]
 
 
 def _softmax(x: np.ndarray, scale: float) -> np.ndarray:
@@ -1204,6 +1165,10 @@ def _join(items: Sequence[str]) -> str:
     return ";".join(items)
 
 
+def _join_scores(values: Sequence[float]) -> str:
+    return ";".join(f"{v:.6g}" for v in values)
+
+
 def _label(layer: str, neuron: int) -> str:
     return f"{layer} neuron {neuron}"
 
@@ -1246,10 +1211,12 @@ the concept set, the adjective lexicon and the ICL and adjective prompts
 class Described(NamedTuple):
     """What :func:`describe_neurons` found: ``neurons`` (the rows of ``neurons.csv``),
     ``tab_skipped`` (``clip_id, path, reason`` of the clips CLAP could not read, ``None`` when
-    it read every clip) and ``info`` (the stage's summary)."""
+    it read every clip), ``spread`` (``concept_spread.csv``,
+    :func:`andlib.describe.spread.concept_spread`) and ``info`` (the stage's summary)."""
 
     neurons: pd.DataFrame
     tab_skipped: pd.DataFrame | None
+    spread: pd.DataFrame
     info: dict[str, Any]
 
 
@@ -1312,7 +1279,8 @@ def describe_neurons(
     db_probs = caption_concept_probs(clip_captions, concepts, embedder)
     db: dict[str, list[str]] = {fn: [""] * len(summaries) for fn in c.similarity}
     db5: dict[str, list[str]] = {fn: [""] * len(summaries) for fn in c.similarity}
-    tab, tab5 = [""] * len(summaries), [""] * len(summaries)
+    db5s: dict[str, list[str]] = {fn: [""] * len(summaries) for fn in c.similarity}
+    tab, tab5, tab5s = [""] * len(summaries), [""] * len(summaries), [""] * len(summaries)
     tab_skipped: list[tuple[int, str]] = []  # (row, reason) of clips CLAP cannot read
     tab_keep: np.ndarray | None = None
     try:  # only an unset clap_model skips TAB; one that cannot load raises ClapLoadError
@@ -1340,14 +1308,15 @@ def describe_neurons(
         neurons = summaries["neuron"].to_numpy()[rows]
         for fn in c.similarity:
             scores = db_scores(db_probs, acts, fn, c.db_clips, cfg.k, params, neurons)
-            ranked = top_concepts(scores, concepts, 5)
-            for r, names in zip(rows, ranked, strict=True):
-                db[fn][r], db5[fn][r] = names[0], _join(names)
+            ranked, values = top_concepts_scored(scores, concepts, 5)
+            for r, names, v in zip(rows, ranked, values, strict=True):
+                db[fn][r], db5[fn][r], db5s[fn][r] = names[0], _join(names), _join_scores(v)
         if tab_probs is not None:  # TAB scores every (readable) clip, in AND's code too
             tab_acts = acts if tab_keep is None else acts[tab_keep]
             scores = get_similarity(c.tab_similarity, params)(tab_probs, tab_acts)[neurons]
-            for r, names in zip(rows, top_concepts(scores, concepts, 5), strict=True):
-                tab[r], tab5[r] = names[0], _join(names)
+            ranked, values = top_concepts_scored(scores, concepts, 5)
+            for r, names, v in zip(rows, ranked, values, strict=True):
+                tab[r], tab5[r], tab5s[r] = names[0], _join(names), _join_scores(v)
     timings["db_tab"] = time.time() - t
 
     # Modules B and C on the parse (done meanwhile), before ICL as always: with a generative
@@ -1381,7 +1350,8 @@ def describe_neurons(
     out["adjectives"] = [_join(a) for a in adjectives]
     for fn in c.similarity:
         out[f"db_{fn}"], out[f"db_{fn}_top5"] = db[fn], db5[fn]
-    out["tab"], out["tab_top5"] = tab, tab5
+        out[f"db_{fn}_top5_scores"] = db5s[fn]
+    out["tab"], out["tab_top5"], out["tab_top5_scores"] = tab, tab5, tab5s
     # ICL without an LLM is another method: its own columns, never "icl".
     icl_col = ICL_FALLBACK if icl_method == ICL_FALLBACK else "icl"
     out[icl_col], out[f"{icl_col}_top5"] = icl, icl5
@@ -1398,6 +1368,9 @@ def describe_neurons(
         skipped_rows = [(ids[i], path_of.get(ids[i], ""), why) for i, why in tab_skipped]
         frame = pd.DataFrame(skipped_rows, columns=["clip_id", "path", "reason"])
 
+    methods = [f"db_{fn}" for fn in c.similarity] + ["tab", icl_col]
+    spread = concept_spread(out, [m for m in methods if m in out], len(concepts))
+    collapsed = log_collapses(spread, logger)
     seconds = round(time.time() - t0, 1)
     dropped = sum(len(split_sentences(h)) for h in highs) - sum(
         len(split_sentences(x)) for x in calibrated
@@ -1409,10 +1382,11 @@ def describe_neurons(
         "icl": icl_method or "off",
         **({"icl_padded_neurons": icl_padded} if icl_slots is not None else {}),
         "calibration_dropped_sentences": int(dropped),
+        "collapsed_layers": len(collapsed),
         "seconds": seconds,
     }
     logger.info("concepts: %s; timings %s", info, {k: round(v, 1) for k, v in timings.items()})
-    return Described(out, frame, info)
+    return Described(out, frame, spread, info)
 
 
 def run_stage(cfg: Config, run: RunDir) -> dict[str, Any]:
@@ -1432,7 +1406,8 @@ def run_stage(cfg: Config, run: RunDir) -> dict[str, Any]:
     cache = ActivationCache.load(run)
     found = describe_neurons(cfg, summaries, captions, clips, cache, run.logger(STAGE))
     run.write_csv("neurons.csv", found.neurons)
-    outputs = ["neurons.csv"]
+    run.write_csv(CONCEPT_SPREAD, found.spread)
+    outputs = ["neurons.csv", CONCEPT_SPREAD]
     if found.tab_skipped is not None:
         run.write_csv(TAB_SKIPPED_CLIPS, found.tab_skipped)
         outputs.append(TAB_SKIPPED_CLIPS)

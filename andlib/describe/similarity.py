@@ -79,11 +79,36 @@ def _inputs(concept_probs: ArrayLike, activations: ArrayLike) -> tuple[torch.Ten
     return probs, acts
 
 
-def _wpmi_normalise(log_p_c_given_top: torch.Tensor, lam: float) -> torch.Tensor:
-    """``log p(c|top) - lam * log p(c)`` with ``p(c)`` the mean of ``p(c|top)`` over neurons."""
-    n = log_p_c_given_top.shape[0]
-    log_p_c = torch.logsumexp(log_p_c_given_top, dim=0, keepdim=True) - math.log(n)
+PRIORS = ("neurons", "clips")
+"""How WPMI and soft-WPMI estimate ``log p(c)``: ``neurons`` (CLIP-Dissect's), ``log`` of the
+mean of ``p(c | top)`` over the neurons scored together; ``clips``, the expected
+``log p(c | top)`` of a top set of random clips of the probing set."""
+
+
+def _top_count(n_clips: int, top_k: int, top_fraction: float | None) -> int:
+    """A top set's size: ``top_fraction`` of the clips (rounded, at least 1) when given, else
+    ``top_k``; at most ``n_clips``."""
+    if top_fraction is not None:
+        if not 0 < top_fraction <= 1:
+            raise ValueError(f"top_fraction must be in (0, 1], got {top_fraction}")
+        return min(max(1, round(top_fraction * n_clips)), n_clips)
+    return min(int(top_k), n_clips)
+
+
+def _wpmi_normalise(
+    log_p_c_given_top: torch.Tensor, lam: float, log_p_c: torch.Tensor | None = None
+) -> torch.Tensor:
+    """``log p(c|top) - lam * log p(c)``; ``p(c)`` the mean of ``p(c|top)`` over neurons
+    unless ``log_p_c`` (``[1, n_concepts]``, the ``clips`` prior) is given."""
+    if log_p_c is None:
+        n = log_p_c_given_top.shape[0]
+        log_p_c = torch.logsumexp(log_p_c_given_top, dim=0, keepdim=True) - math.log(n)
     return log_p_c_given_top - lam * log_p_c
+
+
+def _check_prior(prior: str) -> None:
+    if prior not in PRIORS:
+        raise ValueError(f"unknown prior {prior!r}; choose from {', '.join(PRIORS)}")
 
 
 @torch.no_grad()
@@ -125,21 +150,28 @@ def wpmi(
     a: float = 2.0,
     lam: float = 0.6,
     min_prob: float = 1e-7,
+    top_fraction: float | None = None,
+    prior: str = "neurons",
 ) -> torch.Tensor:
-    """Weighted pointwise mutual information over each neuron's ``top_k`` clips.
+    """Weighted pointwise mutual information over each neuron's top clips.
 
     ``P = softmax(a * concept_probs)`` over concepts; ``log p(c|top) = sum over the top clips of
     log(P[clip, c] + min_prob)``; the score is ``log p(c|top) - lam * log p(c)``, ``p(c)`` the
-    mean of ``p(c|top)`` over the neurons scored together.
+    mean of ``p(c|top)`` over the neurons scored together (``prior="neurons"``) or the expected
+    ``log p(c|top)`` of as many random clips (``prior="clips"``: ``k`` times the mean over clips
+    of ``log(P[clip, c] + min_prob)``). The top set is ``top_k`` clips, or ``top_fraction`` of
+    the clips when that is given.
 
     All neurons' sums are one fused gather-and-sum (``embedding_bag``) over the clips' log
     probabilities: no ``top_k x n_neurons x n_concepts`` temporary.
     """
+    _check_prior(prior)
     probs, acts = _inputs(concept_probs, activations)
-    k = min(int(top_k), acts.shape[0])
+    k = _top_count(acts.shape[0], top_k, top_fraction)
     log_p = torch.log(torch.softmax(a * probs, dim=1) + min_prob)  # [n_clips, n_concepts]
     top = torch.topk(acts, k=k, dim=0).indices  # [k, n_neurons]
-    return _wpmi_normalise(F.embedding_bag(top.T.contiguous(), log_p, mode="sum"), lam)
+    log_p_c = k * log_p.mean(dim=0, keepdim=True) if prior == "clips" else None
+    return _wpmi_normalise(F.embedding_bag(top.T.contiguous(), log_p, mode="sum"), lam, log_p_c)
 
 
 @torch.no_grad()
@@ -153,14 +185,17 @@ def soft_wpmi(
     p_start: float = 0.998,
     p_end: float = 0.97,
     chunk_size: int | None = None,
+    top_fraction: float | None = None,
+    prior: str = "neurons",
 ) -> torch.Tensor:
     """Soft WPMI: WPMI where the clip of rank ``r`` is in the top set with probability ``p_r``.
 
     ``p_r = p_start - r / k * (p_start - p_end)`` for ``r = 0 .. k-1`` (``k = min(top_k,
-    n_clips)``, as in AND's version);
+    n_clips)``, as in AND's version, or ``top_fraction`` of the clips when given);
     ``log p(c|top) = sum_r log(1 + p_r * (P[clip_r, c] - 1) + min_prob)`` with
     ``P = softmax(a * concept_probs)``; score ``= log p(c|top) - lam * log p(c)`` as in
-    :func:`wpmi`.
+    :func:`wpmi`. With ``prior="clips"``, ``log p(c)`` is the same sum's expectation when
+    every rank holds a random clip: ``sum_r mean_j log(1 + p_r * (P[j, c] - 1) + min_prob)``.
 
     The term depends only on the pair (rank, clip), so each distinct pair among a chunk of
     neurons is computed once (in place) and every neuron's sum is a fused gather-and-sum
@@ -169,10 +204,11 @@ def soft_wpmi(
     loop; here the table is at most ``_TABLE_BYTES`` (chunks of neurons bound it).
     ``chunk_size`` (neurons per chunk) overrides the automatic choice.
     """
+    _check_prior(prior)
     probs, acts = _inputs(concept_probs, activations)
     n_clips, n_neurons = acts.shape
     n_concepts = probs.shape[1]
-    k = min(int(top_k), n_clips)
+    k = _top_count(n_clips, top_k, top_fraction)
     sharp = torch.softmax(a * probs, dim=1)
     top = torch.topk(acts, k=k, dim=0).indices  # [k, n_neurons]
     # p_r and 1 - p_r + min_prob in float64: 1 - p_r is small (~0.002) and would lose digits.
@@ -191,7 +227,12 @@ def soft_wpmi(
         # log(1 + p_r (P - 1) + min_prob) = log(p_r P + (1 - p_r + min_prob)): no cancellation.
         table = sharp.index_select(0, clip).mul_(p[rank, None]).add_(shift[rank, None]).log_()
         out[start : start + step] = F.embedding_bag(inverse.T.contiguous(), table, mode="sum")
-    return _wpmi_normalise(out, lam)
+    log_p_c = None
+    if prior == "clips":  # sum over ranks of the mean over clips, one rank at a time
+        log_p_c = torch.zeros(1, n_concepts, dtype=probs.dtype, device=probs.device)
+        for r in range(k):
+            log_p_c += (sharp * p[r] + shift[r]).log_().mean(dim=0, keepdim=True)
+    return _wpmi_normalise(out, lam, log_p_c)
 
 
 def stable_argsort(x: torch.Tensor) -> torch.Tensor:
@@ -310,8 +351,17 @@ _PARAM_FIELDS: dict[str, dict[str, str]] = {
         "min_prob": "min_prob",
         "p_start": "soft_wpmi_p_start",
         "p_end": "soft_wpmi_p_end",
+        "top_fraction": "soft_wpmi_top_fraction",
+        "prior": "soft_wpmi_prior",
     },
-    "wpmi": {"top_k": "wpmi_top_k", "a": "wpmi_a", "lam": "wpmi_lam", "min_prob": "min_prob"},
+    "wpmi": {
+        "top_k": "wpmi_top_k",
+        "a": "wpmi_a",
+        "lam": "wpmi_lam",
+        "min_prob": "min_prob",
+        "top_fraction": "wpmi_top_fraction",
+        "prior": "wpmi_prior",
+    },
     "rank_reorder": {
         "top_k": "rank_reorder_top_k",
         "top_fraction": "rank_reorder_top_fraction",
@@ -341,7 +391,14 @@ def get_similarity(name: str, params: Any = None) -> SimilarityFn:
 
 def top_concepts(scores: ArrayLike, concepts: list[str], top: int = 5) -> list[list[str]]:
     """The ``top`` best-scoring concept names for each neuron (row of ``scores``), best first."""
+    return top_concepts_scored(scores, concepts, top)[0]
+
+
+def top_concepts_scored(
+    scores: ArrayLike, concepts: list[str], top: int = 5
+) -> tuple[list[list[str]], list[list[float]]]:
+    """:func:`top_concepts` and each of those concepts' scores, best first."""
     s = torch.as_tensor(scores)
     k = min(top, s.shape[1])
-    idx = torch.topk(s, k=k, dim=1).indices.tolist()
-    return [[concepts[i] for i in row] for row in idx]
+    values, idx = torch.topk(s, k=k, dim=1)
+    return [[concepts[i] for i in row] for row in idx.tolist()], values.tolist()

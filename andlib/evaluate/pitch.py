@@ -65,7 +65,7 @@ import pandas as pd
 from andlib.config import Config, rng
 from andlib.data.notes import hz_to_midi, parse_pitches
 from andlib.data.pitched import ATTRIBUTES
-from andlib.store import RunDir, Stage
+from andlib.store import RunDir, Stage, concept_columns
 
 log = logging.getLogger(__name__)
 
@@ -241,12 +241,10 @@ def _description_methods(rows: pd.DataFrame) -> dict[str, list[str]]:
         PRIMARY: [description_of(r) for _, r in rows.iterrows()],
         "high_summary": rows.get("high_summary", pd.Series([""] * len(rows))).astype(str).tolist(),
     }
-    for col in rows.columns:
-        closed = col in ("tab", "icl", "icl_embedding")  # icl_embedding: ICL without an LLM
-        if (col.startswith("db_") and not col.endswith("_top5")) or closed:
-            texts = rows[col].astype(str).tolist()
-            if any(np.isfinite(stated_pitch(t)) for t in texts):
-                out[col] = texts
+    for col in concept_columns(rows.columns):  # icl_embedding: ICL without an LLM
+        texts = rows[col].astype(str).tolist()
+        if any(np.isfinite(stated_pitch(t)) for t in texts):
+            out[col] = texts
     return out
 
 

@@ -24,7 +24,9 @@ recorded layer but ``evaluate.classifier_layer``, or ``prune.layers``):
   present (``water_drops`` needs "water" and "drop"; ``dog`` needs "dog"); ``any`` accepts one
   word, ``head`` needs the last word (the head noun of English compounds, "drop").
 - ``db``: the concept is among the neuron's top-``prune.top_n`` DB concepts
-  (``db_<prune.db_similarity>`` then its ``_top5`` list).
+  (``db_<concepts.db_default>`` then its ``_top5`` list), at most ``prune.max_share`` of each
+  layer's neurons: when more qualify, those with the concept's highest score
+  (``_top5_scores``) are kept.
 - ``tab``: the same with the TAB concepts (skipped when TAB was not run).
 - ``random``: a control pruning as many neurons *in each layer* as the strategy named by
   ``prune.random_match`` (default ``max``: whichever of OCP/DB/TAB chose the most for this
@@ -75,6 +77,7 @@ Public surface: :class:`NeuronPruner`, :func:`stem`, :func:`concept_words`,
 from __future__ import annotations
 
 import logging
+import math
 import time
 from collections.abc import Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -101,13 +104,14 @@ from andlib.text.names import normalize_concept
 
 STAGE = "prune"
 STRATEGIES = ("ocp", "db", "tab", "random")
-VERSION = 2
+VERSION = 3
 """Bumped when ``pruning.csv`` changes for the same inputs (2: seeded classes, random draws)."""
 COLUMNS = [
     "strategy",
     "concept",
     "draw",
     "n_pruned",
+    "share_pruned",
     "acted",
     "delta_a",
     "delta_r",
@@ -330,11 +334,20 @@ def matches_open_concepts(open_concepts: Sequence[str], concept: str, how: str =
     return _ocp_hit(_open_words(open_concepts), concept, how)
 
 
+def layer_cap(size: int, max_share: float | None) -> int | None:
+    """The most neurons of a layer of ``size`` that one concept may prune (``prune.max_share``
+    of it, rounded down, at least 1); ``None`` without a cap."""
+    return None if max_share is None else max(1, math.floor(max_share * size + 1e-9))
+
+
 class Selector:
     """Picks the neurons of any concept for one strategy (``ocp``, ``db`` or ``tab``).
 
     Each neuron's concepts (its stemmed open-concept words, or its top-``top_n`` DB/TAB
-    concepts) are read from ``neurons.csv`` once; ``selector(concept)`` is then a quick scan.
+    concepts with their scores) are read from ``neurons.csv`` once; ``selector(concept)`` is
+    then a quick scan. With ``max_share`` and ``layer_sizes``, DB and TAB keep at most
+    :func:`layer_cap` neurons of a layer: those whose score for the concept is highest (ties
+    by neuron order). OCP has no score and is not capped.
     """
 
     def __init__(
@@ -346,6 +359,8 @@ class Selector:
         top_n: int = 3,
         db_similarity: str = "soft_wpmi",
         ocp_match: str = "all",
+        max_share: float | None = None,
+        layer_sizes: Mapping[str, int] | None = None,
     ):
         if strategy not in ("ocp", "db", "tab"):
             raise ValueError(f"unknown selection strategy {strategy!r}; use ocp, db or tab")
@@ -354,7 +369,13 @@ class Selector:
         rows = neurons if layers is None else neurons[neurons["layer"].isin(list(layers))]
         self.strategy, self.ocp_match = strategy, ocp_match
         self.keys = list(zip(rows["layer"].astype(str), rows["neuron"].astype(int), strict=True))
+        self.caps: dict[str, int | None] = {}
+        if strategy != "ocp" and max_share is not None:
+            if layer_sizes is None:
+                raise ValueError("Selector: max_share needs layer_sizes")
+            self.caps = {la: layer_cap(int(n), max_share) for la, n in layer_sizes.items()}
         records = rows.to_dict("records")
+        self.scores: list[dict[str, float]] = []
         if strategy == "ocp":
             self.concepts = [_open_words(split_list(r.get("open_concepts", ""))) for r in records]
         else:
@@ -362,6 +383,8 @@ class Selector:
             self.concepts = [
                 {normalize_concept(c) for c in ranked_concepts(r, method)[:top_n]} for r in records
             ]
+            if self.caps:
+                self.scores = [concept_scores(r, method) for r in records]
 
     def _hit(self, have: set[str], concept: str) -> bool:
         if self.strategy == "ocp":
@@ -370,11 +393,33 @@ class Selector:
 
     def __call__(self, concept: str) -> dict[str, list[int]]:
         """``{layer: [neuron, ...]}`` chosen for ``concept`` (layers in table order)."""
-        out: dict[str, list[int]] = {}
-        for (layer, neuron), have in zip(self.keys, self.concepts, strict=True):
+        hits: dict[str, list[int]] = {}
+        for i, ((layer, _), have) in enumerate(zip(self.keys, self.concepts, strict=True)):
             if self._hit(have, concept):
-                out.setdefault(layer, []).append(neuron)
-        return {layer: sorted(v) for layer, v in out.items()}
+                hits.setdefault(layer, []).append(i)
+        name = normalize_concept(concept)
+        out = {}
+        for layer, rows in hits.items():
+            cap = self.caps.get(layer)
+            if cap is not None and len(rows) > cap:  # best scores first; stable: neuron order
+                rows = sorted(rows, key=lambda i: -self.scores[i][name])[:cap]
+            out[layer] = sorted(self.keys[i][1] for i in rows)
+        return out
+
+
+def concept_scores(row: Mapping[str, Any], method: str) -> dict[str, float]:
+    """A neuron's score for each of its top-5 concepts of ``method`` (``db_<fn>`` or ``tab``),
+    by normalised name, from ``<method>_top5`` and ``<method>_top5_scores`` of ``neurons.csv``."""
+    if f"{method}_top5_scores" not in row:
+        raise KeyError(
+            f"neurons.csv has no {method}_top5_scores column: re-run the concepts stage "
+            f"(python -m andlib summarize --config ...)"
+        )
+    names = split_list(row.get(f"{method}_top5", ""))
+    values = [float(v) for v in split_list(row.get(f"{method}_top5_scores", ""))]
+    if len(names) != len(values):
+        raise ValueError(f"neurons.csv: {len(names)} {method} concepts but {len(values)} scores")
+    return {normalize_concept(n): v for n, v in zip(names, values, strict=True)}
 
 
 def select_neurons(
@@ -386,11 +431,14 @@ def select_neurons(
     top_n: int = 3,
     db_similarity: str = "soft_wpmi",
     ocp_match: str = "all",
+    max_share: float | None = None,
+    layer_sizes: Mapping[str, int] | None = None,
 ) -> dict[str, list[int]]:
     """``{layer: [neuron, ...]}`` that ``strategy`` (``ocp``, ``db``, ``tab``) picks for ``concept``.
 
-    ``neurons`` is ``neurons.csv``; only rows of ``layers`` (when given) are considered. For
-    many concepts build one :class:`Selector` per strategy instead.
+    ``neurons`` is ``neurons.csv``; only rows of ``layers`` (when given) are considered;
+    ``max_share`` and ``layer_sizes`` cap DB and TAB (:class:`Selector`). For many concepts
+    build one :class:`Selector` per strategy instead.
     """
     selector = Selector(
         neurons,
@@ -399,6 +447,8 @@ def select_neurons(
         top_n=top_n,
         db_similarity=db_similarity,
         ocp_match=ocp_match,
+        max_share=max_share,
+        layer_sizes=layer_sizes,
     )
     return selector(concept)
 
@@ -868,8 +918,10 @@ def plan_selections(
             s,
             layers=layers,
             top_n=cfg.prune.top_n,
-            db_similarity=cfg.prune.db_similarity,
+            db_similarity=cfg.concepts.db_default,
             ocp_match=cfg.prune.ocp_match,
+            max_share=cfg.prune.max_share,
+            layer_sizes=sizes,
         )
         for s in needed
     }
@@ -937,6 +989,7 @@ def pruning_experiment(cfg: Config, run: RunDir, target: Any = None) -> pd.DataF
         time.perf_counter() - t1,
     )
     rows = []
+    prunable = sum(sizes.values())
     for (strategy, concept, cls, draw, selection), after in zip(plan, afters, strict=True):
         n = _count(selection)
         rows.append(
@@ -945,6 +998,7 @@ def pruning_experiment(cfg: Config, run: RunDir, target: Any = None) -> pd.DataF
                 "concept": concept,
                 "draw": draw,
                 "n_pruned": n,
+                "share_pruned": n / prunable if prunable else 0.0,
                 "acted": n > 0,
                 **concept_metrics(before, after, held.labels, cls),
             }
@@ -999,6 +1053,7 @@ SUMMARY_COLUMNS = [
     "ci_low",
     "ci_high",
     "n_acted",
+    "share_pruned_mean",
     "delta_a",
     "delta_r",
     "specificity_prob",
@@ -1056,6 +1111,7 @@ def pruning_summary(
                 "strategy": s,
                 "n_concepts": len(classes),
                 "n_pruned_mean": t["n_pruned"].mean(),
+                "share_pruned_mean": t["share_pruned"].mean(),
                 "delta_a_minus_r_mean": spec[s].mean(),
                 "ci_low": low,
                 "ci_high": high,

@@ -62,25 +62,34 @@ import numpy as np
 import pandas as pd
 
 from andlib.config import Config, ConfigError, rng
+from andlib.evaluate.hidden import HIDDEN_COLUMNS, hidden_layer_report
 from andlib.store import (
     CONTROLS,
+    ActivationCache,
     RunDir,
     Stage,
     activation_index,
+    concept_columns,
     control_run_path,
     load_activations,
     read_clips,
     read_neurons,
     split_list,
 )
+from andlib.text.concept_sets import load_concept_set
 from andlib.text.names import normalize_concept
 from andlib.text.prompts import simulation_messages
 
 STAGE = "evaluate"
-VERSION = 2
+VERSION = 3
 """Algorithm version of the evaluate stage (part of its cache key): raise it when a change of
 the code changes its outputs for the same inputs."""
-OUTPUTS = ["last_layer.json", "simulation_scores.csv", "caption_quality.csv"]
+OUTPUTS = [
+    "last_layer.json",
+    "simulation_scores.csv",
+    "caption_quality.csv",
+    "hidden_layer_accuracy.csv",
+]
 SIMULATION_METHODS = ["description", "random_description", "label", "label_oracle", "llm"]
 
 log = logging.getLogger(__name__)
@@ -435,8 +444,7 @@ similarity, :data:`andlib.describe.concepts.ICL_FALLBACK`)."""
 def concept_methods(neurons: pd.DataFrame) -> list[str]:
     """The concept columns of ``neurons.csv`` that hold results: ``db_<fn>``..., ``tab``,
     ``icl`` or ``icl_embedding``."""
-    cols = [c for c in neurons.columns if re.fullmatch(r"db_.+", c) and not c.endswith("_top5")]
-    cols += [c for c in ("tab", *ICL_METHODS) if c in neurons.columns]
+    cols = concept_columns(neurons.columns)
     filled = [c for c in cols if (neurons[c].astype(str).str.strip() != "").any()]
     return filled
 
@@ -1028,7 +1036,7 @@ SPEC = Stage(
     upstream=("concepts", "controls"),
     resources=("prompts:simulate",),
     version=VERSION,
-    inputs=("neurons.csv", "captions.csv", "activations/index.json"),
+    inputs=("neurons.csv", "captions.csv", "clips.csv", "activations/index.json"),
 )
 """The evaluate stage's cache key: the ``evaluate``, ``embedder``, ``seed`` and ``llm``
 settings, the concepts stage key (which covers the concept set, lexicon and prompts), the
@@ -1036,9 +1044,34 @@ settings, the concepts stage key (which covers the concept set, lexicon and prom
 fingerprints, :data:`VERSION` and the simulation prompt."""
 
 
+def hidden_layer_table(cfg: Config, run: RunDir) -> pd.DataFrame:
+    """``hidden_layer_accuracy.csv`` (:mod:`andlib.evaluate.hidden`) of every recorded layer
+    but the classifier, for every concept column of ``neurons.csv``: the share of neurons whose
+    top-``k`` clips share a class (by ``category`` of ``clips.csv``) whose concept is that
+    class, beside its shuffled chance level (``evaluate.hidden_shuffles`` permutations, seeded
+    per layer and method). Empty when the probing set has no labels."""
+    cache = ActivationCache.load(run)
+    clips = read_clips(run, cache.clip_ids)
+    if "category" not in clips.columns:
+        log.info("hidden-layer accuracy: the probing set has no labels (no category column)")
+        return pd.DataFrame(columns=HIDDEN_COLUMNS)
+    neurons = read_neurons(run)
+    hidden = [la for la in cache.layers if la != cfg.evaluate.classifier_layer]
+    return hidden_layer_report(
+        neurons,
+        {la: cache.topk(la, cfg.k).high for la in hidden},
+        clips["category"].tolist(),
+        load_concept_set(cfg.concepts.concept_set),
+        concept_methods(neurons),
+        cfg.k,
+        lambda layer, method: rng(cfg, "hidden", layer, method),
+        cfg.evaluate.hidden_shuffles,
+    )
+
+
 def run_stage(cfg: Config, run: RunDir) -> dict[str, Any]:
-    """Write ``last_layer.json``, ``caption_quality.csv``, ``simulation_scores.csv`` and their
-    figures. Reads the control runs as they are (:func:`read_controls`): run it through
+    """Write ``last_layer.json``, ``caption_quality.csv``, ``hidden_layer_accuracy.csv``
+    (:func:`hidden_layer_table`), ``simulation_scores.csv`` and their figures. Reads the control runs as they are (:func:`read_controls`): run it through
     :mod:`andlib.pipeline`, which makes them (or finds them fresh) first."""
     from andlib.report import plots
 
@@ -1063,6 +1096,9 @@ def run_stage(cfg: Config, run: RunDir) -> dict[str, Any]:
         if not sweep.empty:
             plots.save_and_close(plots.caption_quality(sweep), "caption_quality", cfg)
     run.write_csv("caption_quality.csv", sweep)
+    hidden = hidden_layer_table(cfg, run)
+    run.write_csv("hidden_layer_accuracy.csv", hidden)
+    logger.info("hidden-layer accuracy (shared class of the top clips):\n%s", hidden.to_string())
 
     scores = simulation_scores(cfg, run, embedder)
     run.write_csv("simulation_scores.csv", scores)

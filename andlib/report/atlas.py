@@ -51,7 +51,7 @@ import numpy as np
 import pandas as pd
 
 from andlib.config import Config
-from andlib.store import RunDir, atomic_write_bytes, atomic_write_text
+from andlib.store import RunDir, atomic_write_bytes, atomic_write_text, concept_columns
 
 STAGE = "atlas"
 VERSION = 1
@@ -152,15 +152,12 @@ def _records(df: pd.DataFrame | None) -> list[dict[str, Any]]:
 
 
 def primary_concept_column(columns: Iterable[str], cfg: Config | None = None) -> str | None:
-    """The closed-set column the table shows: ``db_<first similarity>`` of the config, else
-    the first ``db_*`` column, else ``icl``/``icl_embedding``/``tab``."""
-    cols = [c for c in columns if not c.endswith("_top5")]
-    if cfg is not None and cfg.concepts.similarity:
-        first = f"db_{cfg.concepts.similarity[0]}"
-        if first in cols:
-            return first
-    if "db_soft_wpmi" in cols:  # the default config's first similarity function
-        return "db_soft_wpmi"
+    """The closed-set column the table shows: ``db_<concepts.db_default>`` (of ``cfg``, else of
+    the default config), else the first DB column, else ``icl``/``icl_embedding``/``tab``."""
+    cols = concept_columns(columns)
+    default = f"db_{(cfg or Config()).concepts.db_default}"
+    if default in cols:
+        return default
     for c in cols:
         if c.startswith("db_"):
             return c
@@ -285,11 +282,21 @@ def run_facts(run: RunDir, view: Any, cfg: Config) -> dict[str, Any]:
 
 
 def layer_overview(
-    run: RunDir, layers: list[str], n_neurons: dict[str, int], neurons: pd.DataFrame | None
+    run: RunDir,
+    layers: list[str],
+    n_neurons: dict[str, int],
+    neurons: pd.DataFrame | None,
+    primary: str | None = None,
 ) -> list[dict[str, Any]]:
     """One row per layer: ``layer, n_neurons, n_described, sim_description, sim_random,
-    polysemantic, adjectives, purity, purity_chance`` (+ ``pitch_selectivity``)."""
+    polysemantic, adjectives, purity, purity_chance`` (+ ``pitch_selectivity``), the spread of
+    the concepts (``concept_spread.csv``): ``spread`` (``{method: top_share}``) and, of the
+    ``primary`` method, ``top_concept``, ``top_share`` and ``entropy_bits``, and its
+    hidden-layer accuracy (``hidden_layer_accuracy.csv``): ``hidden_top1``,
+    ``hidden_chance``, ``hidden_n``."""
     sim = _simulation_means(_read_csv(run, "simulation_scores.csv"))
+    spread = _read_csv(run, "concept_spread.csv")
+    hidden = _read_csv(run, "hidden_layer_accuracy.csv")
     poly = _read_csv(run, "analysis/polysemantic_per_layer.csv")
     purity = _read_csv(run, "analysis/class_purity_per_layer.csv")
     adjectives = _read_csv(run, "analysis/adjectives_per_layer.csv")
@@ -320,6 +327,22 @@ def layer_overview(
         }
         if pitch is not None:
             row["pitch_selectivity"] = lookup(pitch, layer, "selectivity_semitones")
+        if spread is not None and len(spread):
+            mine = spread[spread["layer"].astype(str) == layer]
+            row["spread"] = {
+                str(m): _num(s) for m, s in zip(mine["method"], mine["top_share"], strict=True)
+            }
+            own = mine[mine["method"] == primary]
+            if len(own):
+                row["top_concept"] = _text(own["top_concept"].iloc[0])
+                row["top_share"] = _num(own["top_share"].iloc[0])
+                row["entropy_bits"] = _num(own["entropy_bits"].iloc[0])
+        if hidden is not None and len(hidden):
+            own = hidden[(hidden["layer"].astype(str) == layer) & (hidden["method"] == primary)]
+            if len(own):
+                row["hidden_top1"] = _num(own["top1"].iloc[0])
+                row["hidden_chance"] = _num(own["chance_top1"].iloc[0])
+                row["hidden_n"] = int(own["n_neurons"].iloc[0])
         rows.append(row)
     return rows
 
@@ -328,14 +351,10 @@ def layer_overview(
 # Neurons
 # --------------------------------------------------------------------------------------------
 
-CLOSED_EXTRA = ("tab", "icl", "icl_embedding")
-
 
 def closed_columns(columns: Iterable[str]) -> list[str]:
     """Top-1 closed-set columns of ``neurons.csv``: ``db_*`` then TAB then ICL."""
-    cols = list(columns)
-    db = [c for c in cols if c.startswith("db_") and not c.endswith("_top5")]
-    return db + [c for c in CLOSED_EXTRA if c in cols]
+    return concept_columns(columns)
 
 
 def _histogram(values: np.ndarray, bins: int) -> dict[str, Any]:
@@ -726,7 +745,7 @@ def build_atlas(
     index = {
         "version": VERSION,
         "facts": facts,
-        "layers": layer_overview(run, layers, n_neurons, neurons_df),
+        "layers": layer_overview(run, layers, n_neurons, neurons_df, primary),
         "layer_files": layer_files,
         "columns": [
             "layer",

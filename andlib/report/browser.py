@@ -31,7 +31,7 @@ import pandas as pd
 
 from andlib.config import Config, load_config, resolve_path
 from andlib.report.analysis import layer_sort_key, open_activations, sort_layers
-from andlib.store import RunDir
+from andlib.store import RunDir, concept_columns
 
 SPECTROGRAM_SIZE = (3.2, 1.5)
 HISTOGRAM_SIZE = (5.5, 2.2)
@@ -187,13 +187,8 @@ class RunView:
 # --------------------------------------------------------------------------------------------
 
 
-CLOSED_COLUMNS = ("tab", "tab_top5", "icl", "icl_top5", "icl_embedding", "icl_embedding_top5")
-"""Closed-set concept columns of ``neurons.csv`` besides ``db_*`` (``icl_embedding``: ICL
-ranked by embedding similarity, without an LLM)."""
-
-
 def _closed_concepts(row: dict[str, Any]) -> dict[str, str]:
-    keys = [k for k in row if k.startswith("db_") or k in CLOSED_COLUMNS]
+    keys = concept_columns(row, with_top5=True)
     return {k: str(row[k]) for k in keys}
 
 
@@ -309,7 +304,7 @@ def search_neurons(
         return pd.DataFrame(columns=columns)
     pattern = re.compile(rf"(?<![a-z0-9]){re.escape(q)}(?![a-z0-9])")
     df = view.neurons.reset_index(drop=True)
-    closed = [c for c in df.columns if c.startswith("db_") or c in CLOSED_COLUMNS]
+    closed = concept_columns(df.columns, with_top5=True)
     score = np.zeros(len(df))
     matched: list[list[str]] = [[] for _ in range(len(df))]
     fields = [(c, _SEARCH_FIELDS["closed"]) for c in closed] + [

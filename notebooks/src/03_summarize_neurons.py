@@ -29,7 +29,7 @@ import andlib.describe.concepts
 import andlib.describe.summarize
 from andlib.config import load_config
 from andlib.data.audio import AudioError, load_audio
-from andlib.store import RunDir
+from andlib.store import RunDir, concept_columns
 
 cfg = load_config(config_path, overrides)
 run = RunDir.from_config(cfg)
@@ -64,6 +64,20 @@ neurons.groupby("layer", sort=False).agg(
 )
 
 # %% [markdown]
+# ## How evenly each method spreads its concepts
+#
+# `concept_spread.csv`: per layer and closed-set method, the share of the layer's neurons that
+# the most common top-1 concept names, and the entropy of the concepts in bits. A share over
+# 25 % means the method, not the neurons, picks the concept (the stage logs a warning). The
+# DB concept shown everywhere is `concepts.db_default`.
+
+# %%
+spread = run.read_csv("concept_spread.csv")
+print(f"DB concept of a neuron: db_{cfg.concepts.db_default}")
+display(spread.pivot_table(index="layer", columns="method", values="top_share", sort=False).round(2))
+display(spread[spread["method"] == f"db_{cfg.concepts.db_default}"].round(3))
+
+# %% [markdown]
 # ## A few neurons end to end
 #
 # For each neuron: its high and low summaries, the calibrated summary, the acoustic
@@ -76,8 +90,7 @@ captions = run.read_csv("captions.csv", dtype={"clip_id": str}).set_index("clip_
 described = neurons[neurons["calibrated_summary"] != ""]
 shown = (described if len(described) else neurons).groupby("layer", sort=False).head(2)
 shown = shown.sample(n=min(4, len(shown)), random_state=cfg.seed).sort_index()
-closed = [c for c in neurons.columns if c.startswith("db_") and not c.endswith("_top5")]
-closed += ["tab"] + [c for c in ("icl", "icl_embedding") if c in neurons.columns]
+closed = concept_columns(neurons.columns)
 n_clips_shown = 3
 
 for _, row in shown.iterrows():

@@ -61,6 +61,23 @@ else:
     display(Markdown("No classifier layer with known class names was dissected."))
 
 # %% [markdown]
+# ## Hidden layers against the class their top clips share
+#
+# A hidden neuron whose top-K clips mostly (3 of 5) carry one label has a class to check its
+# concept against; the descriptions never see the labels. Per layer and method, the share of
+# those neurons whose top-1 (and top-5) concept is that class, beside chance (the classes
+# shuffled across the same neurons, seeded). `all hidden` pools the layers.
+
+# %%
+hidden = run.read_csv("hidden_layer_accuracy.csv")
+if not hidden.empty:
+    pooled = hidden[hidden["layer"] == "all hidden"].set_index("method")
+    display(pooled[["n_neurons", "top1", "top5", "chance_top1", "chance_top5"]].round(3))
+    display(hidden.pivot_table(index="layer", columns="method", values="top1", sort=False).round(2))
+else:
+    display(Markdown("The probing set has no labels: no hidden-layer check."))
+
+# %% [markdown]
 # ## How good must captions be?
 #
 # `metadata+acoustic` captions with the source of a seeded share of clips replaced by a wrong

@@ -241,11 +241,25 @@
     charts.appendChild(lineChart("class purity of the top-K clips", labels, [
       { name: "purity", values: col("purity"), color: "#ef6c00" },
       { name: "chance", values: col("purity_chance"), color: "#9e9e9e", dash: "4 3" }], { min: 0 }));
+    var methods = [];
+    rows.forEach(function (r) { Object.keys(r.spread || {}).forEach(function (m) { if (methods.indexOf(m) < 0) methods.push(m); }); });
+    var palette = ["#0b62c4", "#c62828", "#2e7d32", "#ef6c00", "#6a1b9a", "#00838f", "#5d4037", "#9e9e9e"];
+    var closedNames = (INDEX.facts && INDEX.facts.closed_labels) || {};
+    if (methods.length) charts.appendChild(lineChart("concept spread: share of the layer's neurons the most common concept names (over 25 % = collapse)", labels,
+      methods.map(function (m, i) {
+        return { name: closedNames[m] || m, values: rows.map(function (r) { return (r.spread || {})[m]; }), color: palette[i % palette.length] };
+      }), { min: 0 }));
+    var hidden = rows.some(function (r) { return isNum(r.hidden_top1); });
+    if (hidden) charts.appendChild(lineChart("hidden layers: top-1 concept is the class the top clips share", labels, [
+      { name: "concept", values: col("hidden_top1"), color: "#0b62c4" },
+      { name: "chance (shuffled)", values: col("hidden_chance"), color: "#9e9e9e", dash: "4 3" }], { min: 0 }));
     var pitch = rows.some(function (r) { return isNum(r.pitch_selectivity); });
     if (pitch) charts.appendChild(lineChart("pitch selectivity (semitones, lower = sharper)", labels, [
       { name: "selectivity", values: col("pitch_selectivity"), color: "#6d4c41" }], { min: 0 }));
     sec.appendChild(charts);
-    var heads = ["layer", "neurons", "described", "simulation r", "random r", "polysemantic", "adjectives / neuron", "class purity", "chance"];
+    var heads = ["layer", "neurons", "described", "simulation r", "random r", "polysemantic", "adjectives / neuron", "class purity", "chance",
+      "most common concept", "its share", "concept entropy (bits)"];
+    if (hidden) heads.push("shared-class top-1", "chance");
     if (pitch) heads.push("pitch selectivity");
     sec.appendChild(h("table", { class: "grid", id: "layers" },
       h("thead", null, h("tr", null, heads.map(function (c, i) { return h("th", { class: i ? "num" : "", text: c }); }))),
@@ -255,7 +269,10 @@
           h("td", { class: "num", text: r.n_neurons }), h("td", { class: "num", text: r.n_described }),
           h("td", { class: "num", text: fmt(r.sim_description) }), h("td", { class: "num", text: fmt(r.sim_random) }),
           h("td", { class: "num", text: pct(r.polysemantic) }), h("td", { class: "num", text: fmt(r.adjectives, 2) }),
-          h("td", { class: "num", text: pct(r.purity) }), h("td", { class: "num", text: pct(r.purity_chance) })];
+          h("td", { class: "num", text: pct(r.purity) }), h("td", { class: "num", text: pct(r.purity_chance) }),
+          h("td", { text: r.top_concept || "" }), h("td", { class: "num" + (r.top_share > 0.25 ? " warn" : ""), text: pct(r.top_share) }),
+          h("td", { class: "num", text: fmt(r.entropy_bits, 2) })];
+        if (hidden) cells.push(h("td", { class: "num", text: pct(r.hidden_top1) }), h("td", { class: "num", text: pct(r.hidden_chance) }));
         if (pitch) cells.push(h("td", { class: "num", text: fmt(r.pitch_selectivity, 2) }));
         return h("tr", null, cells);
       }))));
