@@ -16,7 +16,8 @@ Files a run directory holds (each written by the stage in brackets):
 - ``summaries.csv`` (summarize), ``neurons.csv`` (concepts)
 - ``last_layer/<name>/`` (the evaluate stage's control runs, made by :mod:`andlib.pipeline`:
   run directories of their own)
-- ``last_layer.json``, ``caption_quality.csv``, ``simulation_scores.csv`` (evaluate),
+- ``last_layer.json``, ``caption_quality.csv``, ``scores.csv``, ``score_sanity.csv``,
+  ``score_baselines.csv``, ``score_missing.csv`` (evaluate),
   ``pruning.csv`` (prune)
 - ``notebooks/`` (reproduce: executed notebooks)
 
@@ -516,3 +517,32 @@ def input_fingerprint(run: RunDir, names: Iterable[str]) -> dict[str, list[int] 
         p = run / name
         out[name] = [p.stat().st_size, p.stat().st_mtime_ns] if p.exists() else None
     return out
+
+
+SCORES = "scores.csv"
+"""The explanation scores of the evaluate stage: ``layer, neuron, scorer, metric, variant,
+value, n``."""
+
+
+def read_scores(
+    run: RunDir,
+    scorer: str | None = None,
+    metric: str | None = None,
+    variant: str | None = None,
+) -> pd.DataFrame | None:
+    """``scores.csv`` (``layer`` and ``scorer, metric, variant`` as text, ``neuron`` and ``n``
+    as int, ``value`` as float, NaN where undefined), optionally only the rows of one
+    ``scorer``, ``metric`` and/or ``variant``; ``None`` when the evaluate stage has not written
+    it."""
+    if not run.exists(SCORES):
+        return None
+    df = run.read_csv(SCORES)
+    for col in ("layer", "scorer", "metric", "variant"):
+        df[col] = df[col].astype(str)
+    df["neuron"] = pd.to_numeric(df["neuron"]).astype(int)
+    df["n"] = pd.to_numeric(df["n"], errors="coerce").fillna(0).astype(int)
+    df["value"] = pd.to_numeric(df["value"], errors="coerce")
+    for col, want in (("scorer", scorer), ("metric", metric), ("variant", variant)):
+        if want is not None:
+            df = df[df[col] == want]
+    return df.reset_index(drop=True)
