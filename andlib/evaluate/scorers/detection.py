@@ -127,7 +127,9 @@ class DetectionScorer(Scorer):
 
     def sample(self, probe: Probe, layer: LayerSample) -> DetectionSample:
         gen = rng(probe.cfg, "detection", layer.layer)
-        return detection_sample(layer.acts, layer.heldout, probe.cfg.evaluate.detection_samples, gen)
+        return detection_sample(
+            layer.acts, layer.heldout, probe.cfg.evaluate.detection_samples, gen
+        )
 
     def score(self, probe: Probe, sample: LayerSample) -> pd.DataFrame:
         det = self.sample(probe, sample)

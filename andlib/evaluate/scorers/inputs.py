@@ -127,7 +127,9 @@ def prepare(
         if len(described) < 2:
             log.info("scorers: %s has fewer than two described neurons; not scored", layer)
             continue
-        limit = None if layer == cfg.evaluate.classifier_layer else cfg.evaluate.simulation_max_neurons
+        limit = (
+            None if layer == cfg.evaluate.classifier_layer else cfg.evaluate.simulation_max_neurons
+        )
         picked = sample_neurons(cfg, layer, described, limit)
         others = V.random_others(cfg, layer, picked, described)
         own = [desc_of[n] for n in picked]
@@ -135,8 +137,8 @@ def prepare(
             [str(row_of[n].get("top_clips", "") or "").split() for n in picked], category_of
         )
         missing, extra, reasons = V.sanity_variants(cfg, layer, own, majority, phrases, vocabulary)
-        reasons["label"] = "the probing set has no labels" if not cat_names else (
-            "no top clip has a label"
+        reasons["label"] = (
+            "the probing set has no labels" if not cat_names else ("no top clip has a label")
         )
         acts = np.asarray(load_activations(run, layer, index)[:, picked], dtype=np.float64)
         held = heldout_mask(clip_ids, [description_clips(row_of[n]) for n in picked])
@@ -159,4 +161,3 @@ def prepare(
     # every text any scorer reads, embedded in one call
     embed(sorted({t for s in samples for texts in s.texts.values() for t in texts if t}))
     return probe, samples
-

@@ -80,9 +80,9 @@ class IntruderScorer(Scorer):
             correct = np.zeros(idx.shape[:2])
             for start in range(0, n_all, CHUNK):
                 part = idx[start : start + CHUNK]
-                correct[start : start + CHUNK] = pick_intruders(np.nan_to_num(emb[part])) == pos[
-                    start : start + CHUNK
-                ]
+                correct[start : start + CHUNK] = (
+                    pick_intruders(np.nan_to_num(emb[part])) == pos[start : start + CHUNK]
+                )
             ok = valid & np.isfinite(emb).all(axis=1)[idx].all(axis=2)
             n = ok.sum(axis=1)
             with np.errstate(invalid="ignore", divide="ignore"):

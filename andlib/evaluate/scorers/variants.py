@@ -132,7 +132,9 @@ def majority_class(clip_ids: Sequence[str], category_of: Mapping[str, str]) -> s
     return next(c for c in cats if counts[c] == best)
 
 
-def random_others(cfg: Config, layer: str, picked: Sequence[int], described: Sequence[int]) -> list[int]:
+def random_others(
+    cfg: Config, layer: str, picked: Sequence[int], described: Sequence[int]
+) -> list[int]:
     """For each picked neuron a seeded random other described neuron of the layer."""
     gen = rng(cfg, "simulation", layer, "random_description")
     others = []
