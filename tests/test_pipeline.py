@@ -187,7 +187,9 @@ def assert_nothing_asked_for_was_skipped(cfg, out: Path) -> None:
     assert sim is not None
     for layer in layers:
         n = int(index["layers"][layer]["n_neurons"])
-        limit = None if layer == cfg.evaluate.classifier_layer else cfg.evaluate.simulation_max_neurons
+        limit = (
+            None if layer == cfg.evaluate.classifier_layer else cfg.evaluate.simulation_max_neurons
+        )
         expected = min(n, limit or n)
         per_variant = sim[sim["layer"] == layer].groupby("variant").size().to_dict()
         assert per_variant.get("own") == expected, (layer, per_variant)

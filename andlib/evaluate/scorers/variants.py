@@ -5,7 +5,8 @@
   first of the top clips' order on ties), as the whole description;
 - ``missing_label``: the description with its source phrase removed (:func:`remove_source`):
   the first phrase of the description that names a source the captions name
-  (:func:`source_vocabulary`) or a class, with its count and a leading "or possibly". Only
+  (:func:`source_vocabulary`) or a class, with its count (a source after it keeps its hedge,
+  "possibly", and loses its "or"). Only
   where the description names a source; a description that was nothing but its source
   becomes :data:`EMPTY_DESCRIPTION`;
 - ``extra_label``: the description with a wrong source added as a sentence of its own
@@ -69,9 +70,9 @@ def source_pattern(vocabulary: Sequence[str]) -> re.Pattern[str] | None:
 
 def _tidy(text: str) -> str:
     """Whitespace, orphaned "or"s and empty sentences cleaned up; sentences capitalized."""
-    text = re.sub(r"\s+", " ", text)
+    text = re.sub(r"\s+", " ", text).strip()
     text = re.sub(r"\s+([.,;:])", r"\1", text)
-    text = re.sub(r"(^|[.;]\s*)(?:or\s+)?(?:possibly\s+)?(?=\S)", r"\1", text, flags=re.I)
+    text = re.sub(r"(^|[.;]\s*)or\s+(?=\S)", r"\1", text, flags=re.I)
     text = re.sub(r"\s*\bor\s*(?=[.;,]|$)", "", text, flags=re.I)
     sentences = [s.strip(" ,;:") for s in re.split(r"(?<=\.)\s+|^\.\s*", text.strip())]
     sentences = [s for s in sentences if re.search(r"[A-Za-z]", s)]
