@@ -366,7 +366,8 @@ class ConceptsConfig:
 
 @dataclass
 class EvaluateConfig:
-    """Evaluation: last-layer accuracy and explanation scoring by simulation."""
+    """Evaluation: last-layer accuracy and explanation scoring (simulation, detection,
+    intruder; sanity tests and baselines)."""
 
     classifier_layer: str = "classifier"
     captioners: list[str] = field(
@@ -380,7 +381,16 @@ class EvaluateConfig:
     simulation_layers: list[str] | None = None
     """Layers scored by simulation (``None``: all recorded layers)."""
     simulation_max_neurons: int | None = 256
-    """Neurons scored per layer (seeded sample; ``None``: all)."""
+    """Neurons scored per layer by every scorer (seeded sample; ``None``: all); the classifier
+    layer is always scored whole."""
+    scorers: list[str] | None = None
+    """Explanation scorers to run (``simulation``, ``detection``, ``intruder``; ``None``: every
+    registered scorer). Each writes rows to ``scores.csv``."""
+    detection_samples: int = 20
+    """Detection: activating held-out clips per neuron (top decile, spread over its
+    sub-quantiles), plus as many from below the median."""
+    intruder_trials: int = 10
+    """Intruder: trials per neuron (four top clips and one from below the median)."""
     hidden_shuffles: int = 100
     """Hidden-layer accuracy: seeded permutations of the shared classes for its chance level."""
     llm_simulation: bool = True

@@ -16,7 +16,8 @@ Files a run directory holds (each written by the stage in brackets):
 - ``summaries.csv`` (summarize), ``neurons.csv`` (concepts)
 - ``last_layer/<name>/`` (the evaluate stage's control runs, made by :mod:`andlib.pipeline`:
   run directories of their own)
-- ``last_layer.json``, ``caption_quality.csv``, ``simulation_scores.csv`` (evaluate),
+- ``last_layer.json``, ``caption_quality.csv``, ``scores.csv``, ``score_sanity.csv``,
+  ``score_baselines.csv``, ``score_missing.csv`` (evaluate),
   ``pruning.csv`` (prune)
 - ``notebooks/`` (reproduce: executed notebooks)
 
@@ -34,7 +35,7 @@ import os
 import re
 import tempfile
 import time
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -517,6 +518,18 @@ def concept_columns(columns: Iterable[str], with_top5: bool = False) -> list[str
     return [x for c in top1 for x in (c, f"{c}_top5") if x in cols]
 
 
+def ranked_concepts(row: Mapping[str, Any], method: str) -> list[str]:
+    """A neuron's ranked concepts for one method (a :func:`concept_columns` name) from its
+    ``neurons.csv`` row: its top-1 column first, then its ``_top5`` list, at most 5."""
+    from andlib.text.names import normalize_concept
+
+    top1 = str(row.get(method, "") or "").strip()
+    rest = split_list(row.get(f"{method}_top5", ""))
+    ranked = [top1] if top1 else []
+    ranked += [c for c in rest if normalize_concept(c) not in map(normalize_concept, ranked)]
+    return ranked[:5]
+
+
 def read_clips(run: RunDir, clip_ids: Sequence[str] | None = None) -> pd.DataFrame:
     """``clips.csv`` (ids as str), in the activation arrays' row order when ``clip_ids`` is given."""
     clips = run.read_csv("clips.csv", stage="record", dtype={"clip_id": str})
@@ -533,3 +546,32 @@ def input_fingerprint(run: RunDir, names: Iterable[str]) -> dict[str, list[int] 
         p = run / name
         out[name] = [p.stat().st_size, p.stat().st_mtime_ns] if p.exists() else None
     return out
+
+
+SCORES = "scores.csv"
+"""The explanation scores of the evaluate stage: ``layer, neuron, scorer, metric, variant,
+value, n``."""
+
+
+def read_scores(
+    run: RunDir,
+    scorer: str | None = None,
+    metric: str | None = None,
+    variant: str | None = None,
+) -> pd.DataFrame | None:
+    """``scores.csv`` (``layer`` and ``scorer, metric, variant`` as text, ``neuron`` and ``n``
+    as int, ``value`` as float, NaN where undefined), optionally only the rows of one
+    ``scorer``, ``metric`` and/or ``variant``; ``None`` when the evaluate stage has not written
+    it."""
+    if not run.exists(SCORES):
+        return None
+    df = run.read_csv(SCORES)
+    for col in ("layer", "scorer", "metric", "variant"):
+        df[col] = df[col].astype(str)
+    df["neuron"] = pd.to_numeric(df["neuron"]).astype(int)
+    df["n"] = pd.to_numeric(df["n"], errors="coerce").fillna(0).astype(int)
+    df["value"] = pd.to_numeric(df["value"], errors="coerce")
+    for col, want in (("scorer", scorer), ("metric", metric), ("variant", variant)):
+        if want is not None:
+            df = df[df[col] == want]
+    return df.reset_index(drop=True)

@@ -20,7 +20,7 @@ classes. Sizes (blocks x (attention + MLP + block output) + 50 classes):
 Every size runs in a fresh process (cold in-memory memos, a fresh embedding cache: what a new
 notebook kernel sees) through the real stages with the offline backends: summarize, concepts
 (Modules A/B/C), evaluate (last-layer accuracy with every captioner of ``evaluate.captioners``,
-the caption-quality sweep, simulation scoring) and analysis. Then the LLM path at the largest
+the caption-quality sweep, every scorer of ``evaluate.scorers``) and analysis. Then the LLM path at the largest
 size: the summarize requests sent to a loopback OpenAI-compatible server that answers at once
 (:mod:`andlib.text.loopback`, in its own process): client-side requests per second, the reply cache
 filled to every request of the stage, and a fully cached re-run of the stage.
@@ -71,11 +71,8 @@ FUNCTIONS = {  # module -> functions timed inside the stages (when the module ha
         "icl_concepts",
     ],
     "andlib.pipeline": ["run_controls"],
-    "andlib.evaluate.scores": [
-        "last_layer_accuracy",
-        "caption_quality_sweep",
-        "simulation_scores",
-    ],
+    "andlib.evaluate.scores": ["last_layer_accuracy", "caption_quality_sweep"],
+    "andlib.evaluate.scorers.runner": ["score_run"],
     "andlib.report.analysis": [
         "compute_tables",
         "make_figures",
@@ -389,7 +386,7 @@ def worker(out: Path, size: str, profile: bool, rerun: bool) -> dict[str, Any]:
         pstats.Stats(profiler, stream=buf).sort_stats("cumulative").print_stats(45)
         (out / f"profile-{size}.txt").write_text(buf.getvalue())
         result["profile"] = str(out / f"profile-{size}.txt")
-    for name in ("neurons.csv", "last_layer.json", "simulation_scores.csv"):
+    for name in ("neurons.csv", "last_layer.json", "scores.csv"):
         result.setdefault("digests", {})[name] = _digest(dest / name)
     return result
 

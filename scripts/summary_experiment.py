@@ -2,10 +2,10 @@
 
 For each variant (``min_share``, ``max_items``, ``max_sources``) the high and low summaries of
 every neuron are rebuilt from the run's own ``neuron_topk.csv`` and ``captions.csv``, Module B
-calibrates them as the concepts stage does, and :func:`andlib.evaluate.scores.simulation_scores`
+calibrates them as the concepts stage does, and :func:`andlib.evaluate.scorers.runner.score_run` (the simulation scorer)
 scores the calibrated descriptions in a scratch copy of the run (the run itself is not
-touched). Prints one line a variant: mean Pearson r of ``description`` and of
-``random_description``, and the mean words of the descriptions.
+touched). Prints one line a variant: mean Pearson r of the own description and of a random
+other neuron's, and the mean words of the descriptions.
 
 Run: ``.venv/bin/python scripts/summary_experiment.py runs/default [--share 0.5 0.4 ...]``
 """
@@ -32,7 +32,7 @@ from andlib.describe.concepts import (
     load_concept_set,
 )
 from andlib.describe.extractive import summarize_captions
-from andlib.evaluate.scores import simulation_scores
+from andlib.evaluate.scorers.runner import score_run
 from andlib.store import RunDir
 from andlib.text.embeddings import get_embedder
 
@@ -99,13 +99,14 @@ def main() -> None:
                 }
             )
             scratch.write_csv("neurons.csv", neurons)
-            scores = simulation_scores(scfg, scratch, embedder)
-            mean = scores.groupby("method")["pearson"].mean()
+            scores, _, _ = score_run(scfg, scratch, embedder, names=["simulation"])
+            pearson = scores[scores["metric"] == "pearson"]
+            mean = pearson.groupby("variant")["value"].mean()
             words = pd.Series(calibrated).str.split().str.len().mean()
             print(
                 f"share {share} source_share {source_share} items {items} sources {sources}: "
-                f"description {mean['description']:.3f} random "
-                f"{mean['random_description']:.3f} words {words:.1f}",
+                f"description {mean['own']:.3f} random "
+                f"{mean['random']:.3f} words {words:.1f}",
                 flush=True,
             )
 

@@ -360,14 +360,16 @@ def _strategy_run(
         pd.DataFrame({"layer": layers, "depth": [0, 1], "mean_purity": 0.6, "chance": 0.22}),
     )
     run.write_csv(
-        "simulation_scores.csv",
+        "scores.csv",
         pd.DataFrame(
             {
                 "layer": [layers[0], layers[0], layers[1], layers[1]],
                 "neuron": [0, 1, 0, 0],
-                "method": ["description", "description", "description", "random_description"],
-                "pearson": [sim[0] - 0.1, sim[0] + 0.1, sim[1], 0.9],
-                "spearman": 0.0,
+                "scorer": "simulation",
+                "metric": "pearson",
+                "variant": ["own", "own", "own", "random"],
+                "value": [sim[0] - 0.1, sim[0] + 0.1, sim[1], 0.9],
+                "n": 10,
             }
         ),
     )

@@ -48,14 +48,17 @@ def enrich_run(run: RunDir) -> None:
     )
     g = np.random.default_rng(1)
     rows = [
-        (layer, j, m, float(g.uniform(-0.2, 0.6)), 0.1, 5)
+        (layer, j, scorer, metric, v, float(g.uniform(-0.2, 0.6)), 5)
         for layer, n in LAYERS.items()
         for j in range(n)
-        for m in ("description", "random_description", "label", "label_oracle")
+        for scorer, metric in (("simulation", "pearson"), ("detection", "auroc"))
+        for v in ("own", "random", "label", "oracle")
     ]
     run.write_csv(
-        "simulation_scores.csv",
-        pd.DataFrame(rows, columns=["layer", "neuron", "method", "pearson", "spearman", "n_clips"]),
+        "scores.csv",
+        pd.DataFrame(
+            rows, columns=["layer", "neuron", "scorer", "metric", "variant", "value", "n"]
+        ),
     )
     layers = list(LAYERS)
     run.write_csv(
@@ -123,6 +126,7 @@ def test_atlas_writes_pages_data_and_media(built):
         acts = np.load(run / "activations" / f"{layer}.npy")
         assert rec["top"][0][1] == pytest.approx(acts[:, 0].max(), abs=1e-3)
         assert set(rec["sim"]) == {"description", "random_description", "label", "label_oracle"}
+        assert set(rec["scores"]["detection auroc"]) == {"own", "random", "label", "oracle"}
         assert rec["closed"]["db_soft_wpmi"][0]
     # every shown clip: an OGG Vorbis and a small palette PNG, stored once
     clips = read_js(out / "data/clips.js")

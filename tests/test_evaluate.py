@@ -461,6 +461,14 @@ def test_last_layer_with_a_second_captioner_reads_its_control_run(tmp_path, tmp_
 # --------------------------------------------------------------------------------------------
 
 
+def _simulation(cfg, run, emb, llm=None):
+    """The simulation scorer's rows of ``scores.csv`` (its own and its LLM's)."""
+    from andlib.evaluate.scorers.runner import score_run
+
+    scores, _, _ = score_run(cfg, run, emb, llm=llm, names=["simulation"])
+    return scores
+
+
 def test_simulation_scores_only_held_out_clips(tmp_path, tmp_cfg):
     """True activation = the description's simulated activation on held-out clips, and wildly
     off on the description's own clips: a perfect score only if those are left out."""
@@ -480,18 +488,15 @@ def test_simulation_scores_only_held_out_clips(tmp_path, tmp_cfg):
             acts[ids.index(cid), n] = -100.0 * pred[ids.index(cid)]
     np.save(run / "activations" / "layers.0.attn.npy", acts)
 
-    scores = evaluate.simulation_scores(cfg, run, emb)
-    desc = scores[scores.method == "description"]
-    assert len(desc) == 32 and set(scores.method) == {
-        "description",
-        "random_description",
-        "label",
-        "label_oracle",
-    }
-    assert np.allclose(desc.pearson, 1.0) and np.allclose(desc.spearman, 1.0)
-    assert (desc.n_clips == len(ids) - 4).all()  # top-2 and bottom-2 left out
-    rand = scores[scores.method == "random_description"]
-    assert rand.pearson.mean() < 0.9
+    scores = _simulation(cfg, run, emb)
+    own = scores[(scores.variant == "own") & (scores.metric == "pearson")]
+    assert len(own) == 32 and {"own", "random", "label"} <= set(scores.variant)
+    assert np.allclose(own.value, 1.0)
+    spearman_own = scores[(scores.variant == "own") & (scores.metric == "spearman")]
+    assert np.allclose(spearman_own.value, 1.0)
+    assert (own.n == len(ids) - 4).all()  # top-2 and bottom-2 left out
+    rand = scores[(scores.variant == "random") & (scores.metric == "pearson")]
+    assert rand.value.mean() < 0.9
 
 
 def test_simulation_sampling_is_seeded_and_random_descriptions_differ(tmp_path, tmp_cfg):
@@ -500,11 +505,11 @@ def test_simulation_sampling_is_seeded_and_random_descriptions_differ(tmp_path, 
         "evaluate.simulation_max_neurons": 5,
         "evaluate.simulation_layers": ["layers.0.mlp"],
     }
-    a = evaluate.simulation_scores(tmp_cfg(settings), run, FakeEmbedder())
-    b = evaluate.simulation_scores(tmp_cfg(settings), run, FakeEmbedder())
+    a = _simulation(tmp_cfg(settings), run, FakeEmbedder())
+    b = _simulation(tmp_cfg(settings), run, FakeEmbedder())
     pd.testing.assert_frame_equal(a, b)
-    assert a.groupby("method").size().eq(5).all()
-    other = evaluate.simulation_scores(tmp_cfg({**settings, "seed": 1}), run, FakeEmbedder())
+    assert a.groupby(["metric", "variant"]).size().eq(5).all()
+    other = _simulation(tmp_cfg({**settings, "seed": 1}), run, FakeEmbedder())
     assert set(a.neuron) != set(other.neuron)
 
 
@@ -529,10 +534,10 @@ def test_llm_simulator_with_a_fake_generative_backend(tmp_path, tmp_cfg):
             return ["\n".join(f"{i + 1}: {i}" for i in range(6)) for _ in prompts]
 
     llm = FakeLLM()
-    scores = evaluate.simulation_scores(cfg, run, FakeEmbedder(), llm=llm)
-    got = scores[scores.method == "llm"]
+    scores = _simulation(cfg, run, FakeEmbedder(), llm=llm)
+    got = scores[(scores.scorer == "simulation_llm") & (scores.metric == "pearson")]
     assert len(got) == 3 and len(llm.prompts) == 3
-    assert (got.n_clips == 6).all()
+    assert (got.n == 6).all()
     assert "Reply with one line per clip" in llm.prompts[0][0]["content"]
     assert llm.labels[0].startswith("layers.1.out neuron ")
 
@@ -548,9 +553,13 @@ def test_run_stage_end_to_end(tmp_path, tmp_cfg, monkeypatch):
     assert "last_layer[acoustic].db_soft_wpmi" in summary
     last = run.read_json("last_layer.json")
     assert last["acoustic"]["db_soft_wpmi"]["top1"] == 1.0
-    scores = run.read_csv("simulation_scores.csv")
-    assert list(scores.columns[:5]) == ["layer", "neuron", "method", "pearson", "spearman"]
+    scores = store.read_scores(run)
+    assert list(scores.columns) == ["layer", "neuron", "scorer", "metric", "variant", "value", "n"]
     assert set(scores.layer) == set(AST_PATHS)
+    assert {"simulation", "detection"} <= set(scores.scorer)
+    assert not run.exists("simulation_scores.csv")
+    sanity = run.read_csv("score_sanity.csv")
+    assert set(sanity.variant) <= {"missing_label", "extra_label"} and len(sanity)
     assert (cfg.figures_path / "last_layer_accuracy.png").exists()
     assert (cfg.figures_path / "simulation_scores.png").exists()
     assert evaluate.simulation_summary(scores).layer.tolist()[0] == "layers.0.attn"
@@ -558,6 +567,34 @@ def test_run_stage_end_to_end(tmp_path, tmp_cfg, monkeypatch):
     n_calls = len(emb.calls)
     evaluate.run_stage(cfg, run)
     assert len(emb.calls) == n_calls
+
+
+def test_run_stage_scores_when_labels_do_not_map(tmp_path, tmp_cfg, monkeypatch):
+    """Labels that are no class of the model: the last-layer table is left out with its
+    reason, and every scorer still runs."""
+    run = make_run(tmp_path / "run", tmp_path / "audio")
+    clips = store.read_clips(run)
+    clips["category"] = [f"digit {i % 4}" for i in range(len(clips))]
+    run.write_csv("clips.csv", clips)
+    cfg = tmp_cfg({"evaluate.captioners": ["acoustic"], "evaluate.simulation_max_neurons": 4})
+    import andlib.text.embeddings
+
+    monkeypatch.setattr(andlib.text.embeddings, "get_embedder", lambda c=None: FakeEmbedder())
+    evaluate.run_stage(cfg, run)
+    assert run.read_json("last_layer.json") == {}
+    missing = run.read_csv("score_missing.csv")
+    reason = missing[missing.scorer == "last_layer"].reason.tolist()
+    assert len(reason) == 1 and "do not map" in reason[0]
+    assert {"simulation", "detection", "intruder"} >= set(store.read_scores(run).scorer)
+    assert {"simulation", "detection"} <= set(store.read_scores(run).scorer)
+
+
+def test_unknown_scorer_is_a_config_error(tmp_path, tmp_cfg):
+    from andlib.config import ConfigError
+
+    run = make_run(tmp_path / "run", tmp_path / "audio")
+    with pytest.raises(ConfigError, match=r"unknown scorer\(s\) 'nope'"):
+        evaluate.run_stage(tmp_cfg({"evaluate.scorers": ["nope"]}), run)
 
 
 def test_caption_corruption_rate_is_exact_seeded_and_always_wrong():

@@ -9,8 +9,10 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
+from andlib import store
 from andlib.config import load_config
 from andlib.pipeline import NotebookFailed, notebooks, reproduce, reproduction_plan
+from andlib.store import RunDir
 from tests.conftest import requires_esc50
 
 
@@ -181,15 +183,23 @@ def assert_nothing_asked_for_was_skipped(cfg, out: Path) -> None:
     # simulation: every recorded layer, the asked-for number of neurons, every method
     index = json.loads((out / "activations" / "index.json").read_text())
     layers = cfg.evaluate.simulation_layers or list(index["layers"])
-    sim = pd.read_csv(out / "simulation_scores.csv")
+    sim = store.read_scores(RunDir(out), scorer="simulation", metric="pearson")
+    assert sim is not None
     for layer in layers:
         n = int(index["layers"][layer]["n_neurons"])
-        expected = min(n, cfg.evaluate.simulation_max_neurons or n)
-        per_method = sim[sim["layer"] == layer].groupby("method").size().to_dict()
-        assert per_method.get("description") == expected, (layer, per_method)
-        assert per_method.get("random_description") == expected, (layer, per_method)
+        limit = (
+            None if layer == cfg.evaluate.classifier_layer else cfg.evaluate.simulation_max_neurons
+        )
+        expected = min(n, limit or n)
+        per_variant = sim[sim["layer"] == layer].groupby("variant").size().to_dict()
+        assert per_variant.get("own") == expected, (layer, per_variant)
+        assert per_variant.get("random") == expected, (layer, per_variant)
+    every = store.read_scores(RunDir(out))
+    assert every is not None and {"simulation", "detection", "intruder"} <= set(every["scorer"])
     generative = cfg.llm.backend != "extractive"
-    assert ("llm" in set(sim["method"])) == (generative and cfg.evaluate.llm_simulation)
+    assert ("simulation_llm" in set(every["scorer"])) == (
+        generative and cfg.evaluate.llm_simulation
+    )
     # pruning: every configured strategy, on at least the asked-for number of classes
     pruning = pd.read_csv(out / "pruning.csv")
     done = set(pruning["strategy"])
@@ -227,9 +237,11 @@ def test_reproduce_executes_every_notebook_on_the_smoke_config(tmp_path):
 
     # The descriptions carry information: they predict held-out activations better than
     # another neuron's description does.
-    sim = pd.read_csv(out / "simulation_scores.csv")
-    pearson = sim.groupby("method")["pearson"].mean()
-    assert pearson["description"] > pearson["random_description"], pearson.to_dict()
+    sim = store.read_scores(RunDir(out), scorer="simulation", metric="pearson")
+    assert sim is not None
+    pearson = sim.groupby("variant")["value"].mean()
+    assert pearson["own"] > pearson["random"], pearson.to_dict()
+    assert (out / "score_sanity.csv").exists() and (out / "score_baselines.csv").exists()
     # Captions that name the source make the class neurons readable: metadata+acoustic (it
     # reads the label) beats acoustic (names no source) on the classifier layer.
     last = json.loads((out / "last_layer.json").read_text())

@@ -1,5 +1,5 @@
 """The speed-ups of issue #16 change no result: on the smoke config, ``neurons.csv``,
-``last_layer.json`` and ``simulation_scores.csv`` are byte for byte the same
+``last_layer.json`` and ``scores.csv`` are byte for byte the same
 
 - from the reference code path (embeddings remembered in memory only, as before the disk
   cache; every caption's sources and qualities worked out again for every neuron, as before
@@ -27,7 +27,7 @@ from andlib.config import load_config
 from andlib.store import RunDir
 from tests.conftest import requires_esc50
 
-OUTPUTS = ("neurons.csv", "last_layer.json", "simulation_scores.csv")
+OUTPUTS = ("neurons.csv", "last_layer.json", "scores.csv")
 UPSTREAM = ("record", "caption")
 # the stages (their cache records in .stages/) run by andlib.pipeline.stage_function
 DOWNSTREAM = ("summarize", "concepts", "controls", "evaluate")

@@ -22,6 +22,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from andlib.evaluate.labels import match_class
+from andlib.store import ranked_concepts
 from andlib.text.names import normalize_concept
 
 HIDDEN_COLUMNS = [
@@ -163,8 +165,6 @@ def clip_concepts(labels: Sequence[Any], concepts: Sequence[str]) -> list[str | 
     """Each clip's label as a name of ``concepts`` (matched as the last layer matches labels
     to classes, :func:`andlib.evaluate.scores.match_class`); ``None`` for an empty label or
     one that names no concept with certainty."""
-    from andlib.evaluate.scores import match_class
-
     names = list(concepts)
     out: list[str | None] = []
     memo: dict[str, str | None] = {}
@@ -194,8 +194,6 @@ def hidden_layer_report(
     (``[n_neurons, k]``), ``labels`` the clips' labels in activation row order (``category``
     of ``clips.csv``), ``methods`` the concept columns to score (:func:`ranked_concepts`).
     """
-    from andlib.evaluate.scores import ranked_concepts
-
     per_clip = clip_concepts(labels, concepts)
     truth: dict[str, list[str | None]] = {}
     ranked: dict[str, dict[str, list[list[str]]]] = {m: {} for m in methods}

@@ -38,7 +38,7 @@ of bins so that chance is about 0) says which attribute drives the neuron
 Written per neuron to ``pitch_tuning.csv`` (and the binned curves to
 ``pitch_tuning_curves.csv``), per layer to ``pitch_layers.csv`` together with the run's
 polysemantic fraction (``analysis/polysemantic_per_layer.csv``) and simulation score
-(``simulation_scores.csv``), each layer at its relative depth (0 = first recorded layer, 1 =
+(``scores.csv``: the simulation scorer's Pearson r), each layer at its relative depth (0 = first recorded layer, 1 =
 the output).
 
 **Comparison** (:func:`compare`, the parent run of ``configs/pitch.yaml``): the per-model
@@ -65,7 +65,7 @@ import pandas as pd
 from andlib.config import Config, rng
 from andlib.data.notes import hz_to_midi, parse_pitches
 from andlib.data.pitched import ATTRIBUTES
-from andlib.store import RunDir, Stage, concept_columns
+from andlib.store import RunDir, Stage, concept_columns, read_scores
 
 log = logging.getLogger(__name__)
 
@@ -501,12 +501,9 @@ def layer_table(cfg: Config, run: RunDir, tuning_table: pd.DataFrame) -> pd.Data
         else {}
     )
     sim_of: dict[str, float] = {}
-    if run.exists("simulation_scores.csv"):
-        sim = run.read_csv("simulation_scores.csv")
-        sim = sim[sim["method"].astype(str) == "description"]
-        sim_of = (
-            pd.to_numeric(sim["pearson"], errors="coerce").groupby(sim["layer"].astype(str)).mean()
-        ).to_dict()
+    sim = read_scores(run, scorer="simulation", metric="pearson", variant="own")
+    if sim is not None:
+        sim_of = sim.groupby(sim["layer"])["value"].mean().to_dict()
     rows = []
     for layer, t in tuning_table.groupby("layer", sort=False):
         t = t.reset_index(drop=True)

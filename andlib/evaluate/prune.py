@@ -91,11 +91,11 @@ import torch
 from torch import nn
 
 from andlib.config import Config, rng
-from andlib.evaluate.scores import ranked_concepts
 from andlib.store import (
     RunDir,
     Stage,
     activation_index,
+    ranked_concepts,
     read_clips,
     read_neurons,
     split_list,

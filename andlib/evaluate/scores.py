@@ -18,33 +18,21 @@ that :mod:`andlib.pipeline` makes before this stage (:func:`control_captioners`,
 :func:`read_controls`); this module runs no other stage. TAB uses CLAP audio embeddings, not
 captions, so its scores are shared by every captioner.
 
-**Simulation scoring** (beyond the paper). A description is good when it predicts the neuron.
-From a neuron's description alone (its calibrated high summary, else its high summary) we
-predict its activation on *held-out* clips -- every clip except the top-K and bottom-K clips the
-description was built from -- and correlate the prediction with the true activation (Pearson
-and Spearman, per neuron). Simulators and baselines (the ``method`` column):
+**Explanation scores** (beyond the paper) are computed by the scorers of
+:mod:`andlib.evaluate.scorers` (simulation, detection, intruder), each on the same seeded
+sample of neurons per layer, with baselines and sanity variants: ``scores.csv`` (``layer,
+neuron, scorer, metric, variant, value, n``, read with :func:`andlib.store.read_scores`),
+``score_sanity.csv``, ``score_baselines.csv`` and ``score_missing.csv`` (what was left out,
+and why). A probing set whose labels do not map to the model's classes leaves the last-layer
+table out (its reason in ``score_missing.csv``); every scorer still runs.
 
-- ``description``: cosine similarity of each clip's caption and the description (sentence
-  embedder);
-- ``random_description``: the same with the description of a random other neuron of the same
-  layer (seeded) -- what a description that does not belong to the neuron scores;
-- ``label``: the clip's class name in place of its caption, scored against the neuron's own
-  description -- what the label alone carries, without the caption's acoustic words;
-- ``label_oracle``: the mean activation of the neuron over the other held-out clips of the
-  clip's class (leave-one-out). No description is involved: a reference for how much of the
-  neuron any predictor that sees only the label can explain (leave-one-out means are biased
-  slightly negative when the neuron barely depends on the class);
-- ``llm`` (when ``llm.backend`` is generative): an LLM rates 0-10 how well each caption matches
-  the description, on a seeded random sample of the held-out clips.
-
-Outputs: ``last_layer.json``, ``simulation_scores.csv`` (``layer, neuron, method, pearson,
-spearman`` plus ``n_clips``, the clips each correlation is computed on) and the figures
+Outputs: ``last_layer.json``, ``caption_quality.csv``, the score tables above and the figures
 ``last_layer_accuracy`` and ``simulation_scores``.
 
 Public surface: :func:`topk_accuracy`, :func:`concept_cosine`, :func:`last_layer_scores`,
-:func:`last_layer_accuracy`, :func:`last_layer_frame`, :func:`pearson`, :func:`spearman`,
-:func:`heldout_mask`, :func:`simulation_scores`, :func:`simulation_summary`,
-:func:`parse_ratings`, :func:`control_captioners`, :func:`sweep_rates`, :func:`read_controls`,
+:func:`last_layer_accuracy`, :func:`last_layer_frame`, :func:`simulation_summary` (and,
+from the scorers, :func:`pearson`, :func:`spearman`, :func:`heldout_mask`,
+:func:`description_of`, :func:`label_oracle`), :func:`control_captioners`, :func:`sweep_rates`, :func:`read_controls`,
 :func:`caption_quality_sweep`, :data:`SPEC`, :func:`run_stage`.
 """
 
@@ -54,7 +42,7 @@ import dataclasses
 import json
 import logging
 import re
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -63,6 +51,18 @@ import pandas as pd
 
 from andlib.config import Config, ConfigError, rng
 from andlib.evaluate.hidden import HIDDEN_COLUMNS, hidden_layer_report
+from andlib.evaluate.labels import _stems as _stems
+from andlib.evaluate.labels import match_class as match_class
+from andlib.evaluate.labels import normalize_label as normalize_label
+from andlib.evaluate.scorers.base import VARIANTS
+from andlib.evaluate.scorers.base import description_clips as description_clips
+from andlib.evaluate.scorers.base import description_of as description_of
+from andlib.evaluate.scorers.base import heldout_mask as heldout_mask
+from andlib.evaluate.scorers.base import label_oracle as label_oracle
+from andlib.evaluate.scorers.base import sample_neurons as sample_neurons
+from andlib.evaluate.scorers.metrics import pearson as pearson
+from andlib.evaluate.scorers.metrics import spearman as spearman
+from andlib.evaluate.scorers.simulation import parse_ratings as parse_ratings
 from andlib.store import (
     CONTROLS,
     ActivationCache,
@@ -71,14 +71,13 @@ from andlib.store import (
     activation_index,
     concept_columns,
     control_run_path,
-    load_activations,
+    ranked_concepts,
     read_clips,
     read_neurons,
-    split_list,
+    read_scores,
 )
 from andlib.text.concept_sets import load_concept_set
 from andlib.text.names import normalize_concept
-from andlib.text.prompts import simulation_messages
 
 STAGE = "evaluate"
 VERSION = 3
@@ -86,11 +85,13 @@ VERSION = 3
 the code changes its outputs for the same inputs."""
 OUTPUTS = [
     "last_layer.json",
-    "simulation_scores.csv",
     "caption_quality.csv",
     "hidden_layer_accuracy.csv",
+    "scores.csv",
+    "score_sanity.csv",
+    "score_baselines.csv",
+    "score_missing.csv",
 ]
-SIMULATION_METHODS = ["description", "random_description", "label", "label_oracle", "llm"]
 
 log = logging.getLogger(__name__)
 
@@ -104,15 +105,6 @@ class TextEncoder(Protocol):
 # --------------------------------------------------------------------------------------------
 # Reading the run directory (documented formats; shared with andlib.evaluate.prune)
 # --------------------------------------------------------------------------------------------
-
-
-def description_of(row: pd.Series | dict) -> str:
-    """The text a neuron is judged by: the calibrated high summary, else the high summary."""
-    for col in ("calibrated_summary", "high_summary"):
-        text = str(row.get(col, "") or "").strip()
-        if text:
-            return text
-    return ""
 
 
 def _config_labels(source: str) -> list[str] | None:
@@ -195,56 +187,6 @@ def class_names(run: RunDir, n_classes: int | None = None) -> list[str] | None:
 class LabelMapError(ConfigError):
     """The probing set's labels cannot be mapped onto the classifier's classes with certainty;
     the message says how to supply the mapping (``evaluate.label_map``)."""
-
-
-_NUMERIC_PREFIX = re.compile(r"^\s*\d+(?:\s*[-_.:)\]]\s*|\s+)(?=\S)")
-
-
-def normalize_label(name: Any) -> str:
-    """A class or probing-set label as compared: lowercase, without a numeric prefix, and
-    punctuation and underscores as spaces. ``"001 - Dog bark"`` -> ``"dog bark"``,
-    ``"Crying_Baby"`` -> ``"crying baby"``."""
-    text = _NUMERIC_PREFIX.sub("", str(name).strip(), count=1)
-    return " ".join(re.findall(r"[a-z0-9]+", text.lower()))
-
-
-def _stem(word: str) -> str:
-    """A crude stem so that word forms compare equal: ``crying``/``cry``, ``waves``/``wave``,
-    ``sneezing``/``sneeze``, ``crackling``/``crackle``."""
-    if word.endswith("ing") and len(word) > 5:
-        word = word[:-3]
-    if word.endswith("s") and not word.endswith("ss") and len(word) > 3:
-        word = word[:-1]
-    if word.endswith("e") and len(word) > 3:
-        word = word[:-1]
-    return word
-
-
-def _stems(name: Any) -> frozenset[str]:
-    return frozenset(_stem(w) for w in normalize_label(name).split())
-
-
-def match_class(label: Any, classes: Sequence[str]) -> int | None:
-    """The index of the one class of ``classes`` a probing-set label certainly names, else None.
-
-    Certain means: equal after :func:`normalize_label`; else equal word stems (``baby cry`` /
-    ``crying_baby``); else a unique containment of word stems (``dog bark`` contains ``dog``,
-    and no other class). Two or more candidates at the first level that has any: None.
-    """
-    norm = normalize_label(label)
-    if not norm:
-        return None
-    stems = _stems(label)
-    tests = [
-        lambda c: normalize_label(c) == norm,
-        lambda c: _stems(c) == stems,
-        lambda c: bool(_stems(c)) and (_stems(c) <= stems or stems <= _stems(c)),
-    ]
-    for test in tests:
-        hits = [i for i, c in enumerate(classes) if test(c)]
-        if hits:
-            return hits[0] if len(hits) == 1 else None
-    return None
 
 
 def _class_index(value: Any, names: Sequence[str] | None, n_classes: int, key: str) -> int:
@@ -447,15 +389,6 @@ def concept_methods(neurons: pd.DataFrame) -> list[str]:
     cols = concept_columns(neurons.columns)
     filled = [c for c in cols if (neurons[c].astype(str).str.strip() != "").any()]
     return filled
-
-
-def ranked_concepts(row: pd.Series | dict, method: str) -> list[str]:
-    """A neuron's ranked concepts for one method: its top-1 column first, then its ``_top5``."""
-    top1 = str(row.get(method, "") or "").strip()
-    rest = split_list(row.get(f"{method}_top5", ""))
-    ranked = [top1] if top1 else []
-    ranked += [c for c in rest if normalize_concept(c) not in map(normalize_concept, ranked)]
-    return ranked[:5]
 
 
 def last_layer_scores(
@@ -697,312 +630,23 @@ def last_layer_frame(results: dict[str, dict[str, dict[str, Any]]]) -> pd.DataFr
 
 
 # --------------------------------------------------------------------------------------------
-# Correlations (column-wise, with a mask of usable entries)
+# Explanation scores (the scorers of andlib.evaluate.scorers)
 # --------------------------------------------------------------------------------------------
 
 
-def _prepare(pred: Any, true: Any, mask: Any) -> tuple[np.ndarray, np.ndarray, np.ndarray, bool]:
-    x = np.asarray(pred, dtype=np.float64)
-    y = np.asarray(true, dtype=np.float64)
-    if x.shape != y.shape:
-        raise ValueError(f"prediction shape {x.shape} != activation shape {y.shape}")
-    vector = x.ndim == 1
-    if vector:
-        x, y = x[:, None], y[:, None]
-    m = np.isfinite(x) & np.isfinite(y)
-    if mask is not None:
-        m &= np.asarray(mask, dtype=bool).reshape(x.shape)
-    return x, y, m, vector
-
-
-def _pearson(x: np.ndarray, y: np.ndarray, m: np.ndarray) -> np.ndarray:
-    n = m.sum(axis=0)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        xc = np.where(m, x - np.where(m, x, 0).sum(axis=0) / n, 0.0)
-        yc = np.where(m, y - np.where(m, y, 0).sum(axis=0) / n, 0.0)
-        den = np.sqrt((xc**2).sum(axis=0) * (yc**2).sum(axis=0))
-        r = (xc * yc).sum(axis=0) / den
-    r[(n < 3) | ~(den > 1e-12)] = np.nan
-    return np.clip(r, -1.0, 1.0)
-
-
-def pearson(pred: Any, true: Any, mask: Any = None) -> np.ndarray | float:
-    """Pearson correlation per column of ``[n_clips, n_neurons]`` (or of two vectors).
-
-    Only entries where ``mask`` is true and both values are finite count. Fewer than three
-    usable entries or a constant column give NaN.
-    """
-    x, y, m, vector = _prepare(pred, true, mask)
-    r = _pearson(x, y, m)
-    return float(r[0]) if vector else r
-
-
-def spearman(pred: Any, true: Any, mask: Any = None) -> np.ndarray | float:
-    """Spearman rank correlation per column (ties get average ranks); see :func:`pearson`."""
-    from scipy.stats import rankdata
-
-    x, y, m, vector = _prepare(pred, true, mask)
-    # Unused entries rank last (+inf), so the used ones get exactly the ranks 1..n among themselves.
-    rx = rankdata(np.where(m, x, np.inf), axis=0, method="average")
-    ry = rankdata(np.where(m, y, np.inf), axis=0, method="average")
-    r = _pearson(rx, ry, m)
-    return float(r[0]) if vector else r
-
-
-# --------------------------------------------------------------------------------------------
-# Simulation
-# --------------------------------------------------------------------------------------------
-
-
-def heldout_mask(clip_ids: Sequence[str], excluded: Sequence[Iterable[str]]) -> np.ndarray:
-    """``[n_clips, n_neurons]`` bool: true where clip *i* was not used to describe neuron *j*."""
-    pos = {str(c): i for i, c in enumerate(clip_ids)}
-    mask = np.ones((len(clip_ids), len(excluded)), dtype=bool)
-    for j, clips in enumerate(excluded):
-        idx = [pos[str(c)] for c in clips if str(c) in pos]
-        mask[idx, j] = False
-    return mask
-
-
-def description_clips(row: pd.Series | dict) -> list[str]:
-    """The clip ids a neuron's description was built from (its top-K and bottom-K clips)."""
-    return (
-        str(row.get("top_clips", "") or "").split() + str(row.get("bottom_clips", "") or "").split()
-    )
-
-
-def sample_neurons(cfg: Config, layer: str, neurons: Sequence[int], n: int | None) -> list[int]:
-    """A seeded sample of ``n`` neurons of a layer (all when ``n`` is None or large enough)."""
-    neurons = sorted(int(x) for x in neurons)
-    if n is None or n >= len(neurons):
-        return neurons
-    picked = rng(cfg, "simulation", layer).choice(len(neurons), size=n, replace=False)
-    return sorted(neurons[i] for i in picked)
-
-
-def label_oracle(acts: np.ndarray, labels: Sequence[Any], mask: np.ndarray) -> np.ndarray:
-    """Leave-one-out class-mean activation over the usable (``mask``) clips; NaN without a label."""
-    codes, uniques = pd.factorize(pd.Series(list(labels)).replace("", np.nan))
-    pred = np.full(acts.shape, np.nan)
-    valid = codes >= 0
-    if not valid.any():
-        return pred
-    onehot = np.zeros((len(codes), len(uniques)))
-    onehot[np.flatnonzero(valid), codes[valid]] = 1.0
-    used = mask & valid[:, None]
-    a = np.where(used, acts, 0.0)
-    sums = onehot.T @ a  # [n_classes, n_neurons]
-    counts = onehot.T @ used.astype(np.float64)
-    c = np.where(valid, codes, 0)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        loo = (sums[c] - a) / (counts[c] - used)
-    pred[valid] = loo[valid]
-    pred[~np.isfinite(pred)] = np.nan
-    return pred
-
-
-def parse_ratings(reply: str, n: int) -> np.ndarray:
-    """Ratings ``[n]`` from an LLM reply of ``"<number>: <rating>"`` lines (1-based); NaN if missing."""
-    out = np.full(n, np.nan)
-    for m in re.finditer(r"^\W*(\d+)\s*[:.)\-=]\s*(-?\d+(?:\.\d+)?)", reply, flags=re.M):
-        i, value = int(m.group(1)) - 1, float(m.group(2))
-        if 0 <= i < n and np.isnan(out[i]):
-            out[i] = min(max(value, 0.0), 10.0)
-    return out
-
-
-def llm_simulate(
-    llm: Any,
-    descriptions: list[str],
-    captions: list[list[str]],
-    labels: list[str] | None = None,
-) -> list[np.ndarray]:
-    """LLM ratings (0-10) of each neuron's captions against its description, one batch call.
-
-    ``llm`` is an :class:`andlib.text.llm.LLM`; ``labels`` name the requests in error messages.
-    """
-    prompts = [
-        simulation_messages(desc, caps) for desc, caps in zip(descriptions, captions, strict=True)
-    ]
-    replies = llm.complete_many(prompts, labels)
-    return [parse_ratings(r, len(c)) for r, c in zip(replies, captions, strict=True)]
-
-
-def _use_llm(cfg: Config) -> bool:
-    return cfg.evaluate.llm_simulation and cfg.llm.backend != "extractive"
-
-
-def simulation_scores(
-    cfg: Config, run: RunDir, embedder: TextEncoder | None = None, llm: Any = None
-) -> pd.DataFrame:
-    """Explain -> simulate -> score: ``layer, neuron, method, pearson, spearman, n_clips``.
-
-    See the module docstring for the methods. Captions, descriptions and class names are
-    embedded once each; each layer's predictions are one matrix product.
-    """
-    if embedder is None:
-        from andlib.text.embeddings import get_embedder
-
-        embedder = get_embedder(cfg)
-    index = activation_index(run)
-    clip_ids = [str(c) for c in index["clip_ids"]]
-    neurons = read_neurons(run)
-    clips = read_clips(run, clip_ids)
-    caps = run.read_csv("captions.csv", stage="caption", dtype={"clip_id": str})
-    caption_of = dict(zip(caps["clip_id"].astype(str), caps["caption"].astype(str), strict=True))
-    captions = [caption_of.get(c, "").strip() for c in clip_ids]
-    has_caption = np.array([bool(c) for c in captions])
-    categories = (
-        clips["category"].fillna("").astype(str).tolist()
-        if "category" in clips
-        else [""] * len(clip_ids)
-    )
-
-    layers = cfg.evaluate.simulation_layers or list(index["layers"])
-    plan: list[tuple[str, list[int], list[str], list[str], list[list[str]]]] = []
-    for layer in layers:
-        if layer not in index["layers"]:
-            raise KeyError(f"evaluate.simulation_layers: {layer!r} was not recorded")
-        rows = neurons[neurons["layer"] == layer]
-        # Plain columns, not a Series per row (10^4 neurons): what description_of and
-        # description_clips read of each row.
-        cells = {
-            col: rows[col].tolist() if col in rows else [""] * len(rows)
-            for col in ("calibrated_summary", "high_summary", "top_clips", "bottom_clips")
-        }
-        records = [
-            dict(zip(cells, values, strict=True)) for values in zip(*cells.values(), strict=True)
-        ]
-        row_of = dict(zip([int(n) for n in rows["neuron"]], records, strict=True))
-        desc_of = {n: description_of(r) for n, r in row_of.items()}
-        described = [n for n, d in desc_of.items() if d]
-        if len(described) < 2:
-            continue
-        picked = sample_neurons(cfg, layer, described, cfg.evaluate.simulation_max_neurons)
-        gen = rng(cfg, "simulation", layer, "random_description")
-        others = []
-        for n in picked:
-            choice = described[int(gen.integers(len(described) - 1))]
-            others.append(choice if choice != n else described[-1])
-        plan.append(
-            (
-                layer,
-                picked,
-                [desc_of[n] for n in picked],
-                [desc_of[n] for n in others],
-                [description_clips(row_of[n]) for n in picked],
-            )
-        )
-    if not plan:
-        return pd.DataFrame(columns=["layer", "neuron", "method", "pearson", "spearman", "n_clips"])
-
-    # Embed every text once.
-    cap_emb = np.asarray(embedder.encode([c or " " for c in captions]), dtype=np.float64)
-    cap_emb[~has_caption] = np.nan
-    texts = sorted({d for p in plan for d in (*p[2], *p[3])})
-    desc_emb = dict(zip(texts, np.asarray(embedder.encode(texts), dtype=np.float64), strict=True))
-    cat_names = sorted({c for c in categories if c})
-    cat_vecs: Any = embedder.encode([normalize_concept(c) for c in cat_names]) if cat_names else []
-    cat_emb = dict(zip(cat_names, np.asarray(cat_vecs, dtype=np.float64), strict=True))
-    dim = cap_emb.shape[1]
-    label_emb = np.stack([cat_emb.get(c, np.full(dim, np.nan)) for c in categories])
-
-    use_llm = _use_llm(cfg)
-    if use_llm and llm is None:
-        from andlib.text.llm import get_llm
-
-        llm = get_llm(cfg.llm, cfg.cache_path)
-
-    frames = []
-    for layer, picked, descs, rand_descs, used in plan:
-        acts = np.asarray(load_activations(run, layer, index)[:, picked], dtype=np.float64)
-        mask = heldout_mask(clip_ids, used) & has_caption[:, None]
-        d = np.stack([desc_emb[t] for t in descs])
-        preds = {
-            "description": cap_emb @ d.T,
-            "random_description": cap_emb @ np.stack([desc_emb[t] for t in rand_descs]).T,
-            "label": label_emb @ d.T,
-            "label_oracle": label_oracle(acts, categories, mask),
-        }
-        for method, pred in preds.items():
-            usable = mask & np.isfinite(pred)
-            frames.append(
-                pd.DataFrame(
-                    {
-                        "layer": layer,
-                        "neuron": picked,
-                        "method": method,
-                        "pearson": pearson(pred, acts, usable),
-                        "spearman": spearman(pred, acts, usable),
-                        "n_clips": usable.sum(axis=0),
-                    }
-                )
-            )
-        if use_llm:
-            try:
-                frames.append(_llm_scores(cfg, llm, layer, picked, descs, acts, mask, captions))
-            except Exception as exc:  # an unreachable server must not cost the other scores
-                from andlib.text.llm import LLMError
-
-                if not isinstance(exc, LLMError):
-                    raise
-                log.warning("LLM simulator skipped for %s: %s", layer, exc)
-    return pd.concat(frames, ignore_index=True)
-
-
-def _llm_scores(
-    cfg: Config,
-    llm: Any,
-    layer: str,
-    picked: list[int],
-    descs: list[str],
-    acts: np.ndarray,
-    mask: np.ndarray,
-    captions: list[str],
-) -> pd.DataFrame:
-    """The LLM simulator on a seeded subset of neurons and of each one's held-out clips."""
-    gen = rng(cfg, "simulation", layer, "llm")
-    n_neurons = min(cfg.evaluate.llm_simulation_max_neurons, len(picked))
-    cols = sorted(gen.choice(len(picked), size=n_neurons, replace=False).tolist())
-    clip_sets = []
-    for j in cols:
-        pool = np.flatnonzero(mask[:, j])
-        size = min(cfg.evaluate.llm_simulation_clips, len(pool))
-        clip_sets.append(np.sort(gen.choice(pool, size=size, replace=False)))
-    ratings = llm_simulate(
-        llm,
-        [descs[j] for j in cols],
-        [[captions[i] for i in s] for s in clip_sets],
-        [f"{layer} neuron {picked[j]} (simulation)" for j in cols],
-    )
-    rows = []
-    for j, s, r in zip(cols, clip_sets, ratings, strict=True):
-        rows.append(
-            {
-                "layer": layer,
-                "neuron": picked[j],
-                "method": "llm",
-                "pearson": pearson(r, acts[s, j]),
-                "spearman": spearman(r, acts[s, j]),
-                "n_clips": int(np.isfinite(r).sum()),
-            }
-        )
-    return pd.DataFrame(rows)
-
-
-def simulation_summary(scores: pd.DataFrame) -> pd.DataFrame:
-    """Mean Pearson and Spearman per layer and method (layers in recording order)."""
-    order = list(dict.fromkeys(scores["layer"]))
-    out = (
-        scores.groupby(["layer", "method"], sort=False)[["pearson", "spearman"]]
-        .mean()
-        .reset_index()
-    )
-    out["n_neurons"] = scores.groupby(["layer", "method"], sort=False).size().values
+def simulation_summary(scores: pd.DataFrame, scorer: str = "simulation") -> pd.DataFrame:
+    """Mean value per layer, metric and variant of one scorer's rows of ``scores.csv``
+    (layers in recording order, variants in report order), with ``n_neurons``."""
+    s = scores[scores["scorer"].astype(str) == scorer]
+    s = s.assign(value=pd.to_numeric(s["value"], errors="coerce"))
+    order = list(dict.fromkeys(s["layer"]))
+    grouped = s.groupby(["layer", "metric", "variant"], sort=False)["value"]
+    out = grouped.mean().reset_index()
+    out["n_neurons"] = grouped.size().values
     out["layer"] = pd.Categorical(out["layer"], categories=order, ordered=True)
-    methods = [m for m in SIMULATION_METHODS if m in set(out["method"])]
-    out["method"] = pd.Categorical(out["method"], categories=methods, ordered=True)
-    return out.sort_values(["layer", "method"]).reset_index(drop=True)
+    variants = [v for v in VARIANTS if v in set(out["variant"])]
+    out["variant"] = pd.Categorical(out["variant"], categories=variants, ordered=True)
+    return out.sort_values(["layer", "metric", "variant"]).reset_index(drop=True)
 
 
 # --------------------------------------------------------------------------------------------
@@ -1018,30 +662,39 @@ def _summary(run: RunDir, cfg: Config) -> dict[str, Any]:
             out[f"last_layer[{cap}].{method}"] = (
                 f"top1={s['top1']:.3f} top5={s['top5']:.3f} cos={s['cos']:.3f}"
             )
-    if run.exists("simulation_scores.csv"):
-        scores = run.read_csv("simulation_scores.csv")
-        if not scores.empty:
-            pearson = pd.to_numeric(scores["pearson"], errors="coerce")  # "" for a constant neuron
-            means = pearson.groupby(scores["method"]).mean()
-            for method in SIMULATION_METHODS:
-                if method in means:
-                    out[f"simulation.{method}.pearson"] = f"{means[method]:.3f}"
+    scores = read_scores(run)
+    if scores is not None and not scores.empty:
+        means = scores.groupby(["scorer", "metric", "variant"], sort=False)["value"].mean()
+        for (scorer, metric, variant), value in means.items():
+            if metric in HEADLINE_METRICS:
+                out[f"{scorer}.{metric}.{variant}"] = f"{value:.3f}"
+    if run.exists("score_sanity.csv"):
+        sanity = run.read_csv("score_sanity.csv")
+        failing = sanity[sanity["passes"].astype(str) != "True"]
+        out["sanity_failures"] = (
+            ", ".join(f"{r.scorer}.{r.metric} ({r.variant})" for r in failing.itertuples())
+            or "none"
+        )
     out["outputs"] = ", ".join(str(run / o) for o in OUTPUTS)
     return out
+
+
+HEADLINE_METRICS = ("pearson", "auroc", "balanced_accuracy", "accuracy")
+"""The metrics the stage's summary lists per scorer and variant."""
 
 
 SPEC = Stage(
     STAGE,
     sections=("evaluate", "embedder", "seed", "llm"),
     upstream=("concepts", "controls"),
-    resources=("prompts:simulate",),
+    resources=("prompts:simulate", "prompts:detect"),
     version=VERSION,
     inputs=("neurons.csv", "captions.csv", "clips.csv", "activations/index.json"),
 )
 """The evaluate stage's cache key: the ``evaluate``, ``embedder``, ``seed`` and ``llm``
 settings, the concepts stage key (which covers the concept set, lexicon and prompts), the
 ``controls`` record of its control runs (:func:`andlib.pipeline.run_controls`), the inputs'
-fingerprints, :data:`VERSION` and the simulation prompt."""
+fingerprints, :data:`VERSION` and the simulation and detection prompts."""
 
 
 def hidden_layer_table(cfg: Config, run: RunDir) -> pd.DataFrame:
@@ -1071,10 +724,20 @@ def hidden_layer_table(cfg: Config, run: RunDir) -> pd.DataFrame:
 
 def run_stage(cfg: Config, run: RunDir) -> dict[str, Any]:
     """Write ``last_layer.json``, ``caption_quality.csv``, ``hidden_layer_accuracy.csv``
-    (:func:`hidden_layer_table`), ``simulation_scores.csv`` and their figures. Reads the control runs as they are (:func:`read_controls`): run it through
-    :mod:`andlib.pipeline`, which makes them (or finds them fresh) first."""
+    (:func:`hidden_layer_table`), ``scores.csv``,
+    ``score_sanity.csv``, ``score_baselines.csv``, ``score_missing.csv`` and their figures.
+    Reads the control runs as they are (:func:`read_controls`): run it through
+    :mod:`andlib.pipeline`, which makes them (or finds them fresh) first.
+
+    When the probing set's labels cannot be mapped onto the classifier's classes
+    (:class:`LabelMapError`), the last-layer table is left out (``last_layer.json`` empty, the
+    reason in ``score_missing.csv``) and every scorer still runs."""
+    from andlib.evaluate.scorers.registry import resolve_scorers
+    from andlib.evaluate.scorers.runner import score_run
+    from andlib.evaluate.scorers.sanity import baseline_table, sanity_table
     from andlib.report import plots
 
+    resolve_scorers(cfg.evaluate.scorers)  # a bad name fails before any work
     key = SPEC.key(cfg, run)
     logger = run.logger(STAGE)
     if run.is_fresh(STAGE, key):
@@ -1084,7 +747,21 @@ def run_stage(cfg: Config, run: RunDir) -> dict[str, Any]:
 
     embedder = get_embedder(cfg)
     controls = read_controls(cfg, run)
-    results = last_layer_accuracy(cfg, run, embedder, controls)
+    left_out: list[dict[str, Any]] = []
+    try:
+        results = last_layer_accuracy(cfg, run, embedder, controls)
+    except LabelMapError as exc:
+        logger.warning("last layer left out: %s", exc)
+        results = {}
+        left_out.append(
+            {
+                "layer": cfg.evaluate.classifier_layer,
+                "scorer": "last_layer",
+                "variant": "",
+                "reason": f"the probing set's labels do not map to the model's classes: {exc}",
+                "n_neurons": 0,
+            }
+        )
     run.write_json("last_layer.json", results)
     logger.info("last-layer accuracy: %s", json.dumps(results))
     if results:
@@ -1100,10 +777,19 @@ def run_stage(cfg: Config, run: RunDir) -> dict[str, Any]:
     run.write_csv("hidden_layer_accuracy.csv", hidden)
     logger.info("hidden-layer accuracy (shared class of the top clips):\n%s", hidden.to_string())
 
-    scores = simulation_scores(cfg, run, embedder)
-    run.write_csv("simulation_scores.csv", scores)
-    logger.info("simulation: %d scores over %d layers", len(scores), scores["layer"].nunique())
-    if not scores.empty:
+    scores, missing, seconds = score_run(cfg, run, embedder)
+    missing = pd.concat([pd.DataFrame(left_out, columns=missing.columns), missing])
+    run.write_csv("scores.csv", scores)
+    run.write_csv("score_missing.csv", missing.reset_index(drop=True))
+    run.write_csv("score_sanity.csv", sanity_table(scores))
+    run.write_csv("score_baselines.csv", baseline_table(scores))
+    logger.info(
+        "scores: %d rows, %d layers; seconds %s",
+        len(scores),
+        scores["layer"].nunique(),
+        {k: round(v, 2) for k, v in seconds.items()},
+    )
+    if (scores["scorer"] == "simulation").any():
         plots.save_and_close(plots.simulation_by_layer(scores), "simulation_scores", cfg)
-    run.mark_done(STAGE, key, outputs=OUTPUTS)
+    run.mark_done(STAGE, key, outputs=OUTPUTS, seconds=seconds)
     return _summary(run, cfg)

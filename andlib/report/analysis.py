@@ -51,7 +51,14 @@ import pandas as pd
 
 from andlib.config import Config
 from andlib.report.measures import _measure_order, measure_label
-from andlib.store import ActivationCache, RunDir, Stage, atomic_write_text, read_neurons
+from andlib.store import (
+    ActivationCache,
+    RunDir,
+    Stage,
+    atomic_write_text,
+    read_neurons,
+    read_scores,
+)
 
 log = logging.getLogger(__name__)
 
@@ -794,8 +801,8 @@ def run_metrics(run: RunDir) -> pd.DataFrame:
 
     Per layer: ``polysemantic_fraction`` and ``feature_r2_median`` (from ``analysis/``),
     ``mean_adjectives`` and ``acoustic_share`` (from ``analysis/`` or ``neurons.csv``),
-    ``simulation_pearson`` (mean Pearson r of the ``description`` method in
-    ``simulation_scores.csv``), ``class_purity`` (and ``class_purity_chance``). Per
+    ``simulation_pearson`` (mean Pearson r of the own description by the ``simulation``
+    scorer in ``scores.csv``), ``class_purity`` (and ``class_purity_chance``). Per
     captioner/method (as ``layer``): ``last_layer_top1`` and ``last_layer_top5`` from
     ``last_layer.json``. ``heldout_accuracy`` (layer ``model``): the model's own held-out
     classification accuracy from ``model.json``. Missing inputs add no rows.
@@ -837,11 +844,9 @@ def run_metrics(run: RunDir) -> pd.DataFrame:
         held = run.read_json("model.json").get("heldout_accuracy")
         if held is not None:
             add("heldout_accuracy", pd.Series(["model"]), pd.Series([held]))
-    if run.exists("simulation_scores.csv"):
-        sim = run.read_csv("simulation_scores.csv")
-        sim = sim[sim["method"].astype(str) == "description"]
-        sim = sim.assign(pearson=pd.to_numeric(sim["pearson"], errors="coerce"))
-        mean = sim.groupby(sim["layer"].astype(str))["pearson"].mean()
+    sim = read_scores(run, scorer="simulation", metric="pearson", variant="own")
+    if sim is not None:
+        mean = sim.groupby(sim["layer"])["value"].mean()
         add("simulation_pearson", mean.index.to_series(), mean)
     if run.exists("last_layer.json"):
         for captioner, methods in run.read_json("last_layer.json").items():
@@ -1134,11 +1139,9 @@ def run_measures(run: RunDir, confidence: float = 0.95) -> pd.DataFrame:
                     "t over neurons",
                     _mean_interval(classifier, confidence),
                 )
-    if run.exists("simulation_scores.csv"):
-        sim = run.read_csv("simulation_scores.csv")
-        sim = sim[sim["method"].astype(str) == "description"]
-        pearson = pd.to_numeric(sim["pearson"], errors="coerce")
-        add("simulation_pearson", "t over neurons", _mean_interval(pearson, confidence))
+    sim = read_scores(run, scorer="simulation", metric="pearson", variant="own")
+    if sim is not None:
+        add("simulation_pearson", "t over neurons", _mean_interval(sim["value"], confidence))
     if run.exists("last_layer.json"):
         for captioner, methods in run.read_json("last_layer.json").items():
             for method, scores in methods.items():

@@ -51,10 +51,10 @@ import numpy as np
 import pandas as pd
 
 from andlib.config import Config
-from andlib.store import RunDir, atomic_write_bytes, atomic_write_text, concept_columns
+from andlib.store import RunDir, atomic_write_bytes, atomic_write_text, concept_columns, read_scores
 
 STAGE = "atlas"
-VERSION = 1
+VERSION = 2
 ATLAS_DIR = "atlas"
 TEMPLATE_DIR = Path(__file__).resolve().parent.parent / "resources" / "atlas"
 TEMPLATES = ("index.html", "neuron.html", "atlas.js", "atlas.css")
@@ -167,6 +167,26 @@ def primary_concept_column(columns: Iterable[str], cfg: Config | None = None) ->
     return None
 
 
+SIM_NAMES = {"own": "description", "random": "random_description", "label": "label"}
+SIM_NAMES |= {"oracle": "label_oracle", "missing_label": "missing_label"}
+SIM_NAMES |= {"extra_label": "extra_label"}
+"""``scores.csv`` variants of the simulation scorer as the atlas names them."""
+
+
+def _simulation_rows(run: RunDir) -> pd.DataFrame | None:
+    """The simulation Pearson rows of ``scores.csv`` with a ``method`` column (the atlas's
+    names: :data:`SIM_NAMES`, ``llm`` for the LLM simulator) and ``pearson``."""
+    try:
+        scores = read_scores(run, metric="pearson")
+    except (pd.errors.EmptyDataError, pd.errors.ParserError, KeyError):
+        return None
+    if scores is None:
+        return None
+    sim = scores[scores["scorer"].isin(["simulation", "simulation_llm"])]
+    method = sim["variant"].map(SIM_NAMES).where(sim["scorer"] == "simulation", "llm")
+    return sim.assign(method=method, pearson=sim["value"])
+
+
 def _simulation_means(sim: pd.DataFrame | None) -> dict[str, dict[str, float | None]]:
     """``{layer: {method: mean pearson}}`` plus ``"all"``."""
     if sim is None or not len(sim) or "method" not in sim:
@@ -178,6 +198,21 @@ def _simulation_means(sim: pd.DataFrame | None) -> dict[str, dict[str, float | N
         out.setdefault(str(layer), {})[str(method)] = _num(v)
     for method, v in sim.groupby("method")["pearson"].mean().items():
         out.setdefault("all", {})[str(method)] = _num(v)
+    return out
+
+
+def _neuron_scores(run: RunDir) -> dict[tuple[str, int], dict[str, dict[str, float | None]]]:
+    """``{(layer, neuron): {"<scorer> <metric>": {variant: value}}}`` from ``scores.csv``."""
+    try:
+        scores = read_scores(run)
+    except (pd.errors.EmptyDataError, pd.errors.ParserError, KeyError):
+        return {}
+    out: dict[tuple[str, int], dict[str, dict[str, float | None]]] = {}
+    if scores is None:
+        return out
+    for r in scores.itertuples():
+        cell = out.setdefault((r.layer, int(r.neuron)), {})
+        cell.setdefault(f"{r.scorer} {r.metric}", {})[str(r.variant)] = _num(r.value)
     return out
 
 
@@ -201,7 +236,7 @@ def headline(run: RunDir | str | os.PathLike, cfg: Config | None = None) -> dict
     for captioner, by_method in last.items():
         if isinstance(by_method, dict) and primary in by_method:
             last_top1[captioner] = _num(by_method[primary].get("top1"))
-    sim = _simulation_means(_read_csv(run, "simulation_scores.csv")).get("all", {})
+    sim = _simulation_means(_simulation_rows(run)).get("all", {})
     pruning = {}
     summary = _read_csv(run, "pruning_summary.csv")
     if summary is not None and "delta_a_minus_r_mean" in summary:
@@ -294,7 +329,7 @@ def layer_overview(
     ``primary`` method, ``top_concept``, ``top_share`` and ``entropy_bits``, and its
     hidden-layer accuracy (``hidden_layer_accuracy.csv``): ``hidden_top1``,
     ``hidden_chance``, ``hidden_n``."""
-    sim = _simulation_means(_read_csv(run, "simulation_scores.csv"))
+    sim = _simulation_means(_simulation_rows(run))
     spread = _read_csv(run, "concept_spread.csv")
     hidden = _read_csv(run, "hidden_layer_accuracy.csv")
     poly = _read_csv(run, "analysis/polysemantic_per_layer.csv")
@@ -388,11 +423,13 @@ def neuron_records(
     topk: dict[tuple[str, int, str], list[tuple[str, float]]] | None = None,
     sims: dict[tuple[str, int], dict[str, float | None]] | None = None,
     bins: int = HIST_BINS,
+    scores: dict[tuple[str, int], dict[str, dict[str, float | None]]] | None = None,
 ) -> dict[int, dict[str, Any]]:
     """``{neuron: record}`` of one layer, the neuron page's data.
 
     A record: ``h, l, c`` (high, low, calibrated summary), ``adj``, ``open`` (lists),
-    ``closed`` (``{column: [top-1, top-5 list]}``), ``sim`` (``{method: pearson}``), ``hist``
+    ``closed`` (``{column: [top-1, top-5 list]}``), ``sim`` (``{method: pearson}``), ``scores``
+    (``{"<scorer> <metric>": {variant: value}}``: every scorer beside its baselines), ``hist``
     (``{lo, hi, counts}``), ``top`` / ``bot`` (``[[clip_id, activation], ...]``, most extreme
     first; the clips the description was made from, else ``neuron_topk.csv``, else the
     activation extremes)."""
@@ -444,6 +481,7 @@ def neuron_records(
                 if _text(row.get(c))
             },
             "sim": sims.get((layer, j), {}),
+            "scores": (scores or {}).get((layer, j), {}),
             "top": ends("high"),
             "bot": ends("low"),
         }
@@ -684,11 +722,12 @@ def build_atlas(
     (dest / "data").mkdir(exist_ok=True)
 
     # what every layer's records need, read once
-    sim = _read_csv(run, "simulation_scores.csv")
+    sim = _simulation_rows(run)
     sims: dict[tuple[str, int], dict[str, float | None]] = {}
     if sim is not None and len(sim):
         for r in sim.itertuples():
             sims.setdefault((str(r.layer), int(r.neuron)), {})[str(r.method)] = _num(r.pearson)
+    scores = _neuron_scores(run)
     topk = _topk_lookup(view)
 
     layers = view.layers
@@ -699,7 +738,7 @@ def build_atlas(
     n_neurons: dict[str, int] = {}
     shown: dict[str, None] = {}
     for i, layer in enumerate(layers):
-        records = neuron_records(view, layer, k, topk, sims)
+        records = neuron_records(view, layer, k, topk, sims, scores=scores)
         n_neurons[layer] = len(records)
         for j, rec in records.items():
             table.append(table_row(layer, j, rec, primary))

@@ -148,21 +148,32 @@ def caption_quality(sweep) -> plt.Figure:
     return fig
 
 
-def simulation_by_layer(scores) -> plt.Figure:
-    """Mean simulation correlation (Pearson, Spearman) per layer, one line per method.
+def simulation_by_layer(scores, scorer: str = "simulation") -> plt.Figure:
+    """Mean score per layer, one line per variant (own description and its baselines and
+    sanity variants), one panel per metric of ``scorer``.
 
-    ``scores`` is ``simulation_scores.csv`` (``layer, neuron, method, pearson, spearman``).
+    ``scores`` is ``scores.csv`` (``layer, neuron, scorer, metric, variant, value, n``).
     """
-    layers = list(dict.fromkeys(scores["layer"]))
-    order = ["description", "random_description", "label", "label_oracle", "llm"]
-    methods = [m for m in order if m in set(scores["method"])]
-    methods += sorted(set(scores["method"]) - set(methods))
-    fig, axes = plt.subplots(1, 2, figsize=(max(7.0, 0.55 * len(layers) + 3), 3.6), sharey=True)
-    for ax, stat in zip(axes, ["pearson", "spearman"], strict=True):
-        for i, method in enumerate(methods):
-            sub = scores[scores["method"] == method].groupby("layer", sort=False)[stat]
-            mean, sem = sub.mean().reindex(layers), sub.sem().reindex(layers)
-            style = "--" if method in ("random_description", "label_oracle") else "-"
+    import pandas as pd
+
+    s = scores[scores["scorer"].astype(str) == scorer]
+    s = s.assign(value=pd.to_numeric(s["value"], errors="coerce"))
+    layers = list(dict.fromkeys(s["layer"]))
+    metrics = list(dict.fromkeys(s["metric"]))
+    order = ["own", "random", "label", "oracle", "missing_label", "extra_label"]
+    variants = [v for v in order if v in set(s["variant"])]
+    fig, axes = plt.subplots(
+        1,
+        max(1, len(metrics)),
+        figsize=(max(7.0, (0.55 * len(layers) + 1.5) * max(1, len(metrics))), 3.6),
+        squeeze=False,
+    )
+    for ax, metric in zip(axes[0], metrics, strict=False):
+        for i, variant in enumerate(variants):
+            sub = s[(s["metric"] == metric) & (s["variant"] == variant)]
+            g = sub.groupby("layer", sort=False)["value"]
+            mean, sem = g.mean().reindex(layers), g.sem().reindex(layers)
+            style = "-" if variant == "own" else "--"
             ax.errorbar(
                 range(len(layers)),
                 mean.values,
@@ -170,16 +181,16 @@ def simulation_by_layer(scores) -> plt.Figure:
                 fmt=style + "o",
                 ms=3,
                 capsize=2,
-                label=method,
+                label=variant,
                 color=PALETTE[i % len(PALETTE)],
             )
         ax.axhline(0, color="black", lw=0.6)
         ax.set_xticks(range(len(layers)))
         ax.set_xticklabels(layers, rotation=60, ha="right", fontsize=8)
-        ax.set_title(f"{stat.capitalize()} r (held-out clips)")
-    axes[0].set_ylabel("mean correlation with true activation")
-    axes[1].legend(loc="best", fontsize=8)
-    fig.suptitle("Explanation scoring by simulation")
+        ax.set_title(f"{metric} (held-out clips)")
+    axes[0][0].set_ylabel("mean over sampled neurons")
+    axes[0][-1].legend(loc="best", fontsize=7)
+    fig.suptitle(f"Explanation scoring: {scorer}")
     fig.tight_layout()
     return fig
 

@@ -81,9 +81,24 @@ PROMPTS: dict[str, dict[str, str]] = {
             "{captions}"
         ),
     },
+    "detect": {
+        "user": (
+            "A neuron of an audio classifier is described as:\n"
+            '"{description}"\n'
+            "\n"
+            "Below are captions of sound clips. For each clip, say whether the neuron fires "
+            "strongly for it\n"
+            "according to the description. Reply with one line per clip in the form "
+            '"<number>: yes" or\n'
+            '"<number>: no" and nothing else.\n'
+            "\n"
+            "{captions}"
+        ),
+    },
 }
 """The raw templates: ``PROMPTS[task][part]`` with ``task`` one of ``summarize``, ``icl``,
-``adjective``, ``simulate`` (the evaluate stage's LLM simulator). ``PROMPTS["adjective"]["user_tone_emotion"]`` is AND's wording
+``adjective``, ``simulate`` (the evaluate stage's LLM simulator), ``detect`` (its LLM
+detection simulator). ``PROMPTS["adjective"]["user_tone_emotion"]`` is AND's wording
 (``concepts.adjective_prompt: tone_emotion``), which also admits tone and emotion words."""
 
 ADJECTIVE_PROMPTS = {"acoustic": "user", "tone_emotion": "user_tone_emotion"}
@@ -154,6 +169,25 @@ def simulation_messages(description: str, captions: Sequence[str]) -> Messages:
     listing = "\n".join(f"{i}. {c}" for i, c in enumerate(captions, 1))
     content = PROMPTS["simulate"]["user"].format(description=description, captions=listing)
     return [{"role": "user", "content": content}]
+
+
+def detection_messages(description: str, captions: Sequence[str]) -> Messages:
+    """The chat message asking, per caption, whether the described neuron fires for the clip
+    (one ``"<number>: yes|no"`` line per clip)."""
+    listing = "\n".join(f"{i}. {c}" for i, c in enumerate(captions, 1))
+    content = PROMPTS["detect"]["user"].format(description=description, captions=listing)
+    return [{"role": "user", "content": content}]
+
+
+def parse_yes_no_lines(reply: str, n: int) -> list[bool | None]:
+    """``n`` answers from ``"<number>: yes|no"`` lines (1-based; the first answer of a number
+    counts); ``None`` where a number is missing."""
+    out: list[bool | None] = [None] * n
+    for m in re.finditer(r"^\W*(\d+)\s*[:.)\-=]\s*\W*(yes|no)\b", reply, flags=re.M | re.I):
+        i = int(m.group(1)) - 1
+        if 0 <= i < n and out[i] is None:
+            out[i] = m.group(2).lower() == "yes"
+    return out
 
 
 def parse_yes_no(reply: str) -> bool | None:

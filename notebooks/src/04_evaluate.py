@@ -12,14 +12,21 @@
 #    are scored (`n_left_out` and `left_out_reason` in `last_layer.json` count the others). Both captioners are reported: `metadata+acoustic` captions
 #    contain the class name, so their accuracy measures label leakage as much as description
 #    quality; `acoustic` captions describe only what is heard.
-# 2. **Explanation scoring by simulation** (beyond the paper). From a neuron's description
-#    alone, predict its activation on held-out clips (every clip except the top-K and bottom-K
-#    clips the description was built from): the cosine similarity of each clip's caption and the
-#    description. Pearson and Spearman correlation with the true activations, per neuron, beside
-#    baselines: a random other neuron's description, the clip's class name in place of its
-#    caption (`label`), and the leave-one-out class-mean activation (`label_oracle`, the
-#    ceiling of any predictor that only sees the label). With a generative LLM backend an LLM
-#    simulator (`llm`) rates captions against the description too.
+# 2. **Explanation scores** (beyond the paper), every scorer of `evaluate.scorers` on the same
+#    seeded sample of neurons per layer (the classifier layer whole), on held-out clips only
+#    (never the top-K and bottom-K clips the description was built from):
+#    - *simulation*: the cosine similarity of each clip's caption and the description,
+#      correlated with the true activation (Pearson, Spearman);
+#    - *detection*: can the description tell clips from the neuron's top decile (spread over
+#      its sub-quantiles) from clips below its median? AUROC, AUPRC, and at a threshold fitted
+#      on the other half of the clips balanced accuracy, F1 and IoU;
+#    - *intruder*: four top clips and one from below the median; is the caption least like
+#      the others the intruder? (no description read: how coherent the neuron is).
+#
+#    Each beside its baselines (`random`: another neuron's description; `label`: the top
+#    clips' majority class name as the whole description; `oracle`: the leave-one-out
+#    class-mean activation) and two **sanity tests**: the description without its source
+#    phrase (`missing_label`) and with a wrong source added (`extra_label`) must score lower.
 
 # %% tags=["parameters"]
 config_path = "configs/default.yaml"
@@ -89,42 +96,91 @@ else:
 sweep = run.read_csv("caption_quality.csv")
 if not sweep.empty:
     display(
-        sweep.pivot_table(index="method", columns=["captioner", "caption_accuracy"], values="top1")
-        .round(2)
+        sweep.pivot_table(
+            index="method", columns=["captioner", "caption_accuracy"], values="top1"
+        ).round(2)
     )
     fig = plots.caption_quality(sweep)
 
 # %% [markdown]
-# ## Simulation scores
+# ## Every scorer beside its baselines
 #
-# Mean correlation per layer and method (error bars: standard error over the sampled neurons).
-# A description is informative beyond chance when `description` is clearly above
-# `random_description`; it carries more than the class identity when it also beats `label`.
+# Mean per scorer, metric and variant over the sampled neurons (`own`: the description).
+# What could not be scored, and why, is listed below (`score_missing.csv`).
 
 # %%
-scores = run.read_csv("simulation_scores.csv")
-for column in ("pearson", "spearman"):  # empty for a neuron whose activation is constant
-    scores[column] = pd.to_numeric(scores[column], errors="coerce")
+from andlib.evaluate.scorers.sanity import score_summary
+
+scores = store.read_scores(run)
+display(score_summary(scores).round(3))
+missing = run.read_csv("score_missing.csv")
+if len(missing):
+    display(
+        missing.groupby(["scorer", "variant", "reason"], dropna=False)["n_neurons"].sum().to_frame()
+    )
+
+# %% [markdown]
+# ## Sanity tests
+#
+# A description with its source phrase removed, or with a wrong source added, must score
+# lower than the description itself. `share_lower`: the share of neurons where it does;
+# `mean_drop` with its paired 95 % interval; `passes`: the interval lies above zero and most
+# neurons drop.
+
+# %%
+sanity = run.read_csv("score_sanity.csv")
+display(sanity.round(3))
+failing = sanity[sanity["passes"].astype(str) != "True"]
 display(
-    scores.groupby("method", sort=False)[["pearson", "spearman"]].agg(["mean", "median"]).round(3)
+    Markdown(
+        "**Metrics that fail a sanity test:** "
+        + (
+            ", ".join(f"{r.scorer} {r.metric} ({r.variant})" for r in failing.itertuples())
+            or "none"
+        )
+    )
 )
+
+# %% [markdown]
+# ## How much the description explains beyond the class name
+#
+# Per layer, the description's mean score minus the `label` baseline's (the top clips'
+# majority class name as the whole description), with a paired 95 % interval.
+
+# %%
+baselines = run.read_csv("score_baselines.csv")
+beyond = baselines[
+    (baselines["variant"] == "label") & baselines["metric"].isin(["pearson", "auroc"])
+]
+display(beyond.round(3))
+
+# %% [markdown]
+# ## Simulation per layer
+#
+# Mean correlation per layer and variant (error bars: standard error over the sampled neurons).
+
+# %%
 per_layer = evaluate.simulation_summary(scores)
 display(
-    per_layer.pivot(index="layer", columns="method", values="pearson").round(3),
+    per_layer[per_layer["metric"] == "pearson"]
+    .pivot(index="layer", columns="variant", values="value")
+    .round(3)
 )
 fig = plots.simulation_by_layer(scores)
 
 # %% [markdown]
-# ## Best and worst explained neurons
+# ## Best and worst explained neurons (detection AUROC)
 
 # %%
-desc = scores[scores["method"] == "description"].dropna(subset=["pearson"])
+desc = scores[
+    (scores["scorer"] == "detection") & (scores["metric"] == "auroc") & (scores["variant"] == "own")
+].dropna(subset=["value"])
 neurons = store.read_neurons(run).set_index(["layer", "neuron"])
-for title, rows in [("best", desc.nlargest(5, "pearson")), ("worst", desc.nsmallest(5, "pearson"))]:
+for title, rows in [("best", desc.nlargest(5, "value")), ("worst", desc.nsmallest(5, "value"))]:
     rows = rows.assign(
         description=[
             evaluate.description_of(neurons.loc[(r.layer, r.neuron)]) for r in rows.itertuples()
         ]
     )
     display(Markdown(f"**{title}**"))
-    display(rows[["layer", "neuron", "pearson", "spearman", "description"]])
+    display(rows[["layer", "neuron", "value", "n", "description"]])

@@ -11,8 +11,10 @@
   var SIM_METHODS = [
     ["description", "the neuron's description (caption-description similarity)"],
     ["random_description", "baseline: a random other neuron's description, same layer"],
-    ["label", "the clip's class name instead of its caption"],
+    ["label", "baseline: the top clips' majority class name as the whole description"],
     ["label_oracle", "reference: mean activation of the clip's class (no description)"],
+    ["missing_label", "sanity: the description without its source phrase (should score lower)"],
+    ["extra_label", "sanity: the description with a wrong source added (should score lower)"],
     ["llm", "an LLM rates how well each caption matches the description"]
   ];
 
@@ -455,6 +457,20 @@
           }))));
       } else {
         main.appendChild(h("p", { class: "muted", text: "Not scored (the evaluate stage samples neurons per layer)." }));
+      }
+      var scoreKeys = Object.keys(rec.scores || {});
+      if (scoreKeys.length) {
+        var VARIANTS = ["own", "random", "label", "oracle", "missing_label", "extra_label"];
+        main.appendChild(h("h3", { text: "Every score beside its baselines" }));
+        main.appendChild(h("table", { class: "grid", id: "scores" },
+          h("thead", null, h("tr", null, [h("th", { text: "scorer and metric" })].concat(VARIANTS.map(function (v) {
+            return h("th", { class: "num", text: v === "own" ? "own description" : v.replace("_", " ") });
+          })))),
+          h("tbody", null, scoreKeys.map(function (k) {
+            return h("tr", null, [h("td", { text: k })].concat(VARIANTS.map(function (v) {
+              return h("td", { class: "num", text: v in rec.scores[k] ? fmt(rec.scores[k][v]) : "" });
+            })));
+          }))));
       }
       main.appendChild(h("h3", { text: "Activation over the probing clips" }));
       main.appendChild(histogram(rec));
