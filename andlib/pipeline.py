@@ -37,6 +37,7 @@ MODULES: dict[str, str] = {
     "prune": "andlib.evaluate.prune",
     "analysis": "andlib.report.analysis",
     "pitch": "andlib.evaluate.pitch",
+    "pitch_comparison": "andlib.report.pitch",
     "atlas": "andlib.report.atlas",
 }
 """Stage (the name of its record in ``.stages/``) -> the module whose ``run_stage`` runs it."""
@@ -49,7 +50,7 @@ STAGES: dict[str, tuple[str, ...]] = {
     "evaluate": ("controls", "evaluate"),
     "prune": ("prune",),
     "analyze": ("analysis",),
-    "pitch": ("pitch",),
+    "pitch": ("pitch", "pitch_comparison"),
     "atlas": ("atlas",),
 }
 """CLI stage -> the stages it runs, in order (``controls``: :func:`run_controls`)."""

@@ -48,7 +48,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-import andlib.describe.extractive as extractive
+import andlib.text.caption_parse as caption_parse
+import andlib.text.extractive as extractive
 
 ROOT = Path(__file__).resolve().parents[1]
 SIZES: dict[str, tuple[int, int, int]] = {
@@ -60,7 +61,7 @@ N_CLASSES = 50
 STAGES = ("summarize", "concepts", "evaluate", "analysis")
 FUNCTIONS = {  # module -> functions timed inside the stages (when the module has them)
     "andlib.describe.summarize": ["summarize_all"],
-    "andlib.describe.extractive": ["caption_attributes"],
+    "andlib.text.extractive": ["caption_attributes"],
     "andlib.describe.concepts": [
         "calibrate_many",
         "_analyse",
@@ -369,7 +370,7 @@ def worker(out: Path, size: str, profile: bool, rerun: bool) -> dict[str, Any]:
         import andlib.text.embeddings
 
         andlib.text.embeddings._cached.cache_clear()
-        extractive._parsed.clear()
+        caption_parse._parsed.clear()
         extractive._items.clear()
         for stage in STAGES:
             run.invalidate(stage)

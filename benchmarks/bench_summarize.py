@@ -17,7 +17,8 @@ from pathlib import Path
 
 import numpy as np
 
-import andlib.describe.extractive as extractive
+import andlib.text.caption_parse as caption_parse
+import andlib.text.extractive as extractive
 from andlib.config import PROJECT_ROOT
 
 POOL = [
@@ -49,9 +50,9 @@ def main() -> None:
     pool, source = load_pool(args.captions)
     rs = np.random.default_rng(0)
     neurons = [[pool[i] for i in rs.integers(0, len(pool), args.k)] for _ in range(args.neurons)]
-    extractive._spacy()  # load the pipeline outside the timings
+    caption_parse._spacy()  # load the pipeline outside the timings
     parses = 0
-    real = extractive._spacy
+    real = caption_parse._spacy
 
     class Counting:
         def __init__(self, nlp):
@@ -64,9 +65,9 @@ def main() -> None:
             return self.nlp.pipe(texts, batch_size=batch_size)
 
     nlp = real()
-    extractive._spacy = lambda: Counting(nlp)  # type: ignore[assignment]
+    caption_parse._spacy = lambda: Counting(nlp)  # type: ignore[assignment]
     try:
-        extractive._parsed.clear()
+        caption_parse._parsed.clear()
         print(f"{len(pool)} captions from {source}; {args.neurons} neurons of {args.k} captions")
         for label in ("cold (parsing on first use)", "warm (every caption parsed)"):
             before = parses
@@ -76,7 +77,7 @@ def main() -> None:
             ms = (time.perf_counter() - t0) / len(neurons) * 1000
             print(f"{label:30s} {ms:7.2f} ms/neuron, {parses - before} clauses parsed")
     finally:
-        extractive._spacy = real  # type: ignore[assignment]
+        caption_parse._spacy = real  # type: ignore[assignment]
 
 
 if __name__ == "__main__":

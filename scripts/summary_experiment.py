@@ -31,10 +31,10 @@ from andlib.describe.concepts import (
     load_adjective_lexicon,
     load_concept_set,
 )
-from andlib.describe.extractive import summarize_captions
 from andlib.evaluate.scorers.runner import score_run
 from andlib.store import RunDir
 from andlib.text.embeddings import get_embedder
+from andlib.text.extractive import summarize_captions
 
 
 def main() -> None:

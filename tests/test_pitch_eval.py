@@ -14,6 +14,7 @@ from andlib.config import load_config
 from andlib.data.notes import midi_to_hz, pitch_text
 from andlib.evaluate import pitch as pitch_eval
 from andlib.models.pitch import bin_frequencies
+from andlib.report import pitch as pitch_report
 from andlib.store import RunDir
 
 needs_models = pytest.mark.skipif(
@@ -197,7 +198,7 @@ def test_two_pitch_networks_compared_on_a_tiny_probing_set(tmp_path):
     assert summary["models"] == ["crepe-tiny", "pesto"]
     comparison = pd.read_csv(parent.run_path / "analysis" / "pitch_comparison.csv")
     assert set(comparison["model"]) == {"crepe-tiny", "pesto"}
-    assert set(pitch_eval.COMPARED) <= set(comparison["metric"])
+    assert set(pitch_report.COMPARED) <= set(comparison["metric"])
     sel = comparison[comparison["metric"] == "selectivity_semitones"]
     chance = comparison[comparison["metric"] == "selectivity_chance"]["value"].mean()
     for model, rows in sel.groupby("model"):

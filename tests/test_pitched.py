@@ -15,7 +15,7 @@ from andlib.data.pitched import TIMBRE_COLUMNS, note_specs, render_note
 from andlib.data.probing import load_probing_set
 from andlib.describe.captioners import AcousticCaptioner
 from andlib.describe.concepts import calibrate
-from andlib.describe.extractive import shared_pitch, summarize_captions
+from andlib.text.extractive import shared_pitch, summarize_captions
 from tests.conftest import requires_esc50
 
 SR = 16000

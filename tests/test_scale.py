@@ -7,7 +7,7 @@ import hashlib
 
 import numpy as np
 
-import andlib.describe.extractive as extractive
+import andlib.text.extractive as extractive
 from andlib.describe.concepts import icl_answer_marked, icl_concepts
 
 CONCEPTS = ["dog", "rain", "water_drops", "church_bells", "clock_tick", "wind"]

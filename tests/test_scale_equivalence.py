@@ -21,8 +21,9 @@ import pytest
 import torch
 
 import andlib.describe.concepts as concepts
-import andlib.describe.extractive as extractive
 import andlib.describe.similarity as similarity
+import andlib.text.caption_parse as caption_parse
+import andlib.text.extractive as extractive
 from andlib.config import load_config
 from andlib.store import RunDir
 from tests.conftest import requires_esc50
@@ -53,7 +54,7 @@ def _fresh_memory() -> None:
     import andlib.text.embeddings as emb
 
     emb._cached.cache_clear()
-    extractive._parsed.clear()
+    caption_parse._parsed.clear()
     extractive._items.clear()
 
 

@@ -9,15 +9,15 @@ import numpy as np
 import pandas as pd
 import pytest
 
-import andlib.describe.extractive as extractive
 import andlib.describe.summarize as summ
+import andlib.text.caption_parse as caption_parse
 from andlib.config import LLMConfig
 from andlib.describe.concepts import comparable, sentence_weight, split_sentences
-from andlib.describe.extractive import NOTHING_SHARED, source_phrases, summarize_captions
 from andlib.describe.features import FEATURE_COLUMNS
 from andlib.describe.summarize import run_stage, summarize_all, summarize_neuron
 from andlib.describe.wording import SetNorms, describe
 from andlib.store import RunDir
+from andlib.text.extractive import NOTHING_SHARED, source_phrases, summarize_captions
 from andlib.text.llm import LLM, LLMError, get_llm
 from tests.test_llm import FakeServer, cache_files, echo
 
@@ -284,7 +284,7 @@ def test_extractive_summaries_of_realistic_captions_are_short():
 
 def test_extractive_summary_is_deterministic():
     first = summarize_captions(METADATA + TAGGER)
-    extractive._parsed.clear()  # parse again from scratch
+    caption_parse._parsed.clear()  # parse again from scratch
     assert summarize_captions(METADATA + TAGGER) == first
     assert summarize_captions(list(METADATA + TAGGER)) == first
 
@@ -293,7 +293,7 @@ def test_extractive_summary_reads_as_english_for_module_b():
     """Attributes stay adjectives and sources stay nouns for the POS tagger downstream, and
     every sentence has the clip count Module B strips and weighs."""
     summary = summarize_captions(METADATA)
-    doc = extractive._spacy()(summary)
+    doc = caption_parse._spacy()(summary)
     pos = {t.lower_: t.pos_ for t in doc}
     assert pos["loud"] == "ADJ" and pos["sharp"] == "ADJ" and pos["bright"] == "ADJ"
     assert pos["dog"] == "NOUN"
@@ -303,7 +303,7 @@ def test_extractive_summary_reads_as_english_for_module_b():
 
 def test_extractive_summary_parses_each_caption_once(monkeypatch):
     """Cost in operations, not seconds: one parse per distinct caption clause, ever."""
-    real = extractive._spacy()
+    real = caption_parse._spacy()
     parsed: list[str] = []
 
     class Counting:
@@ -312,8 +312,8 @@ def test_extractive_summary_parses_each_caption_once(monkeypatch):
             parsed.extend(texts)
             return real.pipe(texts, batch_size=batch_size)
 
-    monkeypatch.setattr(extractive, "_spacy", lambda: Counting())
-    monkeypatch.setattr(extractive, "_parsed", {})
+    monkeypatch.setattr(caption_parse, "_spacy", lambda: Counting())
+    monkeypatch.setattr(caption_parse, "_parsed", {})
     pool = (
         ACOUSTIC + METADATA + TAGGER + [f"A loud sound with {n} short bursts." for n in range(40)]
     )

@@ -34,8 +34,9 @@ from typing import Any
 import pandas as pd
 
 from andlib.config import Config
-from andlib.describe.extractive import caption_attributes, source_phrases, summarize_captions
 from andlib.store import RunDir, Stage
+from andlib.text.caption_parse import caption_attributes
+from andlib.text.extractive import source_phrases, summarize_captions
 from andlib.text.llm import LLM, get_llm
 from andlib.text.prompts import summarize_messages
 

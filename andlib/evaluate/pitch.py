@@ -1,4 +1,4 @@
-"""Descriptions of pitch networks scored against exact ground truth (issue 15).
+"""Descriptions of pitch networks scored against exact ground truth.
 
 A pretrained pitch network (:mod:`andlib.models.pitch`: CREPE, PESTO) dissected on the pitched
 probing set (:mod:`andlib.data.pitched`) has two kinds of truth the descriptions never see:
@@ -41,15 +41,12 @@ polysemantic fraction (``analysis/polysemantic_per_layer.csv``) and simulation s
 (``scores.csv``: the simulation scorer's Pearson r), each layer at its relative depth (0 = first recorded layer, 1 =
 the output).
 
-**Comparison** (:func:`compare`, the parent run of ``configs/pitch.yaml``): the per-model
-tables side by side in ``analysis/pitch_comparison.csv`` and ``analysis/pitch_last_layer.csv``
-and the figures ``pitch_comparison`` (selectivity, polysemantic fraction and simulation score
-against relative depth, one line per model) and ``pitch_output_layer`` (stated against true
-pitch of every output neuron).
+The comparison of several pitch networks (the parent run of ``configs/pitch.yaml``) is
+:mod:`andlib.report.pitch`.
 
 Public surface: :func:`is_pitch_config`, :func:`pitch_runs`, :func:`output_layer_scores`,
 :func:`last_layer_report`, :func:`tuning`, :func:`names_attribute`, :func:`layer_table`,
-:func:`run_stage`, :func:`compare`, :func:`comparison_figures`.
+:func:`run_stage`.
 """
 
 from __future__ import annotations
@@ -63,8 +60,9 @@ import numpy as np
 import pandas as pd
 
 from andlib.config import Config, rng
-from andlib.data.notes import hz_to_midi, parse_pitches
+from andlib.data.notes import parse_pitches
 from andlib.data.pitched import ATTRIBUTES
+from andlib.layout import read_table, sort_layers, strategy_runs
 from andlib.store import RunDir, Stage, concept_columns, read_scores
 
 log = logging.getLogger(__name__)
@@ -143,8 +141,6 @@ def is_pitch_config(cfg: Config) -> bool:
 
 def pitch_runs(cfg: Config) -> dict[str, RunDir]:
     """``{model: RunDir}`` of a comparison config's per-model runs that exist."""
-    from andlib.report.analysis import strategy_runs
-
     return {s: r for s, r in strategy_runs(cfg).items() if _is_pitch_model(cfg.strategy_model(s))}
 
 
@@ -370,8 +366,6 @@ def chance_selectivity(midi: np.ndarray, k: int, seed: int, draws: int = 2000) -
 
 def relative_depths(layers: Sequence[str]) -> dict[str, float]:
     """``{layer: position / (n - 1)}`` in depth order (0 = first, 1 = last recorded layer)."""
-    from andlib.report.analysis import sort_layers
-
     ordered = sort_layers(layers)
     span = max(len(ordered) - 1, 1)
     return {layer: i / span for i, layer in enumerate(ordered)}
@@ -487,8 +481,6 @@ def _naming_chance(table: pd.DataFrame, seed: int, shuffles: int = 50) -> float:
 
 def layer_table(cfg: Config, run: RunDir, tuning_table: pd.DataFrame) -> pd.DataFrame:
     """``pitch_layers.csv``: per layer its relative depth and the pitch measures (see module)."""
-    from andlib.report.analysis import read_table
-
     clips = _clips(run)
     midi = clips["midi"].dropna().to_numpy(dtype=np.float64)
     chance_sel = chance_selectivity(
@@ -559,10 +551,11 @@ simulation scores it copies) and :data:`VERSION` with the binning constants."""
 
 
 def run_stage(cfg: Config, run: RunDir) -> dict[str, Any]:
-    """Score one pitch network's run against the ground truth: writes :data:`OUTPUTS`. On
-    the parent run of a comparison config (``strategies``): :func:`compare`."""
+    """Score one pitch network's run against the ground truth: writes :data:`OUTPUTS`. The
+    parent run of a comparison config (``strategies``) has no network of its own: nothing to
+    score (:mod:`andlib.report.pitch` compares its runs)."""
     if cfg.strategies:
-        return compare(cfg, run)
+        return {}
     key = SPEC.key(cfg, run)
     logger = run.logger(STAGE)
     if run.is_fresh(STAGE, key):
@@ -588,117 +581,3 @@ def _summary(run: RunDir) -> dict[str, Any]:
     report = run.read_json("pitch_last_layer.json")
     return {k: report[k] for k in ("model", "within_1_semitone", "median_error_semitones",
                                    "chance_within_1_semitone", "n_neurons")}  # fmt: skip
-
-
-# --------------------------------------------------------------------------------------------
-# Comparison of several pitch networks
-# --------------------------------------------------------------------------------------------
-
-COMPARED = (
-    "selectivity_semitones",
-    "polysemantic_fraction",
-    "simulation_pearson",
-    "states_preferred_f0",
-)
-
-
-def compare(cfg: Config, run: RunDir) -> dict[str, Any]:
-    """The parent run of a comparison config: ``analysis/pitch_comparison.csv`` (``model,
-    layer, depth, metric, value``), ``analysis/pitch_last_layer.csv`` and the figures."""
-    import matplotlib.pyplot as plt
-
-    runs = pitch_runs(cfg)
-    if not runs:
-        return {"pitch_comparison": "no pitch runs", "missing": list(cfg.strategies)}
-    comparison, last = comparison_tables(runs)
-    run.write_csv("analysis/pitch_comparison.csv", comparison)
-    run.write_csv("analysis/pitch_last_layer.csv", last)
-    figs = comparison_figures(cfg, runs, comparison)
-    for fig in figs.values():
-        plt.close(fig)
-    return {"models": list(runs), "figures": sorted(figs), "last_layer": last.to_dict("records")}
-
-
-def comparison_tables(runs: Mapping[str, RunDir]) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Long per-layer metrics of every run and the output-layer results side by side."""
-    frames, last = [], []
-    for model, r in runs.items():
-        if not r.exists("pitch_layers.csv"):
-            continue
-        layers = r.read_csv("pitch_layers.csv")
-        long = layers.melt(
-            id_vars=["layer", "depth"],
-            value_vars=[c for c in layers.columns if c not in ("layer", "depth", "top_attribute")],
-            var_name="metric",
-        )
-        long.insert(0, "model", model)
-        frames.append(long)
-        report = r.read_json("pitch_last_layer.json")
-        for method, scores in report["methods"].items():
-            last.append({"model": model, "method": method, **scores})
-    comparison = (
-        pd.concat(frames, ignore_index=True)
-        if frames
-        else pd.DataFrame(columns=["model", "layer", "depth", "metric", "value"])
-    )
-    comparison["value"] = pd.to_numeric(comparison["value"], errors="coerce")
-    return comparison, pd.DataFrame(last)
-
-
-def comparison_figures(
-    cfg: Config, runs: Mapping[str, RunDir], comparison: pd.DataFrame | None = None
-) -> dict[str, Any]:
-    """``pitch_comparison`` (three panels against relative depth) and ``pitch_output_layer``
-    (stated against true pitch per output neuron, one panel per model); saved."""
-    import matplotlib.pyplot as plt
-
-    from andlib.report import plots
-
-    comparison = comparison_tables(runs)[0] if comparison is None else comparison
-    titles = {
-        "selectivity_semitones": "pitch selectivity\n(spread of the top-K notes' f0, semitones)",
-        "polysemantic_fraction": "polysemantic fraction",
-        "simulation_pearson": "simulation score (mean Pearson r)",
-        "states_preferred_f0": "description states the preferred f0\n(f0-driven neurons, ±1 semitone)",
-    }
-    chance_of = {
-        "selectivity_semitones": ("selectivity_chance", "random K notes"),
-        "states_preferred_f0": ("states_preferred_f0_chance", "shuffled descriptions"),
-    }
-    fig, axes = plt.subplots(1, len(COMPARED), figsize=(3.9 * len(COMPARED), 3.4))
-    for ax, metric in zip(axes, COMPARED, strict=True):
-        for model, rows in comparison[comparison["metric"] == metric].groupby("model", sort=False):
-            rows = rows.sort_values("depth")
-            ax.plot(rows["depth"], rows["value"], marker="o", label=model)
-        if metric in chance_of:
-            name, label = chance_of[metric]
-            chance = comparison[comparison["metric"] == name]["value"].dropna()
-            if len(chance):
-                ax.axhline(float(chance.mean()), color="grey", ls=":", lw=1, label=label)
-                ax.legend(fontsize=7)
-        ax.set(xlabel="relative depth (0 = first layer, 1 = output)", title=titles[metric])
-    axes[0].legend(fontsize=8)
-    fig.tight_layout()
-    figs = {"pitch_comparison": fig}
-    fig2, axes2 = plt.subplots(1, len(runs), figsize=(4.0 * len(runs), 3.6), squeeze=False)
-    for ax, (model, r) in zip(axes2[0], runs.items(), strict=True):
-        if not r.exists("pitch_output_neurons.csv"):
-            continue
-        t = r.read_csv("pitch_output_neurons.csv")
-        t = t[t["in_range"].astype(str) == "True"]
-        true = pd.to_numeric(t["bin_hz"])
-        stated = pd.to_numeric(t[f"{PRIMARY}_hz"], errors="coerce")
-        ax.scatter(hz_to_midi(true), hz_to_midi(stated), s=6, alpha=0.6)
-        lo, hi = float(hz_to_midi(true.min())), float(hz_to_midi(true.max()))
-        ax.plot([lo, hi], [lo, hi], color="grey", lw=0.8)
-        within = float(np.mean(np.abs(hz_to_midi(stated) - hz_to_midi(true)) <= 1.0))
-        ax.set(
-            xlabel="output bin (MIDI)",
-            ylabel="pitch the description states (MIDI)",
-            title=f"{model}: {within:.0%} within 1 semitone",
-        )
-    fig2.tight_layout()
-    figs["pitch_output_layer"] = fig2
-    for name, f in figs.items():
-        plots.save_figure(f, name, cfg)
-    return figs

@@ -37,19 +37,24 @@ through :mod:`andlib.report.plots` (PNG + PDF in ``figures/``).
 
 from __future__ import annotations
 
-import json
 import logging
-import re
 import warnings
 from collections import Counter
 from collections.abc import Iterable, Iterator, Mapping
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
 from andlib.config import Config
+from andlib.layout import ANALYSIS_DIR, analysis_file
+from andlib.layout import layer_depths as layer_depths  # re-exported: the old import path
+from andlib.layout import layer_sort_key as layer_sort_key
+from andlib.layout import read_table as read_table
+from andlib.layout import read_trend as read_trend
+from andlib.layout import seed_runs as seed_runs
+from andlib.layout import sort_layers as sort_layers
+from andlib.layout import strategy_runs as strategy_runs
 from andlib.report.measures import _measure_order, measure_label
 from andlib.store import (
     ActivationCache,
@@ -62,44 +67,14 @@ from andlib.store import (
 
 log = logging.getLogger(__name__)
 
-ANALYSIS_DIR = "analysis"
 STAGE = "analysis"
 VERSION = 1
 """Algorithm version of the analysis stage (part of its cache key)."""
-KIND_ORDER = {"attn": 0, "attention": 0, "mlp": 1, "intermediate": 1, "out": 2, "output": 2}
-_INT = re.compile(r"(?:^|[._/])(\d+)(?=$|[._/])")
 
 
 # --------------------------------------------------------------------------------------------
-# Layers and list-valued cells
+# List-valued cells
 # --------------------------------------------------------------------------------------------
-
-
-def layer_sort_key(layer: str) -> tuple[int, int, int, str]:
-    """Depth ordering of layer keys: ``layers.<i>.<kind>`` by block then kind, classifier last.
-
-    Within a block the order is ``attn < mlp < out``; other keys with a block number (module
-    paths such as ``encoder.layer.3.intermediate``) sort by that number; keys without one come
-    after the numbered layers, and ``classifier`` (or any key ending in ``classifier``) last.
-    """
-    name = str(layer)
-    if name.split(".")[-1] == "classifier" or name == "classifier":
-        return (2, 0, 0, name)
-    m = _INT.search(name)
-    if m is None:
-        return (1, 0, 0, name)
-    rest = name[m.end() :].strip("._/").split(".")[0]
-    return (0, int(m.group(1)), KIND_ORDER.get(rest, 3), name)
-
-
-def sort_layers(layers: Iterable[str]) -> list[str]:
-    """Distinct layer keys in depth order (see :func:`layer_sort_key`)."""
-    return sorted({str(x) for x in layers}, key=layer_sort_key)
-
-
-def layer_depths(layers: Iterable[str]) -> dict[str, int]:
-    """``{layer: position in depth order}`` (0 = shallowest)."""
-    return {layer: i for i, layer in enumerate(sort_layers(layers))}
 
 
 def split_items(value: Any, sep: str = ";") -> list[str]:
@@ -528,22 +503,6 @@ def open_activations(run: RunDir) -> ActivationCache:
     return ActivationCache.load(run)
 
 
-def _analysis_file(run: RunDir, name: str) -> Path:
-    return run.path / ANALYSIS_DIR / name
-
-
-def read_table(run: RunDir, name: str) -> pd.DataFrame | None:
-    """``<run>/analysis/<name>`` as a DataFrame, or ``None`` when that analysis was not run."""
-    p = _analysis_file(run, name)
-    return pd.read_csv(p, keep_default_na=True) if p.exists() else None
-
-
-def read_trend(run: RunDir) -> dict[str, Any] | None:
-    """The adjectives-per-layer regression (``analysis/adjective_trend.json``), if computed."""
-    p = _analysis_file(run, "adjective_trend.json")
-    return json.loads(p.read_text()) if p.exists() else None
-
-
 TABLES = (
     "adjective_counts.csv",
     "adjectives_per_layer.csv",
@@ -623,7 +582,7 @@ def compute_tables(cfg: Config, run: RunDir, logger: logging.Logger | None = Non
     a = cfg.analysis
     written: list[str] = []
     for name in TABLES:  # a table whose inputs are gone must not outlive them
-        _analysis_file(run, name).unlink(missing_ok=True)
+        analysis_file(run, name).unlink(missing_ok=True)
 
     def write(name: str, df: pd.DataFrame) -> None:
         run.write_csv(f"{ANALYSIS_DIR}/{name}", df)
@@ -699,7 +658,7 @@ def caption_embeddings(cfg: Config, run: RunDir, texts: list[str]) -> np.ndarray
     so changing only an analysis setting does not embed every caption again."""
     from andlib.text.embeddings import get_embedder
 
-    _analysis_file(run, "caption_embeddings.npz").unlink(missing_ok=True)  # the older cache
+    analysis_file(run, "caption_embeddings.npz").unlink(missing_ok=True)  # the older cache
     return np.asarray(get_embedder(cfg).encode(texts), dtype=np.float32)
 
 
@@ -765,35 +724,6 @@ def make_figures(cfg: Config, run: RunDir, prefix: str = "") -> dict[str, Any]:
 # --------------------------------------------------------------------------------------------
 # Supervised vs self-supervised (issue 8)
 # --------------------------------------------------------------------------------------------
-
-
-def seed_runs(cfg: Config) -> dict[str, dict[int | None, RunDir]]:
-    """``{strategy: {seed: RunDir}}``: the run directories of ``cfg.strategies`` that exist.
-
-    With ``cfg.seeds``, a trained strategy has one run per training seed
-    (``<run_dir>/<strategy>/seed<k>``) and a strategy mapped to a checkpoint one run under the
-    seed ``None`` (``<run_dir>/<strategy>``); without, every strategy has that one run.
-    Missing runs (and strategies with none) are left out.
-    """
-    from andlib.store import strategy_run_path
-
-    out: dict[str, dict[int | None, RunDir]] = {}
-    for s in cfg.strategies:
-        seeds: list[int | None] = [None]
-        if cfg.seeds and cfg.strategy_model(s).startswith("trained:"):
-            seeds = list(cfg.seeds)
-        paths = {k: strategy_run_path(cfg, s, k) for k in seeds}
-        found = {k: RunDir(p) for k, p in paths.items() if p.is_dir()}
-        if found:
-            out[s] = found
-    return out
-
-
-def strategy_runs(cfg: Config) -> dict[str, RunDir]:
-    """``{strategy: RunDir}`` for each of ``cfg.strategies`` whose run directory
-    (``cfg.run_path / strategy``) exists; missing ones are left out. With ``cfg.seeds``: each
-    strategy's first seed found (:func:`seed_runs` has them all)."""
-    return {s: next(iter(by_seed.values())) for s, by_seed in seed_runs(cfg).items()}
 
 
 def run_metrics(run: RunDir) -> pd.DataFrame:
@@ -978,7 +908,7 @@ def run_comparison(cfg: Config, run: RunDir) -> dict[str, Any]:
     run.write_csv(f"{ANALYSIS_DIR}/strategies_trends.csv", result["trends"])
     for key, name in SEED_TABLES.items():
         run.write_csv(f"{ANALYSIS_DIR}/{name}", result[key])
-    atomic_write_text(_analysis_file(run, "strategies_verdict.txt"), result["verdict"] + "\n")
+    atomic_write_text(analysis_file(run, "strategies_verdict.txt"), result["verdict"] + "\n")
     first = {model: next(iter(by_seed.values())) for model, by_seed in runs.items()}
     figs = comparison_figures(cfg, first, result["comparison"], result["per_seed"])
     for fig in figs.values():

