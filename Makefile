@@ -30,6 +30,7 @@ reproduce: setup
 	$(PY) -m andlib reproduce --config $(CONFIG)
 
 test: setup
+	$(VENV)/bin/lint-imports
 	$(PY) -m pytest -q
 
 test-fast: setup
@@ -51,6 +52,7 @@ browser-test: setup
 lint: setup
 	$(PY) -m ruff check andlib tests benchmarks
 	$(PY) -m ruff format --check andlib tests benchmarks
+	$(VENV)/bin/lint-imports
 
 format: setup
 	$(PY) -m ruff format andlib tests benchmarks

@@ -43,7 +43,6 @@ from andlib.data.audio import ProbingSet
 from andlib.data.probing import load_probing_set
 from andlib.models.activations import ActivationRecorder, record_target, resolve_layers
 from andlib.models.base import TargetModel
-from andlib.models.registry import _hf_preprocess
 from andlib.store import RunDir
 
 
@@ -68,7 +67,12 @@ def default_shaped_target(seed: int = 0) -> TargetModel:
     model = ASTForAudioClassification(config).eval()
     fe = ASTFeatureExtractor(num_mel_bins=t.num_mel_bins, max_length=t.max_length)
     labels = [str(i) for i in range(50)]
-    return TargetModel(model, _hf_preprocess(fe, 16000), 16000, "bench-ast", labels, {})
+
+    def preprocess(batch):  # the AST extractor pads and truncates by itself
+        arrays = [np.asarray(a, dtype=np.float32) for a in batch]
+        return dict(fe(arrays, sampling_rate=16000, return_tensors="pt"))
+
+    return TargetModel(model, preprocess, 16000, "bench-ast", labels, {})
 
 
 def probing_clips(n: int, synthetic: bool) -> ProbingSet:

@@ -38,9 +38,18 @@ import torch
 from andlib.config import load_config, rng
 from andlib.evaluate.prune import NeuronPruner, concept_metrics, masked_logits, random_neurons
 from andlib.models.activations import resolve_layers
-from andlib.models.train import _ARCHITECTURE
 
-SHAPE = tuple(k for k in _ARCHITECTURE if k != "dropout")
+SHAPE = (
+    "hidden_size",
+    "num_hidden_layers",
+    "num_attention_heads",
+    "intermediate_size",
+    "patch_size",
+    "frequency_stride",
+    "time_stride",
+    "num_mel_bins",
+    "max_length",
+)
 """The ``TrainConfig`` fields a cached model must share to stand for the default model."""
 
 

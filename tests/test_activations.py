@@ -21,7 +21,6 @@ from andlib.models.activations import (
     topk_table,
 )
 from andlib.models.base import TargetModel
-from andlib.models.registry import _hf_preprocess
 from andlib.store import ActivationCache, RunDir
 from tests.conftest import tiny_speech_config
 
@@ -42,10 +41,20 @@ def make_probing_set(n: int = 10, seconds: float = 0.5, seed: int = 0) -> Probin
     return ProbingSet("test", SR, audio, meta)
 
 
+def ast_preprocess(fe):
+    """The AST feature extractor on a batch of waveforms (it pads and truncates by itself)."""
+
+    def preprocess(batch):
+        arrays = [np.asarray(a, dtype=np.float32) for a in batch]
+        return dict(fe(arrays, sampling_rate=SR, return_tensors="pt"))
+
+    return preprocess
+
+
 def ast_target(tiny_ast) -> TargetModel:
     model, fe = tiny_ast
     labels = [model.config.id2label[i] for i in range(model.config.num_labels)]
-    return TargetModel(model, _hf_preprocess(fe, SR), SR, "tiny-ast", labels, {"source": "test"})
+    return TargetModel(model, ast_preprocess(fe), SR, "tiny-ast", labels, {"source": "test"})
 
 
 class Toy(nn.Module):
@@ -82,7 +91,7 @@ def test_ast_preset_shapes_and_classifier_is_the_logits(tiny_ast):
     assert layers["layers.1.mlp"] == "audio_spectrogram_transformer.layers.1.mlp.activation_fn"
     assert layers["layers.0.attn"] == "audio_spectrogram_transformer.layers.0.attention.o_proj"
     assert layers["layers.0.out"] == "audio_spectrogram_transformer.layers.0"
-    inputs = _hf_preprocess(fe, SR)(make_probing_set(3).audio)
+    inputs = ast_preprocess(fe)(make_probing_set(3).audio)
     with torch.inference_mode(), ActivationRecorder(model, layers) as rec:
         logits = model(**inputs).logits
         acts = rec.pop()
