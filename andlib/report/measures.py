@@ -25,6 +25,6 @@ def measure_label(measure: str) -> str:
     return MEASURES.get(measure, measure)
 
 
-def _measure_order(measures: Iterable[str]) -> list[str]:
+def measure_order(measures: Iterable[str]) -> list[str]:
     known = list(MEASURES)
     return sorted(set(measures), key=lambda m: (known.index(m) if m in known else len(known), m))

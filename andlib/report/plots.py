@@ -671,12 +671,12 @@ def plot_seed_measures(
     import numpy as np
     from matplotlib.lines import Line2D
 
-    from andlib.report.measures import _measure_order, measure_label
+    from andlib.report.measures import measure_label, measure_order
 
     if measures is None:
         measures = [
             m
-            for m in _measure_order(per_seed["measure"])
+            for m in measure_order(per_seed["measure"])
             if not m.startswith("last_layer_top1") or m.endswith("/ soft_wpmi")
         ]
     models = list(dict.fromkeys(per_seed["model"]))
