@@ -354,7 +354,7 @@ class OpenAICaptioner(_PerClipCaptioner):
 
     Base URL: ``captioner.base_url``, else ``$OPENAI_BASE_URL``, else api.openai.com. Key: the
     environment variable ``captioner.api_key_env`` (a custom base URL may go without). Requests
-    are retried by the LLM's :class:`andlib.text.llm.RetryPolicy` (jittered exponential backoff from
+    are retried by the LLM's :class:`andlib.text.retry.RetryPolicy` (jittered exponential backoff from
     ``retry_backoff`` seconds, honouring ``Retry-After``) on 429, 5xx, timeouts, connection
     errors and empty replies; a clip that still fails raises :class:`CaptionError` naming it.
     The requests of a batch run concurrently.
@@ -373,7 +373,7 @@ class OpenAICaptioner(_PerClipCaptioner):
         cache_dir: Path | None = None,
         retry_backoff: float = 0.5,
     ):
-        from andlib.text.llm import RetryPolicy
+        from andlib.text.retry import RetryPolicy
 
         base_url = base_url or os.environ.get("OPENAI_BASE_URL") or None
         settings = {
@@ -409,7 +409,7 @@ class OpenAICaptioner(_PerClipCaptioner):
         import openai
         import soundfile as sf
 
-        from andlib.text.llm import BadReply, GaveUp
+        from andlib.text.retry import BadReply, GaveUp
 
         buf = io.BytesIO()
         sf.write(buf, np.clip(audio, -1, 1), sample_rate, format="WAV", subtype="PCM_16")

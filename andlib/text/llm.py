@@ -3,7 +3,8 @@
 :func:`get_llm` picks the backend named by ``LLMConfig.backend``:
 
 - ``openai``: any OpenAI-compatible chat server (OpenAI, vLLM, llama.cpp server, Ollama) through
-  the ``openai`` client: bounded concurrency, timeouts, and the shared :class:`RetryPolicy`
+  the ``openai`` client: bounded concurrency, timeouts, and the shared
+  :class:`andlib.text.retry.RetryPolicy`
   (jittered exponential backoff that honours ``Retry-After``) on 429/5xx, timeouts, connection
   errors and empty or malformed replies. A reply cut off at ``llm.max_tokens``
   (``finish_reason == "length"``) is asked once more with twice the tokens and is never cached.
@@ -11,12 +12,12 @@
   padding, on the GPU when there is one, greedy when ``temperature == 0``.
 - ``extractive``: **not a language model and not generative.** It answers only the summarize
   task, by counting which attributes and phrases the captions share
-  (:func:`andlib.describe.summarize.summarize_captions`); every other prompt raises
+  (:func:`andlib.text.extractive.summarize_captions`); every other prompt raises
   ``NotImplementedError``. Check :attr:`LLM.generative` to choose a fallback up front.
 
 Every reply of a generative backend is cached in ``<cache_dir>/llm/replies.sqlite``
-(:class:`ReplyCache`: one SQLite file in WAL mode, safe for threads and processes writing at
-once, read in batches), keyed by the SHA-256 of (backend, model, messages, sampling settings).
+(:class:`andlib.text.replies.ReplyCache`), keyed by the SHA-256 of (backend, model, messages,
+sampling settings).
 An entry is written only for a complete, valid reply and as soon as that reply arrives, so a
 re-run makes no calls at all and an interrupted run re-issues only the calls that had not
 finished. Caches of the earlier one-JSON-file-per-reply layout are imported on first use.
@@ -26,36 +27,23 @@ reply that arrived and then raises one :class:`LLMError` that lists each failed 
 
 from __future__ import annotations
 
-import email.utils
-import hashlib
 import itertools
-import json
 import logging
 import os
-import random
 import threading
-import time
-import zlib
 from collections.abc import Callable, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
-from dataclasses import dataclass
-from datetime import datetime, timezone
-from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 from andlib.config import LLMConfig
-from andlib.text.kvstore import SQLiteFile
 from andlib.text.prompts import Messages, captions_from_summarize_messages
+from andlib.text.replies import ReplyCache
+from andlib.text.retry import BadReply, GaveUp, RetryPolicy, brief_error
+from andlib.text.retry import retry_after as retry_after  # re-exported: the old import path
 
 log = logging.getLogger(__name__)
 
 DEFAULT_OPENAI_URL = "https://api.openai.com/v1"
-MAX_BACKOFF_S = 30.0
-"""The longest backoff between two attempts when the server sends no ``Retry-After``."""
-RETRYABLE_STATUS = (408, 409, 429)
-"""HTTP statuses below 500 that are worth another attempt (every 5xx is too)."""
-
-T = TypeVar("T")
 
 
 class LLMError(RuntimeError):
@@ -68,331 +56,6 @@ class LLMError(RuntimeError):
     def __init__(self, message: str, failures: Sequence[tuple[str, str]] = ()):
         super().__init__(message)
         self.failures: list[tuple[str, str]] = list(failures)
-
-
-# --------------------------------------------------------------------------------------------
-# Retries: one policy for every OpenAI-compatible call (LLM replies and audio captions)
-# --------------------------------------------------------------------------------------------
-
-
-class BadReply(Exception):
-    """The server answered, but with an empty or malformed reply: worth another attempt."""
-
-
-class GaveUp(Exception):
-    """:meth:`RetryPolicy.call` stopped: ``last`` is the final error after ``attempts`` tries.
-
-    ``transient`` is False when ``last`` was not worth retrying (e.g. HTTP 400), so it was
-    tried once.
-    """
-
-    def __init__(self, last: BaseException, attempts: int, transient: bool):
-        super().__init__(f"after {attempts} attempt(s): {brief_error(last)}")
-        self.last, self.attempts, self.transient = last, attempts, transient
-
-
-def is_transient(exc: BaseException) -> bool:
-    """Whether ``exc`` is worth another attempt: timeouts, connection errors, 408/409/429,
-    5xx, and empty or malformed replies (:class:`BadReply`, unparsable bodies)."""
-    import openai
-
-    if isinstance(exc, openai.APIStatusError):
-        return exc.status_code in RETRYABLE_STATUS or exc.status_code >= 500
-    return isinstance(
-        exc, (openai.APIConnectionError, openai.APIResponseValidationError, BadReply, ValueError)
-    )
-
-
-def retry_after(exc: BaseException | None) -> float | None:
-    """Seconds the server asked to wait (uncapped), when its reply to ``exc`` said so.
-
-    Reads ``retry-after-ms`` (OpenAI's), then ``Retry-After`` in either form: delay-seconds
-    (``"7"``) or an HTTP-date (``"Wed, 21 Oct 2015 07:28:00 GMT"``, the seconds until then).
-    """
-    headers = getattr(getattr(exc, "response", None), "headers", None)
-    if headers is None:
-        return None
-    try:
-        return max(float(headers.get("retry-after-ms")) / 1000.0, 0.0)
-    except (TypeError, ValueError):
-        pass
-    value = headers.get("retry-after")
-    if not isinstance(value, str) or not value.strip():
-        return None
-    try:
-        return max(float(value), 0.0)
-    except ValueError:
-        pass
-    try:
-        when = email.utils.parsedate_to_datetime(value.strip())
-    except (TypeError, ValueError, IndexError):
-        return None
-    if when.tzinfo is None:
-        when = when.replace(tzinfo=timezone.utc)
-    return max((when - datetime.now(timezone.utc)).total_seconds(), 0.0)
-
-
-@dataclass(frozen=True)
-class RetryPolicy:
-    """Bounded retries with jittered exponential backoff that honour ``Retry-After``.
-
-    Attempt ``n + 1`` waits what the server asked for (``Retry-After`` / ``retry-after-ms``,
-    capped at ``max_retry_after``), else a random time between half and all of
-    ``min(backoff * 2**(n-1), max_backoff)`` seconds. Built on ``tenacity``; shared by
-    :class:`OpenAILLM` and :class:`andlib.describe.captioning.OpenAICaptioner`.
-    """
-
-    max_retries: int = 5
-    """Retries after the first attempt (0: one attempt)."""
-    backoff: float = 1.0
-    """Ceiling of the first wait, in seconds; doubled for each further retry."""
-    max_backoff: float = MAX_BACKOFF_S
-    max_retry_after: float = 60.0
-    """The longest wait a server's ``Retry-After`` may impose."""
-
-    @classmethod
-    def from_config(cls, cfg: LLMConfig) -> RetryPolicy:
-        """The policy of the ``llm`` settings."""
-        return cls(cfg.max_retries, cfg.retry_backoff, MAX_BACKOFF_S, cfg.max_retry_after)
-
-    def wait(self, retry: int, exc: BaseException | None) -> float:
-        """Seconds to wait before retry number ``retry`` (1-based) after ``exc``."""
-        asked = retry_after(exc)
-        if asked is not None:
-            return min(asked, self.max_retry_after)
-        ceiling = min(self.backoff * 2 ** (retry - 1), self.max_backoff)
-        return max(ceiling, 0.0) * random.uniform(0.5, 1.0)
-
-    def call(
-        self,
-        fn: Callable[[], T],
-        label: str,
-        abort: threading.Event | None = None,
-        transient: Callable[[BaseException], bool] = is_transient,
-    ) -> T:
-        """``fn()``, retried while it raises a ``transient`` error and retries are left.
-
-        Raises :class:`GaveUp` (with the last error) when it never succeeded. Setting
-        ``abort`` cuts the current wait short and stops further attempts.
-        """
-        import tenacity
-
-        attempts = 0
-
-        def attempt() -> T:
-            nonlocal attempts
-            attempts += 1
-            return fn()
-
-        def before_sleep(state: tenacity.RetryCallState) -> None:
-            exc = state.outcome.exception() if state.outcome else None
-            delay = state.next_action.sleep if state.next_action else 0.0
-            log.info(
-                "%s: %s; retry %d/%d in %.2f s",
-                label,
-                brief_error(exc),
-                state.attempt_number,
-                self.max_retries,
-                delay,
-            )
-
-        def sleep(seconds: float) -> None:
-            if abort is None:
-                time.sleep(seconds)
-            else:
-                abort.wait(seconds)  # returns early when the run is interrupted
-
-        stop: Any = tenacity.stop_after_attempt(max(self.max_retries, 0) + 1)
-        if abort is not None:
-            stop = stop | tenacity.stop_when_event_set(abort)
-        retrying = tenacity.Retrying(
-            stop=stop,
-            wait=lambda state: self.wait(
-                state.attempt_number, state.outcome.exception() if state.outcome else None
-            ),
-            retry=tenacity.retry_if_exception(transient),
-            sleep=sleep,
-            before_sleep=before_sleep,
-            reraise=True,
-        )
-        try:
-            return retrying(attempt)
-        except Exception as exc:
-            raise GaveUp(exc, attempts, transient(exc)) from exc
-
-
-def brief_error(exc: BaseException | None) -> str:
-    """``Type (HTTP status): message`` of an error, on one line."""
-    if exc is None:
-        return "no error recorded"
-    status = getattr(exc, "status_code", None)
-    text = " ".join(str(exc).split())
-    return f"{type(exc).__name__}" + (f" (HTTP {status})" if status else "") + f": {text}"
-
-
-# --------------------------------------------------------------------------------------------
-# Disk cache
-# --------------------------------------------------------------------------------------------
-
-
-class ReplyCache:
-    """Replies on disk in one SQLite file, ``<cache_dir>/llm/replies.sqlite``.
-
-    Keyed by :meth:`key` (the SHA-256 of the request), as the one-JSON-file-per-reply layout
-    of earlier versions (``<cache_dir>/llm/<key[:2]>/<key>.json``) was: those files are
-    imported into the store the first time it is opened (once; they are left in place), and a
-    key still missing is looked up there too, so an existing cache keeps working. WAL mode:
-    threads and processes (two runs, notebook kernels) read and write it at once (see
-    :mod:`andlib.text.kvstore`). Only complete replies are ever stored (an empty one reads as a
-    miss). Each reply's request is kept too, zlib-compressed (:meth:`request`), so an entry
-    says what was asked.
-    """
-
-    FILE = "replies.sqlite"
-    SCHEMA = """
-        CREATE TABLE IF NOT EXISTS replies (
-            key TEXT PRIMARY KEY, reply TEXT NOT NULL, request BLOB NOT NULL
-        ) WITHOUT ROWID;
-        CREATE TABLE IF NOT EXISTS meta (name TEXT PRIMARY KEY, value TEXT) WITHOUT ROWID;
-    """
-
-    def __init__(self, cache_dir: str | os.PathLike):
-        self.root = Path(cache_dir) / "llm"
-        self.db = SQLiteFile(self.root / self.FILE, self.SCHEMA)
-        self._legacy: bool | None = None  # whether the old layout is there (looked up once)
-
-    @staticmethod
-    def key(request: dict[str, Any]) -> str:
-        blob = json.dumps(request, sort_keys=True, ensure_ascii=False, separators=(",", ":"))
-        return hashlib.sha256(blob.encode("utf-8")).hexdigest()
-
-    # ---- the layout of earlier versions: one JSON file per reply -----------------------------
-
-    def _legacy_dirs(self) -> list[Path]:
-        try:
-            entries = list(os.scandir(self.root))
-        except FileNotFoundError:
-            return []
-        return sorted(
-            Path(e.path)
-            for e in entries
-            if e.is_dir() and len(e.name) == 2 and all(c in "0123456789abcdef" for c in e.name)
-        )
-
-    def _legacy_path(self, key: str) -> Path:
-        return self.root / key[:2] / f"{key}.json"
-
-    @staticmethod
-    def _read_legacy(path: Path) -> tuple[str, bytes] | None:
-        """``(reply, request JSON)`` of one old cache file, or ``None`` (missing, unreadable)."""
-        try:
-            record = json.loads(path.read_text(encoding="utf-8"))
-            reply = record["reply"]
-        except FileNotFoundError:
-            return None
-        except (ValueError, KeyError, TypeError, OSError):
-            log.warning("ignoring unreadable LLM cache entry %s", path)
-            return None
-        if not (isinstance(reply, str) and reply.strip()):
-            return None
-        return reply, _pack(record.get("request"))
-
-    def _migrate(self) -> None:
-        """Import the old layout's files into the store, once per store (idempotent)."""
-        if self._legacy is not None:
-            return
-        dirs = self._legacy_dirs()
-        self._legacy = bool(dirs)
-        if not dirs:
-            return
-        done = self.db.execute("SELECT value FROM meta WHERE name = 'legacy_imported'").fetchone()
-        if done is not None:
-            return
-        t0 = time.monotonic()
-        rows = []
-        for d in dirs:
-            for path in d.glob("*.json"):
-                got = self._read_legacy(path)
-                if got is not None:
-                    rows.append((path.stem, got[0], got[1]))
-        self.db.executemany("INSERT OR IGNORE INTO replies VALUES (?, ?, ?)", rows)
-        self.db.execute(
-            "INSERT OR REPLACE INTO meta VALUES ('legacy_imported', ?)", (str(len(rows)),)
-        )
-        log.info(
-            "imported %d cached LLM replies from %s/??/*.json into %s (%.1f s)",
-            len(rows),
-            self.root,
-            self.db.path,
-            time.monotonic() - t0,
-        )
-
-    # ---- reads and writes --------------------------------------------------------------------
-
-    def get(self, key: str) -> str | None:
-        return self.get_many([key]).get(key)
-
-    def get_many(self, keys: Sequence[str]) -> dict[str, str]:
-        """``{key: reply}`` for the ``keys`` that are cached, in a few batched queries."""
-        self._migrate()
-        found: dict[str, str] = {}
-        for key, reply in self.db.select_in(
-            "SELECT key, reply FROM replies WHERE key IN ({})", sorted(set(keys))
-        ):
-            if isinstance(reply, str) and reply.strip():
-                found[key] = reply
-        if self._legacy:  # written by an older version after the import
-            for key in set(keys) - set(found):
-                got = self._read_legacy(self._legacy_path(key))
-                if got is not None:
-                    found[key] = got[0]
-                    self.db.execute(
-                        "INSERT OR IGNORE INTO replies VALUES (?, ?, ?)", (key, got[0], got[1])
-                    )
-        return found
-
-    def put(self, key: str, request: dict[str, Any], reply: str) -> None:
-        """Store one complete reply (committed at once, so an interrupted run keeps it)."""
-        self.put_many([(key, request, reply)])
-
-    def put_many(self, items: Sequence[tuple[str, dict[str, Any], str]]) -> None:
-        """Store complete replies in one transaction; empty replies are refused."""
-        rows = []
-        for key, request, reply in items:
-            if not (isinstance(reply, str) and reply.strip()):
-                raise ValueError(f"refusing to cache an empty reply under {key}")
-            rows.append((key, reply, _pack(request)))
-        self.db.executemany("INSERT OR REPLACE INTO replies VALUES (?, ?, ?)", rows)
-
-    def request(self, key: str) -> dict[str, Any] | None:
-        """What was asked for the reply stored under ``key`` (``None`` when there is none)."""
-        self._migrate()
-        rows = list(self.db.select_in("SELECT request FROM replies WHERE key IN ({})", [key]))
-        if not rows:
-            return None
-        blob = rows[0][0]
-        return json.loads(zlib.decompress(blob) if isinstance(blob, bytes) else blob)
-
-    def __len__(self) -> int:
-        self._migrate()
-        conn = self.db.connect(create=False)
-        return (
-            0 if conn is None else int(conn.execute("SELECT COUNT(*) FROM replies").fetchone()[0])
-        )
-
-    def items(self) -> list[tuple[str, str]]:
-        """Every ``(key, reply)`` stored, by key."""
-        self._migrate()
-        conn = self.db.connect(create=False)
-        if conn is None:
-            return []
-        return [tuple(r) for r in conn.execute("SELECT key, reply FROM replies ORDER BY key")]
-
-
-def _pack(request: Any) -> bytes:
-    """A request as compressed JSON (the summarize prompts of 10^5 neurons shrink ~10x)."""
-    blob = json.dumps(request, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
-    return zlib.compress(blob, 6)
 
 
 # --------------------------------------------------------------------------------------------
