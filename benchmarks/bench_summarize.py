@@ -4,7 +4,7 @@
                                          [--neurons 400]
 
 The test suite checks the cost in operations (each distinct caption clause is parsed once,
-ever: ``tests/test_summarize.py``); this prints the time that buys. Each "neuron" summarizes
+ever: ``tests/describe/test_summarize.py``); this prints the time that buys. Each "neuron" summarizes
 ``k`` captions drawn (seeded) from a run's ``captions.csv`` when one is given or found, else
 from a built-in pool in the style of the three offline captioners.
 """

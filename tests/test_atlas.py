@@ -17,7 +17,7 @@ import soundfile as sf
 
 from andlib.report.atlas import build_atlas, headline, media_name
 from andlib.store import RunDir
-from tests.test_browser import LAYERS, N_CLIPS, K, make_run_dir
+from tests.report.test_browser import LAYERS, N_CLIPS, K, make_run_dir
 
 
 def enrich_run(run: RunDir) -> None:

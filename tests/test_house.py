@@ -14,7 +14,9 @@ MAX_LINES = 600
 def module_lengths() -> dict[str, int]:
     """``{path relative to the package's parent: lines}`` of every module of ``andlib``."""
     return {
-        str(path.relative_to(PACKAGE_DIR.parent)): len(path.read_text(encoding="utf-8").splitlines())
+        str(path.relative_to(PACKAGE_DIR.parent)): len(
+            path.read_text(encoding="utf-8").splitlines()
+        )
         for path in sorted(PACKAGE_DIR.rglob("*.py"))
     }
 

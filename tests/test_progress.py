@@ -9,8 +9,8 @@ import nbformat
 import pytest
 
 from andlib.report import progress
+from tests.report.test_browser import make_run_dir
 from tests.test_atlas import enrich_run
-from tests.test_browser import make_run_dir
 
 
 def test_prefixed_stream_prefixes_every_line_and_carriage_return():

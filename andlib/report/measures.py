@@ -1,4 +1,4 @@
-"""The scalar measures of a run (:func:`andlib.report.analysis.run_measures`), their
+"""The scalar measures of a run (:func:`andlib.report.seeds.run_measures`), their
 plain-language labels and their order: shared by the analyses and the plots."""
 
 from __future__ import annotations
@@ -26,5 +26,6 @@ def measure_label(measure: str) -> str:
 
 
 def measure_order(measures: Iterable[str]) -> list[str]:
+    """Distinct measures, those of :data:`MEASURES` first in its order, then the rest sorted."""
     known = list(MEASURES)
     return sorted(set(measures), key=lambda m: (known.index(m) if m in known else len(known), m))

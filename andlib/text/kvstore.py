@@ -6,7 +6,8 @@ of one run, or two runs or notebook kernels at once) take turns through SQLite's
 (``busy_timeout``). ``synchronous=NORMAL``: a commit costs no ``fsync``, and the file stays
 consistent after a crash (at worst the last few entries are missing, which a cache re-creates).
 
-Used by :class:`andlib.text.replies.ReplyCache` (LLM replies) and :class:`andlib.text.embeddings.EmbeddingCache`.
+Used by :class:`andlib.text.replies.ReplyCache` (LLM replies) and
+:class:`andlib.text.embeddings.EmbeddingCache`.
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Ground-truth scoring of pitch networks' descriptions (andlib.evaluate.pitch, issue 15)."""
+"""Ground-truth scoring of pitch networks' descriptions (andlib.evaluate.pitch)."""
 
 from __future__ import annotations
 

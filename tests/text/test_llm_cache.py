@@ -17,7 +17,7 @@ from andlib.config import LLMConfig
 from andlib.text.llm import ReplyCache, get_llm
 from andlib.text.loopback import LoopbackServer
 
-PROJECT_ROOT = Path(__file__).resolve().parents[1]
+PROJECT_ROOT = Path(__file__).resolve().parents[2]
 
 
 def request(i: int) -> dict:

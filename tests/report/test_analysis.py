@@ -12,7 +12,7 @@ from scipy import stats
 from andlib.report import analysis as an
 from andlib.report import measures
 from andlib.store import RunDir
-from tests.test_browser import LAYERS, make_run_dir
+from tests.report.test_browser import LAYERS, make_run_dir
 
 
 def _neurons(rows: list[tuple[str, int, str, str]]) -> pd.DataFrame:

@@ -19,7 +19,7 @@ from andlib.describe.wording import SetNorms, describe
 from andlib.store import RunDir
 from andlib.text.extractive import NOTHING_SHARED, source_phrases, summarize_captions
 from andlib.text.llm import LLM, LLMError, get_llm
-from tests.test_llm import FakeServer, cache_files, echo
+from tests.text.test_llm import FakeServer, cache_files, echo
 
 # Captions in the style of the acoustic, metadata+acoustic and tagger+acoustic captioners.
 ACOUSTIC = [
