@@ -483,7 +483,7 @@ def test_run_comparison_on_a_strategies_config(tmp_cfg):
         ).exists()
 
 
-# ---- the strategies over training seeds (issue 18) --------------------------------------------
+# ---- the strategies over training seeds ------------------------------------------------------
 
 
 def _seed_run(path, purity_slope: float, heldout: float, sim: float) -> RunDir:
