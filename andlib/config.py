@@ -255,14 +255,24 @@ class EmbedderConfig:
 class SimilarityConfig:
     """Constants of the similarity functions (:mod:`andlib.describe.similarity`).
 
-    The defaults are CLIP-Dissect's (Oikarinen & Weng, 2023), which AND's code reuses
-    unchanged, so they are also the paper's values. CLIP-Dissect tuned them on Broden's ~63k
-    images; a probing set of 2000 clips may want others (a top set of 100 clips is 5 % of
-    ESC-50), hence these keys.
+    CLIP-Dissect (Oikarinen & Weng, 2023), which AND reuses, tuned its constants on probing
+    sets of tens of thousands of images, where soft-WPMI's top set of 100 is a fraction of a
+    percent (100 of ImageNet's 50,000 validation images: 0.2 %) and ``p(c)``, the mean over a
+    layer's neurons, is dominated by the neurons that hold concept ``c`` most. On ESC-50's 2000
+    clips 100 clips are 5 % of the set, and a concept that no neuron holds much scores every
+    neuron as high as its best one: the concept that is vaguely similar to every caption then
+    names most hidden neurons. The defaults here scale the top sets with the probing set (0.25
+    %, at least 5 clips) and take ``p(c)`` from the probing set's clips; CLIP-Dissect's values
+    are in each docstring and in ``configs/paper-faithful.yaml``.
     """
 
-    soft_wpmi_top_k: int = 100
-    """Soft-WPMI: a neuron's top clips (clamped to the clips scored)."""
+    soft_wpmi_top_k: int = 5
+    """Soft-WPMI: a neuron's top clips; the least when ``soft_wpmi_top_fraction`` is set.
+    CLIP-Dissect: 100."""
+    soft_wpmi_top_fraction: float | None = 0.0025
+    """Soft-WPMI: the top set is this share of the probing set's clips (rounded), at least
+    ``soft_wpmi_top_k`` (5 of ESC-50's 2000). ``null``: ``soft_wpmi_top_k`` clips, whatever the
+    probing set (CLIP-Dissect)."""
     soft_wpmi_a: float = 10.0
     """Soft-WPMI: concept probabilities are sharpened as ``softmax(a * p)`` over concepts."""
     soft_wpmi_lam: float = 1.0
@@ -271,23 +281,22 @@ class SimilarityConfig:
     """Soft-WPMI: probability that the most activating clip is in the top set."""
     soft_wpmi_p_end: float = 0.97
     """Soft-WPMI: the same for the last clip of the top set (linear in between)."""
-    soft_wpmi_top_fraction: float | None = None
-    """Soft-WPMI: when set, the top set is this share of the probing set's clips (rounded,
-    at least 1) in place of ``soft_wpmi_top_k``."""
-    soft_wpmi_prior: str = "neurons"
-    """Soft-WPMI: ``log p(c)`` as the mean of ``p(c | top)`` over the layer's neurons
-    (``neurons``, CLIP-Dissect's) or as the expected ``log p(c | top)`` of random clips of the
-    probing set (``clips``)."""
-    wpmi_top_k: int = 28
-    """WPMI: a neuron's top clips."""
+    soft_wpmi_prior: str = "clips"
+    """Soft-WPMI: ``log p(c)`` as the expected ``log p(c | top)`` of a top set of random clips
+    of the probing set (``clips``), or as the log of the mean of ``p(c | top)`` over the
+    layer's neurons (``neurons``, CLIP-Dissect's)."""
+    wpmi_top_k: int = 5
+    """WPMI: a neuron's top clips; the least when ``wpmi_top_fraction`` is set. CLIP-Dissect:
+    28."""
+    wpmi_top_fraction: float | None = 0.0025
+    """WPMI: the top set is this share of the clips, at least ``wpmi_top_k``. ``null``:
+    ``wpmi_top_k`` clips (CLIP-Dissect)."""
     wpmi_a: float = 2.0
     """WPMI: sharpening ``softmax(a * p)``."""
     wpmi_lam: float = 0.6
     """WPMI: weight of the ``log p(c)`` normalisation."""
-    wpmi_top_fraction: float | None = None
-    """WPMI: when set, the top set is this share of the clips in place of ``wpmi_top_k``."""
-    wpmi_prior: str = "neurons"
-    """WPMI: ``neurons`` or ``clips``, as ``soft_wpmi_prior``."""
+    wpmi_prior: str = "clips"
+    """WPMI: ``clips`` or ``neurons`` (CLIP-Dissect's), as ``soft_wpmi_prior``."""
     min_prob: float = 1e-7
     """WPMI and soft-WPMI: added to probabilities before the logarithm."""
     rank_reorder_top_k: int | None = None
@@ -315,10 +324,16 @@ class ConceptsConfig:
         default_factory=lambda: ["soft_wpmi", "wpmi", "cos", "cos3", "rank_reorder"]
     )
     """The DB similarity functions scored (``db_<fn>`` columns of ``neurons.csv``)."""
-    db_default: str = "soft_wpmi"
+    db_default: str = "wpmi"
     """The DB similarity function whose concept is a neuron's DB concept: the one the atlas,
     the notebooks and the reports show, and the one DB pruning selects on. One of
-    ``similarity``."""
+    ``similarity``. WPMI measured best on the offline default's hidden and classifier layers
+    (``docs/db.md``); AND reports soft-WPMI."""
+    db_template: str = "This is an audio about {}"
+    """How DB embeds a concept to compare it with the captions (``{}``: the concept's name), as
+    AND embeds concepts to map ICL replies. A bare name (``{}``, as CLIP-Dissect's text
+    encoder reads it) is a poor sentence for a sentence embedder: "door wood creaks" is nearer
+    "Most likely a dog barking. ..." than "dog" is."""
     clap_model: str | None = None
     """A transformers ``ClapModel`` id or path for TAB; ``None`` skips TAB."""
     tab_similarity: str = "soft_wpmi"
@@ -788,6 +803,11 @@ def validate(cfg: Config) -> None:
         raise ConfigError("record.layers: name at least one layer")
     if not cfg.model.name:
         raise ConfigError("model.name: must not be empty")
+    if cfg.concepts.db_template.count("{}") != 1:
+        raise ConfigError(
+            f"concepts.db_template: needs exactly one {{}} for the concept's name, got "
+            f"{cfg.concepts.db_template!r}"
+        )
     if cfg.concepts.db_default not in cfg.concepts.similarity:
         raise ConfigError(
             f"concepts.db_default: {cfg.concepts.db_default!r} is not one of concepts.similarity "

@@ -39,6 +39,7 @@ MODULES: dict[str, str] = {
     "pitch": "andlib.evaluate.pitch",
     "pitch_comparison": "andlib.report.pitch",
     "atlas": "andlib.report.atlas",
+    "figures": "andlib.report.figures",
 }
 """Stage (the name of its record in ``.stages/``) -> the module whose ``run_stage`` runs it."""
 
@@ -47,8 +48,8 @@ STAGES: dict[str, tuple[str, ...]] = {
     "record": ("record",),
     "caption": ("caption",),
     "summarize": ("summarize", "concepts"),
-    "evaluate": ("controls", "evaluate"),
-    "prune": ("prune",),
+    "evaluate": ("controls", "evaluate", "figures"),
+    "prune": ("prune", "figures"),
     "analyze": ("analysis",),
     "pitch": ("pitch", "pitch_comparison"),
     "atlas": ("atlas",),

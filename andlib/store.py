@@ -35,7 +35,7 @@ import os
 import re
 import tempfile
 import time
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -78,7 +78,7 @@ def resource_digest(*names: str) -> dict[str, str]:
 
     Each name is a resource file (a shipped one by file name, ``"sound_adjectives.txt"``, or
     any path, see :func:`resource_path`), hashed by its bytes, or ``"prompts:<task>"``: the
-    templates of :data:`andlib.text.prompts.PROMPTS[task] <andlib.text.prompts.PROMPTS>`, hashed by
+    templates of :data:`andlib.templates.PROMPTS[task] <andlib.templates.PROMPTS>`, hashed by
     their text. Stages put this into their cache key (:meth:`RunDir.is_fresh`), so editing a
     lexicon or a prompt recomputes exactly the stages that read it; the hash depends on
     contents only (never on where the project lives or on file times), so an unchanged
@@ -88,7 +88,7 @@ def resource_digest(*names: str) -> dict[str, str]:
     for name in names:
         name = str(name)
         if name.startswith(PROMPT_PREFIX):
-            from andlib.text.prompts import PROMPTS
+            from andlib.templates import PROMPTS
 
             task = name[len(PROMPT_PREFIX) :]
             if task not in PROMPTS:
@@ -516,18 +516,6 @@ def concept_columns(columns: Iterable[str], with_top5: bool = False) -> list[str
     if not with_top5:
         return top1
     return [x for c in top1 for x in (c, f"{c}_top5") if x in cols]
-
-
-def ranked_concepts(row: Mapping[str, Any], method: str) -> list[str]:
-    """A neuron's ranked concepts for one method (a :func:`concept_columns` name) from its
-    ``neurons.csv`` row: its top-1 column first, then its ``_top5`` list, at most 5."""
-    from andlib.text.names import normalize_concept
-
-    top1 = str(row.get(method, "") or "").strip()
-    rest = split_list(row.get(f"{method}_top5", ""))
-    ranked = [top1] if top1 else []
-    ranked += [c for c in rest if normalize_concept(c) not in map(normalize_concept, ranked)]
-    return ranked[:5]
 
 
 def read_clips(run: RunDir, clip_ids: Sequence[str] | None = None) -> pd.DataFrame:

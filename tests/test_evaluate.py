@@ -23,6 +23,7 @@ from andlib.evaluate.scores import (
     spearman,
     topk_accuracy,
 )
+from andlib.report import figures
 from andlib.store import RunDir
 from tests.conftest import write_tone
 
@@ -560,7 +561,13 @@ def test_run_stage_end_to_end(tmp_path, tmp_cfg, monkeypatch):
     assert not run.exists("simulation_scores.csv")
     sanity = run.read_csv("score_sanity.csv")
     assert set(sanity.variant) <= {"missing_label", "extra_label"} and len(sanity)
+    assert not (cfg.figures_path / "last_layer_accuracy.png").exists()  # tables only
+    drawn = figures.run_stage(cfg, run)["figures"]
+    assert {"last_layer_accuracy", "simulation_scores"} <= set(drawn)
     assert (cfg.figures_path / "last_layer_accuracy.png").exists()
+    assert (cfg.figures_path / "simulation_scores.png").exists()
+    (cfg.figures_path / "simulation_scores.png").unlink()
+    figures.run_stage(cfg, run)  # a deleted figure is drawn again
     assert (cfg.figures_path / "simulation_scores.png").exists()
     assert evaluate.simulation_summary(scores).layer.tolist()[0] == "layers.0.attn"
     # a second call is a no-op

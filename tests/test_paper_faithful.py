@@ -27,8 +27,18 @@ PAPER = {
     "concepts.open_concepts_verbs": False,
     "concepts.adjective_prompt": "tone_emotion",
     "analysis.cluster_unit": "sentence",
+    "concepts.db_default": "soft_wpmi",
+    "concepts.db_template": "{}",
+    "concepts.similarity_params.soft_wpmi_top_k": 100,
+    "concepts.similarity_params.soft_wpmi_top_fraction": None,
+    "concepts.similarity_params.soft_wpmi_prior": "neurons",
+    "concepts.similarity_params.wpmi_top_k": 28,
+    "concepts.similarity_params.wpmi_top_fraction": None,
+    "concepts.similarity_params.wpmi_prior": "neurons",
+    "prune.max_share": None,
 }
-"""Every switch and AND's value of it."""
+"""Every switch and AND's value of it (the similarity constants: CLIP-Dissect's, which AND
+reuses)."""
 DEFAULT = {
     "concepts.db_clips": "all",
     "concepts.tab_logit_scale": None,
@@ -37,6 +47,15 @@ DEFAULT = {
     "concepts.open_concepts_verbs": True,
     "concepts.adjective_prompt": "acoustic",
     "analysis.cluster_unit": "caption",
+    "concepts.db_default": "wpmi",
+    "concepts.db_template": "This is an audio about {}",
+    "concepts.similarity_params.soft_wpmi_top_k": 5,
+    "concepts.similarity_params.soft_wpmi_top_fraction": 0.0025,
+    "concepts.similarity_params.soft_wpmi_prior": "clips",
+    "concepts.similarity_params.wpmi_top_k": 5,
+    "concepts.similarity_params.wpmi_top_fraction": 0.0025,
+    "concepts.similarity_params.wpmi_prior": "clips",
+    "prune.max_share": 0.05,
 }
 
 
@@ -78,8 +97,12 @@ def test_paper_faithful_config_is_the_default_with_every_switch_at_the_paper_val
         if v != _flat(default.to_dict())[k] and k != "name"
     }
     assert diff == set(PAPER)  # nothing else differs from the offline default
-    # AND reuses CLIP-Dissect's constants: the paper's similarity constants are the defaults
-    assert paper.concepts.similarity_params == SimilarityConfig()
+    # AND reuses CLIP-Dissect's constants: those the defaults keep are the same
+    same = set(_flat(dataclasses.asdict(SimilarityConfig()))) - {
+        k.rsplit(".", 1)[1] for k in PAPER if "similarity_params" in k
+    }
+    paper_sp, default_sp = paper.concepts.similarity_params, SimilarityConfig()
+    assert all(getattr(paper_sp, k) == getattr(default_sp, k) for k in same)
 
 
 def test_switches_are_validated():
@@ -162,8 +185,12 @@ def test_db_top_k_neurons_are_scored_alone_and_rows_can_be_picked():
         alone = S.wpmi(probs[top], acts[top, n : n + 1])[0]
         assert torch.allclose(full[n], alone)
     assert torch.equal(C.db_scores(probs, acts, "wpmi", "top_k", k=5, neurons=[3, 1]), full[[3, 1]])
-    # AND's degeneracy: soft-WPMI with lam = 1 on one neuron scores every concept 0
-    assert torch.allclose(C.db_scores(probs, acts, "soft_wpmi", "top_k", k=5), torch.zeros(5, 4))
+    # AND's degeneracy: soft-WPMI with lam = 1 and CLIP-Dissect's p(c) (the mean over the
+    # neurons scored together) on one neuron scores every concept 0; the clips prior does not.
+    paper = SimilarityConfig(soft_wpmi_prior="neurons")
+    zeros = torch.zeros(5, 4)
+    assert torch.allclose(C.db_scores(probs, acts, "soft_wpmi", "top_k", k=5, params=paper), zeros)
+    assert not torch.allclose(C.db_scores(probs, acts, "soft_wpmi", "top_k", k=5), zeros)
     with pytest.raises(ValueError, match="db_clips"):
         C.db_scores(probs, acts, "cos", "some")
 

@@ -25,6 +25,7 @@ from andlib.evaluate.prune import (
     select_neurons,
     stem,
 )
+from andlib.report import figures
 from tests.test_evaluate import AST_PATHS, CLASSES, make_run
 
 LAYERS = {layer: path for layer, (path, _) in AST_PATHS.items()}
@@ -235,6 +236,7 @@ def test_run_stage_end_to_end_on_a_tiny_saved_ast(tmp_path, tmp_cfg, tiny_ast):
     # OCP: the hidden neurons whose open concepts are "water;drop" (make_run: (n // 3) % 4 == 2)
     hidden = [n for layer, n in SIZES.items() if layer != "classifier"]
     assert wd.n_pruned == sum(sum((i // 3) % 4 == 2 for i in range(n)) for n in hidden)
+    assert figures.run_stage(cfg, run)["figures"] == ["pruning_summary", "pruning_water_drops"]
     assert (cfg.figures_path / "pruning_summary.png").exists()
     assert (cfg.figures_path / "pruning_water_drops.png").exists()
     assert "prune.db" in summary

@@ -55,26 +55,36 @@ def _normalise(log_p: torch.Tensor, lam: float) -> torch.Tensor:
     return log_p - lam * log_mean.unsqueeze(0) if n else log_p
 
 
-def loop_wpmi(probs, acts, top_k=28, a=2.0, lam=0.6, min_prob=1e-7):
-    k = min(top_k, acts.shape[0])
+def _k(n_clips, top_k, top_fraction):
+    k = top_k if top_fraction is None else max(top_k, round(top_fraction * n_clips))
+    return min(max(1, k), n_clips)
+
+
+def loop_wpmi(probs, acts, top_k=5, a=2.0, lam=0.6, min_prob=1e-7, top_fraction=0.0025,
+              prior="clips"):  # fmt: skip
+    k = _k(acts.shape[0], top_k, top_fraction)
     sharp = torch.softmax(a * probs, dim=1)
     rows = []
     for n in range(acts.shape[1]):
         top = torch.topk(acts[:, n], k).indices
         rows.append(torch.log(sharp[top] + min_prob).sum(0))
+    if prior == "clips":  # k random clips: k times the mean log probability over clips
+        return torch.stack(rows) - lam * k * torch.log(sharp + min_prob).mean(0)
     return _normalise(torch.stack(rows), lam)
 
 
-def loop_soft_wpmi(
-    probs, acts, top_k=100, a=10.0, lam=1.0, min_prob=1e-7, p_start=0.998, p_end=0.97
-):
-    k = min(top_k, acts.shape[0])
+def loop_soft_wpmi(probs, acts, top_k=5, a=10.0, lam=1.0, min_prob=1e-7, p_start=0.998,
+                   p_end=0.97, top_fraction=0.0025, prior="clips"):  # fmt: skip
+    k = _k(acts.shape[0], top_k, top_fraction)
     sharp = torch.softmax(a * probs, dim=1)
     p_in = (p_start - torch.arange(k, dtype=probs.dtype) / k * (p_start - p_end)).unsqueeze(1)
     rows = []
     for n in range(acts.shape[1]):
         top = torch.topk(acts[:, n], k).indices
         rows.append(torch.log(1 + p_in * (sharp[top] - 1) + min_prob).sum(0))
+    if prior == "clips":  # every rank r holding a random clip
+        expected = sum(torch.log(1 + p_in[r] * (sharp - 1) + min_prob).mean(0) for r in range(k))
+        return torch.stack(rows) - lam * expected
     return _normalise(torch.stack(rows), lam)
 
 
@@ -148,6 +158,44 @@ def test_chunking_does_not_change_results(chunk):
     )
 
 
+CLIP_DISSECT = {
+    "wpmi": {"top_k": 28, "top_fraction": None, "prior": "neurons"},
+    "soft_wpmi": {"top_k": 100, "top_fraction": None, "prior": "neurons"},
+}
+"""CLIP-Dissect's top sets and p(c), which AND reuses (configs/paper-faithful.yaml)."""
+
+
+@pytest.mark.parametrize("name", list(CLIP_DISSECT))
+@pytest.mark.parametrize("n_clips", [60, 7, 700])
+def test_clip_dissect_constants_match_loops(name, n_clips):
+    probs, acts = random_case(n_clips=n_clips)
+    kw = CLIP_DISSECT[name]
+    fast = SIMILARITY_FUNCTIONS[name](probs, acts, **kw)
+    torch.testing.assert_close(fast, LOOPS[name](probs, acts, **kw), rtol=1e-5, atol=1e-5)
+
+
+def test_the_clips_prior_does_not_depend_on_the_other_neurons():
+    probs, acts = random_case(n_clips=300, n_neurons=12, seed=2)
+    for fn in (wpmi, soft_wpmi):
+        alone = fn(probs, acts[:, :1])
+        together = fn(probs, acts)[:1]
+        torch.testing.assert_close(alone, together)
+        with pytest.raises(ValueError, match="prior"):
+            fn(probs, acts, prior="layer")
+
+
+def test_top_fraction_scales_the_top_set_with_the_clips_and_top_k_is_its_floor():
+    from andlib.describe.similarity import top_count
+
+    assert top_count(2000, 5, 0.0025) == 5
+    assert top_count(5000, 5, 0.0025) == 12
+    assert top_count(500, 5, 0.0025) == 5  # never fewer than top_k
+    assert top_count(3, 5, 0.0025) == 3  # never more than the clips
+    assert top_count(2000, 100, None) == 100
+    with pytest.raises(ValueError, match="top_fraction"):
+        top_count(10, 1, 1.5)
+
+
 def test_non_default_constants_match_loops():
     probs, acts = random_case(n_clips=40, n_neurons=11, seed=5)
     torch.testing.assert_close(
@@ -210,9 +258,16 @@ def test_wpmi_hand_checked():
     )
     log_p_c = math.log(((hi + 1e-7) + (lo + 1e-7)) / 2)
     expected = log_given - 0.6 * log_p_c
-    torch.testing.assert_close(wpmi(probs, acts, top_k=1, a=1.0), expected)
+    clip_dissect = {"top_fraction": None, "prior": "neurons"}
+    torch.testing.assert_close(wpmi(probs, acts, top_k=1, a=1.0, **clip_dissect), expected)
     # The neuron prefers the concept of its top clip.
-    assert wpmi(probs, acts, top_k=1).argmax(1).tolist() == [0, 1]
+    assert wpmi(probs, acts, top_k=1, **clip_dissect).argmax(1).tolist() == [0, 1]
+    # The clips prior: log p(c) is the mean over clips of log P[clip, c] (a top set of one
+    # clip), here the same for both concepts.
+    clips_prior = (math.log(hi + 1e-7) + math.log(lo + 1e-7)) / 2
+    torch.testing.assert_close(
+        wpmi(probs, acts, top_k=1, a=1.0, top_fraction=None), log_given - 0.6 * clips_prior
+    )
 
 
 def test_soft_wpmi_hand_checked_and_top_k_clamped():
@@ -236,8 +291,23 @@ def test_soft_wpmi_hand_checked_and_top_k_clamped():
         dtype=torch.float64,
     )
     log_p_c = torch.logsumexp(log_given, dim=0) - math.log(2)
-    torch.testing.assert_close(soft_wpmi(probs, acts, lam=1.0), log_given - log_p_c)
-    assert soft_wpmi(probs, acts).argmax(1).tolist() == [0, 1]
+    clip_dissect = {"top_k": 100, "top_fraction": None, "prior": "neurons"}
+    torch.testing.assert_close(soft_wpmi(probs, acts, lam=1.0, **clip_dissect), log_given - log_p_c)
+    assert soft_wpmi(probs, acts, **clip_dissect).argmax(1).tolist() == [0, 1]
+    # The clips prior: each rank's term averaged over the three clips, summed over ranks.
+    prior = torch.tensor(
+        [
+            sum(
+                sum(math.log(1 + p[r] * (float(sharp[j, c]) - 1) + 1e-7) for j in range(3)) / 3
+                for r in range(3)
+            )
+            for c in range(2)
+        ],
+        dtype=torch.float64,
+    )
+    torch.testing.assert_close(
+        soft_wpmi(probs, acts, top_k=100, top_fraction=None), log_given - prior
+    )
 
 
 def test_rank_reorder_hand_checked():

@@ -149,11 +149,13 @@ def caption_concept_probs(
     concepts: Sequence[str],
     embedder: Any = None,
     logit_scale: float = DB_LOGIT_SCALE,
+    template: str = "{}",
 ) -> np.ndarray:
-    """``[n_clips, n_concepts]``: ``softmax(logit_scale * cos(caption, concept name))``."""
+    """``[n_clips, n_concepts]``: ``softmax(logit_scale * cos(caption, concept))``, each
+    concept embedded as ``template`` filled with its name (``concepts.db_template``)."""
     embedder = _default_embedder(embedder)
     cap = embedder.encode([str(c) for c in captions])
-    con = embedder.encode([display_name(c) for c in concepts])
+    con = embedder.encode([template.format(display_name(c)) for c in concepts])
     return _softmax(cap @ con.T, logit_scale)
 
 
@@ -209,13 +211,15 @@ def db_concepts(
     clips: str = "all",
     k: int = 5,
     params: Any = None,
+    template: str = "{}",
 ) -> dict[str, list[list[str]]]:
     """Description-based concepts of every neuron of one layer.
 
     ``captions[j]`` describes clip ``j`` = row ``j`` of ``activations`` (``[n_clips,
     n_neurons]``, one layer: WPMI-type scores are normalised over the neurons scored
     together). Returns ``{similarity name: [[best concept, ...top] per neuron]}``.
-    ``clips``, ``k`` and ``params`` are those of :func:`db_scores`.
+    ``clips``, ``k`` and ``params`` are those of :func:`db_scores`; ``template`` that of
+    :func:`caption_concept_probs`.
 
     Note that plain ``cos`` is blind to the scale of a concept's probability column: a
     concept that is improbable everywhere but least improbable on a neuron's clips scores as
@@ -225,7 +229,7 @@ def db_concepts(
     acts = np.asarray(activations, dtype=np.float32)
     if len(captions) != acts.shape[0]:
         raise ValueError(f"{len(captions)} captions for {acts.shape[0]} activation rows")
-    probs = caption_concept_probs(captions, concepts, embedder, logit_scale)
+    probs = caption_concept_probs(captions, concepts, embedder, logit_scale, template)
     names = list(concepts)
     return {
         fn: top_concepts(db_scores(probs, acts, fn, clips, k, params), names, top)
@@ -1276,7 +1280,7 @@ def describe_neurons(
             "%d clips have no caption (e.g. %s); DB treats them as ''", len(missing), missing[0]
         )
     clip_captions = [caption_of.get(cid, "") for cid in cache.clip_ids]
-    db_probs = caption_concept_probs(clip_captions, concepts, embedder)
+    db_probs = caption_concept_probs(clip_captions, concepts, embedder, template=c.db_template)
     db: dict[str, list[str]] = {fn: [""] * len(summaries) for fn in c.similarity}
     db5: dict[str, list[str]] = {fn: [""] * len(summaries) for fn in c.similarity}
     db5s: dict[str, list[str]] = {fn: [""] * len(summaries) for fn in c.similarity}

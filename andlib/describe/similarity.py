@@ -9,8 +9,10 @@ concepts of caption-concept similarities; for TAB: the same from CLAP audio-text
 similarities); ``activations[j, n]`` is neuron *n*'s response to clip *j*. A higher score means
 a better match; a neuron's concept is ``scores[n].argmax()``.
 
-The definitions and default constants are those of CLIP-Dissect (Oikarinen & Weng, 2023),
-which AND reuses, reimplemented as tensor operations over all neurons at once:
+The definitions are those of CLIP-Dissect (Oikarinen & Weng, 2023), which AND reuses,
+reimplemented as tensor operations over all neurons at once. The default constants are
+CLIP-Dissect's except where :class:`andlib.config.SimilarityConfig` says why not (WPMI's and
+soft-WPMI's top sets scale with the probing set, and their ``p(c)`` comes from its clips):
 
 - :func:`cos_similarity`: cosine between each neuron's activation column and each concept
   column, over all clips.
@@ -85,14 +87,15 @@ mean of ``p(c | top)`` over the neurons scored together; ``clips``, the expected
 ``log p(c | top)`` of a top set of random clips of the probing set."""
 
 
-def _top_count(n_clips: int, top_k: int, top_fraction: float | None) -> int:
-    """A top set's size: ``top_fraction`` of the clips (rounded, at least 1) when given, else
-    ``top_k``; at most ``n_clips``."""
+def top_count(n_clips: int, top_k: int, top_fraction: float | None) -> int:
+    """A top set's size: ``top_fraction`` of the clips (rounded) but at least ``top_k`` when a
+    fraction is given, else ``top_k``; at least 1 and at most ``n_clips``."""
+    k = int(top_k)
     if top_fraction is not None:
         if not 0 < top_fraction <= 1:
             raise ValueError(f"top_fraction must be in (0, 1], got {top_fraction}")
-        return min(max(1, round(top_fraction * n_clips)), n_clips)
-    return min(int(top_k), n_clips)
+        k = max(k, round(top_fraction * n_clips))
+    return min(max(1, k), n_clips)
 
 
 def _wpmi_normalise(
@@ -146,12 +149,12 @@ def cos_similarity_cubed(
 def wpmi(
     concept_probs: ArrayLike,
     activations: ArrayLike,
-    top_k: int = 28,
+    top_k: int = 5,
     a: float = 2.0,
     lam: float = 0.6,
     min_prob: float = 1e-7,
-    top_fraction: float | None = None,
-    prior: str = "neurons",
+    top_fraction: float | None = 0.0025,
+    prior: str = "clips",
 ) -> torch.Tensor:
     """Weighted pointwise mutual information over each neuron's top clips.
 
@@ -167,7 +170,7 @@ def wpmi(
     """
     _check_prior(prior)
     probs, acts = _inputs(concept_probs, activations)
-    k = _top_count(acts.shape[0], top_k, top_fraction)
+    k = top_count(acts.shape[0], top_k, top_fraction)
     log_p = torch.log(torch.softmax(a * probs, dim=1) + min_prob)  # [n_clips, n_concepts]
     top = torch.topk(acts, k=k, dim=0).indices  # [k, n_neurons]
     log_p_c = k * log_p.mean(dim=0, keepdim=True) if prior == "clips" else None
@@ -178,15 +181,15 @@ def wpmi(
 def soft_wpmi(
     concept_probs: ArrayLike,
     activations: ArrayLike,
-    top_k: int = 100,
+    top_k: int = 5,
     a: float = 10.0,
     lam: float = 1.0,
     min_prob: float = 1e-7,
     p_start: float = 0.998,
     p_end: float = 0.97,
     chunk_size: int | None = None,
-    top_fraction: float | None = None,
-    prior: str = "neurons",
+    top_fraction: float | None = 0.0025,
+    prior: str = "clips",
 ) -> torch.Tensor:
     """Soft WPMI: WPMI where the clip of rank ``r`` is in the top set with probability ``p_r``.
 
@@ -208,7 +211,7 @@ def soft_wpmi(
     probs, acts = _inputs(concept_probs, activations)
     n_clips, n_neurons = acts.shape
     n_concepts = probs.shape[1]
-    k = _top_count(n_clips, top_k, top_fraction)
+    k = top_count(n_clips, top_k, top_fraction)
     sharp = torch.softmax(a * probs, dim=1)
     top = torch.topk(acts, k=k, dim=0).indices  # [k, n_neurons]
     # p_r and 1 - p_r + min_prob in float64: 1 - p_r is small (~0.002) and would lose digits.

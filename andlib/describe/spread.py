@@ -6,7 +6,9 @@ neurons do. :func:`concept_spread` measures it per layer and method (``concept_s
 names, the entropy of the top-1 concepts' distribution in bits, beside its maximum
 (``log2`` of the number of concepts or of neurons, whichever is smaller), and how many distinct
 concepts are named. :func:`collapse_warnings` words a warning for every layer and method whose
-most common concept names more than :data:`COLLAPSE_SHARE` of the layer.
+most common concept names more than :data:`COLLAPSE_SHARE` of the layer. A layer can hold that
+many neurons of one concept (the evaluation's ``hidden_layer_accuracy.csv`` tells, by labels);
+more often a similarity function that prefers one concept whatever the neurons do is the cause.
 """
 
 from __future__ import annotations
@@ -65,9 +67,9 @@ def collapse_warnings(spread: pd.DataFrame, share: float = COLLAPSE_SHARE) -> li
     """One message per row of ``spread`` whose top concept names more than ``share`` of the
     layer's neurons."""
     return [
-        f"concept collapse: {r.method} names {r.top_concept!r} for {r.top_share:.0%} of layer "
-        f"{r.layer!r} ({r.n_neurons} neurons; over {share:.0%} means the method, not the "
-        f"neurons, picks the concept)"
+        f"concept collapse? {r.method} names {r.top_concept!r} for {r.top_share:.0%} of layer "
+        f"{r.layer!r} ({r.n_neurons} neurons; over {share:.0%} is more often the method than "
+        f"the neurons: compare hidden_layer_accuracy.csv)"
         for r in spread.itertuples()
         if r.top_share > share
     ]

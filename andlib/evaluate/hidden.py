@@ -23,8 +23,7 @@ import numpy as np
 import pandas as pd
 
 from andlib.evaluate.labels import match_class
-from andlib.store import ranked_concepts
-from andlib.text.names import normalize_concept
+from andlib.text.names import normalize_concept, ranked_concepts
 
 HIDDEN_COLUMNS = [
     "layer",

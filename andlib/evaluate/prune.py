@@ -95,12 +95,11 @@ from andlib.store import (
     RunDir,
     Stage,
     activation_index,
-    ranked_concepts,
     read_clips,
     read_neurons,
     split_list,
 )
-from andlib.text.names import normalize_concept
+from andlib.text.names import normalize_concept, ranked_concepts
 
 STAGE = "prune"
 STRATEGIES = ("ocp", "db", "tab", "random")
@@ -1168,11 +1167,8 @@ def run_stage(cfg: Config, run: RunDir) -> dict[str, Any]:
     """Write ``pruning.csv`` (columns :data:`COLUMNS`: ``strategy, concept, draw, n_pruned,
     acted``, the drops ``delta_a, delta_r, delta_a_prob, delta_r_prob`` and the accuracies
     ``acc_a_before, acc_a_after, acc_r_before, acc_r_after``; one row per strategy, concept and
-    random draw), ``pruning_summary.csv`` (:func:`pruning_summary`, ``prune.bootstrap``
-    resamples seeded by ``seed``) and the figures ``pruning_summary`` and
-    ``pruning_<concept>`` (random draws averaged)."""
-    from andlib.report import plots
-
+    random draw) and ``pruning_summary.csv`` (:func:`pruning_summary`, ``prune.bootstrap``
+    resamples seeded by ``seed``); :mod:`andlib.report.figures` draws them."""
     key = SPEC.key(cfg, run)
     logger = run.logger(STAGE)
     if run.is_fresh(STAGE, key) and run.exists("pruning_summary.csv"):
@@ -1183,11 +1179,5 @@ def run_stage(cfg: Config, run: RunDir) -> dict[str, Any]:
     summary = pruning_summary(df, cfg.prune.bootstrap, cfg.seed)
     run.write_csv("pruning_summary.csv", summary)
     logger.info("pruning summary:\n%s", summary.to_string(index=False))
-    if not summary.empty:
-        plots.save_and_close(plots.pruning_summary_bars(summary), "pruning_summary", cfg)
-    named = df[df["concept"].map(normalize_concept) == normalize_concept(cfg.prune.concept)]
-    if not named.empty:
-        fig = plots.pruning_concept_bars(average_draws(named), cfg.prune.concept)
-        plots.save_and_close(fig, f"pruning_{cfg.prune.concept}", cfg)
     run.mark_done(STAGE, key, outputs=["pruning.csv", "pruning_summary.csv"])
     return _summary(run)

@@ -26,8 +26,8 @@ neuron, scorer, metric, variant, value, n``, read with :func:`andlib.store.read_
 and why). A probing set whose labels do not map to the model's classes leaves the last-layer
 table out (its reason in ``score_missing.csv``); every scorer still runs.
 
-Outputs: ``last_layer.json``, ``caption_quality.csv``, the score tables above and the figures
-``last_layer_accuracy`` and ``simulation_scores``.
+Outputs: ``last_layer.json``, ``caption_quality.csv``, ``hidden_layer_accuracy.csv`` and the
+score tables above; :mod:`andlib.report.figures` draws their figures.
 
 Public surface: :func:`topk_accuracy`, :func:`concept_cosine`, :func:`last_layer_scores`,
 :func:`last_layer_accuracy`, :func:`last_layer_frame`, :func:`simulation_summary` (and,
@@ -71,13 +71,12 @@ from andlib.store import (
     activation_index,
     concept_columns,
     control_run_path,
-    ranked_concepts,
     read_clips,
     read_neurons,
     read_scores,
 )
 from andlib.text.concept_sets import load_concept_set
-from andlib.text.names import normalize_concept
+from andlib.text.names import normalize_concept, ranked_concepts
 
 STAGE = "evaluate"
 VERSION = 3
@@ -725,7 +724,7 @@ def hidden_layer_table(cfg: Config, run: RunDir) -> pd.DataFrame:
 def run_stage(cfg: Config, run: RunDir) -> dict[str, Any]:
     """Write ``last_layer.json``, ``caption_quality.csv``, ``hidden_layer_accuracy.csv``
     (:func:`hidden_layer_table`), ``scores.csv``,
-    ``score_sanity.csv``, ``score_baselines.csv``, ``score_missing.csv`` and their figures.
+    ``score_sanity.csv``, ``score_baselines.csv`` and ``score_missing.csv``.
     Reads the control runs as they are (:func:`read_controls`): run it through
     :mod:`andlib.pipeline`, which makes them (or finds them fresh) first.
 
@@ -735,7 +734,6 @@ def run_stage(cfg: Config, run: RunDir) -> dict[str, Any]:
     from andlib.evaluate.scorers.registry import resolve_scorers
     from andlib.evaluate.scorers.runner import score_run
     from andlib.evaluate.scorers.sanity import baseline_table, sanity_table
-    from andlib.report import plots
 
     resolve_scorers(cfg.evaluate.scorers)  # a bad name fails before any work
     key = SPEC.key(cfg, run)
@@ -764,14 +762,10 @@ def run_stage(cfg: Config, run: RunDir) -> dict[str, Any]:
         )
     run.write_json("last_layer.json", results)
     logger.info("last-layer accuracy: %s", json.dumps(results))
-    if results:
-        plots.save_and_close(plots.last_layer_table(results), "last_layer_accuracy", cfg)
     sweep = pd.DataFrame(columns=SWEEP_COLUMNS)
     names = _classifier_names(run, cfg) if results else None
     if results and names:  # empty without a sweep (sweep_rates)
         sweep = caption_quality_sweep(cfg, run, names, embedder, results, controls)
-        if not sweep.empty:
-            plots.save_and_close(plots.caption_quality(sweep), "caption_quality", cfg)
     run.write_csv("caption_quality.csv", sweep)
     hidden = hidden_layer_table(cfg, run)
     run.write_csv("hidden_layer_accuracy.csv", hidden)
@@ -789,7 +783,5 @@ def run_stage(cfg: Config, run: RunDir) -> dict[str, Any]:
         scores["layer"].nunique(),
         {k: round(v, 2) for k, v in seconds.items()},
     )
-    if (scores["scorer"] == "simulation").any():
-        plots.save_and_close(plots.simulation_by_layer(scores), "simulation_scores", cfg)
     run.mark_done(STAGE, key, outputs=OUTPUTS, seconds=seconds)
     return _summary(run, cfg)

@@ -3,9 +3,22 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from typing import Any
+
+from andlib.store import split_list
 
 
 def normalize_concept(name: Any) -> str:
     """Concept names compared case- and separator-insensitively: ``Water_Drops`` -> ``water drops``."""
     return " ".join(w for w in re.split(r"[\s_\-]+", str(name).strip().lower()) if w)
+
+
+def ranked_concepts(row: Mapping[str, Any], method: str) -> list[str]:
+    """A neuron's ranked concepts for one method (a :func:`concept_columns` name) from its
+    ``neurons.csv`` row: its top-1 column first, then its ``_top5`` list, at most 5."""
+    top1 = str(row.get(method, "") or "").strip()
+    rest = split_list(row.get(f"{method}_top5", ""))
+    ranked = [top1] if top1 else []
+    ranked += [c for c in rest if normalize_concept(c) not in map(normalize_concept, ranked)]
+    return ranked[:5]

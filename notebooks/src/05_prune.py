@@ -28,6 +28,7 @@ from IPython.display import Markdown, display
 
 from andlib.report import plots
 
+from andlib import pipeline
 from andlib.evaluate import prune
 from andlib.config import load_config
 from andlib.text.names import normalize_concept
@@ -37,7 +38,7 @@ cfg = load_config(config_path, overrides)
 run = RunDir.from_config(cfg)
 
 # %%
-summary = prune.run_stage(cfg, run)
+summary = pipeline.run_stage("prune", cfg)
 display(summary)
 
 # %% [markdown]

@@ -300,6 +300,6 @@ def test_prompts_build_messages():
     assert '"Loud barking."' in sim[0]["content"] and sim[0]["content"].endswith(
         "1. a dog\n2. rain"
     )
-    assert set(PROMPTS) == {"summarize", "icl", "adjective", "simulate"}
+    assert set(PROMPTS) == {"summarize", "icl", "adjective", "simulate", "detect"}
     assert parse_yes_no("Yes.") is True and parse_yes_no(" no, it is not") is False
     assert parse_yes_no("Maybe") is None
