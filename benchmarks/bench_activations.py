@@ -43,7 +43,7 @@ from andlib.data.audio import ProbingSet
 from andlib.data.probing import load_probing_set
 from andlib.models.activations import ActivationRecorder, record_target, resolve_layers
 from andlib.models.base import TargetModel
-from andlib.models.registry import _hf_preprocess
+from andlib.models.families.huggingface import _hf_preprocess
 from andlib.store import RunDir
 
 

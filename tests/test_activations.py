@@ -21,7 +21,7 @@ from andlib.models.activations import (
     topk_table,
 )
 from andlib.models.base import TargetModel
-from andlib.models.registry import _hf_preprocess
+from andlib.models.families.huggingface import _hf_preprocess
 from andlib.store import ActivationCache, RunDir
 from tests.conftest import tiny_speech_config
 

@@ -768,12 +768,13 @@ def seed_runs(cfg: Config) -> dict[str, dict[int | None, RunDir]]:
     seed ``None`` (``<run_dir>/<strategy>``); without, every strategy has that one run.
     Missing runs (and strategies with none) are left out.
     """
+    from andlib.models.families.registry import family_of
     from andlib.store import strategy_run_path
 
     out: dict[str, dict[int | None, RunDir]] = {}
     for s in cfg.strategies:
         seeds: list[int | None] = [None]
-        if cfg.seeds and cfg.strategy_model(s).startswith("trained:"):
+        if cfg.seeds and family_of(cfg.strategy_model(s)).trains:
             seeds = list(cfg.seeds)
         paths = {k: strategy_run_path(cfg, s, k) for k in seeds}
         found = {k: RunDir(p) for k, p in paths.items() if p.is_dir()}
@@ -964,6 +965,8 @@ def run_comparison(cfg: Config, run: RunDir) -> dict[str, Any]:
     (:data:`SEED_TABLES`), ``strategies_verdict.txt`` and the ``strategies_*`` figures."""
     import matplotlib.pyplot as plt
 
+    from andlib.models.families.registry import family_of
+
     result = seed_comparison(cfg)
     runs = result["runs"]
     if not runs:
@@ -981,9 +984,7 @@ def run_comparison(cfg: Config, run: RunDir) -> dict[str, Any]:
     missing = [
         f"{s}/seed{k}" if k is not None else s
         for s in cfg.strategies
-        for k in (
-            cfg.seeds if cfg.seeds and cfg.strategy_model(s).startswith("trained:") else [None]
-        )
+        for k in (cfg.seeds if cfg.seeds and family_of(cfg.strategy_model(s)).trains else [None])
         if k not in runs.get(s, {})
     ]
     return {
