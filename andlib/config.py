@@ -86,6 +86,13 @@ class WhisperModelConfig:
     input: str = "trimmed"
     """``trimmed``: the encoder runs on the clip's own frames; ``padded``: on Whisper's 30-s
     window (the clip, then silence), pooling only the clip's positions."""
+    head: bool = False
+    """Give the encoder a probe head (its logits are the ``classifier`` neurons): a linear
+    classifier on the pooled output of one block, trained on ``train.train_folds`` of the
+    probing set, the block chosen by cross-validation inside those folds; its accuracy on
+    ``train.heldout_fold`` is reported. Cached under ``<cache_dir>/whisper/heads/``."""
+    head_c: float = 1.0
+    """Inverse L2 strength of the probe head's logistic regression (standardised features)."""
 
 
 @dataclass

