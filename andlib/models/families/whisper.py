@@ -112,17 +112,53 @@ class WhisperTarget(nn.Module):
         frames: torch.Tensor | None = None,
         clip_frames: torch.Tensor | None = None,
     ) -> Any:
-        from transformers.modeling_outputs import BaseModelOutput, SequenceClassifierOutput
 
         hidden, tokens = self.embed(input_features, frames)
+        return self._blocks(0, hidden, tokens, clip_frames, to_head=False)
+
+    @property
+    def blocks(self) -> nn.ModuleList:
+        """The encoder blocks, in order (what :meth:`resume` starts from)."""
+        return self.encoder.layers
+
+    def resume(
+        self,
+        start: int,
+        block_input: torch.Tensor,
+        input_features: torch.Tensor | None = None,
+        frames: torch.Tensor | None = None,
+        clip_frames: torch.Tensor | None = None,
+    ) -> Any:
+        """The forward pass from block ``start``'s input (as :meth:`forward` computed it for
+        the same inputs), up to the probe head when there is one: the logits (or the encoder
+        output) equal :meth:`forward`'s."""
+        n = block_input.shape[1]
+        if frames is None:
+            tokens = torch.full((block_input.shape[0],), n, device=block_input.device)
+        else:
+            tokens = (frames.to(block_input.device) + 1) // 2
+        return self._blocks(start, block_input, tokens, clip_frames, to_head=True)
+
+    def _blocks(
+        self,
+        start: int,
+        hidden: torch.Tensor,
+        tokens: torch.Tensor,
+        clip_frames: torch.Tensor | None,
+        to_head: bool,
+    ) -> Any:
+        from transformers.modeling_outputs import BaseModelOutput, SequenceClassifierOutput
+
         clip = tokens if clip_frames is None else (clip_frames.to(hidden.device) + 1) // 2
         self.pool_lengths = clip
         mask = self.attention_mask(tokens, hidden)
         logits = None
-        for i, layer in enumerate(self.encoder.layers):
-            hidden = layer(hidden, mask)
+        for i in range(start, len(self.encoder.layers)):
+            hidden = self.encoder.layers[i](hidden, mask)
             if i == self.head_block and self.classifier is not None:
                 logits = self.classifier(masked_mean(hidden, clip))
+                if to_head:  # the blocks above cannot change the logits
+                    return SequenceClassifierOutput(logits=logits)
         hidden = self.encoder.layer_norm(hidden)
         if logits is None:
             return BaseModelOutput(last_hidden_state=hidden)
@@ -130,6 +166,8 @@ class WhisperTarget(nn.Module):
 
     def attach_head(self, block: int, weight: torch.Tensor, bias: torch.Tensor) -> None:
         """A linear probe head on the mean-pooled output of ``block`` (``classifier``)."""
+        if not 0 <= block < len(self.encoder.layers):
+            raise ValueError(f"no block {block}: the encoder has {len(self.encoder.layers)}")
         head = nn.Linear(weight.shape[1], weight.shape[0])
         with torch.no_grad():
             head.weight.copy_(weight)
