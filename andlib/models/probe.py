@@ -16,6 +16,8 @@ Pure functions: :func:`block_features` (pooled block outputs of every clip),
 from __future__ import annotations
 
 import json
+import logging
+import time
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -24,8 +26,10 @@ from typing import Any
 import numpy as np
 import torch
 
-VERSION = 1
+VERSION = 2
 """Part of a stored head's key: raise it when training changes."""
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -84,22 +88,49 @@ def block_features(
     return {k: np.concatenate(v) for k, v in out.items()}
 
 
-def fit_linear(x: np.ndarray, y: np.ndarray, c: float) -> tuple[np.ndarray, np.ndarray]:
-    """A multinomial logistic regression on standardised ``x``, folded into one linear map:
-    ``(weight [n_classes, width], bias [n_classes])`` over the raw features. Classes are
-    ``0..max(y)`` (a class without a training row gets a very low bias)."""
-    from sklearn.linear_model import LogisticRegression
-
+def fit_linear(
+    x: np.ndarray, y: np.ndarray, c: float, max_iter: int = 500
+) -> tuple[np.ndarray, np.ndarray]:
+    """A multinomial logistic regression on standardised ``x`` (the objective of
+    scikit-learn's ``LogisticRegression(C=c)``: ``C`` times the summed cross-entropy plus half
+    the squared weights; full-batch L-BFGS in float64), folded into one linear map over the
+    raw features: ``(weight [n_classes, width], bias [n_classes])``. Classes are
+    ``0..max(y)``; a class without a training row gets a very low bias. Deterministic."""
     x = np.asarray(x, dtype=np.float64)
+    y = np.asarray(y, dtype=np.int64)
     mu, sd = x.mean(0), x.std(0)
     sd[sd < 1e-8] = 1.0
-    clf = LogisticRegression(C=c, max_iter=3000, tol=1e-6)
-    clf.fit((x - mu) / sd, y)
+    present = np.unique(y)
+    index = {int(k): i for i, k in enumerate(present)}
+    xt = torch.from_numpy((x - mu) / sd)
+    yt = torch.tensor([index[int(k)] for k in y])
+    w = torch.zeros(len(present), x.shape[1], dtype=torch.float64, requires_grad=True)
+    b = torch.zeros(len(present), dtype=torch.float64, requires_grad=True)
+    opt = torch.optim.LBFGS(
+        [w, b],
+        lr=1.0,
+        max_iter=max_iter,
+        tolerance_grad=1e-7,
+        tolerance_change=1e-12,
+        history_size=20,
+        line_search_fn="strong_wolfe",
+    )
+    scale = 1.0 / (c * len(y))  # the mean loss plus |w|^2 / (2 C n): sklearn's optimum
+
+    def closure() -> torch.Tensor:
+        opt.zero_grad()
+        loss = torch.nn.functional.cross_entropy(xt @ w.T + b, yt) + 0.5 * scale * (w * w).sum()
+        loss.backward()
+        return loss
+
+    with torch.enable_grad():
+        opt.step(closure)
+    coef, intercept = w.detach().numpy(), b.detach().numpy()
     n_classes = int(y.max()) + 1
     weight = np.zeros((n_classes, x.shape[1]))
     bias = np.full(n_classes, -1e4)
-    weight[clf.classes_] = clf.coef_ / sd
-    bias[clf.classes_] = clf.intercept_ - (clf.coef_ / sd) @ mu
+    weight[present] = coef / sd
+    bias[present] = intercept - (coef / sd) @ mu
     return weight.astype(np.float32), bias.astype(np.float32)
 
 
@@ -134,10 +165,11 @@ def train_probe(
     held = folds == heldout_fold
     if len(np.unique(folds[train])) < 2:
         raise ValueError(f"the probe head needs at least 2 training folds, got {train_folds}")
-    cv = {
-        layer: cv_accuracy(x[train], labels[train], folds[train], c)
-        for layer, x in features.items()
-    }
+    cv = {}
+    for layer, x in features.items():
+        t0 = time.perf_counter()
+        cv[layer] = cv_accuracy(x[train], labels[train], folds[train], c)
+        log.info("probe %s: CV accuracy %.3f (%.1f s)", layer, cv[layer], time.perf_counter() - t0)
     best = max(cv, key=lambda k: (cv[k], -list(cv).index(k)))  # ties: the shallower block
     heldout_per_layer = {}
     chosen: tuple[np.ndarray, np.ndarray] | None = None

@@ -426,14 +426,24 @@ def add_probe_head(cfg: Config, target: TargetModel) -> Any:
         blocks = {
             f"layers.{i}.out": f"encoder.layers.{i}" for i in range(len(module.encoder.layers))
         }
-        log.info("%s: training the probe head on %d clips", target.name, len(keep))
-        feats = block_features(
-            module,
-            target.preprocess,
-            [probing.audio[i] for i in keep],
-            blocks,
-            cfg.model.batch_size,
-        )
+        ids = meta["clip_id"].to_numpy()[keep].tolist()
+        fkey = stable_hash([target.info.get("weights_sha256"), options.input, ids, VERSION])
+        stored = path.parent / f"features-{target.name.replace('/', '--')}-{fkey}.npz"
+        if stored.exists():
+            with np.load(stored) as z:
+                feats = {k: z[k] for k in blocks}
+        else:
+            log.info("%s: pooled block outputs of %d clips", target.name, len(keep))
+            feats = block_features(
+                module,
+                target.preprocess,
+                [probing.audio[i] for i in keep],
+                blocks,
+                cfg.model.batch_size,
+            )
+            stored.parent.mkdir(parents=True, exist_ok=True)
+            np.savez(stored, **feats)
+        log.info("%s: fitting the probe head (%d blocks)", target.name, len(blocks))
         probe = train_probe(
             feats,
             labels[keep],
