@@ -122,3 +122,34 @@ def test_the_generic_family_reports_an_unloadable_name(tmp_cfg, tmp_path):
     cfg = tmp_cfg({"model.name": str(tmp_path / "nothing-here"), "model.device": "cpu"})
     with pytest.raises(ModelLoadError, match="nothing-here"):
         load_target(cfg)
+
+
+def test_a_family_block_at_its_defaults_leaves_the_model_key_as_it_was(tmp_cfg):
+    from andlib.config import stable_hash
+
+    cfg = tmp_cfg()
+    model = cfg.to_dict()["model"]
+    assert model["whisper"] == {"input": "trimmed", "head": False, "head_c": 1.0}
+    del model["whisper"]  # the model section as it was before families had blocks
+    assert cfg.section_hash("model") == stable_hash({"parts": {"model": model}, "extra": None})
+    padded = tmp_cfg({"model.whisper.input": "padded"})
+    assert padded.section_hash("model") != cfg.section_hash("model")
+
+
+def test_the_record_key_follows_the_whisper_block(tmp_cfg):
+    from andlib.config import ConfigError
+    from andlib.models.activations import SPEC
+
+    def key(**over):
+        cfg = tmp_cfg({"model.name": "whisper-tiny.en", **over})
+        return SPEC.key(cfg, RunDir.from_config(cfg))
+
+    trimmed = key()
+    assert key() == trimmed
+    assert key(**{"model.whisper.input": "padded"}) != trimmed
+    assert key(**{"model.whisper.head": True}) != trimmed
+    assert key(**{"model.whisper.head": True, "train.heldout_fold": 4}) != key(
+        **{"model.whisper.head": True}
+    )
+    with pytest.raises(ConfigError, match="model.whisper.input"):
+        tmp_cfg({"model.whisper.input": "cropped"})
