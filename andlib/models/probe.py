@@ -18,7 +18,7 @@ from __future__ import annotations
 import json
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -67,24 +67,18 @@ class Probe:
 
 
 def block_features(
-    module: torch.nn.Module,
-    preprocess: Any,
+    pooled: Callable[[list[np.ndarray]], dict[str, torch.Tensor]],
     audio: Sequence[np.ndarray],
-    block_paths: dict[str, str],
     batch_size: int = 16,
 ) -> dict[str, np.ndarray]:
-    """``{layer: [n_clips, width]}``: the mean-pooled outputs of ``block_paths``
-    (``{"layers.0.out": "encoder.layers.0", ...}``) on every clip, in order."""
-    from andlib.models.activations import ActivationRecorder
-
-    out: dict[str, list[np.ndarray]] = {k: [] for k in block_paths}
-    device = next(module.parameters()).device
-    with torch.inference_mode(), ActivationRecorder(module, block_paths, "mean") as rec:
+    """``{layer: [n_clips, width]}`` on every clip, in order: ``pooled(batch)`` gives the
+    mean-pooled block outputs of a batch of waveforms (``{"layers.0.out": [B, width], ...}``,
+    e.g. :meth:`~andlib.models.families.whisper.WhisperTarget.pooled_blocks`)."""
+    out: dict[str, list[np.ndarray]] = {}
+    with torch.inference_mode():
         for start in range(0, len(audio), batch_size):
-            inputs = preprocess(list(audio[start : start + batch_size]))
-            module(**{k: v.to(device) for k, v in inputs.items()})
-            for k, v in rec.pop().items():
-                out[k].append(v.numpy())
+            for k, v in pooled(list(audio[start : start + batch_size])).items():
+                out.setdefault(k, []).append(v.float().cpu().numpy())
     return {k: np.concatenate(v) for k, v in out.items()}
 
 
@@ -199,21 +193,28 @@ def train_probe(
     )
 
 
+def probe_files(path: Path) -> tuple[Path, Path]:
+    """``(<path>.safetensors, <path>.json)``: the name is kept whole (``whisper-tiny.en-<key>``
+    has a dot that is no suffix)."""
+    return path.parent / f"{path.name}.safetensors", path.parent / f"{path.name}.json"
+
+
 def save_probe(probe: Probe, path: Path) -> None:
     """``<path>.safetensors`` (weight, bias) and ``<path>.json`` (the rest)."""
     from safetensors.torch import save_file
 
+    tensors_file, record_file = probe_files(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tensors = {"weight": torch.from_numpy(probe.weight), "bias": torch.from_numpy(probe.bias)}
-    save_file(tensors, str(path.with_suffix(".safetensors")))
-    path.with_suffix(".json").write_text(json.dumps(probe.record(), indent=1))
+    save_file(tensors, str(tensors_file))
+    record_file.write_text(json.dumps(probe.record(), indent=1))
 
 
 def load_probe(path: Path) -> Probe | None:
     """A stored probe, or ``None`` when there is none at ``path``."""
     from safetensors.torch import load_file
 
-    tensors, record = path.with_suffix(".safetensors"), path.with_suffix(".json")
+    tensors, record = probe_files(path)
     if not (tensors.exists() and record.exists()):
         return None
     t = load_file(str(tensors))

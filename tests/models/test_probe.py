@@ -77,6 +77,14 @@ def test_a_probe_round_trips_through_its_files(tmp_path):
     assert back is not None and back.layer == probe.layer and back.classes == CLASSES
     assert np.array_equal(back.weight, probe.weight) and back.cv_accuracy == probe.cv_accuracy
     assert load_probe(tmp_path / "none") is None
+    other = _train(*_data(seed=3))
+    save_probe(other, tmp_path / "m-tiny.en-key2")  # a dot in the name is no suffix
+    save_probe(probe, tmp_path / "m-tiny.en-key1")
+    first, second = load_probe(tmp_path / "m-tiny.en-key1"), load_probe(tmp_path / "m-tiny.en-key2")
+    assert first is not None and second is not None
+    assert np.array_equal(first.weight, probe.weight) and np.array_equal(
+        second.weight, other.weight
+    )
 
 
 @pytest.mark.skipif(not (SHARED_ESC50 / "meta" / "esc50.csv").exists(), reason="ESC-50 not found")

@@ -116,6 +116,23 @@ class WhisperTarget(nn.Module):
         hidden, tokens = self.embed(input_features, frames)
         return self._blocks(0, hidden, tokens, clip_frames, to_head=False)
 
+    def pooled_blocks(
+        self,
+        input_features: torch.Tensor,
+        frames: torch.Tensor | None = None,
+        clip_frames: torch.Tensor | None = None,
+    ) -> dict[str, torch.Tensor]:
+        """``{"layers.<i>.out": [B, d]}``: every block's output, mean-pooled over the clip's
+        positions (what ``preset:whisper`` records for ``layers.<i>.out``)."""
+        hidden, tokens = self.embed(input_features, frames)
+        clip = tokens if clip_frames is None else (clip_frames.to(hidden.device) + 1) // 2
+        mask = self.attention_mask(tokens, hidden)
+        out = {}
+        for i, layer in enumerate(self.encoder.layers):
+            hidden = layer(hidden, mask)
+            out[f"layers.{i}.out"] = masked_mean(hidden, clip)
+        return out
+
     @property
     def blocks(self) -> nn.ModuleList:
         """The encoder blocks, in order (what :meth:`resume` starts from)."""
@@ -392,7 +409,14 @@ def add_probe_head(cfg: Config, target: TargetModel) -> Any:
     becomes a classifier of the probing set's classes. Returns the :class:`Probe`."""
     from andlib.config import stable_hash
     from andlib.data.probing import load_probing_set
-    from andlib.models.probe import VERSION, block_features, load_probe, save_probe, train_probe
+    from andlib.models.probe import (
+        VERSION,
+        block_features,
+        load_probe,
+        probe_files,
+        save_probe,
+        train_probe,
+    )
 
     module = target.module
     assert isinstance(module, WhisperTarget)
@@ -435,10 +459,8 @@ def add_probe_head(cfg: Config, target: TargetModel) -> Any:
         else:
             log.info("%s: pooled block outputs of %d clips", target.name, len(keep))
             feats = block_features(
-                module,
-                target.preprocess,
+                lambda batch: module.pooled_blocks(**target.inputs(batch)),
                 [probing.audio[i] for i in keep],
-                blocks,
                 cfg.model.batch_size,
             )
             stored.parent.mkdir(parents=True, exist_ok=True)
@@ -467,7 +489,7 @@ def add_probe_head(cfg: Config, target: TargetModel) -> Any:
         "n_train": probe.n_train,
         "train_folds": probe.train_folds,
         "heldout_fold": probe.heldout_fold,
-        "head_file": str(path.with_suffix(".safetensors")),
+        "head_file": str(probe_files(path)[0]),
     }
     return probe
 
