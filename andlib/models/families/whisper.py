@@ -464,7 +464,7 @@ def add_probe_head(cfg: Config, target: TargetModel) -> Any:
                 cfg.model.batch_size,
             )
             stored.parent.mkdir(parents=True, exist_ok=True)
-            np.savez(stored, **feats)
+            np.savez(stored, **feats)  # type: ignore[arg-type]  # arrays by name
         log.info("%s: fitting the probe head (%d blocks)", target.name, len(blocks))
         probe = train_probe(
             feats,
