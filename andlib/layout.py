@@ -87,6 +87,12 @@ def read_trend(run: RunDir) -> dict[str, Any] | None:
 # --------------------------------------------------------------------------------------------
 
 
+def strategy_trains(cfg: Config, strategy: str) -> bool:
+    """Whether a strategy's model is trained here (one run per training seed): every strategy
+    that ``strategy_models`` does not map to a model of its own."""
+    return strategy not in cfg.strategy_models
+
+
 def seed_runs(cfg: Config) -> dict[str, dict[int | None, RunDir]]:
     """``{strategy: {seed: RunDir}}``: the run directories of ``cfg.strategies`` that exist.
 
@@ -98,7 +104,7 @@ def seed_runs(cfg: Config) -> dict[str, dict[int | None, RunDir]]:
     out: dict[str, dict[int | None, RunDir]] = {}
     for s in cfg.strategies:
         seeds: list[int | None] = [None]
-        if cfg.seeds and cfg.strategy_model(s).startswith("trained:"):
+        if cfg.seeds and strategy_trains(cfg, s):
             seeds = list(cfg.seeds)
         paths = {k: strategy_run_path(cfg, s, k) for k in seeds}
         found = {k: RunDir(p) for k, p in paths.items() if p.is_dir()}

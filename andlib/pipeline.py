@@ -177,6 +177,7 @@ def reproduction_plan(cfg: Config, overrides: list[str]) -> list[tuple[Path, lis
     mapped to a checkpoint (nothing to train) runs once, in the first round.
     """
     from andlib.config import _CHOICES
+    from andlib.models.families.registry import family_of
 
     books = [nb for nb in notebooks() if nb.name[:2] not in set(cfg.skip_notebooks)]
     if not books:
@@ -187,7 +188,7 @@ def reproduction_plan(cfg: Config, overrides: list[str]) -> list[tuple[Path, lis
     seeds: list[int | None] = list(cfg.seeds) if cfg.seeds else [None]
     for i, seed in enumerate(seeds):
         for strategy in cfg.strategies:
-            trained = cfg.strategy_model(strategy).startswith("trained:")
+            trained = family_of(cfg.strategy_model(strategy)).trains
             if seed is not None and not trained and i > 0:
                 continue  # a checkpoint is the same model whatever the seed: one run
             folder = strategy_run_path(cfg, strategy, seed if trained else None)

@@ -127,9 +127,10 @@ balance or for inharmonicity, so descriptions cannot name those from its caption
 
 
 def _is_pitch_model(name: str) -> bool:
-    from andlib.models.pitch import is_pitch_model
+    """Whether the model's family has pitch-bin outputs."""
+    from andlib.models.families.registry import family_of
 
-    return is_pitch_model(name)
+    return family_of(name).outputs == "pitch"
 
 
 def is_pitch_config(cfg: Config) -> bool:

@@ -832,8 +832,13 @@ def masked_logits(
         unique.setdefault(selection_key(s), s)
     keys = [k for k in unique if k]
     runner = ASTSuffix.build(target, pruner.paths) if fast else None
+    from andlib.evaluate.suffix import BlockSuffix
+
+    generic = BlockSuffix.build(target, pruner.paths) if fast and runner is None else None
     if runner is not None and all("input_values" in b and len(b) == 1 for b in inputs):
         before, outs = runner.logits(inputs, [unique[k] for k in keys])
+    elif generic is not None:  # a model that resumes from a block (Whisper)
+        before, outs = generic.logits(inputs, [unique[k] for k in keys], pruner)
     else:
         before = predict(target, inputs)
         outs = []
@@ -842,6 +847,12 @@ def masked_logits(
                 outs.append(predict(target, inputs))
     by_key = {(): before, **dict(zip(keys, outs, strict=True))}
     return before, [by_key[selection_key(s)] for s in selections]
+
+
+def _block_index(layer: str) -> int:
+    """``layers.<i>.<part>`` -> ``i``; -1 for a layer outside the blocks."""
+    parts = layer.split(".")
+    return int(parts[1]) if len(parts) > 2 and parts[0] == "layers" and parts[1].isdigit() else -1
 
 
 def prune_layers(cfg: Config, index: dict[str, Any]) -> list[str]:
@@ -960,6 +971,10 @@ def pruning_experiment(cfg: Config, run: RunDir, target: Any = None) -> pd.DataF
     index = activation_index(run)
     neurons = read_neurons(run)
     layers = prune_layers(cfg, index)
+    head = run.read_json("model.json").get("head_layer") if run.exists("model.json") else None
+    if head:  # a probe head reads block <h>: the blocks above cannot change its logits
+        depth = int(str(head).split(".")[1])
+        layers = [name for name in layers if _block_index(name) <= depth]
     sizes = {layer: int(index["layers"][layer]["n_neurons"]) for layer in layers}
     has_tab = "tab" in neurons and (neurons["tab"].astype(str).str.strip() != "").any()
     if "tab" in strategies and not has_tab:

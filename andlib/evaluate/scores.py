@@ -435,9 +435,9 @@ def control_captioners(cfg: Config) -> list[str]:
     """The captioners of ``evaluate.captioners`` other than the configured one: the classifier
     layer of each is read from its control run ``<run>/last_layer/<captioner>/``. None for a
     pitch network (its output bins are scored by :mod:`andlib.evaluate.pitch`)."""
-    from andlib.models.pitch import is_pitch_model
+    from andlib.models.families.registry import family_of
 
-    if is_pitch_model(cfg.model.name):
+    if family_of(cfg.model.name).outputs == "pitch":
         return []
     return list(dict.fromkeys(c for c in cfg.evaluate.captioners if c != cfg.captioner.name))
 
@@ -447,9 +447,9 @@ def sweep_rates(cfg: Config) -> list[float]:
     control run ``<run>/last_layer/sweep-<rate>/``; empty when ``metadata+acoustic`` is
     neither the configured captioner nor one of ``evaluate.captioners``, and for a pitch
     network."""
-    from andlib.models.pitch import is_pitch_model
+    from andlib.models.families.registry import family_of
 
-    if is_pitch_model(cfg.model.name):
+    if family_of(cfg.model.name).outputs == "pitch":
         return []
     if "metadata+acoustic" not in [*cfg.evaluate.captioners, cfg.captioner.name]:
         return []
@@ -563,9 +563,9 @@ def last_layer_accuracy(
     (:mod:`andlib.models.pitch`), whose output neurons are pitch bins, not classes: those are
     scored against their frequencies by :mod:`andlib.evaluate.pitch` (``pitch_last_layer.json``).
     """
-    from andlib.models.pitch import is_pitch_model
+    from andlib.models.families.registry import family_of
 
-    if is_pitch_model(cfg.model.name):
+    if family_of(cfg.model.name).outputs == "pitch":
         log.info("pitch network: its output bins are scored by andlib.evaluate.pitch instead")
         return {}
     layer = cfg.evaluate.classifier_layer

@@ -12,7 +12,7 @@ from the last finished batch, and a recording with the same model, clips and lay
 :class:`ActivationCache` reads the result back lazily; :func:`topk_table` lists each neuron's
 top-K highly and lowly activating clips (``neuron_topk.csv``).
 
-Public surface: :func:`resolve_layers`, :data:`PRESETS`, :class:`LayerError`,
+Public surface: :func:`resolve_layers`, :func:`known_presets`, :class:`LayerError`,
 :func:`pool_output`, :class:`ActivationRecorder`, :func:`record_target`, :func:`record`,
 :class:`ActivationCache`, :class:`TopK`, :func:`topk_table`, :func:`clips_frame`,
 :func:`model_record`, :data:`SPEC` (the stage's cache key), :func:`run_stage`.
@@ -27,7 +27,6 @@ import logging
 import shutil
 import time
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -39,7 +38,8 @@ from torch import nn
 from andlib.config import Config, stable_hash
 from andlib.data.audio import ProbingSet
 from andlib.data.probing import load_probing_set
-from andlib.models.base import TargetModel
+from andlib.models.base import BlockPreset, TargetModel
+from andlib.models.families.registry import all_preset_aliases, all_presets, family_of
 from andlib.models.registry import load_target
 from andlib.store import ACTIVATIONS, ActivationCache, RunDir, Stage, save_npy, write_json
 
@@ -61,42 +61,11 @@ class LayerError(ValueError):
 # --------------------------------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class BlockPreset:
-    """Hook points repeated in every block of one architecture family.
+def known_presets() -> dict[str, BlockPreset]:
+    """``{name: BlockPreset}``: the presets every model family brings (``preset:ast``,
+    ``preset:wav2vec2``, ``preset:crepe``, ``preset:pesto``, ``preset:whisper``, ...)."""
+    return all_presets()
 
-    ``containers`` are module-path suffixes of the ``ModuleList`` holding the blocks and
-    ``parts`` map a stable part name to candidate paths inside a block (``""`` = the block
-    itself); the first candidate that exists wins, so renamed modules of older transformers
-    versions resolve too.
-    """
-
-    containers: tuple[str, ...]
-    parts: dict[str, tuple[str, ...]]
-    classifier: bool = True
-    """Also record the classification head (``classifier``) when the model has one."""
-
-
-PRESETS: dict[str, BlockPreset] = {
-    # transformers 5.x names first, 4.x (``encoder.layer.i.attention.output.dense``, ...) after.
-    "ast": BlockPreset(
-        containers=("layers", "encoder.layer"),
-        parts={
-            "attn": ("attention.o_proj", "attention.output.dense"),
-            "mlp": ("mlp.activation_fn", "intermediate.intermediate_act_fn", "intermediate"),
-            "out": ("",),
-        },
-    ),
-    # wav2vec2, HuBERT, WavLM, data2vec-audio, ... (with or without a classification head).
-    "wav2vec2": BlockPreset(
-        containers=("encoder.layers",),
-        parts={"mlp": ("feed_forward.intermediate_act_fn",), "out": ("",)},
-    ),
-    # andlib.models.pitch: CREPE conv blocks after the ReLU, PESTO encoder stages (channels
-    # last, frames and in-frame positions pooled) and the pitch-bin output (``classifier``).
-    "crepe": BlockPreset(containers=("blocks",), parts={"act": ("act",)}),
-    "pesto": BlockPreset(containers=("stages",), parts={"out": ("out",)}),
-}
 
 _GLOB_CHARS = set("*?[")
 
@@ -106,7 +75,7 @@ def resolve_layers(model: nn.Module, specs: Sequence[str]) -> dict[str, str]:
 
     Each spec is one of
 
-    - ``preset:<name>`` (see :data:`PRESETS`): ``preset:ast`` gives ``layers.<i>.attn``
+    - ``preset:<name>`` (see :func:`known_presets`): ``preset:ast`` gives ``layers.<i>.attn``
       (attention output projection), ``layers.<i>.mlp`` (MLP hidden units after the
       activation), ``layers.<i>.out`` (block output) and ``classifier``; ``preset:wav2vec2``
       gives ``layers.<i>.mlp`` (feed-forward units after the activation), ``layers.<i>.out``
@@ -139,14 +108,16 @@ def resolve_layers(model: nn.Module, specs: Sequence[str]) -> dict[str, str]:
             found = {"classifier": _classifier_path(model, names)}
         elif _GLOB_CHARS & set(spec):
             found = {n: n for n in names if fnmatch.fnmatchcase(n, spec)}
-            for p in filter(None, map(preset, PRESETS)):  # else a glob over keys: layers.*.mlp
+            for p in filter(
+                None, map(preset, known_presets())
+            ):  # else a glob over keys: layers.*.mlp
                 found = found or {k: v for k, v in p.items() if fnmatch.fnmatchcase(k, spec)}
             if not found:
                 raise LayerError(_not_found(model, spec, names, "no module matches the glob"))
         elif _has_module(model, spec):
             found = {spec: spec}
         else:
-            fitting = [p for p in map(preset, PRESETS) if p]
+            fitting = [p for p in map(preset, known_presets()) if p]
             keyed = [p for p in fitting if spec in p]
             if not keyed:
                 known = [key for p in fitting for key in p if key not in names]
@@ -165,23 +136,20 @@ def _has_module(model: nn.Module, path: str) -> bool:
     return True
 
 
-PRESET_ALIASES: dict[str, tuple[str, ...]] = {"pitch": ("crepe", "pesto")}
-"""``preset:pitch``: whichever pitch-network preset fits the model (``configs/pitch.yaml``
-records CREPE and PESTO with one ``record.layers``)."""
-
-
 def _resolve_preset(model: nn.Module, name: str, names: list[str]) -> dict[str, str]:
-    if name in PRESET_ALIASES:
+    aliases = all_preset_aliases()  # preset:pitch: whichever pitch-network preset fits
+    if name in aliases:
         errors = []
-        for alias in PRESET_ALIASES[name]:
+        for alias in aliases[name]:
             try:
                 return _resolve_preset(model, alias, names)
             except LayerError as exc:
                 errors.append(str(exc))
-        raise LayerError(f"preset:{name} fits no preset of {PRESET_ALIASES[name]}: {errors}")
-    if name not in PRESETS:
-        raise LayerError(f"unknown preset {name!r}; presets: {', '.join(PRESETS)}")
-    p = PRESETS[name]
+        raise LayerError(f"preset:{name} fits no preset of {aliases[name]}: {errors}")
+    known = known_presets()
+    if name not in known:
+        raise LayerError(f"unknown preset {name!r}; presets: {', '.join(known)}")
+    p = known[name]
     tried = []
     for suffix in p.containers:
         for cpath in (n for n in names if n == suffix or n.endswith("." + suffix)):
@@ -244,7 +212,7 @@ def _not_found(model: nn.Module, spec: str, names: list[str], what: str) -> str:
     )
     return (
         f"{what} {spec!r} in {type(model).__name__}\n  {hint}\n  (specs are module paths, "
-        f"globs like *.mlp.fc1, 'classifier' or {', '.join('preset:' + p for p in PRESETS)})"
+        f"globs like *.mlp.fc1, 'classifier' or {', '.join('preset:' + p for p in known_presets())})"
     )
 
 
@@ -265,16 +233,27 @@ def _first_tensor(output: Any) -> torch.Tensor:
     return output
 
 
-def pool_output(output: Any, pooling: str = "mean") -> torch.Tensor:
+def pool_output(
+    output: Any, pooling: str = "mean", lengths: torch.Tensor | None = None
+) -> torch.Tensor:
     """One float32 CPU vector per example: ``[batch, ..., n_neurons] -> [batch, n_neurons]``.
 
     The axes between the batch and the last (neuron) axis are the token/time axes; they are
     pooled by ``mean``, ``max`` or ``cls`` (the first token). 2-D outputs such as logits pass
-    through; 1-D outputs become one neuron.
+    through; 1-D outputs become one neuron. ``lengths`` (``[batch]``) restricts a
+    ``[batch, tokens, n_neurons]`` output to each example's first ``lengths`` tokens (the
+    clip's own positions in a padded input).
     """
     if pooling not in POOLINGS:
         raise ValueError(f"pooling {pooling!r} is not one of {', '.join(POOLINGS)}")
     x = _first_tensor(output).detach().float()
+    if x.ndim == 3 and lengths is not None and bool((lengths < x.shape[1]).any()):
+        keep = torch.arange(x.shape[1], device=x.device)[None, :] < lengths.to(x.device)[:, None]
+        if pooling == "mean":
+            w = keep.to(x.dtype)[..., None]
+            return ((x * w).sum(1) / w.sum(1).clamp(min=1)).to("cpu")
+        if pooling == "max":
+            return x.masked_fill(~keep[..., None], float("-inf")).amax(dim=1).to("cpu")
     if x.ndim == 1:
         x = x[:, None]
     elif x.ndim > 2:
@@ -298,7 +277,9 @@ class ActivationRecorder:
             acts = rec.pop()  # {"layers.0.attn": tensor [batch, n_neurons], ...}
 
     ``layers`` is a ``{key: module path}`` mapping (from :func:`resolve_layers`) or a list
-    of specs to resolve. The hooks are removed on exit.
+    of specs to resolve. The hooks are removed on exit. A model that runs clips on more
+    positions than their own (Whisper's padded window) sets ``pool_lengths`` (``[batch]``, the
+    clip's leading token positions) in its forward; token outputs are then pooled over those.
     """
 
     def __init__(
@@ -319,7 +300,8 @@ class ActivationRecorder:
                     f"layer {key!r} ({self.layers[key]}) ran twice in one forward pass; "
                     f"call pop() after each forward, or hook a module that runs once"
                 )
-            self._captured[key] = pool_output(output, self.pooling)
+            lengths = getattr(self.model, "pool_lengths", None)
+            self._captured[key] = pool_output(output, self.pooling, lengths)
 
         return hook
 
@@ -423,6 +405,32 @@ def _fingerprint(module: nn.Module) -> str:
     return stable_hash(parts)
 
 
+def warn_long_clips(target: TargetModel, probing_set: ProbingSet) -> list[str]:
+    """Warn, naming them, about the clips longer than the model reads (``max_seconds``): the
+    model sees their first ``max_seconds`` only. Returns their ids."""
+    if target.max_seconds is None:
+        return []
+    limit = target.max_seconds * probing_set.sample_rate
+    long = [
+        (cid, len(a) / probing_set.sample_rate)
+        for cid, a in zip(probing_set.clip_ids, probing_set.audio, strict=True)
+        if len(a) > limit
+    ]
+    if long:
+        shown = ", ".join(f"{cid} ({s:.1f} s)" for cid, s in long[:20])
+        more = f" and {len(long) - 20} more" if len(long) > 20 else ""
+        log.warning(
+            "%s reads at most %g s: cut %d clip(s) to their first %g s: %s%s",
+            target.name,
+            target.max_seconds,
+            len(long),
+            target.max_seconds,
+            shown,
+            more,
+        )
+    return [cid for cid, _ in long]
+
+
 def record_target(
     target: TargetModel,
     probing_set: ProbingSet,
@@ -464,6 +472,7 @@ def record_target(
         log.info("reusing stored activations in %s", folder)
         return ActivationCache(folder)
 
+    warn_long_clips(target, probing_set)
     store = _PartialStore(folder / ".partial", rec_key, n)
     if store.done:
         log.info("resuming recording at clip %d of %d", store.done, n)
@@ -515,16 +524,12 @@ def _progress_bar(total: int, initial: int, enabled: bool) -> Any:
     return tqdm(total=total, initial=initial, unit="clip", desc="record", disable=not enabled)
 
 
-def _trained_model(cfg: Config, run: RunDir) -> dict[str, str | None]:
-    """``trained``: for a project-trained model (``trained:<strategy>``) its cache folder name,
-    which hashes exactly the training settings that strategy depends on (not the whole
-    ``train`` section: a setting of another strategy, or any for a hub model, records nothing
-    new); ``None`` for any other model."""
-    if not cfg.model.name.startswith("trained:"):
-        return {"trained": None}
-    from andlib.models.train import model_dir
-
-    return {"trained": model_dir(cfg, cfg.model.name.split(":", 1)[1] or None).name}
+def _trained_model(cfg: Config, run: RunDir) -> dict[str, Any]:
+    """What the model's family adds to the key: for a project-trained model
+    (``trained:<strategy>``) its cache folder name (``trained``), which hashes exactly the
+    training settings that strategy depends on; ``trained: None`` for any other model, plus
+    whatever its family names (the files its weights come from)."""
+    return {"trained": None, **family_of(cfg.model.name).record_settings(cfg)}
 
 
 SPEC = Stage(

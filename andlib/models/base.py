@@ -1,7 +1,8 @@
 """What every target model is: :class:`TargetModel` (a module, its preprocessing, sample rate
-and labels), :class:`ModelLoadError` and :func:`resolve_device`. The loaders
-(:mod:`andlib.models.registry`, :mod:`andlib.models.pitch`) and training
-(:mod:`andlib.models.train`) build on it without importing one another.
+and labels), :class:`ModelLoadError`, :func:`resolve_device` and :class:`BlockPreset` (a
+family's named hook points). The model families (:mod:`andlib.models.families`), the loader
+(:mod:`andlib.models.registry`) and training (:mod:`andlib.models.train`) build on it without
+importing one another.
 """
 
 from __future__ import annotations
@@ -15,6 +16,22 @@ import torch
 from torch import nn
 
 Preprocess = Callable[[Sequence[np.ndarray]], dict[str, torch.Tensor]]
+
+
+@dataclass(frozen=True)
+class BlockPreset:
+    """Hook points repeated in every block of one architecture (``preset:<name>``).
+
+    ``containers`` are module-path suffixes of the ``ModuleList`` holding the blocks and
+    ``parts`` map a stable part name to candidate paths inside a block (``""`` = the block
+    itself); the first candidate that exists wins, so renamed modules of older transformers
+    versions resolve too.
+    """
+
+    containers: tuple[str, ...]
+    parts: dict[str, tuple[str, ...]]
+    classifier: bool = True
+    """Also record the classification head (``classifier``) when the model has one."""
 
 
 class ModelLoadError(RuntimeError):
@@ -35,6 +52,8 @@ class TargetModel:
     """What ``model.json`` records (source, kind, parameters, training metrics, ...)."""
     device: torch.device = field(default_factory=lambda: torch.device("cpu"))
     dtype: torch.dtype = torch.float32
+    max_seconds: float | None = None
+    """The longest input the model reads; longer clips are cut (the record stage warns)."""
 
     @classmethod
     def from_module(

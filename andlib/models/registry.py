@@ -2,12 +2,17 @@
 
 A :class:`TargetModel` bundles a ``torch.nn.Module``, the preprocessing that turns a list of
 waveforms into the module's forward arguments, the input sample rate and (for classifiers) the
-label names. One code path serves every source:
+label names. :func:`load_target` asks the model's family
+(:func:`andlib.models.families.registry.family_of`) to load it:
 
-- a Hugging Face id or a local ``save_pretrained`` directory (AST, wav2vec2, HuBERT, WavLM, ...)
-  through ``AutoModelForAudioClassification`` / ``AutoModel`` and ``AutoFeatureExtractor``;
+- ``whisper-tiny.en``, ``whisper-base``, ``openai/whisper-*``: Whisper encoders
+  (:mod:`andlib.models.families.whisper`);
+- ``crepe-tiny``, ``crepe-full``, ``pesto``: pitch networks (:mod:`andlib.models.pitch`);
 - ``trained:<strategy>``: the project's own small AST, trained offline on ESC-50 by
-  :mod:`andlib.models.train` and saved with ``save_pretrained``, then loaded exactly like a hub model;
+  :mod:`andlib.models.train` and saved with ``save_pretrained``;
+- anything else: a Hugging Face id or a local ``save_pretrained`` directory (AST, wav2vec2,
+  HuBERT, WavLM, ...) through ``AutoModelForAudioClassification`` / ``AutoModel`` and
+  ``AutoFeatureExtractor`` (:func:`load_pretrained`);
 - a plain ``nn.Module`` with a preprocessing callable (:meth:`TargetModel.from_module`).
 
 Public surface: :class:`TargetModel`, :func:`load_target`, :func:`load_pretrained`.
@@ -15,120 +20,19 @@ Public surface: :class:`TargetModel`, :func:`load_target`, :func:`load_pretraine
 
 from __future__ import annotations
 
-import json
-import os
-from collections.abc import Sequence
-from pathlib import Path
-from typing import Any
-
-import numpy as np
-import torch
-
 from andlib.config import Config
-from andlib.models.base import ModelLoadError, Preprocess, TargetModel, resolve_device
+from andlib.models.base import ModelLoadError, TargetModel
+from andlib.models.families.huggingface import load_pretrained
+from andlib.models.families.registry import family_of
 
-
-def _hf_preprocess(extractor: Any, sample_rate: int) -> Preprocess:
-    """Feature extractor call for a batch; pads variable lengths where the extractor can."""
-    name = type(extractor).__name__
-
-    def preprocess(batch: Sequence[np.ndarray]) -> dict[str, torch.Tensor]:
-        arrays = [np.asarray(a, dtype=np.float32) for a in batch]
-        kwargs: dict[str, Any] = {"sampling_rate": sample_rate, "return_tensors": "pt"}
-        if "AST" not in name:  # AST pads/truncates to max_length itself
-            kwargs["padding"] = True
-        feats = extractor(arrays, **kwargs)
-        return {k: v for k, v in feats.items() if isinstance(v, torch.Tensor)}
-
-    return preprocess
-
-
-def load_pretrained(
-    name_or_path: str | os.PathLike,
-    kind: str = "auto",
-    device: str = "auto",
-    dtype: str = "float32",
-) -> TargetModel:
-    """Load a transformers audio model (hub id or ``save_pretrained`` folder) with its extractor."""
-    from transformers import (
-        AutoConfig,
-        AutoFeatureExtractor,
-        AutoModel,
-        AutoModelForAudioClassification,
-    )
-
-    src = str(name_or_path)
-    try:
-        config = AutoConfig.from_pretrained(src)
-        extractor = AutoFeatureExtractor.from_pretrained(src)
-    except Exception as exc:
-        hint = ""
-        if not Path(src).exists():
-            hint = (
-                " (not a local folder; loading a hub id needs network access and "
-                "HF_HUB_OFFLINE unset, or the model in the local Hugging Face cache)"
-            )
-        raise ModelLoadError(
-            f"cannot load model {src!r}: {type(exc).__name__}: {exc}{hint}"
-        ) from exc
-    archs = getattr(config, "architectures", None) or []
-    if kind == "auto":
-        kind = "classification" if any("Classification" in a for a in archs) else "encoder"
-    loader = AutoModelForAudioClassification if kind == "classification" else AutoModel
-    try:
-        module = loader.from_pretrained(src)
-    except Exception as exc:
-        raise ModelLoadError(
-            f"cannot load model {src!r} as {kind}: {type(exc).__name__}: {exc}"
-        ) from exc
-    torch_dtype = {"float32": torch.float32, "bfloat16": torch.bfloat16}[dtype]
-    dev = resolve_device(device)
-    module.to(dev, torch_dtype).eval()
-    sample_rate = int(getattr(extractor, "sampling_rate", 16000))
-    labels = None
-    if kind == "classification":
-        id2label = getattr(module.config, "id2label", None) or {}
-        labels = [id2label[i] for i in sorted(id2label)]
-    info: dict[str, Any] = {
-        "source": src,
-        "kind": kind,
-        "model_type": getattr(config, "model_type", None),
-        "n_parameters": int(sum(p.numel() for p in module.parameters())),
-        "sample_rate": sample_rate,
-    }
-    meta = Path(src) / "andlib_training.json"
-    if meta.exists():  # a model this project trained: carry its metrics into model.json
-        info.update(json.loads(meta.read_text()))
-    return TargetModel(
-        module,
-        _hf_preprocess(extractor, sample_rate),
-        sample_rate,
-        src,
-        labels,
-        info,
-        dev,
-        torch_dtype,
-    )
+__all__ = ["ModelLoadError", "TargetModel", "load_pretrained", "load_target"]
 
 
 def load_target(cfg: Config) -> TargetModel:
-    """The model ``cfg.model.name`` names; ``trained:<strategy>`` trains it first if needed;
-    ``crepe-tiny``, ``crepe-full`` and ``pesto`` are :mod:`andlib.models.pitch`."""
-    name = cfg.model.name
-    from andlib.models import pitch as pitch_models
-
-    if pitch_models.is_pitch_model(name):  # crepe-tiny, crepe-full, pesto (@<hop>ms)
-        target = pitch_models.load_pitch_model(name, cfg.model.device, cfg.model.dtype)
-        target.info["model_id"] = name
-        return target
-    if name.startswith("trained:"):
-        from andlib.models import train
-
-        strategy = name.split(":", 1)[1] or cfg.train.strategy
-        path = train.ensure_trained(cfg, strategy)
-        target = load_pretrained(path, "classification", cfg.model.device, cfg.model.dtype)
-        target.info["model_id"] = name
-        return target
-    target = load_pretrained(name, cfg.model.kind, cfg.model.device, cfg.model.dtype)
-    target.info["model_id"] = name
+    """The model ``cfg.model.name`` names, loaded by its family; ``model.json`` records the
+    name (``model_id``) and the family."""
+    family = family_of(cfg.model.name)
+    target = family.load(cfg)
+    target.info["model_id"] = cfg.model.name
+    target.info["family"] = family.name
     return target

@@ -23,6 +23,7 @@ from andlib.layout import (
     layer_depths,
     read_table,
     seed_runs,
+    strategy_trains,
 )
 from andlib.report.seeds import (
     per_neuron_measures,
@@ -244,7 +245,7 @@ def run_comparison(cfg: Config, run: RunDir) -> dict[str, Any]:
         f"{s}/seed{k}" if k is not None else s
         for s in cfg.strategies
         for k in (
-            cfg.seeds if cfg.seeds and cfg.strategy_model(s).startswith("trained:") else [None]
+            cfg.seeds if cfg.seeds and strategy_trains(cfg, s) else [None]
         )
         if k not in runs.get(s, {})
     ]

@@ -1,0 +1,1 @@
+"""Model families: one module per family, each defining ``FAMILY`` (see ``registry``)."""
