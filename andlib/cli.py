@@ -40,6 +40,7 @@ STAGE_HELP = {
     "analyze": "analyses and paper figures",
     "pitch": "pitch networks: descriptions scored against the known bins and tuning curves",
     "atlas": "write the run's static neuron atlas (runs/<name>/atlas/index.html): no server",
+    "results": "write docs/results/<name>.md (and the README's results block) from the run's files",
     "reproduce": "run the numbered notebooks in order with papermill",
 }
 

@@ -40,6 +40,7 @@ MODULES: dict[str, str] = {
     "pitch_comparison": "andlib.report.pitch",
     "atlas": "andlib.report.atlas",
     "figures": "andlib.report.figures",
+    "results": "andlib.report.results",
 }
 """Stage (the name of its record in ``.stages/``) -> the module whose ``run_stage`` runs it."""
 
@@ -53,6 +54,7 @@ STAGES: dict[str, tuple[str, ...]] = {
     "analyze": ("analysis",),
     "pitch": ("pitch", "pitch_comparison"),
     "atlas": ("atlas",),
+    "results": ("results",),
 }
 """CLI stage -> the stages it runs, in order (``controls``: :func:`run_controls`)."""
 

@@ -244,9 +244,7 @@ def run_comparison(cfg: Config, run: RunDir) -> dict[str, Any]:
     missing = [
         f"{s}/seed{k}" if k is not None else s
         for s in cfg.strategies
-        for k in (
-            cfg.seeds if cfg.seeds and strategy_trains(cfg, s) else [None]
-        )
+        for k in (cfg.seeds if cfg.seeds and strategy_trains(cfg, s) else [None])
         if k not in runs.get(s, {})
     ]
     return {

@@ -1,0 +1,254 @@
+"""Results pages generated from a run's own files: ``docs/results/<name>.md``.
+
+:func:`results_page` reads what the stages wrote (``model.json``, ``caption_accuracy.json``,
+``last_layer.json``, ``hidden_layer_accuracy.csv``, ``concept_spread.csv``,
+``score_baselines.csv``, ``score_sanity.csv``, ``pruning_summary.csv``, ``.stages/*.json``)
+and writes the tables as Markdown, with the code's version (commit, stage keys) and the date;
+nothing in it is typed by hand. :func:`readme_block` is the short summary the README holds
+between ``<!-- results:<name> -->`` and ``<!-- /results -->``; :func:`run_stage` (the CLI's
+``results`` command) writes both. A table whose file the run lacks is left out and named.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+import time
+from typing import Any
+
+import pandas as pd
+
+from andlib.config import PROJECT_ROOT, Config
+from andlib.store import RunDir, atomic_write_text
+
+STAGE = "results"
+RESULTS_DIR = PROJECT_ROOT / "docs" / "results"
+README = PROJECT_ROOT / "README.md"
+LAYER_ALL = "all hidden"
+
+
+def _fmt(v: Any, digits: int = 3) -> str:
+    if v is None or (isinstance(v, float) and v != v):
+        return "—"
+    if isinstance(v, float):
+        return f"{v:.{digits}f}"
+    return str(v)
+
+
+def markdown_table(df: pd.DataFrame, digits: int = 3) -> str:
+    """``df`` as a GitHub Markdown table (floats to ``digits`` places, NaN as —)."""
+    head = "| " + " | ".join(str(c) for c in df.columns) + " |"
+    rule = "|" + "|".join("---" for _ in df.columns) + "|"
+    rows = [
+        "| " + " | ".join(_fmt(v, digits) for v in row) + " |" for row in df.itertuples(index=False)
+    ]
+    return "\n".join([head, rule, *rows])
+
+
+def _commit() -> str:
+    try:
+        out = subprocess.run(
+            ["git", "-C", str(PROJECT_ROOT), "rev-parse", "--short", "HEAD"],
+            capture_output=True,
+            text=True,
+            timeout=10,
+            check=False,
+        )
+        return out.stdout.strip() or "unknown"
+    except OSError:
+        return "unknown"
+
+
+def _csv(run: RunDir, name: str) -> pd.DataFrame | None:
+    return pd.read_csv(run / name) if run.exists(name) else None
+
+
+def tables(run: RunDir, cfg: Config) -> dict[str, pd.DataFrame]:
+    """Every results table the run's files allow, by title (in page order)."""
+    out: dict[str, pd.DataFrame] = {}
+    model = run.read_json("model.json") if run.exists("model.json") else {}
+    facts = {
+        "model": cfg.model.name,
+        "held-out accuracy": model.get("heldout_accuracy"),
+        "train accuracy": model.get("train_accuracy"),
+        "neurons": model.get("n_neurons") or None,
+    }
+    if run.exists("caption_accuracy.json"):
+        cap = run.read_json("caption_accuracy.json")
+        facts["captioner"] = cap.get("captioner", cfg.captioner.name)
+        facts["caption top-1"] = cap.get("top1")
+        facts["caption top-3"] = cap.get("top3")
+    out["Model and captions"] = pd.DataFrame(
+        [{"what": k, "value": v} for k, v in facts.items() if v is not None]
+    )
+    if run.exists("last_layer.json"):
+        rows = [
+            {
+                "captioner": cap,
+                "method": m,
+                "top-1": s.get("top1"),
+                "top-5": s.get("top5"),
+                "cos": s.get("cos"),
+            }
+            for cap, methods in run.read_json("last_layer.json").items()
+            for m, s in methods.items()
+        ]
+        if rows:
+            out["Last layer (Table 2): classifier neurons against their class"] = pd.DataFrame(rows)
+    hidden = _csv(run, "hidden_layer_accuracy.csv")
+    if hidden is not None and len(hidden):
+        pooled = hidden[hidden["layer"] == LAYER_ALL]
+        out["Hidden layers: concept against the class a neuron's top clips share"] = pooled[
+            ["method", "n_neurons", "top1", "top5", "chance_top1", "chance_top5"]
+        ]
+        default = f"db_{cfg.concepts.db_default}"
+        per = hidden[(hidden["layer"] != LAYER_ALL) & (hidden["method"] == default)]
+        out[f"Hidden layers, per layer ({default})"] = per[
+            ["layer", "n_layer", "n_neurons", "top1", "top5", "chance_top1"]
+        ]
+    spread = _csv(run, "concept_spread.csv")
+    if spread is not None and len(spread):
+        worst = spread.loc[spread.groupby("method", sort=False)["top_share"].idxmax()]
+        out["Concept spread: the largest share one concept names, per method"] = worst[
+            ["method", "layer", "top_concept", "top_share", "entropy_bits", "max_entropy_bits"]
+        ]
+    base = _csv(run, "score_baselines.csv")
+    if base is not None and len(base):
+        overall = base[base["layer"] == "all"] if (base["layer"] == "all").any() else base
+        out["Explanation scores beside their baselines"] = overall[
+            [
+                "scorer",
+                "metric",
+                "variant",
+                "own_mean",
+                "baseline_mean",
+                "difference",
+                "ci_low",
+                "ci_high",
+            ]
+        ]
+    sanity = _csv(run, "score_sanity.csv")
+    if sanity is not None and len(sanity):
+        out["Sanity tests of the scores (a variant must score lower)"] = sanity[
+            [
+                "scorer",
+                "metric",
+                "variant",
+                "n_neurons",
+                "share_lower",
+                "mean_drop",
+                "ci_low",
+                "ci_high",
+                "passes",
+            ]
+        ]
+    prune = _csv(run, "pruning_summary.csv")
+    if prune is not None and len(prune):
+        cols = [
+            "strategy", "n_concepts", "n_acted", "n_pruned_mean", "share_pruned_mean",
+            "delta_a", "delta_r", "delta_a_minus_r_mean", "ci_low", "ci_high",
+            "vs_random_mean", "vs_random_ci_low", "vs_random_ci_high",
+        ]  # fmt: skip
+        out["Pruning (Table 4): ΔA − ΔR, logits, 95 % bootstrap intervals"] = prune[
+            [c for c in cols if c in prune.columns]
+        ]
+    return out
+
+
+def stage_keys(run: RunDir) -> dict[str, str]:
+    """``{stage: key}`` of every finished stage of the run (``.stages/*.json``)."""
+    folder = run / ".stages"
+    if not folder.is_dir():
+        return {}
+    return {
+        p.stem: str(json.loads(p.read_text()).get("key", ""))[:12]
+        for p in sorted(folder.glob("*.json"))
+    }
+
+
+def results_page(run: RunDir, cfg: Config) -> str:
+    """The Markdown page of a run (:func:`tables`, then its version and date)."""
+    parts = [
+        f"# Results: `{cfg.name}`",
+        "",
+        f"Generated by `python -m andlib results --config <config>` from `{run.path.name}/` on "
+        f"{time.strftime('%Y-%m-%d')}, code at commit `{_commit()}`. Every number comes from the "
+        "run's own files; regenerate the page after a run changes.",
+    ]
+    for title, df in tables(run, cfg).items():
+        parts += ["", f"## {title}", "", markdown_table(df)]
+    keys = stage_keys(run)
+    if keys:
+        parts += [
+            "",
+            "## Stage keys",
+            "",
+            markdown_table(pd.DataFrame(list(keys.items()), columns=["stage", "key"])),
+        ]
+    return "\n".join(parts) + "\n"
+
+
+def readme_block(run: RunDir, cfg: Config) -> str:
+    """A few headline lines for the README (between its results markers)."""
+    t = tables(run, cfg)
+    lines = [
+        f"Offline default, generated from `runs/{cfg.name}` (details: `docs/results/{cfg.name}.md`):",
+        "",
+    ]
+    facts = t.get("Model and captions")
+    if facts is not None:
+        f = dict(zip(facts["what"], facts["value"], strict=True))
+        lines.append(
+            f"- target model held-out accuracy {_fmt(f.get('held-out accuracy'))}; captions name "
+            f"the right class first for {_fmt(f.get('caption top-1'))} of the clips"
+        )
+    last = run.read_json("last_layer.json") if run.exists("last_layer.json") else {}
+    method = f"db_{cfg.concepts.db_default}"
+    own = last.get(cfg.captioner.name, {}).get(method)
+    if own:
+        lines.append(
+            f"- last layer, DB ({method}): top-1 {_fmt(own['top1'], 2)}, top-5 {_fmt(own['top5'], 2)}"
+        )
+    hidden = _csv(run, "hidden_layer_accuracy.csv")
+    if hidden is not None and len(hidden):
+        row = hidden[(hidden["layer"] == LAYER_ALL) & (hidden["method"] == method)]
+        if len(row):
+            r = row.iloc[0]
+            lines.append(
+                f"- hidden layers, DB ({method}): top-1 {_fmt(r['top1'], 2)} against the class "
+                f"shared by a neuron's top clips ({int(r['n_neurons'])} neurons; chance "
+                f"{_fmt(r['chance_top1'], 2)})"
+            )
+    prune = _csv(run, "pruning_summary.csv")
+    if prune is not None and "db" in set(prune["strategy"]):
+        r = prune[prune["strategy"] == "db"].iloc[0]
+        lines.append(
+            f"- pruning, DB: ΔA − ΔR {_fmt(r['delta_a_minus_r_mean'], 2)} "
+            f"[{_fmt(r['ci_low'], 2)}, {_fmt(r['ci_high'], 2)}], beyond random "
+            f"{_fmt(r['vs_random_mean'], 2)} [{_fmt(r['vs_random_ci_low'], 2)}, "
+            f"{_fmt(r['vs_random_ci_high'], 2)}]"
+        )
+    return "\n".join(lines)
+
+
+def replace_block(text: str, name: str, block: str) -> str:
+    """``text`` with the lines between ``<!-- results:<name> -->`` and ``<!-- /results -->``
+    replaced by ``block``; unchanged when the markers are absent."""
+    pattern = re.compile(rf"(<!-- results:{re.escape(name)} -->\n).*?(\n<!-- /results -->)", re.S)
+    return pattern.sub(lambda m: m.group(1) + block + m.group(2), text)
+
+
+def run_stage(cfg: Config, run: RunDir) -> dict[str, Any]:
+    """Write ``docs/results/<name>.md`` and refresh the README's block for the run."""
+    page = RESULTS_DIR / f"{cfg.name}.md"
+    page.parent.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(page, results_page(run, cfg))
+    out: dict[str, Any] = {"page": str(page)}
+    if README.exists():
+        text = README.read_text(encoding="utf-8")
+        new = replace_block(text, cfg.name, readme_block(run, cfg))
+        if new != text:
+            atomic_write_text(README, new)
+            out["readme"] = "block updated"
+    return out
