@@ -69,6 +69,25 @@ def enrich_run(run: RunDir) -> None:
         "analysis/class_purity_per_layer.csv",
         pd.DataFrame({"layer": layers, "mean_purity": [0.6, 0.7, 1.0], "chance": 0.5}),
     )
+    from andlib.describe.spread import concept_spread
+    from andlib.store import read_neurons
+
+    run.write_csv("concept_spread.csv", concept_spread(read_neurons(run), ["db_soft_wpmi"], 50))
+    run.write_csv(
+        "hidden_layer_accuracy.csv",
+        pd.DataFrame(
+            {
+                "layer": layers,
+                "method": "db_soft_wpmi",
+                "n_layer": list(LAYERS.values()),
+                "n_neurons": 2,
+                "top1": [0.5, 1.0, 0.0],
+                "top5": 1.0,
+                "chance_top1": 0.1,
+                "chance_top5": 0.3,
+            }
+        ),
+    )
     run.write_csv(
         "pruning_summary.csv",
         pd.DataFrame(
@@ -114,6 +133,11 @@ def test_atlas_writes_pages_data_and_media(built):
     assert index["facts"]["last_layer"]["acoustic"]["db_soft_wpmi"]["top1"] == 0.33
     first = index["layers"][0]
     assert first["polysemantic"] == 0.25 and first["purity"] == 0.6 and first["n_neurons"] == 4
+    # the spread of the DB concept the table shows, and its hidden-layer accuracy
+    assert index["facts"]["primary"] == "db_soft_wpmi"
+    assert first["top_concept"] and 0 < first["top_share"] <= 1
+    assert first["spread"] == {"db_soft_wpmi": first["top_share"]}
+    assert first["hidden_top1"] == 0.5 and first["hidden_chance"] == 0.1
     assert first["sim_description"] is not None and first["adjectives"] is not None
     # one data file per layer, each neuron with its K top and bottom clips and a histogram
     for i, (layer, n) in enumerate(LAYERS.items()):

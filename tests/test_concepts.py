@@ -635,10 +635,15 @@ def test_run_stage_on_a_small_run(tmp_path, tmp_cfg):
     expected = [
         "layer", "neuron", "top_clips", "bottom_clips", "high_summary", "low_summary",
         "calibrated_summary", "adjectives",
-        *[f"db_{fn}{s}" for fn in cfg.concepts.similarity for s in ("", "_top5")],
-        "tab", "tab_top5", "icl_embedding", "icl_embedding_top5", "icl_method", "open_concepts",
+        *[f"db_{fn}{s}" for fn in cfg.concepts.similarity for s in ("", "_top5", "_top5_scores")],
+        "tab", "tab_top5", "tab_top5_scores", "icl_embedding", "icl_embedding_top5", "icl_method", "open_concepts",
     ]  # fmt: skip  # without an LLM, ICL is reported as icl_embedding, never as icl
     assert list(df.columns) == expected
+    spread = run.read_csv("concept_spread.csv")
+    assert set(spread["method"]) == {f"db_{fn}" for fn in cfg.concepts.similarity} | {
+        "icl_embedding"
+    }
+    assert (spread["top_share"] > 0).all() and (spread["top_share"] <= 1).all()
     cls = df[df["layer"] == "classifier"].set_index("neuron")
     for fn in cfg.concepts.similarity:
         top5 = cls.loc[0, f"db_{fn}_top5"].split(";")

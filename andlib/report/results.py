@@ -235,8 +235,10 @@ def readme_block(run: RunDir, cfg: Config) -> str:
 def replace_block(text: str, name: str, block: str) -> str:
     """``text`` with the lines between ``<!-- results:<name> -->`` and ``<!-- /results -->``
     replaced by ``block``; unchanged when the markers are absent."""
-    pattern = re.compile(rf"(<!-- results:{re.escape(name)} -->\n).*?(\n<!-- /results -->)", re.S)
-    return pattern.sub(lambda m: m.group(1) + block + m.group(2), text)
+    pattern = re.compile(
+        rf"(<!-- results:{re.escape(name)} -->\n)(?:.*?\n)?(<!-- /results -->)", re.S
+    )
+    return pattern.sub(lambda m: m.group(1) + block.rstrip("\n") + "\n" + m.group(2), text)
 
 
 def run_stage(cfg: Config, run: RunDir) -> dict[str, Any]:

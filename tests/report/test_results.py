@@ -1,0 +1,27 @@
+"""Results pages and the README block are generated from a run's files."""
+
+from __future__ import annotations
+
+import pandas as pd
+
+from andlib.report.results import markdown_table, replace_block
+
+
+def test_readme_block_is_replaced_between_its_markers_only():
+    text = "a\n<!-- results:default -->\nold line\n<!-- /results -->\nb\n"
+    out = replace_block(text, "default", "new 1\nnew 2")
+    assert out == "a\n<!-- results:default -->\nnew 1\nnew 2\n<!-- /results -->\nb\n"
+    assert replace_block(out, "default", "new 1\nnew 2") == out  # idempotent
+    empty = "<!-- results:default -->\n<!-- /results -->"
+    assert replace_block(empty, "default", "x") == "<!-- results:default -->\nx\n<!-- /results -->"
+    assert replace_block(text, "other", "x") == text  # no markers for that run
+
+
+def test_markdown_table_formats_floats_and_missing_values():
+    df = pd.DataFrame({"a": ["x", "y"], "b": [0.12345, float("nan")]})
+    assert markdown_table(df, 2).splitlines() == [
+        "| a | b |",
+        "|---|---|",
+        "| x | 0.12 |",
+        "| y | — |",
+    ]
