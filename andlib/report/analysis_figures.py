@@ -255,7 +255,7 @@ def _rows_of_seed(df: pd.DataFrame, seed: Any) -> pd.DataFrame:
 
 
 def plot_strategies_comparison(comparison: pd.DataFrame, title: str | None = None) -> plt.Figure:
-    """Issue 8: models side by side (``model, metric, layer, depth, value`` from
+    """Models side by side (``model, metric, layer, depth, value`` from
     :func:`andlib.report.analysis.compare_runs`). Per layer, one line per model: polysemantic
     fraction, acoustic adjectives per neuron, mean simulation score and class purity of the
     top-K clips (chance dashed). Bars: last-layer description accuracy (top-1) and the
@@ -354,14 +354,18 @@ def plot_strategies_comparison(comparison: pd.DataFrame, title: str | None = Non
 
 
 def plot_seed_measures(
-    per_seed: pd.DataFrame, measures: list[str] | None = None, title: str | None = None
+    per_seed: pd.DataFrame,
+    measures: list[str] | None = None,
+    title: str | None = None,
+    db_method: str | None = None,
 ) -> plt.Figure:
-    """Issue 18: each model's scalar measures over its training seeds (``model, seed,
+    """Each model's scalar measures over its training seeds (``model, seed,
     measure, value, ci_low, ci_high`` from :func:`andlib.report.analysis.seed_measures`). One panel
     per measure, the models along x: one marker per seed (its shape names the seed) with
     that run's within-run interval as an error bar, and a horizontal line at the mean over
     the seeds. ``measures``: which (default: every measure but the last-layer accuracies of
-    methods other than ``soft_wpmi``)."""
+    methods other than ``db_method``, the default config's ``concepts.db_default`` unless
+    given)."""
     import math
 
     import numpy as np
@@ -370,10 +374,13 @@ def plot_seed_measures(
     from andlib.report.measures import measure_label, measure_order
 
     if measures is None:
+        from andlib.config import Config
+
+        db = db_method or Config().concepts.db_default
         measures = [
             m
             for m in measure_order(per_seed["measure"])
-            if not m.startswith("last_layer_top1") or m.endswith("/ soft_wpmi")
+            if not m.startswith("last_layer_top1") or m.endswith(f"/ {db}")
         ]
     models = list(dict.fromkeys(per_seed["model"]))
     colors = {m: PALETTE[i % len(PALETTE)] for i, m in enumerate(models)}

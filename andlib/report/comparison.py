@@ -271,7 +271,9 @@ def comparison_figures(
     comparison = compare_runs(runs) if comparison is None else comparison
     figs = {"strategies_comparison": plots.plot_strategies_comparison(comparison)}
     if per_seed is not None and not per_seed.empty:
-        figs["strategies_seeds"] = plots.plot_seed_measures(per_seed)
+        figs["strategies_seeds"] = plots.plot_seed_measures(
+            per_seed, db_method=cfg.concepts.db_default
+        )
     counts = []
     for model, run in runs.items():
         table = read_table(run, "adjective_counts.csv")

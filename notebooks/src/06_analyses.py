@@ -17,7 +17,7 @@
 #   description has more acoustic adjectives than source nouns (or the reverse), and how much
 #   of each neuron's activation the captioner's numeric acoustic measurements alone explain
 #   (cross-validated ridge R²).
-# - **Training strategies** (paper finding ii, issue 8): with `configs/strategies.yaml`, the
+# - **Training strategies** (paper finding ii): with `configs/strategies.yaml`, the
 #   supervised, SSL-frozen and SSL-fine-tuned models side by side.
 
 # %% tags=["parameters"]
