@@ -26,6 +26,7 @@ PROJECT_ERRORS = (
     ("andlib.describe.concepts", "TABUnavailable"),
     ("andlib.describe.concepts", "ClapLoadError"),
     ("andlib.pipeline", "NotebookFailed"),
+    ("andlib.store", "ArtifactError"),
 )
 """``(module, class)`` of the errors reported as one message; modules are not imported for it
 (an error of a module that was never imported cannot have been raised)."""

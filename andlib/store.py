@@ -506,6 +506,11 @@ CLOSED_SET_EXTRA = ("tab", "icl", "icl_embedding")
 (``icl_embedding``: ICL ranked by embedding similarity, without an LLM)."""
 
 
+class ArtifactError(ValueError):
+    """A run's file lacks what a stage needs (a column, a layer): the message names the file,
+    what is missing and the stage that writes it."""
+
+
 def concept_columns(columns: Iterable[str], with_top5: bool = False) -> list[str]:
     """The top-1 closed-set concept columns among ``columns`` (of ``neurons.csv``): every
     ``db_<fn>`` in order, then ``tab``, ``icl``, ``icl_embedding``. ``with_top5``: each

@@ -26,6 +26,7 @@ from andlib.evaluate.prune import (
     stem,
 )
 from andlib.report import figures
+from andlib.store import ArtifactError
 from tests.test_evaluate import AST_PATHS, CLASSES, make_run
 
 LAYERS = {layer: path for layer, (path, _) in AST_PATHS.items()}
@@ -213,6 +214,7 @@ def test_run_stage_end_to_end_on_a_tiny_saved_ast(tmp_path, tmp_cfg, tiny_ast):
         "model.device": "cpu",
         "data.duration": 1.0,
         "prune.batch_size": 3,
+        "concepts.db_default": "soft_wpmi",  # the DB columns make_run writes
     }
     cfg = tmp_cfg(settings)
     summary = prune.run_stage(cfg, run)
@@ -395,7 +397,7 @@ def test_the_cap_needs_the_concept_scores():
     neurons = pd.DataFrame(
         {"layer": ["a"], "neuron": [0], "db_cos": ["dog"], "db_cos_top5": ["dog"]}
     )
-    with pytest.raises(KeyError, match="db_cos_top5_scores"):
+    with pytest.raises(ArtifactError, match="db_cos_top5_scores"):
         select_neurons(
             neurons, "dog", "db", db_similarity="cos", max_share=0.5, layer_sizes={"a": 1}
         )

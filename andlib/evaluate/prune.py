@@ -92,6 +92,7 @@ from torch import nn
 
 from andlib.config import Config, rng
 from andlib.store import (
+    ArtifactError,
     RunDir,
     Stage,
     activation_index,
@@ -379,6 +380,11 @@ class Selector:
             self.concepts = [_open_words(split_list(r.get("open_concepts", ""))) for r in records]
         else:
             method = f"db_{db_similarity}" if strategy == "db" else "tab"
+            if method not in rows.columns:
+                raise ArtifactError(
+                    f"neurons.csv has no {method} column (concepts.db_default: "
+                    f"{db_similarity}): re-run the concepts stage (python -m andlib summarize)"
+                )
             self.concepts = [
                 {normalize_concept(c) for c in ranked_concepts(r, method)[:top_n]} for r in records
             ]
@@ -410,7 +416,7 @@ def concept_scores(row: Mapping[str, Any], method: str) -> dict[str, float]:
     """A neuron's score for each of its top-5 concepts of ``method`` (``db_<fn>`` or ``tab``),
     by normalised name, from ``<method>_top5`` and ``<method>_top5_scores`` of ``neurons.csv``."""
     if f"{method}_top5_scores" not in row:
-        raise KeyError(
+        raise ArtifactError(
             f"neurons.csv has no {method}_top5_scores column: re-run the concepts stage "
             f"(python -m andlib summarize --config ...)"
         )
@@ -1053,7 +1059,7 @@ def average_draws(df: pd.DataFrame) -> pd.DataFrame:
     if "acted" not in d:
         d["acted"] = d["n_pruned"] > 0
     g = d.groupby(["strategy", "concept"], sort=False)
-    out = g[_MEASURES].mean()
+    out = g[[c for c in _MEASURES if c in d.columns]].mean()
     out["acted"] = g["acted"].any()
     out["draws"] = g.size()
     return out.reset_index()
@@ -1125,7 +1131,7 @@ def pruning_summary(
                 "strategy": s,
                 "n_concepts": len(classes),
                 "n_pruned_mean": t["n_pruned"].mean(),
-                "share_pruned_mean": t["share_pruned"].mean(),
+                "share_pruned_mean": t["share_pruned"].mean() if "share_pruned" in t else np.nan,
                 "delta_a_minus_r_mean": spec[s].mean(),
                 "ci_low": low,
                 "ci_high": high,
