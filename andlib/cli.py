@@ -23,8 +23,8 @@ PROJECT_ERRORS = (
     ("andlib.describe.captioners", "CaptionError"),
     ("andlib.models.base", "ModelLoadError"),
     ("andlib.models.activations", "LayerError"),
-    ("andlib.describe.concepts", "TABUnavailable"),
-    ("andlib.describe.concepts", "ClapLoadError"),
+    ("andlib.describe.tab", "TABUnavailable"),
+    ("andlib.describe.tab", "ClapLoadError"),
     ("andlib.pipeline", "NotebookFailed"),
     ("andlib.store", "ArtifactError"),
 )

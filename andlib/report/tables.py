@@ -236,7 +236,7 @@ def caption_sentences(
     """Every sentence of every caption as its own item: ``(clip id per sentence, sentences)``
     (AND's unit of clustering, ``analysis.cluster_unit: sentence``). A caption without a
     split point is one sentence; empty captions give none."""
-    from andlib.describe.concepts import split_sentences
+    from andlib.describe.calibration import split_sentences
 
     ids: list[str] = []
     texts: list[str] = []
