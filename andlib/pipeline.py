@@ -109,13 +109,13 @@ class Control:
 def control_plan(cfg: Config, run: RunDir) -> list[Control]:
     """The control runs the evaluate stage reads, in the order they are made.
 
-    Every captioner of :func:`andlib.evaluate.scores.control_captioners` (the classifier layer
+    Every captioner of :func:`andlib.evaluate.controls_read.control_captioners` (the classifier layer
     described again from another captioner's captions); with a caption-quality sweep
-    (:func:`andlib.evaluate.scores.sweep_rates`) the ``acoustic`` captions it starts from, then
+    (:func:`andlib.evaluate.controls_read.sweep_rates`) the ``acoustic`` captions it starts from, then
     one control run per rate. None when the classifier layer was not recorded.
     """
     from andlib.controls import SWEEP_BASE
-    from andlib.evaluate.scores import control_captioners, sweep_control, sweep_rates
+    from andlib.evaluate.controls_read import control_captioners, sweep_control, sweep_rates
     from andlib.store import activation_index
 
     layer = cfg.evaluate.classifier_layer
