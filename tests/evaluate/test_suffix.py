@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from andlib.evaluate import prune
+from andlib.evaluate import prune, prune_forward
 from andlib.evaluate.suffix import BlockSuffix
 from andlib.models.activations import resolve_layers
 from andlib.models.base import ModelLoadError
@@ -56,7 +56,7 @@ def test_the_generic_masked_forward_equals_full_masked_forwards(headed, monkeypa
     assert runner is not None and runner.start(SELECTIONS[2]) == 2
     assert runner.start(SELECTIONS[4]) == 2  # the head: from the block it reads
     full_before, full = prune.masked_logits(headed, inputs, pruner, SELECTIONS, fast=False)
-    monkeypatch.setattr(prune, "predict", lambda *a: pytest.fail("not the generic path"))
+    monkeypatch.setattr(prune_forward, "predict", lambda *a: pytest.fail("not the generic path"))
     before, fast = prune.masked_logits(headed, inputs, pruner, SELECTIONS, fast=True)
     assert torch.allclose(before, full_before, atol=1e-6)
     for s, a, b in zip(SELECTIONS, fast, full, strict=True):
