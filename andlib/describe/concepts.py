@@ -73,6 +73,7 @@ from andlib.describe.icl import rank_by_embedding as rank_by_embedding
 from andlib.describe.open_set import open_concepts as open_concepts
 from andlib.describe.open_set import open_concepts_many as open_concepts_many
 from andlib.describe.similarity import get_similarity, top_concepts_scored
+from andlib.describe.similarity import top_concepts as top_concepts
 from andlib.describe.spread import concept_spread, log_collapses
 from andlib.describe.tab import CLAP_SAMPLE_RATE as CLAP_SAMPLE_RATE
 from andlib.describe.tab import CLAP_TEMPLATE as CLAP_TEMPLATE
