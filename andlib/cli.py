@@ -22,7 +22,7 @@ PROJECT_ERRORS = (
     ("andlib.text.llm", "LLMError"),
     ("andlib.describe.captioners", "CaptionError"),
     ("andlib.models.base", "ModelLoadError"),
-    ("andlib.models.activations", "LayerError"),
+    ("andlib.models.layers", "LayerError"),
     ("andlib.describe.tab", "TABUnavailable"),
     ("andlib.describe.tab", "ClapLoadError"),
     ("andlib.pipeline", "NotebookFailed"),
