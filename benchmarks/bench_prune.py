@@ -38,18 +38,9 @@ import torch
 from andlib.config import load_config, rng
 from andlib.evaluate.prune import NeuronPruner, concept_metrics, masked_logits, random_neurons
 from andlib.models.activations import resolve_layers
+from andlib.models.train import ARCHITECTURE
 
-SHAPE = (
-    "hidden_size",
-    "num_hidden_layers",
-    "num_attention_heads",
-    "intermediate_size",
-    "patch_size",
-    "frequency_stride",
-    "time_stride",
-    "num_mel_bins",
-    "max_length",
-)
+SHAPE = tuple(k for k in ARCHITECTURE if k != "dropout")
 """The ``TrainConfig`` fields a cached model must share to stand for the default model."""
 
 

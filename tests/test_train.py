@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from andlib.config import rng
-from andlib.models import train
+from andlib.models import train, train_loop
 from andlib.models.registry import load_pretrained
 from tests.conftest import requires_esc50, tiny_speech_config
 
@@ -206,7 +206,7 @@ def test_an_interrupted_training_resumes_from_its_checkpoint_to_the_same_weights
     plain = train.fit_classifier(model, feats, cfg.train, gen)
     expected = {k: v.clone() for k, v in model.state_dict().items()}
 
-    real_save = train._save_checkpoint
+    real_save = train_loop._save_checkpoint
 
     def save_then_crash(path, model, optimizer, gen, history, epoch, step, seconds):
         real_save(path, model, optimizer, gen, history, epoch, step, seconds)
@@ -214,11 +214,11 @@ def test_an_interrupted_training_resumes_from_its_checkpoint_to_the_same_weights
             raise KeyboardInterrupt("interrupted after epoch 2")
 
     ckpt = tmp_path / "ckpt" / "finetune.pt"
-    monkeypatch.setattr(train, "_save_checkpoint", save_then_crash)
+    monkeypatch.setattr(train_loop, "_save_checkpoint", save_then_crash)
     model, gen = fresh()
     with pytest.raises(KeyboardInterrupt):
         train.fit_classifier(model, feats, cfg.train, gen, checkpoint=ckpt)
-    monkeypatch.setattr(train, "_save_checkpoint", real_save)
+    monkeypatch.setattr(train_loop, "_save_checkpoint", real_save)
     assert torch.load(ckpt, weights_only=False)["epoch"] == 2
 
     saved: list[int] = []
@@ -227,7 +227,7 @@ def test_an_interrupted_training_resumes_from_its_checkpoint_to_the_same_weights
         saved.append(epoch)
         real_save(path, model, optimizer, gen, history, epoch, step, seconds)
 
-    monkeypatch.setattr(train, "_save_checkpoint", record)
+    monkeypatch.setattr(train_loop, "_save_checkpoint", record)
     model, gen = fresh()  # a new process: fresh weights and generator, then the checkpoint
     resumed = train.fit_classifier(model, feats, cfg.train, gen, checkpoint=ckpt)
     assert saved == [3, 4]  # only the epochs after the checkpoint ran
