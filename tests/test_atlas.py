@@ -138,6 +138,10 @@ def test_atlas_writes_pages_data_and_media(built):
     assert first["top_concept"] and 0 < first["top_share"] <= 1
     assert first["spread"] == {"db_soft_wpmi": first["top_share"]}
     assert first["hidden_top1"] == 0.5 and first["hidden_chance"] == 0.1
+    # every explanation score of a neuron is in the table, so the index can sort by it
+    assert index["columns"][-1] == "metrics"
+    metrics = index["neurons"][0][-1]
+    assert set(metrics) == {"simulation pearson", "detection auroc"}
     assert first["sim_description"] is not None and first["adjectives"] is not None
     # one data file per layer, each neuron with its K top and bottom clips and a histogram
     for i, (layer, n) in enumerate(LAYERS.items()):

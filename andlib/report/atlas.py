@@ -196,6 +196,7 @@ def build_atlas(
             "sim",
             "concepts",
             "high",
+            "metrics",
         ],
         "neurons": table,
     }

@@ -447,7 +447,8 @@ def neuron_records(
 
 def table_row(layer: str, neuron: int, rec: dict[str, Any], primary: str | None) -> list[Any]:
     """A neuron table row: ``[layer, neuron, concept, calibrated summary, adjectives (;),
-    description simulation score, other concepts (space-joined, for search), high summary]``.
+    description simulation score, other concepts (space-joined, for search), high summary,
+    {"<scorer> <metric>": the description's own score}]``: the index sorts by any of them.
 
     The other concepts are every method's top-1 and the open-set concepts, not the top-5
     lists: with six methods those name most of the concept set, and a search for ``wind``
@@ -465,4 +466,5 @@ def table_row(layer: str, neuron: int, rec: dict[str, Any], primary: str | None)
         rec["sim"].get("description"),
         " ".join(others),
         rec["h"] if rec["c"] and rec["h"] != rec["c"] else "",
+        {name: v.get("own") for name, v in rec.get("scores", {}).items() if v.get("own") is not None},
     ]

@@ -289,7 +289,20 @@
     });
     var order = {}; INDEX.layers.forEach(function (l, i) { order[l.layer] = i; });
     rows.forEach(function (r) { r.layerPos = order[r.layer] !== undefined ? order[r.layer] : 1e9; });
-    var state = { q: "", layer: "", sort: "layer", dir: 1, limit: 100 };
+    var state = { q: "", layer: "", sort: "layer", dir: 1, limit: 100, metric: "" };
+    var metricSelect = document.getElementById("metric"), metricNames = [];
+    rows.forEach(function (r) { Object.keys(r.metrics || {}).forEach(function (m) { if (metricNames.indexOf(m) < 0) metricNames.push(m); }); });
+    metricNames.sort();
+    if (metricSelect) {
+      metricNames.forEach(function (m) { metricSelect.appendChild(h("option", { value: m, text: m })); });
+      state.metric = metricNames.indexOf("detection auroc") >= 0 ? "detection auroc" : (metricNames[0] || "");
+      metricSelect.value = state.metric;
+      metricSelect.addEventListener("click", function (ev) { ev.stopPropagation(); });
+      metricSelect.addEventListener("change", function () {
+        state.metric = metricSelect.value; state.sort = "score"; state.dir = -1; writeHash(); draw();
+      });
+    }
+    function score(r) { var v = (r.metrics || {})[state.metric]; return isNum(v) ? v : null; }
     var search = document.getElementById("search"), filter = document.getElementById("layer-filter");
     var tbody = document.querySelector("#neurons tbody"), count = document.getElementById("count");
     var more = document.getElementById("more");
@@ -301,6 +314,7 @@
       });
       state.q = q.q || ""; state.layer = q.layer || "";
       if (q.sort) { state.sort = q.sort; state.dir = q.dir === "desc" ? -1 : 1; }
+      if (q.metric && metricNames.indexOf(q.metric) >= 0) { state.metric = q.metric; if (metricSelect) metricSelect.value = q.metric; }
       search.value = state.q; filter.value = state.layer;
     }
     function writeHash() {
@@ -308,6 +322,7 @@
       if (state.q) parts.push("q=" + encodeURIComponent(state.q));
       if (state.layer) parts.push("layer=" + encodeURIComponent(state.layer));
       if (state.sort !== "layer" || state.dir !== 1) parts.push("sort=" + state.sort, "dir=" + (state.dir > 0 ? "asc" : "desc"));
+      if (state.sort === "score" && state.metric) parts.push("metric=" + encodeURIComponent(state.metric));
       var hash = parts.length ? "#" + parts.join("&") : "";
       if (hash !== location.hash && !(hash === "" && location.hash === "")) history.replaceState(null, "", location.pathname + location.search + hash);
     }
@@ -315,6 +330,7 @@
       if (k === "layer") return [r.layerPos, r.neuron];
       if (k === "neuron") return [r.neuron, r.layerPos];
       if (k === "sim") return [isNum(r.sim) ? r.sim : -Infinity, -r.layerPos];
+      if (k === "score") return [score(r) === null ? -Infinity : score(r), -r.layerPos];
       return [String(r[k] || "").toLowerCase(), r.layerPos, r.neuron];
     }
     function cmp(a, b) {
@@ -329,6 +345,7 @@
       hit.sort(function (a, b) {
         var c = cmp(key(a, state.sort), key(b, state.sort));
         if (state.sort === "sim" && isNum(a.sim) !== isNum(b.sim)) return isNum(a.sim) ? -1 : 1;
+        if (state.sort === "score" && (score(a) === null) !== (score(b) === null)) return score(a) === null ? 1 : -1;
         return state.dir * c;
       });
       return hit;
@@ -345,7 +362,8 @@
           h("td", null, h("a", { href: href, class: "concept", text: r.concept || "—" })),
           h("td", { class: "desc", title: desc, text: desc.length > 170 ? desc.slice(0, 167) + "…" : desc }),
           h("td", null, chips(r.adjectives ? r.adjectives.split(";") : [], "adj")),
-          h("td", { class: "num", text: fmt(r.sim) })));
+          h("td", { class: "num", text: fmt(r.sim) }),
+          h("td", { class: "num", text: fmt(score(r)) })));
       });
       count.textContent = hit.length + " of " + rows.length + " neurons" +
         (hit.length > state.limit ? " (showing " + state.limit + ")" : "");
@@ -361,7 +379,7 @@
     document.querySelectorAll("th[data-sort]").forEach(function (th) {
       th.addEventListener("click", function () {
         var k = th.getAttribute("data-sort");
-        if (state.sort === k) state.dir = -state.dir; else { state.sort = k; state.dir = k === "sim" ? -1 : 1; }
+        if (state.sort === k) state.dir = -state.dir; else { state.sort = k; state.dir = (k === "sim" || k === "score") ? -1 : 1; }
         writeHash(); draw();
       });
     });
