@@ -220,11 +220,27 @@ def test_atlas_index_search_and_neuron_page_in_chromium(driver, atlas):
     # sorting by simulation score: descending, numbers first
     driver.find_element(By.CSS_SELECTOR, "th[data-sort='sim']").click()
     sims = driver.execute_script(
-        "return Array.from(document.querySelectorAll('#neurons tbody tr td:last-child'))"
+        "return Array.from(document.querySelectorAll('#neurons tbody tr td.sim'))"
         ".map(td => td.textContent);"
     )
     values = [float(v) for v in sims if v not in ("—", "")]
     assert values == sorted(values, reverse=True) and values
+    # sorting by another explanation score, picked in the score column's selector
+    metrics = driver.execute_script(
+        "return Array.from(document.querySelectorAll('#metric option')).map(o => o.value);"
+    )
+    assert "detection auroc" in metrics
+    driver.execute_script(
+        "var s = document.getElementById('metric'); s.value = 'detection auroc';"
+        "s.dispatchEvent(new Event('change'));"
+    )
+    scores = driver.execute_script(
+        "return Array.from(document.querySelectorAll('#neurons tbody tr td.score'))"
+        ".map(td => td.textContent);"
+    )
+    values = [float(v) for v in scores if v not in ("—", "")]
+    assert values == sorted(values, reverse=True) and values
+    assert "metric=detection%20auroc" in driver.current_url
     assert not console_errors(driver), console_errors(driver)
 
     # open a neuron page from the table (the search result's first neuron)

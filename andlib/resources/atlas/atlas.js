@@ -362,8 +362,8 @@
           h("td", null, h("a", { href: href, class: "concept", text: r.concept || "—" })),
           h("td", { class: "desc", title: desc, text: desc.length > 170 ? desc.slice(0, 167) + "…" : desc }),
           h("td", null, chips(r.adjectives ? r.adjectives.split(";") : [], "adj")),
-          h("td", { class: "num", text: fmt(r.sim) }),
-          h("td", { class: "num", text: fmt(score(r)) })));
+          h("td", { class: "num sim", text: fmt(r.sim) }),
+          h("td", { class: "num score", text: fmt(score(r)) })));
       });
       count.textContent = hit.length + " of " + rows.length + " neurons" +
         (hit.length > state.limit ? " (showing " + state.limit + ")" : "");
