@@ -172,34 +172,15 @@ def concept_scores(row: Mapping[str, Any], method: str) -> dict[str, float]:
 
 
 def select_neurons(
-    neurons: pd.DataFrame,
-    concept: str,
-    strategy: str,
-    *,
-    layers: Sequence[str] | None = None,
-    top_n: int = 3,
-    db_similarity: str = "soft_wpmi",
-    ocp_match: str = "all",
-    max_share: float | None = None,
-    layer_sizes: Mapping[str, int] | None = None,
+    neurons: pd.DataFrame, concept: str, strategy: str, **options: Any
 ) -> dict[str, list[int]]:
     """``{layer: [neuron, ...]}`` that ``strategy`` (``ocp``, ``db``, ``tab``) picks for ``concept``.
 
-    ``neurons`` is ``neurons.csv``; only rows of ``layers`` (when given) are considered;
-    ``max_share`` and ``layer_sizes`` cap DB and TAB (:class:`Selector`). For many concepts
+    ``neurons`` is ``neurons.csv``; ``options`` are :class:`Selector`'s (``layers``, ``top_n``,
+    ``db_similarity``, ``ocp_match``, ``max_share`` with ``layer_sizes``). For many concepts
     build one :class:`Selector` per strategy instead.
     """
-    selector = Selector(
-        neurons,
-        strategy,
-        layers=layers,
-        top_n=top_n,
-        db_similarity=db_similarity,
-        ocp_match=ocp_match,
-        max_share=max_share,
-        layer_sizes=layer_sizes,
-    )
-    return selector(concept)
+    return Selector(neurons, strategy, **options)(concept)
 
 
 def random_neurons(
