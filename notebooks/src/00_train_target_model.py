@@ -29,6 +29,7 @@ from IPython.display import Markdown, display
 
 from andlib.report import plots
 
+from andlib import pipeline
 from andlib.models import train
 from andlib.config import load_config
 from andlib.store import RunDir, show_logs
@@ -44,7 +45,7 @@ run = RunDir.from_config(cfg)
 # logged only, never used to pick a checkpoint; the final weights are kept).
 
 # %%
-summary = train.run_stage(cfg, run)
+summary = pipeline.run_stage("train", cfg)
 strategies = train.strategies_to_train(cfg)
 display(summary if strategies else Markdown(f"Nothing to train: {summary['train']}"))
 

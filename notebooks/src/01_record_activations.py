@@ -20,8 +20,7 @@ import numpy as np
 import pandas as pd
 from IPython.display import Audio, Markdown, display
 
-from andlib import store
-from andlib.models import activations
+from andlib import pipeline, store
 
 from andlib.report import plots
 from andlib.config import load_config
@@ -32,7 +31,7 @@ cfg = load_config(config_path, overrides)
 run = RunDir.from_config(cfg)
 
 # %%
-summary = activations.run_stage(cfg, run)
+summary = pipeline.run_stage("record", cfg)
 display(summary)
 
 # %% [markdown]

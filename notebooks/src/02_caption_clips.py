@@ -18,7 +18,7 @@ overrides = []
 # %%
 from IPython.display import Audio, Markdown, display
 
-import andlib.describe.captioning
+from andlib import pipeline
 import andlib.describe.wording
 from andlib.config import load_config
 from andlib.data.probing import load_probing_set
@@ -31,7 +31,7 @@ run = RunDir.from_config(cfg)
 print(f"captioner: {cfg.captioner.name}   run directory: {run.path}")
 
 # %%
-summary = andlib.describe.captioning.run_stage(cfg, run)
+summary = pipeline.run_stage("caption", cfg)
 print(summary)
 
 # %%

@@ -25,8 +25,7 @@ overrides = []
 import pandas as pd
 from IPython.display import Audio, Markdown, display
 
-import andlib.describe.concepts
-import andlib.describe.summarize
+from andlib import pipeline
 from andlib.config import load_config
 from andlib.data.audio import AudioError, load_audio
 from andlib.store import RunDir, concept_columns
@@ -36,12 +35,9 @@ run = RunDir.from_config(cfg)
 print(f"LLM backend: {cfg.llm.backend}   embedder: {cfg.embedder.name}   run directory: {run.path}")
 
 # %%
-summary = andlib.describe.summarize.run_stage(cfg, run)
+# The summarize stage, then the concepts stage (Modules A, B, C) on its summaries.
+summary = pipeline.run_stage("summarize", cfg)
 print(summary)
-
-# %%
-info = andlib.describe.concepts.run_stage(cfg, run)
-print(info)
 if not cfg.concepts.clap_model:
     print(
         "TAB was skipped: no CLAP model is configured (set concepts.clap_model, e.g. "

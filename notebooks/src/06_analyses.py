@@ -27,6 +27,7 @@ overrides = []
 # %%
 from IPython.display import Markdown, display
 
+from andlib import pipeline
 from andlib.report import analysis
 
 from andlib.report import plots
@@ -57,7 +58,7 @@ if cfg.strategies:
         )
     )
 else:
-    display(analysis.run_stage(cfg, run))
+    display(pipeline.run_stage("analyze", cfg))
     figures = analysis.make_figures(cfg, run)
 
 # %% [markdown]
