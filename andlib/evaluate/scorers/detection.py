@@ -40,6 +40,7 @@ from andlib.evaluate.scorers.base import (
 )
 from andlib.evaluate.scorers.metrics import auprc, auroc, crossfit_predict, threshold_metrics
 from andlib.evaluate.scorers.simulation import llm_subset, use_llm
+from andlib.text.llm import LLMError
 from andlib.text.prompts import detection_messages, parse_yes_no_lines
 
 log = logging.getLogger(__name__)
@@ -151,11 +152,7 @@ class DetectionScorer(Scorer):
         if use_llm(probe.cfg) and probe.llm is not None:
             try:
                 frames.append(self._llm(probe, sample, det))
-            except Exception as exc:  # an unreachable server must not cost the other scores
-                from andlib.text.llm import LLMError
-
-                if not isinstance(exc, LLMError):
-                    raise
+            except LLMError as exc:  # an unreachable server must not cost the other scores
                 log.warning("LLM detection skipped for %s: %s", sample.layer, exc)
                 probe.note_missing(
                     sample.layer, "detection_llm", "own", f"LLM failed: {exc}", len(sample.neurons)

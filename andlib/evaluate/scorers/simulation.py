@@ -29,6 +29,7 @@ from andlib.evaluate.scorers.base import (
     label_oracle,
 )
 from andlib.evaluate.scorers.metrics import pearson, spearman
+from andlib.text.llm import LLMError
 from andlib.text.prompts import simulation_messages
 
 log = logging.getLogger(__name__)
@@ -91,11 +92,7 @@ class SimulationScorer(Scorer):
         if use_llm(probe.cfg) and probe.llm is not None:
             try:
                 frames.append(self._llm(probe, sample))
-            except Exception as exc:  # an unreachable server must not cost the other scores
-                from andlib.text.llm import LLMError
-
-                if not isinstance(exc, LLMError):
-                    raise
+            except LLMError as exc:  # an unreachable server must not cost the other scores
                 log.warning("LLM simulator skipped for %s: %s", sample.layer, exc)
                 probe.note_missing(
                     sample.layer, "simulation_llm", "own", f"LLM failed: {exc}", len(sample.neurons)
