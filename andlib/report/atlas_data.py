@@ -466,5 +466,9 @@ def table_row(layer: str, neuron: int, rec: dict[str, Any], primary: str | None)
         rec["sim"].get("description"),
         " ".join(others),
         rec["h"] if rec["c"] and rec["h"] != rec["c"] else "",
-        {name: v.get("own") for name, v in rec.get("scores", {}).items() if v.get("own") is not None},
+        {
+            name: v.get("own")
+            for name, v in rec.get("scores", {}).items()
+            if v.get("own") is not None
+        },
     ]
