@@ -9,16 +9,13 @@ import torch
 from andlib.evaluate import prune, prune_forward
 from andlib.evaluate.suffix import BlockSuffix
 from andlib.models.activations import resolve_layers
-from andlib.models.base import ModelLoadError
 from andlib.models.families.whisper import load_whisper
 
 
 @pytest.fixture(scope="module")
 def headed(tmp_path_factory):
-    try:
-        target = load_whisper("whisper-tiny.en", "trimmed", "cpu", tmp_path_factory.mktemp("c"))
-    except ModelLoadError as exc:
-        pytest.skip(str(exc))
+    # the wheel is installed by make setup: a missing one fails with its ModelLoadError
+    target = load_whisper("whisper-tiny.en", "trimmed", "cpu", tmp_path_factory.mktemp("c"))
     g = torch.Generator().manual_seed(0)
     target.module.attach_head(2, torch.randn(5, 384, generator=g) * 0.2, torch.zeros(5))
     return target
