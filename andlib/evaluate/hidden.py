@@ -12,6 +12,12 @@ concepts, hold the class, beside chance: the same predictions scored against the
 shuffled across those neurons (``n_shuffles`` seeded permutations, averaged). The evaluate
 stage writes it as ``hidden_layer_accuracy.csv`` (:data:`HIDDEN_COLUMNS`; one ``all hidden``
 row per method pools the layers).
+
+The labels also say how far a layer's neurons share one class: ``label_top_class`` is the
+class that most of the layer's neurons share (:func:`label_spread`) and ``label_top_share``
+the share of all the layer's neurons (``n_layer``) that share it. A method that names one
+concept for more of the layer than that (``concept_spread.csv``) names it beyond what the
+labels support; one that names it for about as many follows the neurons.
 """
 
 from __future__ import annotations
@@ -34,6 +40,8 @@ HIDDEN_COLUMNS = [
     "top5",
     "chance_top1",
     "chance_top5",
+    "label_top_class",
+    "label_top_share",
 ]
 ALL_HIDDEN = "all hidden"
 """The ``layer`` of the rows that pool every hidden layer."""
@@ -113,6 +121,17 @@ def accuracy_and_chance(
     }
 
 
+def label_spread(classes: Sequence[str | None]) -> dict[str, Any]:
+    """The class that most of ``classes`` (each neuron's shared class, ``None``: none) name and
+    the share of all the neurons that share it (ties: the first name in sorted order)."""
+    named = pd.Series([c for c in classes if c is not None], dtype=object)
+    if named.empty or not len(classes):
+        return {"label_top_class": "", "label_top_share": 0.0}
+    counts = named.value_counts()
+    best = sorted(c for c in counts.index if counts[c] == counts.iloc[0])[0]
+    return {"label_top_class": str(best), "label_top_share": float(counts[best] / len(classes))}
+
+
 def hidden_layer_accuracy(
     ranked: Mapping[str, Mapping[str, Sequence[Sequence[str]]]],
     truth: Mapping[str, Sequence[str | None]],
@@ -143,6 +162,7 @@ def hidden_layer_accuracy(
             rows.append(
                 {"layer": layer, "method": method, "n_layer": len(classes), "n_neurons": len(t)}
                 | acc
+                | label_spread(classes)
             )
         if len(truth) > 1:
             acc = accuracy_and_chance(
@@ -156,6 +176,7 @@ def hidden_layer_accuracy(
                     "n_neurons": len(pooled_t),
                 }
                 | acc
+                | label_spread([c for cs in truth.values() for c in cs])
             )
     return pd.DataFrame(rows, columns=HIDDEN_COLUMNS)
 

@@ -104,9 +104,18 @@ def tables(run: RunDir, cfg: Config) -> dict[str, pd.DataFrame]:
         ]
         default = f"db_{cfg.concepts.db_default}"
         per = hidden[(hidden["layer"] != LAYER_ALL) & (hidden["method"] == default)]
-        out[f"Hidden layers, per layer ({default})"] = per[
+        per = per[
             ["layer", "n_layer", "n_neurons", "top1", "top5", "chance_top1"]
+            + [c for c in ("label_top_class", "label_top_share") if c in per.columns]
         ]
+        spread = _csv(run, "concept_spread.csv")
+        if spread is not None and len(spread) and "label_top_class" in per.columns:
+            named = spread[spread["method"] == default][["layer", "top_concept", "top_share"]]
+            per = per.merge(named, on="layer", how="left")
+        out[
+            f"Hidden layers, per layer ({default}; label_top: the class most of the layer's "
+            "neurons share by labels, top_concept: the concept the method names most)"
+        ] = per
     spread = _csv(run, "concept_spread.csv")
     if spread is not None and len(spread):
         worst = spread.loc[spread.groupby("method", sort=False)["top_share"].idxmax()]

@@ -12,6 +12,7 @@ from andlib.evaluate.hidden import (
     clip_concepts,
     hidden_layer_accuracy,
     hidden_layer_report,
+    label_spread,
     majority,
     shared_classes,
 )
@@ -100,3 +101,12 @@ def test_clip_labels_map_to_concepts_or_none():
         None,
         None,
     ]
+
+
+def test_label_spread_is_the_most_shared_class_over_all_the_layers_neurons():
+    assert label_spread(["dog", None, "rain", "dog", None]) == {
+        "label_top_class": "dog",
+        "label_top_share": 0.4,
+    }
+    assert label_spread(["rain", "dog"])["label_top_class"] == "dog"  # ties: sorted order
+    assert label_spread([None, None]) == {"label_top_class": "", "label_top_share": 0.0}
