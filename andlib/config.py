@@ -78,6 +78,10 @@ class Config:
     the seeds (mean, spread, orderings that hold in every seed). A strategy that
     ``strategy_models`` maps to a checkpoint runs once (``<run_dir>/<strategy>/``). Empty:
     one run per strategy, in ``<run_dir>/<strategy>/``."""
+    reference_runs: dict[str, str] = field(default_factory=dict)
+    """With ``strategies``: other configs' runs compared beside the strategies' (name -> config
+    file, e.g. ``{ast: configs/default.yaml}``). They are read from their own run directories,
+    never re-run; a missing one is left out with a warning naming the command that makes it."""
     skip_notebooks: list[str] = field(default_factory=list)
     """Numbered notebooks ``reproduce`` leaves out, by their two-digit prefix (``["00",
     "05"]`` in ``configs/pitch.yaml``: pretrained pitch networks need no training, and
@@ -363,6 +367,11 @@ def validate(cfg: Config) -> None:
             )
         if not isinstance(name, str) or not name:
             raise ConfigError(f"strategy_models.{s}: expected a model name, got {name!r}")
+    for name, path in cfg.reference_runs.items():
+        if not isinstance(path, str) or not path:
+            raise ConfigError(f"reference_runs.{name}: expected a config file, got {path!r}")
+        if name in cfg.strategies:
+            raise ConfigError(f"reference_runs.{name}: the name is already one of strategies")
     for label, cls in cfg.evaluate.label_map.items():
         if cls is not None and (isinstance(cls, bool) or not isinstance(cls, str | int)):
             raise ConfigError(

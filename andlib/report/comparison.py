@@ -25,6 +25,7 @@ from andlib.layout import (
     seed_runs,
     strategy_trains,
 )
+from andlib.report.model_table import model_table, models_layers, plot_models, reference_runs
 from andlib.report.seeds import (
     per_neuron_measures,
     seed_measures,
@@ -224,7 +225,8 @@ SEED_TABLES = {
 def run_comparison(cfg: Config, run: RunDir) -> dict[str, Any]:
     """Compare the per-strategy runs of ``cfg.strategies`` (each of ``cfg.seeds``, when set):
     write ``analysis/strategies_comparison.csv``, ``strategies_trends.csv``, the seed tables
-    (:data:`SEED_TABLES`), ``strategies_verdict.txt`` and the ``strategies_*`` figures."""
+    (:data:`SEED_TABLES`), ``strategies_verdict.txt``, the ``strategies_*`` figures and the
+    models table and figure (:func:`models_figure`)."""
     import matplotlib.pyplot as plt
 
     result = seed_comparison(cfg)
@@ -239,6 +241,7 @@ def run_comparison(cfg: Config, run: RunDir) -> dict[str, Any]:
     atomic_write_text(analysis_file(run, "strategies_verdict.txt"), result["verdict"] + "\n")
     first = {model: next(iter(by_seed.values())) for model, by_seed in runs.items()}
     figs = comparison_figures(cfg, first, result["comparison"], result["per_seed"])
+    figs |= models_figure(cfg, run, first)
     for fig in figs.values():
         plt.close(fig)
     missing = [
@@ -254,6 +257,22 @@ def run_comparison(cfg: Config, run: RunDir) -> dict[str, Any]:
         "figures": sorted(figs),
         "verdict": result["verdict"],
     }
+
+
+def models_figure(cfg: Config, run: RunDir, runs: Mapping[str, RunDir]) -> dict[str, Any]:
+    """The models compared on the paper's measures (:mod:`andlib.report.model_table`), the
+    runs of ``cfg.reference_runs`` first: writes ``analysis/models_table.csv`` and
+    ``analysis/models_layers.csv`` and saves the ``models_comparison`` figure."""
+    from andlib.report import plots
+
+    everything = reference_runs(cfg) | dict(runs)
+    table = model_table(everything, cfg.concepts.db_default)
+    layers = models_layers(everything)
+    run.write_csv(f"{ANALYSIS_DIR}/models_table.csv", table)
+    run.write_csv(f"{ANALYSIS_DIR}/models_layers.csv", layers)
+    fig = plot_models(table, layers)
+    plots.save_figure(fig, "models_comparison", cfg)
+    return {"models_comparison": fig}
 
 
 def comparison_figures(
