@@ -409,14 +409,7 @@ def add_probe_head(cfg: Config, target: TargetModel) -> Any:
     becomes a classifier of the probing set's classes. Returns the :class:`Probe`."""
     from andlib.config import stable_hash
     from andlib.data.probing import load_probing_set
-    from andlib.models.probe import (
-        VERSION,
-        block_features,
-        load_probe,
-        probe_files,
-        save_probe,
-        train_probe,
-    )
+    from andlib.models.probe import VERSION, load_probe, probe_files, save_probe, train_probe
 
     module = target.module
     assert isinstance(module, WhisperTarget)
@@ -447,25 +440,8 @@ def add_probe_head(cfg: Config, target: TargetModel) -> Any:
     probe = load_probe(path)
     if probe is None:
         keep = np.flatnonzero(train | (folds == heldout))
-        blocks = {
-            f"layers.{i}.out": f"encoder.layers.{i}" for i in range(len(module.encoder.layers))
-        }
-        ids = meta["clip_id"].to_numpy()[keep].tolist()
-        fkey = stable_hash([target.info.get("weights_sha256"), options.input, ids, VERSION])
-        stored = path.parent / f"features-{target.name.replace('/', '--')}-{fkey}.npz"
-        if stored.exists():
-            with np.load(stored) as z:
-                feats = {k: z[k] for k in blocks}
-        else:
-            log.info("%s: pooled block outputs of %d clips", target.name, len(keep))
-            feats = block_features(
-                lambda batch: module.pooled_blocks(**target.inputs(batch)),
-                [probing.audio[i] for i in keep],
-                cfg.model.batch_size,
-            )
-            stored.parent.mkdir(parents=True, exist_ok=True)
-            np.savez(stored, **feats)  # type: ignore[arg-type]  # arrays by name
-        log.info("%s: fitting the probe head (%d blocks)", target.name, len(blocks))
+        feats = probe_features(cfg, target, probing, keep)
+        log.info("%s: fitting the probe head (%d blocks)", target.name, len(feats))
         probe = train_probe(
             feats,
             labels[keep],
@@ -492,6 +468,38 @@ def add_probe_head(cfg: Config, target: TargetModel) -> Any:
         "head_file": str(probe_files(path)[0]),
     }
     return probe
+
+
+def probe_features(cfg: Config, target: TargetModel, probing: Any, rows: Any) -> dict[str, Any]:
+    """``{"layers.<i>.out": [n, width]}``: every block's mean-pooled output on the clips
+    ``rows`` of ``probing`` (a :class:`~andlib.data.probing.ProbingSet`), in the config's
+    input mode; cached under ``<cache_dir>/whisper/heads/`` by weights, input and clips."""
+    from andlib.config import stable_hash
+    from andlib.models.probe import VERSION, block_features
+
+    module = target.module
+    assert isinstance(module, WhisperTarget)
+    blocks = [f"layers.{i}.out" for i in range(len(module.encoder.layers))]
+    ids = probing.meta["clip_id"].to_numpy()[rows].tolist()
+    mode = FAMILY.settings(cfg).input
+    fkey = stable_hash([target.info.get("weights_sha256"), mode, ids, VERSION])
+    stored = cfg.cache_path / "whisper" / "heads" / f"features-{_safe(target.name)}-{fkey}.npz"
+    if stored.exists():
+        with np.load(stored) as z:
+            return {k: z[k] for k in blocks}
+    log.info("%s: pooled block outputs of %d clips", target.name, len(ids))
+    feats = block_features(
+        lambda batch: module.pooled_blocks(**target.inputs(batch)),
+        [probing.audio[i] for i in rows],
+        cfg.model.batch_size,
+    )
+    stored.parent.mkdir(parents=True, exist_ok=True)
+    np.savez(stored, **feats)  # type: ignore[arg-type]  # arrays by name
+    return feats
+
+
+def _safe(name: str) -> str:
+    return name.replace("/", "--")
 
 
 def _record_settings(cfg: Config) -> dict[str, Any]:
