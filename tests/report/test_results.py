@@ -25,3 +25,21 @@ def test_markdown_table_formats_floats_and_missing_values():
         "| x | 0.12 |",
         "| y | — |",
     ]
+
+
+def test_comparison_page_lists_the_models_table_and_each_strategy_run(tmp_path):
+    from andlib.config import Config
+    from andlib.report.results import comparison_page
+    from andlib.store import RunDir
+
+    cfg = Config(strategies=["m1"], strategy_models={"m1": "whisper-base"}, run_dir=str(tmp_path))
+    run = RunDir(tmp_path)
+    (tmp_path / "analysis").mkdir()
+    pd.DataFrame({"model": ["ast", "m1"], "heldout_accuracy": [0.5, 0.8]}).to_csv(
+        tmp_path / "analysis/models_table.csv", index=False
+    )
+    sub = RunDir(tmp_path / "m1")
+    sub.write_json("last_layer.json", {"tagger+acoustic": {"db_wpmi": {"top1": 0.9, "top5": 1}}})
+    page = comparison_page(run, cfg)
+    assert "| heldout_accuracy | 0.500 | 0.800 |" in page
+    assert "BEATs frozen" in page and "## m1" in page
