@@ -89,7 +89,7 @@ from andlib.text.concept_sets import load_concept_set
 from andlib.text.names import normalize_concept, ranked_concepts
 
 STAGE = "evaluate"
-VERSION = 3
+VERSION = 4
 """Algorithm version of the evaluate stage (part of its cache key): raise it when a change of
 the code changes its outputs for the same inputs."""
 OUTPUTS = [
