@@ -117,8 +117,13 @@ def fit_linear(
         loss.backward()
         return loss
 
-    with torch.enable_grad():
-        opt.step(closure)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # small matrices: a second thread only waits (4x slower on a busy CPU)
+    try:
+        with torch.enable_grad():
+            opt.step(closure)
+    finally:
+        torch.set_num_threads(threads)
     coef, intercept = w.detach().numpy(), b.detach().numpy()
     n_classes = int(y.max()) + 1
     weight = np.zeros((n_classes, x.shape[1]))
