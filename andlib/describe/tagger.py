@@ -34,7 +34,7 @@ import pandas as pd
 from andlib.config import ConfigError, stable_hash
 from andlib.data.audio import ProbingSet
 from andlib.describe.captioners import AcousticCaptioner, Captioner, audio_digest
-from andlib.describe.wording import ESC50_PHRASES
+from andlib.describe.wording import label_phrase
 
 log = logging.getLogger(__name__)
 
@@ -200,9 +200,9 @@ def topk_accuracy(probs: np.ndarray, labels: np.ndarray, k: int) -> float:
 
 
 def source_phrase(category: str) -> str:
-    """``"dog"`` -> ``"a dog barking"`` (the shipped ESC-50 phrase), else the label in words."""
-    key = str(category).strip()
-    return ESC50_PHRASES.get(key.lower()) or key.replace("_", " ").replace("-", " ").strip()
+    """``"dog"`` -> ``"a dog barking"`` (the shipped ESC-50 phrase), else the label in words
+    (:func:`~andlib.describe.wording.label_phrase`: ``"001 - Dog bark"`` -> ``"dog bark"``)."""
+    return label_phrase(category)
 
 
 def source_sentence(phrases: Sequence[str], probs: Sequence[float]) -> str:
