@@ -84,18 +84,24 @@ class EncoderFeatures:
             f"{INPUT} input)"
         )
         self._layers: list[str] = []
-        self._rows: dict[str, np.ndarray] = {}
-        if self.path.exists():
-            with np.load(self.path) as z:
-                self._layers = [str(x) for x in z["layers"]]
-                self._rows = dict(zip(z["digests"].tolist(), z["features"], strict=True))
+        self._rows: dict[str, np.ndarray] | None = None  # read on first use
+
+    def _read(self) -> dict[str, np.ndarray]:
+        if self._rows is None:
+            self._rows = {}
+            if self.path.exists():
+                with np.load(self.path) as z:
+                    self._layers = [str(x) for x in z["layers"]]
+                    self._rows = dict(zip(z["digests"].tolist(), z["features"], strict=True))
+        return self._rows
 
     def blocks(self, audio: Sequence[np.ndarray], digests: Sequence[str], sr: int) -> dict:
         """``{layer: [n_clips, d]}``: every block's pooled output, measured where missing."""
-        todo = [i for i, d in enumerate(digests) if d not in self._rows]
+        rows = self._read()
+        todo = [i for i, d in enumerate(digests) if d not in rows]
         if todo:
             self._measure([audio[i] for i in todo], [digests[i] for i in todo], sr)
-        stacked = np.stack([self._rows[d] for d in digests])
+        stacked = np.stack([rows[d] for d in digests])
         return {layer: stacked[:, j] for j, layer in enumerate(self._layers)}
 
     def get(self, audio: Sequence[np.ndarray], digests: Sequence[str], sr: int) -> np.ndarray:
@@ -108,6 +114,7 @@ class EncoderFeatures:
         return feats[self.layer]
 
     def _measure(self, audio: list[np.ndarray], digests: list[str], sr: int) -> None:
+        rows = self._read()
         from andlib.data.audio import resample
         from andlib.models.families.registry import family_of
         from andlib.models.probe import block_features
@@ -131,8 +138,8 @@ class EncoderFeatures:
             self._layers = layers
             stacked = np.stack([feats[k] for k in layers], axis=1).astype(np.float32)
             for d, row in zip(digests[lo : lo + SAVE_EVERY], stacked, strict=True):
-                self._rows[d] = row
-            self._save()
+                rows[d] = row
+            self._save(rows)
             done = min(lo + SAVE_EVERY, len(audio))
             log.info(
                 "tagger features: %d of %d clips in %.0f s",
@@ -141,15 +148,15 @@ class EncoderFeatures:
                 time.perf_counter() - start,
             )
 
-    def _save(self) -> None:
+    def _save(self, rows: dict[str, np.ndarray]) -> None:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         tmp = self.path.with_name(self.path.stem + ".tmp.npz")
-        keys = list(self._rows)
+        keys = list(rows)
         np.savez(
             tmp,
             digests=np.array(keys),
             layers=np.array(self._layers),
-            features=np.stack([self._rows[k] for k in keys]),
+            features=np.stack([rows[k] for k in keys]),
         )
         tmp.replace(self.path)
 

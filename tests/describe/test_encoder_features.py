@@ -163,6 +163,7 @@ def test_the_encoder_runs_as_the_tagger_needs_it_whatever_the_target(tmp_cfg):
     assert cfg.model.name == "trained:supervised"  # the run's own config is untouched
 
 
+@pytest.mark.slow
 def test_whisper_base_features_are_its_pooled_block_output(tmp_cfg):
     from andlib.models.families.whisper import load_whisper
 
