@@ -125,8 +125,9 @@ def _in_order(ps: ProbingSet, order: list[str]) -> ProbingSet:
 def caption_accuracy(captioner: Captioner) -> dict[str, Any]:
     """What the captioner may know of each clip's source, and how often it names it correctly.
 
-    ``tagger+acoustic``: its cross-fitted top-1/top-3 accuracy. ``metadata+acoustic`` reads the
-    label (accuracy 1 by construction, label leakage); ``acoustic`` names no source.
+    ``tagger+acoustic``: its cross-fitted top-1/top-3 accuracy, the features it reads and how
+    its splits keep recordings together (``grouping``, ``n_groups``). ``metadata+acoustic``
+    reads the label (accuracy 1 by construction, label leakage); ``acoustic`` names no source.
     """
     report = getattr(captioner, "last_report", None)
     if report is not None:
