@@ -19,6 +19,7 @@ import hashlib
 import json
 import os
 import random
+import re
 import types
 import typing
 from dataclasses import dataclass, field
@@ -126,9 +127,7 @@ class Config:
         settings it depends on changes.
         """
         d = self.to_dict()
-        for f in dataclasses.fields(self.model):  # family blocks at their defaults: no key
-            if f.metadata.get("family_block") and getattr(self.model, f.name) == _default(f):
-                del d["model"][f.name]
+        _drop_keyless_defaults(self, d)
         parts = {key: _get_dotted(d, key) for key in keys}
         return stable_hash({"parts": parts, "extra": extra})
 
@@ -153,6 +152,22 @@ def _default(f: dataclasses.Field) -> Any:
     if f.default_factory is not dataclasses.MISSING:
         return f.default_factory()
     return f.default
+
+
+KEYLESS = ("keyless_default", "family_block")
+"""Field metadata: a field so marked is left out of :meth:`Config.section_hash` while it is at
+its default (an option added later, or a model family's block), so adding it kept every
+existing stage key."""
+
+
+def _drop_keyless_defaults(obj: Any, d: dict[str, Any]) -> None:
+    """Remove from ``d`` (``obj`` as a dict) the :data:`KEYLESS` fields at their defaults."""
+    for f in dataclasses.fields(obj):
+        value = getattr(obj, f.name)
+        if any(f.metadata.get(m) for m in KEYLESS) and value == _default(f):
+            d.pop(f.name, None)
+        elif dataclasses.is_dataclass(value) and isinstance(d.get(f.name), dict):
+            _drop_keyless_defaults(value, d[f.name])
 
 
 def _get_dotted(d: dict[str, Any], key: str) -> Any:
@@ -328,6 +343,32 @@ _CHOICES = {
 }
 
 
+TAGGER_FEATURES = ("hand", "whisper-base")
+"""``captioner.tagger_features``: the hand-made statistics, or a model's pooled features."""
+
+
+def _validate_group_pattern(cfg: Config) -> None:
+    """``data.group_pattern``: a folder dataset's, compiling, with a group for the recording."""
+    pattern = cfg.data.group_pattern
+    if pattern is None:
+        return
+    if cfg.data.dataset != "folder":
+        raise ConfigError(
+            f"data.group_pattern: only the folder dataset reads it, not {cfg.data.dataset!r}"
+        )
+    try:
+        compiled = re.compile(pattern)
+    except re.error as exc:
+        raise ConfigError(
+            f"data.group_pattern: {pattern!r} is not a regular expression: {exc}"
+        ) from None
+    if compiled.groups < 1:
+        raise ConfigError(
+            f"data.group_pattern: {pattern!r} has no group; put the part of the file name that "
+            "names the recording in parentheses, e.g. '^(\\d+)-'"
+        )
+
+
 def validate(cfg: Config) -> None:
     """Cross-field checks that types alone cannot express."""
     d = cfg.to_dict()
@@ -358,6 +399,12 @@ def validate(cfg: Config) -> None:
             )
         if cfg.data.pitched_step_cents <= 0:
             raise ConfigError("data.pitched_step_cents: must be positive")
+    _validate_group_pattern(cfg)
+    if cfg.captioner.tagger_features not in TAGGER_FEATURES:
+        raise ConfigError(
+            f"captioner.tagger_features: {cfg.captioner.tagger_features!r} is not one of "
+            f"{', '.join(TAGGER_FEATURES)}"
+        )
     if cfg.data.mix_esc50 < 0:
         raise ConfigError(f"data.mix_esc50: must be 0 or more, got {cfg.data.mix_esc50}")
     for s, name in cfg.strategy_models.items():

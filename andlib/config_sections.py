@@ -35,7 +35,14 @@ class DataConfig:
     on_error: str = "skip"
     """``skip``: bad files are listed in ``skipped.csv`` and left out; ``raise``: stop."""
     labels_csv: str | None = None
-    """For ``folder``: CSV with ``filename,label`` columns (else labels from subfolders)."""
+    """For ``folder``: CSV with ``filename,label`` columns (else labels from subfolders) and
+    optionally a ``group`` column naming each clip's recording (see ``group_pattern``)."""
+    group_pattern: str | None = field(default=None, metadata={"keyless_default": True})
+    """For ``folder``: a regular expression searched in each file name whose first group names
+    the recording the clip was cut from (UrbanSound8K, ``<fsID>-<class>-<occurrence>-<slice>``:
+    ``^(\\d+)-``). The tagger's cross-fitting keeps the clips of one recording on one side of
+    every split, as the ``group`` column of ``labels_csv`` does; a file it does not match is a
+    recording of its own. ESC-50 needs none (its folds keep recordings together)."""
     download: bool = True
     """Download the official ESC-50 archive when no local copy exists and the net is up."""
     download_url: str = "https://github.com/karolpiczak/ESC-50/archive/master.zip"
@@ -182,6 +189,16 @@ class CaptionerConfig:
     """``tagger+acoustic``: inverse L2 strength of the logistic regression (picked by
     cross-fitted accuracy on ESC-50: 0.05, 0.2 and 1.0 gave 68.3, 68.7 and 68.3 % top-1; 1.0
     trains fastest)."""
+    tagger_features: str = field(default="hand", metadata={"keyless_default": True})
+    """``tagger+acoustic``: what the tagger reads. ``hand``: fixed log-mel / MFCC / contrast /
+    modulation statistics; ``whisper-base``: Whisper-base's encoder output of one block,
+    mean-pooled over the clip's positions (trimmed input; loaded offline like the target
+    ``whisper-base``; docs/captioners.md). A captioner may not share its model with the target
+    it describes (see ``allow_same_model``)."""
+    allow_same_model: bool = field(default=False, metadata={"keyless_default": True})
+    """Allow a captioner that uses the target's own model (the same family and size, from any
+    source: ``whisper-base`` and ``openai/whisper-base`` are one model). Off: such a pairing is
+    a config error, since captions would then share the target's own mistakes."""
     prompt: str = (
         "Describe this sound in one or two sentences: what produces it, and its acoustic "
         "qualities (loudness, pitch, timbre, rhythm)."

@@ -80,8 +80,20 @@ def stage_functions(stage: str) -> list[StageFunction]:
     return [stage_function(s) for s in STAGES[stage]]
 
 
+def check_models(cfg: Config) -> None:
+    """Before any work: a :class:`ConfigError` when a captioner the config may run (its own or
+    one of ``evaluate.captioners``) uses the model of a target it dissects (``model.name`` or
+    a strategy's model), unless ``captioner.allow_same_model``."""
+    from andlib.describe.encoder_features import check_same_model
+
+    targets = [cfg.model.name, *(cfg.strategy_model(s) for s in cfg.strategies)]
+    captioners = [cfg.captioner.name, *cfg.evaluate.captioners]
+    check_same_model(cfg, targets=list(dict.fromkeys(targets)), captioners=captioners)
+
+
 def run_stage(stage: str, cfg: Config) -> dict[str, Any]:
     """Run one CLI stage (and nothing else) on the config's run directory."""
+    check_models(cfg)
     run = RunDir.from_config(cfg)
     summary: dict[str, Any] = {}
     for fn in stage_functions(stage):
@@ -237,6 +249,7 @@ def reproduce(config_path: str, overrides: list[str] | None = None, out: str | N
         overrides.append(f"run_dir={out}")
     config_file = str(find_config_file(config_path))
     cfg = load_config(config_file, overrides)
+    check_models(cfg)
     RunDir.from_config(cfg)
     plan = reproduction_plan(cfg, overrides)
     t_all = time.time()

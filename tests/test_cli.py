@@ -130,6 +130,16 @@ def test_config_error_is_one_message_and_status_2(capsys):
     assert err.startswith("andlib: error: ") and err.count("\n") == 1
 
 
+def test_a_captioner_on_the_targets_model_is_one_message_and_status_2(capsys, tmp_path):
+    argv = ["record", "--out", str(tmp_path / "run"), "--set", "model.name=openai/whisper-base"]
+    argv += ["--set", "captioner.tagger_features=whisper-base"]
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("andlib: error: captioner.tagger_features: whisper-base")
+    assert err.count("\n") == 1
+    assert not (tmp_path / "run").exists()  # refused before any work
+
+
 def test_missing_model_from_the_command_line_is_one_line(tmp_path):
     """A real process: a model path that does not exist (or no probing data) ends cleanly."""
     run = subprocess.run(

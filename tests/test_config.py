@@ -97,6 +97,34 @@ def test_section_hash_changes_only_with_the_sections_it_covers():
         a.section_hash("nonexistent")
 
 
+def test_options_added_later_leave_every_key_as_it_was_at_their_defaults():
+    from andlib.config import stable_hash
+
+    cfg = load_config("configs/default.yaml")
+    d = cfg.to_dict()
+    for section, name in [
+        ("data", "group_pattern"),
+        ("captioner", "tagger_features"),
+        ("captioner", "allow_same_model"),
+    ]:
+        del d[section][name]
+    for section in ("data", "captioner"):
+        old = stable_hash({"parts": {section: d[section]}, "extra": None})
+        assert cfg.section_hash(section) == old
+    for override in ("captioner.tagger_features=whisper-base", "captioner.allow_same_model=true"):
+        changed = load_config("configs/default.yaml", [override])
+        assert changed.section_hash("captioner") != cfg.section_hash("captioner")
+    grouped = load_config(None, ["data.dataset=folder", "data.group_pattern=^(\\d+)-"])
+    folder = load_config(None, ["data.dataset=folder"])
+    assert grouped.section_hash("data") != folder.section_hash("data")
+
+
+def test_tagger_features_must_be_a_known_kind():
+    assert load_config(None, ["captioner.tagger_features=whisper-base"])
+    with pytest.raises(ConfigError, match="captioner.tagger_features: 'whisper-small'"):
+        load_config(None, ["captioner.tagger_features=whisper-small"])
+
+
 def test_rng_is_reproducible_per_seed_and_purpose():
     cfg = load_config(None, ["seed=3"])
     assert (

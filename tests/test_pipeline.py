@@ -10,8 +10,14 @@ import pandas as pd
 import pytest
 
 from andlib import store
-from andlib.config import load_config
-from andlib.pipeline import NotebookFailed, notebooks, reproduce, reproduction_plan
+from andlib.config import ConfigError, load_config
+from andlib.pipeline import (
+    NotebookFailed,
+    check_models,
+    notebooks,
+    reproduce,
+    reproduction_plan,
+)
 from andlib.store import RunDir
 from tests.conftest import requires_esc50
 
@@ -268,3 +274,32 @@ def test_reproduce_names_the_failing_notebook_and_cell(tmp_path, monkeypatch):
     monkeypatch.setattr(pipeline, "NOTEBOOK_DIR", bad)
     with pytest.raises(NotebookFailed, match=r"00_fails\.ipynb failed in cell .*ValueError: boom"):
         reproduce("configs/smoke.yaml", [f"cache_dir={tmp_path / 'c'}"], out=str(tmp_path / "run"))
+
+
+def test_a_captioner_on_any_dissected_model_is_refused_before_any_work():
+    cfg = load_config("configs/whisper.yaml", ["captioner.tagger_features=whisper-base"])
+    assert cfg.model.name == "whisper-tiny.en"  # whisper-base is the second strategy's model
+    with pytest.raises(ConfigError, match="model.name: whisper-base"):
+        check_models(cfg)
+    acoustic = ["captioner.tagger_features=whisper-base", "captioner.name=acoustic"]
+    with pytest.raises(ConfigError, match="captioner.tagger_features"):  # a control captioner
+        check_models(load_config("configs/whisper.yaml", acoustic))
+    check_models(load_config("configs/whisper.yaml"))  # the hand-feature tagger shares nothing
+    allowed = ["captioner.tagger_features=whisper-base", "captioner.allow_same_model=true"]
+    check_models(load_config("configs/whisper.yaml", allowed))
+    check_models(load_config("configs/default.yaml", allowed[:1]))
+
+
+def test_reproduce_refuses_a_shared_model_before_running_a_notebook(tmp_path, monkeypatch):
+    import papermill
+
+    def executed(*args, **kwargs):
+        raise AssertionError("a notebook ran")
+
+    monkeypatch.setattr(papermill, "execute_notebook", executed)
+    with pytest.raises(ConfigError, match="whisper-base"):
+        reproduce(
+            "configs/whisper.yaml",
+            ["captioner.tagger_features=whisper-base"],
+            out=str(tmp_path / "run"),
+        )

@@ -116,8 +116,9 @@ class ProbingSet:
     """Decoded clips in a fixed order; row ``i`` of every activation array is ``clip_ids[i]``.
 
     ``meta`` holds one row per clip with at least ``clip_id``, ``path``, ``label`` (int or -1),
-    ``category`` (str or ""), and dataset-specific columns (``fold`` for ESC-50, attribute
-    columns for synthetic probes).
+    ``category`` (str or ""), and dataset-specific columns (``fold`` and ``src_file`` for
+    ESC-50, ``group`` for a folder dataset whose recordings are known, attribute columns for
+    synthetic probes).
     """
 
     name: str
@@ -126,6 +127,9 @@ class ProbingSet:
     meta: pd.DataFrame
     class_names: list[str] = field(default_factory=list)
     skipped: list[tuple[str, str]] = field(default_factory=list)
+    grouping: str = ""
+    """How ``meta``'s ``group`` column (the recording each clip was cut from) was made, when
+    it has one: ``group_pattern <regex>`` or ``labels_csv group column``."""
 
     def __len__(self) -> int:
         return len(self.audio)
@@ -167,6 +171,7 @@ class ProbingSet:
             meta=self.meta.iloc[idx].reset_index(drop=True),
             class_names=self.class_names,
             skipped=list(self.skipped),
+            grouping=self.grouping,
         )
 
     def skipped_frame(self) -> pd.DataFrame:
@@ -174,7 +179,7 @@ class ProbingSet:
 
 
 def _decode_all(
-    rows: pd.DataFrame, cfg: DataConfig, name: str, class_names: list[str]
+    rows: pd.DataFrame, cfg: DataConfig, name: str, class_names: list[str], grouping: str = ""
 ) -> ProbingSet:
     """Decode ``rows`` (with a ``path`` column) in threads; apply ``on_error``."""
 
@@ -199,7 +204,7 @@ def _decode_all(
     if not audio:
         raise AudioError(cfg.root or name, f"no usable audio among {len(rows)} files")
     meta = rows.iloc[keep].reset_index(drop=True)
-    return ProbingSet(name, cfg.sample_rate, audio, meta, class_names, skipped)
+    return ProbingSet(name, cfg.sample_rate, audio, meta, class_names, skipped, grouping)
 
 
 def _limit(rows: pd.DataFrame, limit: int | None, seed_rng: np.random.Generator) -> pd.DataFrame:

@@ -16,13 +16,15 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
+import re
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
-from andlib.config import Config, resolve_path, rng
+from andlib.config import Config, ConfigError, resolve_path, rng
 from andlib.data.audio import (
     AUDIO_EXTENSIONS,
     DataNotFoundError,
@@ -40,8 +42,73 @@ log = logging.getLogger(__name__)
 # --------------------------------------------------------------------------------------------
 
 
+GROUP_CSV = "labels_csv group column"
+"""``ProbingSet.grouping`` when the recordings come from ``data.labels_csv``'s ``group``."""
+
+_warned_ungrouped: set[str] = set()
+
+
+def _pattern_groups(pattern: str, rel: list[Path]) -> list[str]:
+    """The first group of ``pattern`` searched in each file name ("" where it does not match);
+    a :class:`ConfigError` when it matches none."""
+    compiled = re.compile(pattern)
+    found = []
+    for r in rel:
+        m = compiled.search(r.name)
+        found.append((m.group(1) or "") if m else "")
+    missing = [r.name for r, g in zip(rel, found, strict=True) if not g]
+    if len(missing) == len(rel):
+        raise ConfigError(
+            f"data.group_pattern: {pattern!r} matches none of the {len(rel)} file names "
+            f"(e.g. {rel[0].name!r})"
+        )
+    if missing:
+        log.warning(
+            "data.group_pattern %r does not match %d of %d file names (e.g. %r): each is a "
+            "recording of its own",
+            pattern,
+            len(missing),
+            len(rel),
+            missing[0],
+        )
+    return found
+
+
+def _csv_groups(cfg: Config, table: pd.DataFrame, rel: list[Path]) -> list[str] | None:
+    """``labels_csv``'s ``group`` column per file ("" where empty), or None without one."""
+    if "group" not in table.columns:
+        return None
+    if cfg.data.group_pattern:
+        raise ConfigError(
+            f"data.group_pattern and the group column of {cfg.data.labels_csv} both name the "
+            "recordings; keep one"
+        )
+    column = table["group"].fillna("").astype(str).str.strip()
+    by_name: dict[str, str] = dict(zip(table["filename"].astype(str), column, strict=True))
+    return [by_name.get(str(r), by_name.get(r.name, "")) for r in rel]
+
+
+def _warn_ungrouped(root: Path) -> None:
+    """Once per folder and process: a labelled folder whose recordings are unknown."""
+    if str(root) in _warned_ungrouped:
+        return
+    _warned_ungrouped.add(str(root))
+    log.warning(
+        "%s: neither data.group_pattern nor a group column in data.labels_csv names the "
+        "recording of each clip; clips of one recording may sit on both sides of a "
+        "cross-fitting split (the tagger's accuracy is then too high)",
+        root,
+    )
+
+
 def audio_folder(cfg: Config) -> ProbingSet:
-    """Every audio file under ``data.root``; labels from ``data.labels_csv`` or subfolder names."""
+    """Every audio file under ``data.root``; labels from ``data.labels_csv`` or subfolder names.
+
+    The recording each clip was cut from (``meta``'s ``group``, which keeps a recording on one
+    side of the tagger's cross-fitting splits) comes from ``data.group_pattern`` or the
+    ``group`` column of ``data.labels_csv``; a clip without one is its own recording. A
+    labelled folder with neither is warned about, once.
+    """
     if not cfg.data.root:
         raise ValueError("data.root: the folder dataset needs a directory")
     root = resolve_path(cfg.data.root)
@@ -53,14 +120,21 @@ def audio_folder(cfg: Config) -> ProbingSet:
     if not files:
         raise DataNotFoundError(f"{root}: no audio files ({', '.join(AUDIO_EXTENSIONS)})")
     rel = [p.relative_to(root) for p in files]
+    groups: list[str] | None = None
+    grouping = ""
     if cfg.data.labels_csv:
         table = pd.read_csv(resolve_path(cfg.data.labels_csv))
         if not {"filename", "label"} <= set(table.columns):
             raise ValueError(f"{cfg.data.labels_csv}: needs columns filename,label")
         by_name = dict(zip(table["filename"].astype(str), table["label"].astype(str), strict=True))
         categories = [by_name.get(str(r), by_name.get(r.name, "")) for r in rel]
+        groups = _csv_groups(cfg, table, rel)
+        grouping = GROUP_CSV if groups is not None else ""
     else:
         categories = [r.parts[0] if len(r.parts) > 1 else "" for r in rel]
+    if cfg.data.group_pattern:
+        groups = _pattern_groups(cfg.data.group_pattern, rel)
+        grouping = f"group_pattern {cfg.data.group_pattern}"
     class_names = sorted({c for c in categories if c})
     label_of = {c: i for i, c in enumerate(class_names)}
     rows = pd.DataFrame(
@@ -71,10 +145,14 @@ def audio_folder(cfg: Config) -> ProbingSet:
             "category": categories,
         }
     )
+    if groups is not None:  # a clip without a recording is one of its own
+        rows["group"] = [g or f"clip {c}" for g, c in zip(groups, rows["clip_id"], strict=True)]
     if cfg.data.classes:
         rows = rows[rows["category"].isin(cfg.data.classes)].reset_index(drop=True)
     rows = _limit(rows, cfg.data.limit, rng(cfg, "data", "limit"))
-    return _decode_all(rows.reset_index(drop=True), cfg.data, root.name, class_names)
+    if groups is None and (rows["label"] >= 0).any():
+        _warn_ungrouped(root)
+    return _decode_all(rows.reset_index(drop=True), cfg.data, root.name, class_names, grouping)
 
 
 # --------------------------------------------------------------------------------------------

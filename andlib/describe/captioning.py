@@ -47,6 +47,8 @@ from andlib.describe.captioners import (
     OpenAICaptioner,
     TransformersCaptioner,
 )
+from andlib.describe.encoder_features import EncoderFeatures, check_same_model
+from andlib.describe.wording import LABEL_PHRASE_VERSION
 from andlib.store import RunDir, Stage
 
 log = logging.getLogger(__name__)
@@ -63,10 +65,16 @@ def get_captioner(cfg: Config) -> Captioner:
         return AcousticCaptioner(
             cache, c.num_workers, with_identity=name != "acoustic", precise_pitch=c.precise_pitch
         )
+    check_same_model(cfg, captioners=[name])
     if name == "tagger+acoustic":
         from andlib.describe.tagger import TaggerCaptioner
 
-        return TaggerCaptioner(cache, c.num_workers, c.tagger_splits, c.tagger_c, cfg.seed)
+        features = None
+        if c.tagger_features != "hand":
+            features = EncoderFeatures(cfg, c.tagger_features)
+        return TaggerCaptioner(
+            cache, c.num_workers, c.tagger_splits, c.tagger_c, cfg.seed, features
+        )
     kind, _, target = name.partition(":")
     if kind == "transformers" and target:
         return TransformersCaptioner(
@@ -117,8 +125,9 @@ def _in_order(ps: ProbingSet, order: list[str]) -> ProbingSet:
 def caption_accuracy(captioner: Captioner) -> dict[str, Any]:
     """What the captioner may know of each clip's source, and how often it names it correctly.
 
-    ``tagger+acoustic``: its cross-fitted top-1/top-3 accuracy. ``metadata+acoustic`` reads the
-    label (accuracy 1 by construction, label leakage); ``acoustic`` names no source.
+    ``tagger+acoustic``: its cross-fitted top-1/top-3 accuracy, the features it reads and how
+    its splits keep recordings together (``grouping``, ``n_groups``). ``metadata+acoustic``
+    reads the label (accuracy 1 by construction, label leakage); ``acoustic`` names no source.
     """
     report = getattr(captioner, "last_report", None)
     if report is not None:
@@ -131,9 +140,15 @@ def caption_accuracy(captioner: Captioner) -> dict[str, Any]:
 
 
 def _captioner_settings(cfg: Config, run: RunDir) -> dict[str, Any]:
-    """The captioner's own settings (its feature and wording versions among them) and the
-    clip order."""
-    return {"settings": get_captioner(cfg).settings, "order": stable_hash(_clip_order(run))}
+    """The captioner's own settings (its feature and wording versions among them; the
+    tagger's features), the clip order and, for a folder dataset, how its labels are said."""
+    out: dict[str, Any] = {
+        "settings": get_captioner(cfg).settings,
+        "order": stable_hash(_clip_order(run)),
+    }
+    if cfg.data.dataset == "folder":
+        out["label_phrases"] = LABEL_PHRASE_VERSION
+    return out
 
 
 SPEC = Stage(STAGE, sections=("data", "captioner", "seed"), settings=_captioner_settings)

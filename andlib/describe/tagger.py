@@ -6,11 +6,14 @@ same job honestly:
 
 - a logistic regression on fixed log-mel / MFCC / spectral-contrast / modulation statistics
   (:func:`tagger_features`; a different model family from the target AST, so the two do not
-  share the same mistakes) is trained on the probing set's labels;
+  share the same mistakes) is trained on the probing set's labels; with
+  ``captioner.tagger_features: whisper-base`` on Whisper-base's pooled encoder features
+  instead (:mod:`andlib.describe.encoder_features`; never for a Whisper-base target);
 - it is **cross-fitted**: the caption of a clip in split *f* comes from a tagger trained only
   on the other splits (:func:`cross_fit_splits`: ESC-50's official folds, which keep the clips
-  of one source recording together; otherwise a seeded stratified k-fold, grouped by source
-  file where the metadata has one). No clip's caption depends on its own label;
+  of one source recording together; otherwise a seeded stratified k-fold, grouped by recording
+  where the metadata names one: a folder dataset's ``group``, :func:`split_grouping`). No
+  clip's caption depends on its own label;
 - the caption names the most likely sources, hedged by the tagger's confidence
   (:func:`source_sentence`), followed by the acoustic sentence of
   :class:`~andlib.describe.captioning.AcousticCaptioner`.
@@ -34,7 +37,7 @@ import pandas as pd
 from andlib.config import ConfigError, stable_hash
 from andlib.data.audio import ProbingSet
 from andlib.describe.captioners import AcousticCaptioner, Captioner, audio_digest
-from andlib.describe.wording import ESC50_PHRASES
+from andlib.describe.wording import label_phrase
 
 log = logging.getLogger(__name__)
 
@@ -100,6 +103,10 @@ def tagger_features(audio: np.ndarray, sr: int) -> np.ndarray:
 class _FeatureStore:
     """Tagger features per clip, keyed by audio digest, in one ``.npz`` per feature version."""
 
+    settings: dict[str, Any] = {}
+    """What the stage key adds for these features (nothing: the default's key is as it was)."""
+    description = "logistic regression on log-mel/MFCC/contrast/modulation statistics"
+
     def __init__(self, path: Path | None):
         self.path = path
         self._rows: dict[str, np.ndarray] = {}
@@ -131,12 +138,19 @@ class _FeatureStore:
 # --------------------------------------------------------------------------------------------
 
 
+def _group_column(meta: pd.DataFrame) -> str | None:
+    """The column naming each clip's recording: ``group`` (a folder dataset's), else ESC-50's
+    ``src_file``, else none."""
+    return next((c for c in ("group", "src_file") if c in meta), None)
+
+
 def cross_fit_splits(meta: pd.DataFrame, n_splits: int = 5, seed: int = 0) -> np.ndarray:
     """The split of each clip: its tagger is trained on every other split.
 
     ESC-50's ``fold`` column when it has at least two folds (the official folds keep the clips
     of one source recording together); otherwise a seeded stratified k-fold on ``label``,
-    grouped by ``src_file`` when the metadata has it.
+    grouped by recording (``group``, else ``src_file``) when the metadata names one, so that
+    no recording has clips on both sides of a split.
     """
     if "fold" in meta and meta["fold"].nunique() >= 2:
         return meta["fold"].to_numpy()
@@ -144,14 +158,18 @@ def cross_fit_splits(meta: pd.DataFrame, n_splits: int = 5, seed: int = 0) -> np
 
     labels = meta["label"].to_numpy()
     n = min(n_splits, int(pd.Series(labels).value_counts().max()))
+    column = _group_column(meta)
+    if column is not None:
+        n = min(n, int(meta[column].nunique()))
     if n < 2:
-        raise ConfigError("tagger+acoustic: every class has a single clip; nothing to cross-fit")
+        what = "recording" if column is not None and meta[column].nunique() < 2 else "clip"
+        raise ConfigError(f"tagger+acoustic: every class has a single {what}; nothing to cross-fit")
     split = np.zeros(len(meta), dtype=int)
     x = np.zeros((len(meta), 1))
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # classes smaller than n_splits
-        if "src_file" in meta:
-            groups = meta["src_file"].astype(str).to_numpy()
+        if column is not None:
+            groups = meta[column].astype(str).to_numpy()
             folds = StratifiedGroupKFold(n, shuffle=True, random_state=seed).split(
                 x, labels, groups
             )
@@ -160,6 +178,22 @@ def cross_fit_splits(meta: pd.DataFrame, n_splits: int = 5, seed: int = 0) -> np
         for f, (_, test) in enumerate(folds):
             split[test] = f + 1
     return split
+
+
+def split_grouping(ps: ProbingSet) -> dict[str, Any]:
+    """How :func:`cross_fit_splits` keeps recordings together: ``grouping`` (``esc50 folds``,
+    ``esc50 source files``, ``group_pattern <regex>``, ``labels_csv group column`` or
+    ``none``) and ``n_groups`` (the recordings; with ``none``, every clip is one)."""
+    meta = ps.meta
+    column = _group_column(meta)
+    n_groups = int(meta[column].nunique()) if column is not None else len(meta)
+    if "fold" in meta and meta["fold"].nunique() >= 2:
+        return {"grouping": "esc50 folds", "n_groups": n_groups}
+    if column == "src_file":
+        return {"grouping": "esc50 source files", "n_groups": n_groups}
+    if column == "group":
+        return {"grouping": ps.grouping or "group column", "n_groups": n_groups}
+    return {"grouping": "none", "n_groups": n_groups}
 
 
 def _classifier(c: float) -> Any:
@@ -200,9 +234,9 @@ def topk_accuracy(probs: np.ndarray, labels: np.ndarray, k: int) -> float:
 
 
 def source_phrase(category: str) -> str:
-    """``"dog"`` -> ``"a dog barking"`` (the shipped ESC-50 phrase), else the label in words."""
-    key = str(category).strip()
-    return ESC50_PHRASES.get(key.lower()) or key.replace("_", " ").replace("-", " ").strip()
+    """``"dog"`` -> ``"a dog barking"`` (the shipped ESC-50 phrase), else the label in words
+    (:func:`~andlib.describe.wording.label_phrase`: ``"001 - Dog bark"`` -> ``"dog bark"``)."""
+    return label_phrase(category)
 
 
 def source_sentence(phrases: Sequence[str], probs: Sequence[float]) -> str:
@@ -252,9 +286,13 @@ def _with_sources(probs: np.ndarray, names: list[str], acoustic: list[str]) -> l
 class TaggerCaptioner(Captioner):
     """``tagger+acoustic``: the cross-fitted tagger's source sentence, then the acoustic caption.
 
-    ``settings`` (version, C, splits, seed) enter the caption stage key. Probabilities are
-    cached in ``<cache_dir>/taggers/`` keyed by the clips' audio, their labels and splits, so
-    a re-run trains nothing.
+    ``settings`` (version, C, splits, seed, and the features when they are not the hand-made
+    ones) enter the caption stage key. ``features``: what the tagger reads, an object with
+    ``get(audio, digests, sample_rate) -> [n, d]``, ``settings`` and ``description``
+    (:class:`~andlib.describe.encoder_features.EncoderFeatures`); ``None``: the hand-made
+    statistics of :func:`tagger_features`. Probabilities are cached in ``<cache_dir>/taggers/``
+    keyed by the settings, the clips' audio, their labels and splits, so a re-run trains
+    nothing.
     """
 
     def __init__(
@@ -264,6 +302,7 @@ class TaggerCaptioner(Captioner):
         n_splits: int = 5,
         c: float = 1.0,
         seed: int = 0,
+        features: Any = None,
     ):
         self.name = "tagger+acoustic"
         self.acoustic = AcousticCaptioner(cache_dir, num_workers)
@@ -278,9 +317,10 @@ class TaggerCaptioner(Captioner):
             "seed": seed,
             **self.acoustic.settings,
         }
-        self._features = _FeatureStore(
+        self.features = features or _FeatureStore(
             cache_dir / f"tagger-features-v{TAGGER_VERSION}.npz" if cache_dir else None
         )
+        self.settings |= self.features.settings
         self.last_report: dict[str, Any] | None = None
         self.last_predictions: pd.DataFrame | None = None
 
@@ -303,7 +343,7 @@ class TaggerCaptioner(Captioner):
             with np.load(path) as z:
                 return z["probs"], splits, names
         start = time.perf_counter()
-        x = self._features.get(ps.audio, digests, ps.sample_rate)
+        x = self.features.get(ps.audio, digests, ps.sample_rate)
         probs = cross_fitted_probabilities(x, labels, np.asarray(splits), n_classes, self.c)
         log.info("tagger: cross-fitted on %d clips in %.1f s", len(ps), time.perf_counter() - start)
         if path is not None:
@@ -321,9 +361,9 @@ class TaggerCaptioner(Captioner):
         """
         labels, names = _labels_and_names(reference)
         ref_digests = [audio_digest(a, reference.sample_rate) for a in reference.audio]
-        x_ref = self._features.get(reference.audio, ref_digests, reference.sample_rate)
+        x_ref = self.features.get(reference.audio, ref_digests, reference.sample_rate)
         digests = [audio_digest(a, clips.sample_rate) for a in clips.audio]
-        x = self._features.get(clips.audio, digests, clips.sample_rate)
+        x = self.features.get(clips.audio, digests, clips.sample_rate)
         model = _classifier(self.c).fit(x_ref, labels)
         full = np.zeros((len(clips), len(names)))
         full[:, model.classes_.astype(int)] = model.predict_proba(x)
@@ -352,8 +392,10 @@ class TaggerCaptioner(Captioner):
         }
         self.last_report = {
             "captioner": self.name,
-            "tagger": "logistic regression on log-mel/MFCC/contrast/modulation statistics",
+            "tagger": self.features.description,
             "cross_fitting": "fold" if "fold" in ps.meta else f"{len(per_split)}-fold",
+            **split_grouping(ps),
+            "features": self.features.settings.get("tagger_features", "hand"),
             "top1": round(topk_accuracy(probs, labels, 1), 4),
             "top3": round(topk_accuracy(probs, labels, 3), 4),
             "top1_per_split": per_split,

@@ -11,9 +11,13 @@ import numpy as np
 import pandas as pd
 
 from andlib.describe.features import FEATURE_COLUMNS
+from andlib.text.names import normalize_label
 
 WORDING_VERSION = 1
 """Bump when the wording rules change (enters the acoustic captioners' settings)."""
+LABEL_PHRASE_VERSION = 2
+"""Bump when :func:`label_phrase` changes for labels other than ESC-50's (enters the caption
+stage's key of a folder dataset only, so ESC-50 runs keep theirs)."""
 MIN_SET_SIZE = 20
 """Below this many clips there is no set distribution: only absolute anchors choose words."""
 
@@ -429,10 +433,20 @@ ESC50_PHRASES = {
 """Natural phrases for ESC-50's 50 categories; other labels read ``The sound of {label}.``"""
 
 
+def label_phrase(category: str) -> str:
+    """What a caption says for a label: ESC-50's phrase (``"dog"`` -> ``"a dog barking"``),
+    else the label as :func:`~andlib.text.names.normalize_label` reads it (no numeric prefix,
+    no punctuation: ESC-10's ``"008 - Chainsaw"`` -> ``"a chainsaw running"``, ``"001 - Dog
+    bark"`` -> ``"dog bark"``)."""
+    key = str(category).strip()
+    words = normalize_label(key)
+    phrase = ESC50_PHRASES.get(key.lower()) or ESC50_PHRASES.get(words.replace(" ", "_"))
+    return phrase or words or key
+
+
 def identity_sentence(category: str) -> str:
     """``"dog"`` -> ``"The sound of a dog barking."``; ``""`` -> ``""`` (no label, no sentence)."""
     key = str(category).strip()
     if not key:
         return ""
-    phrase = ESC50_PHRASES.get(key.lower()) or re.sub(r"[_\-]+", " ", key).strip()
-    return f"The sound of {phrase}."
+    return f"The sound of {label_phrase(key)}."

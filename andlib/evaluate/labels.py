@@ -2,19 +2,10 @@
 
 from __future__ import annotations
 
-import re
 from collections.abc import Sequence
 from typing import Any
 
-_NUMERIC_PREFIX = re.compile(r"^\s*\d+(?:\s*[-_.:)\]]\s*|\s+)(?=\S)")
-
-
-def normalize_label(name: Any) -> str:
-    """A class or probing-set label as compared: lowercase, without a numeric prefix, and
-    punctuation and underscores as spaces. ``"001 - Dog bark"`` -> ``"dog bark"``,
-    ``"Crying_Baby"`` -> ``"crying baby"``."""
-    text = _NUMERIC_PREFIX.sub("", str(name).strip(), count=1)
-    return " ".join(re.findall(r"[a-z0-9]+", text.lower()))
+from andlib.text.names import normalize_label as normalize_label
 
 
 def _stem(word: str) -> str:

@@ -1,4 +1,8 @@
-"""Names compared loosely: concept and class names, case- and separator-insensitively."""
+"""Names compared loosely: concept and class names, case- and separator-insensitively.
+
+:func:`normalize_label` is the one normaliser of class and probing-set labels (the label ->
+class mapping of the evaluation and the phrase a caption says for a label);
+:func:`normalize_concept` that of concept names."""
 
 from __future__ import annotations
 
@@ -7,6 +11,16 @@ from collections.abc import Mapping
 from typing import Any
 
 from andlib.store import split_list
+
+_NUMERIC_PREFIX = re.compile(r"^\s*\d+(?:\s*[-_.:)\]]\s*|\s+)(?=\S)")
+
+
+def normalize_label(name: Any) -> str:
+    """A class or probing-set label as compared and as said: lowercase, without a numeric
+    prefix, and punctuation and underscores as spaces. ``"001 - Dog bark"`` -> ``"dog bark"``,
+    ``"Crying_Baby"`` -> ``"crying baby"``."""
+    text = _NUMERIC_PREFIX.sub("", str(name).strip(), count=1)
+    return " ".join(re.findall(r"[a-z0-9]+", text.lower()))
 
 
 def normalize_concept(name: Any) -> str:

@@ -51,10 +51,20 @@ class Family:
     """What the record stage's cache key adds for this family (files the weights come from)."""
     options: str | None = None
     """The attribute of ``cfg.model`` holding the family's own settings (``whisper``)."""
+    identity: Callable[[str], str] | None = None
+    """Which model a name means, whatever its source: names of one model give one identity
+    (``whisper-base`` and ``openai/whisper-base``: ``whisper base``). ``None``: the name itself,
+    lowercased (see :meth:`model_identity`)."""
 
     def __post_init__(self) -> None:
         if self.outputs not in OUTPUTS:
             raise ValueError(f"family {self.name}: outputs {self.outputs!r} not in {OUTPUTS}")
+
+    def model_identity(self, name: str) -> str:
+        """``<family> <model>``: equal for two names of the same model (the same family and
+        size, from any source)."""
+        own = self.identity(name) if self.identity else name.strip().lower().rstrip("/")
+        return f"{self.name} {own}"
 
     def settings(self, cfg: Config) -> Any:
         """The family's own config block (``cfg.model.<options>``), or ``None``."""

@@ -34,7 +34,8 @@ The wheels are read by :mod:`andlib.models.families.whisper_wheels`; with
 ``model.whisper.head: true`` the encoder gets a probe head (:mod:`andlib.models.probe`).
 
 Public surface: :data:`FAMILY`, :class:`WhisperTarget`, :func:`load_whisper`,
-:func:`add_probe_head`, :func:`make_preprocess`, :data:`PRESETS`, :data:`MAX_SECONDS`.
+:func:`add_probe_head`, :func:`make_preprocess`, :func:`whisper_size`, :data:`PRESETS`,
+:data:`MAX_SECONDS`.
 """
 
 from __future__ import annotations
@@ -78,6 +79,14 @@ PRESETS: dict[str, BlockPreset] = {
 def is_whisper(name: str) -> bool:
     """``whisper-tiny.en``, ``whisper-base`` or an ``openai/whisper-*`` hub id."""
     return name in WHEELS or bool(_HUB.match(name))
+
+
+def whisper_size(name: str) -> str:
+    """The model size a name means, whatever its source or language: ``whisper-base``,
+    ``openai/whisper-base`` and ``openai/whisper-base.en`` are ``base``; ``whisper-tiny.en``
+    is ``tiny``."""
+    size = name.strip().lower().rsplit("/", 1)[-1].removeprefix("whisper-")
+    return size.removesuffix(".en")
 
 
 # --------------------------------------------------------------------------------------------
@@ -523,4 +532,5 @@ FAMILY = Family(
     presets=PRESETS,
     record_settings=_record_settings,
     options="whisper",
+    identity=whisper_size,
 )

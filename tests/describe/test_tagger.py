@@ -132,3 +132,95 @@ def test_new_clips_get_sources_from_a_tagger_fitted_on_the_whole_reference_set(t
     captions = TaggerCaptioner(tmp_path).caption_new(new, ref)
     assert captions[0].startswith("Most likely a dog barking")
     assert "rain" in captions[1].split(".")[0]
+
+
+def test_esc50_folds_are_the_splits_whatever_else_the_metadata_holds():
+    meta = pd.DataFrame(
+        {
+            "label": np.tile(np.arange(4), 10),
+            "fold": np.repeat(np.arange(1, 6), 8),
+            "src_file": np.arange(40),
+            "group": np.arange(40) % 3,
+        }
+    )
+    assert (cross_fit_splits(meta, 5, seed=0) == meta["fold"].to_numpy()).all()
+
+
+def test_a_group_column_keeps_each_recording_on_one_side_of_every_split():
+    rng = np.random.default_rng(0)
+    meta = pd.DataFrame({"label": np.repeat(np.arange(4), 12), "group": rng.integers(0, 16, 48)})
+    splits = cross_fit_splits(meta, 5, seed=1)
+    for _, group in pd.Series(splits).groupby(meta["group"]):
+        assert group.nunique() == 1
+    assert len(np.unique(splits)) >= 2
+
+
+def test_too_few_recordings_to_cross_fit_is_a_clear_error():
+    meta = pd.DataFrame({"label": [0, 1, 0, 1], "group": ["a", "a", "a", "a"]})
+    with pytest.raises(Exception, match="single recording"):
+        cross_fit_splits(meta)
+
+
+def test_report_names_the_grouping_and_the_features(tmp_path):
+    ps = _probing_set()
+    cap = TaggerCaptioner(tmp_path)
+    cap.caption(ps)
+    report = cap.last_report
+    assert report["grouping"] == "esc50 folds" and report["n_groups"] == len(ps)
+    assert report["features"] == "hand" and "top3" in report
+    ps.meta = ps.meta.drop(columns=["fold"]).assign(group=[c.split("-")[1] for c in ps.clip_ids])
+    ps.grouping = "group_pattern ^\\d+-(\\d+)"
+    assert tagger.split_grouping(ps) == {"grouping": ps.grouping, "n_groups": 4}
+    ps.meta = ps.meta.drop(columns=["group"])
+    assert tagger.split_grouping(ps) == {"grouping": "none", "n_groups": len(ps)}
+
+
+class _Columns:
+    """Features that are the first two samples of each clip: known to the test."""
+
+    settings = {"tagger_features": "first-samples"}
+    description = "the first two samples"
+
+    def __init__(self):
+        self.calls = 0
+
+    def get(self, audio, digests, sr):
+        self.calls += 1
+        return np.stack([a[:2] for a in audio])
+
+
+def test_other_features_enter_the_settings_and_the_report(tmp_path):
+    ps = _probing_set()
+    hand = TaggerCaptioner(tmp_path)
+    features = _Columns()
+    other = TaggerCaptioner(tmp_path, features=features)
+    assert other.settings == {**hand.settings, "tagger_features": "first-samples"}
+    other.caption(ps)
+    assert features.calls == 1
+    assert other.last_report["features"] == "first-samples"
+    assert other.last_report["tagger"] == "the first two samples"
+
+
+@pytest.mark.parametrize(
+    ("label", "phrase"),
+    [
+        ("008 - Chainsaw", "a chainsaw running"),
+        ("001 - Dog bark", "dog bark"),
+        ("010 - Fire crackling", "fire crackling"),
+        ("crying_baby", "a baby crying"),
+        ("Crying_Baby", "a baby crying"),
+        ("street-music", "street music"),
+    ],
+)
+def test_a_folder_label_is_said_without_its_number_and_punctuation(label, phrase):
+    assert tagger.source_phrase(label) == phrase
+
+
+def test_esc10_folder_captions_name_sources_without_numbers(tmp_path):
+    ps = _probing_set()
+    folders = {"dog": "001 - Dog bark", "rooster": "009 - Rooster", "rain": "002 - Rain"}
+    ps.meta["category"] = [folders.get(c, "005 - Clock tick") for c in ps.meta["category"]]
+    captions = TaggerCaptioner(tmp_path).caption(ps)
+    sources = " ".join(c.split(".")[0] for c in captions)
+    assert "dog bark" in sources and "clock tick" in sources
+    assert not any(ch.isdigit() for ch in sources)
