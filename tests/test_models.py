@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import shutil
+
 import numpy as np
 import pytest
 import torch
@@ -107,15 +109,17 @@ def test_load_target_uses_a_local_folder_and_records_the_model_id(tmp_cfg, saved
     assert target.info["model_id"] == str(saved_ast) and target.label_names[0] == "class_0"
 
 
-def test_load_target_trains_or_reuses_the_project_model(tmp_cfg, saved_ast, monkeypatch):
-    asked = []
+def test_load_target_loads_the_trained_model_and_never_trains(tmp_cfg, saved_ast, monkeypatch):
+    cfg = tmp_cfg({"model.name": "trained:ssl-frozen", "model.device": "cpu"})
 
-    def fake_ensure_trained(cfg, strategy):
-        asked.append(strategy)
-        return saved_ast
+    def must_not_train(*args, **kwargs):
+        raise AssertionError("loading trained a model")
 
-    monkeypatch.setattr(train, "ensure_trained", fake_ensure_trained)
-    target = models.load_target(
-        tmp_cfg({"model.name": "trained:ssl-frozen", "model.device": "cpu"})
-    )
-    assert asked == ["ssl-frozen"] and target.info["model_id"] == "trained:ssl-frozen"
+    monkeypatch.setattr(train, "train_model", must_not_train)
+    with pytest.raises(ModelLoadError, match=r"not trained yet .*python -m andlib train --config"):
+        models.load_target(cfg)
+    dest = train.model_dir(cfg, "ssl-frozen")
+    shutil.copytree(saved_ast, dest)
+    (dest / train.METRICS_FILE).write_text('{"strategy": "ssl-frozen"}')
+    target = models.load_target(cfg)
+    assert target.info["model_id"] == "trained:ssl-frozen" and target.label_names[0] == "class_0"

@@ -29,7 +29,7 @@ from andlib.store import RunDir
 from tests.conftest import requires_esc50
 
 OUTPUTS = ("neurons.csv", "last_layer.json", "scores.csv")
-UPSTREAM = ("record", "caption")
+UPSTREAM = ("train", "record", "caption")
 # the stages (their cache records in .stages/) run by andlib.pipeline.stage_function
 DOWNSTREAM = ("summarize", "concepts", "controls", "evaluate")
 

@@ -11,6 +11,7 @@ import torch
 from andlib.config import rng
 from andlib.models import train, train_loop
 from andlib.models.registry import load_pretrained
+from andlib.store import RunDir
 from tests.conftest import requires_esc50, tiny_speech_config
 
 TINY = {
@@ -103,7 +104,7 @@ def test_ensure_trained_reuses_the_cached_model(tiny_cfg, monkeypatch):
     monkeypatch.setattr(train, "train_model", must_not_train)
     assert train.ensure_trained(cfg, "supervised") == path
     assert (path / train.METRICS_FILE).stat().st_mtime_ns == stamp
-    assert train.run_stage(cfg, None)["model_dir"] == str(path)
+    assert train.run_stage(cfg, RunDir(cfg.run_path))["model_dir"] == str(path)
 
 
 def test_cache_key_follows_the_settings_that_change_the_model(tiny_cfg):
@@ -156,7 +157,7 @@ def test_run_stage_trains_every_strategy_once_per_seed(tiny_cfg, monkeypatch, tm
         return path
 
     monkeypatch.setattr(train, "ensure_trained", fake_ensure_trained)
-    summary = train.run_stage(cfg, None)
+    summary = train.run_stage(cfg, RunDir(cfg.run_path))
     assert sorted(trained) == [
         ("ssl-frozen", 0),
         ("ssl-frozen", 3),
@@ -349,9 +350,28 @@ def test_build_model_rejects_heads_that_do_not_divide_the_hidden_size(tiny_cfg):
         train.build_model(cfg.train, ["a"])
 
 
+def test_the_train_stage_is_keyed_by_the_model_folders_it_makes(tiny_cfg, monkeypatch, tmp_path):
+    def fake_ensure_trained(c, strategy):
+        path = tmp_path / "models" / train.model_dir(c, strategy).name
+        path.mkdir(parents=True, exist_ok=True)
+        (path / train.METRICS_FILE).write_text("{}")
+        return path
+
+    monkeypatch.setattr(train, "ensure_trained", fake_ensure_trained)
+    cfg = tiny_cfg()
+    run = RunDir(cfg.run_path)
+    train.run_stage(cfg, run)
+    key = run.stage_key("train")
+    assert key == train.SPEC.key(cfg, run) and run.is_fresh("train", key)
+    # a setting the supervised model does not read keeps the key; one it reads moves it
+    assert train.SPEC.key(tiny_cfg(**{"train.pretrain_epochs": 9}), run) == key
+    assert train.SPEC.key(tiny_cfg(**{"train.lr": 0.01}), run) != key
+    assert train.SPEC.key(tiny_cfg(**{"k": 9, "prune.max_concepts": 1}), run) == key
+
+
 def test_run_stage_has_nothing_to_train_for_a_hub_model(tiny_cfg):
     cfg = tiny_cfg(**{"model.name": "MIT/ast-finetuned-audioset-10-10-0.4593"})
-    assert "nothing to train" in train.run_stage(cfg, None)["train"]
+    assert "nothing to train" in train.run_stage(cfg, RunDir(cfg.run_path))["train"]
 
 
 def test_max_minutes_stops_training_and_anneals_the_learning_rate(tiny_cfg):

@@ -25,8 +25,8 @@ import matplotlib.pyplot as plt
 import pandas as pd
 from IPython.display import Markdown, display
 
+from andlib import pipeline
 from andlib.evaluate import pitch as pitch_eval
-
 from andlib.report import pitch as pitch_report
 from andlib.report import plots
 from andlib.config import load_config
@@ -46,11 +46,20 @@ if not applies:
     )
 
 # %% [markdown]
+# ## The pitch stage
+#
+# One network's run: its output layer and tuning tables; the parent run of the comparison: the
+# comparison of its networks' runs.
+
+# %%
+if applies:
+    display(pipeline.run_stage("pitch", cfg))
+
+# %% [markdown]
 # ## Output layer: the stated pitch against the bin
 
 # %%
 if applies and not comparing:
-    display(pitch_eval.run_stage(cfg, run))
     report = run.read_json("pitch_last_layer.json")
     methods = pd.DataFrame(report["methods"]).T
     display(
@@ -111,7 +120,6 @@ if applies and not comparing:
 # %%
 if comparing:
     runs = pitch_eval.pitch_runs(cfg)
-    display(pitch_report.compare(cfg, run))
     comparison, last = pitch_report.comparison_tables(runs)
     display(Markdown("Output layer, every description method, per model"))
     display(last.round(3))
