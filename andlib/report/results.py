@@ -20,7 +20,7 @@ from typing import Any
 import pandas as pd
 
 from andlib.config import PROJECT_ROOT, Config
-from andlib.store import RunDir, atomic_write_text
+from andlib.store import RunDir, atomic_write_text, read_model_info, read_table
 
 STAGE = "results"
 RESULTS_DIR = PROJECT_ROOT / "docs" / "results"
@@ -61,13 +61,13 @@ def _commit() -> str:
 
 
 def _csv(run: RunDir, name: str) -> pd.DataFrame | None:
-    return pd.read_csv(run / name) if run.exists(name) else None
+    return read_table(run, name, required=False)
 
 
 def tables(run: RunDir, cfg: Config) -> dict[str, pd.DataFrame]:
     """Every results table the run's files allow, by title (in page order)."""
     out: dict[str, pd.DataFrame] = {}
-    model = run.read_json("model.json") if run.exists("model.json") else {}
+    model = read_model_info(run)
     facts = {
         "model": cfg.model.name,
         "held-out accuracy": model.get("heldout_accuracy"),

@@ -25,7 +25,7 @@ import matplotlib.pyplot as plt
 import pandas as pd
 from IPython.display import Markdown, display
 
-from andlib import pipeline
+from andlib import pipeline, store
 from andlib.evaluate import pitch as pitch_eval
 from andlib.report import pitch as pitch_report
 from andlib.report import plots
@@ -79,8 +79,8 @@ if applies and not comparing:
 
 # %%
 if applies and not comparing:
-    tuning = run.read_csv("pitch_tuning.csv")
-    curves = run.read_csv("pitch_tuning_curves.csv")
+    tuning = store.read_table(run, "pitch_tuning.csv")
+    curves = store.read_table(run, "pitch_tuning_curves.csv")
     layers = list(dict.fromkeys(tuning["layer"]))
     fig, axes = plt.subplots(1, len(layers), figsize=(2.6 * len(layers), 2.6), squeeze=False)
     for ax, layer in zip(axes[0], layers, strict=True):
@@ -112,7 +112,7 @@ if applies and not comparing:
 
 # %%
 if applies and not comparing:
-    display(run.read_csv("pitch_layers.csv").round(3))
+    display(store.read_table(run, "pitch_layers.csv").round(3))
 
 # %% [markdown]
 # ## Supervised CREPE vs self-supervised PESTO (finding ii)
