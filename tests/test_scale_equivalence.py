@@ -1,5 +1,5 @@
-"""The speed-ups of issue #16 change no result: on the smoke config, ``neurons.csv``,
-``last_layer.json`` and ``scores.csv`` are byte for byte the same
+"""The describe stages' speed-ups (caches, memos) change no result: on the smoke config,
+``neurons.csv``, ``last_layer.json`` and ``scores.csv`` are byte for byte the same
 
 - from the reference code path (embeddings remembered in memory only, as before the disk
   cache; every caption's sources and qualities worked out again for every neuron, as before

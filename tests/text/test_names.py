@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from andlib.text.names import normalize_concept
+from andlib.text.names import normalize_concept, normalize_label, stem, stems
 
 
 @pytest.mark.parametrize(
@@ -27,3 +27,53 @@ def test_normalize_concept(name, normalized):
 def test_equal_names_compare_equal():
     assert normalize_concept("Chirping_Birds") == normalize_concept("chirping-birds")
     assert normalize_concept("door wood knock") != normalize_concept("door wood creaks")
+
+
+@pytest.mark.parametrize(
+    ("label", "normalized"),
+    [
+        ("001 - Dog bark", "dog bark"),
+        ("Crying_Baby", "crying baby"),
+        ("dog's bark (far)", "dog s bark far"),
+        ("Café-Lärm", "café lärm"),
+        ("10 dogs", "dogs"),
+        ("", ""),
+    ],
+)
+def test_normalize_label_drops_the_numeric_prefix_and_punctuation(label, normalized):
+    assert normalize_label(label) == normalized
+
+
+def test_a_normalized_label_is_a_normalized_concept():
+    for label in ("001 - Dog bark", "Water_Drops", "chirping-birds"):
+        assert normalize_concept(normalize_label(label)) == normalize_label(label)
+    assert normalize_label("Water_Drops") == normalize_concept("Water_Drops")
+
+
+@pytest.mark.parametrize(
+    ("a", "b"),
+    [
+        ("drops", "drop"),
+        ("crying", "cry"),
+        ("cries", "cry"),
+        ("dripping", "drip"),
+        ("sneezing", "sneeze"),
+        ("glasses", "glass"),
+        ("crackling", "crackle"),
+        ("waves", "wave"),
+        ("barked", "bark"),
+    ],
+)
+def test_word_forms_share_a_stem(a, b):
+    assert stem(a) == stem(b)
+
+
+def test_short_words_and_double_s_keep_their_stem():
+    assert stem("bus") == "bus" and stem("glass") == "glass" and stem("sing") == "sing"
+    assert stem("dog") != stem("door")
+
+
+def test_stems_of_a_name_follow_its_words():
+    assert stems("Water_Drops") == ["water", "drop"]
+    assert stems("crying-baby") == stems("cries baby")
+    assert stems("") == []
