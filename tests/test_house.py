@@ -73,6 +73,8 @@ def test_every_module_has_its_own_test_file():
 
 def test_every_test_file_mirrors_a_module_or_is_cross_cutting():
     mirrored = {mirror_of(m) for m in modules()}
+    scripts = TESTS_DIR.parent / "scripts"
+    mirrored |= {TESTS_DIR / "scripts" / f"test_{p.name}" for p in scripts.glob("*.py")}
     stray = [
         str(p.relative_to(TESTS_DIR.parent))
         for p in sorted(TESTS_DIR.rglob("test_*.py"))
