@@ -42,7 +42,7 @@ import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal, overload
 
 import numpy as np
 import pandas as pd
@@ -457,6 +457,14 @@ TABLES: dict[str, Table] = {
 as written (empty cells as ``""``)."""
 
 
+@overload
+def read_table(run: RunDir, name: str, required: Literal[True] = True) -> pd.DataFrame: ...
+
+
+@overload
+def read_table(run: RunDir, name: str, required: bool) -> pd.DataFrame | None: ...
+
+
 def read_table(run: RunDir, name: str, required: bool = True) -> pd.DataFrame | None:
     """The one reader of a CSV artifact ``name`` of ``run``, by its :data:`TABLES` entry. A
     missing file is an error naming the stage that writes it (``required=False``: ``None``)."""
@@ -481,16 +489,9 @@ def read_table(run: RunDir, name: str, required: bool = True) -> pd.DataFrame | 
     return df
 
 
-def _required(run: RunDir, name: str) -> pd.DataFrame:
-    df = read_table(run, name)
-    if df is None:  # read_table raises first: for the type checker
-        raise FileNotFoundError(name)
-    return df
-
-
 def read_clips(run: RunDir, clip_ids: Sequence[str] | None = None) -> pd.DataFrame:
     """``clips.csv`` (ids as str), in the activation arrays' row order when ``clip_ids`` is given."""
-    clips = _required(run, "clips.csv")
+    clips = read_table(run, "clips.csv")
     if clip_ids is not None:
         clips = clips.set_index("clip_id").reindex(list(clip_ids)).reset_index()
     return clips
@@ -498,12 +499,12 @@ def read_clips(run: RunDir, clip_ids: Sequence[str] | None = None) -> pd.DataFra
 
 def read_topk(run: RunDir) -> pd.DataFrame:
     """``neuron_topk.csv``: ``layer, neuron, end, rank, clip_id, activation`` (ids as str)."""
-    return _required(run, "neuron_topk.csv")
+    return read_table(run, "neuron_topk.csv")
 
 
 def read_captions(run: RunDir) -> pd.DataFrame:
     """``captions.csv``: ``clip_id, caption``, both text."""
-    return _required(run, "captions.csv")
+    return read_table(run, "captions.csv")
 
 
 def caption_of(run: RunDir) -> dict[str, str]:
@@ -514,20 +515,20 @@ def caption_of(run: RunDir) -> dict[str, str]:
 
 def read_features(run: RunDir) -> pd.DataFrame:
     """``features.csv``: ``clip_id`` (text) and the acoustic measurements (NaN where empty)."""
-    return _required(run, "features.csv")
+    return read_table(run, "features.csv")
 
 
 def read_summaries(run: RunDir) -> pd.DataFrame:
     """``summaries.csv``: ``neuron`` as int, every other column text (``top_clips``,
     ``bottom_clips``: list cells, :func:`decode_list`)."""
-    return _required(run, "summaries.csv")
+    return read_table(run, "summaries.csv")
 
 
 def read_neurons(run: RunDir) -> pd.DataFrame:
     """``neurons.csv``: ``layer`` as text, ``neuron`` as int, every other column as written
     (empty cells as ""; list cells decoded by :func:`decode_list`); ``adjectives`` and
     ``open_concepts`` are "" when absent."""
-    df = _required(run, "neurons.csv")
+    df = read_table(run, "neurons.csv")
     for col in ("adjectives", "open_concepts"):
         if col not in df:
             df[col] = ""
@@ -536,7 +537,7 @@ def read_neurons(run: RunDir) -> pd.DataFrame:
 
 def read_pruning(run: RunDir) -> pd.DataFrame:
     """``pruning.csv`` (prune stage): one row per strategy, concept and draw."""
-    return _required(run, "pruning.csv")
+    return read_table(run, "pruning.csv")
 
 
 def read_pruning_summary(run: RunDir) -> pd.DataFrame | None:
