@@ -82,10 +82,10 @@ class ModelConfig:
     """The target model to dissect."""
 
     name: str = "trained:supervised"
-    """``trained:<strategy>`` trains (or reuses) the project's small AST; ``whisper-tiny.en``,
-    ``whisper-base`` (or ``openai/whisper-*``) a Whisper encoder; ``crepe-tiny``,
-    ``crepe-full``, ``pesto`` a pitch network; anything else is a Hugging Face id or a local
-    ``save_pretrained`` directory."""
+    """``trained:<strategy>`` the project's small AST (made by the ``train`` stage);
+    ``whisper-tiny.en``, ``whisper-base`` (or ``openai/whisper-*``) a Whisper encoder;
+    ``crepe-tiny``, ``crepe-full``, ``pesto`` a pitch network; anything else is a Hugging Face
+    id or a local ``save_pretrained`` directory."""
     kind: str = "auto"
     """``auto``, ``classification`` (AutoModelForAudioClassification) or ``encoder`` (AutoModel)."""
     device: str = "auto"

@@ -35,7 +35,9 @@ from andlib.store import (
     activation_index,
     control_run_path,
     input_fingerprint,
+    read_captions,
     read_clips,
+    read_topk,
 )
 
 COPIED = ("clips.csv", "model.json", "features.csv", "skipped.csv")
@@ -93,7 +95,7 @@ def record_stage(cfg: Config, control: RunDir) -> dict[str, Any]:
     )
     outputs += ["activations/index.json", f"activations/{entry['file']}"]
     if run.exists("neuron_topk.csv"):
-        topk = run.read_csv("neuron_topk.csv", dtype={"clip_id": str})
+        topk = read_topk(run)
         control.write_csv("neuron_topk.csv", topk[topk["layer"].astype(str) == layer])
         outputs.append("neuron_topk.csv")
     control.mark_done(RECORD.name, key, outputs=outputs)
@@ -148,7 +150,7 @@ def sweep_caption_stage(cfg: Config, control: RunDir, rate: float) -> dict[str, 
         return {"caption": "up to date"}
     run = parent_run(control)
     base = RunDir(control_run_path(run, SWEEP_BASE))
-    captions = base.read_csv("captions.csv", stage="caption", dtype={"clip_id": str})
+    captions = read_captions(base)
     clips = read_clips(run, captions["clip_id"].tolist())
     categories = clips["category"].fillna("").astype(str).tolist()
     classes = sorted({c for c in categories if c})

@@ -23,11 +23,15 @@ Files a run directory holds (each written by the stage in brackets):
 
 What a stage's key covers is declared once per stage, as a :class:`Stage` (``SPEC`` in the
 stage's module).
+
+Every artifact has one reader here (:func:`read_table` by the artifact's :data:`TABLES` entry,
+and ``read_<artifact>`` for the common ones; :class:`ActivationCache`, from
+:mod:`andlib.activation_cache`, for the recording), and every list cell of a CSV artifact is
+written by :func:`encode_list` and read by :func:`decode_list`.
 """
 
 from __future__ import annotations
 
-import difflib
 import hashlib
 import json
 import logging
@@ -35,14 +39,17 @@ import os
 import re
 import tempfile
 import time
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal, overload
 
 import numpy as np
 import pandas as pd
 
+from andlib.activation_cache import ACTIVATIONS as ACTIVATIONS
+from andlib.activation_cache import ActivationCache as ActivationCache
+from andlib.activation_cache import TopK as TopK
 from andlib.config import Config, dump_config, resolve_path
 
 _UMASK = os.umask(0)
@@ -324,130 +331,8 @@ def strategy_run_path(cfg: Config, strategy: str, seed: int | None = None) -> Pa
 
 
 # --------------------------------------------------------------------------------------------
-# Readers of the artifacts: one per artifact
+# Readers of the artifacts: one per artifact, and the one codec of their list cells
 # --------------------------------------------------------------------------------------------
-
-ACTIVATIONS = "activations"
-"""The folder of a run directory that holds the recorded activations."""
-
-
-@dataclass
-class TopK:
-    """The top-``k`` clips of every neuron of one layer at both ends.
-
-    Arrays are ``[n_neurons, k]``; column 0 is the most extreme clip (``high``: largest
-    activation first, ``low``: smallest first). ``high``/``low`` hold clip row indices.
-    """
-
-    high: np.ndarray
-    high_values: np.ndarray
-    low: np.ndarray
-    low_values: np.ndarray
-
-
-def _extreme_rows(a: np.ndarray, k: int, largest: bool) -> np.ndarray:
-    """Row indices ``[k, n_cols]`` of each column's ``k`` most extreme values, most extreme
-    first; equal values keep clip order."""
-    s = -a if largest else a
-    cand = np.argpartition(s, k - 1, axis=0)[:k] if k < len(a) else np.argsort(s, axis=0)
-    order = np.lexsort((cand, np.take_along_axis(s, cand, axis=0)), axis=0)
-    return np.take_along_axis(cand, order, axis=0)
-
-
-class ActivationCache:
-    """A finished recording: ``cache[layer]`` is a float32 ``[n_clips, n_neurons]`` array.
-
-    Arrays are memory-mapped on first access. Row ``i`` is clip ``cache.clip_ids[i]`` (the
-    row order of ``clips.csv``); column ``j`` is neuron ``j`` of the layer.
-    """
-
-    def __init__(self, folder: str | Path):
-        self.folder = Path(folder)
-        index_file = self.folder / "index.json"
-        if not index_file.exists():
-            raise FileNotFoundError(f"{index_file} is missing: run the 'record' stage first")
-        self.index: dict[str, Any] = json.loads(index_file.read_text())
-        self._arrays: dict[str, np.ndarray] = {}
-
-    @classmethod
-    def load(cls, run: RunDir | str | Path) -> ActivationCache:
-        """The recording stored in a run directory (``run/activations/``)."""
-        path = run.path if isinstance(run, RunDir) else Path(run)
-        return cls(path / ACTIVATIONS)
-
-    @staticmethod
-    def is_complete(folder: Path, key: str) -> bool:
-        """True when ``folder`` holds a finished recording with this key."""
-        index_file = folder / "index.json"
-        if not index_file.exists():
-            return False
-        index = json.loads(index_file.read_text())
-        return index.get("key") == key and all(
-            (folder / entry["file"]).exists() for entry in index["layers"].values()
-        )
-
-    @property
-    def layers(self) -> list[str]:
-        """Layer keys in recording order."""
-        return list(self.index["layers"])
-
-    @property
-    def clip_ids(self) -> list[str]:
-        return list(self.index["clip_ids"])
-
-    @property
-    def n_clips(self) -> int:
-        return len(self.index["clip_ids"])
-
-    @property
-    def pooling(self) -> str | None:
-        return self.index.get("pooling")
-
-    def _entry(self, layer: str) -> dict[str, Any]:
-        if layer not in self.index["layers"]:
-            close = difflib.get_close_matches(layer, self.layers, n=5, cutoff=0.5)
-            raise KeyError(
-                f"layer {layer!r} was not recorded; "
-                + (f"close matches: {', '.join(close)}" if close else f"layers: {self.layers}")
-            )
-        return self.index["layers"][layer]
-
-    def __getitem__(self, layer: str) -> np.ndarray:
-        if layer not in self._arrays:
-            self._arrays[layer] = np.load(self.folder / self._entry(layer)["file"], mmap_mode="r")
-        return self._arrays[layer]
-
-    def __contains__(self, layer: object) -> bool:
-        return layer in self.index["layers"]
-
-    def __iter__(self) -> Iterator[str]:
-        return iter(self.layers)
-
-    def __len__(self) -> int:
-        return len(self.index["layers"])
-
-    def n_neurons(self, layer: str) -> int:
-        return int(self._entry(layer)["n_neurons"])
-
-    def module_path(self, layer: str) -> str:
-        return str(self._entry(layer)["module"])
-
-    def topk(self, layer: str, k: int) -> TopK:
-        """Each neuron's ``k`` highest and ``k`` lowest activating clips (all neurons at once)."""
-        a = np.asarray(self[layer])
-        k = max(1, min(k, len(a)))
-        high, low = _extreme_rows(a, k, largest=True), _extreme_rows(a, k, largest=False)
-        return TopK(
-            high=high.T,
-            high_values=np.take_along_axis(a, high, axis=0).T,
-            low=low.T,
-            low_values=np.take_along_axis(a, low, axis=0).T,
-        )
-
-    def __repr__(self) -> str:
-        total = sum(self.n_neurons(la) for la in self.layers)
-        return f"ActivationCache({self.n_clips} clips, {len(self)} layers, {total} neurons)"
-
 
 CONTROLS = "last_layer"
 """The folder of a run directory that holds the evaluate stage's control runs (made by
@@ -461,44 +346,52 @@ def control_run_path(run: RunDir, name: str) -> Path:
     return run.path / CONTROLS / slug
 
 
-def split_list(cell: Any) -> list[str]:
-    """A list cell of ``neurons.csv`` (``"dog;rain;wind"``) as a list; empty cells give ``[]``.
+LIST_SEPARATOR = ";"
+_ESCAPE = "\\"
 
-    Lists are ``;``-joined; ``|`` and ``,`` are accepted too (concept names contain none).
-    """
+
+def encode_list(items: Iterable[Any]) -> str:
+    """A list cell of a CSV artifact: the items ``;``-joined, a ``\\`` or ``;`` inside an
+    item escaped with ``\\`` (``["a;b", "c d"]`` -> ``"a\\;b;c d"``). Every writer of a list
+    cell uses it and every reader :func:`decode_list`, so any item (a clip id with spaces,
+    semicolons or commas) reads back as written. An empty list is ``""``."""
+    return LIST_SEPARATOR.join(
+        str(item).replace(_ESCAPE, _ESCAPE * 2).replace(LIST_SEPARATOR, _ESCAPE + LIST_SEPARATOR)
+        for item in items
+    )
+
+
+def decode_list(cell: Any) -> list[str]:
+    """The items of a list cell written by :func:`encode_list`, exactly as written (no
+    stripping); an empty cell (``""``, ``None``, NaN) gives ``[]`` (so a list of one empty
+    item reads back as ``[]``)."""
     if cell is None or (isinstance(cell, float) and np.isnan(cell)):
         return []
-    text = str(cell).strip()
+    text = str(cell)
     if not text:
         return []
-    sep = next((s for s in (";", "|", ",") if s in text), None)
-    parts = text.split(sep) if sep else [text]
-    return [p.strip() for p in parts if p.strip()]
+    items, current, chars = [], [], iter(text)
+    for ch in chars:
+        if ch == _ESCAPE:
+            current.append(next(chars, _ESCAPE))
+        elif ch == LIST_SEPARATOR:
+            items.append("".join(current))
+            current = []
+        else:
+            current.append(ch)
+    items.append("".join(current))
+    return items
 
 
 def activation_index(run: RunDir) -> dict[str, Any]:
     """``activations/index.json``: ``{"clip_ids": [...], "layers": {key: {file, module, n_neurons}}}``."""
-    return run.read_json("activations/index.json", stage="record")
+    return ActivationCache.load(run).index
 
 
 def load_activations(run: RunDir, layer: str, index: dict[str, Any] | None = None) -> np.ndarray:
-    """``[n_clips, n_neurons]`` float32 activations of one recorded layer."""
-    index = index or activation_index(run)
-    if layer not in index["layers"]:
-        raise KeyError(f"layer {layer!r} was not recorded; recorded: {', '.join(index['layers'])}")
-    return np.load(run / "activations" / index["layers"][layer]["file"], mmap_mode="r")
-
-
-def read_neurons(run: RunDir) -> pd.DataFrame:
-    """``neurons.csv``: ``layer`` as text, ``neuron`` as int, every other column as written
-    (empty cells as ""); ``adjectives`` and ``open_concepts`` are "" when absent."""
-    df = run.read_csv("neurons.csv", stage="summarize")
-    df["layer"] = df["layer"].astype(str)
-    df["neuron"] = df["neuron"].astype(int)
-    for col in ("adjectives", "open_concepts"):
-        if col not in df:
-            df[col] = ""
-    return df
+    """``[n_clips, n_neurons]`` float32 activations of one recorded layer, memory-mapped
+    (:class:`ActivationCache`; ``index``: the :func:`activation_index` already read)."""
+    return ActivationCache.load(run, index)[layer]
 
 
 CLOSED_SET_EXTRA = ("tab", "icl", "icl_embedding")
@@ -523,12 +416,141 @@ def concept_columns(columns: Iterable[str], with_top5: bool = False) -> list[str
     return [x for c in top1 for x in (c, f"{c}_top5") if x in cols]
 
 
+@dataclass(frozen=True)
+class Table:
+    """How one CSV artifact of a run directory is read (:func:`read_table`)."""
+
+    stage: str
+    """The stage that writes it (named when it is missing)."""
+    text: tuple[str, ...] = ()
+    """Columns read as text, ``""`` when empty (``("*",)``: every column but ``ints``); list
+    cells among them are decoded by :func:`decode_list`."""
+    ints: tuple[str, ...] = ()
+    """Columns read as int."""
+    numeric: bool = False
+    """Empty cells of the other columns read as NaN (else as ``""``, as written)."""
+
+
+TABLES: dict[str, Table] = {
+    "clips.csv": Table("record", text=("clip_id",)),
+    "neuron_topk.csv": Table("record", text=("layer", "end", "clip_id"), ints=("neuron", "rank")),
+    "captions.csv": Table("caption", text=("clip_id", "caption")),
+    "features.csv": Table("caption", text=("clip_id",), numeric=True),
+    "tagger_predictions.csv": Table("caption", text=("clip_id", "top1", "top2", "top3")),
+    "summaries.csv": Table("summarize", text=("*",), ints=("neuron",)),
+    "neurons.csv": Table("summarize", text=("layer",), ints=("neuron",)),
+    "concept_spread.csv": Table("summarize", text=("layer", "method", "top_concept"), numeric=True),
+    "scores.csv": Table("evaluate", text=("layer", "scorer", "metric", "variant")),
+    "hidden_layer_accuracy.csv": Table(
+        "evaluate", text=("layer", "method", "label_top_class"), numeric=True
+    ),
+    "caption_quality.csv": Table("evaluate", text=("captioner", "method"), numeric=True),
+    "score_sanity.csv": Table("evaluate", text=("scorer", "metric", "variant"), numeric=True),
+    "score_baselines.csv": Table(
+        "evaluate", text=("layer", "scorer", "metric", "variant"), numeric=True
+    ),
+    "score_missing.csv": Table("evaluate", text=("layer", "scorer", "variant", "reason")),
+    "pruning.csv": Table("prune", text=("strategy", "concept"), numeric=True),
+    "pruning_summary.csv": Table("prune", text=("strategy",), numeric=True),
+}
+"""The CSV artifacts whose columns need more than pandas' guess; any other run file is read
+as written (empty cells as ``""``)."""
+
+
+@overload
+def read_table(run: RunDir, name: str, required: Literal[True] = True) -> pd.DataFrame: ...
+
+
+@overload
+def read_table(run: RunDir, name: str, required: bool) -> pd.DataFrame | None: ...
+
+
+def read_table(run: RunDir, name: str, required: bool = True) -> pd.DataFrame | None:
+    """The one reader of a CSV artifact ``name`` of ``run``, by its :data:`TABLES` entry. A
+    missing file is an error naming the stage that writes it (``required=False``: ``None``)."""
+    spec = TABLES.get(name, Table("earlier"))
+    if not run.exists(name):
+        if required:
+            run.require(name, spec.stage)
+        return None
+    kwargs: dict[str, Any] = {"na_values": [""]} if spec.numeric else {}
+    if spec.text == ("*",):
+        kwargs["dtype"] = str
+    elif spec.text:
+        kwargs["dtype"] = dict.fromkeys(spec.text, str)
+    df = run.read_csv(name, **kwargs)
+    text = [c for c in df.columns if c not in spec.ints] if spec.text == ("*",) else spec.text
+    for col in text:
+        if col in df:
+            df[col] = df[col].fillna("").astype(str)
+    for col in spec.ints:
+        if col in df:
+            df[col] = pd.to_numeric(df[col]).astype(int)
+    return df
+
+
 def read_clips(run: RunDir, clip_ids: Sequence[str] | None = None) -> pd.DataFrame:
     """``clips.csv`` (ids as str), in the activation arrays' row order when ``clip_ids`` is given."""
-    clips = run.read_csv("clips.csv", stage="record", dtype={"clip_id": str})
+    clips = read_table(run, "clips.csv")
     if clip_ids is not None:
         clips = clips.set_index("clip_id").reindex(list(clip_ids)).reset_index()
     return clips
+
+
+def read_topk(run: RunDir) -> pd.DataFrame:
+    """``neuron_topk.csv``: ``layer, neuron, end, rank, clip_id, activation`` (ids as str)."""
+    return read_table(run, "neuron_topk.csv")
+
+
+def read_captions(run: RunDir) -> pd.DataFrame:
+    """``captions.csv``: ``clip_id, caption``, both text."""
+    return read_table(run, "captions.csv")
+
+
+def caption_of(run: RunDir) -> dict[str, str]:
+    """``{clip_id: caption}`` of ``captions.csv``."""
+    caps = read_captions(run)
+    return dict(zip(caps["clip_id"], caps["caption"], strict=True))
+
+
+def read_features(run: RunDir) -> pd.DataFrame:
+    """``features.csv``: ``clip_id`` (text) and the acoustic measurements (NaN where empty)."""
+    return read_table(run, "features.csv")
+
+
+def read_summaries(run: RunDir) -> pd.DataFrame:
+    """``summaries.csv``: ``neuron`` as int, every other column text (``top_clips``,
+    ``bottom_clips``: list cells, :func:`decode_list`)."""
+    return read_table(run, "summaries.csv")
+
+
+def read_neurons(run: RunDir) -> pd.DataFrame:
+    """``neurons.csv``: ``layer`` as text, ``neuron`` as int, every other column as written
+    (empty cells as ""; list cells decoded by :func:`decode_list`); ``adjectives`` and
+    ``open_concepts`` are "" when absent."""
+    df = read_table(run, "neurons.csv")
+    for col in ("adjectives", "open_concepts"):
+        if col not in df:
+            df[col] = ""
+    return df
+
+
+def read_pruning(run: RunDir) -> pd.DataFrame:
+    """``pruning.csv`` (prune stage): one row per strategy, concept and draw."""
+    return read_table(run, "pruning.csv")
+
+
+def read_pruning_summary(run: RunDir) -> pd.DataFrame | None:
+    """``pruning_summary.csv`` (prune stage), ``None`` when the prune stage has not run."""
+    return read_table(run, "pruning_summary.csv", required=False)
+
+
+def read_model_info(run: RunDir, required: bool = False) -> dict[str, Any]:
+    """``model.json`` (record stage: what was dissected), ``{}`` when it is not there
+    (``required``: an error naming the record stage)."""
+    if required or run.exists("model.json"):
+        return dict(run.read_json("model.json", stage="record"))
+    return {}
 
 
 def input_fingerprint(run: RunDir, names: Iterable[str]) -> dict[str, list[int] | None]:
@@ -556,11 +578,9 @@ def read_scores(
     as int, ``value`` as float, NaN where undefined), optionally only the rows of one
     ``scorer``, ``metric`` and/or ``variant``; ``None`` when the evaluate stage has not written
     it."""
-    if not run.exists(SCORES):
+    df = read_table(run, SCORES, required=False)
+    if df is None:
         return None
-    df = run.read_csv(SCORES)
-    for col in ("layer", "scorer", "metric", "variant"):
-        df[col] = df[col].astype(str)
     df["neuron"] = pd.to_numeric(df["neuron"]).astype(int)
     df["n"] = pd.to_numeric(df["n"], errors="coerce").fillna(0).astype(int)
     df["value"] = pd.to_numeric(df["value"], errors="coerce")

@@ -244,7 +244,7 @@ def layer_activations(z: np.ndarray, width: int, kind: str, seed: int) -> np.nda
 def build_run(out: Path, size: str, k: int) -> tuple[Path, float]:
     """``<out>/run-<size>``: the base run's captions plus synthetic record-stage outputs."""
     from andlib.models.activations import topk_table
-    from andlib.store import ActivationCache, RunDir, save_npy
+    from andlib.store import ActivationCache, RunDir, read_clips, read_features, save_npy
 
     t0 = time.perf_counter()
     base = out / "base"
@@ -258,8 +258,8 @@ def build_run(out: Path, size: str, k: int) -> tuple[Path, float]:
         if (base / name).exists():
             shutil.copyfile(base / name, dest / name)
     shutil.copyfile(base / ".stages" / "caption.json", dest / ".stages" / "caption.json")
-    clips = pd.read_csv(dest / "clips.csv", dtype={"clip_id": str}, keep_default_na=False)
-    z = latent_factors(clips, pd.read_csv(dest / "features.csv", dtype={"clip_id": str}), 0)
+    clips = read_clips(RunDir(dest))
+    z = latent_factors(clips, read_features(RunDir(dest)), 0)
     blocks, hidden, inter = SIZES[size]
     layers: dict[str, dict[str, Any]] = {}
     acts_dir = dest / "activations"
@@ -407,7 +407,7 @@ def llm_worker(out: Path, size: str, requests: int, concurrency: int) -> dict[st
     """Requests per second of the summarize stage through the openai backend, the reply
     cache filled to every request of the stage, and a fully cached re-run."""
     from andlib.describe import summarize
-    from andlib.store import RunDir
+    from andlib.store import RunDir, caption_of, read_topk
     from andlib.text.llm import LLM, OpenAILLM, ReplyCache, get_llm
     from andlib.text.loopback import loopback_process
 
@@ -422,9 +422,8 @@ def llm_worker(out: Path, size: str, requests: int, concurrency: int) -> dict[st
         shutil.copyfile(src / name, dest / name)
     for stage in ("record", "caption"):
         shutil.copyfile(src / ".stages" / f"{stage}.json", dest / ".stages" / f"{stage}.json")
-    topk = pd.read_csv(dest / "neuron_topk.csv", dtype={"clip_id": str}, keep_default_na=False)
-    caps = pd.read_csv(dest / "captions.csv", dtype={"clip_id": str}, keep_default_na=False)
-    captions = dict(zip(caps["clip_id"], caps["caption"], strict=True))
+    topk = read_topk(RunDir(dest))
+    captions = caption_of(RunDir(dest))
     keys = topk[["layer", "neuron"]].drop_duplicates()
     n_all = 2 * len(keys)
     n_first = max(1, min(requests, n_all) // 2)

@@ -1,7 +1,6 @@
 """Speed of the extractive summarizer: milliseconds per neuron, cold and with parsed captions.
 
-    python benchmarks/bench_summarize.py [--captions runs/default/captions.csv] [--k 5]
-                                         [--neurons 400]
+    python benchmarks/bench_summarize.py [--captions runs/default] [--k 5] [--neurons 400]
 
 The test suite checks the cost in operations (each distinct caption clause is parsed once,
 ever: ``tests/describe/test_summarize.py``); this prints the time that buys. Each "neuron" summarizes
@@ -32,18 +31,22 @@ POOL = [
 
 
 def load_pool(path: str | None) -> tuple[list[str], str]:
-    candidate = Path(path) if path else PROJECT_ROOT / "runs" / "default" / "captions.csv"
-    if candidate.is_file():
-        import pandas as pd
+    """The captions of a run directory (or of the run whose ``captions.csv`` ``path`` names),
+    read by the store; else :data:`POOL`."""
+    candidate = Path(path) if path else PROJECT_ROOT / "runs" / "default"
+    folder = candidate.parent if candidate.name == "captions.csv" else candidate
+    if (folder / "captions.csv").is_file():
+        from andlib.store import RunDir, read_captions
 
-        captions = pd.read_csv(candidate, keep_default_na=False)["caption"].astype(str).tolist()
-        return captions, str(candidate)
+        return read_captions(RunDir(folder))["caption"].tolist(), str(folder / "captions.csv")
     return POOL, "built-in pool"
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--captions", help="a run's captions.csv (default: runs/default's, if any)")
+    ap.add_argument(
+        "--captions", help="a run directory or its captions.csv (default: runs/default, if any)"
+    )
     ap.add_argument("--k", type=int, default=5, help="captions per neuron")
     ap.add_argument("--neurons", type=int, default=400)
     args = ap.parse_args()

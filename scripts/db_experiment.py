@@ -22,7 +22,7 @@ from andlib.describe.concepts import caption_concept_probs
 from andlib.describe.similarity import get_similarity, top_concepts
 from andlib.evaluate.hidden import accuracy_and_chance, clip_concepts, majority, shared_classes
 from andlib.evaluate.scores import class_names
-from andlib.store import ActivationCache, RunDir, read_clips
+from andlib.store import ActivationCache, RunDir, caption_of, read_clips
 from andlib.text.concept_sets import load_concept_set
 from andlib.text.embeddings import get_embedder
 from andlib.text.names import normalize_concept
@@ -92,9 +92,8 @@ def main() -> None:
     run = RunDir.from_config(cfg)
     cache = ActivationCache.load(run)
     clips = read_clips(run, cache.clip_ids)
-    captions = run.read_csv("captions.csv", dtype=str)
-    caption_of = dict(zip(captions["clip_id"], captions["caption"], strict=True))
-    texts = [caption_of.get(c, "") for c in cache.clip_ids]
+    captions = caption_of(run)
+    texts = [captions.get(c, "") for c in cache.clip_ids]
     concepts = load_concept_set(cfg.concepts.concept_set)
     embedder = get_embedder(cfg)
     probs = {t: caption_concept_probs(texts, concepts, embedder, template=t) for t in (BARE, ICL)}

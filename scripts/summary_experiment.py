@@ -32,7 +32,7 @@ from andlib.describe.concepts import (
     load_concept_set,
 )
 from andlib.evaluate.scorers.runner import score_run
-from andlib.store import RunDir
+from andlib.store import RunDir, caption_of, encode_list, read_topk
 from andlib.text.embeddings import get_embedder
 from andlib.text.extractive import summarize_captions
 
@@ -48,10 +48,9 @@ def main() -> None:
     args = ap.parse_args()
     cfg = load_config(args.config or str(args.run / "config.yaml"))
     run = RunDir(args.run)
-    topk = run.read_csv("neuron_topk.csv")
+    topk = read_topk(run)
     topk = topk[topk["rank"] < cfg.k].sort_values("rank", kind="stable")
-    caps = run.read_csv("captions.csv", dtype={"clip_id": str})
-    caption_of = dict(zip(caps["clip_id"].astype(str), caps["caption"].astype(str), strict=True))
+    captions = caption_of(run)
     groups: dict[tuple[str, int], tuple[list[str], list[str]]] = {}
     for layer, neuron, end, clip in zip(
         topk["layer"], topk["neuron"], topk["end"], topk["clip_id"].astype(str), strict=True
@@ -72,7 +71,7 @@ def main() -> None:
         for share, items, sources, source_share in grid:
             texts = {
                 ids: summarize_captions(
-                    [caption_of[c] for c in ids], items, share, sources, source_share
+                    [captions[c] for c in ids], items, share, sources, source_share
                 )
                 for pair in frozen.values()
                 for ids in pair
@@ -91,8 +90,8 @@ def main() -> None:
                 {
                     "layer": [k[0] for k in frozen],
                     "neuron": [k[1] for k in frozen],
-                    "top_clips": [" ".join(hi) for hi, _ in frozen.values()],
-                    "bottom_clips": [" ".join(lo) for _, lo in frozen.values()],
+                    "top_clips": [encode_list(hi) for hi, _ in frozen.values()],
+                    "bottom_clips": [encode_list(lo) for _, lo in frozen.values()],
                     "high_summary": highs,
                     "low_summary": lows,
                     "calibrated_summary": calibrated,

@@ -23,8 +23,8 @@ import pytest
 
 from andlib.report.atlas import build_atlas
 from andlib.store import RunDir
+from tests.report.test_atlas import enrich_run
 from tests.report.test_browser import make_run_dir
-from tests.test_atlas import enrich_run
 
 
 def _find(*names: str) -> str | None:

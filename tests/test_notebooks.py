@@ -122,3 +122,55 @@ def test_notebook_has_a_parameters_cell_mapping_onto_the_config(path):
 def test_notebook_names_its_kernel_language_for_papermill(path):
     kernelspec = json.loads(path.read_text())["metadata"].get("kernelspec", {})
     assert kernelspec.get("language") == "python" and kernelspec.get("name") == "python3"
+
+
+NOTEBOOK_STAGES = {
+    "00": "train",
+    "01": "record",
+    "02": "caption",
+    "03": "summarize",
+    "04": "evaluate",
+    "05": "prune",
+    "06": "analyze",
+    "07": "atlas",
+    "08": "pitch",
+}
+"""The CLI stage (``andlib.pipeline.STAGES``) each numbered notebook runs."""
+
+
+def stage_calls(source: str) -> tuple[list[str], list[str]]:
+    """``(stages run through pipeline.run_stage, other run_stage-like calls)`` in ``source``."""
+    through, around = [], []
+    for node in ast.walk(ast.parse(source)):
+        if not isinstance(node, ast.Call) or not isinstance(node.func, ast.Attribute | ast.Name):
+            continue
+        name = getattr(node.func, "attr", getattr(node.func, "id", ""))
+        owner = node.func.value if isinstance(node.func, ast.Attribute) else None
+        if name == "run_stage" and isinstance(owner, ast.Name) and owner.id == "pipeline":
+            arg = node.args[0] if node.args else None
+            through.append(arg.value if isinstance(arg, ast.Constant) else ast.unparse(node))
+        elif name in ("run_stage", "build_atlas", "run_controls", "compare"):
+            around.append(ast.unparse(node))
+    return through, around
+
+
+def test_stage_check_tells_pipeline_calls_from_direct_ones():
+    src = 'pipeline.run_stage("atlas", cfg)\nbuild_atlas(run, cfg)\nscores.run_stage(cfg, run)\n'
+    assert stage_calls(src) == (["atlas"], ["build_atlas(run, cfg)", "scores.run_stage(cfg, run)"])
+
+
+def test_every_numbered_notebook_has_a_stage():
+    assert sorted(NOTEBOOK_STAGES) == [p.name[:2] for p in NOTEBOOKS]
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=[p.name for p in NOTEBOOKS])
+def test_notebook_runs_its_stage_through_the_pipeline(path):
+    from andlib.pipeline import STAGES
+
+    source = (PROJECT_ROOT / "notebooks" / "src" / f"{path.stem}.py").read_text()
+    through, around = stage_calls(source)
+    stage = NOTEBOOK_STAGES[path.name[:2]]
+    assert stage in STAGES and through == [stage], (
+        f"runs {through}, not pipeline.run_stage({stage!r})"
+    )
+    assert not around, f"runs stages around the pipeline: {around}"

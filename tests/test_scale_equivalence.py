@@ -1,5 +1,5 @@
-"""The speed-ups of issue #16 change no result: on the smoke config, ``neurons.csv``,
-``last_layer.json`` and ``scores.csv`` are byte for byte the same
+"""The describe stages' speed-ups (caches, memos) change no result: on the smoke config,
+``neurons.csv``, ``last_layer.json`` and ``scores.csv`` are byte for byte the same
 
 - from the reference code path (embeddings remembered in memory only, as before the disk
   cache; every caption's sources and qualities worked out again for every neuron, as before
@@ -29,7 +29,7 @@ from andlib.store import RunDir
 from tests.conftest import requires_esc50
 
 OUTPUTS = ("neurons.csv", "last_layer.json", "scores.csv")
-UPSTREAM = ("record", "caption")
+UPSTREAM = ("train", "record", "caption")
 # the stages (their cache records in .stages/) run by andlib.pipeline.stage_function
 DOWNSTREAM = ("summarize", "concepts", "controls", "evaluate")
 

@@ -33,6 +33,7 @@ from andlib.data.audio import (
     _limit,
 )
 from andlib.data.esc50 import esc50
+from andlib.store import encode_list
 
 log = logging.getLogger(__name__)
 
@@ -295,7 +296,7 @@ def synthetic_probes(cfg: Config, specs: list[ProbeSpec] | None = None) -> Probi
             "path": [""] * len(specs),
             "label": [kinds.index(s.kind) for s in specs],
             "category": [s.kind for s in specs],
-            "tags": [";".join(s.tags) for s in specs],
+            "tags": [encode_list(s.tags) for s in specs],
             **{
                 k: [s.params.get(k) for s in specs]
                 for k in sorted({k for s in specs for k in s.params})

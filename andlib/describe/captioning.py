@@ -49,7 +49,7 @@ from andlib.describe.captioners import (
 )
 from andlib.describe.encoder_features import EncoderFeatures, check_same_model
 from andlib.describe.wording import LABEL_PHRASE_VERSION
-from andlib.store import RunDir, Stage
+from andlib.store import RunDir, Stage, read_captions, read_clips
 
 log = logging.getLogger(__name__)
 
@@ -108,7 +108,7 @@ def _clip_order(run: RunDir) -> list[str] | None:
     """The clip ids of ``clips.csv`` (the activation rows) when the record stage wrote it."""
     if not run.exists("clips.csv"):
         return None
-    return run.read_csv("clips.csv", dtype={"clip_id": str})["clip_id"].tolist()
+    return read_clips(run)["clip_id"].tolist()
 
 
 def _in_order(ps: ProbingSet, order: list[str]) -> ProbingSet:
@@ -169,7 +169,7 @@ def run_stage(cfg: Config, run: RunDir) -> dict[str, Any]:
     key = SPEC.key(cfg, run)
     outputs = ["captions.csv", "features.csv"]
     if run.is_fresh(STAGE, key):
-        n = len(run.read_csv("captions.csv"))
+        n = len(read_captions(run))
         return {"captioner": captioner.name, "captions": n, "reused": True}
     ps = load_probing_set(cfg)
     if order is not None:

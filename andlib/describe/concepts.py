@@ -82,7 +82,16 @@ from andlib.describe.tab import ClapScorer as ClapScorer
 from andlib.describe.tab import TABUnavailable as TABUnavailable
 from andlib.describe.tab import load_clap as load_clap
 from andlib.describe.tab import tab_concepts as tab_concepts
-from andlib.store import RESOURCE_DIR, ActivationCache, RunDir, Stage
+from andlib.store import (
+    RESOURCE_DIR,
+    ActivationCache,
+    RunDir,
+    Stage,
+    encode_list,
+    read_captions,
+    read_clips,
+    read_summaries,
+)
 from andlib.text.concept_sets import concept_set_resource
 from andlib.text.concept_sets import display_name as display_name
 from andlib.text.concept_sets import load_concept_set as load_concept_set
@@ -120,11 +129,11 @@ def stage_resources(cfg: Config) -> list[str]:
 
 
 def _join(items: Sequence[str]) -> str:
-    return ";".join(items)
+    return encode_list(items)
 
 
 def _join_scores(values: Sequence[float]) -> str:
-    return ";".join(f"{v:.6g}" for v in values)
+    return encode_list(f"{v:.6g}" for v in values)
 
 
 def _label(layer: str, neuron: int) -> str:
@@ -357,10 +366,9 @@ def run_stage(cfg: Config, run: RunDir) -> dict[str, Any]:
     key = SPEC.key(cfg, run)
     if run.is_fresh(STAGE, key):
         return {"neurons": "up to date"}
-    summaries = run.read_csv("summaries.csv", stage="summarize", dtype=str)
-    summaries["neuron"] = summaries["neuron"].astype(int)
-    captions = run.read_csv("captions.csv", stage="caption", dtype=str)
-    clips = run.read_csv("clips.csv", stage="record", dtype=str)
+    summaries = read_summaries(run)
+    captions = read_captions(run)
+    clips = read_clips(run)
     cache = ActivationCache.load(run)
     found = describe_neurons(cfg, summaries, captions, clips, cache, run.logger(STAGE))
     run.write_csv("neurons.csv", found.neurons)

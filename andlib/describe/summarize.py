@@ -34,17 +34,18 @@ from typing import Any
 import pandas as pd
 
 from andlib.config import Config
-from andlib.store import RunDir, Stage
+from andlib.store import RunDir, Stage, caption_of, encode_list, read_summaries, read_topk
 from andlib.text.caption_parse import caption_attributes
 from andlib.text.extractive import source_phrases, summarize_captions
 from andlib.text.llm import LLM, get_llm
 from andlib.text.prompts import summarize_messages
 
 STAGE = "summarize"
-SUMMARY_VERSION = 3
-"""Bump when the extractive summaries' rules or wording change: it enters the stage key, so
-cached ``summaries.csv`` files are recomputed (2: only what the clips share, sources first;
-3: the captions' own phrases first, counts after them)."""
+SUMMARY_VERSION = 4
+"""Bump when the extractive summaries' rules or wording or the file's format change: it
+enters the stage key, so cached ``summaries.csv`` files are recomputed (2: only what the clips
+share, sources first; 3: the captions' own phrases first, counts after them; 4: the clip ids
+of ``top_clips``/``bottom_clips`` in the store's list codec, :func:`andlib.store.encode_list`)."""
 COLUMNS = ["layer", "neuron", "top_clips", "bottom_clips", "high_summary", "low_summary"]
 
 # --------------------------------------------------------------------------------------------
@@ -103,7 +104,8 @@ def summarize_all(
 
     All neurons go to the backend as one batch (the openai backend runs them concurrently).
     Returns one row per neuron, in the table's order, with the columns of ``summaries.csv``:
-    ``layer, neuron, top_clips, bottom_clips`` (clip ids space-separated, rank order),
+    ``layer, neuron, top_clips, bottom_clips`` (clip ids in rank order, one list cell each:
+    :func:`andlib.store.encode_list`),
     ``high_summary, low_summary``. ``k`` keeps ranks ``< k`` only.
     """
     missing_cols = {"layer", "neuron", "end", "rank", "clip_id"} - set(topk_table.columns)
@@ -137,7 +139,7 @@ def summarize_all(
     labels = [f"{layer} neuron {neuron}" for layer, neuron in clips]
     summaries = _summarize_pairs(pairs, llm, labels)
     rows = [
-        (layer, neuron, " ".join(hi), " ".join(lo), high_s, low_s)
+        (layer, neuron, encode_list(hi), encode_list(lo), high_s, low_s)
         for ((layer, neuron), (hi, lo)), (high_s, low_s) in zip(
             clips.items(), summaries, strict=True
         )
@@ -167,13 +169,13 @@ def run_stage(cfg: Config, run: RunDir) -> dict[str, Any]:
     """
     key = SPEC.key(cfg, run)
     if run.is_fresh(STAGE, key):
-        return {"summaries": len(run.read_csv("summaries.csv")), "reused": True}
+        return {"summaries": len(read_summaries(run)), "reused": True}
     log = run.logger(STAGE)
-    topk = run.read_csv("neuron_topk.csv", stage="record")
-    caps = run.read_csv("captions.csv", stage="caption")
+    topk = read_topk(run)
+    captions = caption_of(run)
     llm = get_llm(cfg.llm, cfg.cache_path)
     t0 = time.time()
-    df = summarize_all(topk, dict(zip(caps["clip_id"], caps["caption"], strict=True)), llm, cfg.k)
+    df = summarize_all(topk, captions, llm, cfg.k)
     seconds = time.time() - t0
     run.write_csv("summaries.csv", df)
     log.info(

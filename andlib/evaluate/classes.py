@@ -20,8 +20,9 @@ from typing import Any
 import pandas as pd
 
 from andlib.config import Config, ConfigError
-from andlib.evaluate.labels import match_class, normalize_label
-from andlib.store import RunDir, read_clips
+from andlib.evaluate.labels import match_class
+from andlib.store import RunDir, read_clips, read_model_info
+from andlib.text.names import normalize_label
 
 log = logging.getLogger(__name__)
 
@@ -79,7 +80,7 @@ def class_names(run: RunDir, n_classes: int | None = None) -> list[str] | None:
     only when it names every output ``0 .. n_classes - 1``). Generic names (``LABEL_0``,
     :func:`generic_names`) count as none: they would score 0 against any concept.
     """
-    info = run.read_json("model.json") if run.exists("model.json") else {}
+    info = read_model_info(run)
     names = _model_json_names(info)
     if generic_names(names):
         names = None
@@ -200,8 +201,7 @@ def classifier_truth(cfg: Config, run: RunDir, n_classes: int) -> ClassifierTrut
         mapping[label] = None if value is None else _class_index(value, names, n_classes, key)
     if names is None:
         if not any(i is not None for i in mapping.values()):
-            info = run.read_json("model.json") if run.exists("model.json") else {}
-            found = _model_json_names(info)
+            found = _model_json_names(read_model_info(run))
             what = (
                 f"generic ({', '.join(found[:3])}, ...)"
                 if generic_names(found) and found

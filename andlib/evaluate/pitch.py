@@ -63,7 +63,14 @@ from andlib.config import Config, rng
 from andlib.data.notes import parse_pitches
 from andlib.data.pitched import ATTRIBUTES
 from andlib.layout import read_table, sort_layers, strategy_runs
-from andlib.store import RunDir, Stage, concept_columns, read_scores
+from andlib.store import (
+    RunDir,
+    Stage,
+    concept_columns,
+    read_clips,
+    read_model_info,
+    read_scores,
+)
 
 log = logging.getLogger(__name__)
 
@@ -211,12 +218,12 @@ def bin_hz(run: RunDir) -> np.ndarray:
     """The output bins' centre frequencies of the run's model (from ``model.json``)."""
     from andlib.models.pitch import bin_frequencies
 
-    info = run.read_json("model.json", stage="record")
+    info = read_model_info(run, required=True)
     return np.asarray(bin_frequencies(str(info["model_id"])), dtype=np.float64)
 
 
 def _clips(run: RunDir) -> pd.DataFrame:
-    clips = run.read_csv("clips.csv", stage="record", dtype={"clip_id": str})
+    clips = read_clips(run)
     for col in {"f0_hz", "midi", *ATTRIBUTES.values()} & set(clips.columns):
         clips[col] = pd.to_numeric(clips[col], errors="coerce")
     return clips
@@ -277,7 +284,7 @@ def last_layer_report(cfg: Config, run: RunDir, layer: str = "classifier") -> di
         "chance_within_1_semitone": primary["chance_within_1_semitone"],
         "n_neurons": primary["n_neurons"],
         "n_stated": primary["n_stated"],
-        "model": str(run.read_json("model.json").get("model_id", "")),
+        "model": str(read_model_info(run).get("model_id", "")),
         "layer": layer,
         "method": "calibrated summary (high summary where calibration left nothing)",
         "in_range_hz": [round(lo, 2), round(hi, 2)],

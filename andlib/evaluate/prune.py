@@ -117,7 +117,9 @@ from andlib.store import (
     Stage,
     activation_index,
     read_clips,
+    read_model_info,
     read_neurons,
+    read_pruning_summary,
 )
 from andlib.text.names import normalize_concept
 
@@ -251,7 +253,7 @@ def _module_paths(
     run: RunDir, target: Any, index: dict[str, Any], layers: list[str]
 ) -> dict[str, str]:
     """Module path of each layer: ``index.json``, else ``model.json``, else ``resolve_layers``."""
-    info = run.read_json("model.json").get("layers", {}) if run.exists("model.json") else {}
+    info = read_model_info(run).get("layers", {})
     paths = {}
     for layer in layers:
         path = index["layers"][layer].get("module")
@@ -352,7 +354,7 @@ def pruning_experiment(cfg: Config, run: RunDir, target: Any = None) -> pd.DataF
     index = activation_index(run)
     neurons = read_neurons(run)
     layers = prune_layers(cfg, index)
-    head = run.read_json("model.json").get("head_layer") if run.exists("model.json") else None
+    head = read_model_info(run).get("head_layer")
     if head:  # a probe head reads block <h>: the blocks above cannot change its logits
         depth = int(str(head).split(".")[1])
         layers = [name for name in layers if _block_index(name) <= depth]
@@ -407,13 +409,10 @@ def pruning_experiment(cfg: Config, run: RunDir, target: Any = None) -> pd.DataF
 # --------------------------------------------------------------------------------------------
 
 
-def read_pruning(run: RunDir) -> pd.DataFrame:
-    """``pruning.csv`` with numeric columns (empty cells are NaN, not "")."""
-    return pd.read_csv(run.require("pruning.csv", STAGE))
-
-
 def _summary(run: RunDir) -> dict[str, Any]:
-    table = pd.read_csv(run.require("pruning_summary.csv", STAGE))
+    table = read_pruning_summary(run)
+    if table is None:
+        raise FileNotFoundError(f"{run / 'pruning_summary.csv'} is missing: run the prune stage")
     out: dict[str, Any] = {}
     for _, r in table.iterrows():
         out[f"prune.{r['strategy']}"] = (

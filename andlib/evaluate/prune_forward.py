@@ -57,7 +57,7 @@ class ASTSuffix:
     cached tensor with its neurons zeroed, then the remaining blocks with every later mask.
     In the last block only the two pooled tokens are carried past the keys and values (the
     head reads nothing else). Everything else is the model's own modules, so the logits equal a
-    full masked forward pass to float rounding (``tests/test_prune.py`` checks it).
+    full masked forward pass to float rounding (``tests/evaluate/test_prune_forward.py`` checks it).
     """
 
     def __init__(self, module: nn.Module, points: Mapping[str, Point]):

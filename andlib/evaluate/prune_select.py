@@ -1,7 +1,7 @@
 """Choosing the neurons of a concept for pruning (:mod:`andlib.evaluate.prune`).
 
 ``ocp`` matches the neuron's open concepts against the concept's words (light stemming,
-:func:`stem`; ``prune.ocp_match``), ``db`` and ``tab`` look for the concept among the neuron's
+:func:`andlib.text.names.stem`; ``prune.ocp_match``), ``db`` and ``tab`` look for the concept among the neuron's
 top closed-set concepts (at most ``prune.max_share`` of a layer, :func:`layer_cap`, those with
 the highest score kept), and ``random`` draws as many neurons per layer as a strategy chose
 (:func:`random_neurons`). :class:`Selector` reads ``neurons.csv`` once for every concept.
@@ -16,48 +16,18 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from andlib.store import ArtifactError, split_list
-from andlib.text.names import normalize_concept, ranked_concepts
-
-_SUFFIXES = [
-    ("sses", "ss"),
-    ("shes", "sh"),
-    ("ches", "ch"),
-    ("xes", "x"),
-    ("ies", "y"),
-    ("ied", "y"),
-    ("ing", ""),
-    ("ed", ""),
-    ("s", ""),
-]
-
-
-def stem(word: str) -> str:
-    """A light, deterministic stemmer so inflections meet: drops/drop, crying/cry/cries,
-    dripping/drip, sneezing/sneeze, glasses/glass (final ``e`` and doubled consonants dropped)."""
-    w = word.lower().strip()
-    for suffix, repl in _SUFFIXES:
-        if not w.endswith(suffix) or (suffix == "s" and w.endswith("ss")):
-            continue
-        base = w[: -len(suffix)] + repl
-        if len(base) >= 3:
-            if suffix in ("ing", "ed") and len(base) >= 4 and base[-1] == base[-2]:
-                if base[-1] not in "lsz":
-                    base = base[:-1]
-            w = base
-        break
-    if len(w) > 3 and w.endswith("e"):
-        w = w[:-1]
-    return w
+from andlib.store import ArtifactError, decode_list
+from andlib.text.names import normalize_concept, ranked_concepts, stems
+from andlib.text.names import stem as stem
 
 
 def concept_words(concept: str) -> list[str]:
     """Stemmed words of a concept name: ``water_drops`` -> ``["water", "drop"]``."""
-    return [stem(w) for w in normalize_concept(concept).split()]
+    return stems(concept)
 
 
 def _open_words(open_concepts: Sequence[str]) -> set[str]:
-    return {stem(w) for c in open_concepts for w in normalize_concept(c).split()}
+    return {w for c in open_concepts for w in stems(c)}
 
 
 def _ocp_hit(have: set[str], concept: str, how: str) -> bool:
@@ -121,7 +91,7 @@ class Selector:
         records = rows.to_dict("records")
         self.scores: list[dict[str, float]] = []
         if strategy == "ocp":
-            self.concepts = [_open_words(split_list(r.get("open_concepts", ""))) for r in records]
+            self.concepts = [_open_words(decode_list(r.get("open_concepts", ""))) for r in records]
         else:
             method = f"db_{db_similarity}" if strategy == "db" else "tab"
             if method not in rows.columns:
@@ -164,8 +134,8 @@ def concept_scores(row: Mapping[str, Any], method: str) -> dict[str, float]:
             f"neurons.csv has no {method}_top5_scores column: re-run the concepts stage "
             f"(python -m andlib summarize --config ...)"
         )
-    names = split_list(row.get(f"{method}_top5", ""))
-    values = [float(v) for v in split_list(row.get(f"{method}_top5_scores", ""))]
+    names = decode_list(row.get(f"{method}_top5", ""))
+    values = [float(v) for v in decode_list(row.get(f"{method}_top5_scores", ""))]
     if len(names) != len(values):
         raise ValueError(f"neurons.csv: {len(names)} {method} concepts but {len(values)} scores")
     return {normalize_concept(n): v for n, v in zip(names, values, strict=True)}

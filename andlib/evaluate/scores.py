@@ -64,7 +64,6 @@ from andlib.evaluate.controls_read import sweep_rates as sweep_rates
 from andlib.evaluate.hidden import HIDDEN_COLUMNS, hidden_layer_report
 from andlib.evaluate.labels import _stems as _stems
 from andlib.evaluate.labels import match_class as match_class
-from andlib.evaluate.labels import normalize_label as normalize_label
 from andlib.evaluate.scorers.base import VARIANTS
 from andlib.evaluate.scorers.base import description_clips as description_clips
 from andlib.evaluate.scorers.base import description_of as description_of
@@ -84,9 +83,11 @@ from andlib.store import (
     read_clips,
     read_neurons,
     read_scores,
+    read_table,
 )
 from andlib.text.concept_sets import load_concept_set
 from andlib.text.names import normalize_concept, ranked_concepts
+from andlib.text.names import normalize_label as normalize_label
 
 STAGE = "evaluate"
 VERSION = 4
@@ -388,7 +389,7 @@ def _summary(run: RunDir, cfg: Config) -> dict[str, Any]:
             if metric in HEADLINE_METRICS:
                 out[f"{scorer}.{metric}.{variant}"] = f"{value:.3f}"
     if run.exists("score_sanity.csv"):
-        sanity = run.read_csv("score_sanity.csv")
+        sanity = read_table(run, "score_sanity.csv")
         failing = sanity[sanity["passes"].astype(str) != "True"]
         out["sanity_failures"] = (
             ", ".join(f"{r.scorer}.{r.metric} ({r.variant})" for r in failing.itertuples())

@@ -44,7 +44,15 @@ from andlib.models.layers import LayerError as LayerError
 from andlib.models.layers import known_presets as known_presets
 from andlib.models.layers import resolve_layers as resolve_layers
 from andlib.models.registry import load_target
-from andlib.store import ACTIVATIONS, ActivationCache, RunDir, Stage, save_npy, write_json
+from andlib.store import (
+    ACTIVATIONS,
+    ActivationCache,
+    RunDir,
+    Stage,
+    read_model_info,
+    save_npy,
+    write_json,
+)
 
 log = logging.getLogger(__name__)
 
@@ -466,8 +474,7 @@ def run_stage(cfg: Config, run: RunDir) -> dict[str, Any]:
     ``activations/``, ``neuron_topk.csv`` and ``model.json``. Reused when nothing changed."""
     key = SPEC.key(cfg, run)
     if run.is_fresh(STAGE, key):
-        info = run.read_json("model.json")
-        return _summary(info, reused=True)
+        return _summary(read_model_info(run, required=True), reused=True)
     logger = run.logger(STAGE)
     t0 = time.time()
     probing_set = load_probing_set(cfg)

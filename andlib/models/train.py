@@ -25,8 +25,9 @@ place, so an interrupted run never leaves a half model. The pretrained encoder i
 them (``ssl-pretrained-<hash>/``) and shared by both ssl strategies.
 
 Public surface: :data:`STRATEGIES`, :func:`ensure_trained`, :func:`train_model`,
+:func:`trained_model` (what loaders call: never trains), :func:`is_trained`,
 :func:`model_dir`, :func:`train_seed`, :func:`with_train_seed`, :func:`read_metrics`,
-:func:`read_history`, :func:`run_stage`; the pieces
+:func:`read_history`, :func:`planned_models`, :data:`SPEC`, :func:`run_stage`; the pieces
 used by the tests: :func:`load_features`, :func:`build_model`, :func:`augment`,
 :class:`MaskedSpectrogramModel`, :func:`fit_classifier`, :func:`linear_probe`, :func:`accuracy`;
 :data:`ARCHITECTURE` (the ``cfg.train`` fields that shape the model). The features and their
@@ -63,7 +64,7 @@ from andlib.models.train_loop import checkpoint_dir as checkpoint_dir
 from andlib.models.train_loop import fit_classifier as fit_classifier
 from andlib.models.train_loop import linear_probe as linear_probe
 from andlib.models.train_loop import model_from_init as model_from_init
-from andlib.store import RunDir, write_json
+from andlib.store import RunDir, Stage, write_json
 
 log = logging.getLogger(__name__)
 
@@ -346,12 +347,43 @@ def train_model(cfg: Config, strategy: str | None = None) -> Path:
 
 def ensure_trained(cfg: Config, strategy: str | None = None) -> Path:
     """The cached model folder for ``strategy`` (default ``cfg.train.strategy``); trains it
-    first when it is missing."""
+    first when it is missing. Only the ``train`` stage calls it: loaders use
+    :func:`trained_model`, which never trains."""
     path = model_dir(cfg, strategy)
-    if (path / METRICS_FILE).exists():
+    if is_trained(path):
         log.info("reusing trained model %s", path)
         return path
     return train_model(cfg, strategy)
+
+
+def is_trained(path: str | os.PathLike) -> bool:
+    """Whether ``path`` holds a finished trained model (its metrics are written last)."""
+    return (Path(path) / METRICS_FILE).exists()
+
+
+def train_command(cfg: Config) -> str:
+    """The command that trains what ``cfg`` needs: ``python -m andlib train --config ...``."""
+    from andlib.config import PROJECT_ROOT
+
+    config = Path("configs") / f"{cfg.name}.yaml"
+    shown = str(config) if (PROJECT_ROOT / config).is_file() else "<your config>"
+    return f"python -m andlib train --config {shown}"
+
+
+def trained_model(cfg: Config, strategy: str | None = None) -> Path:
+    """The cached model folder for ``strategy`` (default ``cfg.train.strategy``), never trained
+    here: when it is missing, a :class:`~andlib.models.base.ModelLoadError` naming the command
+    that trains it (the ``train`` stage, which the pipeline runs before ``record``)."""
+    from andlib.models.base import ModelLoadError
+
+    strategy = _check_strategy(strategy, cfg)
+    path = model_dir(cfg, strategy)
+    if not is_trained(path):
+        raise ModelLoadError(
+            f"trained:{strategy} is not trained yet (no model in {path}): run "
+            f"`{train_command(cfg)}` first, with the same --set overrides"
+        )
+    return path
 
 
 SUMMARY_KEYS = ("train_accuracy", "heldout_accuracy", "train_seconds", "epochs", "steps")
@@ -368,27 +400,53 @@ def strategies_to_train(cfg: Config) -> list[str]:
     return []
 
 
+def planned_models(cfg: Config) -> list[tuple[int | None, str, Path]]:
+    """``(training seed or None, strategy, model folder)`` of every model the ``train`` stage
+    makes for ``cfg`` (:func:`strategies_to_train`, once per seed of ``cfg.seeds``), in order."""
+    strategies = strategies_to_train(cfg)
+    seeds: list[int | None] = list(cfg.seeds) if cfg.seeds else [None]
+    return [
+        (seed, strategy, model_dir(with_train_seed(cfg, seed), strategy))
+        for seed in seeds
+        for strategy in strategies
+    ]
+
+
+def _stage_settings(cfg: Config, run: RunDir) -> dict[str, Any]:
+    return {"models": [path.name for _, _, path in planned_models(cfg)]}
+
+
+STAGE = "train"
+SPEC = Stage(STAGE, settings=_stage_settings)
+"""The ``train`` stage's key: the cache folder names of the models it makes, each a hash of
+the training settings its strategy reads, the data settings and the training seed
+(:func:`model_dir`). The models live in ``<cache_dir>/models/``, shared by every run."""
+
+
 def run_stage(cfg: Config, run: RunDir) -> dict[str, Any]:
     """Train (or reuse) the model(s) the config needs; return their metrics.
 
     One strategy: its metrics and ``model_dir``. Several (``cfg.strategies``): the same keys
     prefixed ``<strategy>.``; with ``cfg.seeds``, every strategy once per training seed,
-    prefixed ``<strategy>.seed<k>.``.
+    prefixed ``<strategy>.seed<k>.``. A target that needs no training (a hub checkpoint, a
+    pitch network, a Whisper encoder): nothing to do. Recorded as the run's ``train`` stage
+    (:data:`SPEC`).
     """
-    strategies = strategies_to_train(cfg)
-    if not strategies:
+    planned = planned_models(cfg)
+    if not planned:
         return {
             "train": f"nothing to train: model.name={cfg.model.name!r} is not trained:<strategy>"
         }
+    key = SPEC.key(cfg, run)
+    several = len({strategy for _, strategy, _ in planned}) > 1
     summary: dict[str, Any] = {}
-    seeds: list[int | None] = list(cfg.seeds) if cfg.seeds else [None]
-    for seed in seeds:
-        seeded = with_train_seed(cfg, seed)
-        for strategy in strategies:
-            path = ensure_trained(seeded, strategy)
-            metrics = read_metrics(path)
-            row = {"model_dir": str(path), **{k: metrics.get(k) for k in SUMMARY_KEYS}}
-            prefix = f"{strategy}." if len(strategies) > 1 or seed is not None else ""
-            prefix += f"seed{seed}." if seed is not None else ""
-            summary.update({f"{prefix}{k}": v for k, v in row.items()})
+    for seed, strategy, _ in planned:
+        path = ensure_trained(with_train_seed(cfg, seed), strategy)
+        metrics = read_metrics(path)
+        row = {"model_dir": str(path), **{k: metrics.get(k) for k in SUMMARY_KEYS}}
+        prefix = f"{strategy}." if several or seed is not None else ""
+        prefix += f"seed{seed}." if seed is not None else ""
+        summary.update({f"{prefix}{k}": v for k, v in row.items()})
+    # the models live in the shared cache, not in the run: the record names them
+    run.mark_done(STAGE, key, outputs=[], models=[str(p) for _, _, p in planned])
     return summary

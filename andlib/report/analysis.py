@@ -57,6 +57,7 @@ from andlib.report.tables import class_purity as class_purity
 from andlib.report.tables import cluster_captions as cluster_captions
 from andlib.report.tables import cluster_spread as cluster_spread
 from andlib.report.tables import description_balance as description_balance
+from andlib.report.tables import distinct_items as distinct_items
 from andlib.report.tables import empty_table as empty_table
 from andlib.report.tables import feature_matrix as feature_matrix
 from andlib.report.tables import linear_trend as linear_trend
@@ -65,15 +66,18 @@ from andlib.report.tables import polysemanticity as polysemanticity
 from andlib.report.tables import purity_per_layer as purity_per_layer
 from andlib.report.tables import r2_per_layer as r2_per_layer
 from andlib.report.tables import ridge_cv_r2 as ridge_cv_r2
-from andlib.report.tables import split_clips as split_clips
-from andlib.report.tables import split_items as split_items
 from andlib.report.tables import top_clips_table as top_clips_table
 from andlib.report.tables import with_depth as with_depth
 from andlib.store import (
     ActivationCache,
     RunDir,
     Stage,
+    read_captions,
+    read_clips,
+    read_features,
+    read_model_info,
     read_neurons,
+    read_topk,
 )
 
 log = logging.getLogger(__name__)
@@ -122,10 +126,9 @@ INPUTS = (
 
 def model_name(run: RunDir, cfg: Config | None = None) -> str:
     """A short name of the dissected model (``model.json``'s ``model_id``, else the config)."""
-    if run.exists("model.json"):
-        info = run.read_json("model.json")
-        if info.get("model_id"):
-            return str(info["model_id"])
+    info = read_model_info(run)
+    if info.get("model_id"):
+        return str(info["model_id"])
     return cfg.model.name if cfg is not None else run.path.name
 
 
@@ -197,11 +200,11 @@ def compute_tables(cfg: Config, run: RunDir, logger: logging.Logger | None = Non
 
     tops = None  # each neuron's top-K clips, shared by polysemanticity and class purity
     if neurons is not None or run.exists("neuron_topk.csv"):
-        topk = run.read_csv("neuron_topk.csv") if run.exists("neuron_topk.csv") else None
+        topk = read_topk(run) if run.exists("neuron_topk.csv") else None
         tops = top_clips_table(neurons, topk, k=cfg.k)
 
     if run.exists("captions.csv") and tops is not None:
-        captions = run.read_csv("captions.csv")
+        captions = read_captions(run)
         captions = captions[captions["caption"].astype(str).str.strip() != ""]
         ids = captions["clip_id"].astype(str).tolist()
         texts = captions["caption"].astype(str).tolist()
@@ -216,7 +219,7 @@ def compute_tables(cfg: Config, run: RunDir, logger: logging.Logger | None = Non
     else:
         logger.warning("analysis: no captions/top clips; polysemanticity skipped")
 
-    clips = run.read_csv("clips.csv", dtype={"clip_id": str}) if run.exists("clips.csv") else None
+    clips = read_clips(run) if run.exists("clips.csv") else None
     if tops is not None and clips is not None and "category" in clips:
         cats = clips["category"].fillna("").astype(str)
         purity = class_purity(tops, dict(zip(clips["clip_id"], cats, strict=True)))
@@ -228,7 +231,7 @@ def compute_tables(cfg: Config, run: RunDir, logger: logging.Logger | None = Non
 
     if run.exists("features.csv") and run.exists("activations/index.json"):
         acts = open_activations(run)
-        X, cols = feature_matrix(pd.read_csv(run / "features.csv"), acts.clip_ids)
+        X, cols = feature_matrix(read_features(run), acts.clip_ids)
         rows = ~np.isnan(X).all(1)
         frames = []
         for layer in sort_layers(acts.layers):

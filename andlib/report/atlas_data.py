@@ -18,7 +18,16 @@ import numpy as np
 import pandas as pd
 
 from andlib.config import Config
-from andlib.store import RunDir, concept_columns, read_scores
+from andlib.layout import ANALYSIS_DIR
+from andlib.layout import read_table as read_analysis_table
+from andlib.store import (
+    RunDir,
+    concept_columns,
+    decode_list,
+    read_model_info,
+    read_scores,
+    read_table,
+)
 
 HIST_BINS = 40
 
@@ -45,10 +54,6 @@ def _text(value: Any) -> str:
     return str(value).strip()
 
 
-def _split(value: Any, sep: str = ";") -> list[str]:
-    return [s.strip() for s in _text(value).split(sep) if s.strip()]
-
-
 _UNSAFE = re.compile(r"[^A-Za-z0-9._-]")
 
 
@@ -69,10 +74,13 @@ def _js_assign(target: str, obj: Any) -> str:
 
 
 def _read_csv(run: RunDir, name: str) -> pd.DataFrame | None:
-    if not run.exists(name):
-        return None
+    """A CSV artifact by its reader (an analysis table: :func:`andlib.layout.read_table`),
+    ``None`` when it is missing or unreadable."""
+    analysis = f"{ANALYSIS_DIR}/"
     try:
-        return run.read_csv(name)
+        if name.startswith(analysis):
+            return read_analysis_table(run, name[len(analysis) :])
+        return read_table(run, name, required=False)
     except (pd.errors.EmptyDataError, pd.errors.ParserError):
         return None
 
@@ -181,7 +189,7 @@ def headline(run: RunDir | str | os.PathLike, cfg: Config | None = None) -> dict
         from andlib.report.browser import RunView
 
         cfg = RunView(run).config
-    model = _read_json(run, "model.json") or {}
+    model = read_model_info(run)
     caption = _read_json(run, "caption_accuracy.json") or {}
     last = _read_json(run, "last_layer.json") or {}
     methods = sorted({m for v in last.values() if isinstance(v, dict) for m in v})
@@ -208,7 +216,7 @@ def headline(run: RunDir | str | os.PathLike, cfg: Config | None = None) -> dict
 
 def run_facts(run: RunDir, view: Any, cfg: Config) -> dict[str, Any]:
     """Everything the index page's header shows."""
-    model = _read_json(run, "model.json") or {}
+    model = read_model_info(run)
     clips = view.clips
     probing: dict[str, Any] = {
         "dataset": cfg.data.dataset,
@@ -302,7 +310,7 @@ def layer_overview(
         described = neurons[neurons["layer"] == layer] if neurons is not None else None
         adj = lookup(adjectives, layer, "mean_adjectives")
         if adj is None and described is not None and len(described) and "adjectives" in described:
-            adj = _num(np.mean([len(_split(v)) for v in described["adjectives"]]))
+            adj = _num(np.mean([len(decode_list(v)) for v in described["adjectives"]]))
         row = {
             "layer": layer,
             "n_neurons": n_neurons.get(layer, 0),
@@ -411,7 +419,7 @@ def neuron_records(
 
         def ends(end: str, row=row, j=j, values=values) -> list[list[Any]]:
             column = "top_clips" if end == "high" else "bottom_clips"
-            ids = _text(row.get(column)).split()
+            ids = decode_list(row.get(column))
             if ids:
                 return [[c, activation(c, None)] for c in ids[:k]]
             hit = topk.get((layer, j, end))
@@ -427,10 +435,10 @@ def neuron_records(
             "h": _text(row.get("high_summary")),
             "l": _text(row.get("low_summary")),
             "c": _text(row.get("calibrated_summary")),
-            "adj": _split(row.get("adjectives")),
-            "open": _split(row.get("open_concepts")),
+            "adj": decode_list(row.get("adjectives")),
+            "open": decode_list(row.get("open_concepts")),
             "closed": {
-                c: [_text(row.get(c)), _split(row.get(f"{c}_top5"))]
+                c: [_text(row.get(c)), decode_list(row.get(f"{c}_top5"))]
                 for c in closed
                 if _text(row.get(c))
             },

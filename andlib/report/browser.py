@@ -39,7 +39,17 @@ from andlib.report.render import (
     wav_bytes,
 )
 from andlib.report.render import log_mel as log_mel  # re-exported: the old import path
-from andlib.store import RunDir, concept_columns
+from andlib.store import (
+    RunDir,
+    caption_of,
+    concept_columns,
+    decode_list,
+    read_clips,
+    read_neurons,
+    read_summaries,
+    read_topk,
+)
+from andlib.text.names import normalize_concept
 
 # --------------------------------------------------------------------------------------------
 # Reading a run (cached)
@@ -47,7 +57,8 @@ from andlib.store import RunDir, concept_columns
 
 
 class RunView:
-    """A read-only, lazily loaded view of a run directory (each file read once)."""
+    """A read-only, lazily loaded view of a run directory: each file read once, by its reader
+    in :mod:`andlib.store`."""
 
     def __init__(self, run: RunDir | str | os.PathLike):
         if not isinstance(run, RunDir):
@@ -72,38 +83,27 @@ class RunView:
     @cached_property
     def neurons(self) -> pd.DataFrame | None:
         """``neurons.csv``, else ``summaries.csv``, indexed by ``(layer, neuron)``."""
-        for name in ("neurons.csv", "summaries.csv"):
+        for name, read in (("neurons.csv", read_neurons), ("summaries.csv", read_summaries)):
             if self.run.exists(name):
-                df = self.run.read_csv(name)
-                df["layer"] = df["layer"].astype(str)
-                df["neuron"] = df["neuron"].astype(int)
-                return df.set_index(["layer", "neuron"], drop=False).sort_index()
+                return read(self.run).set_index(["layer", "neuron"], drop=False).sort_index()
         return None
 
     @cached_property
     def captions(self) -> dict[str, str]:
-        if not self.run.exists("captions.csv"):
-            return {}
-        df = self.run.read_csv("captions.csv")
-        return dict(zip(df["clip_id"].astype(str), df["caption"].astype(str), strict=True))
+        """``{clip_id: caption}`` (empty when ``captions.csv`` is absent)."""
+        return caption_of(self.run) if self.run.exists("captions.csv") else {}
 
     @cached_property
     def clips(self) -> pd.DataFrame:
         """``clips.csv`` indexed by clip id (empty when absent)."""
         if not self.run.exists("clips.csv"):
             return pd.DataFrame(columns=["path", "label", "category"])
-        df = self.run.read_csv("clips.csv")
-        df["clip_id"] = df["clip_id"].astype(str)
-        return df.set_index("clip_id", drop=False)
+        return read_clips(self.run).set_index("clip_id", drop=False)
 
     @cached_property
     def topk(self) -> pd.DataFrame | None:
-        if not self.run.exists("neuron_topk.csv"):
-            return None
-        df = self.run.read_csv("neuron_topk.csv")
-        df["layer"] = df["layer"].astype(str)
-        df["clip_id"] = df["clip_id"].astype(str)
-        return df
+        """``neuron_topk.csv`` (``None`` when absent)."""
+        return read_topk(self.run) if self.run.exists("neuron_topk.csv") else None
 
     @cached_property
     def activations(self) -> Any | None:
@@ -196,14 +196,6 @@ def _closed_concepts(row: dict[str, Any]) -> dict[str, str]:
     return {k: str(row[k]) for k in keys}
 
 
-def _clip_ids(value: Any) -> list[str]:
-    return [] if value is None else str(value).split()
-
-
-def _split(value: Any) -> list[str]:
-    return [s.strip() for s in str(value or "").split(";") if s.strip()]
-
-
 def neuron_record(
     run: RunView | RunDir | str | os.PathLike, layer: str, neuron: int, k: int | None = None
 ) -> dict[str, Any]:
@@ -229,7 +221,7 @@ def neuron_record(
     def ends(end: str) -> list[str]:
         column = "top_clips" if end == "high" else "bottom_clips"
         if row.get(column):
-            return _clip_ids(row[column])[:k]
+            return decode_list(row[column])[:k]
         if view.topk is not None:
             t = view.topk
             sel = t[(t["layer"] == layer) & (t["neuron"] == neuron) & (t["end"] == end)]
@@ -268,8 +260,8 @@ def neuron_record(
         "high_summary": str(row.get("high_summary", "")),
         "low_summary": str(row.get("low_summary", "")),
         "calibrated_summary": str(row.get("calibrated_summary", "")),
-        "adjectives": _split(row.get("adjectives")),
-        "open_concepts": _split(row.get("open_concepts")),
+        "adjectives": decode_list(row.get("adjectives")),
+        "open_concepts": decode_list(row.get("open_concepts")),
         "closed_concepts": _closed_concepts(row),
         "activations": values,
         "top": [clip(i, c, "high") for i, c in enumerate(ends("high"))],
@@ -287,10 +279,6 @@ _SEARCH_FIELDS = {  # column -> weight of a match ("closed": every closed-set co
 }
 
 
-def _normalize(text: Any) -> str:
-    return re.sub(r"[_\-\s]+", " ", str(text).lower()).strip()
-
-
 def search_neurons(
     run: RunView | RunDir | str | os.PathLike, query: str, limit: int | None = 50
 ) -> pd.DataFrame:
@@ -303,7 +291,7 @@ def search_neurons(
     """
     view = RunView.of(run)
     columns = ["layer", "neuron", "score", "matched", "calibrated_summary"]
-    q = _normalize(query)
+    q = normalize_concept(query)
     if not q or view.neurons is None:
         return pd.DataFrame(columns=columns)
     pattern = re.compile(rf"(?<![a-z0-9]){re.escape(q)}(?![a-z0-9])")
@@ -315,7 +303,7 @@ def search_neurons(
         (c, w) for c, w in _SEARCH_FIELDS.items() if c != "closed" and c in df
     ]
     for column, weight in fields:
-        hits = df[column].map(lambda v: bool(pattern.search(_normalize(v)))).to_numpy()
+        hits = df[column].map(lambda v: bool(pattern.search(normalize_concept(v)))).to_numpy()
         score += weight * hits
         for i in np.flatnonzero(hits):
             matched[i].append(column)

@@ -43,6 +43,7 @@ from andlib.report.tables import (
 from andlib.store import (
     RunDir,
     atomic_write_text,
+    read_model_info,
     read_neurons,
     read_scores,
 )
@@ -99,10 +100,9 @@ def run_metrics(run: RunDir) -> pd.DataFrame:
     if purity is not None:
         add("class_purity", purity["layer"], purity["mean_purity"])
         add("class_purity_chance", purity["layer"], purity["chance"])
-    if run.exists("model.json"):
-        held = run.read_json("model.json").get("heldout_accuracy")
-        if held is not None:
-            add("heldout_accuracy", pd.Series(["model"]), pd.Series([held]))
+    held = read_model_info(run).get("heldout_accuracy")
+    if held is not None:
+        add("heldout_accuracy", pd.Series(["model"]), pd.Series([held]))
     sim = read_scores(run, scorer="simulation", metric="pearson", variant="own")
     if sim is not None:
         mean = sim.groupby(sim["layer"])["value"].mean()

@@ -11,10 +11,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-import pandas as pd
-
 from andlib.config import Config
-from andlib.store import RunDir, read_scores
+from andlib.store import RunDir, read_pruning, read_pruning_summary, read_scores, read_table
 from andlib.text.names import normalize_concept
 
 STAGE = "figures"
@@ -35,7 +33,7 @@ def _caption_quality(cfg: Config, run: RunDir) -> list[str]:
 
     if not run.exists("caption_quality.csv"):
         return []
-    sweep = run.read_csv("caption_quality.csv")
+    sweep = read_table(run, "caption_quality.csv")
     if sweep.empty:
         return []
     plots.save_and_close(plots.caption_quality(sweep), "caption_quality", cfg)
@@ -53,13 +51,13 @@ def _simulation(cfg: Config, run: RunDir) -> list[str]:
 
 
 def _pruning(cfg: Config, run: RunDir) -> list[str]:
-    from andlib.evaluate.prune import average_draws, read_pruning
+    from andlib.evaluate.prune import average_draws
     from andlib.report import plots
 
-    if not run.exists("pruning_summary.csv"):
+    summary = read_pruning_summary(run)
+    if summary is None:
         return []
     drawn = []
-    summary = pd.read_csv(run / "pruning_summary.csv")
     if not summary.empty:
         plots.save_and_close(plots.pruning_summary_bars(summary), "pruning_summary", cfg)
         drawn.append("pruning_summary")

@@ -35,8 +35,8 @@ import numpy as np
 import pandas as pd
 
 from andlib.config import Config, ConfigError, find_config_file, load_config
-from andlib.layout import read_table
-from andlib.store import RunDir
+from andlib.layout import read_table as read_analysis_table
+from andlib.store import RunDir, read_model_info, read_pruning_summary, read_table
 
 log = logging.getLogger(__name__)
 
@@ -69,28 +69,24 @@ def reference_runs(cfg: Config) -> dict[str, RunDir]:
     return out
 
 
-def _csv(run: RunDir, name: str) -> pd.DataFrame | None:
-    return run.read_csv(name) if run.exists(name) else None
-
-
 def model_row(name: str, run: RunDir, db_default: str) -> dict[str, Any]:
     """One model's measures (see the module docstring); ``db_default`` names the DB function
     (``wpmi``: column ``db_wpmi``)."""
     method = f"db_{db_default}"
     row: dict[str, Any] = {"model": name}
-    info = run.read_json("model.json") if run.exists("model.json") else {}
+    info = read_model_info(run)
     row["model_id"] = info.get("model_id", "")
     row["heldout_accuracy"] = info.get("heldout_accuracy")
     if run.exists("last_layer.json"):
         for captioner, methods in run.read_json("last_layer.json").items():
             row[f"table2_{captioner}"] = (methods.get(method) or {}).get("top1")
-    hidden = _csv(run, "hidden_layer_accuracy.csv")
+    hidden = read_table(run, "hidden_layer_accuracy.csv", required=False)
     if hidden is not None:
         pooled = hidden[(hidden["layer"] == ALL_HIDDEN) & (hidden["method"] == method)]
         if len(pooled):
             row["hidden_top1"] = float(pooled["top1"].iloc[0])
             row["hidden_chance"] = float(pooled["chance_top1"].iloc[0])
-    base = _csv(run, "score_baselines.csv")
+    base = read_table(run, "score_baselines.csv", required=False)
     if base is not None:
         sim = base[
             (base["layer"] == "all")
@@ -106,7 +102,7 @@ def model_row(name: str, run: RunDir, db_default: str) -> dict[str, Any]:
                 "simulation_diff_ci_low": float(r["ci_low"]),
                 "simulation_diff_ci_high": float(r["ci_high"]),
             }
-    prune = _csv(run, "pruning_summary.csv")
+    prune = read_pruning_summary(run)
     if prune is not None:
         db = prune[prune["strategy"] == "db"]
         if len(db):
@@ -138,8 +134,8 @@ def layer_rows(name: str, run: RunDir, classifier: str = "classifier") -> pd.Dat
         "class_purity_chance",
         "polysemantic_share",
     ]
-    purity = read_table(run, "class_purity_per_layer.csv")
-    poly = read_table(run, "polysemantic_per_layer.csv")
+    purity = read_analysis_table(run, "class_purity_per_layer.csv")
+    poly = read_analysis_table(run, "polysemantic_per_layer.csv")
     if purity is None or poly is None:
         return pd.DataFrame(columns=cols)
     table = purity[["layer", "depth", "mean_purity", "chance"]].merge(

@@ -21,7 +21,7 @@ from andlib.config import Config
 from andlib.data.notes import hz_to_midi
 from andlib.evaluate.pitch import PRIMARY, pitch_runs
 from andlib.report import plots
-from andlib.store import RunDir
+from andlib.store import RunDir, read_table
 
 STAGE = "pitch_comparison"
 
@@ -63,7 +63,7 @@ def comparison_tables(runs: Mapping[str, RunDir]) -> tuple[pd.DataFrame, pd.Data
     for model, r in runs.items():
         if not r.exists("pitch_layers.csv"):
             continue
-        layers = r.read_csv("pitch_layers.csv")
+        layers = read_table(r, "pitch_layers.csv")
         long = layers.melt(
             id_vars=["layer", "depth"],
             value_vars=[c for c in layers.columns if c not in ("layer", "depth", "top_attribute")],
@@ -120,7 +120,7 @@ def comparison_figures(
     for ax, (model, r) in zip(axes2[0], runs.items(), strict=True):
         if not r.exists("pitch_output_neurons.csv"):
             continue
-        t = r.read_csv("pitch_output_neurons.csv")
+        t = read_table(r, "pitch_output_neurons.csv")
         t = t[t["in_range"].astype(str) == "True"]
         true = pd.to_numeric(t["bin_hz"])
         stated = pd.to_numeric(t[f"{PRIMARY}_hz"], errors="coerce")

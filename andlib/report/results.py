@@ -20,8 +20,9 @@ from typing import Any
 import pandas as pd
 
 from andlib.config import PROJECT_ROOT, Config
-from andlib.layout import read_table, strategy_runs
-from andlib.store import RunDir, atomic_write_text
+from andlib.layout import read_table as read_analysis_table
+from andlib.layout import strategy_runs
+from andlib.store import RunDir, atomic_write_text, read_model_info, read_table
 
 STAGE = "results"
 RESULTS_DIR = PROJECT_ROOT / "docs" / "results"
@@ -62,13 +63,13 @@ def _commit() -> str:
 
 
 def _csv(run: RunDir, name: str) -> pd.DataFrame | None:
-    return pd.read_csv(run / name) if run.exists(name) else None
+    return read_table(run, name, required=False)
 
 
 def tables(run: RunDir, cfg: Config) -> dict[str, pd.DataFrame]:
     """Every results table the run's files allow, by title (in page order)."""
     out: dict[str, pd.DataFrame] = {}
-    model = run.read_json("model.json") if run.exists("model.json") else {}
+    model = read_model_info(run)
     facts = {
         "model": cfg.model.name,
         "held-out accuracy": model.get("heldout_accuracy"),
@@ -219,7 +220,7 @@ def comparison_page(run: RunDir, cfg: Config) -> str:
         f"its runs on {time.strftime('%Y-%m-%d')}, code at commit `{_commit()}`. Every number "
         "comes from the runs' own files; regenerate the page after a run changes.",
     ]
-    table = read_table(run, "models_table.csv")
+    table = read_analysis_table(run, "models_table.csv")
     if table is not None and len(table):
         wide = table.set_index("model").T.reset_index().rename(columns={"index": "measure"})
         parts += ["", "## Models compared", "", markdown_table(wide)]

@@ -23,6 +23,9 @@ from andlib.report.tables import (
 )
 from andlib.store import (
     RunDir,
+    decode_list,
+    encode_list,
+    read_model_info,
     read_scores,
 )
 
@@ -102,15 +105,10 @@ def run_measures(run: RunDir, confidence: float = 0.95) -> pd.DataFrame:
     def add(measure: str, interval: str, stats_: dict[str, Any]) -> None:
         rows.append({"measure": measure, **stats_, "interval": interval})
 
-    if run.exists("model.json"):
-        info = run.read_json("model.json")
-        held = info.get("heldout_accuracy")
-        if held is not None:
-            add(
-                "heldout_accuracy",
-                "wilson",
-                _wilson(float(held), info.get("n_heldout"), confidence),
-            )
+    info = read_model_info(run)
+    held = info.get("heldout_accuracy")
+    if held is not None:
+        add("heldout_accuracy", "wilson", _wilson(float(held), info.get("n_heldout"), confidence))
     for name, df in per_neuron_measures(run):
         hidden = df.dropna(subset=["block", "value"])
         add(f"{name}_hidden", "t over neurons", _mean_interval(hidden["value"], confidence))
@@ -217,7 +215,7 @@ def seed_orderings(per_seed: pd.DataFrame) -> pd.DataFrame:
 
 
 def _format_values(values: Iterable[float]) -> str:
-    return " ".join(f"{v:.4g}" for v in values)
+    return encode_list(f"{v:.4g}" for v in values)
 
 
 def seed_summary(per_seed: pd.DataFrame, orderings: pd.DataFrame | None = None) -> pd.DataFrame:
@@ -248,7 +246,7 @@ def seed_summary(per_seed: pd.DataFrame, orderings: pd.DataFrame | None = None) 
                     "model": model,
                     "measure": measure,
                     "n_seeds": len(v),
-                    "seeds": " ".join(str(s) for s in seeds.dropna()) or "one run",
+                    "seeds": encode_list(str(s) for s in seeds.dropna()) or "one run",
                     "values": _format_values(v),
                     "mean": float(v.mean()),
                     "sd": float(v.std(ddof=1)) if len(v) > 1 else float("nan"),
@@ -301,7 +299,9 @@ def seed_verdict(summary: pd.DataFrame, orderings: pd.DataFrame) -> str:
             f"SD {row['sd']:.2g})"
         )
 
-    seeds = sorted({s for text in summary["seeds"] for s in text.split() if s.isdigit()}, key=int)
+    seeds = sorted(
+        {s for cell in summary["seeds"] for s in decode_list(cell) if s.isdigit()}, key=int
+    )
     lines = [
         f"Over training seeds {', '.join(seeds)} (an ordering is stated only where it holds "
         "in every seed):"

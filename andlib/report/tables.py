@@ -42,25 +42,18 @@ import pandas as pd
 from andlib.layout import (
     layer_depths,
 )
+from andlib.store import decode_list
 
 # --------------------------------------------------------------------------------------------
 # List-valued cells
 # --------------------------------------------------------------------------------------------
 
 
-def split_items(value: Any, sep: str = ";") -> list[str]:
-    """A ``;``-joined cell as a list of distinct, lower-cased, stripped items (order kept)."""
-    if value is None or (isinstance(value, float) and np.isnan(value)):
-        return []
-    items = (s.strip().lower() for s in str(value).split(sep))
+def distinct_items(cell: Any) -> list[str]:
+    """The distinct items of a list cell (:func:`andlib.store.decode_list`), lower-cased and
+    stripped, order kept: what the adjective and concept counts count."""
+    items = (s.strip().lower() for s in decode_list(cell))
     return list(dict.fromkeys(s for s in items if s))
-
-
-def split_clips(value: Any) -> list[str]:
-    """A space-separated clip-id cell as a list."""
-    if value is None or (isinstance(value, float) and np.isnan(value)):
-        return []
-    return str(value).split()
 
 
 def with_depth(df: pd.DataFrame, layers: Iterable[str] | None = None) -> pd.DataFrame:
@@ -84,7 +77,7 @@ def adjective_counts(neurons: pd.DataFrame, column: str = "adjectives") -> pd.Da
     """
     counter: Counter[str] = Counter()
     for cell in neurons[column]:
-        counter.update(split_items(cell))
+        counter.update(distinct_items(cell))
     df = pd.DataFrame(sorted(counter.items(), key=lambda kv: (-kv[1], kv[0])))
     df = (
         df.set_axis(["adjective", "count"], axis=1)
@@ -101,7 +94,7 @@ def adjectives_per_layer(neurons: pd.DataFrame, column: str = "adjectives") -> p
 
     Returns ``layer, depth, n_neurons, mean_adjectives, std, sem``.
     """
-    n = neurons[column].map(lambda c: len(split_items(c)))
+    n = neurons[column].map(lambda c: len(distinct_items(c)))
     df = pd.DataFrame({"layer": neurons["layer"].astype(str), "n": n})
     g = df.groupby("layer")["n"]
     out = pd.DataFrame(
@@ -170,7 +163,7 @@ def adjective_trend(
     """Regression of each neuron's adjective count on its layer's depth position (Fig. 5)."""
     depths = layer_depths(neurons["layer"])
     x = neurons["layer"].astype(str).map(depths)
-    y = neurons[column].map(lambda c: len(split_items(c)))
+    y = neurons[column].map(lambda c: len(distinct_items(c)))
     return {"x": "layer depth position", "y": "acoustic adjectives per neuron"} | linear_trend(
         x, y, confidence
     )
@@ -224,7 +217,7 @@ def top_clips_table(
         return grouped.rename("clips").reset_index()
     if neurons is None:
         raise ValueError("need neuron_topk rows or a neurons table with top_clips")
-    clips = neurons["top_clips"].map(split_clips)
+    clips = neurons["top_clips"].map(decode_list)
     if k is not None:
         clips = clips.map(lambda c: c[:k])
     return pd.DataFrame({"layer": neurons["layer"], "neuron": neurons["neuron"], "clips": clips})
@@ -358,8 +351,8 @@ def description_balance(
     ``dominant`` is ``acoustic`` (more adjectives than concept nouns), ``concept`` (more nouns)
     or ``tie`` (equal, including neither).
     """
-    n_adj = neurons[adjectives].map(lambda c: len(split_items(c))).astype(int)
-    n_con = neurons[concepts].map(lambda c: len(split_items(c))).astype(int)
+    n_adj = neurons[adjectives].map(lambda c: len(distinct_items(c))).astype(int)
+    n_con = neurons[concepts].map(lambda c: len(distinct_items(c))).astype(int)
     dominant = np.where(n_adj > n_con, "acoustic", np.where(n_con > n_adj, "concept", "tie"))
     return pd.DataFrame(
         {

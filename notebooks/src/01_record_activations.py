@@ -39,7 +39,7 @@ display(summary)
 
 # %%
 cache = store.ActivationCache.load(run)
-model_info = run.read_json("model.json")
+model_info = store.read_model_info(run, required=True)
 display(
     Markdown(
         f"**{model_info['model_id']}** ({model_info['kind']}): {cache.n_clips} clips, "
@@ -80,8 +80,8 @@ plots.show_figures([fig])
 # with spectrograms and players, and the clips that activate it least.
 
 # %%
-topk = run.read_csv("neuron_topk.csv")
-clips = run.read_csv("clips.csv").set_index("clip_id")
+topk = store.read_topk(run)
+clips = store.read_clips(run).set_index("clip_id")
 hidden = (mlp_layers or cache.layers)[-1]
 spread = np.ptp(np.asarray(cache[hidden]), axis=0)
 neurons = [(hidden, int(j)) for j in np.argsort(-spread, kind="stable")[:2]]

@@ -18,7 +18,7 @@ overrides = []
 # %%
 from IPython.display import Audio, Markdown, display
 
-from andlib import pipeline
+from andlib import pipeline, store
 import andlib.describe.wording
 from andlib.config import load_config
 from andlib.data.probing import load_probing_set
@@ -35,8 +35,8 @@ summary = pipeline.run_stage("caption", cfg)
 print(summary)
 
 # %%
-captions = run.read_csv("captions.csv")
-features = run.read_csv("features.csv")
+captions = store.read_captions(run)
+features = store.read_features(run)
 print(f"{len(captions)} captions, {features.shape[1] - 1} acoustic features per clip")
 print("what the captioner may know of each clip's source:", run.read_json("caption_accuracy.json"))
 captions.head(10)

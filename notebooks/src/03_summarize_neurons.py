@@ -28,7 +28,8 @@ from IPython.display import Audio, Markdown, display
 from andlib import pipeline
 from andlib.config import load_config
 from andlib.data.audio import AudioError, load_audio
-from andlib.store import RunDir, concept_columns
+from andlib import store
+from andlib.store import RunDir
 
 cfg = load_config(config_path, overrides)
 run = RunDir.from_config(cfg)
@@ -51,7 +52,7 @@ if cfg.llm.backend == "extractive":
     )
 
 # %%
-neurons = run.read_csv("neurons.csv")
+neurons = store.read_neurons(run)
 print(f"{len(neurons)} neurons in {neurons['layer'].nunique()} layers")
 neurons.groupby("layer", sort=False).agg(
     neurons=("neuron", "size"),
@@ -68,7 +69,7 @@ neurons.groupby("layer", sort=False).agg(
 # DB concept shown everywhere is `concepts.db_default`.
 
 # %%
-spread = run.read_csv("concept_spread.csv")
+spread = store.read_table(run, "concept_spread.csv")
 print(f"DB concept of a neuron: db_{cfg.concepts.db_default}")
 display(spread.pivot_table(index="layer", columns="method", values="top_share", sort=False).round(2))
 display(spread[spread["method"] == f"db_{cfg.concepts.db_default}"].round(3))
@@ -81,13 +82,18 @@ display(spread[spread["method"] == f"db_{cfg.concepts.db_default}"].round(3))
 # LLM, `icl_embedding`), the open-set concepts, and its top clips with their captions.
 
 # %%
-clips = run.read_csv("clips.csv", dtype={"clip_id": str}).set_index("clip_id")
-captions = run.read_csv("captions.csv", dtype={"clip_id": str}).set_index("clip_id")["caption"]
+clips = store.read_clips(run).set_index("clip_id")
+captions = store.caption_of(run)
 described = neurons[neurons["calibrated_summary"] != ""]
 shown = (described if len(described) else neurons).groupby("layer", sort=False).head(2)
 shown = shown.sample(n=min(4, len(shown)), random_state=cfg.seed).sort_index()
-closed = concept_columns(neurons.columns)
+closed = store.concept_columns(neurons.columns)
 n_clips_shown = 3
+
+
+def listed(cell):
+    return ", ".join(store.decode_list(cell))
+
 
 for _, row in shown.iterrows():
     display(Markdown(f"### {row['layer']} · neuron {row['neuron']}"))
@@ -96,19 +102,19 @@ for _, row in shown.iterrows():
             f"**High summary:** {row['high_summary']}\n\n"
             f"**Low summary:** {row['low_summary']}\n\n"
             f"**Calibrated summary:** {row['calibrated_summary'] or '(nothing left)'}\n\n"
-            f"**Acoustic adjectives:** {row['adjectives'].replace(';', ', ') or '(none)'}\n\n"
-            f"**Open-set concepts:** {row['open_concepts'].replace(';', ', ') or '(none)'}"
+            f"**Acoustic adjectives:** {listed(row['adjectives']) or '(none)'}\n\n"
+            f"**Open-set concepts:** {listed(row['open_concepts']) or '(none)'}"
         )
     )
     table = pd.DataFrame(
         {
             "top-1": [row[c] for c in closed],
-            "top-5": [row.get(f"{c}_top5", "").replace(";", ", ") for c in closed],
+            "top-5": [listed(row.get(f"{c}_top5", "")) for c in closed],
         },
         index=closed,
     )
     display(table)
-    for clip_id in str(row["top_clips"]).split()[:n_clips_shown]:
+    for clip_id in store.decode_list(row["top_clips"])[:n_clips_shown]:
         meta = clips.loc[clip_id]
         display(
             Markdown(

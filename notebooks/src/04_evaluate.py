@@ -76,7 +76,7 @@ else:
 # shuffled across the same neurons, seeded). `all hidden` pools the layers.
 
 # %%
-hidden = run.read_csv("hidden_layer_accuracy.csv")
+hidden = store.read_table(run, "hidden_layer_accuracy.csv")
 if not hidden.empty:
     pooled = hidden[hidden["layer"] == "all hidden"].set_index("method")
     display(pooled[["n_neurons", "top1", "top5", "chance_top1", "chance_top5"]].round(3))
@@ -93,7 +93,7 @@ else:
 # at 0.
 
 # %%
-sweep = run.read_csv("caption_quality.csv")
+sweep = store.read_table(run, "caption_quality.csv")
 if not sweep.empty:
     display(
         sweep.pivot_table(
@@ -113,7 +113,7 @@ from andlib.evaluate.scorers.sanity import score_summary
 
 scores = store.read_scores(run)
 display(score_summary(scores).round(3))
-missing = run.read_csv("score_missing.csv")
+missing = store.read_table(run, "score_missing.csv")
 if len(missing):
     display(
         missing.groupby(["scorer", "variant", "reason"], dropna=False)["n_neurons"].sum().to_frame()
@@ -128,7 +128,7 @@ if len(missing):
 # neurons drop.
 
 # %%
-sanity = run.read_csv("score_sanity.csv")
+sanity = store.read_table(run, "score_sanity.csv")
 display(sanity.round(3))
 failing = sanity[sanity["passes"].astype(str) != "True"]
 display(
@@ -148,7 +148,7 @@ display(
 # majority class name as the whole description), with a paired 95 % interval.
 
 # %%
-baselines = run.read_csv("score_baselines.csv")
+baselines = store.read_table(run, "score_baselines.csv")
 beyond = baselines[
     (baselines["variant"] == "label") & baselines["metric"].isin(["pearson", "auroc"])
 ]

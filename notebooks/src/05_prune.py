@@ -28,7 +28,7 @@ from IPython.display import Markdown, display
 
 from andlib.report import plots
 
-from andlib import pipeline
+from andlib import pipeline, store
 from andlib.evaluate import prune
 from andlib.config import load_config
 from andlib.text.names import normalize_concept
@@ -52,7 +52,7 @@ display(summary)
 # the random baseline.
 
 # %%
-df = prune.read_pruning(run)
+df = store.read_pruning(run)
 table = prune.pruning_summary(df)
 display(table.round(3))
 if not table.empty:

@@ -18,6 +18,7 @@ overrides = []
 # %%
 from IPython.display import display
 
+from andlib import pipeline
 from andlib.report import browser
 from andlib.config import load_config
 from andlib.store import RunDir
@@ -57,7 +58,7 @@ display(app)
 # %% [markdown]
 # ## Atlas: the run as a static website
 #
-# `andlib.report.atlas.build_atlas` (also `python -m andlib atlas --config ...`) writes
+# The `atlas` stage (`python -m andlib atlas --config ...`) writes
 # `<run_dir>/atlas/`: open `index.html` in any browser, from disk or from any static host; no
 # server, no kernel, nothing fetched from the internet. The index page has the model, the probing
 # set, each captioner's accuracy, a per-layer overview with small charts and a searchable,
@@ -67,8 +68,6 @@ display(app)
 # when the atlas is rebuilt.
 
 # %%
-from andlib.report.atlas import build_atlas
-
-atlas = build_atlas(run, cfg, logger=run.logger("atlas"))
+atlas = pipeline.run_stage("atlas", cfg)
 for key in ("index", "n_neurons", "n_layers", "n_clips", "n_media_errors", "size_mb", "seconds"):
     print(f"{key}: {atlas[key]}")

@@ -25,8 +25,8 @@ import matplotlib.pyplot as plt
 import pandas as pd
 from IPython.display import Markdown, display
 
+from andlib import pipeline, store
 from andlib.evaluate import pitch as pitch_eval
-
 from andlib.report import pitch as pitch_report
 from andlib.report import plots
 from andlib.config import load_config
@@ -46,11 +46,20 @@ if not applies:
     )
 
 # %% [markdown]
+# ## The pitch stage
+#
+# One network's run: its output layer and tuning tables; the parent run of the comparison: the
+# comparison of its networks' runs.
+
+# %%
+if applies:
+    display(pipeline.run_stage("pitch", cfg))
+
+# %% [markdown]
 # ## Output layer: the stated pitch against the bin
 
 # %%
 if applies and not comparing:
-    display(pitch_eval.run_stage(cfg, run))
     report = run.read_json("pitch_last_layer.json")
     methods = pd.DataFrame(report["methods"]).T
     display(
@@ -70,8 +79,8 @@ if applies and not comparing:
 
 # %%
 if applies and not comparing:
-    tuning = run.read_csv("pitch_tuning.csv")
-    curves = run.read_csv("pitch_tuning_curves.csv")
+    tuning = store.read_table(run, "pitch_tuning.csv")
+    curves = store.read_table(run, "pitch_tuning_curves.csv")
     layers = list(dict.fromkeys(tuning["layer"]))
     fig, axes = plt.subplots(1, len(layers), figsize=(2.6 * len(layers), 2.6), squeeze=False)
     for ax, layer in zip(axes[0], layers, strict=True):
@@ -103,7 +112,7 @@ if applies and not comparing:
 
 # %%
 if applies and not comparing:
-    display(run.read_csv("pitch_layers.csv").round(3))
+    display(store.read_table(run, "pitch_layers.csv").round(3))
 
 # %% [markdown]
 # ## Supervised CREPE vs self-supervised PESTO (finding ii)
@@ -111,7 +120,6 @@ if applies and not comparing:
 # %%
 if comparing:
     runs = pitch_eval.pitch_runs(cfg)
-    display(pitch_report.compare(cfg, run))
     comparison, last = pitch_report.comparison_tables(runs)
     display(Markdown("Output layer, every description method, per model"))
     display(last.round(3))

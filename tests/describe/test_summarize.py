@@ -16,7 +16,7 @@ from andlib.describe.concepts import comparable, sentence_weight, split_sentence
 from andlib.describe.features import FEATURE_COLUMNS
 from andlib.describe.summarize import run_stage, summarize_all, summarize_neuron
 from andlib.describe.wording import SetNorms, describe
-from andlib.store import RunDir
+from andlib.store import RunDir, decode_list
 from andlib.text.extractive import NOTHING_SHARED, source_phrases, summarize_captions
 from andlib.text.llm import LLM, LLMError, get_llm
 from tests.text.test_llm import FakeServer, cache_files, echo
@@ -384,15 +384,15 @@ def test_summarize_all_orders_clips_and_batches_every_neuron():
     assert list(out.columns) == summ.COLUMNS
     assert len(out) == 4 and set(zip(out.layer, out.neuron, strict=True)) == set(neurons)
     row = out[(out.layer == "layers.0.mlp") & (out.neuron == 1)].iloc[0]
-    assert row.top_clips == " ".join(f"layers.0.mlp-1h{r}" for r in range(3))
-    assert row.bottom_clips == " ".join(f"layers.0.mlp-1l{r}" for r in range(3))
+    assert row.top_clips == ";".join(f"layers.0.mlp-1h{r}" for r in range(3))
+    assert decode_list(row.bottom_clips) == [f"layers.0.mlp-1l{r}" for r in range(3)]
     assert "Loud, bright sounds (all 3 clips)." in row.high_summary
     assert "quiet" in row.low_summary.lower() and "loud" not in row.low_summary.lower()
 
     llm = RecordingLLM()
     out = summarize_all(df, captions_for(df), llm, k=2)
     assert len(llm.batches) == 1 and len(llm.batches[0][0]) == 8  # one batch: 4 neurons x 2
-    assert out.top_clips.str.split().str.len().eq(2).all()
+    assert out.top_clips.map(decode_list).str.len().eq(2).all()
 
     with pytest.raises(ValueError, match="no caption"):
         summarize_all(df, {}, llm)

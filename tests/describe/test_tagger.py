@@ -1,4 +1,5 @@
-"""The cross-fitted source tagger: no caption depends on its own clip's label."""
+"""andlib.describe.tagger: the cross-fitted source tagger (no caption depends on its own clip's
+label)."""
 
 from __future__ import annotations
 
@@ -16,6 +17,8 @@ from andlib.describe.tagger import (
 )
 
 SR = 16000
+
+
 CLASSES = ["dog", "rooster", "rain", "clock_tick"]
 
 

@@ -13,7 +13,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from andlib.store import RunDir, save_npy
+from andlib.store import RunDir, decode_list, encode_list, save_npy
 from tests.conftest import write_tone
 
 LAYERS = {"layers.0.mlp": 4, "layers.1.mlp": 4, "classifier": 3}
@@ -78,8 +78,8 @@ def make_run_dir(cfg, with_neurons: bool = True, with_topk: bool = True) -> RunD
                 {
                     "layer": layer,
                     "neuron": j,
-                    "top_clips": " ".join(clip_ids[i] for i in top),
-                    "bottom_clips": " ".join(clip_ids[i] for i in bottom),
+                    "top_clips": encode_list(clip_ids[i] for i in top),
+                    "bottom_clips": encode_list(clip_ids[i] for i in bottom),
                     "high_summary": f"Loud high-pitched tones, neuron {j}.",
                     "low_summary": "Quiet low rumble.",
                     "calibrated_summary": f"Loud high-pitched tones ({layer} {j}).",
@@ -130,8 +130,8 @@ def test_neuron_record_assembles_text_concepts_and_clips(run):
     assert rec["closed_concepts"]["icl"] == "rain" and "tab" in rec["closed_concepts"]
     acts = _acts(run, "layers.1.mlp")[:, 1]
     np.testing.assert_allclose(rec["activations"], acts)
-    assert [c["clip_id"] for c in rec["top"]] == row["top_clips"].split()
-    assert [c["clip_id"] for c in rec["bottom"]] == row["bottom_clips"].split()
+    assert [c["clip_id"] for c in rec["top"]] == decode_list(row["top_clips"])
+    assert [c["clip_id"] for c in rec["bottom"]] == decode_list(row["bottom_clips"])
     first = rec["top"][0]
     i = int(first["clip_id"].removeprefix("clip"))
     assert first["activation"] == pytest.approx(acts.max())

@@ -1,23 +1,22 @@
-"""LLM backends: the openai client against a local fake server, a tiny local chat model,
-the extractive backend, and the reply cache."""
+"""andlib.text.llm: LLM backends (the openai client against a local fake server, a tiny local chat
+model, the extractive backend)."""
 
 from __future__ import annotations
 
+import email.utils
 import time
+from collections.abc import Callable
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 import pytest
 
 from andlib.config import LLMConfig
 from andlib.text.llm import ExtractiveLLM, LLMError, ReplyCache, get_llm
-from andlib.text.loopback import LoopbackServer, completion
+from andlib.text.loopback import LoopbackServer, Reply, completion, question
 from andlib.text.prompts import (
-    PROMPTS,
     adjective_messages,
-    captions_from_summarize_messages,
     icl_messages,
-    parse_yes_no,
-    simulation_messages,
     summarize_messages,
 )
 
@@ -28,8 +27,6 @@ def echo(n: int, body: dict) -> tuple[int, dict]:
 
 
 FakeServer = LoopbackServer
-"""The project's loopback server (:mod:`andlib.text.loopback`); ``respond`` returns ``(status,
-json)`` here."""
 
 
 @pytest.fixture
@@ -58,9 +55,6 @@ def chats(n: int) -> list[list[dict]]:
 def cache_files(root: Path) -> list[tuple[str, str]]:
     """Every ``(key, reply)`` in the reply cache under ``root``."""
     return ReplyCache(root).items()
-
-
-# ---- openai backend --------------------------------------------------------------------------
 
 
 def test_openai_first_run_calls_second_run_is_cached(server, tmp_path):
@@ -193,9 +187,6 @@ def test_replies_arriving_before_a_failure_are_kept(server, tmp_path):
     assert again.calls == 1 and again.cache_hits == 3
 
 
-# ---- transformers backend --------------------------------------------------------------------
-
-
 @pytest.fixture
 def tiny_chat_model(tmp_path) -> Path:
     """A tiny Llama with random weights and a word-level tokenizer with a chat template."""
@@ -266,9 +257,6 @@ def test_transformers_backend_reports_a_missing_model(tmp_path):
         llm.complete([{"role": "user", "content": "hi"}])
 
 
-# ---- extractive backend and prompts ----------------------------------------------------------
-
-
 def test_extractive_backend_answers_only_the_summarize_prompt(tmp_path):
     llm = get_llm(LLMConfig(), tmp_path)
     assert isinstance(llm, ExtractiveLLM) and not llm.generative
@@ -282,24 +270,170 @@ def test_extractive_backend_answers_only_the_summarize_prompt(tmp_path):
     assert cache_files(tmp_path) == []
 
 
-def test_prompts_build_messages():
-    msgs = summarize_messages(["A dog\nbarks.", "Rain."])
-    assert [m["role"] for m in msgs] == ["system", "user"]
-    assert "1. A dog barks.\n2. Rain." in msgs[1]["content"]
-    assert "2 audio clips" in msgs[1]["content"]
-    assert captions_from_summarize_messages(msgs) == ["A dog barks.", "Rain."]
-    assert captions_from_summarize_messages(adjective_messages("loud")) is None
+LABELS = [f"layers.0.mlp neuron {i} (high)" for i in range(8)]
 
-    top1 = icl_messages("Loud barking.", ["dog", "rain"], top=1)[1]["content"]
-    top5 = icl_messages("Loud barking.", ["dog", "rain"], top=5)[1]["content"]
-    assert "dog, rain" in top1 and "exactly one class name" in top1
-    assert "5 class names" in top5
-    assert '"crisp"' in adjective_messages("crisp")[1]["content"]
-    sim = simulation_messages("Loud barking.", ["a dog", "rain"])
-    assert [m["role"] for m in sim] == ["user"]
-    assert '"Loud barking."' in sim[0]["content"] and sim[0]["content"].endswith(
-        "1. a dog\n2. rain"
+
+def ok(body: dict) -> Reply:
+    return Reply(200, completion("summary of: " + question(body)))
+
+
+def error(status: int, headers: dict[str, str] | None = None) -> Reply:
+    return Reply(status, {"error": {"message": f"scripted {status}"}}, headers or {})
+
+
+def FaultServer(  # noqa: N802  (a server class in all but name)
+    respond: Callable[[int, dict], Reply], max_requests: int = 24, lifetime: float = 20.0
+) -> LoopbackServer:
+    """The loopback server that answers at most ``max_requests`` requests, for at most
+    ``lifetime`` seconds, then closes its socket (later requests are refused)."""
+    return LoopbackServer(respond, max_requests=max_requests, lifetime=lifetime)
+
+
+@pytest.fixture
+def serve():
+    servers: list[FaultServer] = []
+
+    def start(respond: Callable[[int, dict], Reply], **kw) -> FaultServer:
+        servers.append(FaultServer(respond, **kw))
+        return servers[-1]
+
+    yield start
+    for s in servers:
+        s.close()
+
+
+def cfg_for(url: str, **kw) -> LLMConfig:
+    """Tiny backoff (0.01 s) and a small cap on ``Retry-After`` keep every test fast."""
+    base = dict(
+        backend="openai",
+        model="fake-model",
+        base_url=url,
+        retry_backoff=0.01,
+        max_retry_after=0.3,
+        max_retries=3,
+        concurrency=2,
     )
-    assert set(PROMPTS) == {"summarize", "icl", "adjective", "simulate", "detect"}
-    assert parse_yes_no("Yes.") is True and parse_yes_no(" no, it is not") is False
-    assert parse_yes_no("Maybe") is None
+    base.update(kw)
+    return LLMConfig(**base)
+
+
+def cached_replies(root: Path) -> list[str]:
+    return sorted(reply for _, reply in cache_files(root))
+
+
+def test_429_with_retry_after_seconds_waits_as_told(serve, tmp_path):
+    srv = serve(lambda n, b: error(429, {"Retry-After": "30"}) if n == 0 else ok(b))
+    reply = get_llm(cfg_for(srv.url), tmp_path).complete(chats(1)[0])
+    assert reply == "summary of: question number 0" and srv.count == 2
+    assert 0.25 <= srv.gap(1) < 3.0  # Retry-After (capped at 0.3 s), not the 0.01 s backoff
+    assert cached_replies(tmp_path) == [reply]
+
+
+def test_429_with_retry_after_http_date_waits_as_told(serve, tmp_path):
+    def respond(n: int, body: dict) -> Reply:
+        if n == 0:
+            later = datetime.now(timezone.utc) + timedelta(seconds=30)
+            return error(429, {"Retry-After": email.utils.format_datetime(later, usegmt=True)})
+        return ok(body)
+
+    srv = serve(respond)
+    assert get_llm(cfg_for(srv.url), tmp_path).complete(chats(1)[0]).startswith("summary of")
+    assert srv.count == 2 and 0.25 <= srv.gap(1) < 3.0
+
+
+def test_500_then_success_is_retried_with_backoff(serve, tmp_path):
+    srv = serve(lambda n, b: error(500) if n < 2 else ok(b))
+    reply = get_llm(cfg_for(srv.url), tmp_path).complete(chats(1)[0])
+    assert reply == "summary of: question number 0" and srv.count == 3
+    assert srv.gap(1) < 0.25 and srv.gap(2) < 0.25  # the tiny backoff, no Retry-After
+    assert cached_replies(tmp_path) == [reply]
+
+
+@pytest.mark.parametrize(
+    "bad",
+    [
+        Reply(200, completion("")),
+        Reply(200, completion("   ")),
+        Reply(200, completion(None)),
+        Reply(200, {"id": "x", "object": "chat.completion", "choices": []}),
+        Reply(200, b"{this is not json"),
+    ],
+    ids=["empty", "blank", "null", "no-choices", "not-json"],
+)
+def test_empty_or_malformed_reply_is_retried_then_cached(serve, tmp_path, bad):
+    srv = serve(lambda n, b: bad if n == 0 else ok(b))
+    reply = get_llm(cfg_for(srv.url), tmp_path).complete(chats(1)[0], label=LABELS[0])
+    assert reply == "summary of: question number 0" and srv.count == 2
+    assert cached_replies(tmp_path) == [reply]
+
+
+def test_malformed_replies_are_bounded_by_max_retries_and_never_cached(serve, tmp_path):
+    srv = serve(lambda n, b: Reply(200, completion("")))
+    with pytest.raises(LLMError, match="malformed reply") as err:
+        get_llm(cfg_for(srv.url, max_retries=2), tmp_path).complete(chats(1)[0], LABELS[3])
+    assert srv.count == 3 and "3 attempt" in str(err.value)
+    assert err.value.failures == [(LABELS[3], err.value.failures[0][1])]
+    assert cache_files(tmp_path) == []
+
+
+def test_cut_off_reply_is_asked_again_with_twice_the_tokens(serve, tmp_path):
+    srv = serve(
+        lambda n, b: Reply(200, completion("a half", "length")) if n == 0 else ok(b),
+    )
+    cfg = cfg_for(srv.url, max_tokens=50)
+    reply = get_llm(cfg, tmp_path).complete(chats(1)[0])
+    assert reply == "summary of: question number 0"
+    assert [b["max_tokens"] for b in srv.bodies] == [50, 100]
+    assert cached_replies(tmp_path) == [reply]  # the complete reply, never "a half"
+    again = get_llm(cfg, tmp_path)
+    assert again.complete(chats(1)[0]) == reply and again.calls == 0 and srv.count == 2
+
+
+def test_reply_still_cut_off_fails_and_is_not_cached(serve, tmp_path):
+    srv = serve(lambda n, b: Reply(200, completion("and then", "length")))
+    llm = get_llm(cfg_for(srv.url, max_tokens=50), tmp_path)
+    with pytest.raises(LLMError, match="cut off at 100 tokens") as err:
+        llm.complete(chats(1)[0], label=LABELS[5])
+    assert LABELS[5] in str(err.value)
+    assert [b["max_tokens"] for b in srv.bodies] == [50, 100]  # one retry, then given up
+    assert cache_files(tmp_path) == []
+
+
+def test_one_permanent_failure_does_not_stop_the_others(serve, tmp_path):
+    def respond(n: int, body: dict) -> Reply:
+        if "number 2" in question(body):
+            return error(400)
+        if "number 4" in question(body):
+            return Reply(200, completion("cut", "length"))
+        return ok(body)
+
+    srv = serve(respond)
+    llm = get_llm(cfg_for(srv.url, max_tokens=20), tmp_path)
+    with pytest.raises(LLMError) as err:
+        llm.complete_many(chats(6), labels=LABELS[:6])
+    failures = dict(err.value.failures)
+    assert set(failures) == {LABELS[2], LABELS[4]}
+    assert "HTTP 400" in failures[LABELS[2]]
+    assert "cut off at 40 tokens" in failures[LABELS[4]]
+    message = str(err.value)
+    assert message.startswith("2 of 6 requests") and LABELS[2] in message and LABELS[4] in message
+    assert message.count("\n") == 2  # one line per failed request
+    # 4 good replies + 1 (400, never retried) + 2 (cut off, retried once with 40 tokens)
+    assert srv.count == 7
+    assert cached_replies(tmp_path) == [f"summary of: question number {i}" for i in (0, 1, 3, 5)]
+
+    srv.respond = lambda n, b: ok(b)
+    again = get_llm(cfg_for(srv.url, max_tokens=20), tmp_path)
+    replies = again.complete_many(chats(6), labels=LABELS[:6])
+    assert replies == [f"summary of: question number {i}" for i in range(6)]
+    assert again.calls == 2 and again.cache_hits == 4
+
+
+def test_server_that_goes_away_fails_every_request_in_one_error(serve, tmp_path):
+    srv = serve(lambda n, b: ok(b), max_requests=2)  # stops by itself after two replies
+    llm = get_llm(cfg_for(srv.url, concurrency=1, max_retries=1), tmp_path)
+    with pytest.raises(LLMError) as err:
+        llm.complete_many(chats(4), labels=LABELS[:4])
+    assert len(err.value.failures) == 2 and srv.count == 2
+    assert all("no reply from" in reason for _, reason in err.value.failures)
+    assert len(cache_files(tmp_path)) == 2

@@ -24,6 +24,7 @@ import numpy as np
 import pandas as pd
 
 from andlib.config import Config, rng
+from andlib.store import decode_list
 
 SCORE_COLUMNS = ["layer", "neuron", "scorer", "metric", "variant", "value", "n"]
 """The columns of ``scores.csv``."""
@@ -48,9 +49,7 @@ def description_of(row: pd.Series | dict) -> str:
 
 def description_clips(row: pd.Series | dict) -> list[str]:
     """The clip ids a neuron's description was built from (its top-K and bottom-K clips)."""
-    return (
-        str(row.get("top_clips", "") or "").split() + str(row.get("bottom_clips", "") or "").split()
-    )
+    return decode_list(row.get("top_clips")) + decode_list(row.get("bottom_clips"))
 
 
 def heldout_mask(clip_ids: Sequence[str], excluded: Sequence[Iterable[str]]) -> np.ndarray:

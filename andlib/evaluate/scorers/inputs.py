@@ -24,7 +24,15 @@ from andlib.evaluate.scorers.base import (
     heldout_mask,
     sample_neurons,
 )
-from andlib.store import RunDir, activation_index, load_activations, read_clips, read_neurons
+from andlib.store import (
+    RunDir,
+    activation_index,
+    caption_of,
+    decode_list,
+    load_activations,
+    read_clips,
+    read_neurons,
+)
 from andlib.text.names import normalize_concept
 
 log = logging.getLogger(__name__)
@@ -73,9 +81,8 @@ def prepare(
     clip_ids = [str(c) for c in index["clip_ids"]]
     neurons = read_neurons(run)
     clips = read_clips(run, clip_ids)
-    caps = run.read_csv("captions.csv", stage="caption", dtype={"clip_id": str})
-    caption_of = dict(zip(caps["clip_id"].astype(str), caps["caption"].astype(str), strict=True))
-    captions = [caption_of.get(c, "").strip() for c in clip_ids]
+    caption_by_clip = caption_of(run)
+    captions = [caption_by_clip.get(c, "").strip() for c in clip_ids]
     has_caption = np.array([bool(c) for c in captions])
     categories = (
         clips["category"].fillna("").astype(str).str.strip().tolist()
@@ -134,7 +141,7 @@ def prepare(
         others = V.random_others(cfg, layer, picked, described)
         own = [desc_of[n] for n in picked]
         majority = V.majority_classes(
-            [str(row_of[n].get("top_clips", "") or "").split() for n in picked], category_of
+            [decode_list(row_of[n].get("top_clips")) for n in picked], category_of
         )
         missing, extra, reasons = V.sanity_variants(cfg, layer, own, majority, phrases, vocabulary)
         reasons["label"] = (

@@ -1,6 +1,8 @@
-"""The project's own model: ``trained:<strategy>``, the small AST that :mod:`andlib.models.train`
-trains offline on ESC-50 (or reuses from its cache) and saves with ``save_pretrained``; it
-then loads like any Hugging Face classifier (``preset:ast`` fits it).
+"""The project's own model: ``trained:<strategy>``, the small AST that the ``train`` stage
+(:mod:`andlib.models.train`) trains offline on ESC-50 and saves with ``save_pretrained`` in the
+cache; it then loads like any Hugging Face classifier (``preset:ast`` fits it). Loading never
+trains: a model the ``train`` stage has not made yet is a ``ModelLoadError`` naming the
+command that makes it.
 
 Public surface: :data:`FAMILY`.
 """
@@ -26,7 +28,7 @@ def _load(cfg: Config) -> TargetModel:
     from andlib.models import train
 
     strategy = strategy_of(cfg.model.name) or cfg.train.strategy
-    path = train.ensure_trained(cfg, strategy)
+    path = train.trained_model(cfg, strategy)
     return load_pretrained(path, "classification", cfg.model.device, cfg.model.dtype)
 
 

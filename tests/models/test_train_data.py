@@ -1,0 +1,106 @@
+"""andlib.models.train_data: training features, folds and augmentation."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from andlib.config import rng
+from andlib.models import train
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    """Tiny models run fastest on one thread, above all on a busy machine."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+TINY = {
+    "data.limit": 24,
+    "train.hidden_size": 32,
+    "train.num_hidden_layers": 1,
+    "train.num_attention_heads": 2,
+    "train.intermediate_size": 64,
+    "train.num_mel_bins": 32,
+    "train.max_length": 128,
+    "train.batch_size": 8,
+    "train.epochs": 2,
+    "train.max_steps": 3,
+    "train.pretrain_epochs": 1,
+    "train.linear_epochs": 2,
+    "train.time_mask": 16,
+    "train.shift_frames": 20,
+    "train.num_threads": 1,
+}
+
+
+@pytest.fixture
+def tiny_cfg(tmp_cfg):
+    def make(**extra):
+        return tmp_cfg({**TINY, **extra})
+
+    return make
+
+
+def fake_features(cfg, n_clips=16, n_classes=4, seed=0):
+    """Random normalised spectrograms shaped for ``cfg.train``, split over folds 1-5."""
+    g = torch.Generator().manual_seed(seed)
+    tc = cfg.train
+    return train.Features(
+        x=torch.randn(n_clips, tc.max_length, tc.num_mel_bins, generator=g),
+        labels=torch.arange(n_clips) % n_classes,
+        folds=np.array([1 + i % 5 for i in range(n_clips)]),
+        class_names=[f"c{i}" for i in range(n_classes)],
+        extractor=None,
+        per_ln=0.1,
+    )
+
+
+def test_features_split_by_fold(tiny_cfg):
+    feats = fake_features(tiny_cfg(), n_clips=10)
+    x, y = feats.split([1, 2])
+    assert len(x) == 4 and y.tolist() == [0, 1, 1, 2]
+
+
+def test_augment_keeps_the_shape_and_is_seeded(tiny_cfg):
+    cfg = tiny_cfg()
+    x = torch.randn(4, cfg.train.max_length, cfg.train.num_mel_bins)
+    a = train.augment(x, cfg.train, rng(0, "t"), per_ln=0.1)
+    b = train.augment(x, cfg.train, rng(0, "t"), per_ln=0.1)
+    assert a.shape == x.shape and torch.equal(a, b) and not torch.equal(a, x)
+    assert (a == 0).any()  # masked bands
+
+
+def test_freq_shift_moves_the_mel_axis_and_fills_with_the_mean(tiny_cfg):
+    cfg = tiny_cfg(**{"train.freq_shift": 3, "train.num_masks": 0, "train.gain_db": 0.0})
+    x = torch.arange(1.0, 9.0).repeat(4, 6, 1)  # every frame: mel bins valued 1..8
+    out = train.augment(x, cfg.train, rng(0, "shift"), per_ln=0.1)
+    for row in out[:, 0]:
+        kept = row[row != 0]
+        assert len(kept) >= 5 and torch.equal(kept, torch.arange(kept[0], kept[0] + len(kept)))
+
+
+def test_batched_log_mel_matches_the_feature_extractor():
+    from transformers import ASTFeatureExtractor
+
+    extractor = ASTFeatureExtractor(
+        num_mel_bins=32, max_length=120, sampling_rate=16000, do_normalize=False
+    )
+    g = np.random.default_rng(0)
+    audio = [(0.1 * g.standard_normal(n)).astype(np.float32) for n in (16000, 16000, 9000)]
+    expected = np.stack(extractor(audio, sampling_rate=16000, return_tensors="np")["input_values"])
+    np.testing.assert_allclose(train.log_mel(extractor, audio), expected, atol=1e-4)
+
+
+def test_augment_shifts_waveforms_circularly_in_10_ms_frames(tiny_cfg):
+    cfg = tiny_cfg(**{"train.shift_frames": 3})
+    x = torch.arange(2 * 1600, dtype=torch.float32).reshape(2, 1600)
+    out = train.augment(x, cfg.train, rng(0, "aug"), per_ln=0.0, hop=160)
+    assert out.shape == x.shape
+    for row, orig in zip(out, x, strict=True):
+        k = int(torch.nonzero(orig == row[0])[0])  # where the first sample came from
+        assert k % 160 == 0 and torch.equal(torch.roll(orig, -k), row)

@@ -1,0 +1,25 @@
+"""andlib.layout: the depth order of layer keys."""
+
+from __future__ import annotations
+
+from andlib.report import analysis as an
+
+
+def test_layers_sort_by_block_then_kind_with_the_classifier_last():
+    layers = ["classifier", "layers.10.out", "layers.2.mlp", "layers.2.out", "layers.2.attn"]
+    layers += ["layers.10.attn", "pooler", "encoder.layer.3.intermediate"]
+    assert an.sort_layers(layers) == [
+        "layers.2.attn",
+        "layers.2.mlp",
+        "layers.2.out",
+        "encoder.layer.3.intermediate",
+        "layers.10.attn",
+        "layers.10.out",
+        "pooler",
+        "classifier",
+    ]
+    assert an.layer_depths(["classifier", "layers.1.mlp", "layers.0.mlp"]) == {
+        "layers.0.mlp": 0,
+        "layers.1.mlp": 1,
+        "classifier": 2,
+    }
