@@ -32,7 +32,7 @@ def measure(model: str, limit: int | None) -> dict:
 
     from andlib.config import load_config
     from andlib.data.probing import load_probing_set
-    from andlib.models.families.whisper import probe_features
+    from andlib.models.families.whisper import fit_head, probe_features
     from andlib.models.registry import load_target
 
     out: dict = {"model": model, "limit": limit, "modes": {}}
@@ -50,8 +50,9 @@ def measure(model: str, limit: int | None) -> dict:
             },
         )
         t0 = time.perf_counter()
-        target = load_target(cfg)
+        fit_head(cfg)  # the train stage's work: fit (or reuse) the probe head
         seconds = time.perf_counter() - t0
+        target = load_target(cfg)
         info = target.info
         probing = load_probing_set(cfg)
         feats[mode] = probe_features(cfg, target, probing, np.arange(len(probing.meta)))

@@ -416,6 +416,17 @@ def _stage_settings(cfg: Config, run: RunDir) -> dict[str, Any]:
     return {"models": [path.name for _, _, path in planned_models(cfg)]}
 
 
+def _fit_family(cfg: Config) -> dict[str, Any]:
+    """What the target's family fits before it can be loaded (``Family.fit``: a Whisper
+    encoder's probe head), for a config of one target; empty when there is nothing."""
+    from andlib.models.families.registry import family_of
+
+    if cfg.strategies:
+        return {}
+    family = family_of(cfg.model.name)
+    return family.fit(cfg) if family.fit is not None else {}
+
+
 STAGE = "train"
 SPEC = Stage(STAGE, settings=_stage_settings)
 """The ``train`` stage's key: the cache folder names of the models it makes, each a hash of
@@ -434,6 +445,9 @@ def run_stage(cfg: Config, run: RunDir) -> dict[str, Any]:
     """
     planned = planned_models(cfg)
     if not planned:
+        fitted = _fit_family(cfg)
+        if fitted:
+            return fitted
         return {
             "train": f"nothing to train: model.name={cfg.model.name!r} is not trained:<strategy>"
         }

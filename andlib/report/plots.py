@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import matplotlib.pyplot as plt
+import numpy as np
 
 from andlib.config import Config
 from andlib.report.analysis_figures import SEED_MARKERS as SEED_MARKERS
@@ -242,6 +243,24 @@ def pruning_concept_bars(rows, concept: str) -> plt.Figure:
     axes[0].set_ylabel("accuracy")
     axes[0].legend()
     fig.suptitle(f"Pruning the neurons of '{concept}'")
+    fig.tight_layout()
+    return fig
+
+
+def probe_accuracy(cv: dict[str, float], heldout: dict[str, float], chosen: str) -> plt.Figure:
+    """A probe head's accuracy per block: cross-validated inside the training folds (what
+    chooses the block) and on the held-out fold (reported, never used to choose)."""
+    layers = list(cv)
+    x = np.arange(len(layers))
+    fig, ax = plt.subplots(figsize=(max(5.0, 0.9 * len(layers) + 2), 3.4))
+    ax.plot(x, [cv[la] for la in layers], marker="o", label="CV inside the training folds")
+    ax.plot(
+        x, [heldout.get(la, np.nan) for la in layers], marker="s", label="held-out fold"
+    )
+    ax.axvline(layers.index(chosen), color="grey", ls=":", label=f"chosen: {chosen}")
+    ax.set_xticks(x, layers, rotation=20)
+    ax.set(ylabel="accuracy", title="Probe head per block", ylim=(0, 1))
+    ax.legend(fontsize=8)
     fig.tight_layout()
     return fig
 

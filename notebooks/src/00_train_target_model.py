@@ -47,7 +47,34 @@ run = RunDir.from_config(cfg)
 # %%
 summary = pipeline.run_stage("train", cfg)
 strategies = train.strategies_to_train(cfg)
-display(summary if strategies else Markdown(f"Nothing to train: {summary['train']}"))
+if strategies or "head_layer" in summary:
+    display(summary)
+else:
+    display(Markdown(f"Nothing to train: {summary['train']}"))
+
+# %% [markdown]
+# ## A probe head for an encoder
+#
+# An encoder without a classifier (a Whisper encoder with `model.whisper.head: true`) gets a
+# probe head in place of training: a linear classifier on the pooled output of the block that
+# cross-validation inside folds 1–4 picks, fitted on folds 1–4 and scored once on fold 5. Its
+# 50 logits are the `classifier` neurons of the last-layer evaluation and of pruning. The
+# figure shows every block's accuracy: the CV accuracy chose the block; the held-out accuracy
+# is reported, never used to choose.
+
+# %%
+if "head_layer" in summary:
+    fig = plots.probe_accuracy(
+        summary["head_cv_accuracy"], summary["head_heldout_per_layer"], summary["head_layer"]
+    )
+    plots.save_figure(fig, "probe_accuracy", cfg)
+    plt.show()
+    display(
+        Markdown(
+            f"Head on `{summary['head_layer']}`: held-out (fold 5) accuracy "
+            f"{summary['heldout_accuracy']:.3f}."
+        )
+    )
 
 # %% [markdown]
 # ## Accuracy and training time

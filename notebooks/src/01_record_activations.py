@@ -92,7 +92,7 @@ probing_set = load_probing_set(cfg)  # decoded clips, in the recorded order
 assert probing_set.clip_ids == cache.clip_ids
 n_show = min(3, cfg.k)
 panels = []
-for row, (layer, neuron) in enumerate(neurons):
+for layer, neuron in neurons:
     rows = topk[(topk["layer"] == layer) & (topk["neuron"] == neuron)]
     high = rows[rows["end"] == "high"].sort_values("rank")
     low = rows[rows["end"] == "low"].sort_values("rank")

@@ -89,9 +89,12 @@ def test_a_probe_round_trips_through_its_files(tmp_path):
 
 @pytest.mark.skipif(not (SHARED_ESC50 / "meta" / "esc50.csv").exists(), reason="ESC-50 not found")
 def test_whisper_with_a_probe_head_is_a_classifier_of_its_block(tmp_cfg):
+    from andlib.models import train
     from andlib.models.activations import ActivationRecorder, resolve_layers
+    from andlib.models.base import ModelLoadError
     from andlib.models.families.whisper_wheels import wheel_files
     from andlib.models.registry import load_target
+    from andlib.store import RunDir
 
     wheel_files("whisper-tiny.en")  # installed by make setup; missing is a failure, not a skip
     cfg = tmp_cfg(
@@ -102,7 +105,11 @@ def test_whisper_with_a_probe_head_is_a_classifier_of_its_block(tmp_cfg):
             "data.classes": ["dog", "rooster", "rain"],
         }
     )
+    with pytest.raises(ModelLoadError, match="probe head is not fitted yet.*andlib train"):
+        load_target(cfg)  # loading never trains: the train stage fits the head
+    summary = train.run_stage(cfg, RunDir(cfg.run_path))
     target = load_target(cfg)
+    assert summary["head_layer"] == target.info["head_layer"]
     from andlib.data.probing import load_probing_set
 
     probing = load_probing_set(cfg)

@@ -108,3 +108,14 @@ def test_recording_and_caption_figures_draw_what_they_are_given():
     assert [b.get_width() for b in bars] == [1, 4, 9]  # most used on top
     assert fig.axes[0].get_title() == "Caption vocabulary (acoustic)"
     plt.close(fig)
+
+
+def test_probe_accuracy_figure_marks_the_chosen_block():
+    from andlib.report.plots import probe_accuracy
+
+    fig = probe_accuracy(
+        {"layers.0.out": 0.7, "layers.1.out": 0.8}, {"layers.0.out": 0.72}, "layers.1.out"
+    )
+    ax = fig.axes[0]
+    assert [t.get_text() for t in ax.get_xticklabels()] == ["layers.0.out", "layers.1.out"]
+    assert any("chosen: layers.1.out" in t.get_text() for t in ax.get_legend().get_texts())

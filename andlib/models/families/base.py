@@ -51,6 +51,10 @@ class Family:
     """What the record stage's cache key adds for this family (files the weights come from)."""
     options: str | None = None
     """The attribute of ``cfg.model`` holding the family's own settings (``whisper``)."""
+    fit: Callable[[Config], dict[str, Any]] | None = None
+    """What the ``train`` stage fits for a model of this family before it can be loaded,
+    beside training it (the probe head of an encoder); returns what it reports. ``None``:
+    nothing."""
     identity: Callable[[str], str] | None = None
     """Which model a name means, whatever its source: names of one model give one identity
     (``whisper-base`` and ``openai/whisper-base``: ``whisper base``). ``None``: the name itself,

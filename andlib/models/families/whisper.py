@@ -409,13 +409,32 @@ def _load(cfg: Config) -> TargetModel:
     options = FAMILY.settings(cfg)
     target = load_whisper(cfg.model.name, options.input, cfg.model.device, cfg.cache_path)
     if options.head:
-        add_probe_head(cfg, target)
+        add_probe_head(cfg, target, fit=False)
     return target
 
 
-def add_probe_head(cfg: Config, target: TargetModel) -> Any:
-    """Train (or reuse) the probe head on the config's probing set and attach it: the target
-    becomes a classifier of the probing set's classes. Returns the :class:`Probe`."""
+def fit_head(cfg: Config) -> dict[str, Any]:
+    """The ``train`` stage's work for a Whisper target: fit (or reuse) its probe head when
+    ``model.whisper.head`` is set. Returns the head's layer and accuracies (empty: no head)."""
+    options = FAMILY.settings(cfg)
+    if not options.head:
+        return {}
+    target = load_whisper(cfg.model.name, options.input, cfg.model.device, cfg.cache_path)
+    probe = add_probe_head(cfg, target, fit=True)
+    return {
+        "head_layer": probe.layer,
+        "heldout_accuracy": probe.heldout_accuracy,
+        "head_cv_accuracy": probe.cv_accuracy,
+        "head_heldout_per_layer": probe.heldout_per_layer,
+        "head_file": target.info["head_file"],
+    }
+
+
+def add_probe_head(cfg: Config, target: TargetModel, fit: bool = True) -> Any:
+    """Attach the probe head fitted on the config's probing set: the target becomes a
+    classifier of the probing set's classes. Returns the :class:`Probe`. A head not in the
+    cache is fitted when ``fit`` (the ``train`` stage), else a :class:`ModelLoadError` names
+    the command that fits it: loading never trains."""
     from andlib.config import stable_hash
     from andlib.data.probing import load_probing_set
     from andlib.models.probe import VERSION, load_probe, probe_files, save_probe, train_probe
@@ -447,6 +466,13 @@ def add_probe_head(cfg: Config, target: TargetModel) -> Any:
     )
     path = cfg.cache_path / "whisper" / "heads" / f"{target.name.replace('/', '--')}-{key}"
     probe = load_probe(path)
+    if probe is None and not fit:
+        from andlib.models.train import train_command
+
+        raise ModelLoadError(
+            f"{target.name}: its probe head is not fitted yet (model.whisper.head; no head in "
+            f"{path.parent}): run `{train_command(cfg)}` first, with the same --set overrides"
+        )
     if probe is None:
         keep = np.flatnonzero(train | (folds == heldout))
         feats = probe_features(cfg, target, probing, keep)
@@ -533,4 +559,5 @@ FAMILY = Family(
     record_settings=_record_settings,
     options="whisper",
     identity=whisper_size,
+    fit=fit_head,
 )
