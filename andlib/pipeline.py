@@ -28,7 +28,7 @@ from andlib.store import RunDir, control_run_path, strategy_run_path
 StageFunction = Callable[[Config, RunDir], dict[str, Any]]
 
 MODULES: dict[str, str] = {
-    "train": "andlib.models.train",
+    "train": "andlib.models.train_stage",
     "record": "andlib.models.activations",
     "caption": "andlib.describe.captioning",
     "summarize": "andlib.describe.summarize",

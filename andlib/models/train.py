@@ -27,13 +27,15 @@ them (``ssl-pretrained-<hash>/``) and shared by both ssl strategies.
 Public surface: :data:`STRATEGIES`, :func:`ensure_trained`, :func:`train_model`,
 :func:`trained_model` (what loaders call: never trains), :func:`is_trained`,
 :func:`model_dir`, :func:`train_seed`, :func:`with_train_seed`, :func:`read_metrics`,
-:func:`read_history`, :func:`planned_models`, :data:`SPEC`, :func:`run_stage`; the pieces
+:func:`read_history`, :func:`planned_models`, :func:`train_command`; the pieces
 used by the tests: :func:`load_features`, :func:`build_model`, :func:`augment`,
 :class:`MaskedSpectrogramModel`, :func:`fit_classifier`, :func:`linear_probe`, :func:`accuracy`;
 :data:`ARCHITECTURE` (the ``cfg.train`` fields that shape the model). The features and their
 augmentation (:mod:`andlib.models.train_data`), the model and the training loop with its
 checkpoints (:mod:`andlib.models.train_loop`) and the self-supervised pretraining
 (:mod:`andlib.models.pretrain`) live in their own modules; their names stay importable from here.
+The ``train`` stage itself (which also fits an encoder family's probe head) is
+:mod:`andlib.models.train_stage`.
 """
 
 from __future__ import annotations
@@ -64,7 +66,7 @@ from andlib.models.train_loop import checkpoint_dir as checkpoint_dir
 from andlib.models.train_loop import fit_classifier as fit_classifier
 from andlib.models.train_loop import linear_probe as linear_probe
 from andlib.models.train_loop import model_from_init as model_from_init
-from andlib.store import RunDir, Stage, write_json
+from andlib.store import write_json
 
 log = logging.getLogger(__name__)
 
@@ -410,57 +412,3 @@ def planned_models(cfg: Config) -> list[tuple[int | None, str, Path]]:
         for seed in seeds
         for strategy in strategies
     ]
-
-
-def _stage_settings(cfg: Config, run: RunDir) -> dict[str, Any]:
-    return {"models": [path.name for _, _, path in planned_models(cfg)]}
-
-
-def _fit_family(cfg: Config) -> dict[str, Any]:
-    """What the target's family fits before it can be loaded (``Family.fit``: a Whisper
-    encoder's probe head), for a config of one target; empty when there is nothing."""
-    from andlib.models.families.registry import family_of
-
-    if cfg.strategies:
-        return {}
-    family = family_of(cfg.model.name)
-    return family.fit(cfg) if family.fit is not None else {}
-
-
-STAGE = "train"
-SPEC = Stage(STAGE, settings=_stage_settings)
-"""The ``train`` stage's key: the cache folder names of the models it makes, each a hash of
-the training settings its strategy reads, the data settings and the training seed
-(:func:`model_dir`). The models live in ``<cache_dir>/models/``, shared by every run."""
-
-
-def run_stage(cfg: Config, run: RunDir) -> dict[str, Any]:
-    """Train (or reuse) the model(s) the config needs; return their metrics.
-
-    One strategy: its metrics and ``model_dir``. Several (``cfg.strategies``): the same keys
-    prefixed ``<strategy>.``; with ``cfg.seeds``, every strategy once per training seed,
-    prefixed ``<strategy>.seed<k>.``. A target that needs no training (a hub checkpoint, a
-    pitch network, a Whisper encoder): nothing to do. Recorded as the run's ``train`` stage
-    (:data:`SPEC`).
-    """
-    planned = planned_models(cfg)
-    if not planned:
-        fitted = _fit_family(cfg)
-        if fitted:
-            return fitted
-        return {
-            "train": f"nothing to train: model.name={cfg.model.name!r} is not trained:<strategy>"
-        }
-    key = SPEC.key(cfg, run)
-    several = len({strategy for _, strategy, _ in planned}) > 1
-    summary: dict[str, Any] = {}
-    for seed, strategy, _ in planned:
-        path = ensure_trained(with_train_seed(cfg, seed), strategy)
-        metrics = read_metrics(path)
-        row = {"model_dir": str(path), **{k: metrics.get(k) for k in SUMMARY_KEYS}}
-        prefix = f"{strategy}." if several or seed is not None else ""
-        prefix += f"seed{seed}." if seed is not None else ""
-        summary.update({f"{prefix}{k}": v for k, v in row.items()})
-    # the models live in the shared cache, not in the run: the record names them
-    run.mark_done(STAGE, key, outputs=[], models=[str(p) for _, _, p in planned])
-    return summary

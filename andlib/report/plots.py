@@ -254,9 +254,7 @@ def probe_accuracy(cv: dict[str, float], heldout: dict[str, float], chosen: str)
     x = np.arange(len(layers))
     fig, ax = plt.subplots(figsize=(max(5.0, 0.9 * len(layers) + 2), 3.4))
     ax.plot(x, [cv[la] for la in layers], marker="o", label="CV inside the training folds")
-    ax.plot(
-        x, [heldout.get(la, np.nan) for la in layers], marker="s", label="held-out fold"
-    )
+    ax.plot(x, [heldout.get(la, np.nan) for la in layers], marker="s", label="held-out fold")
     ax.axvline(layers.index(chosen), color="grey", ls=":", label=f"chosen: {chosen}")
     ax.set_xticks(x, layers, rotation=20)
     ax.set(ylabel="accuracy", title="Probe head per block", ylim=(0, 1))

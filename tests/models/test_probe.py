@@ -89,7 +89,7 @@ def test_a_probe_round_trips_through_its_files(tmp_path):
 
 @pytest.mark.skipif(not (SHARED_ESC50 / "meta" / "esc50.csv").exists(), reason="ESC-50 not found")
 def test_whisper_with_a_probe_head_is_a_classifier_of_its_block(tmp_cfg):
-    from andlib.models import train
+    from andlib.models import train_stage
     from andlib.models.activations import ActivationRecorder, resolve_layers
     from andlib.models.base import ModelLoadError
     from andlib.models.families.whisper_wheels import wheel_files
@@ -107,7 +107,7 @@ def test_whisper_with_a_probe_head_is_a_classifier_of_its_block(tmp_cfg):
     )
     with pytest.raises(ModelLoadError, match="probe head is not fitted yet.*andlib train"):
         load_target(cfg)  # loading never trains: the train stage fits the head
-    summary = train.run_stage(cfg, RunDir(cfg.run_path))
+    summary = train_stage.run_stage(cfg, RunDir(cfg.run_path))
     target = load_target(cfg)
     assert summary["head_layer"] == target.info["head_layer"]
     from andlib.data.probing import load_probing_set

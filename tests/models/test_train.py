@@ -11,7 +11,6 @@ import torch
 
 from andlib.models import train, train_loop
 from andlib.models.registry import load_pretrained
-from andlib.store import RunDir
 from tests.conftest import requires_esc50, tiny_speech_config
 
 
@@ -83,21 +82,6 @@ def test_tiny_training_saves_a_model_that_load_pretrained_reads_with_labels_and_
     assert not [p for p in path.parent.iterdir() if p.name.endswith(".tmp")]
 
 
-@requires_esc50
-def test_ensure_trained_reuses_the_cached_model(tiny_cfg, monkeypatch):
-    cfg = tiny_cfg()
-    path = train.ensure_trained(cfg, "supervised")
-    stamp = (path / train.METRICS_FILE).stat().st_mtime_ns
-
-    def must_not_train(*args, **kwargs):
-        raise AssertionError("trained again")
-
-    monkeypatch.setattr(train, "train_model", must_not_train)
-    assert train.ensure_trained(cfg, "supervised") == path
-    assert (path / train.METRICS_FILE).stat().st_mtime_ns == stamp
-    assert train.run_stage(cfg, RunDir(cfg.run_path))["model_dir"] == str(path)
-
-
 def test_cache_key_follows_the_settings_that_change_the_model(tiny_cfg):
     base = train.model_dir(tiny_cfg(), "supervised")
     assert train.model_dir(tiny_cfg(**{"train.lr": 0.01}), "supervised") != base
@@ -134,29 +118,6 @@ def test_the_training_seed_keys_the_model_and_an_unset_one_keeps_the_config_seed
     )
     assert train.with_train_seed(tiny_cfg(), 2).train.seed == 2
     assert train.with_train_seed(seeded, None) is seeded
-
-
-def test_run_stage_trains_every_strategy_once_per_seed(tiny_cfg, monkeypatch, tmp_path):
-    cfg = tiny_cfg(strategies=["supervised", "ssl-frozen"], seeds=[0, 3])
-    trained = []
-
-    def fake_ensure_trained(c, strategy):
-        trained.append((strategy, c.train.seed))
-        path = tmp_path / f"{strategy}-{c.train.seed}"
-        path.mkdir()
-        (path / train.METRICS_FILE).write_text(json.dumps({"heldout_accuracy": 0.5}))
-        return path
-
-    monkeypatch.setattr(train, "ensure_trained", fake_ensure_trained)
-    summary = train.run_stage(cfg, RunDir(cfg.run_path))
-    assert sorted(trained) == [
-        ("ssl-frozen", 0),
-        ("ssl-frozen", 3),
-        ("supervised", 0),
-        ("supervised", 3),
-    ]
-    assert summary["ssl-frozen.seed3.model_dir"] == str(tmp_path / "ssl-frozen-3")
-    assert summary["supervised.seed0.heldout_accuracy"] == 0.5
 
 
 @requires_esc50
@@ -261,30 +222,6 @@ def test_ssl_strategies_share_one_pretrained_encoder_and_record_their_metrics(ti
             metrics["pretrain_seconds"] >= 0 and metrics["train_seconds"] >= 0
         )  # rounded to 0.1 s
         assert set(train.read_history(path)) == {"pretrain", phase}
-
-
-def test_the_train_stage_is_keyed_by_the_model_folders_it_makes(tiny_cfg, monkeypatch, tmp_path):
-    def fake_ensure_trained(c, strategy):
-        path = tmp_path / "models" / train.model_dir(c, strategy).name
-        path.mkdir(parents=True, exist_ok=True)
-        (path / train.METRICS_FILE).write_text("{}")
-        return path
-
-    monkeypatch.setattr(train, "ensure_trained", fake_ensure_trained)
-    cfg = tiny_cfg()
-    run = RunDir(cfg.run_path)
-    train.run_stage(cfg, run)
-    key = run.stage_key("train")
-    assert key == train.SPEC.key(cfg, run) and run.is_fresh("train", key)
-    # a setting the supervised model does not read keeps the key; one it reads moves it
-    assert train.SPEC.key(tiny_cfg(**{"train.pretrain_epochs": 9}), run) == key
-    assert train.SPEC.key(tiny_cfg(**{"train.lr": 0.01}), run) != key
-    assert train.SPEC.key(tiny_cfg(**{"k": 9, "prune.max_concepts": 1}), run) == key
-
-
-def test_run_stage_has_nothing_to_train_for_a_hub_model(tiny_cfg):
-    cfg = tiny_cfg(**{"model.name": "MIT/ast-finetuned-audioset-10-10-0.4593"})
-    assert "nothing to train" in train.run_stage(cfg, RunDir(cfg.run_path))["train"]
 
 
 def test_an_interrupted_save_leaves_no_half_model(tmp_path):
