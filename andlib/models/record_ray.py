@@ -291,6 +291,10 @@ def record_ray(cfg: Config, target: TargetModel, run: RunDir, key: str | None) -
                     ) from None
                 log.warning("a Ray worker failed (%s); resuming after the last shard", brief)
         kept_idx = _finish_ids(rec)
+        if not kept_idx:
+            raise AudioError(
+                cfg.data.root or clips.name, f"no usable audio among {len(rows)} files"
+            )
         cache = rec.close(rows["clip_id"].iloc[kept_idx].tolist())
     injected = Path(fault).exists()
     Path(fault).unlink(missing_ok=True)
