@@ -17,7 +17,7 @@ batches exit once, for the tests. ``record.ray.address`` joins a cluster; one th
 reached is a one-line error naming it.
 
 Public surface: :func:`record_ray`, :class:`RayRecording`, :class:`ModelActor`,
-:func:`decode_batch`, :func:`start_ray`, :class:`RayUnavailable`.
+:func:`decode_batch`, :func:`start_ray`, :class:`RayRecordError`, :class:`RayUnavailable`.
 """
 
 from __future__ import annotations
@@ -52,7 +52,11 @@ FAULT_MARK = ".fault-{key}"
 """The file (in ``activations/``) an injected fault leaves, so that it fires once a recording."""
 
 
-class RayUnavailable(RuntimeError):
+class RayRecordError(RuntimeError):
+    """The Ray engine cannot record (a one-line message; the CLI prints it as it is)."""
+
+
+class RayUnavailable(RayRecordError):
     """Ray is not installed, or the cluster named by ``record.ray.address`` cannot be reached."""
 
 
@@ -286,7 +290,7 @@ def record_ray(cfg: Config, target: TargetModel, run: RunDir, key: str | None) -
             except ray.exceptions.RayError as e:
                 brief = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
                 if attempt == cfg.record.ray.max_restarts:
-                    raise RuntimeError(
+                    raise RayRecordError(
                         f"record: the Ray recording failed {attempt + 1} times; last: {brief}"
                     ) from None
                 log.warning("a Ray worker failed (%s); resuming after the last shard", brief)

@@ -200,3 +200,6 @@ def test_an_unreachable_cluster_address_is_a_one_line_error_naming_it(monkeypatc
     with pytest.raises(rr.RayUnavailable) as err:
         rr.start_ray(RayConfig(address="127.0.0.1:9"))
     assert "127.0.0.1:9" in str(err.value) and "\n" not in str(err.value)
+    from andlib.cli import project_error
+
+    assert project_error(err.value), "the CLI prints it as one line, without a traceback"
