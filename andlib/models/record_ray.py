@@ -17,7 +17,7 @@ batches exit once, for the tests. ``record.ray.address`` joins a cluster; one th
 reached is a one-line error naming it.
 
 Public surface: :func:`record_ray`, :class:`RayRecording`, :class:`ModelActor`,
-:func:`decode_batch`, :func:`start_ray`, :class:`RayRecordError`, :class:`RayUnavailable`.
+:func:`decode_batch`, :func:`block_rows`, :func:`start_ray`, :class:`RayRecordError`, :class:`RayUnavailable`.
 """
 
 from __future__ import annotations
@@ -198,6 +198,13 @@ class ModelActor:
         return out
 
 
+def block_rows(n_clips: int, batch_size: int, max_blocks: int = 200, max_rows: int = 256) -> int:
+    """Clips a decoding task takes: whole batches, at most ``max_rows`` (a block of decoded
+    audio stays small) and, below that, few enough for about ``max_blocks`` tasks."""
+    per_block = -(-n_clips // (batch_size * max_blocks))
+    return batch_size * max(1, min(max(1, max_rows // batch_size), per_block))
+
+
 def _dataset(cfg: Config, items: pd.DataFrame, layers: dict[str, str], fault: str | None) -> Any:
     ray = _ray()
     rc, bs = cfg.record.ray, cfg.model.batch_size
@@ -205,7 +212,8 @@ def _dataset(cfg: Config, items: pd.DataFrame, layers: dict[str, str], fault: st
     import pyarrow as pa
 
     table = pa.table({"clip": items["clip"].to_numpy(), "path": items["path"].astype(str).tolist()})
-    ds = ray.data.from_arrow([table.slice(s, bs) for s in range(0, len(items), bs)])
+    block = block_rows(len(items), bs)
+    ds = ray.data.from_arrow([table.slice(s, block) for s in range(0, len(items), block)])
     ds = ds.map_batches(
         decode_batch,
         batch_size=bs,
