@@ -6,7 +6,8 @@ memory-mapped on first access. :meth:`ActivationCache.topk` gives every neuron's
 clips at both ends (:class:`TopK`). :mod:`andlib.store` re-exports both names: it is where
 every artifact's reader is found.
 
-Public surface: :class:`ActivationCache`, :class:`TopK`, :data:`ACTIVATIONS`.
+Public surface: :class:`ActivationCache`, :class:`TopK`, :data:`ACTIVATIONS`,
+:data:`SAE_PREFIX`, :func:`is_sae_layer`.
 """
 
 from __future__ import annotations
@@ -22,6 +23,14 @@ import numpy as np
 
 ACTIVATIONS = "activations"
 """The folder of a run directory that holds the recorded activations."""
+SAE_PREFIX = "sae."
+"""The start of a virtual layer's key: the latents of a sparse autoencoder on a recorded layer
+(``sae.layers.2.out.k32``, :mod:`andlib.models.sae`), recorded like a layer, with no module."""
+
+
+def is_sae_layer(layer: str) -> bool:
+    """True for a virtual layer of SAE latents (it has no module to hook or prune)."""
+    return str(layer).startswith(SAE_PREFIX)
 
 
 @dataclass

@@ -35,10 +35,12 @@ import pandas as pd
 import torch
 from torch import nn
 
+from andlib.activation_cache import is_sae_layer
 from andlib.config import Config, stable_hash
 from andlib.data.audio import ProbingSet
 from andlib.data.probing import load_probing_set
 from andlib.models.base import TargetModel
+from andlib.models.base import first_tensor as _first_tensor
 from andlib.models.families.registry import family_of
 from andlib.models.layers import LayerError as LayerError
 from andlib.models.layers import known_presets as known_presets
@@ -66,18 +68,6 @@ POOLINGS = ("mean", "max", "cls")
 # --------------------------------------------------------------------------------------------
 # Hooks
 # --------------------------------------------------------------------------------------------
-
-
-def _first_tensor(output: Any) -> torch.Tensor:
-    """The module's main output: itself, or the first element of a tuple / ModelOutput."""
-    while not isinstance(output, torch.Tensor):
-        if isinstance(output, Mapping) and output:  # ModelOutput (its first set field), dict
-            output = next(iter(output.values()))
-        elif isinstance(output, tuple | list) and output:
-            output = output[0]
-        else:
-            raise TypeError(f"cannot record a module output of type {type(output).__name__}")
-    return output
 
 
 def pool_output(
@@ -379,11 +369,29 @@ def _trained_model(cfg: Config, run: RunDir) -> dict[str, Any]:
     return {"trained": None, **family_of(cfg.model.name).record_settings(cfg)}
 
 
-SPEC = Stage(
+RECORDING = Stage(
     STAGE, sections=("model", "data", "record", "seed"), version=VERSION, settings=_trained_model
 )
-"""The record stage's cache key: model, data, layers/pooling and seed, the trained model's
+"""The key of the recorded neurons: model, data, layers/pooling and seed, the trained model's
 cache folder (:func:`_trained_model`) and :data:`VERSION`. It reads no lexicon or prompt."""
+
+
+def _with_sae(cfg: Config, run: RunDir) -> dict[str, Any]:
+    """:func:`_trained_model`, plus the ``sae`` section and :data:`andlib.models.sae.VERSION`
+    when it names layers (so a config without SAEs keeps its key)."""
+    from andlib.models.sae import VERSION as SAE_VERSION
+
+    extra = _trained_model(cfg, run)
+    if cfg.sae.layers:
+        extra["sae"] = {"settings": cfg.to_dict()["sae"], "version": SAE_VERSION}
+    return extra
+
+
+SPEC = Stage(
+    STAGE, sections=("model", "data", "record", "seed"), version=VERSION, settings=_with_sae
+)
+"""The record stage's cache key: :data:`RECORDING`'s parts and, with ``sae.layers``, the SAE
+settings (the virtual layers of :mod:`andlib.models.sae_layer` are recorded by this stage)."""
 
 
 def record(
@@ -397,7 +405,7 @@ def record(
         cfg.record.pooling,
         cfg.model.batch_size,
         run,
-        key=SPEC.key(cfg, run),
+        key=RECORDING.key(cfg, run),
     )
 
 
@@ -482,10 +490,15 @@ def run_stage(cfg: Config, run: RunDir) -> dict[str, Any]:
     run.write_csv("clips.csv", clips_frame(probing_set))
     target = load_target(cfg)
     cache = record(cfg, target, probing_set, run)
+    if cfg.sae.layers or any(is_sae_layer(layer) for layer in cache.layers):
+        from andlib.models.sae_layer import add_sae_layers
+
+        cache = add_sae_layers(cfg, run, target, probing_set, cache, _fingerprint(target.module))
     run.write_csv("neuron_topk.csv", topk_table(cache, cfg.k))
     info = model_record(target, cache)
     run.write_json("model.json", info)
     outputs = [
+        *(["sae.json"] if cfg.sae.layers else []),
         "clips.csv",
         "skipped.csv",
         "model.json",
