@@ -7,7 +7,7 @@ clips at both ends (:class:`TopK`). :mod:`andlib.store` re-exports both names: i
 every artifact's reader is found.
 
 Public surface: :class:`ActivationCache`, :class:`TopK`, :data:`ACTIVATIONS`,
-:data:`SAE_PREFIX`, :func:`is_sae_layer`.
+:data:`SAE_PREFIX`, :func:`is_sae_layer`, :func:`sae_base_layer`.
 """
 
 from __future__ import annotations
@@ -31,6 +31,14 @@ SAE_PREFIX = "sae."
 def is_sae_layer(layer: str) -> bool:
     """True for a virtual layer of SAE latents (it has no module to hook or prune)."""
     return str(layer).startswith(SAE_PREFIX)
+
+
+def sae_base_layer(layer: str) -> str:
+    """The recorded layer an SAE's virtual layer encodes (``sae.layers.2.out.k32`` ->
+    ``layers.2.out``); any other layer is its own."""
+    if not is_sae_layer(layer):
+        return str(layer)
+    return str(layer)[len(SAE_PREFIX) :].rsplit(".k", 1)[0]
 
 
 @dataclass

@@ -18,6 +18,7 @@ from typing import Any
 
 import pandas as pd
 
+from andlib.activation_cache import sae_base_layer
 from andlib.config import Config
 from andlib.store import RunDir, strategy_run_path
 
@@ -56,8 +57,12 @@ def sort_layers(layers: Iterable[str]) -> list[str]:
 
 
 def layer_depths(layers: Iterable[str]) -> dict[str, int]:
-    """``{layer: position in depth order}`` (0 = shallowest)."""
-    return {layer: i for i, layer in enumerate(sort_layers(layers))}
+    """``{layer: position in depth order}`` (0 = shallowest). An SAE's virtual layer
+    (``sae.<layer>.k<k>``) takes the depth of the layer it encodes and moves no other layer."""
+    names = {str(x) for x in layers}
+    real = sort_layers({sae_base_layer(x) for x in names})
+    depth = {layer: i for i, layer in enumerate(real)}
+    return {layer: depth[sae_base_layer(layer)] for layer in sort_layers(names)}
 
 
 # --------------------------------------------------------------------------------------------

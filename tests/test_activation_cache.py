@@ -54,3 +54,12 @@ def test_the_stores_helpers_read_through_it(run):
     index = activation_index(run)
     assert index["clip_ids"][1] == "c 1"
     assert load_activations(run, "layers.0.mlp", index)[3, 0] == 5.0
+
+
+def test_sae_layers_are_named_by_their_prefix_and_know_their_base_layer():
+    from andlib.activation_cache import is_sae_layer, sae_base_layer
+
+    assert is_sae_layer("sae.layers.2.out.k32") and not is_sae_layer("layers.2.out")
+    assert sae_base_layer("sae.layers.2.out.k32") == "layers.2.out"
+    assert sae_base_layer("sae.encoder.k1.mlp.k16") == "encoder.k1.mlp"
+    assert sae_base_layer("classifier") == "classifier"

@@ -23,3 +23,13 @@ def test_layers_sort_by_block_then_kind_with_the_classifier_last():
         "layers.1.mlp": 1,
         "classifier": 2,
     }
+
+
+def test_an_sae_layer_takes_the_depth_of_the_layer_it_encodes():
+    layers = ["layers.0.out", "sae.layers.1.out.k32", "layers.1.out", "classifier"]
+    assert an.layer_depths(layers) == {
+        "layers.0.out": 0,
+        "layers.1.out": 1,
+        "sae.layers.1.out.k32": 1,
+        "classifier": 2,
+    }
