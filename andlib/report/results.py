@@ -168,7 +168,7 @@ def tables(run: RunDir, cfg: Config) -> dict[str, pd.DataFrame]:
     return out
 
 
-SAE_COLUMNS = ("k", "d_sae", "train_positions", "passes", "train_seconds")
+SAE_COLUMNS: tuple[str, ...] = ("k", "d_sae", "train_positions", "passes", "train_seconds")
 SAE_COLUMNS += ("variance_explained", "eval_l0", "n_dead", "dead_share")
 
 
