@@ -6,8 +6,7 @@ memory-mapped on first access. :meth:`ActivationCache.topk` gives every neuron's
 clips at both ends (:class:`TopK`). :mod:`andlib.store` re-exports both names: it is where
 every artifact's reader is found.
 
-Public surface: :class:`ActivationCache`, :class:`TopK`, :data:`ACTIVATIONS`,
-:data:`SAE_PREFIX`, :func:`is_sae_layer`, :func:`sae_base_layer`.
+Public surface: :class:`ActivationCache`, :class:`TopK`, :data:`ACTIVATIONS`.
 """
 
 from __future__ import annotations
@@ -21,24 +20,10 @@ from typing import Any
 
 import numpy as np
 
+from andlib.store_shards import ShardReader, is_sharded
+
 ACTIVATIONS = "activations"
 """The folder of a run directory that holds the recorded activations."""
-SAE_PREFIX = "sae."
-"""The start of a virtual layer's key: the latents of a sparse autoencoder on a recorded layer
-(``sae.layers.2.out.k32``, :mod:`andlib.models.sae`), recorded like a layer, with no module."""
-
-
-def is_sae_layer(layer: str) -> bool:
-    """True for a virtual layer of SAE latents (it has no module to hook or prune)."""
-    return str(layer).startswith(SAE_PREFIX)
-
-
-def sae_base_layer(layer: str) -> str:
-    """The recorded layer an SAE's virtual layer encodes (``sae.layers.2.out.k32`` ->
-    ``layers.2.out``); any other layer is its own."""
-    if not is_sae_layer(layer):
-        return str(layer)
-    return str(layer)[len(SAE_PREFIX) :].rsplit(".k", 1)[0]
 
 
 @dataclass
@@ -98,7 +83,12 @@ class ActivationCache:
             return False
         index = json.loads(index_file.read_text())
         return index.get("key") == key and all(
-            (folder / entry["file"]).exists() for entry in index["layers"].values()
+            (folder / entry["file"]).exists()
+            if "file" in entry
+            else ShardReader(folder / entry["dir"]).complete
+            if is_sharded(folder / entry["dir"])
+            else False
+            for entry in index["layers"].values()
         )
 
     @property
@@ -129,8 +119,21 @@ class ActivationCache:
 
     def __getitem__(self, layer: str) -> np.ndarray:
         if layer not in self._arrays:
-            self._arrays[layer] = np.load(self.folder / self._entry(layer)["file"], mmap_mode="r")
+            entry = self._entry(layer)
+            if "dir" in entry:  # a layer in the sharded layout (an SAE's latents), read whole
+                self._arrays[layer] = np.asarray(ShardReader(self.folder / entry["dir"]))
+            else:
+                self._arrays[layer] = np.load(self.folder / entry["file"], mmap_mode="r")
         return self._arrays[layer]
+
+    def files(self, layer: str) -> list[str]:
+        """The layer's files, relative to the ``activations/`` folder (a stage's outputs)."""
+        entry = self._entry(layer)
+        if "dir" not in entry:
+            return [entry["file"]]
+        reader = ShardReader(self.folder / entry["dir"])
+        names = [f for s in reader.index["shards"] for f in (s["file"], s["ids"])]
+        return [f"{entry['dir']}/{name}" for name in ["index.json", *names]]
 
     def __contains__(self, layer: object) -> bool:
         return layer in self.index["layers"]

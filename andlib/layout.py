@@ -18,9 +18,26 @@ from typing import Any
 
 import pandas as pd
 
-from andlib.activation_cache import sae_base_layer
 from andlib.config import Config
 from andlib.store import RunDir, strategy_run_path
+
+SAE_PREFIX = "sae."
+"""The start of a virtual layer's key: the latents of a sparse autoencoder on a recorded layer
+(``sae.layers.2.out.k32``, :mod:`andlib.models.sae`), recorded like a layer, with no module."""
+
+
+def is_sae_layer(layer: str) -> bool:
+    """True for a virtual layer of SAE latents (it has no module to hook or prune)."""
+    return str(layer).startswith(SAE_PREFIX)
+
+
+def sae_base_layer(layer: str) -> str:
+    """The recorded layer an SAE's virtual layer encodes (``sae.layers.2.out.k32`` ->
+    ``layers.2.out``); any other layer is its own."""
+    if not is_sae_layer(layer):
+        return str(layer)
+    return str(layer)[len(SAE_PREFIX) :].rsplit(".k", 1)[0]
+
 
 ANALYSIS_DIR = "analysis"
 """The analysis stage's folder in a run directory."""

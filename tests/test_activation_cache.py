@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
 
@@ -56,10 +58,17 @@ def test_the_stores_helpers_read_through_it(run):
     assert load_activations(run, "layers.0.mlp", index)[3, 0] == 5.0
 
 
-def test_sae_layers_are_named_by_their_prefix_and_know_their_base_layer():
-    from andlib.activation_cache import is_sae_layer, sae_base_layer
+def test_a_layer_in_the_sharded_layout_reads_like_a_file(tmp_path):
+    from andlib.store_shards import ShardWriter
 
-    assert is_sae_layer("sae.layers.2.out.k32") and not is_sae_layer("layers.2.out")
-    assert sae_base_layer("sae.layers.2.out.k32") == "layers.2.out"
-    assert sae_base_layer("sae.encoder.k1.mlp.k16") == "encoder.k1.mlp"
-    assert sae_base_layer("classifier") == "classifier"
+    folder = tmp_path / "activations"
+    rows = np.arange(12, dtype=np.float32).reshape(4, 3)
+    writer = ShardWriter(folder / "sae.a.k2", shard_rows=3, key="x")
+    writer.append(rows, np.arange(4))
+    writer.close()
+    index = {"key": "k", "clip_ids": list("abcd"), "layers": {"sae.a.k2": {"dir": "sae.a.k2", "module": "sae:a", "n_neurons": 3}}}  # fmt: skip
+    cache = ActivationCache(folder, index)
+    np.testing.assert_array_equal(cache["sae.a.k2"], rows)
+    assert cache.files("sae.a.k2")[0] == "sae.a.k2/index.json" and len(cache.files("sae.a.k2")) == 5
+    (folder / "index.json").write_text(json.dumps(index))
+    assert ActivationCache.is_complete(folder, "k") and not ActivationCache.is_complete(folder, "j")

@@ -91,7 +91,6 @@ import pandas as pd
 import torch
 from torch import nn
 
-from andlib.activation_cache import is_sae_layer
 from andlib.config import Config, rng
 from andlib.evaluate.prune_forward import ASTSuffix as ASTSuffix
 from andlib.evaluate.prune_forward import Point as Point
@@ -113,6 +112,7 @@ from andlib.evaluate.prune_stats import SUMMARY_COLUMNS as SUMMARY_COLUMNS
 from andlib.evaluate.prune_stats import average_draws as average_draws
 from andlib.evaluate.prune_stats import bootstrap_ci as bootstrap_ci
 from andlib.evaluate.prune_stats import pruning_summary as pruning_summary
+from andlib.layout import is_sae_layer
 from andlib.store import (
     RunDir,
     Stage,

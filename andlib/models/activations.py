@@ -35,7 +35,6 @@ import pandas as pd
 import torch
 from torch import nn
 
-from andlib.activation_cache import is_sae_layer
 from andlib.config import Config, stable_hash
 from andlib.data.audio import ProbingSet
 from andlib.data.probing import load_probing_set
@@ -490,10 +489,9 @@ def run_stage(cfg: Config, run: RunDir) -> dict[str, Any]:
     run.write_csv("clips.csv", clips_frame(probing_set))
     target = load_target(cfg)
     cache = record(cfg, target, probing_set, run)
-    if cfg.sae.layers or any(is_sae_layer(layer) for layer in cache.layers):
-        from andlib.models.sae_layer import add_sae_layers
+    from andlib.models.sae_layer import add_sae_layers  # the virtual layers (or none)
 
-        cache = add_sae_layers(cfg, run, target, probing_set, cache, _fingerprint(target.module))
+    cache = add_sae_layers(cfg, run, target, probing_set, cache, _fingerprint(target.module))
     run.write_csv("neuron_topk.csv", topk_table(cache, cfg.k))
     info = model_record(target, cache)
     run.write_json("model.json", info)
@@ -504,7 +502,7 @@ def run_stage(cfg: Config, run: RunDir) -> dict[str, Any]:
         "model.json",
         "neuron_topk.csv",
         f"{ACTIVATIONS}/index.json",
-        *(f"{ACTIVATIONS}/{layer}.npy" for layer in cache.layers),
+        *(f"{ACTIVATIONS}/{f}" for layer in cache.layers for f in cache.files(layer)),
     ]
     seconds = round(time.time() - t0, 1)
     run.mark_done(STAGE, key, outputs, seconds=seconds)

@@ -35,9 +35,9 @@ from typing import Any
 import numpy as np
 import torch
 
-from andlib.activation_cache import SAE_PREFIX
 from andlib.config import ConfigError, stable_hash
 from andlib.config_sections import SaeConfig
+from andlib.layout import SAE_PREFIX
 from andlib.store import atomic_write_text
 
 log = logging.getLogger(__name__)

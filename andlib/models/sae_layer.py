@@ -14,8 +14,9 @@ For each layer of ``sae.layers`` (a recorded layer key) and each ``k`` (``sae.k`
 3. encodes every position once, pools the latents per clip with ``record.pooling``, counts
    the dead latents (active on no position of the probing set) and measures, on the clips of
    ``sae.eval_fold``, the variance explained and L0;
-4. writes the live latents as ``activations/sae.<layer>.k<k>.npy`` (neuron ``j`` = latent
-   ``latents[j]`` of its ``index.json`` entry, which also lists the ``dead`` ones, left out),
+4. writes the live latents as ``activations/sae.<layer>.k<k>/``, a float32 layer in the
+   sharded layout (``index.json`` entry ``{"dir": ...}``; neuron ``j`` = latent ``latents[j]``
+   of that entry; the dead ones are left out and listed in the report),
    and ``sae.json`` (per virtual layer: training and evaluation report, dead latents).
 
 Every later stage reads the virtual layer like any other; pruning leaves it out (it has no
@@ -29,6 +30,7 @@ from __future__ import annotations
 
 import json
 import logging
+import shutil
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any
@@ -36,12 +38,13 @@ from typing import Any
 import numpy as np
 import torch
 
-from andlib.activation_cache import ACTIVATIONS, ActivationCache, is_sae_layer
+from andlib.activation_cache import ACTIVATIONS, ActivationCache
 from andlib.config import Config, ConfigError, stable_hash
 from andlib.data.audio import ProbingSet
+from andlib.layout import SAE_PREFIX, is_sae_layer
 from andlib.models import sae as sae_mod
 from andlib.models.base import TargetModel, first_tensor
-from andlib.store import RunDir, save_npy, write_json
+from andlib.store import RunDir, write_json
 from andlib.store_shards import ShardReader, ShardWriter
 
 log = logging.getLogger(__name__)
@@ -205,10 +208,22 @@ def _ensure_sae(
     return sae_mod.save_sae(trained, folder, extra)
 
 
-def _drop_sae_layers(folder: Path, index: dict[str, Any], keep: set[str]) -> None:
-    for layer in [la for la in index["layers"] if is_sae_layer(la) and la not in keep]:
-        (folder / index["layers"][layer]["file"]).unlink(missing_ok=True)
+def _drop_sae_layers(folder: Path, index: dict[str, Any]) -> None:
+    """Remove every virtual layer from the index and the folder (an earlier one's too)."""
+    for layer in [la for la in index["layers"] if is_sae_layer(la)]:
         del index["layers"][layer]
+    for path in folder.glob(f"{SAE_PREFIX}*"):
+        if path.is_dir():
+            shutil.rmtree(path)
+        else:
+            path.unlink()
+
+
+def _write_layer(folder: Path, pooled: np.ndarray, key: str) -> None:
+    """A virtual layer in the sharded layout (float32, one row a clip, ids = clip rows)."""
+    writer = ShardWriter(folder, shard_rows=max(1, len(pooled)), dtype="float32", key=key)
+    writer.append(pooled, np.arange(len(pooled)))
+    writer.close()
 
 
 def add_sae_layers(
@@ -229,7 +244,7 @@ def add_sae_layers(
         for layer in cfg.sae.layers
         for k in dict.fromkeys([cfg.sae.k, *cfg.sae.sweep_k])
     }
-    _drop_sae_layers(folder, index, set())
+    _drop_sae_layers(folder, index)
     if not planned:
         write_json(folder / "index.json", index)
         run.path.joinpath(REPORT).unlink(missing_ok=True)
@@ -263,9 +278,9 @@ def add_sae_layers(
         )
         dead = stats.dead
         alive = np.setdiff1d(np.arange(pooled.shape[1]), dead)
-        save_npy(folder / f"{name}.npy", np.ascontiguousarray(pooled[:, alive]))
+        _write_layer(folder / name, np.ascontiguousarray(pooled[:, alive]), sae_folder.name)
         index["layers"][name] = {
-            "file": f"{name}.npy",
+            "dir": name,
             "module": f"sae:{index['layers'][layer]['module']}",
             "n_neurons": int(len(alive)),
             "sae": {"layer": layer, "k": k, "folder": str(sae_folder), "latents": alive.tolist()},

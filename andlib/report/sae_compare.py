@@ -38,9 +38,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from andlib.activation_cache import is_sae_layer, sae_base_layer
 from andlib.config import Config, rng
-from andlib.layout import ANALYSIS_DIR
+from andlib.layout import ANALYSIS_DIR, is_sae_layer, sae_base_layer
 from andlib.layout import read_table as read_analysis
 from andlib.store import (
     RunDir,

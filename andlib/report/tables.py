@@ -39,8 +39,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from andlib.activation_cache import is_sae_layer
 from andlib.layout import (
+    is_sae_layer,
     layer_depths,
 )
 from andlib.store import decode_list

@@ -187,6 +187,11 @@ def test_sae_layers_are_reused_and_removed_with_the_config(tmp_cfg):
     run, cache = recorded(cfg, target, ps)
     cache = sae_layer.add_sae_layers(cfg, run, target, ps, cache, "w")
     assert cache.layers == ["proj", "sae.proj.k2", "sae.proj.k3"]
+    assert cache.files("sae.proj.k2") == [
+        "sae.proj.k2/index.json",
+        "sae.proj.k2/00000.npy",
+        "sae.proj.k2/00000.ids.npy",
+    ]
     folders = sorted((cfg.cache_path / "sae" / "models").iterdir())
     stamp = [f.joinpath("andlib.json").stat().st_mtime_ns for f in folders]
     cache = sae_layer.add_sae_layers(cfg, run, target, ps, cache, "w")
@@ -195,7 +200,10 @@ def test_sae_layers_are_reused_and_removed_with_the_config(tmp_cfg):
     cache = sae_layer.add_sae_layers(cfg, run, target, ps, cache, "w")
     assert cache.layers == ["proj"]
     assert not (run.path / "sae.json").exists()
-    assert sorted(p.name for p in (run.path / "activations").glob("*.npy")) == ["proj.npy"]
+    assert sorted(p.name for p in (run.path / "activations").iterdir()) == [
+        "index.json",
+        "proj.npy",
+    ]
 
 
 def test_an_unrecorded_layer_is_a_one_line_error(tmp_cfg):
