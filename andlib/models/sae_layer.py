@@ -230,13 +230,14 @@ def add_sae_layers(
     cfg: Config,
     run: RunDir,
     target: TargetModel,
-    probing_set: ProbingSet,
+    probing_set: ProbingSet | None,
     cache: ActivationCache,
     weights: str,
 ) -> ActivationCache:
     """Add (or refresh) the virtual layers of ``cfg.sae`` in ``run/activations/`` and write
-    :data:`REPORT`; with no ``sae.layers``, remove any earlier ones. ``weights``: the target's
-    weight fingerprint (the capture key's). Returns the recording, re-read."""
+    :data:`REPORT`; with no ``sae.layers``, remove any earlier ones (``probing_set`` may then be
+    ``None``). ``weights``: the target's weight fingerprint (the capture key's). Returns the
+    recording, re-read."""
     folder = run.path / ACTIVATIONS
     index = json.loads((folder / "index.json").read_text())
     planned = {
@@ -251,6 +252,8 @@ def add_sae_layers(
         return ActivationCache(folder)
     widths = {la: int(e["n_neurons"]) for la, e in index["layers"].items()}
     sae_mod.check_plan(cfg.sae, widths)
+    if probing_set is None or probing_set.clip_ids != index["clip_ids"]:
+        raise ConfigError("sae.layers: the clips to capture are not the recorded clips")
     folds = clip_folds(probing_set)
     train_clip = np.isin(folds, cfg.sae.train_folds)
     eval_clip = folds == cfg.sae.eval_fold

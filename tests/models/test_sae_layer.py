@@ -200,10 +200,7 @@ def test_sae_layers_are_reused_and_removed_with_the_config(tmp_cfg):
     cache = sae_layer.add_sae_layers(cfg, run, target, ps, cache, "w")
     assert cache.layers == ["proj"]
     assert not (run.path / "sae.json").exists()
-    assert sorted(p.name for p in (run.path / "activations").iterdir()) == [
-        "index.json",
-        "proj.npy",
-    ]
+    assert not [p for p in (run.path / "activations").iterdir() if p.name.startswith("sae.")]
 
 
 def test_an_unrecorded_layer_is_a_one_line_error(tmp_cfg):
@@ -220,3 +217,13 @@ def test_a_budget_of_too_many_passes_states_them(tmp_cfg):
     run, cache = recorded(cfg, target, ps)
     with pytest.raises(ConfigError, match=r"69.4 passes over the 144 training positions"):
         sae_layer.add_sae_layers(cfg, run, target, ps, cache, "w")
+
+
+def test_clips_other_than_the_recorded_ones_are_a_one_line_error(tmp_cfg):
+    cfg = sae_config(tmp_cfg)
+    target, ps = toy_target(), probing(15)
+    run, cache = recorded(cfg, target, ps)
+    with pytest.raises(ConfigError, match="not the recorded clips"):
+        sae_layer.add_sae_layers(cfg, run, target, probing(14), cache, "w")
+    with pytest.raises(ConfigError, match="not the recorded clips"):
+        sae_layer.add_sae_layers(cfg, run, target, None, cache, "w")
