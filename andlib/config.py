@@ -37,6 +37,7 @@ from andlib.config_sections import EvaluateConfig as EvaluateConfig
 from andlib.config_sections import LLMConfig as LLMConfig
 from andlib.config_sections import ModelConfig as ModelConfig
 from andlib.config_sections import PruneConfig as PruneConfig
+from andlib.config_sections import RayConfig as RayConfig
 from andlib.config_sections import RecordConfig as RecordConfig
 from andlib.config_sections import SaeConfig as SaeConfig
 from andlib.config_sections import SimilarityConfig as SimilarityConfig
@@ -162,11 +163,19 @@ its default (an option added later, or a model family's block), so adding it kep
 existing stage key."""
 
 
+EXECUTION = "execution"
+"""Field metadata: a setting of how a stage runs, not of what it computes (the record
+engine, its shard size and Ray settings): never part of :meth:`Config.section_hash`."""
+
+
 def _drop_keyless_defaults(obj: Any, d: dict[str, Any]) -> None:
-    """Remove from ``d`` (``obj`` as a dict) the :data:`KEYLESS` fields at their defaults."""
+    """Remove from ``d`` (``obj`` as a dict) the :data:`EXECUTION` fields and the
+    :data:`KEYLESS` fields at their defaults."""
     for f in dataclasses.fields(obj):
         value = getattr(obj, f.name)
-        if any(f.metadata.get(m) for m in KEYLESS) and value == _default(f):
+        if f.metadata.get(EXECUTION) or (
+            any(f.metadata.get(m) for m in KEYLESS) and value == _default(f)
+        ):
             d.pop(f.name, None)
         elif dataclasses.is_dataclass(value) and isinstance(d.get(f.name), dict):
             _drop_keyless_defaults(value, d[f.name])
@@ -337,6 +346,7 @@ _CHOICES = {
     "model.whisper.input": ("trimmed", "padded"),
     "train.strategy": ("supervised", "ssl-frozen", "ssl-finetuned"),
     "record.pooling": ("mean", "max", "cls"),
+    "record.engine": ("local", "ray"),
     "concepts.db_clips": ("all", "top_k"),
     "concepts.similarity_params.soft_wpmi_prior": ("neurons", "clips"),
     "concepts.similarity_params.wpmi_prior": ("neurons", "clips"),
@@ -369,6 +379,31 @@ def _validate_group_pattern(cfg: Config) -> None:
             f"data.group_pattern: {pattern!r} has no group; put the part of the file name that "
             "names the recording in parentheses, e.g. '^(\\d+)-'"
         )
+
+
+def _validate_record(cfg: Config) -> None:
+    """``record.shard_rows`` and ``record.ray``: counts and resources in range."""
+    r = cfg.record
+    if r.shard_rows < 1:
+        raise ConfigError(f"record.shard_rows: must be at least 1, got {r.shard_rows}")
+    ray = r.ray
+    if ray.num_actors < 1:
+        raise ConfigError(f"record.ray.num_actors: must be at least 1, got {ray.num_actors}")
+    for name in ("num_cpus_per_actor", "num_cpus_per_decode"):
+        if getattr(ray, name) <= 0:
+            raise ConfigError(f"record.ray.{name}: must be positive, got {getattr(ray, name)}")
+    if ray.num_gpus_per_actor < 0:
+        raise ConfigError(
+            f"record.ray.num_gpus_per_actor: must be 0 or more, got {ray.num_gpus_per_actor}"
+        )
+    if ray.max_restarts < 0:
+        raise ConfigError(f"record.ray.max_restarts: must be 0 or more, got {ray.max_restarts}")
+    if ray.fail_after_batches is not None and ray.fail_after_batches < 1:
+        raise ConfigError(
+            f"record.ray.fail_after_batches: must be at least 1 (or null), got {ray.fail_after_batches}"
+        )
+    if ray.address is not None and not ray.address.strip():
+        raise ConfigError("record.ray.address: empty (leave it unset to start Ray locally)")
 
 
 def validate(cfg: Config) -> None:
@@ -429,6 +464,7 @@ def validate(cfg: Config) -> None:
             )
     if cfg.k < 1:
         raise ConfigError(f"k: must be at least 1, got {cfg.k}")
+    _validate_record(cfg)
     if cfg.data.limit is not None and cfg.data.limit < 1:
         raise ConfigError(f"data.limit: must be at least 1, got {cfg.data.limit}")
     if cfg.data.sample_rate < 1000:

@@ -165,6 +165,33 @@ class TrainConfig:
     entry of ``seeds``."""
 
 
+_EXECUTION = {"execution": True}
+
+
+@dataclass
+class RayConfig:
+    """The Ray engine of the record stage (``record.engine: ray``, the ``ray`` extra): how it
+    runs, never what it records, so none of it is part of a stage key."""
+
+    address: str | None = None
+    """An existing cluster to join (``auto``, ``<host>:6379`` or ``ray://<host>:10001``);
+    ``None`` starts Ray on this machine. The run directory and the audio must be reachable
+    from every worker under the same paths."""
+    num_actors: int = 1
+    """Model actors: each loads the target once and records batches of ``model.batch_size``."""
+    num_cpus_per_actor: float = 1.0
+    """CPUs Ray reserves for each model actor."""
+    num_gpus_per_actor: float = 0.0
+    """GPUs Ray reserves for each model actor (``1`` on a GPU cluster; fractions share one)."""
+    num_cpus_per_decode: float = 1.0
+    """CPUs Ray reserves for each decoding task (decode and resample one block of clips)."""
+    max_restarts: int = 3
+    """How often the driver resumes after a lost worker before the stage fails."""
+    fail_after_batches: int | None = None
+    """Fault injection for tests: the first actor to finish this many batches exits (once per
+    recording), as a killed worker would. ``None``: off."""
+
+
 @dataclass
 class RecordConfig:
     """Recording activations."""
@@ -173,6 +200,14 @@ class RecordConfig:
     """Module names, globs (``*.mlp.fc1``) or presets (``preset:ast``, ``classifier``)."""
     pooling: str = "mean"
     """How token/time axes are pooled: ``mean``, ``max`` or ``cls``. (Batch size: ``model.batch_size``.)"""
+    engine: str = field(default="local", metadata=_EXECUTION)
+    """``local`` (this process) or ``ray`` (Ray Data over a cluster or this machine's CPUs and
+    GPUs; ``record.ray``). Both write the same shards and the same activations."""
+    shard_rows: int = field(default=1024, metadata=_EXECUTION)
+    """Clips a shard of ``activations/<layer>/`` holds; a killed recording resumes after its
+    last finished shard."""
+    ray: RayConfig = field(default_factory=RayConfig, metadata=_EXECUTION)
+    """The Ray engine's settings."""
 
 
 @dataclass

@@ -30,6 +30,7 @@ import pandas as pd
 from andlib.config import Config
 from andlib.describe.wording import identity_sentence
 from andlib.store import (
+    ActivationCache,
     RunDir,
     Stage,
     activation_index,
@@ -89,11 +90,14 @@ def record_stage(cfg: Config, control: RunDir) -> dict[str, Any]:
         shutil.copyfile(run / name, control / name)
     entry = index["layers"][layer]
     (control / "activations").mkdir(exist_ok=True)
-    shutil.copyfile(run / "activations" / entry["file"], control / "activations" / entry["file"])
+    files = ActivationCache.load(run, index).files(layer)  # the layer's shards, or its one file
+    for name in files:
+        (control / "activations" / name).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(run / "activations" / name, control / "activations" / name)
     control.write_json(
         "activations/index.json", {"clip_ids": index["clip_ids"], "layers": {layer: entry}}
     )
-    outputs += ["activations/index.json", f"activations/{entry['file']}"]
+    outputs += ["activations/index.json", *(f"activations/{name}" for name in files)]
     if run.exists("neuron_topk.csv"):
         topk = read_topk(run)
         control.write_csv("neuron_topk.csv", topk[topk["layer"].astype(str) == layer])

@@ -10,7 +10,8 @@ Files a run directory holds (each written by the stage in brackets):
 - ``config.yaml`` (every stage: the resolved config), ``skipped.csv`` (data)
 - ``model.json`` (record: what was dissected)
 - ``clips.csv`` (record: clip order of every activation array)
-- ``activations/<layer>.npy`` + ``activations/index.json`` (record)
+- ``activations/<layer>/`` (shards, :mod:`andlib.store_shards`) + ``activations/index.json``
+  (record)
 - ``neuron_topk.csv`` (record)
 - ``captions.csv``, ``features.csv`` (caption)
 - ``summaries.csv`` (summarize), ``neurons.csv`` (concepts)
@@ -51,6 +52,7 @@ from andlib.activation_cache import ACTIVATIONS as ACTIVATIONS
 from andlib.activation_cache import ActivationCache as ActivationCache
 from andlib.activation_cache import TopK as TopK
 from andlib.config import Config, dump_config, resolve_path
+from andlib.store_shards import ShardReader
 
 _UMASK = os.umask(0)
 os.umask(_UMASK)
@@ -388,7 +390,9 @@ def activation_index(run: RunDir) -> dict[str, Any]:
     return ActivationCache.load(run).index
 
 
-def load_activations(run: RunDir, layer: str, index: dict[str, Any] | None = None) -> np.ndarray:
+def load_activations(
+    run: RunDir, layer: str, index: dict[str, Any] | None = None
+) -> np.ndarray | ShardReader:
     """``[n_clips, n_neurons]`` float32 activations of one recorded layer, memory-mapped
     (:class:`ActivationCache`; ``index``: the :func:`activation_index` already read)."""
     return ActivationCache.load(run, index)[layer]

@@ -215,6 +215,21 @@ class ShardWriter:
         self._blocks, self._ids = ([rest], [rest_ids]) if len(rest) else ([], [])
         self._buffered = len(rest)
 
+    def truncate(self, n_rows: int) -> None:
+        """Drop the finished shards past the first ``n_rows`` rows (layers of one recording
+        killed between their writes are brought back to the same row); ``n_rows`` must fall on
+        a shard boundary."""
+        if self._buffered:
+            raise RuntimeError(f"{self.folder}: truncate before appending rows")
+        while self.n_done > n_rows:
+            entry = self.index["shards"].pop()
+            self.index["complete"] = False
+            self._save_index()
+            for name in (entry["file"], entry["ids"]):
+                (self.folder / name).unlink(missing_ok=True)
+        if self.n_done != n_rows:
+            raise ValueError(f"{self.folder}: no shard ends at row {n_rows}")
+
     def _save_index(self) -> None:
         _atomic_save(self.folder / INDEX, text=json.dumps(self.index, indent=1) + "\n")
 

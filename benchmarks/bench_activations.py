@@ -162,7 +162,7 @@ def main() -> None:
         traced_peak = tracemalloc.get_traced_memory()[1] / 2**20
         tracemalloc.stop()
         peak_rss = status_mib("VmHWM") if rss_ok else None
-        stored = sum(f.stat().st_size for f in Path(tmp, "activations").glob("*.npy"))
+        stored = sum(f.stat().st_size for f in Path(tmp, "activations").rglob("*.npy"))
 
     def line(name: str, key: str) -> str:
         best, med = min(times[key]), statistics.median(times[key])

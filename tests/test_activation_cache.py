@@ -7,7 +7,7 @@ import json
 import numpy as np
 import pytest
 
-from andlib.activation_cache import ActivationCache
+from andlib.activation_cache import ActivationCache, topk_in_memory
 from andlib.store import RunDir, activation_index, load_activations, save_npy
 
 
@@ -72,3 +72,57 @@ def test_a_layer_in_the_sharded_layout_reads_like_a_file(tmp_path):
     assert cache.files("sae.a.k2")[0] == "sae.a.k2/index.json" and len(cache.files("sae.a.k2")) == 5
     (folder / "index.json").write_text(json.dumps(index))
     assert ActivationCache.is_complete(folder, "k") and not ActivationCache.is_complete(folder, "j")
+
+
+def _sharded_run(tmp_path, acts: np.ndarray, shard_rows: int) -> RunDir:
+    from andlib.store_shards import ShardWriter
+
+    run = RunDir(tmp_path / "sharded")
+    w = ShardWriter(run / "activations" / "l", shard_rows=shard_rows, key="k")
+    for s in range(0, len(acts), 7):  # blocks that straddle the shards
+        w.append(acts[s : s + 7], np.arange(s, min(s + 7, len(acts))))
+    w.close()
+    run.write_json(
+        "activations/index.json",
+        {
+            "key": "k",
+            "clip_ids": [f"c{i}" for i in range(len(acts))],
+            "layers": {"l": {"dir": "l", "module": "m", "n_neurons": acts.shape[1]}},
+        },
+    )
+    return run
+
+
+def test_streaming_topk_equals_the_in_memory_one_over_many_shards(tmp_path):
+    rng = np.random.default_rng(0)
+    acts = rng.normal(size=(250, 6)).astype(np.float32)
+    acts[[3, 120, 249], 0] = [9.0, 8.0, 7.0]  # planted: neuron 0's top 3 in three shards
+    acts[[17, 130, 240], 0] = [-9.0, -8.0, -7.0]
+    acts[:, 5] = np.round(acts[:, 5])  # many ties, some across shard boundaries
+    cache = ActivationCache.load(_sharded_run(tmp_path, acts, shard_rows=40))
+    assert cache["l"].n_shards == 7
+    top, stats = cache.summarize("l", 5)
+    want = topk_in_memory(acts, 5)
+    assert top.high[0, :3].tolist() == [3, 120, 249] and top.low[0, :3].tolist() == [17, 130, 240]
+    for name in ("high", "low", "high_values", "low_values"):
+        np.testing.assert_array_equal(getattr(top, name), getattr(want, name))
+    np.testing.assert_allclose(stats.mean, acts.astype(np.float64).mean(0), rtol=1e-12)
+    np.testing.assert_allclose(stats.std, acts.astype(np.float64).std(0), rtol=1e-10)
+    assert stats.n == 250 and (stats.max == acts.max(0)).all() and (stats.min == acts.min(0)).all()
+
+
+def test_ties_at_the_kth_place_keep_clip_order():
+    a = np.array([[1.0], [5.0], [1.0], [1.0], [0.0]], dtype=np.float32)
+    assert topk_in_memory(a, 2).high[0].tolist() == [1, 0]
+    assert topk_in_memory(a, 3).low[0].tolist() == [4, 0, 2]
+
+
+def test_a_sharded_layer_reads_lazily_and_lists_its_files(tmp_path):
+    acts = np.arange(40, dtype=np.float32).reshape(20, 2)
+    cache = ActivationCache.load(_sharded_run(tmp_path, acts, shard_rows=8))
+    layer = cache["l"]
+    np.testing.assert_array_equal(layer[:, 1], acts[:, 1])
+    np.testing.assert_array_equal(np.asarray(layer), acts)
+    assert cache.files("l")[0] == "l/index.json" and len(cache.files("l")) == 1 + 2 * 3
+    assert ActivationCache.is_complete(cache.folder, "k")
+    assert not ActivationCache.is_complete(cache.folder, "other key")

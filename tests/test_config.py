@@ -66,6 +66,12 @@ def test_unknown_key_in_yaml_file_names_the_dotted_key(tmp_path: Path):
         ("record:\n  pooling: median\n", "record.pooling"),
         ("data:\n  on_error: ignore\n", "data.on_error"),
         ("llm:\n  concurrency: true\n", "llm.concurrency: expected an integer"),
+        ("record:\n  engine: spark\n", "record.engine: 'spark' is not one of local, ray"),
+        ("record:\n  shard_rows: 0\n", "record.shard_rows: must be at least 1"),
+        ("record:\n  ray:\n    num_actors: 0\n", "record.ray.num_actors: must be at least 1"),
+        ("record:\n  ray:\n    num_gpus_per_actor: -1\n", "record.ray.num_gpus_per_actor"),
+        ("record:\n  ray:\n    fail_after_batches: 0\n", "record.ray.fail_after_batches"),
+        ("record:\n  ray:\n    adress: x\n", "unknown config key 'record.ray.adress'"),
     ],
 )
 def test_wrong_types_and_choices_are_errors_naming_the_key(tmp_path: Path, text, match):
@@ -95,6 +101,23 @@ def test_section_hash_changes_only_with_the_sections_it_covers():
     assert a.section_hash("llm") != b.section_hash("llm")
     with pytest.raises(ConfigError):
         a.section_hash("nonexistent")
+
+
+def test_how_recording_runs_is_never_part_of_a_key():
+    cfg = load_config(None)
+    d = cfg.to_dict()
+    for name in ("engine", "shard_rows", "ray"):
+        del d["record"][name]
+    from andlib.config import stable_hash
+
+    assert cfg.section_hash("record") == stable_hash(
+        {"parts": {"record": d["record"]}, "extra": None}
+    )
+    ray = load_config(None, ["record.engine=ray", "record.shard_rows=8", "record.ray.num_actors=4"])
+    assert ray.section_hash("record") == cfg.section_hash("record")
+    assert ray.record.ray.num_actors == 4
+    pooled = load_config(None, ["record.pooling=max"])
+    assert pooled.section_hash("record") != cfg.section_hash("record")
 
 
 def test_options_added_later_leave_every_key_as_it_was_at_their_defaults():

@@ -100,3 +100,12 @@ def test_an_index_of_another_format_is_a_one_line_error(tmp_path):
     (tmp_path / "l" / INDEX).write_text(json.dumps({"format": 99, "dtype": "float32"}))
     with pytest.raises(ShardFormatError, match="format 99, expected 1"):
         ShardReader(tmp_path / "l")
+
+
+def test_truncate_drops_the_shards_past_a_row_on_a_shard_boundary(tmp_path):
+    data = _data()
+    w = _write(tmp_path / "l", data[:20], close=False)
+    w.truncate(10)
+    assert w.n_done == 10 and not (tmp_path / "l" / "00001.npy").exists()
+    with pytest.raises(ValueError, match="no shard ends at row 5"):
+        w.truncate(5)

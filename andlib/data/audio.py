@@ -178,6 +178,23 @@ class ProbingSet:
         return pd.DataFrame(self.skipped, columns=["path", "reason"])
 
 
+@dataclass
+class ClipList:
+    """A probing set before decoding: ``rows`` has the ``meta`` columns of every candidate
+    clip (with its ``path``); :func:`decode_clips` turns it into a :class:`ProbingSet`, and
+    an engine that decodes elsewhere (the Ray recorder's tasks) reads it as it is."""
+
+    name: str
+    rows: pd.DataFrame
+    class_names: list[str]
+    grouping: str = ""
+
+
+def decode_clips(clips: ClipList, cfg: DataConfig) -> ProbingSet:
+    """Decode every clip of ``clips`` in threads (:func:`_decode_all`)."""
+    return _decode_all(clips.rows, cfg, clips.name, clips.class_names, clips.grouping)
+
+
 def _decode_all(
     rows: pd.DataFrame, cfg: DataConfig, name: str, class_names: list[str], grouping: str = ""
 ) -> ProbingSet:

@@ -15,7 +15,14 @@ from pathlib import Path
 import pandas as pd
 
 from andlib.config import PROJECT_ROOT, Config, resolve_path, rng
-from andlib.data.audio import AUDIO_EXTENSIONS, DataNotFoundError, ProbingSet, _decode_all, _limit
+from andlib.data.audio import (
+    AUDIO_EXTENSIONS,
+    ClipList,
+    DataNotFoundError,
+    ProbingSet,
+    _limit,
+    decode_clips,
+)
 
 log = logging.getLogger(__name__)
 
@@ -41,6 +48,11 @@ def resolve_esc50_root(cfg: Config) -> Path:
 
 
 def esc50(cfg: Config) -> ProbingSet:
+    """The ESC-50 dataset, decoded (:func:`esc50_clips`)."""
+    return decode_clips(esc50_clips(cfg), cfg.data)
+
+
+def esc50_clips(cfg: Config) -> ClipList:
     """The ESC-50 dataset in its official layout (``audio/``, ``meta/esc50.csv``).
 
     Works with the official 44.1 kHz wav files or any re-encoding under the same names
@@ -77,7 +89,7 @@ def esc50(cfg: Config) -> ProbingSet:
     rows["clip_id"] = [Path(f).stem for f in rows["filename"]]
     rows = _limit(rows, cfg.data.limit, rng(cfg, "data", "limit"))
     cols = ["clip_id", "path", "label", "category", "fold", "esc10", "src_file", "take", "filename"]
-    return _decode_all(rows[cols].reset_index(drop=True), cfg.data, "esc50", class_names)
+    return ClipList("esc50", rows[cols].reset_index(drop=True), class_names)
 
 
 def _find_audio_file(audio_dir: Path, filename: str) -> Path:

@@ -6,7 +6,8 @@ eagerly, into a :class:`ProbingSet`; files that cannot be used (corrupt, empty, 
 non-finite) are reported by path with the reason and either skipped (listed in
 ``ProbingSet.skipped``) or raised as :class:`AudioError`.
 
-Public surface: :class:`ProbingSet`, :func:`load_probing_set`, :func:`load_audio`,
+Public surface: :class:`ProbingSet`, :func:`load_probing_set`, :func:`probing_clips` (the
+clips before decoding, a :class:`~andlib.data.audio.ClipList`), :func:`load_audio`,
 :func:`esc50`, :func:`audio_folder`, :func:`synthetic_probes`, :class:`AudioError`,
 :func:`resolve_esc50_root`.
 """
@@ -27,12 +28,13 @@ import pandas as pd
 from andlib.config import Config, ConfigError, resolve_path, rng
 from andlib.data.audio import (
     AUDIO_EXTENSIONS,
+    ClipList,
     DataNotFoundError,
     ProbingSet,
-    _decode_all,
     _limit,
+    decode_clips,
 )
-from andlib.data.esc50 import esc50
+from andlib.data.esc50 import esc50, esc50_clips
 from andlib.store import encode_list
 
 log = logging.getLogger(__name__)
@@ -103,6 +105,11 @@ def _warn_ungrouped(root: Path) -> None:
 
 
 def audio_folder(cfg: Config) -> ProbingSet:
+    """The folder dataset, decoded (:func:`audio_folder_clips`)."""
+    return decode_clips(audio_folder_clips(cfg), cfg.data)
+
+
+def audio_folder_clips(cfg: Config) -> ClipList:
     """Every audio file under ``data.root``; labels from ``data.labels_csv`` or subfolder names.
 
     The recording each clip was cut from (``meta``'s ``group``, which keeps a recording on one
@@ -153,7 +160,7 @@ def audio_folder(cfg: Config) -> ProbingSet:
     rows = _limit(rows, cfg.data.limit, rng(cfg, "data", "limit"))
     if groups is None and (rows["label"] >= 0).any():
         _warn_ungrouped(root)
-    return _decode_all(rows.reset_index(drop=True), cfg.data, root.name, class_names, grouping)
+    return ClipList(root.name, rows.reset_index(drop=True), class_names, grouping)
 
 
 # --------------------------------------------------------------------------------------------
@@ -310,6 +317,19 @@ def synthetic_probes(cfg: Config, specs: list[ProbeSpec] | None = None) -> Probi
 
 
 # --------------------------------------------------------------------------------------------
+
+
+def probing_clips(cfg: Config) -> ClipList:
+    """The probing set's clips before decoding, for an engine that decodes them elsewhere
+    (the ``esc50`` and ``folder`` datasets: clips that are files)."""
+    if cfg.data.dataset == "esc50":
+        return esc50_clips(cfg)
+    if cfg.data.dataset == "folder":
+        return audio_folder_clips(cfg)
+    raise ValueError(
+        f"data.dataset: {cfg.data.dataset!r} clips are made in this process, not read from files; "
+        f"record them with record.engine: local"
+    )
 
 
 def load_probing_set(cfg: Config) -> ProbingSet:

@@ -4,11 +4,11 @@
 # Every probing clip is played through the target model; forward hooks capture the output of
 # each chosen layer (by default the AST preset: per block the attention output, the MLP hidden
 # units after the activation and the block output, plus the classifier's logits). Token/time
-# axes are pooled (`record.pooling`), giving one value per clip and neuron, stored in
-# `activations/<layer>.npy`. Each neuron's top-K highly and lowly activating clips go to
+# axes are pooled (`record.pooling`), giving one value per clip and neuron, stored as shards in
+# `activations/<layer>/`. Each neuron's top-K highly and lowly activating clips go to
 # `neuron_topk.csv`, the input of the captioning and summarizing stages.
 #
-# Recording resumes from the last finished batch after an interruption, and is reused when
+# Recording resumes from the last finished shard after an interruption, and is reused when
 # the model, data and layers are unchanged.
 
 # %% tags=["parameters"]

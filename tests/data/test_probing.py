@@ -79,6 +79,20 @@ def test_bad_files_are_skipped_and_listed_by_default(tmp_path, tmp_cfg):
         assert expected[Path(path).name] in reason
 
 
+def test_the_clip_list_names_every_file_before_decoding(tmp_path, tmp_cfg):
+    expected = _bad_files(tmp_path / "mixed")
+    cfg = tmp_cfg({"data.dataset": "folder", "data.root": str(tmp_path / "mixed")})
+    clips = probing.probing_clips(cfg)
+    assert sorted(Path(p).name for p in clips.rows["path"]) == sorted([*expected, "good.wav"])
+    decoded = probing.decode_clips(clips, cfg.data)
+    assert decoded.clip_ids == ["good"] and len(decoded.skipped) == len(expected)
+
+
+def test_generated_probes_have_no_clip_list_to_hand_out(tmp_cfg):
+    with pytest.raises(ValueError, match="record.engine: local"):
+        probing.probing_clips(tmp_cfg({"data.dataset": "synthetic"}))
+
+
 def test_bad_files_raise_when_on_error_is_raise(tmp_path, tmp_cfg):
     _bad_files(tmp_path / "mixed")
     with pytest.raises(AudioError):

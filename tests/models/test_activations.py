@@ -22,6 +22,7 @@ from andlib.models.activations import (
 )
 from andlib.models.base import TargetModel
 from andlib.store import ActivationCache, RunDir
+from andlib.store_shards import ShardReader, is_sharded
 
 SR = 16000
 
@@ -123,8 +124,8 @@ def test_hooks_on_a_plain_module_and_record_target(tmp_path):
     np.testing.assert_allclose(cache["act"], hidden.numpy(), rtol=1e-5, atol=1e-6)
     index = json.loads((tmp_path / "activations" / "index.json").read_text())
     assert index["clip_ids"] == ps.clip_ids
-    assert index["layers"]["act"] == {"file": "act.npy", "module": "act", "n_neurons": 8}
-    assert not (tmp_path / "activations" / ".partial").exists()
+    assert index["layers"]["act"] == {"dir": "act", "module": "act", "n_neurons": 8}
+    assert is_sharded(tmp_path / "activations" / "act")
 
 
 class Interrupt(Exception):
@@ -137,6 +138,7 @@ def test_resume_after_interruption_gives_the_same_arrays(tmp_path, tiny_ast, sto
     ps = make_probing_set(6)  # 3 batches of 2
     spec = ["preset:ast"]
     full = record_target(target, ps, spec, "mean", 2, RunDir(tmp_path / "a"), progress=False)
+    assert ShardReader(tmp_path / "a" / "activations" / "layers.0.mlp").n_shards == 1
 
     def interrupt(batch_index: int, done: int) -> None:
         if batch_index == stop_after:
@@ -144,20 +146,29 @@ def test_resume_after_interruption_gives_the_same_arrays(tmp_path, tiny_ast, sto
 
     run = RunDir(tmp_path / "b")
     with pytest.raises(Interrupt):
-        record_target(target, ps, spec, "mean", 2, run, progress=False, on_batch=interrupt)
-    progress = json.loads((run.path / "activations" / ".partial" / "progress.json").read_text())
-    assert progress["done"] == 2 * (stop_after + 1)
+        record_target(
+            target, ps, spec, "mean", 2, run, shard_rows=2, progress=False, on_batch=interrupt
+        )
+    layer = ShardReader(run.path / "activations" / "layers.0.mlp")
+    assert layer.n_rows == 2 * (stop_after + 1) and not layer.complete
     assert not (run.path / "activations" / "index.json").exists()
 
     seen = []
     resumed = record_target(
-        target, ps, spec, "mean", 2, run, progress=False, on_batch=lambda b, d: seen.append(b)
+        target,
+        ps,
+        spec,
+        "mean",
+        2,
+        run,
+        shard_rows=2,
+        progress=False,
+        on_batch=lambda b, d: seen.append(b),
     )
-    assert seen == list(range(stop_after + 1, 3)), "resumes at the first unfinished batch"
+    assert seen == list(range(stop_after + 1, 3)), "resumes after the last finished shard"
     assert resumed.layers == full.layers
-    for layer in full.layers:
-        np.testing.assert_array_equal(resumed[layer], full[layer])
-    assert not (run.path / "activations" / ".partial").exists()
+    for layer_key in full.layers:
+        np.testing.assert_array_equal(resumed[layer_key], full[layer_key])
 
 
 def test_rerun_reuses_stored_arrays_without_a_forward_pass(tmp_path, monkeypatch):
