@@ -344,5 +344,6 @@ def test_an_sae_layer_passes_through_every_stage_but_pruning(tmp_path):
     assert len(store.read_pruning(run)) > 0  # pruning ran, on the neurons (prune_layers)
     comparison = pd.read_csv(run.path / "analysis" / "sae_comparison.csv")
     assert set(comparison["sae_layer"]) == {name}
-    assert {"simulation", "class_purity_over_chance", "names_source"} <= set(comparison["measure"])
+    measures = {"simulation", "detection", "class_purity_over_chance", "names_source"}
+    assert measures <= set(comparison["measure"])
     assert (tmp_path / "figures" / "sae_neurons_vs_latents.png").exists()

@@ -6,7 +6,8 @@ ordinary stages wrote for both, then the two groups are compared:
 
 - ``simulation``: the simulation scorer's Pearson correlation of the unit's description
   (``scores.csv``, variant ``own``), and ``simulation_over_random`` (own minus the ``random``
-  baseline: another unit's description);
+  baseline: another unit's description); ``detection`` and ``detection_over_random``, the
+  same for the detection scorer's AUROC;
 - ``class_purity_over_chance``: the share of its top-K clips in their most common class
   (``analysis/class_purity.csv``) minus the chance purity of random K-sets;
 - ``polysemantic``: 1 when its top clips span at least ``analysis.polysemantic_threshold``
@@ -60,12 +61,16 @@ FIGURE = "sae_neurons_vs_latents"
 MEASURES: dict[str, tuple[str, bool]] = {
     "simulation": ("simulation Pearson r", True),
     "simulation_over_random": ("simulation r over a random description", True),
+    "detection": ("detection AUROC", True),
+    "detection_over_random": ("detection AUROC over a random description", True),
     "class_purity_over_chance": ("class purity of the top-K clips over chance", True),
     "polysemantic": ("polysemantic share", False),
     "names_source": ("share of descriptions naming a source", True),
     "hidden_top1": ("hidden-layer top-1 (shared class named)", True),
 }
 """Measure -> (label, whether higher reads as more interpretable)."""
+SCORED = (("simulation", "pearson"), ("detection", "auroc"))
+"""The scorers of ``scores.csv`` compared, each by one metric (and its ``random`` baseline)."""
 COLUMNS = [
     "layer",
     "sae_layer",
@@ -107,15 +112,19 @@ def unit_measures(
     """``layer, neuron, measure, value``: every per-unit measure of :data:`MEASURES` that the
     given tables allow (a missing table adds no rows)."""
     frames = []
-    if scores is not None and len(scores):
-        sim = scores[(scores["scorer"] == "simulation") & (scores["metric"] == "pearson")]
-        wide = sim.pivot_table(index=["layer", "neuron"], columns="variant", values="value")
+    for scorer, metric in SCORED:
+        if scores is None or not len(scores):
+            break
+        rows = scores[(scores["scorer"] == scorer) & (scores["metric"] == metric)]
+        if not len(rows):
+            continue
+        wide = rows.pivot_table(index=["layer", "neuron"], columns="variant", values="value")
         wide = wide.reset_index()
         if "own" in wide:
-            frames.append(_per_unit(wide, "own", "simulation"))
+            frames.append(_per_unit(wide, "own", scorer))
             if "random" in wide:
                 wide["over"] = wide["own"] - wide["random"]
-                frames.append(_per_unit(wide, "over", "simulation_over_random"))
+                frames.append(_per_unit(wide, "over", f"{scorer}_over_random"))
     if purity is not None and len(purity):
         p = purity.assign(over=pd.to_numeric(purity["purity"], errors="coerce") - chance)
         frames.append(_per_unit(p, "over", "class_purity_over_chance"))

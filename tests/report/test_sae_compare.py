@@ -49,6 +49,7 @@ def test_unit_measures_read_every_table():
     value = m.set_index(["layer", "neuron", "measure"])["value"]
     assert value[(LAYER, 1, "simulation")] == pytest.approx(0.4)
     assert value[(LAYER, 1, "simulation_over_random")] == pytest.approx(0.3)
+    assert not (m["measure"] == "detection").any()  # no detection rows: no detection measure
     assert value[(SAE, 0, "class_purity_over_chance")] == pytest.approx(0.75)
     assert value[(SAE, 0, "polysemantic")] == 1.0
     assert value[(LAYER, 0, "names_source")] == 1.0  # the empty calibrated summary falls back
@@ -117,3 +118,12 @@ def test_the_stage_does_nothing_without_sae_layers(tmp_cfg):
     assert sc.run_stage(cfg, run) == {"sae_compare": "no recording"}
     write_json(run.path / "activations" / "index.json", {"clip_ids": [], "layers": {LAYER: {}}})
     assert sc.run_stage(cfg, run) == {"sae_compare": "no SAE layers"}
+
+
+def test_detection_is_compared_by_its_auroc():
+    scores = scores_table({SAE: [0.9]}, {SAE: [0.6]})
+    scores = scores.assign(scorer="detection", metric="auroc")
+    m = sc.unit_measures(scores, None, 0.0, None, None, [])
+    value = m.set_index(["measure"])["value"]
+    assert value["detection"] == pytest.approx(0.9)
+    assert value["detection_over_random"] == pytest.approx(0.3)
