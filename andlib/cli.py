@@ -23,6 +23,7 @@ PROJECT_ERRORS = (
     ("andlib.describe.captioners", "CaptionError"),
     ("andlib.models.base", "ModelLoadError"),
     ("andlib.models.layers", "LayerError"),
+    ("andlib.models.record_ray", "RayRecordError"),
     ("andlib.describe.tab", "TABUnavailable"),
     ("andlib.describe.tab", "ClapLoadError"),
     ("andlib.pipeline", "NotebookFailed"),

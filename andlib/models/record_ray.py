@@ -17,7 +17,7 @@ batches exit once, for the tests. ``record.ray.address`` joins a cluster; one th
 reached is a one-line error naming it.
 
 Public surface: :func:`record_ray`, :class:`RayRecording`, :class:`ModelActor`,
-:func:`decode_batch`, :func:`start_ray`, :class:`RayUnavailable`.
+:func:`decode_batch`, :func:`block_rows`, :func:`start_ray`, :class:`RayRecordError`, :class:`RayUnavailable`.
 """
 
 from __future__ import annotations
@@ -52,7 +52,11 @@ FAULT_MARK = ".fault-{key}"
 """The file (in ``activations/``) an injected fault leaves, so that it fires once a recording."""
 
 
-class RayUnavailable(RuntimeError):
+class RayRecordError(RuntimeError):
+    """The Ray engine cannot record (a one-line message; the CLI prints it as it is)."""
+
+
+class RayUnavailable(RayRecordError):
     """Ray is not installed, or the cluster named by ``record.ray.address`` cannot be reached."""
 
 
@@ -194,6 +198,13 @@ class ModelActor:
         return out
 
 
+def block_rows(n_clips: int, batch_size: int, max_blocks: int = 200, max_rows: int = 256) -> int:
+    """Clips a decoding task takes: whole batches, at most ``max_rows`` (a block of decoded
+    audio stays small) and, below that, few enough for about ``max_blocks`` tasks."""
+    per_block = -(-n_clips // (batch_size * max_blocks))
+    return batch_size * max(1, min(max(1, max_rows // batch_size), per_block))
+
+
 def _dataset(cfg: Config, items: pd.DataFrame, layers: dict[str, str], fault: str | None) -> Any:
     ray = _ray()
     rc, bs = cfg.record.ray, cfg.model.batch_size
@@ -201,7 +212,8 @@ def _dataset(cfg: Config, items: pd.DataFrame, layers: dict[str, str], fault: st
     import pyarrow as pa
 
     table = pa.table({"clip": items["clip"].to_numpy(), "path": items["path"].astype(str).tolist()})
-    ds = ray.data.from_arrow([table.slice(s, bs) for s in range(0, len(items), bs)])
+    block = block_rows(len(items), bs)
+    ds = ray.data.from_arrow([table.slice(s, block) for s in range(0, len(items), block)])
     ds = ds.map_batches(
         decode_batch,
         batch_size=bs,
@@ -286,7 +298,7 @@ def record_ray(cfg: Config, target: TargetModel, run: RunDir, key: str | None) -
             except ray.exceptions.RayError as e:
                 brief = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
                 if attempt == cfg.record.ray.max_restarts:
-                    raise RuntimeError(
+                    raise RayRecordError(
                         f"record: the Ray recording failed {attempt + 1} times; last: {brief}"
                     ) from None
                 log.warning("a Ray worker failed (%s); resuming after the last shard", brief)

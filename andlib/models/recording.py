@@ -132,8 +132,14 @@ class Recording:
             for layer in self.layers
         }
         done = min(w.n_done for w in self.writers.values())
-        for w in self.writers.values():
-            w.truncate(done)  # a layer killed after its shard, before the others'
+        try:
+            for w in self.writers.values():
+                w.truncate(done)  # a layer killed after its shard, before the others'
+        except ValueError:  # shards of another size (record.shard_rows changed): start over
+            log.warning("%s: the layers' shards do not line up; recording anew", self.folder)
+            done = 0
+            for w in self.writers.values():
+                w.truncate(0)
         self.n_done = done
         """Rows stored in finished shards of every layer."""
         self._skipped_file = self.folder / SKIPPED_LOG

@@ -26,6 +26,13 @@ def test_without_ray_the_engine_names_the_extra_to_install(monkeypatch):
         rr._ray()
 
 
+def test_decoding_blocks_are_whole_batches_small_and_not_too_many():
+    assert rr.block_rows(2000, 16) == 16  # 125 tasks
+    assert rr.block_rows(2_000_000, 64) == 256  # capped: a block of audio stays small
+    assert rr.block_rows(20_000, 16) == 112  # about 200 tasks
+    assert rr.block_rows(3, 16) == 16
+
+
 ray = pytest.importorskip("ray", reason="Ray is not installed (the ray extra: .[ray])")
 
 
@@ -200,3 +207,6 @@ def test_an_unreachable_cluster_address_is_a_one_line_error_naming_it(monkeypatc
     with pytest.raises(rr.RayUnavailable) as err:
         rr.start_ray(RayConfig(address="127.0.0.1:9"))
     assert "127.0.0.1:9" in str(err.value) and "\n" not in str(err.value)
+    from andlib.cli import project_error
+
+    assert project_error(err.value), "the CLI prints it as one line, without a traceback"

@@ -7,7 +7,7 @@ import pytest
 
 from andlib.activation_cache import ActivationCache
 from andlib.models.recording import Recording, read_skipped, recording_key
-from andlib.store_shards import ShardReader
+from andlib.store_shards import ShardReader, ShardWriter
 
 LAYERS = {"a": "m.a", "b": "m.b"}
 
@@ -42,6 +42,15 @@ def test_layers_killed_between_their_shards_resume_from_the_same_row(tmp_path):
     again.append(_acts(4, 2), [4, 5])
     cache = again.close([f"c{i}" for i in range(6)])
     np.testing.assert_array_equal(cache["a"][:, 1], np.arange(6))
+
+
+def test_layers_whose_shards_do_not_line_up_are_recorded_anew(tmp_path):
+    folder = tmp_path / "activations"
+    for layer, shard_rows, n in (("a", 3, 6), ("b", 2, 4)):  # a ends shards on 3, 6; b on 2, 4
+        w = ShardWriter(folder / layer, shard_rows=shard_rows, key="k")
+        w.append(_acts(0, n)[layer], np.arange(n))
+    rec = Recording(folder, "k", LAYERS, "mean", shard_rows=2)
+    assert rec.n_done == 0 and ShardReader(folder / "a").n_rows == 0
 
 
 def test_a_recording_with_too_few_rows_for_its_clips_is_refused(tmp_path):
