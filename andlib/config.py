@@ -39,6 +39,7 @@ from andlib.config_sections import ModelConfig as ModelConfig
 from andlib.config_sections import PruneConfig as PruneConfig
 from andlib.config_sections import RayConfig as RayConfig
 from andlib.config_sections import RecordConfig as RecordConfig
+from andlib.config_sections import SaeConfig as SaeConfig
 from andlib.config_sections import SimilarityConfig as SimilarityConfig
 from andlib.config_sections import TrainConfig as TrainConfig
 from andlib.config_sections import WhisperModelConfig as WhisperModelConfig
@@ -99,6 +100,7 @@ class Config:
     evaluate: EvaluateConfig = field(default_factory=EvaluateConfig)
     prune: PruneConfig = field(default_factory=PruneConfig)
     analysis: AnalysisConfig = field(default_factory=AnalysisConfig)
+    sae: SaeConfig = field(default_factory=SaeConfig)
 
     # ---- derived paths ---------------------------------------------------------------------
     @property
@@ -494,6 +496,29 @@ def validate(cfg: Config) -> None:
         raise ConfigError(
             f"concepts.tab_logit_scale: must be positive (or null), got {cfg.concepts.tab_logit_scale}"
         )
+    _validate_sae(cfg)
+
+
+def _validate_sae(cfg: Config) -> None:
+    """The ``sae`` section's own checks; what needs the recording (a ``k`` not below the
+    dictionary size, an unrecorded layer, the budget's passes) is checked when it is read
+    (:func:`andlib.models.sae.check_plan`)."""
+    sae = cfg.sae
+    for k in (sae.k, *sae.sweep_k):
+        if k < 1:
+            raise ConfigError(f"sae.k: must be at least 1, got {k}")
+    for name in ("expansion", "token_budget", "batch_size", "shard_rows"):
+        if getattr(sae, name) < 1:
+            raise ConfigError(f"sae.{name}: must be at least 1, got {getattr(sae, name)}")
+    if sae.max_passes <= 0:
+        raise ConfigError(f"sae.max_passes: must be positive, got {sae.max_passes}")
+    if sae.eval_fold in sae.train_folds:
+        raise ConfigError(f"sae.eval_fold: fold {sae.eval_fold} is also one of sae.train_folds")
+    if not sae.train_folds:
+        raise ConfigError("sae.train_folds: name at least one fold to train on")
+    virtual = [layer for layer in sae.layers if layer.startswith("sae.")]
+    if virtual:
+        raise ConfigError(f"sae.layers: {virtual[0]!r} is an SAE's layer; name a recorded one")
 
 
 def dump_config(cfg: Config) -> str:

@@ -530,3 +530,34 @@ class AnalysisConfig:
     all its sentences, and the spread counts the distinct clusters of all sentences of the
     top clips (a two-sentence caption then always spans two aspects, source and quality).
     Paper: ``sentence``."""
+
+
+@dataclass
+class SaeConfig:
+    """Sparse autoencoders (SAELens, BatchTopK) on recorded layers; their latents become
+    virtual layers ``sae.<layer>.k<k>`` dissected like neurons (:mod:`andlib.models.sae`)."""
+
+    layers: list[str] = field(default_factory=list)
+    """Recorded layer keys (``layers.2.out``) to train an SAE on; empty: no SAE."""
+    k: int = 32
+    """BatchTopK's mean number of active latents per position during training."""
+    sweep_k: list[int] = field(default_factory=list)
+    """More values of ``k`` (``[16, 64]``): one more SAE and virtual layer per value."""
+    expansion: int = 8
+    """Dictionary size = ``expansion`` x the layer's width."""
+    token_budget: int = 2_000_000
+    """Positions the SAE trains on (repeating the training positions when it is larger)."""
+    max_passes: float = 5.0
+    """The most passes over the training positions the budget may make (else an error)."""
+    train_folds: list[int] = field(default_factory=lambda: [1, 2, 3, 4])
+    """ESC-50 folds whose positions the SAE trains on."""
+    eval_fold: int = 5
+    """The fold the variance explained and L0 are reported on (never trained on)."""
+    batch_size: int = 4096
+    """Positions per training step."""
+    lr: float = 4e-4
+    """Adam learning rate (constant after a 5 % warm-up)."""
+    shard_rows: int = 65536
+    """Positions per shard of the token-level capture (float16 on disk)."""
+    seed: int | None = None
+    """Initialisation and batch-order seed (``None``: the config's ``seed``)."""

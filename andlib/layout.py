@@ -21,6 +21,24 @@ import pandas as pd
 from andlib.config import Config
 from andlib.store import RunDir, strategy_run_path
 
+SAE_PREFIX = "sae."
+"""The start of a virtual layer's key: the latents of a sparse autoencoder on a recorded layer
+(``sae.layers.2.out.k32``, :mod:`andlib.models.sae`), recorded like a layer, with no module."""
+
+
+def is_sae_layer(layer: str) -> bool:
+    """True for a virtual layer of SAE latents (it has no module to hook or prune)."""
+    return str(layer).startswith(SAE_PREFIX)
+
+
+def sae_base_layer(layer: str) -> str:
+    """The recorded layer an SAE's virtual layer encodes (``sae.layers.2.out.k32`` ->
+    ``layers.2.out``); any other layer is its own."""
+    if not is_sae_layer(layer):
+        return str(layer)
+    return str(layer)[len(SAE_PREFIX) :].rsplit(".k", 1)[0]
+
+
 ANALYSIS_DIR = "analysis"
 """The analysis stage's folder in a run directory."""
 KIND_ORDER = {"attn": 0, "attention": 0, "mlp": 1, "intermediate": 1, "out": 2, "output": 2}
@@ -56,8 +74,12 @@ def sort_layers(layers: Iterable[str]) -> list[str]:
 
 
 def layer_depths(layers: Iterable[str]) -> dict[str, int]:
-    """``{layer: position in depth order}`` (0 = shallowest)."""
-    return {layer: i for i, layer in enumerate(sort_layers(layers))}
+    """``{layer: position in depth order}`` (0 = shallowest). An SAE's virtual layer
+    (``sae.<layer>.k<k>``) takes the depth of the layer it encodes and moves no other layer."""
+    names = {str(x) for x in layers}
+    real = sort_layers({sae_base_layer(x) for x in names})
+    depth = {layer: i for i, layer in enumerate(real)}
+    return {layer: depth[sae_base_layer(layer)] for layer in sort_layers(names)}
 
 
 # --------------------------------------------------------------------------------------------

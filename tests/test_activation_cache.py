@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
 
@@ -54,6 +56,22 @@ def test_the_stores_helpers_read_through_it(run):
     index = activation_index(run)
     assert index["clip_ids"][1] == "c 1"
     assert load_activations(run, "layers.0.mlp", index)[3, 0] == 5.0
+
+
+def test_a_layer_in_the_sharded_layout_reads_like_a_file(tmp_path):
+    from andlib.store_shards import ShardWriter
+
+    folder = tmp_path / "activations"
+    rows = np.arange(12, dtype=np.float32).reshape(4, 3)
+    writer = ShardWriter(folder / "sae.a.k2", shard_rows=3, key="x")
+    writer.append(rows, np.arange(4))
+    writer.close()
+    index = {"key": "k", "clip_ids": list("abcd"), "layers": {"sae.a.k2": {"dir": "sae.a.k2", "module": "sae:a", "n_neurons": 3}}}  # fmt: skip
+    cache = ActivationCache(folder, index)
+    np.testing.assert_array_equal(cache["sae.a.k2"], rows)
+    assert cache.files("sae.a.k2")[0] == "sae.a.k2/index.json" and len(cache.files("sae.a.k2")) == 5
+    (folder / "index.json").write_text(json.dumps(index))
+    assert ActivationCache.is_complete(folder, "k") and not ActivationCache.is_complete(folder, "j")
 
 
 def _sharded_run(tmp_path, acts: np.ndarray, shard_rows: int) -> RunDir:

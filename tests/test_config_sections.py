@@ -110,3 +110,20 @@ def test_paper_switches_are_named_in_the_docs():
     for key in [*PAPER, "concepts.similarity_params"]:
         assert f"`{key}" in doc, key
     assert dataclasses.fields(SimilarityConfig)
+
+
+def test_sae_section_is_validated_in_one_line():
+    from andlib.config import ConfigError, load_config
+
+    assert load_config(None, {}).sae.layers == []
+    cfg = load_config(None, {"sae.layers": ["layers.2.out"], "sae.sweep_k": [16, 64]})
+    assert (cfg.sae.k, cfg.sae.expansion, cfg.sae.token_budget) == (32, 8, 2_000_000)
+    for override, message in (
+        ({"sae.k": 0}, "sae.k: must be at least 1"),
+        ({"sae.eval_fold": 4}, "fold 4 is also one of sae.train_folds"),
+        ({"sae.layers": ["sae.layers.2.out.k32"]}, "is an SAE's layer"),
+        ({"sae.max_passes": 0}, "sae.max_passes: must be positive"),
+    ):
+        with pytest.raises(ConfigError, match=message) as e:
+            load_config(None, override)
+        assert "\n" not in str(e.value)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from andlib import layout
 from andlib.report import analysis as an
 
 
@@ -23,3 +24,20 @@ def test_layers_sort_by_block_then_kind_with_the_classifier_last():
         "layers.1.mlp": 1,
         "classifier": 2,
     }
+
+
+def test_an_sae_layer_takes_the_depth_of_the_layer_it_encodes():
+    layers = ["layers.0.out", "sae.layers.1.out.k32", "layers.1.out", "classifier"]
+    assert an.layer_depths(layers) == {
+        "layers.0.out": 0,
+        "layers.1.out": 1,
+        "sae.layers.1.out.k32": 1,
+        "classifier": 2,
+    }
+
+
+def test_sae_layers_are_named_by_their_prefix_and_know_their_base_layer():
+    assert layout.is_sae_layer("sae.layers.2.out.k32") and not layout.is_sae_layer("layers.2.out")
+    assert layout.sae_base_layer("sae.layers.2.out.k32") == "layers.2.out"
+    assert layout.sae_base_layer("sae.encoder.k1.mlp.k16") == "encoder.k1.mlp"
+    assert layout.sae_base_layer("classifier") == "classifier"

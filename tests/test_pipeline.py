@@ -303,3 +303,47 @@ def test_reproduce_refuses_a_shared_model_before_running_a_notebook(tmp_path, mo
             ["captioner.tagger_features=whisper-base"],
             out=str(tmp_path / "run"),
         )
+
+
+SAE_SMOKE = [
+    "sae.layers=[layers.1.out]",
+    "sae.k=4",
+    "sae.expansion=2",
+    "sae.token_budget=8192",
+    "sae.batch_size=256",
+    "sae.shard_rows=1024",
+]
+"""The smoke config with an SAE on its last block's output (64 latents, about 2 passes)."""
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(1800)
+@requires_esc50
+def test_an_sae_layer_passes_through_every_stage_but_pruning(tmp_path):
+    from andlib.pipeline import run_stage
+
+    overrides = [f"run_dir={tmp_path / 'run'}", f"figures_dir={tmp_path / 'figures'}"]
+    cfg = load_config("configs/smoke.yaml", [*overrides, *SAE_SMOKE])
+    for stage in ("train", "record", "caption", "summarize", "evaluate", "prune", "analyze"):
+        run_stage(stage, cfg)
+    run_stage("atlas", cfg)
+    run = RunDir(cfg.run_path)
+    name = "sae.layers.1.out.k4"
+    report = json.loads((run.path / "sae.json").read_text())[name]
+    n_latents = 64 - report["n_dead"]
+    assert report["architecture"] == "batchtopk" and 0 < report["eval_l0"] < 64
+    for table in ("neuron_topk.csv", "summaries.csv", "neurons.csv"):
+        rows = pd.read_csv(run.path / table)
+        assert rows.loc[rows["layer"] == name, "neuron"].nunique() == n_latents, table
+    scores = store.read_scores(run)
+    assert scores is not None and name in set(scores["layer"])
+    purity = pd.read_csv(run.path / "analysis" / "class_purity_per_layer.csv")
+    assert name in set(purity["layer"])
+    assert (run.path / "atlas" / "data").is_dir()
+    assert name in (run.path / "atlas" / "data" / "index.js").read_text()
+    assert len(store.read_pruning(run)) > 0  # pruning ran, on the neurons (prune_layers)
+    comparison = pd.read_csv(run.path / "analysis" / "sae_comparison.csv")
+    assert set(comparison["sae_layer"]) == {name}
+    measures = {"simulation", "detection", "class_purity_over_chance", "names_source"}
+    assert measures <= set(comparison["measure"])
+    assert (tmp_path / "figures" / "sae_neurons_vs_latents.png").exists()

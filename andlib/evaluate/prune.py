@@ -112,6 +112,7 @@ from andlib.evaluate.prune_stats import SUMMARY_COLUMNS as SUMMARY_COLUMNS
 from andlib.evaluate.prune_stats import average_draws as average_draws
 from andlib.evaluate.prune_stats import bootstrap_ci as bootstrap_ci
 from andlib.evaluate.prune_stats import pruning_summary as pruning_summary
+from andlib.layout import is_sae_layer
 from andlib.store import (
     RunDir,
     Stage,
@@ -239,12 +240,16 @@ def _block_index(layer: str) -> int:
 
 
 def prune_layers(cfg: Config, index: dict[str, Any]) -> list[str]:
-    """The layers whose neurons may be pruned: ``prune.layers`` or every hidden layer."""
-    recorded = list(index["layers"])
+    """The layers whose neurons may be pruned: ``prune.layers`` or every hidden layer. An SAE's
+    virtual layer never is: silencing a latent needs the SAE spliced into the forward pass
+    with its error term, and its latents have no module to mask."""
+    recorded = [layer for layer in index["layers"] if not is_sae_layer(layer)]
     if cfg.prune.layers is not None:
         missing = [layer for layer in cfg.prune.layers if layer not in recorded]
         if missing:
-            raise KeyError(f"prune.layers: not recorded: {', '.join(missing)}")
+            raise KeyError(
+                f"prune.layers: not recorded (or an SAE's latents): {', '.join(missing)}"
+            )
         return list(cfg.prune.layers)
     return [layer for layer in recorded if layer != cfg.evaluate.classifier_layer]
 

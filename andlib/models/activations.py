@@ -142,11 +142,29 @@ def _trained_model(cfg: Config, run: RunDir) -> dict[str, Any]:
     return {"trained": None, **family_of(cfg.model.name).record_settings(cfg)}
 
 
-SPEC = Stage(
+RECORDING = Stage(
     STAGE, sections=("model", "data", "record", "seed"), version=VERSION, settings=_trained_model
 )
-"""The record stage's cache key: model, data, layers/pooling and seed, the trained model's
+"""The key of the recorded neurons: model, data, layers/pooling and seed, the trained model's
 cache folder (:func:`_trained_model`) and :data:`VERSION`. It reads no lexicon or prompt."""
+
+
+def _with_sae(cfg: Config, run: RunDir) -> dict[str, Any]:
+    """:func:`_trained_model`, plus the ``sae`` section and :data:`andlib.models.sae.VERSION`
+    when it names layers (so a config without SAEs keeps its key)."""
+    from andlib.models.sae import VERSION as SAE_VERSION
+
+    extra = _trained_model(cfg, run)
+    if cfg.sae.layers:
+        extra["sae"] = {"settings": cfg.to_dict()["sae"], "version": SAE_VERSION}
+    return extra
+
+
+SPEC = Stage(
+    STAGE, sections=("model", "data", "record", "seed"), version=VERSION, settings=_with_sae
+)
+"""The record stage's cache key: :data:`RECORDING`'s parts and, with ``sae.layers``, the SAE
+settings (the virtual layers of :mod:`andlib.models.sae_layer` are recorded by this stage)."""
 
 
 def record(
@@ -160,7 +178,7 @@ def record(
         cfg.record.pooling,
         cfg.model.batch_size,
         run,
-        key=SPEC.key(cfg, run),
+        key=RECORDING.key(cfg, run),
         shard_rows=cfg.record.shard_rows,
     )
 
@@ -242,24 +260,31 @@ def run_stage(cfg: Config, run: RunDir) -> dict[str, Any]:
         return _summary(read_model_info(run, required=True), reused=True)
     logger = run.logger(STAGE)
     t0 = time.time()
+    probing_set: ProbingSet | None = None
     if cfg.record.engine == "ray":
         from andlib.models.record_ray import record_ray
 
         target = load_target(cfg)
-        result = record_ray(cfg, target, run, key)
+        result = record_ray(cfg, target, run, RECORDING.key(cfg, run))
         cache = result.cache
         run.write_csv("skipped.csv", result.skipped_frame())
         run.write_csv("clips.csv", clips_frame(result.meta))
+        if cfg.sae.layers:  # the token-level capture plays the clips here, in the same order
+            probing_set = load_probing_set(cfg)
     else:
         probing_set = load_probing_set(cfg)
         run.write_csv("skipped.csv", probing_set.skipped_frame())
         run.write_csv("clips.csv", clips_frame(probing_set))
         target = load_target(cfg)
         cache = record(cfg, target, probing_set, run)
+    from andlib.models.sae_layer import add_sae_layers  # the virtual layers (or none)
+
+    cache = add_sae_layers(cfg, run, target, probing_set, cache, fingerprint(target.module))
     run.write_csv("neuron_topk.csv", topk_table(cache, cfg.k))
     info = model_record(target, cache)
     run.write_json("model.json", info)
     outputs = [
+        *(["sae.json"] if cfg.sae.layers else []),
         "clips.csv",
         "skipped.csv",
         "model.json",

@@ -7,7 +7,7 @@ importing one another.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -113,3 +113,15 @@ def resolve_device(name: str) -> torch.device:
     if name == "cuda" and not torch.cuda.is_available():
         raise ModelLoadError("model.device: cuda requested but no CUDA device is available")
     return torch.device(name)
+
+
+def first_tensor(output: Any) -> torch.Tensor:
+    """The module's main output: itself, or the first element of a tuple / ModelOutput."""
+    while not isinstance(output, torch.Tensor):
+        if isinstance(output, Mapping) and output:  # ModelOutput (its first set field), dict
+            output = next(iter(output.values()))
+        elif isinstance(output, tuple | list) and output:
+            output = output[0]
+        else:
+            raise TypeError(f"cannot record a module output of type {type(output).__name__}")
+    return output

@@ -164,6 +164,31 @@ def tables(run: RunDir, cfg: Config) -> dict[str, pd.DataFrame]:
         out["Pruning (Table 4): ΔA − ΔR, logits, 95 % bootstrap intervals"] = prune[
             [c for c in cols if c in prune.columns]
         ]
+    out.update(sae_tables(run))
+    return out
+
+
+SAE_COLUMNS: tuple[str, ...] = ("k", "d_sae", "train_positions", "passes", "train_seconds")
+SAE_COLUMNS += ("variance_explained", "eval_l0", "n_dead", "dead_share")
+
+
+def sae_tables(run: RunDir) -> dict[str, pd.DataFrame]:
+    """The SAEs of the run (``sae.json``) and the neurons-against-latents table
+    (``analysis/sae_comparison.csv``), when the run has them (docs/sae.md)."""
+    out: dict[str, pd.DataFrame] = {}
+    if run.exists("sae.json"):
+        rows = [
+            {"sae layer": name, **{c: report.get(c) for c in SAE_COLUMNS}}
+            for name, report in run.read_json("sae.json").items()
+        ]
+        out["Sparse autoencoders: variance explained and L0 on the held-out fold, dead latents"] = (
+            pd.DataFrame(rows)
+        )
+    comparison = read_analysis_table(run, "sae_comparison.csv")
+    if comparison is not None and len(comparison):
+        out["Neurons against SAE latents on the same layer (latents minus neurons, 95 %)"] = (
+            comparison.drop(columns=["interval"], errors="ignore")
+        )
     return out
 
 

@@ -40,6 +40,7 @@ import numpy as np
 import pandas as pd
 
 from andlib.layout import (
+    is_sae_layer,
     layer_depths,
 )
 from andlib.store import decode_list
@@ -160,7 +161,9 @@ def linear_trend(x: Iterable[float], y: Iterable[float], confidence: float = 0.9
 def adjective_trend(
     neurons: pd.DataFrame, column: str = "adjectives", confidence: float = 0.95
 ) -> dict:
-    """Regression of each neuron's adjective count on its layer's depth position (Fig. 5)."""
+    """Regression of each neuron's adjective count on its layer's depth position (Fig. 5);
+    the latents of an SAE's virtual layer are not neurons of a depth and are left out."""
+    neurons = neurons[~neurons["layer"].astype(str).map(is_sae_layer)]
     depths = layer_depths(neurons["layer"])
     x = neurons["layer"].astype(str).map(depths)
     y = neurons[column].map(lambda c: len(distinct_items(c)))

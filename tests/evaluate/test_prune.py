@@ -6,6 +6,7 @@ import hashlib
 
 import numpy as np
 import pandas as pd
+import pytest
 import torch
 
 from andlib.evaluate import prune
@@ -122,3 +123,10 @@ def test_classes_are_drawn_once_with_the_seed(tmp_cfg):
         tmp_cfg({"prune.max_concepts": None, "prune.concept": "c3"}), held
     )
     assert [c for _, c in every] == list(range(50))
+
+
+def test_an_sae_layer_is_never_pruned(tmp_cfg):
+    index = {"layers": {"layers.0.out": {}, "sae.layers.0.out.k32": {}, "classifier": {}}}
+    assert prune.prune_layers(tmp_cfg(), index) == ["layers.0.out"]
+    with pytest.raises(KeyError, match="an SAE's latents"):
+        prune.prune_layers(tmp_cfg({"prune.layers": ["sae.layers.0.out.k32"]}), index)

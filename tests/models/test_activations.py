@@ -273,3 +273,17 @@ def test_record_key_follows_the_trained_model_not_unrelated_training_settings(tm
     assert stage_key(tmp_cfg({"record.pooling": "max"})) != base
     hub = {"model.name": "MIT/ast-finetuned-audioset-10-10-0.4593"}
     assert stage_key(tmp_cfg({**hub, "train.lr": 0.01})) == stage_key(tmp_cfg(hub))
+
+
+def test_the_record_key_adds_the_sae_section_only_when_it_names_layers(tmp_cfg):
+    from andlib.models import activations as act
+
+    cfg = tmp_cfg()
+    run = RunDir(cfg.run_path)
+    assert act.SPEC.key(cfg, run) == act.RECORDING.key(cfg, run)
+    assert act.SPEC.key(cfg, run) == act.SPEC.key(tmp_cfg({"sae.k": 16}), run)
+    with_sae = tmp_cfg({"sae.layers": ["layers.2.out"]})
+    assert act.SPEC.key(with_sae, run) != act.SPEC.key(cfg, run)
+    assert act.RECORDING.key(with_sae, run) == act.RECORDING.key(cfg, run)  # neurons reused
+    other_k = tmp_cfg({"sae.layers": ["layers.2.out"], "sae.k": 16})
+    assert act.SPEC.key(other_k, run) != act.SPEC.key(with_sae, run)

@@ -43,3 +43,21 @@ def test_comparison_page_lists_the_models_table_and_each_strategy_run(tmp_path):
     page = comparison_page(run, cfg)
     assert "| heldout_accuracy | 0.500 | 0.800 |" in page
     assert "BEATs frozen" in page and "## m1" in page
+
+
+def test_the_sae_tables_come_from_sae_json_and_the_comparison(tmp_path):
+    from andlib.report.results import sae_tables
+    from andlib.store import RunDir
+
+    run = RunDir(tmp_path / "run")
+    assert sae_tables(run) == {}
+    report = {"k": 32, "variance_explained": 0.8, "eval_l0": 35.0, "n_dead": 3, "dead_share": 0.1}
+    run.write_json("sae.json", {"sae.layers.2.out.k32": report})
+    (run.path / "analysis").mkdir()
+    pd.DataFrame(
+        {"layer": ["layers.2.out"], "sae_layer": ["sae.layers.2.out.k32"], "measure": ["x"],
+         "difference": [0.1], "interval": ["bootstrap over units"]}
+    ).to_csv(run.path / "analysis" / "sae_comparison.csv", index=False)  # fmt: skip
+    sae, comparison = sae_tables(run).values()
+    assert sae.iloc[0]["sae layer"] == "sae.layers.2.out.k32" and sae.iloc[0]["n_dead"] == 3
+    assert comparison["difference"].tolist() == [0.1] and "interval" not in comparison

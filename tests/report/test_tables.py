@@ -94,6 +94,8 @@ def test_adjectives_per_layer_means_and_an_exact_slope():
     assert trend["intercept"] == pytest.approx(1.0)
     assert trend["ci_low"] == pytest.approx(1.0) and trend["ci_high"] == pytest.approx(1.0)
     assert trend["n"] == 12 and trend["r"] == pytest.approx(1.0)
+    latents = _neurons(rows + [("sae.layers.0.mlp.k4", 0, ";".join(f"a{i}" for i in range(9)), "")])
+    assert an.adjective_trend(latents)["n"] == 12  # an SAE's latents are not in the trend
 
 
 def test_linear_trend_confidence_interval_matches_the_t_formula():
