@@ -245,7 +245,8 @@ def committed_comparison(root: Path, config: str) -> dict[str, Any]:
         t = tables["training.csv"]
         if len(t):
             prov = tables["provenance"]
-            training.append(t.assign(date=prov.get("date"), commit=prov.get("commit")))
+            t = t.assign(seed=seed, date=prov.get("date"), commit=prov.get("commit"))
+            training.append(t)
     columns = ["model", "seed", "measure", "value", "ci_low", "ci_high", "n", "interval"]
     per_seed = (
         pd.concat(frames, ignore_index=True)[columns] if frames else pd.DataFrame(columns=columns)
