@@ -366,6 +366,7 @@ def strategies_seed(
     """
     from andlib.config import ConfigError
     from andlib.layout import results_root, seed_folder
+    from andlib.models.train_data import forget_features
     from andlib.report.seed_tables import (
         StaleSeedsError,
         committed_comparison,
@@ -386,8 +387,9 @@ def strategies_seed(
         for s in cfg.strategies
     }
     summary: dict[str, Any] = {}
-    for s, sub in subs.items():
+    for s, sub in subs.items():  # the log-mel features are computed once for all of them
         summary.update({f"{s}.{k}": v for k, v in run_stage("train", sub).items()})
+    forget_features()
     if train_only:
         return summary
     for sub in subs.values():
