@@ -403,7 +403,7 @@ def strategies_seed(
         "commit": git_commit(),
         "config": shown,
         "overrides": overrides,
-        "command": rerun_command(shown, [seed]),
+        "command": rerun_command(shown, [seed], overrides),
         "keys": {s: {st: run.stage_key(st) for st in RECIPE_STAGES} for s, run in runs.items()},
         "recipe": {s: recipe_keys(subs[s], run) for s, run in runs.items()},
     }

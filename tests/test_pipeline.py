@@ -348,9 +348,9 @@ def test_strategies_seed_trains_every_strategy_then_dissects_each_and_writes_its
     assert list(found) == [1]
     prov = found[1]["provenance"]
     assert prov["seed"] == 1 and prov["config"] == "configs/strategies.yaml"
-    assert (
-        prov["command"]
-        == "python -m andlib strategies-seed --config configs/strategies.yaml --seed 1"
+    assert prov["command"] == (
+        "python -m andlib strategies-seed --config configs/strategies.yaml --seed 1"
+        f" --set run_dir={tmp_path / 'run'} --set cache_dir={tmp_path / 'cache'}"
     )
     assert prov["keys"]["ssl-frozen"]["record"] == "record-1"
     assert set(prov["recipe"]["supervised"]) == set(RECIPE_STAGES)
@@ -380,5 +380,6 @@ def test_strategies_seed_names_the_stale_seeds_when_a_stage_changed_since(tmp_pa
     assert out["comparison"].startswith("refused: seeds 0 were made from other stage keys")
     assert "(analysis)" in out["comparison"]
     assert out["comparison"].endswith(
-        "`python -m andlib strategies-seed --config configs/strategies.yaml --seed 0`"
+        "`python -m andlib strategies-seed --config configs/strategies.yaml --seed 0"
+        f" --set run_dir={tmp_path / 'run'} --set cache_dir={tmp_path / 'cache'}`"
     )

@@ -181,10 +181,14 @@ class StaleSeedsError(ArtifactError):
     """Committed seeds made from other stage keys than the newest seed, for the same measure."""
 
 
-def rerun_command(config: str, seeds: list[int]) -> str:
-    """The command(s) that re-run ``seeds`` of a strategies config."""
+def rerun_command(config: str, seeds: list[int], overrides: list[str] | None = None) -> str:
+    """The command(s) that re-run ``seeds`` of a strategies config (with its ``--set``
+    overrides)."""
+    import shlex
+
+    sets = "".join(f" --set {shlex.quote(o)}" for o in overrides or [])
     return " && ".join(
-        f"python -m andlib strategies-seed --config {config} --seed {k}" for k in seeds
+        f"python -m andlib strategies-seed --config {config} --seed {k}{sets}" for k in seeds
     )
 
 
@@ -192,6 +196,11 @@ def _signature(record: Mapping[str, Any], stages: tuple[str, ...]) -> dict[str, 
     """``{strategy: {stage: recipe key}}`` of ``stages`` in a seed's provenance."""
     recipes = record.get("recipe", {})
     return {s: {st: keys.get(st) for st in stages} for s, keys in sorted(recipes.items())}
+
+
+def _command(record: Mapping[str, Any], config: str, seed: int) -> str:
+    """The command a seed's provenance says re-runs it (else the plain one)."""
+    return str(record.get("command") or rerun_command(config, [seed]))
 
 
 def check_recipes(found: Mapping[int, Mapping[str, Any]], config: str) -> None:
@@ -222,7 +231,7 @@ def check_recipes(found: Mapping[int, Mapping[str, Any]], config: str) -> None:
         raise StaleSeedsError(
             f"seeds {', '.join(map(str, seeds))} were made from other stage keys "
             f"({', '.join(changed)}) than seed {newest} of {ref.get('date', '?')}: re-run them "
-            f"with `{rerun_command(config, seeds)}`"
+            f"with `{' && '.join(_command(found[k]['provenance'], config, k) for k in seeds)}`"
         )
 
 

@@ -174,6 +174,15 @@ def test_a_measure_is_checked_only_against_the_stages_it_comes_from(tmp_path):
     assert result["per_seed"]["seed"].tolist() == [0, 1]
 
 
+def test_the_rerun_command_carries_the_seeds_overrides():
+    command = st.rerun_command("configs/s.yaml", [0, 2], ["k=3", "data.root=/a b"])
+    assert command == (
+        "python -m andlib strategies-seed --config configs/s.yaml --seed 0 --set k=3"
+        " --set 'data.root=/a b' && python -m andlib strategies-seed --config configs/s.yaml"
+        " --seed 2 --set k=3 --set 'data.root=/a b'"
+    )
+
+
 def test_no_committed_seed_gives_empty_tables(tmp_path):
     result = st.committed_comparison(tmp_path / "none", "configs/strategies.yaml")
     assert result["seeds"] == [] and result["per_seed"].empty and result["training"].empty
