@@ -44,6 +44,8 @@ STAGE_HELP = {
     "atlas": "write the run's static neuron atlas (runs/<name>/atlas/index.html): no server",
     "results": "write docs/results/<name>.md (and the README's results block) from the run's files",
     "reproduce": "run the numbered notebooks in order with papermill",
+    "strategies-seed": "a strategies config, one training seed: train and dissect every "
+    "strategy, keep its tables in results/<config name>/seed<k>/ and compare the seeds kept",
 }
 
 
@@ -91,6 +93,17 @@ def build_parser() -> argparse.ArgumentParser:
         if name == "train":
             p.add_argument(
                 "--strategy", default=None, help="supervised, ssl-frozen or ssl-finetuned"
+            )
+        if name == "strategies-seed":
+            p.add_argument("--seed", type=int, required=True, metavar="K", help="training seed")
+            p.add_argument(
+                "--train-only", action="store_true", help="train the seed's models, then stop"
+            )
+            p.add_argument(
+                "--tables",
+                default=None,
+                metavar="DIR",
+                help="folder of the per-seed tables (default: results/<config name>)",
             )
         if name in ("train", "analyze", "reproduce"):
             p.add_argument(
@@ -154,6 +167,15 @@ def _run(args: argparse.Namespace) -> int:
         from andlib.pipeline import main_reproduce
 
         return main_reproduce(args.config, given, args.out)
+    if args.command == "strategies-seed":
+        from andlib.pipeline import strategies_seed
+
+        summary = strategies_seed(
+            args.config, args.seed, overrides, tables=args.tables, train_only=args.train_only
+        )
+        for k, v in summary.items():
+            print(f"{k}: {v}")
+        return 0
     if getattr(args, "captioner", None):
         overrides.append(f"captioner.name={args.captioner}")
     if getattr(args, "strategy", None):

@@ -18,7 +18,7 @@ from typing import Any
 
 import pandas as pd
 
-from andlib.config import Config
+from andlib.config import PROJECT_ROOT, Config
 from andlib.store import RunDir, strategy_run_path
 
 SAE_PREFIX = "sae."
@@ -140,3 +140,50 @@ def strategy_runs(cfg: Config) -> dict[str, RunDir]:
     (``cfg.run_path / strategy``) exists; missing ones are left out. With ``cfg.seeds``: each
     strategy's first seed found (:func:`seed_runs` has them all)."""
     return {s: next(iter(by_seed.values())) for s, by_seed in seed_runs(cfg).items()}
+
+
+# --------------------------------------------------------------------------------------------
+# Committed per-seed tables of a strategies comparison
+# --------------------------------------------------------------------------------------------
+
+SEED_TABLES = ("measures.csv", "per_layer.csv", "training.csv")
+"""The tables one seed of a strategies comparison keeps (``results/<config>/seed<k>/``):
+``measures.csv`` (``strategy, measure, value, ci_low, ci_high, n, interval``),
+``per_layer.csv`` (``strategy, metric, layer, depth, value``), ``training.csv`` (one row per
+strategy: accuracy, time, threads, device); ``provenance.json`` says where they came from."""
+PROVENANCE = "provenance.json"
+"""A seed folder's record: ``seed``, ``date``, ``commit``, ``config``, ``command`` and per
+table its ``stages``, and per strategy the stage ``keys`` of its run and the ``recipe``
+(the same stages keyed with the training seed taken out: equal for every seed made by the same
+code and settings)."""
+_SEED_DIR = re.compile(r"^seed(\d+)$")
+
+
+def results_root(cfg: Config) -> Path:
+    """``<project>/results/<config name>``: where the per-seed tables of a comparison live."""
+    return PROJECT_ROOT / "results" / cfg.name
+
+
+def seed_folder(root: Path, seed: int) -> Path:
+    """``<root>/seed<k>``."""
+    return Path(root) / f"seed{seed}"
+
+
+def read_seed_tables(root: Path) -> dict[int, dict[str, Any]]:
+    """Every seed folder under ``root`` that holds a :data:`PROVENANCE` record, by seed (in
+    order): ``{"provenance": dict, "measures.csv": DataFrame, ...}`` (a table the folder lacks
+    is an empty DataFrame). The one reader of the per-seed tables."""
+    out: dict[int, dict[str, Any]] = {}
+    root = Path(root)
+    if not root.is_dir():
+        return out
+    folders = [(int(m.group(1)), p) for p in root.iterdir() if (m := _SEED_DIR.match(p.name))]
+    for seed, folder in sorted(folders):
+        if not (folder / PROVENANCE).is_file():
+            continue
+        tables: dict[str, Any] = {"provenance": json.loads((folder / PROVENANCE).read_text())}
+        for name in SEED_TABLES:
+            p = folder / name
+            tables[name] = pd.read_csv(p) if p.is_file() else pd.DataFrame()
+        out[seed] = tables
+    return out

@@ -191,7 +191,6 @@ def reproduction_plan(cfg: Config, overrides: list[str]) -> list[tuple[Path, lis
     ``<run_dir>/<strategy>/seed<k>`` (figures ``<figures_dir>/<strategy>/seed<k>``); a strategy
     mapped to a checkpoint (nothing to train) runs once, in the first round.
     """
-    from andlib.config import _CHOICES
     from andlib.models.families.registry import family_of
 
     books = [nb for nb in notebooks() if nb.name[:2] not in set(cfg.skip_notebooks)]
@@ -206,24 +205,36 @@ def reproduction_plan(cfg: Config, overrides: list[str]) -> list[tuple[Path, lis
             trained = family_of(cfg.strategy_model(strategy)).trains
             if seed is not None and not trained and i > 0:
                 continue  # a checkpoint is the same model whatever the seed: one run
-            folder = strategy_run_path(cfg, strategy, seed if trained else None)
-            sub = [
-                *overrides,
-                "strategies=[]",
-                "strategy_models={}",
-                *(["seeds=[]"] if seed is not None else []),
-                f"model.name={cfg.strategy_model(strategy)}",
-                *([f"train.strategy={strategy}"] if strategy in _CHOICES["train.strategy"] else []),
-                *([f"train.seed={seed}"] if seed is not None and trained else []),
-                f"run_dir={folder}",
-                f"figures_dir={cfg.figures_path / folder.relative_to(cfg.run_path)}",
-            ]
-            plan += [(nb, sub, folder / "notebooks") for nb in books]
+            sub, folder = strategy_overrides(cfg, strategy, seed)
+            plan += [(nb, [*overrides, *sub], folder / "notebooks") for nb in books]
     compare = ("06_", "08_") if _is_pitch_comparison(cfg) else ("06_",)
     plan += [
         (nb, overrides, cfg.run_path / "notebooks") for nb in books if nb.name.startswith(compare)
     ]
     return plan
+
+
+def strategy_overrides(cfg: Config, strategy: str, seed: int | None) -> tuple[list[str], Path]:
+    """The overrides that turn a strategies config into the config of one strategy's run (for
+    training seed ``seed``, or one run), and that run's directory: ``strategies=[]``, its
+    model, ``train.strategy``, ``train.seed`` (a trained strategy only), ``run_dir``
+    (:func:`andlib.store.strategy_run_path`) and ``figures_dir``."""
+    from andlib.config import _CHOICES
+    from andlib.models.families.registry import family_of
+
+    trained = family_of(cfg.strategy_model(strategy)).trains
+    folder = strategy_run_path(cfg, strategy, seed if trained else None)
+    sub = [
+        "strategies=[]",
+        "strategy_models={}",
+        *(["seeds=[]"] if seed is not None else []),
+        f"model.name={cfg.strategy_model(strategy)}",
+        *([f"train.strategy={strategy}"] if strategy in _CHOICES["train.strategy"] else []),
+        *([f"train.seed={seed}"] if seed is not None and trained else []),
+        f"run_dir={folder}",
+        f"figures_dir={cfg.figures_path / folder.relative_to(cfg.run_path)}",
+    ]
+    return sub, folder
 
 
 def _is_pitch_comparison(cfg: Config) -> bool:
@@ -288,3 +299,125 @@ def main_reproduce(config_path: str, overrides: list[str], out: str | None) -> i
         print(f"reproduce failed: {exc}", file=sys.stderr)
         return 1
     return 0
+
+
+# --------------------------------------------------------------------------------------------
+# A strategies comparison, one training seed at a time
+# --------------------------------------------------------------------------------------------
+
+SEED_STAGES = ("record", "caption", "summarize", "evaluate", "prune", "analyze")
+"""The CLI stages :func:`strategies_seed` runs on each strategy's run, after training them all."""
+RECIPE_STAGES = (
+    "train",
+    "record",
+    "caption",
+    "summarize",
+    "concepts",
+    "evaluate",
+    "prune",
+    "analysis",
+)
+"""The stages whose recipes (:func:`recipe_keys`) a seed's provenance records."""
+
+
+def recipe_keys(
+    cfg: Config, run: RunDir, stages: tuple[str, ...] = RECIPE_STAGES
+) -> dict[str, str]:
+    """``{stage: key}``: each stage's key (its ``SPEC``) with the training seed taken out
+    (``train.seed`` unset) and without its upstream keys and input fingerprints, which change
+    with the trained model. Two seeds made by the same code, settings and resources have
+    equal recipes; any other change of a stage's code version, settings or resources shows."""
+    import dataclasses
+
+    plain = dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, seed=None))
+    out = {}
+    for stage in stages:
+        spec = importlib.import_module(MODULES[stage]).SPEC
+        out[stage] = dataclasses.replace(spec, upstream=(), inputs=()).key(plain, run)[:16]
+    return out
+
+
+def _shown(config_path: str) -> str:
+    """The config path as a command names it (relative to the project when inside it)."""
+    path = Path(config_path).resolve()
+    try:
+        return str(path.relative_to(PROJECT_ROOT))
+    except ValueError:
+        return str(path)
+
+
+def strategies_seed(
+    config_path: str,
+    seed: int,
+    overrides: list[str] | None = None,
+    tables: str | Path | None = None,
+    train_only: bool = False,
+) -> dict[str, Any]:
+    """Train and dissect every strategy of a strategies config for one training seed, and keep
+    the small tables the comparison needs (:mod:`andlib.report.seed_tables`) in
+    ``<tables>/seed<k>/`` (``tables`` default ``results/<config name>``).
+
+    First the ``train`` stage of every strategy (the ssl strategies share one pretrained
+    encoder; a half-trained model resumes from its checkpoint), then each strategy's
+    :data:`SEED_STAGES` through :func:`run_stage`, each skipped while its key is unchanged,
+    into ``<run_dir>/<strategy>/seed<k>/``. Then the seed's tables with their provenance
+    (each strategy's stage keys and recipes, :func:`recipe_keys`; date; commit), and the
+    comparison over every seed kept beside them (a refusal when some seeds are stale).
+    ``train_only``: stop after training.
+    """
+    from andlib.config import ConfigError
+    from andlib.layout import results_root, seed_folder
+    from andlib.models.train_data import forget_features
+    from andlib.report.seed_tables import (
+        StaleSeedsError,
+        committed_comparison,
+        git_commit,
+        rerun_command,
+        seed_tables,
+        write_seed_tables,
+    )
+
+    overrides = list(overrides or [])
+    config_file = str(find_config_file(config_path))
+    cfg = load_config(config_file, overrides)
+    if not cfg.strategies:
+        raise ConfigError(f"strategies-seed: {config_path} sets no strategies")
+    check_models(cfg)
+    subs = {
+        s: load_config(config_file, [*overrides, *strategy_overrides(cfg, s, seed)[0]])
+        for s in cfg.strategies
+    }
+    summary: dict[str, Any] = {}
+    for s, sub in subs.items():  # the log-mel features are computed once for all of them
+        summary.update({f"{s}.{k}": v for k, v in run_stage("train", sub).items()})
+    forget_features()
+    if train_only:
+        return summary
+    for sub in subs.values():
+        for stage in SEED_STAGES:
+            run_stage(stage, sub)
+    runs = {s: RunDir.from_config(sub) for s, sub in subs.items()}
+    shown = _shown(config_file)
+    provenance = {
+        "seed": seed,
+        "date": time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime()),
+        "commit": git_commit(),
+        "config": shown,
+        "overrides": overrides,
+        "command": rerun_command(shown, [seed], overrides),
+        "keys": {s: {st: run.stage_key(st) for st in RECIPE_STAGES} for s, run in runs.items()},
+        "recipe": {s: recipe_keys(subs[s], run) for s, run in runs.items()},
+    }
+    root = Path(tables) if tables else results_root(cfg)
+    folder = seed_folder(root, seed)
+    written = write_seed_tables(
+        folder, seed_tables(runs, cfg.concepts.db_default, cfg.analysis.confidence), provenance
+    )
+    summary["tables"] = ", ".join(str(p) for p in written)
+    try:
+        result = committed_comparison(root, shown)
+        summary["seeds"] = ", ".join(map(str, result["seeds"]))
+        summary["verdict"] = result["verdict"]
+    except StaleSeedsError as exc:
+        summary["comparison"] = f"refused: {exc}"
+    return summary

@@ -165,3 +165,27 @@ def test_missing_model_from_the_command_line_is_one_line(tmp_path):
     assert "Traceback" not in run.stderr
     errors = [line for line in run.stderr.splitlines() if line.startswith("andlib: error:")]
     assert len(errors) == 1 and run.stderr.rstrip().endswith(errors[0].rstrip()), run.stderr
+
+
+def test_strategies_seed_command_passes_its_seed_and_options(monkeypatch, capsys):
+    import andlib.pipeline
+
+    seen = {}
+
+    def fake(config, seed, overrides, tables=None, train_only=False):
+        seen.update(config=config, seed=seed, overrides=overrides, tables=tables, only=train_only)
+        return {"seeds": "0, 1"}
+
+    monkeypatch.setattr(andlib.pipeline, "strategies_seed", fake)
+    argv = ["strategies-seed", "--config", "configs/strategies.yaml", "--seed", "1"]
+    assert main([*argv, "--train-only", "--tables", "t", "--set", "k=3"]) == 0
+    assert seen == {
+        "config": "configs/strategies.yaml",
+        "seed": 1,
+        "overrides": ["k=3"],
+        "tables": "t",
+        "only": True,
+    }
+    assert "seeds: 0, 1" in capsys.readouterr().out
+    with pytest.raises(SystemExit):
+        build_parser().parse_args(["strategies-seed"])  # the seed is required

@@ -1,6 +1,8 @@
-"""andlib.layout: the depth order of layer keys."""
+"""andlib.layout: the depth order of layer keys and the per-seed tables of a comparison."""
 
 from __future__ import annotations
+
+import pandas as pd
 
 from andlib import layout
 from andlib.report import analysis as an
@@ -41,3 +43,25 @@ def test_sae_layers_are_named_by_their_prefix_and_know_their_base_layer():
     assert layout.sae_base_layer("sae.layers.2.out.k32") == "layers.2.out"
     assert layout.sae_base_layer("sae.encoder.k1.mlp.k16") == "encoder.k1.mlp"
     assert layout.sae_base_layer("classifier") == "classifier"
+
+
+def test_seed_tables_are_read_by_seed_and_a_folder_without_provenance_is_left_out(tmp_path):
+    import json
+
+    from andlib.layout import PROVENANCE, read_seed_tables, seed_folder
+
+    for seed in (10, 2):
+        folder = seed_folder(tmp_path, seed)
+        folder.mkdir()
+        (folder / PROVENANCE).write_text(json.dumps({"seed": seed}))
+        pd.DataFrame({"strategy": ["a"], "measure": ["m"], "value": [seed]}).to_csv(
+            folder / "measures.csv", index=False
+        )
+    seed_folder(tmp_path, 3).mkdir()  # half-written: no provenance yet
+    (tmp_path / "notes").mkdir()
+    found = read_seed_tables(tmp_path)
+    assert list(found) == [2, 10]
+    assert found[10]["provenance"] == {"seed": 10}
+    assert found[10]["measures.csv"]["value"].tolist() == [10]
+    assert found[2]["training.csv"].empty
+    assert read_seed_tables(tmp_path / "missing") == {}

@@ -347,3 +347,83 @@ def test_an_sae_layer_passes_through_every_stage_but_pruning(tmp_path):
     measures = {"simulation", "detection", "class_purity_over_chance", "names_source"}
     assert measures <= set(comparison["measure"])
     assert (tmp_path / "figures" / "sae_neurons_vs_latents.png").exists()
+
+
+def _fake_stages(monkeypatch, calls):
+    """``pipeline.run_stage`` replaced: each call is logged and marks its stages done with a
+    seed-specific key; ``analyze`` plants the files the seed tables read."""
+    import andlib.pipeline as pipeline
+    from tests.report.test_seed_tables import planted_run
+
+    def fake(stage, cfg):
+        run = RunDir.from_config(cfg)
+        calls.append((stage, cfg.model.name, cfg.train.seed, run.path))
+        for s in pipeline.STAGES[stage]:
+            run.mark_done(s, f"{s}-{cfg.train.seed}", outputs=[])
+        if stage == "analyze":
+            planted_run(run.path, 0.5 + 0.01 * cfg.train.seed, 0.01)
+        return {"model_dir": "m"} if stage == "train" else {}
+
+    monkeypatch.setattr(pipeline, "run_stage", fake)
+
+
+def test_strategies_seed_trains_every_strategy_then_dissects_each_and_writes_its_tables(
+    tmp_path, monkeypatch
+):
+    from andlib.layout import read_seed_tables
+    from andlib.pipeline import RECIPE_STAGES, SEED_STAGES, strategies_seed
+
+    calls: list = []
+    _fake_stages(monkeypatch, calls)
+    sets = [f"run_dir={tmp_path / 'run'}", f"cache_dir={tmp_path / 'cache'}"]
+    tables = tmp_path / "tables"
+    strategies = ["supervised", "ssl-frozen", "ssl-finetuned"]
+    out = strategies_seed("configs/strategies.yaml", 1, sets, tables=tables, train_only=True)
+    assert [c[0] for c in calls] == ["train"] * 3 and not tables.exists()
+    assert set(out) == {f"{s}.model_dir" for s in strategies}
+
+    calls.clear()
+    out = strategies_seed("configs/strategies.yaml", 1, sets, tables=tables)
+    assert [(c[0], c[1]) for c in calls[:3]] == [("train", f"trained:{s}") for s in strategies]
+    assert [c[0] for c in calls[3:]] == list(SEED_STAGES) * 3
+    assert {c[2] for c in calls} == {1}
+    assert {c[3] for c in calls} == {tmp_path / "run" / s / "seed1" for s in strategies}
+    found = read_seed_tables(tables)
+    assert list(found) == [1]
+    prov = found[1]["provenance"]
+    assert prov["seed"] == 1 and prov["config"] == "configs/strategies.yaml"
+    assert prov["command"] == (
+        "python -m andlib strategies-seed --config configs/strategies.yaml --seed 1"
+        f" --set run_dir={tmp_path / 'run'} --set cache_dir={tmp_path / 'cache'}"
+    )
+    assert prov["keys"]["ssl-frozen"]["record"] == "record-1"
+    assert set(prov["recipe"]["supervised"]) == set(RECIPE_STAGES)
+    assert set(found[1]["measures.csv"]["strategy"]) == set(strategies)
+    assert found[1]["training.csv"]["device"].tolist() == ["cpu"] * 3
+    assert out["seeds"] == "1"
+
+    strategies_seed("configs/strategies.yaml", 2, sets, tables=tables)
+    again = read_seed_tables(tables)
+    # the training seed changes the stage keys, not the recipes
+    assert again[2]["provenance"]["keys"] != prov["keys"]
+    assert again[2]["provenance"]["recipe"] == prov["recipe"]
+
+
+def test_strategies_seed_names_the_stale_seeds_when_a_stage_changed_since(tmp_path, monkeypatch):
+    import dataclasses
+
+    import andlib.report.analysis as analysis
+    from andlib.pipeline import strategies_seed
+
+    _fake_stages(monkeypatch, [])
+    sets = [f"run_dir={tmp_path / 'run'}", f"cache_dir={tmp_path / 'cache'}"]
+    tables = tmp_path / "tables"
+    strategies_seed("configs/strategies.yaml", 0, sets, tables=tables)
+    monkeypatch.setattr(analysis, "SPEC", dataclasses.replace(analysis.SPEC, version="changed"))
+    out = strategies_seed("configs/strategies.yaml", 1, sets, tables=tables)
+    assert out["comparison"].startswith("refused: seeds 0 were made from other stage keys")
+    assert "(analysis)" in out["comparison"]
+    assert out["comparison"].endswith(
+        "`python -m andlib strategies-seed --config configs/strategies.yaml --seed 0"
+        f" --set run_dir={tmp_path / 'run'} --set cache_dir={tmp_path / 'cache'}`"
+    )

@@ -7,7 +7,8 @@ inputs of ``train.init``'s feature extractor; :func:`log_mel` is the batched fba
 :func:`augment` applies random gain, circular time shift, mel shift and SpecAugment-style
 frequency/time masks (waveforms: the time shift only).
 
-Public surface: :class:`Features`, :func:`load_features`, :func:`log_mel`, :func:`augment`.
+Public surface: :class:`Features`, :func:`load_features` (computed once per process for the
+same settings, :func:`features_key`; :func:`forget_features`), :func:`log_mel`, :func:`augment`.
 """
 
 from __future__ import annotations
@@ -132,12 +133,50 @@ def _checkpoint_features(
     return Features(x, labels, folds, names, extractor, per_ln)
 
 
+FEATURE_SETTINGS = (
+    "data",
+    "seed",
+    "train.train_folds",
+    "train.heldout_fold",
+    "train.num_mel_bins",
+    "train.max_length",
+    "train.init",
+)
+"""What the features depend on (``seed``: the clips ``data.limit`` keeps); not the training
+seed, so every strategy and every training seed trained in one process share them."""
+_computed: dict[str, Features] = {}
+
+
+def features_key(cfg: Config) -> str:
+    """The hash of :data:`FEATURE_SETTINGS`: equal keys, equal features."""
+    return cfg.section_hash(*FEATURE_SETTINGS)
+
+
+def forget_features() -> None:
+    """Drop the features :func:`load_features` keeps in this process."""
+    _computed.clear()
+
+
 def load_features(cfg: Config) -> Features:
-    """Decode ESC-50 (all folds, ``data.limit`` applies) and compute the normalised features.
+    """Decode ESC-50 (all folds, ``data.limit`` applies) and compute the normalised features,
+    once per process for the same :data:`FEATURE_SETTINGS` (the last ones are kept; each call
+    gets its own copy of the tensors; :func:`forget_features` drops them).
 
     Training always uses ESC-50, whatever probing set ``cfg.data`` names; the data root,
     sample rate, duration and limit come from ``cfg.data``.
     """
+    key = features_key(cfg)
+    if key not in _computed:
+        _computed.clear()
+        _computed[key] = _compute_features(cfg)
+    else:
+        log.info("features: reusing the %d clips computed in this process", len(_computed[key].x))
+    kept = _computed[key]
+    return dataclasses.replace(kept, x=kept.x.clone(), labels=kept.labels.clone())
+
+
+def _compute_features(cfg: Config) -> Features:
+    """:func:`load_features` without the reuse."""
     from transformers import ASTFeatureExtractor
 
     from andlib.data.probing import load_probing_set

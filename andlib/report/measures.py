@@ -15,13 +15,18 @@ MEASURES = {
     "simulation_pearson": "simulation score (mean Pearson r of descriptions), all layers",
 }
 """The scalar measures of one run (:func:`run_measures`) and their labels; the run's
-last-layer accuracies add ``last_layer_top1: <captioner> / <method>``."""
+last-layer accuracies add ``last_layer_top1: <captioner> / <method>``, the per-seed tables
+(:mod:`andlib.report.seed_tables`) ``hidden_top1: <method>`` and ``pruning: <selection>``."""
 
 
 def measure_label(measure: str) -> str:
     """A plain-language name of a measure of :func:`run_measures`."""
     if measure.startswith("last_layer_top1: "):
         return f"last-layer description accuracy (top-1), {measure.split(': ', 1)[1]}"
+    if measure.startswith("hidden_top1: "):
+        return f"hidden-layer description accuracy (top-1), {measure.split(': ', 1)[1]}"
+    if measure.startswith("pruning: "):
+        return f"pruning ΔA − ΔR (logits), {measure.split(': ', 1)[1]} neurons"
     return MEASURES.get(measure, measure)
 
 

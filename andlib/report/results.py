@@ -251,6 +251,7 @@ def comparison_page(run: RunDir, cfg: Config) -> str:
         parts += ["", "## Models compared", "", markdown_table(wide)]
     else:
         parts += ["", "(no `analysis/models_table.csv` yet: run the analyze stage on this config)"]
+    parts += seeds_section(cfg)
     parts += [
         "",
         "## The paper's last-layer accuracy (reference)",
@@ -262,6 +263,80 @@ def comparison_page(run: RunDir, cfg: Config) -> str:
         for title, df in tables(sub, cfg).items():
             parts += ["", f"### {title}", "", markdown_table(df)]
     return "\n".join(parts) + "\n"
+
+
+SEEDS_TITLE = "Finding (ii) across seeds"
+
+
+def _committed(cfg: Config) -> dict[str, Any]:
+    """The comparison over the seeds kept in ``results/<name>/`` (``error``: the refusal)."""
+    from andlib.layout import results_root
+    from andlib.report.seed_tables import StaleSeedsError, committed_comparison
+
+    try:
+        return committed_comparison(results_root(cfg), f"configs/{cfg.name}.yaml")
+    except StaleSeedsError as exc:
+        return {"error": str(exc), "seeds": []}
+
+
+def seeds_section(cfg: Config, result: dict[str, Any] | None = None) -> list[str]:
+    """The page's section on the seeds kept in ``results/<name>/seed<k>/``: which seeds, on
+    which device each model trained, how much held-out accuracy moves between seeds, the
+    orderings that hold in every seed (the verdict) and every measure's mean, SD and min–max
+    over the seeds. Without kept seeds, the command that makes one."""
+    result = _committed(cfg) if result is None else result
+    command = f"python -m andlib strategies-seed --config configs/{cfg.name}.yaml --seed K"
+    parts = ["", f"## {SEEDS_TITLE}", ""]
+    if "error" in result:
+        return [*parts, f"The comparison over seeds is refused: {result['error']}."]
+    if not result["seeds"]:
+        return [*parts, f"No seed is kept in `results/{cfg.name}/` yet: run `{command}`."]
+    seeds = ", ".join(map(str, result["seeds"]))
+    parts += [
+        f"From the tables kept in `results/{cfg.name}/seed<k>/` (seeds {seeds}; one more: "
+        f"`{command}`). Only orderings that hold in every seed are stated.",
+        "",
+        "```",
+        result["verdict"],
+        "```",
+    ]
+    training = result["training"]
+    if len(training):
+        cols = ["seed", "strategy", "heldout_accuracy", "train_seconds", "num_threads", "device"]
+        parts += [
+            "",
+            "### Where each seed trained",
+            "",
+            markdown_table(training[[c for c in [*cols, "date"] if c in training.columns]]),
+        ]
+    summary = result["summary"]
+    if len(summary):
+        held = summary[summary["measure"] == "heldout_accuracy"]
+        if len(held):
+            parts += [
+                "",
+                "### Held-out accuracy between seeds",
+                "",
+                markdown_table(held[["model", "n_seeds", "mean", "sd", "min", "max", "spread"]]),
+            ]
+        cols = ["model", "measure", "n_seeds", "mean", "sd", "min", "max", "holds_in_every_seed"]
+        parts += ["", "### Every measure over the seeds", "", markdown_table(summary[cols])]
+    return parts
+
+
+def seeds_figure(cfg: Config, per_seed: pd.DataFrame) -> str | None:
+    """Draw ``strategies_seeds`` (one marker per kept seed) into the config's figures folder;
+    the figure's name, or ``None`` without seeds."""
+    if per_seed.empty:
+        return None
+    import matplotlib.pyplot as plt
+
+    from andlib.report import plots
+
+    fig = plots.plot_seed_measures(per_seed, db_method=cfg.concepts.db_default)
+    plots.save_figure(fig, "strategies_seeds", cfg)
+    plt.close(fig)
+    return "strategies_seeds"
 
 
 def readme_block(run: RunDir, cfg: Config) -> str:
@@ -322,7 +397,9 @@ def run_stage(cfg: Config, run: RunDir) -> dict[str, Any]:
     page.parent.mkdir(parents=True, exist_ok=True)
     if cfg.strategies and not run.exists("neurons.csv"):
         atomic_write_text(page, comparison_page(run, cfg))
-        return {"page": str(page)}
+        committed = _committed(cfg)
+        figure = seeds_figure(cfg, committed["per_seed"]) if committed["seeds"] else None
+        return {"page": str(page), **({"figure": figure} if figure else {})}
     atomic_write_text(page, results_page(run, cfg))
     out: dict[str, Any] = {"page": str(page)}
     if README.exists():

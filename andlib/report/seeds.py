@@ -76,7 +76,7 @@ def _mean_interval(values: Iterable[float], confidence: float) -> dict[str, Any]
     return {"value": mean, "ci_low": mean - half, "ci_high": mean + half, "n": n}
 
 
-def _wilson(p: float, n: int | None, confidence: float) -> dict[str, Any]:
+def wilson_interval(p: float, n: int | None, confidence: float) -> dict[str, Any]:
     """A proportion ``p`` of ``n`` trials with its Wilson score interval."""
     from scipy import stats
 
@@ -108,7 +108,11 @@ def run_measures(run: RunDir, confidence: float = 0.95) -> pd.DataFrame:
     info = read_model_info(run)
     held = info.get("heldout_accuracy")
     if held is not None:
-        add("heldout_accuracy", "wilson", _wilson(float(held), info.get("n_heldout"), confidence))
+        add(
+            "heldout_accuracy",
+            "wilson",
+            wilson_interval(float(held), info.get("n_heldout"), confidence),
+        )
     for name, df in per_neuron_measures(run):
         hidden = df.dropna(subset=["block", "value"])
         add(f"{name}_hidden", "t over neurons", _mean_interval(hidden["value"], confidence))
@@ -141,7 +145,7 @@ def run_measures(run: RunDir, confidence: float = 0.95) -> pd.DataFrame:
                     add(
                         f"last_layer_top1: {captioner} / {method}",
                         "wilson",
-                        _wilson(float(scores["top1"]), scores.get("n_neurons"), confidence),
+                        wilson_interval(float(scores["top1"]), scores.get("n_neurons"), confidence),
                     )
     columns = ["measure", "value", "ci_low", "ci_high", "n", "interval"]
     return pd.DataFrame(rows, columns=columns)

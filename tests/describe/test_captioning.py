@@ -59,6 +59,25 @@ def test_stage_writes_outputs_follows_clips_csv_and_reuses_the_cache(tmp_cfg, mo
     assert run.read_csv("captions.csv").equals(caps)
 
 
+def test_every_dissection_of_the_same_clips_reuses_the_measured_captions(tmp_cfg, monkeypatch):
+    """The runs of a strategies comparison (every strategy, every training seed) caption the
+    same clips: the first measures them, the others read the per-clip cache."""
+    sets = {"data.dataset": "synthetic", "data.duration": 1.0, "captioner.num_workers": 1}
+    calls = []
+    real = features.extract_features
+    monkeypatch.setattr(
+        captioners, "extract_features", lambda a, *rest: calls.append(len(a)) or real(a, *rest)
+    )
+    captions = []
+    for folder in ("supervised/seed0", "ssl-frozen/seed0", "supervised/seed1"):
+        cfg = tmp_cfg({**sets, "run_dir": str(tmp_cfg().run_path / folder)})
+        run = RunDir.from_config(cfg)
+        run_stage(cfg, run)
+        captions.append(run.read_csv("captions.csv"))
+    assert len(calls) == 1 and calls[0] == len(captions[0])
+    assert all(c.equals(captions[0]) for c in captions[1:])
+
+
 def test_stage_rejects_clips_csv_from_other_data(tmp_cfg):
     cfg = tmp_cfg({"data.dataset": "synthetic", "data.duration": 1.0, "data.limit": 3})
     run = RunDir.from_config(cfg)

@@ -8,6 +8,7 @@ import torch
 
 from andlib.config import rng
 from andlib.models import train
+from tests.conftest import requires_esc50
 
 
 @pytest.fixture(autouse=True)
@@ -104,3 +105,27 @@ def test_augment_shifts_waveforms_circularly_in_10_ms_frames(tiny_cfg):
     for row, orig in zip(out, x, strict=True):
         k = int(torch.nonzero(orig == row[0])[0])  # where the first sample came from
         assert k % 160 == 0 and torch.equal(torch.roll(orig, -k), row)
+
+
+@requires_esc50
+def test_features_are_computed_once_per_process_for_every_strategy_and_training_seed(
+    tiny_cfg, monkeypatch
+):
+    from andlib.models import train_data
+
+    calls = []
+    real = train_data.log_mel
+    monkeypatch.setattr(train_data, "log_mel", lambda *a, **k: calls.append(1) or real(*a, **k))
+    train_data.forget_features()
+    first = train_data.load_features(tiny_cfg())
+    again = train_data.load_features(tiny_cfg(**{"train.seed": 3, "train.strategy": "ssl-frozen"}))
+    assert len(calls) == 1  # another training seed or strategy: the same features
+    assert torch.equal(first.x, again.x) and torch.equal(first.labels, again.labels)
+    first.x.zero_()  # a copy each: training on one cannot change the next
+    assert not torch.equal(first.x, again.x)
+    train_data.forget_features()
+    fresh = train_data.load_features(tiny_cfg())
+    assert len(calls) == 2 and torch.equal(fresh.x, again.x)  # reused = recomputed
+    other = train_data.load_features(tiny_cfg(**{"train.num_mel_bins": 16}))
+    assert len(calls) == 3 and other.x.shape[-1] == 16
+    train_data.forget_features()

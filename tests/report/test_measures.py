@@ -19,3 +19,10 @@ def test_known_measures_come_first_in_their_order_then_the_rest_sorted():
     given = ["zeta", "simulation_pearson", "heldout_accuracy", "alpha", "heldout_accuracy"]
     assert measure_order(given) == ["heldout_accuracy", "simulation_pearson", "alpha", "zeta"]
     assert measure_order([]) == []
+
+
+def test_hidden_layer_and_pruning_measures_name_their_method():
+    assert measure_label("hidden_top1: db_soft_wpmi").endswith("(top-1), db_soft_wpmi")
+    assert "pruning" in measure_label("pruning: db") and "db neurons" in measure_label(
+        "pruning: db"
+    )

@@ -61,3 +61,37 @@ def test_the_sae_tables_come_from_sae_json_and_the_comparison(tmp_path):
     sae, comparison = sae_tables(run).values()
     assert sae.iloc[0]["sae layer"] == "sae.layers.2.out.k32" and sae.iloc[0]["n_dead"] == 3
     assert comparison["difference"].tolist() == [0.1] and "interval" not in comparison
+
+
+def test_seeds_section_states_the_seeds_devices_spread_and_what_holds_in_every_seed(tmp_path):
+    from andlib.config import Config
+    from andlib.report.results import SEEDS_TITLE, seeds_figure, seeds_section
+    from andlib.report.seed_tables import committed_comparison
+    from tests.report.test_seed_tables import plant_seed
+
+    for seed, shift in ((0, 0.0), (1, 0.02)):
+        plant_seed(tmp_path, seed, {"supervised": 0.6 + shift, "ssl-frozen": 0.3 + shift})
+    result = committed_comparison(tmp_path / "tables", "configs/strategies.yaml")
+    cfg = Config(name="strategies", figures_dir=str(tmp_path / "figures"))
+    text = "\n".join(seeds_section(cfg, result))
+    assert f"## {SEEDS_TITLE}" in text and "(seeds 0, 1;" in text
+    assert "--seed K" in text
+    assert "| 1 | ssl-frozen | 0.320 | 12.500 | 2 | cpu |" in text  # the device of each seed
+    assert "### Held-out accuracy between seeds" in text
+    assert "| supervised | 2 | 0.610 | 0.014 | 0.600 | 0.620 | 0.020 |" in text
+    assert "- held-out classification accuracy: supervised (mean 0.61" in text
+    assert seeds_figure(cfg, result["per_seed"]) == "strategies_seeds"
+    assert (tmp_path / "figures" / "strategies_seeds.png").is_file()
+
+
+def test_seeds_section_names_a_refusal_or_the_command_that_makes_a_seed():
+    from andlib.config import Config
+    from andlib.report.results import seeds_section
+
+    cfg = Config(name="strategies")
+    refused = seeds_section(cfg, {"error": "seeds 0 were made from other stage keys", "seeds": []})
+    assert refused[-1] == (
+        "The comparison over seeds is refused: seeds 0 were made from other stage keys."
+    )
+    empty = seeds_section(cfg, {"seeds": []})
+    assert "python -m andlib strategies-seed --config configs/strategies.yaml --seed K" in empty[-1]
