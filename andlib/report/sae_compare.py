@@ -54,7 +54,7 @@ from andlib.store import (
 from andlib.text.names import stems
 
 STAGE = "sae_compare"
-VERSION = 1
+VERSION = 2
 TABLE = "sae_comparison.csv"
 VERDICT = "sae_verdict.txt"
 FIGURE = "sae_neurons_vs_latents"
@@ -213,7 +213,8 @@ def hidden_rows(
 
 def verdict(table: pd.DataFrame) -> str:
     """The comparison in words: per pair and measure, whether latents or neurons read better
-    (the interval excludes zero) or neither does."""
+    (the interval excludes zero) or neither does; one side beats the other only where it reads
+    better on most measures and worse on none (one measure alone never decides)."""
     lines = []
     for (layer, sae_layer), g in table.groupby(["layer", "sae_layer"], sort=False):
         better, worse, tied = [], [], []
@@ -229,12 +230,13 @@ def verdict(table: pd.DataFrame) -> str:
         lines.append(f"  latents read better on: {', '.join(better) or 'none'}")
         lines.append(f"  neurons read better on: {', '.join(worse) or 'none'}")
         lines.append(f"  no difference shown on: {', '.join(tied) or 'none'}")
+        most = len(g) / 2
         overall = (
-            "latents beat neurons here"
-            if better and not worse
-            else "neurons beat latents here"
-            if worse and not better
-            else "neither beats the other on every measure here"
+            "latents beat neurons here: better on most measures, worse on none"
+            if len(better) > most and not worse
+            else "neurons beat latents here: better on most measures, worse on none"
+            if len(worse) > most and not better
+            else "neither beats the other here: no side is better on most measures and worse on none"
         )
         lines.append(f"  {overall} (95 % intervals).")
     return "\n".join(lines) + ("\n" if lines else "")

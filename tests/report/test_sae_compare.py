@@ -73,7 +73,22 @@ def test_compare_finds_a_planted_difference_and_none_where_there_is_none():
     text = sc.verdict(table)
     assert "latents read better on: simulation Pearson r" in text
     assert "no difference shown on: polysemantic share" in text
-    assert "latents beat neurons here" in text
+    assert "neither beats the other here" in text  # one measure of two never decides
+
+
+def test_latents_beat_neurons_only_when_better_on_most_measures_and_worse_on_none():
+    def row(measure, difference):
+        return [LAYER, SAE, measure, 50, 50, 0.5, 0.5 + difference, difference]
+
+    def table(*rows):
+        cols = sc.COLUMNS
+        full = [r + [r[-1] - 0.05, r[-1] + 0.05, "bootstrap over units"] for r in rows]
+        return pd.DataFrame(full, columns=cols)
+
+    most = table(row("simulation", 0.2), row("names_source", 0.2), row("polysemantic", 0.0))
+    assert "latents beat neurons here" in sc.verdict(most)
+    mixed = table(row("simulation", 0.2), row("names_source", 0.2), row("polysemantic", 0.3))
+    assert "neither beats the other here" in sc.verdict(mixed)
 
 
 def test_a_higher_polysemantic_share_reads_worse_for_latents():
