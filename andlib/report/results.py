@@ -186,9 +186,12 @@ def sae_tables(run: RunDir) -> dict[str, pd.DataFrame]:
         )
     comparison = read_analysis_table(run, "sae_comparison.csv")
     if comparison is not None and len(comparison):
-        out["Neurons against SAE latents on the same layer (latents minus neurons, 95 %)"] = (
-            comparison.drop(columns=["interval"], errors="ignore")
-        )
+        title = "Neurons against SAE latents on the same layer (latents minus neurons, 95 %)"
+        verdict = run / "analysis" / "sae_verdict.txt"
+        if verdict.is_file():  # the verdict's closing line per SAE layer, as the stage wrote it
+            lines = verdict.read_text(encoding="utf-8").splitlines()
+            title += ". Verdict: " + " ".join(ln.strip() for ln in lines if "beat" in ln)
+        out[title] = comparison.drop(columns=["interval"], errors="ignore")
     return out
 
 
