@@ -165,3 +165,20 @@ def test_missing_model_from_the_command_line_is_one_line(tmp_path):
     assert "Traceback" not in run.stderr
     errors = [line for line in run.stderr.splitlines() if line.startswith("andlib: error:")]
     assert len(errors) == 1 and run.stderr.rstrip().endswith(errors[0].rstrip()), run.stderr
+
+
+def test_out_sends_the_figures_beside_the_run_unless_figures_dir_is_set(monkeypatch):
+    import andlib.pipeline
+
+    seen = {}
+
+    def fake(config, overrides, out):
+        seen.update(overrides=overrides, out=out)
+        return 0
+
+    monkeypatch.setattr(andlib.pipeline, "main_reproduce", fake)
+    assert main(["reproduce", "--config", "configs/default.yaml", "--out", "runs/x"]) == 0
+    assert seen["overrides"] == ["figures_dir=runs/x/figures"] and seen["out"] == "runs/x"
+    argv = ["reproduce", "--config", "configs/default.yaml", "--out", "runs/x"]
+    assert main([*argv, "--set", "figures_dir=figs"]) == 0
+    assert seen["overrides"] == ["figures_dir=figs"]
