@@ -13,6 +13,7 @@ import argparse
 import logging
 import os
 import sys
+from pathlib import Path
 
 from andlib.config import ConfigError, load_config
 
@@ -63,7 +64,11 @@ def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--config", default="configs/default.yaml", help="YAML config (default: %(default)s)"
     )
-    p.add_argument("--out", default=None, help="run directory (default: runs/<config name>)")
+    p.add_argument(
+        "--out",
+        default=None,
+        help="run directory (default: runs/<config name>); its figures go to <out>/figures",
+    )
     p.add_argument(
         "--set",
         dest="overrides",
@@ -160,6 +165,9 @@ def main(argv: list[str] | None = None) -> int:
 def _run(args: argparse.Namespace) -> int:
     seeds = getattr(args, "seeds", None)
     given = [*args.overrides, *([f"seeds={list(seeds)}"] if seeds is not None else [])]
+    if args.out and not any(o.startswith("figures_dir=") for o in given):
+        # a run elsewhere draws its figures beside it, never over the config's own figures
+        given.append(f"figures_dir={Path(args.out) / 'figures'}")
     overrides = list(given)
     if args.out:
         overrides.append(f"run_dir={args.out}")

@@ -189,3 +189,20 @@ def test_strategies_seed_command_passes_its_seed_and_options(monkeypatch, capsys
     assert "seeds: 0, 1" in capsys.readouterr().out
     with pytest.raises(SystemExit):
         build_parser().parse_args(["strategies-seed"])  # the seed is required
+
+
+def test_out_sends_the_figures_beside_the_run_unless_figures_dir_is_set(monkeypatch):
+    import andlib.pipeline
+
+    seen = {}
+
+    def fake(config, overrides, out):
+        seen.update(overrides=overrides, out=out)
+        return 0
+
+    monkeypatch.setattr(andlib.pipeline, "main_reproduce", fake)
+    assert main(["reproduce", "--config", "configs/default.yaml", "--out", "runs/x"]) == 0
+    assert seen["overrides"] == ["figures_dir=runs/x/figures"] and seen["out"] == "runs/x"
+    argv = ["reproduce", "--config", "configs/default.yaml", "--out", "runs/x"]
+    assert main([*argv, "--set", "figures_dir=figs"]) == 0
+    assert seen["overrides"] == ["figures_dir=figs"]

@@ -19,7 +19,7 @@ from typing import Any
 
 import pandas as pd
 
-from andlib.config import PROJECT_ROOT, Config
+from andlib.config import PROJECT_ROOT, Config, load_config
 from andlib.layout import read_table as read_analysis_table
 from andlib.layout import strategy_runs
 from andlib.store import RunDir, atomic_write_text, read_model_info, read_table
@@ -70,6 +70,8 @@ def tables(run: RunDir, cfg: Config) -> dict[str, pd.DataFrame]:
     """Every results table the run's files allow, by title (in page order)."""
     out: dict[str, pd.DataFrame] = {}
     model = read_model_info(run)
+    if run.exists("config.yaml"):  # a comparison's run: its own model, not the parent's
+        cfg = load_config(run / "config.yaml")
     facts = {
         "model": cfg.model.name,
         "held-out accuracy": model.get("heldout_accuracy"),

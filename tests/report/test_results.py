@@ -40,8 +40,14 @@ def test_comparison_page_lists_the_models_table_and_each_strategy_run(tmp_path):
     )
     sub = RunDir(tmp_path / "m1")
     sub.write_json("last_layer.json", {"tagger+acoustic": {"db_wpmi": {"top1": 0.9, "top5": 1}}})
+    from andlib.config import dump_config
+
+    (tmp_path / "m1" / "config.yaml").write_text(
+        dump_config(Config(model={"name": "whisper-base"}))
+    )
     page = comparison_page(run, cfg)
     assert "| heldout_accuracy | 0.500 | 0.800 |" in page
+    assert "| model | whisper-base |" in page  # the run's own model, not the parent config's
     assert "BEATs frozen" in page and "## m1" in page
 
 
