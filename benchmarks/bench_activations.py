@@ -48,23 +48,12 @@ from andlib.store import RunDir
 
 def default_shaped_target(seed: int = 0) -> TargetModel:
     """The default config's AST shape with random weights, wrapped as a TargetModel."""
-    from transformers import ASTConfig, ASTFeatureExtractor, ASTForAudioClassification
+    from transformers import ASTFeatureExtractor
+
+    from andlib.models.train_loop import build_model
 
     t = load_config(None).train
-    torch.manual_seed(seed)
-    config = ASTConfig(
-        hidden_size=t.hidden_size,
-        num_hidden_layers=t.num_hidden_layers,
-        num_attention_heads=t.num_attention_heads,
-        intermediate_size=t.intermediate_size,
-        patch_size=t.patch_size,
-        frequency_stride=t.frequency_stride,
-        time_stride=t.time_stride,
-        num_mel_bins=t.num_mel_bins,
-        max_length=t.max_length,
-        num_labels=50,
-    )
-    model = ASTForAudioClassification(config).eval()
+    model = build_model(t, [str(i) for i in range(50)], seed=seed).eval()
     fe = ASTFeatureExtractor(num_mel_bins=t.num_mel_bins, max_length=t.max_length)
     labels = [str(i) for i in range(50)]
 

@@ -41,26 +41,13 @@ ROOT = Path(__file__).resolve().parents[1]
 
 def save_model(folder: Path) -> Path:
     """The default config's AST shape with random weights, saved with its feature extractor."""
-    import torch
-    from transformers import ASTConfig, ASTFeatureExtractor, ASTForAudioClassification
+    from transformers import ASTFeatureExtractor
 
     from andlib.config import load_config
+    from andlib.models.train_loop import build_model
 
     t = load_config(None).train
-    torch.manual_seed(0)
-    config = ASTConfig(
-        hidden_size=t.hidden_size,
-        num_hidden_layers=t.num_hidden_layers,
-        num_attention_heads=t.num_attention_heads,
-        intermediate_size=t.intermediate_size,
-        patch_size=t.patch_size,
-        frequency_stride=t.frequency_stride,
-        time_stride=t.time_stride,
-        num_mel_bins=t.num_mel_bins,
-        max_length=t.max_length,
-        num_labels=50,
-    )
-    ASTForAudioClassification(config).eval().save_pretrained(folder)
+    build_model(t, [str(i) for i in range(50)], seed=0).eval().save_pretrained(folder)
     ASTFeatureExtractor(num_mel_bins=t.num_mel_bins, max_length=t.max_length).save_pretrained(
         folder
     )

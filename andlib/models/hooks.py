@@ -17,6 +17,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from andlib.models.base import first_tensor
 from andlib.models.layers import resolve_layers
 
 POOLINGS = ("mean", "max", "cls")
@@ -25,18 +26,6 @@ POOLINGS = ("mean", "max", "cls")
 # --------------------------------------------------------------------------------------------
 # Hooks
 # --------------------------------------------------------------------------------------------
-
-
-def _first_tensor(output: Any) -> torch.Tensor:
-    """The module's main output: itself, or the first element of a tuple / ModelOutput."""
-    while not isinstance(output, torch.Tensor):
-        if isinstance(output, Mapping) and output:  # ModelOutput (its first set field), dict
-            output = next(iter(output.values()))
-        elif isinstance(output, tuple | list) and output:
-            output = output[0]
-        else:
-            raise TypeError(f"cannot record a module output of type {type(output).__name__}")
-    return output
 
 
 def pool_output(
@@ -52,7 +41,7 @@ def pool_output(
     """
     if pooling not in POOLINGS:
         raise ValueError(f"pooling {pooling!r} is not one of {', '.join(POOLINGS)}")
-    x = _first_tensor(output).detach().float()
+    x = first_tensor(output).detach().float()
     if x.ndim == 3 and lengths is not None and bool((lengths < x.shape[1]).any()):
         keep = torch.arange(x.shape[1], device=x.device)[None, :] < lengths.to(x.device)[:, None]
         if pooling == "mean":
