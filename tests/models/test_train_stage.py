@@ -6,28 +6,12 @@ from __future__ import annotations
 import json
 
 import pytest
-import torch
 
 from andlib.models import train, train_stage
 from andlib.store import RunDir
 from tests.conftest import requires_esc50
-from tests.models.test_train import TINY
 
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
-@pytest.fixture
-def tiny_cfg(tmp_cfg):
-    def make(**extra):
-        return tmp_cfg({**TINY, **extra})
-
-    return make
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @requires_esc50
