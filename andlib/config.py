@@ -358,6 +358,9 @@ _CHOICES = {
 TAGGER_FEATURES = ("hand", "whisper-base")
 """``captioner.tagger_features``: the hand-made statistics, or a model's pooled features."""
 
+TAGGER_MODELS = ("ensemble", "logistic")
+"""``captioner.tagger_model``: the tagger's classifier."""
+
 
 def _validate_group_pattern(cfg: Config) -> None:
     """``data.group_pattern``: a folder dataset's, compiling, with a group for the recording."""
@@ -441,6 +444,11 @@ def validate(cfg: Config) -> None:
         raise ConfigError(
             f"captioner.tagger_features: {cfg.captioner.tagger_features!r} is not one of "
             f"{', '.join(TAGGER_FEATURES)}"
+        )
+    if cfg.captioner.tagger_model not in TAGGER_MODELS:
+        raise ConfigError(
+            f"captioner.tagger_model: {cfg.captioner.tagger_model!r} is not one of "
+            f"{', '.join(TAGGER_MODELS)}"
         )
     if cfg.data.mix_esc50 < 0:
         raise ConfigError(f"data.mix_esc50: must be 0 or more, got {cfg.data.mix_esc50}")

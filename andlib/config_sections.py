@@ -224,6 +224,11 @@ class CaptionerConfig:
     """``tagger+acoustic``: inverse L2 strength of the logistic regression (picked by
     cross-fitted accuracy on ESC-50: 0.05, 0.2 and 1.0 gave 68.3, 68.7 and 68.3 % top-1; 1.0
     trains fastest)."""
+    tagger_model: str = "ensemble"
+    """``tagger+acoustic``: the classifier. ``ensemble``: the mean class probabilities of a
+    logistic regression, an RBF support-vector machine (isotonic-calibrated) and a one-layer
+    MLP; ``logistic``: the logistic regression alone. Picked by cross-fitted accuracy and log
+    loss on ESC-50's hand features (docs/captioners.md), which never look at a target model."""
     tagger_features: str = field(default="hand", metadata={"keyless_default": True})
     """``tagger+acoustic``: what the tagger reads. ``hand``: fixed log-mel / MFCC / contrast /
     modulation statistics; ``whisper-base``: Whisper-base's encoder output of one block,

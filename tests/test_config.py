@@ -142,6 +142,12 @@ def test_options_added_later_leave_every_key_as_it_was_at_their_defaults():
     assert grouped.section_hash("data") != folder.section_hash("data")
 
 
+def test_tagger_model_must_be_a_known_classifier():
+    assert load_config(None, ["captioner.tagger_model=logistic"])
+    with pytest.raises(ConfigError, match="captioner.tagger_model: 'forest' is not one of"):
+        load_config(None, ["captioner.tagger_model=forest"])
+
+
 def test_tagger_features_must_be_a_known_kind():
     assert load_config(None, ["captioner.tagger_features=whisper-base"])
     with pytest.raises(ConfigError, match="captioner.tagger_features: 'whisper-small'"):

@@ -73,7 +73,7 @@ def get_captioner(cfg: Config) -> Captioner:
         if c.tagger_features != "hand":
             features = EncoderFeatures(cfg, c.tagger_features)
         return TaggerCaptioner(
-            cache, c.num_workers, c.tagger_splits, c.tagger_c, cfg.seed, features
+            cache, c.num_workers, c.tagger_splits, c.tagger_c, cfg.seed, features, c.tagger_model
         )
     kind, _, target = name.partition(":")
     if kind == "transformers" and target:

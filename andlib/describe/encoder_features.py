@@ -80,7 +80,7 @@ class EncoderFeatures:
             "encoder_features": ENCODER_FEATURES_VERSION,
         }
         self.description = (
-            f"logistic regression on {name}'s {self.layer} (mean-pooled over the clip, "
+            f"{name}'s {self.layer} (mean-pooled over the clip, "
             f"{INPUT} input)"
         )
         self._layers: list[str] = []

@@ -7,6 +7,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from andlib.config import ConfigError
 from andlib.data.audio import ProbingSet
 from andlib.describe import tagger
 from andlib.describe.tagger import (
@@ -52,15 +53,16 @@ def _probing_set(labels_by_clip: list[int] | None = None, n_folds: int = 3) -> P
     return ProbingSet("toy", SR, audio, meta, class_names=CLASSES)
 
 
-def test_a_clips_caption_does_not_change_when_labels_in_its_own_fold_are_shuffled(tmp_path):
+@pytest.mark.parametrize("model", ["logistic", "ensemble"])
+def test_a_clips_caption_does_not_change_when_labels_in_its_own_fold_are_shuffled(tmp_path, model):
     ps = _probing_set()
-    before = TaggerCaptioner(tmp_path / "a").caption(ps)
+    before = TaggerCaptioner(tmp_path / "a", model=model).caption(ps)
     labels = ps.labels.copy()
     in_fold = np.flatnonzero(ps.meta["fold"].to_numpy() == 2)
     labels[in_fold] = np.random.default_rng(1).permutation(labels[in_fold])
     assert (labels[in_fold] != ps.labels[in_fold]).any()
     shuffled = _probing_set(labels.tolist())
-    after = TaggerCaptioner(tmp_path / "b").caption(shuffled)
+    after = TaggerCaptioner(tmp_path / "b", model=model).caption(shuffled)
     for i in in_fold:
         assert after[i] == before[i]
 
@@ -88,7 +90,7 @@ def test_cross_fitting_never_trains_on_the_predicted_split(monkeypatch):
             seen.append((self.train, set(x[:, 0].astype(int).tolist())))
             return np.full((len(x), len(self.classes_)), 1 / len(self.classes_))
 
-    monkeypatch.setattr(tagger, "_classifier", lambda c: Recorder())
+    monkeypatch.setattr(tagger, "_classifier", lambda c, model, seed: Recorder())
     n = 40
     x = np.arange(n, dtype=float)[:, None]
     labels = np.arange(n) % 4
@@ -201,7 +203,26 @@ def test_other_features_enter_the_settings_and_the_report(tmp_path):
     other.caption(ps)
     assert features.calls == 1
     assert other.last_report["features"] == "first-samples"
-    assert other.last_report["tagger"] == "the first two samples"
+    assert other.last_report["tagger"] == "logistic regression on the first two samples"
+
+
+def test_the_ensemble_tagger_enters_the_key_and_the_report_and_gives_probabilities(tmp_path):
+    ps = _probing_set()
+    logistic = TaggerCaptioner(tmp_path)
+    ensemble = TaggerCaptioner(tmp_path, model="ensemble")
+    assert "model" not in logistic.settings
+    assert ensemble.settings == {**logistic.settings, "model": "ensemble"}
+    probs, _, _ = ensemble.probabilities(ps)
+    np.testing.assert_allclose(probs.sum(axis=1), 1.0, atol=1e-9)
+    assert (probs.argmax(axis=1) == ps.labels).mean() >= 0.9
+    ensemble.caption(ps)
+    assert ensemble.last_report["tagger_model"] == "ensemble"
+    assert ensemble.last_report["tagger"].startswith("mean of logistic regression, RBF SVM")
+
+
+def test_an_unknown_tagger_model_is_a_config_error():
+    with pytest.raises(ConfigError, match="captioner.tagger_model: unknown classifier 'forest'"):
+        tagger._classifier(1.0, "forest")
 
 
 @pytest.mark.parametrize(
