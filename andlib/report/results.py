@@ -242,7 +242,8 @@ def comparison_page(run: RunDir, cfg: Config) -> str:
         parts += ["", "## Models compared", "", markdown_table(wide)]
     else:
         parts += ["", "(no `analysis/models_table.csv` yet: run the analyze stage on this config)"]
-    parts += seeds_section(cfg)
+    if cfg.seeds:
+        parts += seeds_section(cfg)
     parts += [
         "",
         "## The paper's last-layer accuracy (reference)",

@@ -49,6 +49,7 @@ def test_comparison_page_lists_the_models_table_and_each_strategy_run(tmp_path):
     assert "| heldout_accuracy | 0.500 | 0.800 |" in page
     assert "| model | whisper-base |" in page  # the run's own model, not the parent config's
     assert "BEATs frozen" in page and "## m1" in page
+    assert "across seeds" not in page  # a comparison without training seeds has none
 
 
 def test_the_sae_tables_come_from_sae_json_and_the_comparison(tmp_path):
