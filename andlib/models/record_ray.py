@@ -43,11 +43,10 @@ from andlib.config import Config, RayConfig
 from andlib.data.audio import AudioError, load_audio
 from andlib.data.probing import probing_clips
 from andlib.models.base import TargetModel
-from andlib.models.hooks import ActivationRecorder
+from andlib.models.hooks import ActivationRecorder, token_positions
 from andlib.models.layers import resolve_layers
 from andlib.models.recording import Recording, fingerprint, read_skipped, recording_key
 from andlib.models.registry import load_target
-from andlib.models.sae_layer import _positions as token_positions
 from andlib.store import ACTIVATIONS, ActivationCache, RunDir
 
 log = logging.getLogger(__name__)

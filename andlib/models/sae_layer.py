@@ -45,7 +45,8 @@ from andlib.config import Config, ConfigError, stable_hash
 from andlib.data.audio import ClipList, ProbingSet
 from andlib.layout import SAE_PREFIX, is_sae_layer
 from andlib.models import sae as sae_mod
-from andlib.models.base import TargetModel, first_tensor
+from andlib.models.base import TargetModel
+from andlib.models.hooks import token_positions
 from andlib.store import RunDir, write_json
 from andlib.store_shards import ShardReader, ShardWriter
 
@@ -78,19 +79,6 @@ def capture_key(weights: str, module_path: str, clip_ids: list[str], model_name:
     )
 
 
-def _positions(output: Any, lengths: torch.Tensor | None) -> list[np.ndarray]:
-    """One float16 ``[positions, d]`` array per example of a hooked output."""
-    x = first_tensor(output).detach()
-    if x.ndim < 3:
-        raise ConfigError("sae.layers: the layer has no token axis to train an SAE on")
-    x = x.reshape(x.shape[0], -1, x.shape[-1]).float().cpu()
-    out = []
-    for i in range(x.shape[0]):
-        n = int(lengths[i]) if lengths is not None else x.shape[1]
-        out.append(x[i, :n].numpy().astype(np.float16))
-    return out
-
-
 def capture_tokens(
     target: TargetModel,
     probing_set: ProbingSet,
@@ -117,7 +105,7 @@ def capture_tokens(
     module = target.module
 
     def hook(mod: torch.nn.Module, args: Any, output: Any) -> None:
-        captured.append(_positions(output, getattr(module, "pool_lengths", None)))
+        captured.append(token_positions(output, getattr(module, "pool_lengths", None)))
 
     handle = module.get_submodule(module_path).register_forward_hook(hook)
     was_training = module.training
