@@ -5,7 +5,9 @@ saved to a temporary folder and loaded by name through the model-family registry
 engines (no trained model needed). The clips are the shared ESC-50 copy (``--clips``, all
 2000 by default; ``data.limit`` picks them), and, with ``--synthetic 2000,20000``, folders of
 that many short generated tones (0.5 s), to check that the Ray driver's memory does not grow
-with the number of clips.
+with the number of clips. With ``--tokens 300``, the token-level capture of an SAE layer
+(``--tokens-layer``, default ``layers.2.out``: every position, float16 shards) on that many
+ESC-50 clips with both engines, and the largest difference between the two captures.
 
 Each run is a fresh process: ``activations.run_stage`` with ``record.engine`` set, on a fresh
 run directory. Printed per run: clips, seconds of the stage without Ray's start-up, clips/s,
@@ -15,7 +17,7 @@ and, for Ray, the peak of all its processes together (driver, raylet, workers; s
 out) and the driver's peak ratio between the largest and the smallest synthetic set.
 
 Run: ``nice -n 10 .venv/bin/python benchmarks/bench_ray.py [--clips 2000] [--engines local,ray]
-[--synthetic 2000,20000] [--actors 1] [--batch-size 16]``
+[--synthetic 2000,20000] [--tokens 300] [--actors 1] [--batch-size 16]``
 """
 
 from __future__ import annotations
@@ -30,6 +32,7 @@ import tempfile
 import threading
 import time
 from pathlib import Path
+from typing import Any
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
@@ -103,8 +106,72 @@ class TreePeak:
         self._thread.join()
 
 
+def child_tokens(cfg: Any, layer: str) -> None:
+    """One token-level capture of ``layer`` in this process; prints one JSON line."""
+    from andlib.data.probing import load_probing_set, probing_clips
+    from andlib.models.layers import resolve_layers
+    from andlib.models.record_ray import start_ray
+    from andlib.models.record_ray_tokens import capture_tokens_ray
+    from andlib.models.registry import load_target
+    from andlib.models.sae_layer import capture_tokens
+
+    target = load_target(cfg)  # the driver's; each Ray actor loads its own, timed
+    module_path = resolve_layers(target.module, cfg.record.layers)[layer]
+    folder = cfg.cache_path / "sae" / "tokens" / "bench"
+    startup = 0.0
+    with TreePeak() as tree:
+        if cfg.record.engine == "ray":
+            startup = start_ray(cfg.record.ray)
+            t0 = time.perf_counter()
+            meta = probing_clips(cfg).rows  # listed; the decoding tasks decode
+            reader = capture_tokens_ray(cfg, meta, module_path, folder, key="bench")
+        else:
+            t0 = time.perf_counter()
+            probing = load_probing_set(cfg)
+            reader = capture_tokens(
+                target,
+                probing,
+                module_path,
+                folder,
+                key="bench",
+                batch_size=cfg.model.batch_size,
+                shard_rows=cfg.sae.shard_rows,
+            )
+        seconds = time.perf_counter() - t0
+    print(
+        json.dumps(
+            {
+                "engine": cfg.record.engine,
+                "clips": int(reader.meta["n_clips"]),
+                "positions": reader.n_rows,
+                "folder": str(folder),
+                "seconds": seconds,
+                "startup": startup,
+                "driver_peak_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+                "tree_peak_mib": tree.peak / 2**20,
+            }
+        )
+    )
+
+
+def max_difference(a: str, b: str) -> float:
+    """The largest absolute difference between two captures (identical row ids required)."""
+    from andlib.store_shards import ShardReader
+
+    ra, rb = ShardReader(a), ShardReader(b)
+    if not np.array_equal(ra.ids(), rb.ids()):
+        return float("inf")
+    return max(
+        (
+            float(np.abs(np.asarray(x, np.float32) - np.asarray(rb.shard(i), np.float32)).max())
+            for i, (_, x) in enumerate(ra.iter_shards())
+        ),
+        default=0.0,
+    )
+
+
 def child(args: argparse.Namespace) -> None:
-    """One recording in this process; prints one JSON line."""
+    """One recording (or token capture) in this process; prints one JSON line."""
     sys.path.insert(0, str(ROOT))
     from andlib.config import load_config
     from andlib.models import activations
@@ -112,7 +179,10 @@ def child(args: argparse.Namespace) -> None:
     from andlib.store import RunDir
 
     overrides = json.loads(args.child)
+    tokens = overrides.pop("tokens_layer", None)
     cfg = load_config(None, overrides)
+    if tokens:
+        return child_tokens(cfg, tokens)
     startup = 0.0
     with TreePeak() as tree:
         if cfg.record.engine == "ray":
@@ -162,6 +232,8 @@ def main() -> None:
     ap.add_argument("--clips", type=int, default=2000, help="ESC-50 clips (0: none)")
     ap.add_argument("--engines", default="local,ray")
     ap.add_argument("--synthetic", default="", help="e.g. 2000,20000: Ray driver memory")
+    ap.add_argument("--tokens", type=int, default=0, help="ESC-50 clips of token capture (0: off)")
+    ap.add_argument("--tokens-layer", default="layers.2.out", help="the layer to capture")
     ap.add_argument("--actors", type=int, default=1)
     ap.add_argument("--batch-size", type=int, default=16)
     ap.add_argument("--threads", type=int, default=1, help="torch threads (CPUs) per actor")
@@ -213,6 +285,28 @@ def main() -> None:
     if len(peaks) > 1:
         lo, hi = min(peaks), max(peaks)
         print(f"driver peak {hi} clips / {lo} clips: {peaks[hi] / peaks[lo]:.2f}x")
+    if args.tokens:
+        for engine in args.engines.split(","):
+            label = f"tokens {engine}"
+            over = {
+                **base,
+                "cache_dir": str(tmp / f"cache-tokens-{engine}"),
+                "run_dir": str(tmp / f"run-tokens-{engine}"),
+                "data.limit": args.tokens,
+                "record.engine": engine,
+                "tokens_layer": args.tokens_layer,
+            }
+            results[label] = run_once(over, label)
+            show(results[label])
+            r = results[label]
+            print(f"  {r['positions']} positions, {r['positions'] / r['seconds']:.0f} positions/s")
+        if {"tokens local", "tokens ray"} <= set(results):
+            loc, ray = results["tokens local"], results["tokens ray"]
+            diff = max_difference(ray["folder"], loc["folder"])
+            print(
+                f"token capture: Ray overhead without start-up {ray['seconds'] / loc['seconds'] - 1:+.1%}"
+            )
+            print(f"token capture: largest |ray - local| {diff:.3g}")
     print(f"(run directories under {tmp})")
 
 

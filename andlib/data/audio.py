@@ -189,6 +189,15 @@ class ClipList:
     class_names: list[str]
     grouping: str = ""
 
+    @property
+    def meta(self) -> pd.DataFrame:
+        """The rows, read as a :class:`ProbingSet`'s ``meta``."""
+        return self.rows
+
+    @property
+    def clip_ids(self) -> list[str]:
+        return self.rows["clip_id"].tolist()
+
 
 def decode_clips(clips: ClipList, cfg: DataConfig) -> ProbingSet:
     """Decode every clip of ``clips`` in threads (:func:`_decode_all`)."""

@@ -35,7 +35,7 @@ import pandas as pd
 import torch
 
 from andlib.config import Config
-from andlib.data.audio import ProbingSet
+from andlib.data.audio import ClipList, ProbingSet
 from andlib.data.probing import load_probing_set
 from andlib.models.base import TargetModel
 from andlib.models.families.registry import family_of
@@ -260,7 +260,7 @@ def run_stage(cfg: Config, run: RunDir) -> dict[str, Any]:
         return _summary(read_model_info(run, required=True), reused=True)
     logger = run.logger(STAGE)
     t0 = time.time()
-    probing_set: ProbingSet | None = None
+    probing_set: ProbingSet | ClipList | None = None
     if cfg.record.engine == "ray":
         from andlib.models.record_ray import record_ray
 
@@ -269,8 +269,8 @@ def run_stage(cfg: Config, run: RunDir) -> dict[str, Any]:
         cache = result.cache
         run.write_csv("skipped.csv", result.skipped_frame())
         run.write_csv("clips.csv", clips_frame(result.meta))
-        if cfg.sae.layers:  # the token-level capture plays the clips here, in the same order
-            probing_set = load_probing_set(cfg)
+        if cfg.sae.layers:  # listed only: the token-level capture decodes in Ray's tasks too
+            probing_set = ClipList(cfg.data.dataset, result.meta, [])
     else:
         probing_set = load_probing_set(cfg)
         run.write_csv("skipped.csv", probing_set.skipped_frame())

@@ -4,9 +4,11 @@
 into a float32 CPU ``[batch, n_neurons]`` tensor; :class:`ActivationRecorder` registers the
 hooks on the resolved layers of a model and hands back what each forward pass captured.
 Both engines of the record stage (:mod:`andlib.models.activations`,
-:mod:`andlib.models.record_ray`) record through it.
+:mod:`andlib.models.record_ray`) record through it. :func:`token_positions` keeps every
+position instead (the SAE layers' token-level capture, in either engine).
 
-Public surface: :func:`pool_output`, :class:`ActivationRecorder`, :data:`POOLINGS`.
+Public surface: :func:`pool_output`, :func:`token_positions`, :class:`ActivationRecorder`,
+:data:`POOLINGS`.
 """
 
 from __future__ import annotations
@@ -14,9 +16,11 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
+import numpy as np
 import torch
 from torch import nn
 
+from andlib.config import ConfigError
 from andlib.models.base import first_tensor
 from andlib.models.layers import resolve_layers
 
@@ -60,6 +64,20 @@ def pool_output(
         else:
             x = x[:, 0]
     return x.to("cpu")
+
+
+def token_positions(output: Any, lengths: torch.Tensor | None) -> list[np.ndarray]:
+    """One float16 ``[positions, d]`` array per example of a hooked output, not pooled;
+    ``lengths`` (``[batch]``) keeps each example's first ``lengths`` positions (a clip's own)."""
+    x = first_tensor(output).detach()
+    if x.ndim < 3:
+        raise ConfigError("sae.layers: the layer has no token axis to train an SAE on")
+    x = x.reshape(x.shape[0], -1, x.shape[-1]).float().cpu()
+    out = []
+    for i in range(x.shape[0]):
+        n = int(lengths[i]) if lengths is not None else x.shape[1]
+        out.append(x[i, :n].numpy().astype(np.float16))
+    return out
 
 
 class ActivationRecorder:

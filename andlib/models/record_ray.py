@@ -16,8 +16,13 @@ naming the clip). ``record.ray.fail_after_batches`` makes the first actor to rea
 batches exit once, for the tests. ``record.ray.address`` joins a cluster; one that cannot be
 reached is a one-line error naming it.
 
+Token-level capture for the SAE layers takes the same path
+(:mod:`andlib.models.record_ray_tokens`): :class:`ModelActor` then returns every position of
+one layer instead of pooled activations.
+
 Public surface: :func:`record_ray`, :class:`RayRecording`, :class:`ModelActor`,
-:func:`decode_batch`, :func:`block_rows`, :func:`start_ray`, :class:`RayRecordError`, :class:`RayUnavailable`.
+:func:`decode_batch`, :func:`block_rows`, :func:`start_ray`, :class:`RayRecordError`,
+:class:`RayUnavailable`.
 """
 
 from __future__ import annotations
@@ -38,7 +43,7 @@ from andlib.config import Config, RayConfig
 from andlib.data.audio import AudioError, load_audio
 from andlib.data.probing import probing_clips
 from andlib.models.base import TargetModel
-from andlib.models.hooks import ActivationRecorder
+from andlib.models.hooks import ActivationRecorder, token_positions
 from andlib.models.layers import resolve_layers
 from andlib.models.recording import Recording, fingerprint, read_skipped, recording_key
 from andlib.models.registry import load_target
@@ -154,19 +159,29 @@ def decode_batch(batch: dict[str, np.ndarray], data: Any) -> dict[str, np.ndarra
 class ModelActor:
     """One model replica: loads the target once (through the model-family registry) and
     records each batch it is given: ``a<i>`` is layer ``i``'s ``[rows, n_neurons]`` float32
-    activations (NaN rows for clips that failed to decode)."""
+    activations (NaN rows for clips that failed to decode).
+
+    With ``tokens`` (a module path) it returns that module's output at every position instead,
+    not pooled: ``tokens`` holds one float16 ``[positions, d]`` array per clip (a Whisper
+    clip's own positions only, as :func:`~andlib.models.sae_layer.capture_tokens` stores them;
+    an empty array for a clip that failed to decode)."""
 
     def __init__(
-        self, cfg: Config, layers: dict[str, str], fault_mark: str | None, fail_after: int | None
+        self,
+        cfg: Config,
+        layers: dict[str, str],
+        fault_mark: str | None,
+        fail_after: int | None,
+        tokens: str | None = None,
     ):
         torch.set_num_threads(max(1, int(cfg.record.ray.num_cpus_per_actor)))
         self.target: TargetModel = load_target(cfg)
         self.target.module.eval()
-        self.layers, self.pooling = layers, cfg.record.pooling
+        self.layers, self.pooling, self.tokens = layers, cfg.record.pooling, tokens
         self.fault_mark, self.fail_after = fault_mark, fail_after
         self.batches = 0
         probe = np.zeros(cfg.data.sample_rate, dtype=np.float32)  # one second: the widths
-        self.widths = {k: v.shape[1] for k, v in self._record([probe]).items()}
+        self.widths = {k: v.shape[1] for k, v in self._record([probe]).items()} if layers else {}
 
     def _record(self, audio: list[np.ndarray]) -> dict[str, torch.Tensor]:
         with (
@@ -176,11 +191,34 @@ class ModelActor:
             self.target.forward(audio)
             return recorder.pop()
 
+    def _positions(self, audio: list[np.ndarray]) -> list[np.ndarray]:
+        """Each clip's float16 ``[positions, d]`` output of the module ``tokens``."""
+        module, captured = self.target.module, []
+
+        def hook(mod: torch.nn.Module, args: Any, output: Any) -> None:
+            captured.append(token_positions(output, getattr(module, "pool_lengths", None)))
+
+        handle = module.get_submodule(str(self.tokens)).register_forward_hook(hook)
+        try:
+            with torch.inference_mode():
+                self.target.forward(audio)
+        finally:
+            handle.remove()
+        if len(captured) != 1:
+            raise RuntimeError(f"{self.tokens} ran {len(captured)} times in one pass")
+        return captured[0]
+
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         ok = np.array([e == "" for e in batch["error"]], dtype=bool)
         n = len(ok)
         out: dict[str, np.ndarray] = {"clip": batch["clip"], "error": batch["error"]}
-        acts = self._record([batch["audio"][i] for i in np.flatnonzero(ok)]) if ok.any() else {}
+        audio = [batch["audio"][i] for i in np.flatnonzero(ok)]
+        if self.tokens is not None:
+            found = iter(self._positions(audio) if audio else [])
+            rows = np.empty(n, dtype=object)
+            rows[:] = [next(found) if good else np.zeros((0, 0), np.float16) for good in ok]
+            out["tokens"] = rows
+        acts = self._record(audio) if audio and self.layers else {}
         for i, layer in enumerate(self.layers):
             a = np.full((n, self.widths[layer]), np.nan, dtype=np.float32)
             if acts:
@@ -205,7 +243,13 @@ def block_rows(n_clips: int, batch_size: int, max_blocks: int = 200, max_rows: i
     return batch_size * max(1, min(max(1, max_rows // batch_size), per_block))
 
 
-def _dataset(cfg: Config, items: pd.DataFrame, layers: dict[str, str], fault: str | None) -> Any:
+def _dataset(
+    cfg: Config,
+    items: pd.DataFrame,
+    layers: dict[str, str],
+    fault: str | None,
+    tokens: str | None = None,
+) -> Any:
     ray = _ray()
     rc, bs = cfg.record.ray, cfg.model.batch_size
     ray.data.DataContext.get_current().execution_options.preserve_order = True
@@ -230,6 +274,7 @@ def _dataset(cfg: Config, items: pd.DataFrame, layers: dict[str, str], fault: st
             "layers": layers,
             "fault_mark": fault,
             "fail_after": rc.fail_after_batches,
+            "tokens": tokens,
         },
         compute=ray.data.ActorPoolStrategy(size=rc.num_actors),
         num_cpus=rc.num_cpus_per_actor,
@@ -296,12 +341,7 @@ def record_ray(cfg: Config, target: TargetModel, run: RunDir, key: str | None) -
                 _stream(cfg, rec, rows, start, fault)
                 break
             except ray.exceptions.RayError as e:
-                brief = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-                if attempt == cfg.record.ray.max_restarts:
-                    raise RayRecordError(
-                        f"record: the Ray recording failed {attempt + 1} times; last: {brief}"
-                    ) from None
-                log.warning("a Ray worker failed (%s); resuming after the last shard", brief)
+                _after_failure(e, attempt, cfg.record.ray, "recording")
         kept_idx = _finish_ids(rec)
         if not kept_idx:
             raise AudioError(
@@ -320,3 +360,14 @@ def _finish_ids(rec: Recording) -> list[int]:
     for w in rec.writers.values():
         w.flush()
     return [int(i) for i in rec.done_ids()]
+
+
+def _after_failure(error: Exception, attempt: int, rc: RayConfig, what: str) -> None:
+    """Warn that a Ray worker failed and the driver resumes, or, after ``rc.max_restarts``
+    resumptions, raise the one-line :class:`RayRecordError`."""
+    brief = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+    if attempt == rc.max_restarts:
+        raise RayRecordError(
+            f"record: the Ray {what} failed {attempt + 1} times; last: {brief}"
+        ) from None
+    log.warning("a Ray worker failed (%s); resuming after the last shard", brief)

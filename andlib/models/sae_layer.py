@@ -8,6 +8,8 @@ For each layer of ``sae.layers`` (a recorded layer key) and each ``k`` (``sae.k`
    float16, row ids ``(clip index, position)``) under ``<cache_dir>/sae/tokens/<key>/``,
    keyed by the model's weights, the layer's module, the clips and :data:`CAPTURE_VERSION`;
    a Whisper model's padded positions are left out (``pool_lengths``), as pooling does;
+   with ``record.engine: ray`` through Ray's decoding tasks and model actors instead
+   (:func:`andlib.models.record_ray_tokens.capture_tokens_ray`: the same shards and index);
 2. trains the SAE on the positions of ``sae.train_folds`` only (:func:`train_chunks`), unless
    ``<cache_dir>/sae/models/<layer>-k<k>-<key>/`` already holds it
    (:func:`andlib.models.sae.sae_key`: the capture's key and the SAE settings);
@@ -40,10 +42,11 @@ import torch
 
 from andlib.activation_cache import ACTIVATIONS, ActivationCache
 from andlib.config import Config, ConfigError, stable_hash
-from andlib.data.audio import ProbingSet
+from andlib.data.audio import ClipList, ProbingSet
 from andlib.layout import SAE_PREFIX, is_sae_layer
 from andlib.models import sae as sae_mod
-from andlib.models.base import TargetModel, first_tensor
+from andlib.models.base import TargetModel
+from andlib.models.hooks import token_positions
 from andlib.store import RunDir, write_json
 from andlib.store_shards import ShardReader, ShardWriter
 
@@ -55,7 +58,7 @@ REPORT = "sae.json"
 """The run file of the SAEs' reports (one entry per virtual layer)."""
 
 
-def clip_folds(probing_set: ProbingSet) -> np.ndarray:
+def clip_folds(probing_set: ProbingSet | ClipList) -> np.ndarray:
     """Each clip's ESC-50 fold (``int``); a probing set without folds is a one-line error."""
     meta = probing_set.meta
     if "fold" not in meta.columns or meta["fold"].isna().any():
@@ -74,19 +77,6 @@ def capture_key(weights: str, module_path: str, clip_ids: list[str], model_name:
             "version": CAPTURE_VERSION,
         }
     )
-
-
-def _positions(output: Any, lengths: torch.Tensor | None) -> list[np.ndarray]:
-    """One float16 ``[positions, d]`` array per example of a hooked output."""
-    x = first_tensor(output).detach()
-    if x.ndim < 3:
-        raise ConfigError("sae.layers: the layer has no token axis to train an SAE on")
-    x = x.reshape(x.shape[0], -1, x.shape[-1]).float().cpu()
-    out = []
-    for i in range(x.shape[0]):
-        n = int(lengths[i]) if lengths is not None else x.shape[1]
-        out.append(x[i, :n].numpy().astype(np.float16))
-    return out
 
 
 def capture_tokens(
@@ -115,7 +105,7 @@ def capture_tokens(
     module = target.module
 
     def hook(mod: torch.nn.Module, args: Any, output: Any) -> None:
-        captured.append(_positions(output, getattr(module, "pool_lengths", None)))
+        captured.append(token_positions(output, getattr(module, "pool_lengths", None)))
 
     handle = module.get_submodule(module_path).register_forward_hook(hook)
     was_training = module.training
@@ -137,6 +127,35 @@ def capture_tokens(
         handle.remove()
         module.train(was_training)
     return writer.close(meta={"module": module_path, "n_clips": len(probing_set.clip_ids)})
+
+
+def _capture(
+    cfg: Config,
+    target: TargetModel,
+    clips: ProbingSet | ClipList,
+    module_path: str,
+    key: str,
+) -> ShardReader:
+    """One layer's capture by the record stage's engine, into ``<cache_dir>/sae/tokens/<key>``:
+    :func:`capture_tokens` in this process, or with ``record.engine: ray``
+    :func:`andlib.models.record_ray_tokens.capture_tokens_ray` (Ray's decoding tasks and actors,
+    which read the clips by path: ``clips`` may be listed only)."""
+    folder = cfg.cache_path / "sae" / "tokens" / key
+    if cfg.record.engine == "ray":
+        from andlib.models.record_ray_tokens import capture_tokens_ray
+
+        return capture_tokens_ray(cfg, clips.meta, module_path, folder, key=key)
+    if not isinstance(clips, ProbingSet):
+        raise TypeError("record.engine: local captures decoded clips (a ProbingSet)")
+    return capture_tokens(
+        target,
+        clips,
+        module_path,
+        folder,
+        key=key,
+        batch_size=cfg.model.batch_size,
+        shard_rows=cfg.sae.shard_rows,
+    )
 
 
 def train_chunks(
@@ -230,7 +249,7 @@ def add_sae_layers(
     cfg: Config,
     run: RunDir,
     target: TargetModel,
-    probing_set: ProbingSet | None,
+    probing_set: ProbingSet | ClipList | None,
     cache: ActivationCache,
     weights: str,
 ) -> ActivationCache:
@@ -263,15 +282,7 @@ def add_sae_layers(
         if layer not in readers:
             module_path = index["layers"][layer]["module"]
             key = capture_key(weights, module_path, probing_set.clip_ids, target.name)
-            reader = capture_tokens(
-                target,
-                probing_set,
-                module_path,
-                cfg.cache_path / "sae" / "tokens" / key,
-                key=key,
-                batch_size=cfg.model.batch_size,
-                shard_rows=cfg.sae.shard_rows,
-            )
+            reader = _capture(cfg, target, probing_set, module_path, key)
             readers[layer] = (reader, key)
         reader, key = readers[layer]
         sae_folder = _ensure_sae(cfg, layer, k, key, reader, train_clip)

@@ -1,9 +1,14 @@
-"""Fixtures shared by the training tests: one torch thread, and a tiny training config."""
+"""Fixtures shared by the models tests: one torch thread, a tiny training config, and for
+the Ray engine's tests a local Ray and a saved tiny AST with a folder of tones."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 import torch
+
+from tests.conftest import write_tone
 
 
 @pytest.fixture
@@ -42,3 +47,43 @@ def tiny_cfg(tmp_cfg):
         return tmp_cfg({**TINY, **extra})
 
     return make
+
+
+@pytest.fixture(scope="module")
+def local_ray():
+    """Ray on this machine's two CPUs for one test module; its workers import this checkout."""
+    ray = pytest.importorskip("ray", reason="Ray is not installed (the ray extra: .[ray])")
+    root = str(Path(__file__).resolve().parents[2])
+    ray.init(
+        num_cpus=2,
+        include_dashboard=False,
+        log_to_driver=False,
+        runtime_env={"env_vars": {"PYTHONPATH": root, "HF_HUB_OFFLINE": "1"}},
+    )
+    yield
+    ray.shutdown()
+
+
+@pytest.fixture(scope="module")
+def ray_setup(tmp_path_factory):
+    """A saved tiny AST and a folder of 11 tones in two classes plus one broken file."""
+    from transformers import ASTConfig, ASTFeatureExtractor, ASTForAudioClassification
+
+    base = tmp_path_factory.mktemp("ray")
+    cfg = ASTConfig(
+        hidden_size=32,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        intermediate_size=64,
+        num_mel_bins=32,
+        max_length=128,
+        frequency_stride=16,
+        time_stride=16,
+        num_labels=2,
+    )
+    ASTForAudioClassification(cfg).eval().save_pretrained(base / "model")
+    ASTFeatureExtractor(num_mel_bins=32, max_length=128).save_pretrained(base / "model")
+    for i in range(11):
+        write_tone(base / "audio" / ("low" if i % 2 else "high") / f"t{i:02d}.wav", 200 + 90 * i)
+    (base / "audio" / "low" / "t05b.wav").write_bytes(b"not audio")  # skipped by both engines
+    return base

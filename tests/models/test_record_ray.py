@@ -17,7 +17,6 @@ from andlib.models import activations
 from andlib.models import record_ray as rr
 from andlib.models.recording import Recording
 from andlib.store import ActivationCache, RunDir
-from tests.conftest import write_tone
 
 
 def test_without_ray_the_engine_names_the_extra_to_install(monkeypatch):
@@ -34,44 +33,6 @@ def test_decoding_blocks_are_whole_batches_small_and_not_too_many():
 
 
 ray = pytest.importorskip("ray", reason="Ray is not installed (the ray extra: .[ray])")
-
-
-@pytest.fixture(scope="module")
-def local_ray():
-    root = str(Path(rr.__file__).resolve().parents[2])
-    ray.init(
-        num_cpus=2,
-        include_dashboard=False,
-        log_to_driver=False,
-        runtime_env={"env_vars": {"PYTHONPATH": root, "HF_HUB_OFFLINE": "1"}},
-    )
-    yield
-    ray.shutdown()
-
-
-@pytest.fixture(scope="module")
-def setup(tmp_path_factory):
-    """A saved tiny AST and a folder of 11 tones in two classes plus one broken file."""
-    from transformers import ASTConfig, ASTFeatureExtractor, ASTForAudioClassification
-
-    base = tmp_path_factory.mktemp("ray")
-    cfg = ASTConfig(
-        hidden_size=32,
-        num_hidden_layers=2,
-        num_attention_heads=2,
-        intermediate_size=64,
-        num_mel_bins=32,
-        max_length=128,
-        frequency_stride=16,
-        time_stride=16,
-        num_labels=2,
-    )
-    ASTForAudioClassification(cfg).eval().save_pretrained(base / "model")
-    ASTFeatureExtractor(num_mel_bins=32, max_length=128).save_pretrained(base / "model")
-    for i in range(11):
-        write_tone(base / "audio" / ("low" if i % 2 else "high") / f"t{i:02d}.wav", 200 + 90 * i)
-    (base / "audio" / "low" / "t05b.wav").write_bytes(b"not audio")  # skipped by both engines
-    return base
 
 
 def _cfg(tmp_cfg, base: Path, run: str, **extra):
@@ -105,20 +66,20 @@ def _outputs(run: RunDir) -> tuple[dict[str, np.ndarray], pd.DataFrame, pd.DataF
 
 
 @pytest.fixture(scope="module")
-def local_run(setup, tmp_path_factory):
+def local_run(ray_setup, tmp_path_factory):
     from andlib.config import load_config
 
     cfg = load_config(
         None,
         {
-            "run_dir": str(setup / "local"),
-            "cache_dir": str(setup / "cache"),
-            "figures_dir": str(setup / "figures"),
-            "model.name": str(setup / "model"),
+            "run_dir": str(ray_setup / "local"),
+            "cache_dir": str(ray_setup / "cache"),
+            "figures_dir": str(ray_setup / "figures"),
+            "model.name": str(ray_setup / "model"),
             "model.batch_size": 2,
             "model.device": "cpu",
             "data.dataset": "folder",
-            "data.root": str(setup / "audio"),
+            "data.root": str(ray_setup / "audio"),
             "data.duration": 1.0,
             "record.shard_rows": 4,
             "k": 3,
@@ -141,8 +102,10 @@ def _assert_same(got, want):
     assert skipped == want_skipped and len(skipped) == 1 and "t05b.wav" in skipped[0][0]
 
 
-def test_ray_activations_and_topk_equal_the_local_recorders(local_ray, setup, tmp_cfg, local_run):
-    cfg = _cfg(tmp_cfg, setup, "ray", **{"record.engine": "ray"})
+def test_ray_activations_and_topk_equal_the_local_recorders(
+    local_ray, ray_setup, tmp_cfg, local_run
+):
+    cfg = _cfg(tmp_cfg, ray_setup, "ray", **{"record.engine": "ray"})
     run = RunDir.from_config(cfg)
     summary = activations.run_stage(cfg, run)
     assert summary["clips"] == 11 and not summary["reused"]
@@ -152,10 +115,10 @@ def test_ray_activations_and_topk_equal_the_local_recorders(local_ray, setup, tm
 
 
 def test_an_actor_that_exits_mid_run_is_replaced_and_the_outputs_are_unchanged(
-    local_ray, setup, tmp_cfg, local_run
+    local_ray, ray_setup, tmp_cfg, local_run
 ):
     cfg = _cfg(
-        tmp_cfg, setup, "fault", **{"record.engine": "ray", "record.ray.fail_after_batches": 2}
+        tmp_cfg, ray_setup, "fault", **{"record.engine": "ray", "record.ray.fail_after_batches": 2}
     )
     run = RunDir.from_config(cfg)
     target = activations.load_target(cfg)
@@ -170,9 +133,9 @@ class Killed(Exception):
 
 
 def test_a_killed_driver_resumes_after_the_last_finished_shard(
-    local_ray, setup, tmp_cfg, local_run, monkeypatch
+    local_ray, ray_setup, tmp_cfg, local_run, monkeypatch
 ):
-    cfg = _cfg(tmp_cfg, setup, "killed", **{"record.engine": "ray"})
+    cfg = _cfg(tmp_cfg, ray_setup, "killed", **{"record.engine": "ray"})
     run = RunDir.from_config(cfg)
     appended = []
     real_append = Recording.append
