@@ -98,7 +98,8 @@ def reuse_recording(
     )
     source = base / ACTIVATIONS
     if not ActivationCache.is_complete(source, expected):
-        _unusable(cfg, base, "was recorded with other settings, another model or other clips")
+        what = "was recorded under another key (other settings, model, clips or older code)"
+        _unusable(cfg, base, what)
         return None
     missing = [name for name in COPIED if not (base / name).is_file()]
     if missing:

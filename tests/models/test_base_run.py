@@ -136,7 +136,7 @@ def test_a_stale_base_run_is_an_error_or_with_the_option_recorded_here(tmp_cfg, 
     calls, stage = loaded
     base_cfg, sae_cfg = configs(tmp_cfg, tmp_path, base_pooling="max")  # another recording
     stage(base_cfg)
-    with pytest.raises(ConfigError, match=f"recorded with other settings.*make it with: {COMMAND}"):
+    with pytest.raises(ConfigError, match=f"recorded under another key.*make it with: {COMMAND}"):
         stage(sae_cfg)
     calls.clear()
     _, recording_here = configs(tmp_cfg, tmp_path, base_pooling="max", missing="record")
