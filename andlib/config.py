@@ -85,6 +85,15 @@ class Config:
     """With ``strategies``: other configs' runs compared beside the strategies' (name -> config
     file, e.g. ``{ast: configs/default.yaml}``). They are read from their own run directories,
     never re-run; a missing one is left out with a warning naming the command that makes it."""
+    base_runs: dict[str, str] = field(default_factory=dict)
+    """With ``strategies``: the run whose model and recorded neurons a strategy's run reuses
+    (strategy -> config file; a strategies config's run of the same strategy name, else its one
+    run). That run records nothing of its own: its ``model``, ``data``, ``record`` and
+    ``train`` settings and ``seed`` are the base config's, and the record stage links the base
+    run's neurons (``record.base``) and adds only the SAE layers."""
+    strategy_settings: dict[str, dict[str, Any]] = field(default_factory=dict)
+    """With ``strategies``: per strategy, settings of its run alone (``{ast:
+    {sae.token_budget: 1000000}}``: dotted keys)."""
     skip_notebooks: list[str] = field(default_factory=list)
     """Numbered notebooks ``reproduce`` leaves out, by their two-digit prefix (``["00",
     "05"]`` in ``configs/pitch.yaml``: pretrained pitch networks need no training, and
@@ -347,6 +356,7 @@ _CHOICES = {
     "train.strategy": ("supervised", "ssl-frozen", "ssl-finetuned"),
     "record.pooling": ("mean", "max", "cls"),
     "record.engine": ("local", "ray"),
+    "record.base.missing": ("error", "record"),
     "concepts.db_clips": ("all", "top_k"),
     "concepts.similarity_params.soft_wpmi_prior": ("neurons", "clips"),
     "concepts.similarity_params.wpmi_prior": ("neurons", "clips"),
@@ -382,6 +392,26 @@ def _validate_group_pattern(cfg: Config) -> None:
             f"data.group_pattern: {pattern!r} has no group; put the part of the file name that "
             "names the recording in parentheses, e.g. '^(\\d+)-'"
         )
+
+
+def _validate_strategy_maps(cfg: Config) -> None:
+    """``base_runs`` and ``strategy_settings``: entries of ``strategies``, config files and
+    known dotted keys."""
+    for name, path in cfg.base_runs.items():
+        if name not in cfg.strategies:
+            raise ConfigError(f"base_runs: {name!r} is not one of strategies")
+        if not isinstance(path, str) or not path:
+            raise ConfigError(f"base_runs.{name}: expected a config file, got {path!r}")
+    for name, settings in cfg.strategy_settings.items():
+        if name not in cfg.strategies:
+            raise ConfigError(f"strategy_settings: {name!r} is not one of strategies")
+        if not isinstance(settings, dict):
+            raise ConfigError(f"strategy_settings.{name}: expected a mapping of dotted keys")
+        for key, value in settings.items():
+            try:
+                _set_dotted({}, str(key), value)
+            except ConfigError as exc:
+                raise ConfigError(f"strategy_settings.{name}: {exc}") from None
 
 
 def _validate_record(cfg: Config) -> None:
@@ -459,6 +489,7 @@ def validate(cfg: Config) -> None:
             )
         if not isinstance(name, str) or not name:
             raise ConfigError(f"strategy_models.{s}: expected a model name, got {name!r}")
+    _validate_strategy_maps(cfg)
     for name, path in cfg.reference_runs.items():
         if not isinstance(path, str) or not path:
             raise ConfigError(f"reference_runs.{name}: expected a config file, got {path!r}")

@@ -193,6 +193,22 @@ class RayConfig:
 
 
 @dataclass
+class BaseRunConfig:
+    """Another run whose recording the record stage reuses (a comparison config's
+    ``base_runs`` sets it): how it runs, never what it records, so none of it is keyed."""
+
+    run_dir: str | None = None
+    """The base run's directory. Its recorded neurons are linked into this run when they are
+    exactly what this run would record (the same recording key, model weights and clips);
+    ``None``: no base run."""
+    command: str = ""
+    """The command that makes the base run, named when it is missing or stale."""
+    missing: str = "error"
+    """A base run missing or stale: ``error`` (one line naming ``command``) or ``record``
+    (record the neurons in this run instead)."""
+
+
+@dataclass
 class RecordConfig:
     """Recording activations."""
 
@@ -200,6 +216,8 @@ class RecordConfig:
     """Module names, globs (``*.mlp.fc1``) or presets (``preset:ast``, ``classifier``)."""
     pooling: str = "mean"
     """How token/time axes are pooled: ``mean``, ``max`` or ``cls``. (Batch size: ``model.batch_size``.)"""
+    base: BaseRunConfig = field(default_factory=BaseRunConfig, metadata=_EXECUTION)
+    """The run whose recorded neurons this one reuses (:mod:`andlib.models.base_run`)."""
     engine: str = field(default="local", metadata=_EXECUTION)
     """``local`` (this process) or ``ray`` (Ray Data over a cluster or this machine's CPUs and
     GPUs; ``record.ray``). Both write the same shards and the same activations."""

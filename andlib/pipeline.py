@@ -23,7 +23,8 @@ from pathlib import Path
 from typing import Any
 
 from andlib.config import PROJECT_ROOT, Config, find_config_file, load_config, stable_hash
-from andlib.store import RunDir, control_run_path, strategy_run_path
+from andlib.store import RunDir, control_run_path
+from andlib.strategy_runs import strategy_overrides as strategy_overrides
 
 StageFunction = Callable[[Config, RunDir], dict[str, Any]]
 
@@ -212,29 +213,6 @@ def reproduction_plan(cfg: Config, overrides: list[str]) -> list[tuple[Path, lis
         (nb, overrides, cfg.run_path / "notebooks") for nb in books if nb.name.startswith(compare)
     ]
     return plan
-
-
-def strategy_overrides(cfg: Config, strategy: str, seed: int | None) -> tuple[list[str], Path]:
-    """The overrides that turn a strategies config into the config of one strategy's run (for
-    training seed ``seed``, or one run), and that run's directory: ``strategies=[]``, its
-    model, ``train.strategy``, ``train.seed`` (a trained strategy only), ``run_dir``
-    (:func:`andlib.store.strategy_run_path`) and ``figures_dir``."""
-    from andlib.config import _CHOICES
-    from andlib.models.families.registry import family_of
-
-    trained = family_of(cfg.strategy_model(strategy)).trains
-    folder = strategy_run_path(cfg, strategy, seed if trained else None)
-    sub = [
-        "strategies=[]",
-        "strategy_models={}",
-        *(["seeds=[]"] if seed is not None else []),
-        f"model.name={cfg.strategy_model(strategy)}",
-        *([f"train.strategy={strategy}"] if strategy in _CHOICES["train.strategy"] else []),
-        *([f"train.seed={seed}"] if seed is not None and trained else []),
-        f"run_dir={folder}",
-        f"figures_dir={cfg.figures_path / folder.relative_to(cfg.run_path)}",
-    ]
-    return sub, folder
 
 
 def _is_pitch_comparison(cfg: Config) -> bool:

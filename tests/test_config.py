@@ -106,7 +106,7 @@ def test_section_hash_changes_only_with_the_sections_it_covers():
 def test_how_recording_runs_is_never_part_of_a_key():
     cfg = load_config(None)
     d = cfg.to_dict()
-    for name in ("engine", "shard_rows", "ray"):
+    for name in ("engine", "shard_rows", "ray", "base"):
         del d["record"][name]
     from andlib.config import stable_hash
 
@@ -115,6 +115,8 @@ def test_how_recording_runs_is_never_part_of_a_key():
     )
     ray = load_config(None, ["record.engine=ray", "record.shard_rows=8", "record.ray.num_actors=4"])
     assert ray.section_hash("record") == cfg.section_hash("record")
+    base = load_config(None, ["record.base.run_dir=runs/default", "record.base.missing=record"])
+    assert base.section_hash("record") == cfg.section_hash("record")
     assert ray.record.ray.num_actors == 4
     pooled = load_config(None, ["record.pooling=max"])
     assert pooled.section_hash("record") != cfg.section_hash("record")
@@ -216,6 +218,25 @@ def test_every_config_the_docs_and_code_name_is_shipped():
 def test_strategy_models_must_name_one_of_the_strategies():
     with pytest.raises(ConfigError, match="strategy_models: 'ssl' is not one of strategies"):
         load_config(None, {"strategies": ["supervised"], "strategy_models": {"ssl": "x/y"}})
+
+
+def test_base_runs_and_strategy_settings_name_strategies_and_known_keys():
+    ok = {"strategies": ["supervised"], "base_runs": {"supervised": "configs/default.yaml"}}
+    assert load_config(None, ok).base_runs == {"supervised": "configs/default.yaml"}
+    with pytest.raises(ConfigError, match="base_runs: 'ast' is not one of strategies"):
+        load_config(None, {"base_runs": {"ast": "configs/default.yaml"}})
+    with pytest.raises(ConfigError, match="base_runs.supervised: expected a config file"):
+        load_config(None, {**ok, "base_runs": {"supervised": ""}})
+    settings = {"strategies": ["supervised"], "strategy_settings": {"supervised": {"sae.k": 4}}}
+    assert load_config(None, settings).strategy_settings == {"supervised": {"sae.k": 4}}
+    with pytest.raises(
+        ConfigError, match="strategy_settings.supervised: unknown config key 'sae.kk'"
+    ):
+        load_config(None, {**settings, "strategy_settings": {"supervised": {"sae.kk": 4}}})
+    with pytest.raises(
+        ConfigError, match="record.base.missing: 'skip' is not one of error, record"
+    ):
+        load_config(None, {"record.base.missing": "skip"})
 
 
 def test_seeds_need_strategies_and_must_be_distinct():

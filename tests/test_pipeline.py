@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 
 from andlib import store
-from andlib.config import ConfigError, load_config
+from andlib.config import PROJECT_ROOT, ConfigError, load_config
 from andlib.pipeline import (
     NotebookFailed,
     check_models,
@@ -103,6 +103,26 @@ def test_reproduction_plan_targets_the_checkpoint_a_strategy_maps_to():
     assert sub.strategies == [] and sub.strategy_models == {}
     assert sub.train.init == "facebook/hubert-base-ls960"
     assert strategies_to_train(cfg) == ["ssl-frozen", "ssl-finetuned"]
+
+
+def test_the_sae_config_reproduces_each_target_on_its_base_run_without_pruning():
+    cfg = load_config("configs/sae.yaml")
+    plan = reproduction_plan(cfg, [])
+    folders = [f.parent.relative_to(cfg.run_path).as_posix() for _, _, f in plan]
+    books = [nb.name[:2] for nb, _, _ in plan]
+    per_target = ["00", "01", "02", "03", "04", "06", "07"]
+    assert books == [*per_target, *per_target, "06"]
+    assert folders == ["ast"] * 7 + ["whisper-base"] * 7 + ["."]
+    bases = {
+        f.parent.name: [o for o in ov if o.startswith("record.base.run_dir=")]
+        for _, ov, f in plan[:-1]
+    }
+    assert bases == {
+        "ast": [f"record.base.run_dir={PROJECT_ROOT / 'runs' / 'default'}"],
+        "whisper-base": [
+            f"record.base.run_dir={PROJECT_ROOT / 'runs' / 'whisper' / 'whisper-base'}"
+        ],
+    }
 
 
 # Every stage that writes ``.stages/<stage>.json``; model training records itself in model.json.

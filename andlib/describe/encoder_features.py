@@ -79,10 +79,7 @@ class EncoderFeatures:
             "input": INPUT,
             "encoder_features": ENCODER_FEATURES_VERSION,
         }
-        self.description = (
-            f"{name}'s {self.layer} (mean-pooled over the clip, "
-            f"{INPUT} input)"
-        )
+        self.description = f"{name}'s {self.layer} (mean-pooled over the clip, {INPUT} input)"
         self._layers: list[str] = []
         self._rows: dict[str, np.ndarray] | None = None  # read on first use
 

@@ -11,9 +11,10 @@ layer's shards (``activations/<layer>/``, the :mod:`andlib.store_shards` layout,
 (:class:`~andlib.models.recording.Recording`), so an interrupted recording resumes after the
 last finished shard, and a recording with the same model, clips and layers is reused. With
 ``record.engine: ray`` the stage records through :mod:`andlib.models.record_ray` instead, into
-the same layout. :class:`ActivationCache` reads the result back lazily; :func:`topk_table`
-lists each neuron's top-K highly and lowly activating clips (``neuron_topk.csv``), streamed
-over the shards.
+the same layout; with ``record.base`` it links another run's recording instead
+(:mod:`andlib.models.base_run`). :class:`ActivationCache` reads the result back lazily;
+:func:`topk_table` lists each neuron's top-K highly and lowly activating clips
+(``neuron_topk.csv``), streamed over the shards.
 
 Public surface: :func:`resolve_layers`, :func:`known_presets`, :class:`LayerError`,
 :func:`pool_output`, :class:`ActivationRecorder`, :func:`record_target`, :func:`record`,
@@ -38,6 +39,7 @@ from andlib.config import Config
 from andlib.data.audio import ClipList, ProbingSet
 from andlib.data.probing import load_probing_set
 from andlib.models.base import TargetModel
+from andlib.models.base_run import base_run, reuse_recording
 from andlib.models.families.registry import family_of
 from andlib.models.hooks import POOLINGS as POOLINGS
 from andlib.models.hooks import ActivationRecorder as ActivationRecorder
@@ -261,7 +263,14 @@ def run_stage(cfg: Config, run: RunDir) -> dict[str, Any]:
     logger = run.logger(STAGE)
     t0 = time.time()
     probing_set: ProbingSet | ClipList | None = None
-    if cfg.record.engine == "ray":
+    base = base_run(cfg, run)  # a run whose recorded neurons this one reuses (record.base)
+    reused_from = None
+    if base is not None:
+        probing_set, target = load_probing_set(cfg), load_target(cfg)
+        reused = reuse_recording(cfg, run, base, target, probing_set, RECORDING.key(cfg, run))
+        cache = reused if reused is not None else _record_here(cfg, run, target, probing_set)
+        reused_from = str(base) if reused is not None else None
+    elif cfg.record.engine == "ray":
         from andlib.models.record_ray import record_ray
 
         target = load_target(cfg)
@@ -272,11 +281,8 @@ def run_stage(cfg: Config, run: RunDir) -> dict[str, Any]:
         if cfg.sae.layers:  # listed only: the token-level capture decodes in Ray's tasks too
             probing_set = ClipList(cfg.data.dataset, result.meta, [])
     else:
-        probing_set = load_probing_set(cfg)
-        run.write_csv("skipped.csv", probing_set.skipped_frame())
-        run.write_csv("clips.csv", clips_frame(probing_set))
-        target = load_target(cfg)
-        cache = record(cfg, target, probing_set, run)
+        probing_set, target = load_probing_set(cfg), load_target(cfg)
+        cache = _record_here(cfg, run, target, probing_set)
     from andlib.models.sae_layer import add_sae_layers  # the virtual layers (or none)
 
     cache = add_sae_layers(cfg, run, target, probing_set, cache, fingerprint(target.module))
@@ -293,15 +299,26 @@ def run_stage(cfg: Config, run: RunDir) -> dict[str, Any]:
         *(f"{ACTIVATIONS}/{f}" for layer in cache.layers for f in cache.files(layer)),
     ]
     seconds = round(time.time() - t0, 1)
-    run.mark_done(STAGE, key, outputs, seconds=seconds)
+    base_info = {"base_run": reused_from} if reused_from else {}
+    run.mark_done(STAGE, key, outputs, seconds=seconds, **base_info)
     logger.info(
-        "recorded %d layers on %d clips of %s in %.1f s",
+        "recorded %d layers on %d clips of %s in %.1f s%s",
         len(cache),
         cache.n_clips,
         target.name,
         seconds,
+        f" (the neurons: those of {reused_from})" if reused_from else "",
     )
-    return _summary(info, reused=False, seconds=seconds)
+    return _summary(info, reused=False, seconds=seconds, **base_info)
+
+
+def _record_here(
+    cfg: Config, run: RunDir, target: TargetModel, probing_set: ProbingSet
+) -> ActivationCache:
+    """The local engine: ``skipped.csv``, ``clips.csv`` and the recording (:func:`record`)."""
+    run.write_csv("skipped.csv", probing_set.skipped_frame())
+    run.write_csv("clips.csv", clips_frame(probing_set))
+    return record(cfg, target, probing_set, run)
 
 
 def _summary(info: dict[str, Any], **extra: Any) -> dict[str, Any]:

@@ -20,7 +20,7 @@ import pandas as pd
 
 from andlib.config import PROJECT_ROOT, Config, load_config
 from andlib.layout import read_table as read_analysis_table
-from andlib.layout import strategy_runs
+from andlib.layout import strategy_runs, strategy_trains
 from andlib.report.seed_tables import git_commit
 from andlib.store import RunDir, atomic_write_text, read_model_info, read_table
 
@@ -227,8 +227,9 @@ PAPER_TABLE2 = pd.DataFrame(
 
 def comparison_page(run: RunDir, cfg: Config) -> str:
     """The page of a parent run of ``strategies``: the models table the analysis stage wrote
-    (``analysis/models_table.csv``, one column per model), the paper's Table 2 for reference,
-    then every strategy's run (:func:`tables`)."""
+    (``analysis/models_table.csv``, one column per model), the seeds kept (:func:`seeds_section`;
+    left out when every strategy is a checkpoint and none is kept), the paper's Table 2 for
+    reference, then every strategy's run (:func:`tables`: with its SAE tables, if any)."""
     parts = [
         f"# Results: `{cfg.name}`",
         "",
@@ -242,8 +243,13 @@ def comparison_page(run: RunDir, cfg: Config) -> str:
         parts += ["", "## Models compared", "", markdown_table(wide)]
     else:
         parts += ["", "(no `analysis/models_table.csv` yet: run the analyze stage on this config)"]
-    if cfg.seeds:
-        parts += seeds_section(cfg)
+    committed = _committed(cfg)
+    if (
+        committed["seeds"]
+        or "error" in committed
+        or any(strategy_trains(cfg, s) for s in cfg.strategies)
+    ):  # no seeds section for a comparison of checkpoints that keeps none
+        parts += seeds_section(cfg, committed)
     parts += [
         "",
         "## The paper's last-layer accuracy (reference)",

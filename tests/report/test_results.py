@@ -29,7 +29,7 @@ def test_markdown_table_formats_floats_and_missing_values():
 
 def test_comparison_page_lists_the_models_table_and_each_strategy_run(tmp_path):
     from andlib.config import Config
-    from andlib.report.results import comparison_page
+    from andlib.report.results import SEEDS_TITLE, comparison_page
     from andlib.store import RunDir
 
     cfg = Config(strategies=["m1"], strategy_models={"m1": "whisper-base"}, run_dir=str(tmp_path))
@@ -49,7 +49,9 @@ def test_comparison_page_lists_the_models_table_and_each_strategy_run(tmp_path):
     assert "| heldout_accuracy | 0.500 | 0.800 |" in page
     assert "| model | whisper-base |" in page  # the run's own model, not the parent config's
     assert "BEATs frozen" in page and "## m1" in page
-    assert "across seeds" not in page  # a comparison without training seeds has none
+    assert SEEDS_TITLE not in page  # a checkpoint's comparison, no seed kept
+    trained = Config(strategies=["supervised"], run_dir=str(tmp_path), name="nothing-kept")
+    assert f"## {SEEDS_TITLE}" in comparison_page(run, trained)
 
 
 def test_the_sae_tables_come_from_sae_json_and_the_comparison(tmp_path):
