@@ -90,7 +90,7 @@ def test_cross_fitting_never_trains_on_the_predicted_split(monkeypatch):
             seen.append((self.train, set(x[:, 0].astype(int).tolist())))
             return np.full((len(x), len(self.classes_)), 1 / len(self.classes_))
 
-    monkeypatch.setattr(tagger, "_classifier", lambda c, model, seed: Recorder())
+    monkeypatch.setattr(tagger, "_classifier", lambda c, model, seed, min_count: Recorder())
     n = 40
     x = np.arange(n, dtype=float)[:, None]
     labels = np.arange(n) % 4
@@ -218,6 +218,19 @@ def test_the_ensemble_tagger_enters_the_key_and_the_report_and_gives_probabiliti
     ensemble.caption(ps)
     assert ensemble.last_report["tagger_model"] == "ensemble"
     assert ensemble.last_report["tagger"].startswith("mean of logistic regression, RBF SVM")
+
+
+def test_the_ensemble_fits_when_a_class_has_fewer_clips_than_calibration_folds():
+    x = np.random.default_rng(0).standard_normal((10, 3))
+    for labels, with_svm in (
+        ([0, 0, 0, 0, 1, 1, 2, 2, 3, 3], True),
+        ([0] * 5 + [1] * 4 + [2], False),
+    ):
+        y = np.array(labels)
+        model = tagger._classifier(1.0, "ensemble", 0, tagger._min_count(y))
+        assert ("svm" in dict(model.estimators)) is with_svm
+        probs = model.fit(x, y).predict_proba(x)
+        np.testing.assert_allclose(probs.sum(axis=1), 1.0, atol=1e-9)
 
 
 def test_an_unknown_tagger_model_is_a_config_error():
