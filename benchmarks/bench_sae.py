@@ -42,6 +42,8 @@ from andlib.models.sae_layer import train_chunks
 from andlib.store_shards import ShardWriter
 
 FULL_BUDGET = 2_000_000
+FULL_SIZE = (2000, 250, 512, FULL_BUDGET, 32, 8)
+"""Clips, positions a clip, width, budget, k and expansion of the issue's full size."""
 TARGET_MINUTES = 15
 TARGET_GIB = 6
 
@@ -93,6 +95,8 @@ def main() -> None:
             f"({args.expansion * args.width} latents), k {args.k}, batch {args.batch_size}, "
             f"{args.threads} torch threads"
         )
+        import sae_lens  # noqa: F401  # imported before the clock starts: not part of the CPU time
+
         rss_before = status_mib("VmRSS")
         rss_ok = reset_peak_rss()
         cpu0 = time.process_time()
@@ -111,13 +115,15 @@ def main() -> None:
         seconds = trained.info["train_seconds"]
         rate = trained.info["positions_trained"] / max(seconds, 1e-9)
         print(f"  train time: {seconds:.1f} s ({rate:,.0f} positions/s)")
+        cpu_rate = trained.info["positions_trained"] / max(cpu_seconds, 1e-9)
         print(  # beside other jobs the wall time grows, the CPU time much less
             f"  train CPU time: {cpu_seconds:.1f} s over {args.threads} thread(s) "
-            f"({trained.info['positions_trained'] / max(cpu_seconds, 1e-9):,.0f} positions per CPU-s)"
+            f"({cpu_rate:,.0f} positions per CPU-s)"
         )
         if args.budget != FULL_BUDGET:
             print(
-                f"  at that rate the full {FULL_BUDGET:,} positions take {FULL_BUDGET / rate / 60:.1f} min"
+                f"  at that rate the full {FULL_BUDGET:,} positions take "
+                f"{FULL_BUDGET / rate / 60:.1f} min ({FULL_BUDGET / cpu_rate / 60:.1f} min of CPU)"
             )
         if peak is not None:
             print(f"  peak RSS while training: {peak:.0f} MiB ({rss_before:.0f} MiB before)")
@@ -140,13 +146,18 @@ def main() -> None:
         )
     whole = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
     print(f"  peak RSS of the whole benchmark: {whole:.0f} MiB")
-    full = (args.clips, args.positions, args.width, args.budget) == (2000, 250, 512, FULL_BUDGET)
-    if full and args.k == 32 and args.expansion == 8:
-        minutes, gib = seconds / 60, (peak if peak is not None else whole) / 1024
+    if (args.clips, args.positions, args.width, args.budget, args.k, args.expansion) == FULL_SIZE:
+        gib = (peak if peak is not None else whole) / 1024
+
+        def verdict(value: float, target: float) -> str:
+            return "met" if value <= target else "missed"
+
+        wall, cpu = seconds / 60, cpu_seconds / 60
         print(
-            f"  targets at full size: {minutes:.1f} min of training "
-            f"({'met' if minutes <= TARGET_MINUTES else 'missed'}: <= {TARGET_MINUTES}), "
-            f"peak {gib:.2f} GiB ({'met' if gib <= TARGET_GIB else 'missed'}: <= {TARGET_GIB})"
+            f"  targets at full size: training {wall:.1f} min wall "
+            f"({verdict(wall, TARGET_MINUTES)}), {cpu:.1f} min of CPU "
+            f"({verdict(cpu, TARGET_MINUTES)}; <= {TARGET_MINUTES} min), "
+            f"peak {gib:.2f} GiB ({verdict(gib, TARGET_GIB)}; <= {TARGET_GIB} GiB)"
         )
 
 
