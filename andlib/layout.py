@@ -2,8 +2,8 @@
 
 - **Layer order**: :func:`layer_sort_key` orders layer keys by depth (``layers.<i>.<kind>``
   by block then kind, ``classifier`` last); :func:`sort_layers` and :func:`layer_depths`.
-- **Analysis tables**: :func:`read_table` and :func:`read_trend` read what the analysis stage
-  wrote under ``<run>/analysis/`` (:data:`ANALYSIS_DIR`).
+- **Analysis tables**: :func:`read_table`, :func:`read_text` and :func:`read_trend` read what
+  the analysis stage wrote under ``<run>/analysis/`` (:data:`ANALYSIS_DIR`).
 - **Comparison runs**: :func:`seed_runs` and :func:`strategy_runs` find the run directories of
   a config's ``strategies`` (and ``seeds``) that exist.
 """
@@ -96,6 +96,13 @@ def read_table(run: RunDir, name: str) -> pd.DataFrame | None:
     """``<run>/analysis/<name>`` as a DataFrame, or ``None`` when that analysis was not run."""
     p = analysis_file(run, name)
     return pd.read_csv(p, keep_default_na=True) if p.exists() else None
+
+
+def read_text(run: RunDir, name: str) -> str | None:
+    """``<run>/analysis/<name>`` as text (a verdict the analysis wrote), or ``None`` when that
+    analysis was not run."""
+    p = analysis_file(run, name)
+    return p.read_text(encoding="utf-8") if p.is_file() else None
 
 
 def read_trend(run: RunDir) -> dict[str, Any] | None:

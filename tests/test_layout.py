@@ -65,3 +65,13 @@ def test_seed_tables_are_read_by_seed_and_a_folder_without_provenance_is_left_ou
     assert found[10]["measures.csv"]["value"].tolist() == [10]
     assert found[2]["training.csv"].empty
     assert read_seed_tables(tmp_path / "missing") == {}
+
+
+def test_read_text_gives_an_analysis_text_file_or_none(tmp_path):
+    from andlib.store import RunDir
+
+    run = RunDir(tmp_path)
+    assert layout.read_text(run, "sae_verdict.txt") is None
+    (tmp_path / "analysis").mkdir()
+    (tmp_path / "analysis" / "sae_verdict.txt").write_text("latents beat neurons\n")
+    assert layout.read_text(run, "sae_verdict.txt") == "latents beat neurons\n"

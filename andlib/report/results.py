@@ -20,7 +20,9 @@ import pandas as pd
 
 from andlib.config import PROJECT_ROOT, Config, load_config
 from andlib.layout import read_table as read_analysis_table
+from andlib.layout import read_text as read_analysis_text
 from andlib.layout import strategy_runs, strategy_trains
+from andlib.report.sae_compare import VERDICT
 from andlib.report.seed_tables import git_commit
 from andlib.store import RunDir, atomic_write_text, read_model_info, read_table
 
@@ -175,9 +177,9 @@ def sae_tables(run: RunDir) -> dict[str, pd.DataFrame]:
     comparison = read_analysis_table(run, "sae_comparison.csv")
     if comparison is not None and len(comparison):
         title = "Neurons against SAE latents on the same layer (latents minus neurons, 95 %)"
-        verdict = run / "analysis" / "sae_verdict.txt"
-        if verdict.is_file():  # the verdict's closing line per SAE layer, as the stage wrote it
-            lines = verdict.read_text(encoding="utf-8").splitlines()
+        verdict = read_analysis_text(run, VERDICT)
+        if verdict is not None:  # the verdict's closing line per SAE layer, as the stage wrote it
+            lines = verdict.splitlines()
             title += ". Verdict: " + " ".join(ln.strip() for ln in lines if "beat" in ln)
         out[title] = comparison.drop(columns=["interval"], errors="ignore")
     return out

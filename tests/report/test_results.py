@@ -104,3 +104,19 @@ def test_seeds_section_names_a_refusal_or_the_command_that_makes_a_seed():
     )
     empty = seeds_section(cfg, {"seeds": []})
     assert "python -m andlib strategies-seed --config configs/strategies.yaml --seed K" in empty[-1]
+
+
+def test_the_sae_comparison_title_carries_the_verdict_the_stage_wrote(tmp_path):
+    from andlib.report.results import sae_tables
+    from andlib.store import RunDir
+
+    run = RunDir(tmp_path / "run")
+    (run.path / "analysis").mkdir()
+    pd.DataFrame({"layer": ["layers.2.out"], "difference": [0.1]}).to_csv(
+        run.path / "analysis" / "sae_comparison.csv", index=False
+    )
+    (run.path / "analysis" / "sae_verdict.txt").write_text(
+        "layers.2.out, 128 neurons\nneither beats the other here\n"
+    )
+    (title,) = sae_tables(run)
+    assert title.endswith("Verdict: neither beats the other here")
