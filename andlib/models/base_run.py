@@ -29,7 +29,7 @@ from andlib.config import Config, ConfigError, resolve_path
 from andlib.data.audio import ProbingSet
 from andlib.models.base import TargetModel
 from andlib.models.layers import resolve_layers
-from andlib.models.recording import SKIPPED_LOG, fingerprint, recording_key
+from andlib.models.recording import SKIPPED_LOG, target_recording_key
 from andlib.store import RunDir
 
 log = logging.getLogger(__name__)
@@ -87,14 +87,8 @@ def reuse_recording(
     and return them; no forward pass is made. A stale base run is a one-line
     :class:`ConfigError` (``None`` under ``record.base.missing: record``)."""
     layer_map = resolve_layers(target.module, cfg.record.layers)
-    expected = recording_key(
-        key,
-        target.name,
-        fingerprint(target.module),
-        layer_map,
-        cfg.record.pooling,
-        cfg.model.batch_size,
-        probing_set.clip_ids,
+    expected = target_recording_key(
+        key, target, layer_map, cfg.record.pooling, cfg.model.batch_size, probing_set.clip_ids
     )
     source = base / ACTIVATIONS
     if not ActivationCache.is_complete(source, expected):

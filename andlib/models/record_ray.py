@@ -45,7 +45,7 @@ from andlib.data.probing import probing_clips
 from andlib.models.base import TargetModel
 from andlib.models.hooks import ActivationRecorder, token_positions
 from andlib.models.layers import resolve_layers
-from andlib.models.recording import Recording, fingerprint, read_skipped, recording_key
+from andlib.models.recording import Recording, read_skipped, target_recording_key
 from andlib.models.registry import load_target
 from andlib.store import ACTIVATIONS, ActivationCache, RunDir
 
@@ -313,14 +313,8 @@ def record_ray(cfg: Config, target: TargetModel, run: RunDir, key: str | None) -
     rows = clips.rows.reset_index(drop=True)
     layer_map = resolve_layers(target.module, cfg.record.layers)
     folder = run.path / ACTIVATIONS
-    rec_key = recording_key(
-        key,
-        target.name,
-        fingerprint(target.module),
-        layer_map,
-        cfg.record.pooling,
-        cfg.model.batch_size,
-        rows["clip_id"].tolist(),
+    rec_key = target_recording_key(
+        key, target, layer_map, cfg.record.pooling, cfg.model.batch_size, rows["clip_id"].tolist()
     )
     fault = str(folder / FAULT_MARK.format(key=rec_key))
     startup = 0.0

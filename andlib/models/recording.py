@@ -8,8 +8,8 @@ Both engines of the record stage write through :class:`Recording`: the local rec
 is complete, so a recording with an index is finished. A recording opened again under the
 same key resumes after the last shard every layer has finished.
 
-Public surface: :class:`Recording`, :func:`recording_key`, :func:`fingerprint`,
-:func:`warn_long_clips`, :func:`read_skipped`, :data:`SKIPPED_LOG`.
+Public surface: :class:`Recording`, :func:`recording_key`, :func:`target_recording_key`,
+:func:`fingerprint`, :func:`warn_long_clips`, :func:`read_skipped`, :data:`SKIPPED_LOG`.
 """
 
 from __future__ import annotations
@@ -69,6 +69,21 @@ def recording_key(
             "batch_size": batch_size,
             "clips": stable_hash(list(clip_ids)),
         }
+    )
+
+
+def target_recording_key(
+    key: str | None,
+    target: TargetModel,
+    layers: Mapping[str, str],
+    pooling: str,
+    batch_size: int,
+    clip_ids: Sequence[str],
+) -> str:
+    """:func:`recording_key` of ``target`` (its name and the :func:`fingerprint` of its
+    weights) recording ``layers`` on ``clip_ids``."""
+    return recording_key(
+        key, target.name, fingerprint(target.module), layers, pooling, batch_size, clip_ids
     )
 
 
