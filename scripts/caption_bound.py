@@ -26,7 +26,7 @@ import pandas as pd
 
 from andlib.config import load_config
 from andlib.evaluate.hidden import majority
-from andlib.store import RunDir, read_clips, read_neurons, read_table
+from andlib.store import RunDir, decode_list, read_clips, read_neurons, read_table
 from andlib.text.names import normalize_concept
 
 
@@ -43,11 +43,7 @@ def bound_table(run: RunDir) -> tuple[pd.DataFrame, str]:
     neurons = neurons[neurons["layer"] != cfg.evaluate.classifier_layer]
     rows = []
     for r in neurons.itertuples():
-        top = (
-            list(r.top_clips)[:k]
-            if not isinstance(r.top_clips, str)
-            else r.top_clips.split(";")[:k]
-        )
+        top = decode_list(r.top_clips)[:k]
         cls, n = Counter(clips.loc[c, "category"] for c in top).most_common(1)[0]
         if n < majority(k):
             continue
