@@ -66,6 +66,7 @@ from andlib.models.train_loop import checkpoint_dir as checkpoint_dir
 from andlib.models.train_loop import fit_classifier as fit_classifier
 from andlib.models.train_loop import linear_probe as linear_probe
 from andlib.models.train_loop import model_from_init as model_from_init
+from andlib.models.train_loop import resumed_seconds
 from andlib.store import write_json
 
 log = logging.getLogger(__name__)
@@ -224,6 +225,7 @@ def _ensure_pretrained(cfg: Config, feats: Features) -> tuple[Path, dict[str, An
         seed = train_seed(cfg)
         model: Any = build_model(cfg.train, feats.class_names, seed).to(_train_device(cfg))
         ckpt = checkpoint_dir(path) / "pretrain.pt"
+        t0 -= resumed_seconds(ckpt)  # an interrupted earlier run's share
         history = pretrain(model, feats, cfg.train, rng(seed, "train", "pretrain"), ckpt)
         model.cpu()
         meta = {
@@ -299,6 +301,7 @@ def train_model(cfg: Config, strategy: str | None = None) -> Path:
             history["linear"] = linear_probe(model, feats, tc, gen)
         else:
             ckpt = checkpoint_dir(dest) / "finetune.pt"
+            t0 -= resumed_seconds(ckpt)  # an interrupted earlier run's share
             history["finetune"] = fit_classifier(model, feats, tc, gen, checkpoint=ckpt)
         seconds = time.time() - t0 + pre.get("pretrain_seconds", 0.0)
         last = history["linear" if strategy == "ssl-frozen" else "finetune"][-1]

@@ -294,6 +294,15 @@ def checkpoint_dir(dest: Path) -> Path:
     return dest.parent / f".{dest.name}.checkpoints"
 
 
+def resumed_seconds(checkpoint: Path) -> float:
+    """Training seconds an interrupted earlier run spent before ``checkpoint`` (0 when there is
+    none): a resumed run adds them to its own clock, so the time it reports is the whole
+    training's, not the last sitting's."""
+    if not checkpoint.exists():
+        return 0.0
+    return float(torch.load(checkpoint, map_location="cpu", weights_only=False)["seconds"])
+
+
 # --------------------------------------------------------------------------------------------
 # Supervised training and the linear probe
 # --------------------------------------------------------------------------------------------

@@ -156,6 +156,25 @@ def test_an_interrupted_training_resumes_from_its_checkpoint_to_the_same_weights
     assert [r["loss"] for r in resumed] == [r["loss"] for r in plain]
 
 
+def test_resumed_seconds_reads_the_interrupted_runs_time_from_its_checkpoint(tmp_path):
+    ckpt = tmp_path / "finetune.pt"
+    assert train_loop.resumed_seconds(ckpt) == 0.0
+    model = torch.nn.Linear(2, 2)
+    optimizer = torch.optim.AdamW(model.parameters())
+    train_loop._save_checkpoint(ckpt, model, optimizer, np.random.default_rng(0), [], 3, 9, 812.5)
+    assert train_loop.resumed_seconds(ckpt) == 812.5
+
+
+@requires_esc50
+def test_a_resumed_training_reports_the_time_of_both_sittings(tiny_cfg, monkeypatch):
+    cfg = tiny_cfg()
+    dest = train.model_dir(cfg, "supervised")
+    ckpt = train.checkpoint_dir(dest) / "finetune.pt"
+    monkeypatch.setattr(train, "resumed_seconds", lambda path: 1000.0 if path == ckpt else 0.0)
+    metrics = train.read_metrics(train.train_model(cfg, "supervised"))
+    assert 1000.0 < metrics["train_seconds"] < 1000.0 + 600
+
+
 @requires_esc50
 def test_train_model_removes_its_checkpoints_once_the_model_is_saved(tiny_cfg):
     cfg = tiny_cfg()
