@@ -244,7 +244,11 @@ def comparison_page(run: RunDir, cfg: Config) -> str:
         wide = table.set_index("model").T.reset_index().rename(columns={"index": "measure"})
         parts += ["", "## Models compared", "", markdown_table(wide)]
     else:
-        parts += ["", "(no `analysis/models_table.csv` yet: run the analyze stage on this config)"]
+        parts += [
+            "",
+            "(no single-run models table: `analysis/models_table.csv` comes from "
+            f"`python -m andlib reproduce --config configs/{cfg.name}.yaml`)",
+        ]
     committed = _committed(cfg)
     if (
         committed["seeds"]
@@ -259,7 +263,8 @@ def comparison_page(run: RunDir, cfg: Config) -> str:
         markdown_table(PAPER_TABLE2),
     ]
     for strategy, sub in strategy_runs(cfg).items():
-        parts += ["", f"## {strategy}"]
+        seed = re.fullmatch(r"seed(\d+)", sub.path.name)
+        parts += ["", f"## {strategy}" + (f", training seed {seed[1]}" if seed else "")]
         for title, df in tables(sub, cfg).items():
             parts += ["", f"### {title}", "", markdown_table(df)]
     return "\n".join(parts) + "\n"
