@@ -79,9 +79,9 @@ def write_tone(
     return path
 
 
-@pytest.fixture
-def tiny_ast():
-    """A tiny AST classifier built from a config (random weights) with its feature extractor."""
+def build_tiny_ast(num_labels: int = 4):
+    """A tiny AST classifier from a config (random weights, ``num_labels`` classes named
+    ``class_i``) and its feature extractor: the shape every test of the AST path uses."""
     from transformers import ASTConfig, ASTFeatureExtractor, ASTForAudioClassification
 
     cfg = ASTConfig(
@@ -94,10 +94,16 @@ def tiny_ast():
         frequency_stride=16,
         time_stride=16,
         patch_size=16,
-        num_labels=4,
-        id2label={i: f"class_{i}" for i in range(4)},
-        label2id={f"class_{i}": i for i in range(4)},
+        num_labels=num_labels,
+        id2label={i: f"class_{i}" for i in range(num_labels)},
+        label2id={f"class_{i}": i for i in range(num_labels)},
     )
     model = ASTForAudioClassification(cfg).eval()
     fe = ASTFeatureExtractor(num_mel_bins=32, max_length=128, sampling_rate=16000)
     return model, fe
+
+
+@pytest.fixture
+def tiny_ast():
+    """A tiny AST classifier built from a config (random weights) with its feature extractor."""
+    return build_tiny_ast(4)

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from tests.conftest import write_tone
+from tests.conftest import build_tiny_ast, write_tone
 
 
 @pytest.fixture
@@ -67,22 +67,10 @@ def local_ray():
 @pytest.fixture(scope="module")
 def ray_setup(tmp_path_factory):
     """A saved tiny AST and a folder of 11 tones in two classes plus one broken file."""
-    from transformers import ASTConfig, ASTFeatureExtractor, ASTForAudioClassification
-
     base = tmp_path_factory.mktemp("ray")
-    cfg = ASTConfig(
-        hidden_size=32,
-        num_hidden_layers=2,
-        num_attention_heads=2,
-        intermediate_size=64,
-        num_mel_bins=32,
-        max_length=128,
-        frequency_stride=16,
-        time_stride=16,
-        num_labels=2,
-    )
-    ASTForAudioClassification(cfg).eval().save_pretrained(base / "model")
-    ASTFeatureExtractor(num_mel_bins=32, max_length=128).save_pretrained(base / "model")
+    model, fe = build_tiny_ast(2)
+    model.save_pretrained(base / "model")
+    fe.save_pretrained(base / "model")
     for i in range(11):
         write_tone(base / "audio" / ("low" if i % 2 else "high") / f"t{i:02d}.wav", 200 + 90 * i)
     (base / "audio" / "low" / "t05b.wav").write_bytes(b"not audio")  # skipped by both engines
