@@ -172,7 +172,7 @@ def test_a_resumed_training_reports_the_time_of_both_sittings(tiny_cfg, monkeypa
     ckpt = train.checkpoint_dir(dest) / "finetune.pt"
     monkeypatch.setattr(train, "resumed_seconds", lambda path: 1000.0 if path == ckpt else 0.0)
     metrics = train.read_metrics(train.train_model(cfg, "supervised"))
-    assert 1000.0 < metrics["train_seconds"] < 1000.0 + 600
+    assert 1000.0 <= metrics["train_seconds"] < 1000.0 + 600  # without the sitting before: ~0
 
 
 @requires_esc50
