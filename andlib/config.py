@@ -365,8 +365,9 @@ _CHOICES = {
 }
 
 
-TAGGER_FEATURES = ("hand", "whisper-base")
-"""``captioner.tagger_features``: the hand-made statistics, or a model's pooled features."""
+TAGGER_FEATURES = ("hand", "hand+extra", "whisper-base")
+"""``captioner.tagger_features``: the hand-made statistics (``hand+extra``: with 347 more), or a
+model's pooled features."""
 
 TAGGER_MODELS = ("ensemble", "logistic")
 """``captioner.tagger_model``: the tagger's classifier."""

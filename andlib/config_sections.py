@@ -249,7 +249,8 @@ class CaptionerConfig:
     loss on ESC-50's hand features (docs/captioners.md), which never look at a target model."""
     tagger_features: str = field(default="hand", metadata={"keyless_default": True})
     """``tagger+acoustic``: what the tagger reads. ``hand``: fixed log-mel / MFCC / contrast /
-    modulation statistics; ``whisper-base``: Whisper-base's encoder output of one block,
+    modulation statistics; ``hand+extra``: those and 347 more (spectral shape, onset rhythm,
+    chroma, band moments; one point more top-1, docs/captioners.md); ``whisper-base``: Whisper-base's encoder output of one block,
     mean-pooled over the clip's positions (trimmed input; loaded offline like the target
     ``whisper-base``; docs/captioners.md). A captioner may not share its model with the target
     it describes (see ``allow_same_model``)."""

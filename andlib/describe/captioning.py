@@ -69,8 +69,12 @@ def get_captioner(cfg: Config) -> Captioner:
     if name == "tagger+acoustic":
         from andlib.describe.tagger import TaggerCaptioner
 
-        features = None
-        if c.tagger_features != "hand":
+        features: Any = None  # the hand statistics
+        if c.tagger_features == "hand+extra":
+            from andlib.describe.tagger_extra import ExtendedFeatures
+
+            features = ExtendedFeatures(cache)
+        elif c.tagger_features != "hand":
             features = EncoderFeatures(cfg, c.tagger_features)
         return TaggerCaptioner(
             cache, c.num_workers, c.tagger_splits, c.tagger_c, cfg.seed, features, c.tagger_model

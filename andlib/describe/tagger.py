@@ -28,7 +28,7 @@ from __future__ import annotations
 import logging
 import time
 import warnings
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -101,15 +101,21 @@ def tagger_features(audio: np.ndarray, sr: int) -> np.ndarray:
     return np.concatenate(parts).astype(np.float32)
 
 
-class _FeatureStore:
-    """Tagger features per clip, keyed by audio digest, in one ``.npz`` per feature version."""
+class FeatureStore:
+    """Fixed per-clip features (``measure(audio, sr) -> [d]``, default :func:`tagger_features`),
+    keyed by audio digest, in one ``.npz`` per feature version."""
 
     settings: dict[str, Any] = {}
     """What the stage key adds for these features (nothing: the default's key is as it was)."""
     description = "log-mel/MFCC/contrast/modulation statistics"
 
-    def __init__(self, path: Path | None):
+    def __init__(
+        self,
+        path: Path | None,
+        measure: Callable[[np.ndarray, int], np.ndarray] = tagger_features,
+    ):
         self.path = path
+        self.measure = measure
         self._rows: dict[str, np.ndarray] = {}
         if path is not None and path.exists():
             with np.load(path) as z:
@@ -120,7 +126,7 @@ class _FeatureStore:
         if todo:
             log.info("tagger: measuring %d of %d clips", len(todo), len(digests))
             for i in todo:
-                self._rows[digests[i]] = tagger_features(audio[i], sr)
+                self._rows[digests[i]] = self.measure(audio[i], sr)
             self._save()
         return np.stack([self._rows[d] for d in digests])
 
@@ -374,7 +380,7 @@ class TaggerCaptioner(Captioner):
         }
         if model != "logistic":
             self.settings["model"] = model
-        self.features = features or _FeatureStore(
+        self.features = features or FeatureStore(
             cache_dir / f"tagger-features-v{TAGGER_VERSION}.npz" if cache_dir else None
         )
         self.settings |= self.features.settings
