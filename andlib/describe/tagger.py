@@ -140,6 +140,11 @@ class FeatureStore:
         tmp.replace(self.path)
 
 
+def hand_features(cache_dir: Path | None) -> FeatureStore:
+    """The tagger's hand statistics (:func:`tagger_features`), cached in ``cache_dir``."""
+    return FeatureStore(cache_dir / f"tagger-features-v{TAGGER_VERSION}.npz" if cache_dir else None)
+
+
 # --------------------------------------------------------------------------------------------
 # Cross-fitting
 # --------------------------------------------------------------------------------------------
@@ -380,9 +385,7 @@ class TaggerCaptioner(Captioner):
         }
         if model != "logistic":
             self.settings["model"] = model
-        self.features = features or FeatureStore(
-            cache_dir / f"tagger-features-v{TAGGER_VERSION}.npz" if cache_dir else None
-        )
+        self.features = features or hand_features(cache_dir)
         self.settings |= self.features.settings
         self.last_report: dict[str, Any] | None = None
         self.last_predictions: pd.DataFrame | None = None

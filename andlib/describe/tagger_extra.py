@@ -20,7 +20,7 @@ from typing import Any
 
 import numpy as np
 
-from andlib.describe.tagger import TAGGER_VERSION, FeatureStore
+from andlib.describe.tagger import FeatureStore, hand_features
 
 EXTRA_VERSION = 1
 """Bump when :func:`extra_features` changes."""
@@ -79,9 +79,7 @@ class ExtendedFeatures:
     description = "log-mel/MFCC/contrast/modulation statistics plus spectral-shape, onset, chroma and band-moment statistics"
 
     def __init__(self, cache_dir: Path | None):
-        self.hand = FeatureStore(
-            cache_dir / f"tagger-features-v{TAGGER_VERSION}.npz" if cache_dir else None
-        )
+        self.hand = hand_features(cache_dir)
         self.extra = FeatureStore(
             cache_dir / f"tagger-extra-features-v{EXTRA_VERSION}.npz" if cache_dir else None,
             extra_features,
