@@ -12,17 +12,10 @@ import pytest
 from andlib.config import ConfigError
 from andlib.models import activations as act
 from andlib.store import ActivationCache, RunDir
-from tests.models.test_sae_layer import probing, toy_target
+from tests.models.test_sae_layer import TOY_SAE, probing, toy_target
 
 COMMAND = "python -m andlib record --config base.yaml"
-SAE = {
-    "sae.layers": ["proj"],
-    "sae.k": 2,
-    "sae.expansion": 2,
-    "sae.token_budget": 384,
-    "sae.batch_size": 32,
-    "sae.shard_rows": 20,
-}
+SAE = TOY_SAE
 
 
 @pytest.fixture

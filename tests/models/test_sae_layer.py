@@ -135,17 +135,23 @@ def test_clips_without_folds_are_a_one_line_error():
         sae_layer.clip_folds(ps)
 
 
+TOY_SAE = {
+    "sae.layers": ["proj"],
+    "sae.k": 2,
+    "sae.expansion": 2,
+    "sae.token_budget": 384,
+    "sae.batch_size": 32,
+    "sae.shard_rows": 20,
+}
+"""The SAE settings of the toy target's tests: a small SAE on ``proj``."""
+
+
 def sae_config(tmp_cfg, **sae):
     return tmp_cfg(
         {
             "record.layers": ["proj"],
             "model.batch_size": 4,
-            "sae.layers": ["proj"],
-            "sae.k": 2,
-            "sae.expansion": 2,
-            "sae.token_budget": 384,
-            "sae.batch_size": 32,
-            "sae.shard_rows": 20,
+            **TOY_SAE,
             **{f"sae.{k}": v for k, v in sae.items()},
         }
     )
