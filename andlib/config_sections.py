@@ -250,10 +250,10 @@ class CaptionerConfig:
     tagger_features: str = field(default="hand", metadata={"keyless_default": True})
     """``tagger+acoustic``: what the tagger reads. ``hand``: fixed log-mel / MFCC / contrast /
     modulation statistics; ``hand+extra``: those and 347 more (spectral shape, onset rhythm,
-    chroma, band moments; one point more top-1, docs/captioners.md); ``whisper-base``: Whisper-base's encoder output of one block,
-    mean-pooled over the clip's positions (trimmed input; loaded offline like the target
-    ``whisper-base``; docs/captioners.md). A captioner may not share its model with the target
-    it describes (see ``allow_same_model``)."""
+    chroma, band moments; 0.8 points more top-1, docs/captioners.md); ``whisper-base``:
+    Whisper-base's encoder output of one block, mean-pooled over the clip's positions (trimmed
+    input; loaded offline like the target ``whisper-base``; docs/captioners.md). A captioner
+    may not share its model with the target it describes (see ``allow_same_model``)."""
     allow_same_model: bool = field(default=False, metadata={"keyless_default": True})
     """Allow a captioner that uses the target's own model (the same family and size, from any
     source: ``whisper-base`` and ``openai/whisper-base`` are one model). Off: such a pairing is

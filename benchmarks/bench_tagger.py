@@ -1,6 +1,6 @@
 """Benchmark the source tagger's features: cross-fitted top-1 / top-3 on the probing set.
 
-For each of ``captioner.tagger_features`` (``hand``, ``whisper-base``) and each
+For each of ``captioner.tagger_features`` (``hand``, ``hand+extra``, ``whisper-base``) and each
 ``captioner.tagger_model`` (``ensemble``, ``logistic``) it measures the features of every clip
 (or reads them from the cache), fits the cross-fitted tagger exactly as the caption stage does
 (:meth:`TaggerCaptioner.probabilities`: the same splits, ``C`` and classifier) and reports its
@@ -13,7 +13,7 @@ The probing set is the config's (default: ``configs/default.yaml``, all 2000 ESC
 16 kHz, 5 s, cross-fitted on the official folds).
 
 Run: ``nice -n 19 .venv/bin/python benchmarks/bench_tagger.py [--config FILE] [--set KEY=VALUE]
-[--features hand whisper-base] [--models ensemble logistic] [--blocks] [--out FILE.json]``
+[--features hand hand+extra whisper-base] [--models ensemble logistic] [--blocks] [--out FILE.json]``
 """
 
 from __future__ import annotations
