@@ -247,10 +247,11 @@ class CaptionerConfig:
     logistic regression, an RBF support-vector machine (isotonic-calibrated) and a one-layer
     MLP; ``logistic``: the logistic regression alone. Picked by cross-fitted accuracy and log
     loss on ESC-50's hand features (docs/captioners.md), which never look at a target model."""
-    tagger_features: str = field(default="hand", metadata={"keyless_default": True})
-    """``tagger+acoustic``: what the tagger reads. ``hand``: fixed log-mel / MFCC / contrast /
-    modulation statistics; ``hand+extra``: those and 347 more (spectral shape, onset rhythm,
-    chroma, band moments; 0.8 points more top-1, docs/captioners.md); ``whisper-base``:
+    tagger_features: str = field(default="hand+extra", metadata={"keyless_default": True})
+    """``tagger+acoustic``: what the tagger reads. ``hand+extra`` (default): fixed log-mel /
+    MFCC / contrast / modulation statistics and 347 more (spectral shape, onset rhythm, chroma,
+    band moments; picked by the tagger's cross-fitted top-1 and log loss, docs/captioners.md);
+    ``hand``: the first set alone; ``whisper-base``:
     Whisper-base's encoder output of one block, mean-pooled over the clip's positions (trimmed
     input; loaded offline like the target ``whisper-base``; docs/captioners.md). A captioner
     may not share its model with the target it describes (see ``allow_same_model``)."""

@@ -84,12 +84,12 @@ def test_a_transformers_captioner_on_the_targets_model_is_refused(tmp_cfg):
 
 def test_the_caption_key_changes_with_the_tagger_features_only(tmp_cfg):
     base = {"captioner.name": "tagger+acoustic"}
-    hand = tmp_cfg(base)
-    run = RunDir.from_config(hand)
+    default = tmp_cfg(base)
+    run = RunDir.from_config(default)
     whisper = tmp_cfg({**base, "captioner.tagger_features": "whisper-base"})
-    explicit = tmp_cfg({**base, "captioner.tagger_features": "hand"})
-    assert SPEC.key(hand, run) == SPEC.key(explicit, run)
-    assert SPEC.key(hand, run) != SPEC.key(whisper, run)
+    explicit = tmp_cfg({**base, "captioner.tagger_features": "hand+extra"})
+    assert SPEC.key(default, run) == SPEC.key(explicit, run)
+    assert SPEC.key(default, run) != SPEC.key(whisper, run)
 
 
 # --------------------------------------------------------------------------------------------

@@ -49,14 +49,16 @@ def test_extended_features_put_the_hand_statistics_first_and_cache_both(tmp_path
     np.testing.assert_array_equal(again.get(audio, digests, SR), x)
 
 
-def test_hand_plus_extra_is_a_tagger_option_with_its_own_caption_key(tmp_cfg):
+def test_hand_plus_extra_is_the_default_tagger_and_hand_alone_has_its_own_caption_key(tmp_cfg):
     base = {"captioner.name": "tagger+acoustic"}
-    cfg = tmp_cfg({**base, "captioner.tagger_features": "hand+extra"})
+    cfg = tmp_cfg(base)
+    assert load_config("configs/default.yaml").captioner.tagger_features == "hand+extra"
     tagger = get_captioner(cfg)
     assert isinstance(tagger, TaggerCaptioner)
     assert isinstance(tagger.features, ExtendedFeatures)
     assert tagger.settings["tagger_features"] == "hand+extra"
-    hand = tmp_cfg(base)
+    hand = tmp_cfg({**base, "captioner.tagger_features": "hand"})
+    assert not isinstance(get_captioner(hand).features, ExtendedFeatures)
     run = RunDir.from_config(hand)
     assert SPEC.key(hand, run) != SPEC.key(cfg, run)
 
