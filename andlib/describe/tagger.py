@@ -6,8 +6,9 @@ same job honestly:
 
 - a classifier (``captioner.tagger_model``: by default the mean probabilities of a logistic
   regression, an RBF SVM and an MLP, :func:`_classifier`) on fixed log-mel / MFCC /
-  spectral-contrast / modulation statistics (:func:`tagger_features`; a different model
-  family from the target AST, so the two do not share the same mistakes) is trained on the probing set's labels; with
+  spectral-contrast / modulation statistics (:func:`tagger_features`; by default with 347
+  more from :mod:`andlib.describe.tagger_extra`; a different model family from the target
+  AST, so the two do not share the same mistakes) is trained on the probing set's labels; with
   ``captioner.tagger_features: whisper-base`` on Whisper-base's pooled encoder features
   instead (:mod:`andlib.describe.encoder_features`; never for a Whisper-base target);
 - it is **cross-fitted**: the caption of a clip in split *f* comes from a tagger trained only
