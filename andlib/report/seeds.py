@@ -35,6 +35,9 @@ from andlib.store import (
 
 MIN_SEEDS = 2
 """An ordering is stated only when at least one of the two models has this many seeds."""
+TIE = 1e-6
+"""Two seeds' values closer than this are tied, not ordered: measures move at float precision
+(a slope of 0.0015625 came out as 0.0015625000000000036 in one seed and exactly in another)."""
 
 
 def _per_neuron(run: RunDir, table: str, column: str) -> pd.DataFrame | None:
@@ -176,9 +179,10 @@ def seed_orderings(per_seed: pd.DataFrame) -> pd.DataFrame:
     ``measure, higher, lower, higher_mean, lower_mean, n_higher, n_lower, share_of_pairs,
     holds_in_every_seed``: ``higher`` is the model with the larger mean over its seeds;
     ``share_of_pairs`` the share of (seed of ``higher``, seed of ``lower``) pairs in which
-    ``higher`` is above. The ordering holds in every seed when every seed of ``higher`` is
-    above every seed of ``lower`` (their seed ranges do not overlap, so it holds however
-    the seeds are paired) and at least one of the two has :data:`MIN_SEEDS` seeds.
+    ``higher`` is above by more than :data:`TIE`. The ordering holds in every seed when every
+    seed of ``higher`` is above every seed of ``lower`` (their seed ranges do not overlap, so
+    it holds however the seeds are paired) and at least one of the two has :data:`MIN_SEEDS`
+    seeds.
     """
     rows = []
     data = per_seed.dropna(subset=["value"])
@@ -189,7 +193,7 @@ def seed_orderings(per_seed: pd.DataFrame) -> pd.DataFrame:
         for i, a in enumerate(models):
             for b in models[i + 1 :]:
                 hi, lo = (a, b) if values[a].mean() >= values[b].mean() else (b, a)
-                above = values[hi][:, None] > values[lo][None, :]
+                above = values[hi][:, None] - values[lo][None, :] > TIE
                 enough = max(len(values[hi]), len(values[lo])) >= MIN_SEEDS
                 rows.append(
                     {

@@ -170,3 +170,21 @@ def test_one_run_per_model_states_no_ordering(tmp_cfg):
     assert not summary["holds_in_every_seed"].any()
     assert not result["orderings"]["holds_in_every_seed"].any()
     assert result["verdict"].startswith("One run per model: no ordering is stated")
+
+
+def test_seeds_tied_at_float_precision_do_not_order_two_models():
+    from andlib.report.seeds import seed_orderings
+
+    per_seed = pd.DataFrame(
+        {
+            "model": ["frozen"] * 3 + ["finetuned"] * 3,
+            "seed": [0, 1, 2] * 2,
+            "measure": "polysemantic_slope",
+            "value": [0.009, 0.0015625000000000036, 0.022, -0.027, -0.051, 0.0015625],
+        }
+    )
+    row = seed_orderings(per_seed).iloc[0]
+    assert row["higher"] == "frozen" and not row["holds_in_every_seed"]
+    assert row["share_of_pairs"] == pytest.approx(8 / 9)
+    per_seed.loc[5, "value"] = 0.0015
+    assert seed_orderings(per_seed).iloc[0]["holds_in_every_seed"]
