@@ -251,10 +251,10 @@ class CaptionerConfig:
     """``tagger+acoustic``: what the tagger reads. ``hand+extra`` (default): fixed log-mel /
     MFCC / contrast / modulation statistics and 347 more (spectral shape, onset rhythm, chroma,
     band moments; picked by the tagger's cross-fitted top-1 and log loss, docs/captioners.md);
-    ``hand``: the first set alone; ``whisper-base``:
-    Whisper-base's encoder output of one block, mean-pooled over the clip's positions (trimmed
-    input; loaded offline like the target ``whisper-base``; docs/captioners.md). A captioner
-    may not share its model with the target it describes (see ``allow_same_model``)."""
+    ``hand``: the first set alone; ``whisper-base``: Whisper-base's encoder output of one
+    block, mean-pooled over the clip's positions (trimmed input; loaded offline like the
+    target ``whisper-base``; docs/captioners.md). A captioner may not share its model with the
+    target it describes (see ``allow_same_model``)."""
     allow_same_model: bool = field(default=False, metadata={"keyless_default": True})
     """Allow a captioner that uses the target's own model (the same family and size, from any
     source: ``whisper-base`` and ``openai/whisper-base`` are one model). Off: such a pairing is

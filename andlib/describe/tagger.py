@@ -107,7 +107,8 @@ class FeatureStore:
     keyed by audio digest, in one ``.npz`` per feature version."""
 
     settings: dict[str, Any] = {}
-    """What the stage key adds for these features (nothing: the default's key is as it was)."""
+    """What the stage key adds for these features (nothing: ``hand`` keys are as they were
+    before the other feature sets existed)."""
     description = "log-mel/MFCC/contrast/modulation statistics"
 
     def __init__(
