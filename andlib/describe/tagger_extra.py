@@ -74,7 +74,7 @@ def extra_features(audio: np.ndarray, sr: int) -> np.ndarray:
 
 class ExtendedFeatures:
     """The tagger's hand statistics and :func:`extra_features`, side by side (``[n, 889]``),
-    each cached per clip under ``cache_dir`` (the hand ones in the default tagger's file)."""
+    each cached per clip under ``cache_dir`` (the hand ones in the ``hand`` tagger's file)."""
 
     description = (
         "log-mel/MFCC/contrast/modulation statistics plus spectral-shape, onset, chroma and "

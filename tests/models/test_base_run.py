@@ -15,7 +15,6 @@ from andlib.store import ActivationCache, RunDir
 from tests.models.test_sae_layer import TOY_SAE, probing, toy_target
 
 COMMAND = "python -m andlib record --config base.yaml"
-SAE = TOY_SAE
 
 
 @pytest.fixture
@@ -53,7 +52,7 @@ def configs(tmp_cfg, tmp_path, base_pooling="mean", **base):
     sae_cfg = tmp_cfg(
         {
             **common,
-            **SAE,
+            **TOY_SAE,
             "run_dir": str(tmp_path / "sae"),
             "record.base.run_dir": str(tmp_path / "base"),
             "record.base.command": COMMAND,
@@ -109,7 +108,7 @@ def _flat(cfg):
         "model.batch_size": cfg.model.batch_size,
         "record.base.run_dir": cfg.record.base.run_dir,
         "record.base.command": cfg.record.base.command,
-        **{k: getattr(cfg.sae, k.split(".")[1]) for k in SAE},
+        **{k: getattr(cfg.sae, k.split(".")[1]) for k in TOY_SAE},
     }
 
 
